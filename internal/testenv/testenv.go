@@ -20,8 +20,8 @@ import (
 // Defaults match the services of a development machine; override with the variables.
 const (
 	defaultAdminDSN = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" // TEST_PG_ADMIN_DSN
-	defaultAMQPURL  = "amqp://guest:guest@127.0.0.1:5672/"                            // TEST_AMQP_URL
-	defaultMgmtURL  = "http://guest:guest@127.0.0.1:15672"                            // TEST_RABBITMQ_API
+	defaultAMQPURL  = "amqp://guest:guest@127.0.0.1:5672/"                          // TEST_AMQP_URL
+	defaultMgmtURL  = "http://guest:guest@127.0.0.1:15672"                          // TEST_RABBITMQ_API
 )
 
 func env(name, def string) string {

@@ -67,6 +67,7 @@ type CommitRequest struct {
 // CommitResult is the outcome of a commit: the recorded event, and whether it is the
 // original record of an earlier copy of the same request (nothing new was appended).
 type CommitResult struct {
+	EventID  uuid.UUID // id of the stored event (the notifyCommit envelope's id)
 	Event    domain.Committed
 	Replayed bool
 }

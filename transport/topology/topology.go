@@ -1,0 +1,116 @@
+// Package topology owns the names and declarations of the broker objects of PROTOCOL.md
+// §1: the RPC exchange and request queue, the per-workspace and per-user fan-out
+// exchanges, and the durable per-device event queues with their bindings. Every
+// declaration here is idempotent, so a server may repeat it after any reconnect.
+package topology
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Fixed names of PROTOCOL.md §1.
+const (
+	RPCExchange  = "rpc_global_exchange"
+	RequestQueue = "ISyncService"
+)
+
+// Event queue defaults (PROTOCOL.md §1).
+const (
+	DefaultQueueExpiry    = 7 * 24 * time.Hour
+	DefaultQueueMaxLength = 10000
+)
+
+// EventExchange names the fan-out exchange of a workspace or user id.
+func EventExchange(id uuid.UUID) string { return "multi#" + id.String() }
+
+// DeviceQueue names a device's durable event queue.
+func DeviceQueue(user, device uuid.UUID) string {
+	return "events." + user.String() + "." + device.String()
+}
+
+// DeclareRPC declares the request exchange and queue and binds them; requestQueue is
+// normally RequestQueue (tests may isolate themselves with another name).
+func DeclareRPC(ch *amqp.Channel, requestQueue string) error {
+	if err := ch.ExchangeDeclare(RPCExchange, amqp.ExchangeDirect, false, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", RPCExchange, err)
+	}
+	if _, err := ch.QueueDeclare(requestQueue, false, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare queue %s: %w", requestQueue, err)
+	}
+	if err := ch.QueueBind(requestQueue, requestQueue, RPCExchange, false, nil); err != nil {
+		return fmt.Errorf("bind queue %s: %w", requestQueue, err)
+	}
+	return nil
+}
+
+// DeclareEventExchange declares the fan-out exchange of a workspace or user.
+func DeclareEventExchange(ch *amqp.Channel, id uuid.UUID) error {
+	name := EventExchange(id)
+	if err := ch.ExchangeDeclare(name, amqp.ExchangeFanout, false, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", name, err)
+	}
+	return nil
+}
+
+// QueueOptions bound a device event queue.
+type QueueOptions struct {
+	Expiry    time.Duration // unused queues are deleted after this; default 7 days
+	MaxLength int           // oldest events are dropped beyond this; default 10,000
+}
+
+func (o QueueOptions) args() amqp.Table {
+	if o.Expiry <= 0 {
+		o.Expiry = DefaultQueueExpiry
+	}
+	if o.MaxLength <= 0 {
+		o.MaxLength = DefaultQueueMaxLength
+	}
+	return amqp.Table{
+		"x-expires":    int64(o.Expiry / time.Millisecond),
+		"x-max-length": int64(o.MaxLength),
+		"x-overflow":   "drop-head",
+	}
+}
+
+// DeclareDeviceQueue declares a device's event queue and binds it to the user's exchange
+// and to the exchange of every workspace in workspaces (declaring those exchanges).
+func DeclareDeviceQueue(ch *amqp.Channel, user, device uuid.UUID, workspaces []uuid.UUID, opts QueueOptions) error {
+	q := DeviceQueue(user, device)
+	if _, err := ch.QueueDeclare(q, true, false, false, false, opts.args()); err != nil {
+		return fmt.Errorf("declare queue %s: %w", q, err)
+	}
+	for _, id := range append([]uuid.UUID{user}, workspaces...) {
+		if err := Bind(ch, user, device, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Bind binds a device's queue to the exchange of a workspace (or of the user),
+// declaring the exchange first.
+func Bind(ch *amqp.Channel, user, device, exchangeOf uuid.UUID) error {
+	if err := DeclareEventExchange(ch, exchangeOf); err != nil {
+		return err
+	}
+	q := DeviceQueue(user, device)
+	if err := ch.QueueBind(q, "", EventExchange(exchangeOf), false, nil); err != nil {
+		return fmt.Errorf("bind %s to %s: %w", q, EventExchange(exchangeOf), err)
+	}
+	return nil
+}
+
+// Unbind removes a device queue's binding to a workspace's exchange. Unbinding a queue
+// or exchange that does not exist closes the channel with a 404 in AMQP; callers use a
+// throwaway channel or check existence first.
+func Unbind(ch *amqp.Channel, user, device, workspace uuid.UUID) error {
+	q := DeviceQueue(user, device)
+	if err := ch.QueueUnbind(q, "", EventExchange(workspace), nil); err != nil {
+		return fmt.Errorf("unbind %s from %s: %w", q, EventExchange(workspace), err)
+	}
+	return nil
+}

@@ -1,0 +1,268 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+)
+
+// mapDomainErr turns a domain decision error into the service error the wire knows.
+func mapDomainErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, domain.ErrInvalidCommand), errors.Is(err, domain.ErrItemNotInHistory):
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	case errors.Is(err, domain.ErrNotMember):
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	case errors.Is(err, domain.ErrDeviceNotValid):
+		return fmt.Errorf("%w: %w", ErrDeviceNotValid, err)
+	case errors.Is(err, domain.ErrUserRemoved):
+		return fmt.Errorf("%w: %w", ErrUserNotFound, err)
+	}
+	return err
+}
+
+// Commit decides a commit request and appends its one Committed event (PROTOCOL.md §5).
+// A request repeating a processed requestId returns the original event, Replayed.
+func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, error) {
+	user, err := s.loadUser(ctx, req.UserID)
+	if err != nil {
+		return CommitResult{}, err
+	}
+	if !user.Exists() || user.Removed() {
+		return CommitResult{}, fmt.Errorf("%w: user %s", ErrUnauthorized, req.UserID)
+	}
+	if _, ok := user.Device(req.DeviceID); !ok {
+		return CommitResult{}, fmt.Errorf("%w: device %s is not registered to user %s", ErrUnauthorized, req.DeviceID, req.UserID)
+	}
+	newItems := 0
+	for _, it := range req.Items {
+		if it.ID == nil {
+			newItems++
+		}
+	}
+	ids, err := s.ids.take(ctx, newItems)
+	if err != nil {
+		return CommitResult{}, err
+	}
+	var limit, elsewhere int64
+	var quotaOwner uuid.UUID
+	out, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID), "commit:"+req.RequestID,
+		func(w *domain.Workspace, prev string) (domain.Decision, error) {
+			if !w.Exists() {
+				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, req.WorkspaceID)
+			}
+			if !w.IsMember(req.UserID) {
+				return domain.Decision{}, fmt.Errorf("%w: user %s is not a member of workspace %s", ErrUnauthorized, req.UserID, req.WorkspaceID)
+			}
+			if owner := w.OwnerID(); owner != quotaOwner {
+				quotaOwner = owner
+				if limit, elsewhere, err = s.ownerQuota(ctx, owner, req.WorkspaceID); err != nil {
+					return domain.Decision{}, err
+				}
+			}
+			d, err := w.Decide(domain.Commit{
+				RequestID: req.RequestID, WorkspaceID: req.WorkspaceID, UserID: req.UserID, DeviceID: req.DeviceID,
+				Items: req.Items, At: s.cfg.Now().UTC(), NewItemIDs: ids,
+				QuotaLimit: limit, OwnerUsedElsewhere: elsewhere, PrevHash: prev,
+			})
+			return d, mapDomainErr(err)
+		})
+	if err != nil {
+		return CommitResult{}, err
+	}
+	c, ok := out.event.(domain.Committed)
+	if !ok {
+		return CommitResult{}, fmt.Errorf("%w: requestId %q was used by a %s in workspace %s", ErrInvalid, req.RequestID, out.event.EventType(), req.WorkspaceID)
+	}
+	return CommitResult{EventID: out.eventID, Event: c, Replayed: out.replayed}, nil
+}
+
+// ownerQuota returns the owner's limit and bytes used in their other workspaces.
+func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID) (limit, elsewhere int64, err error) {
+	u, err := s.loadUser(ctx, owner)
+	if err != nil {
+		return 0, 0, err
+	}
+	if u.QuotaLimit() == 0 {
+		return 0, 0, nil // no limit: usage elsewhere only feeds the notification
+	}
+	elsewhere, err = s.reads.OwnerUsage(ctx, owner, ws)
+	if err != nil {
+		return 0, 0, fmt.Errorf("quota of %s: %w", owner, err)
+	}
+	return u.QuotaLimit(), elsewhere, nil
+}
+
+// UpdateDevice registers a device (DeviceID nil) or updates one of the user's devices,
+// and returns its id. Registering again with the same requestId returns the same id.
+func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (uuid.UUID, error) {
+	fresh := uuid.New()
+	key := "device:" + req.RequestID
+	out, err := execute(ctx, s, s.users, req.UserID, domain.UserStream(req.UserID), key,
+		func(u *domain.User, prev string) (domain.Decision, error) {
+			if !u.Exists() || u.Removed() {
+				return domain.Decision{}, fmt.Errorf("%w: %s", ErrUserNotFound, req.UserID)
+			}
+			now := s.cfg.Now().UTC()
+			var d domain.Decision
+			var err error
+			if req.DeviceID == nil {
+				d, err = u.Decide(domain.RegisterDevice{RequestID: req.RequestID, UserID: req.UserID, DeviceID: fresh,
+					Name: req.Name, OS: req.OS, IP: req.IP, AppVersion: req.AppVersion, At: now, PrevHash: prev})
+			} else {
+				d, err = u.Decide(domain.UpdateDevice{RequestID: req.RequestID, UserID: req.UserID, DeviceID: *req.DeviceID,
+					Name: req.Name, OS: req.OS, IP: req.IP, AppVersion: req.AppVersion, At: now, PrevHash: prev})
+			}
+			return d, mapDomainErr(err)
+		})
+	if err != nil {
+		return uuid.Nil, err
+	}
+	switch ev := out.event.(type) {
+	case domain.DeviceRegistered:
+		return ev.DeviceID, nil
+	case domain.DeviceUpdated:
+		return ev.DeviceID, nil
+	}
+	return uuid.Nil, fmt.Errorf("%w: requestId %q was used by a %s", ErrInvalid, req.RequestID, out.event.EventType())
+}
+
+// UpdateWorkspace sets the caller's own name and mount point for a workspace.
+func (s *Service) UpdateWorkspace(ctx context.Context, req UpdateWorkspaceRequest) error {
+	_, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID), "member:"+req.RequestID,
+		func(w *domain.Workspace, prev string) (domain.Decision, error) {
+			if !w.Exists() {
+				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, req.WorkspaceID)
+			}
+			d, err := w.Decide(domain.UpdateMemberWorkspace{RequestID: req.RequestID, WorkspaceID: req.WorkspaceID,
+				UserID: req.UserID, Name: req.Name, ParentItemID: req.ParentItemID, At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapDomainErr(err)
+		})
+	return err
+}
+
+// --- administration (syncctl) ---
+
+// NewUser describes a user to create.
+type NewUser struct {
+	Name       string
+	Email      string
+	QuotaLimit int64 // bytes, 0 = no limit
+}
+
+// CreateUser creates a user and their personal workspace, and returns both ids. The
+// e-mail must not belong to another user.
+func (s *Service) CreateUser(ctx context.Context, nu NewUser) (user, personal uuid.UUID, err error) {
+	email := strings.ToLower(strings.TrimSpace(nu.Email))
+	if _, taken, err := s.reads.UserByEmail(ctx, email); err != nil {
+		return uuid.Nil, uuid.Nil, fmt.Errorf("create user: %w", err)
+	} else if taken {
+		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: e-mail %s is taken", ErrInvalid, email)
+	}
+	user = uuid.New()
+	if _, err := execute(ctx, s, s.users, user, domain.UserStream(user), "create",
+		func(u *domain.User, prev string) (domain.Decision, error) {
+			d, err := u.Decide(domain.CreateUser{UserID: user, Name: nu.Name, Email: email, QuotaLimit: nu.QuotaLimit,
+				At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapDomainErr(err)
+		}); err != nil {
+		return uuid.Nil, uuid.Nil, fmt.Errorf("create user: %w", err)
+	}
+	personal, err = s.CreateWorkspace(ctx, user, nu.Name, false)
+	if err != nil {
+		return user, uuid.Nil, fmt.Errorf("create personal workspace of %s: %w", user, err)
+	}
+	return user, personal, nil
+}
+
+// SetQuota changes a user's quota limit (0 = none).
+func (s *Service) SetQuota(ctx context.Context, user uuid.UUID, limit int64) error {
+	_, err := execute(ctx, s, s.users, user, domain.UserStream(user), "",
+		func(u *domain.User, prev string) (domain.Decision, error) {
+			d, err := u.Decide(domain.SetQuota{UserID: user, QuotaLimit: limit, At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapUserErr(user, err)
+		})
+	return err
+}
+
+// RemoveUser closes a user's account.
+func (s *Service) RemoveUser(ctx context.Context, user uuid.UUID) error {
+	_, err := execute(ctx, s, s.users, user, domain.UserStream(user), "remove",
+		func(u *domain.User, prev string) (domain.Decision, error) {
+			d, err := u.Decide(domain.RemoveUser{UserID: user, At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapUserErr(user, err)
+		})
+	return err
+}
+
+func mapUserErr(user uuid.UUID, err error) error {
+	if errors.Is(err, domain.ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrUserNotFound, user)
+	}
+	return mapDomainErr(err)
+}
+
+// CreateWorkspace creates a workspace owned by owner (its first member).
+func (s *Service) CreateWorkspace(ctx context.Context, owner uuid.UUID, name string, shared bool) (uuid.UUID, error) {
+	if err := s.requireUser(ctx, owner); err != nil {
+		return uuid.Nil, err
+	}
+	ws := uuid.New()
+	_, err := execute(ctx, s, s.workspaces, ws, domain.WorkspaceStream(ws), "create",
+		func(w *domain.Workspace, prev string) (domain.Decision, error) {
+			d, err := w.Decide(domain.CreateWorkspace{WorkspaceID: ws, Name: name, OwnerID: owner, IsShared: shared,
+				At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapDomainErr(err)
+		})
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("create workspace: %w", err)
+	}
+	return ws, nil
+}
+
+// AddMember makes user a member of ws, naming it name in the member's tree.
+func (s *Service) AddMember(ctx context.Context, ws, user uuid.UUID, name string) error {
+	if err := s.requireUser(ctx, user); err != nil {
+		return err
+	}
+	_, err := execute(ctx, s, s.workspaces, ws, domain.WorkspaceStream(ws), "",
+		func(w *domain.Workspace, prev string) (domain.Decision, error) {
+			if !w.Exists() {
+				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, ws)
+			}
+			d, err := w.Decide(domain.AddMember{WorkspaceID: ws, UserID: user, Name: name, At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapDomainErr(err)
+		})
+	return err
+}
+
+// RemoveMember ends user's membership of ws.
+func (s *Service) RemoveMember(ctx context.Context, ws, user uuid.UUID) error {
+	_, err := execute(ctx, s, s.workspaces, ws, domain.WorkspaceStream(ws), "",
+		func(w *domain.Workspace, prev string) (domain.Decision, error) {
+			if !w.Exists() {
+				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, ws)
+			}
+			d, err := w.Decide(domain.RemoveMember{WorkspaceID: ws, UserID: user, At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapDomainErr(err)
+		})
+	return err
+}
+
+func (s *Service) requireUser(ctx context.Context, id uuid.UUID) error {
+	u, err := s.loadUser(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !u.Exists() || u.Removed() {
+		return fmt.Errorf("%w: %s", ErrUserNotFound, id)
+	}
+	return nil
+}

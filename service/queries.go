@@ -1,0 +1,93 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+)
+
+// AccountInfo answers getAccountInfo. With a caller (broker-verified identity) only the
+// caller's own e-mail is answered; any other is UserNotFound. Without one (trust mode)
+// any user's account is answered.
+func (s *Service) AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (Account, error) {
+	acct, ok, err := s.reads.UserByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
+	if err != nil {
+		return Account{}, fmt.Errorf("account of %s: %w", email, err)
+	}
+	if !ok || (caller != nil && acct.UserID != *caller) {
+		return Account{}, fmt.Errorf("%w: %s", ErrUserNotFound, email)
+	}
+	used, err := s.reads.OwnerUsage(ctx, acct.UserID, uuid.Nil)
+	if err != nil {
+		return Account{}, fmt.Errorf("account of %s: %w", email, err)
+	}
+	acct.QuotaUsed = used
+	return acct, nil
+}
+
+// Workspaces answers getWorkspaces: the user's workspaces, the personal one first.
+func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]WorkspaceInfo, error) {
+	ws, err := s.reads.WorkspacesOf(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("workspaces of %s: %w", user, err)
+	}
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("%w: user %s", ErrNoWorkspaces, user)
+	}
+	return ws, nil
+}
+
+// authorize checks that ws exists and user is a member (PROTOCOL.md §4 order).
+func (s *Service) authorize(ctx context.Context, user, ws uuid.UUID) error {
+	exists, member, err := s.reads.Membership(ctx, ws, user)
+	if err != nil {
+		return fmt.Errorf("membership of %s in %s: %w", user, ws, err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: %s", ErrWorkspaceNotFound, ws)
+	}
+	if !member {
+		return fmt.Errorf("%w: user %s is not a member of workspace %s", ErrUnauthorized, user, ws)
+	}
+	return nil
+}
+
+// Changes answers getChanges: the latest version of every item, parents first.
+func (s *Service) Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error) {
+	if err := s.authorize(ctx, user, ws); err != nil {
+		return nil, err
+	}
+	items, _, err := s.reads.Changes(ctx, ws)
+	if err != nil {
+		return nil, fmt.Errorf("changes of %s: %w", ws, err)
+	}
+	return items, nil
+}
+
+// ChangesSince answers getChangesSince.
+func (s *Service) ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (ChangesPage, error) {
+	if err := s.authorize(ctx, user, ws); err != nil {
+		return ChangesPage{}, err
+	}
+	p, err := s.reads.ChangesSince(ctx, ws, since, limit)
+	if err != nil {
+		return ChangesPage{}, fmt.Errorf("changes of %s since %d: %w", ws, since, err)
+	}
+	return p, nil
+}
+
+// ItemVersions answers getItemVersions.
+func (s *Service) ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error) {
+	if err := s.authorize(ctx, user, ws); err != nil {
+		return nil, err
+	}
+	vs, err := s.reads.ItemVersions(ctx, ws, item)
+	if err != nil {
+		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
+	}
+	return vs, nil
+}

@@ -1,0 +1,287 @@
+package service
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// ReadModel is what the service asks of the read models (implemented over the
+// projections' PostgreSQL tables).
+type ReadModel interface {
+	Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error)
+	ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (ChangesPage, error)
+	ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
+	// WorkspacesOf lists the user's workspaces, the personal one first.
+	WorkspacesOf(ctx context.Context, user uuid.UUID) ([]WorkspaceInfo, error)
+	// Membership tells whether the workspace exists and whether user is a member.
+	Membership(ctx context.Context, ws, user uuid.UUID) (exists, member bool, err error)
+	// UserByEmail finds a user (not removed) by e-mail; ok false if there is none.
+	UserByEmail(ctx context.Context, email string) (acct Account, ok bool, err error)
+	// OwnerUsage sums the used bytes of the workspaces owner owns, except the one named.
+	OwnerUsage(ctx context.Context, owner, except uuid.UUID) (int64, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	// CacheSize bounds the aggregates kept in memory. Default 4096.
+	CacheSize int
+	// MaxAttempts bounds the decide-append attempts of one command under concurrent
+	// appends before it is answered Busy. Default 20.
+	MaxAttempts int
+	// BusyRetryAfter is the retry delay suggested with Busy. Default 200ms.
+	BusyRetryAfter time.Duration
+	Logger         *slog.Logger
+	// Now is the clock; default time.Now. Tests may fix it.
+	Now func() time.Time
+}
+
+// Validate fills defaults.
+func (c *Config) Validate() error {
+	if c.CacheSize <= 0 {
+		c.CacheSize = 4096
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 20
+	}
+	if c.BusyRetryAfter <= 0 {
+		c.BusyRetryAfter = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Service implements the sync protocol's operations over an event store and the read
+// models. It is safe for concurrent use, also by several processes sharing one store:
+// the expected-version check of the append is the only lock.
+type Service struct {
+	cfg   Config
+	store eventstore.Store
+	reads ReadModel
+	ids   *idAllocator
+	log   *slog.Logger
+
+	workspaces *cache[*domain.Workspace]
+	users      *cache[*domain.User]
+}
+
+// New builds a Service. db is the service's PostgreSQL database (item-id blocks are
+// reserved there; its migrations are applied here).
+func New(ctx context.Context, cfg Config, store eventstore.Store, reads ReadModel, db *pgxpool.Pool) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, db); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	return &Service{
+		cfg: cfg, store: store, reads: reads, ids: &idAllocator{db: db}, log: cfg.Logger,
+		workspaces: newCache(cfg.CacheSize, func(id uuid.UUID) *domain.Workspace { return domain.NewWorkspace(id) }),
+		users:      newCache(cfg.CacheSize, func(id uuid.UUID) *domain.User { return domain.NewUser(id) }),
+	}, nil
+}
+
+// aggregate is what both aggregates offer the generic command loop.
+type aggregate interface {
+	Evolve(domain.Event)
+	StreamVersion() uint64
+}
+
+// entry is one cached aggregate: its state as of the stream's last read event, and the
+// chain hash of that event. mu serialises commands on the aggregate within a process.
+type entry[A aggregate] struct {
+	mu       sync.Mutex
+	id       uuid.UUID
+	state    A
+	lastHash string
+	elem     *list.Element
+}
+
+// cache is a bounded LRU of aggregates.
+type cache[A aggregate] struct {
+	mu    sync.Mutex
+	max   int
+	byID  map[uuid.UUID]*entry[A]
+	order *list.List // front = most recent
+	fresh func(uuid.UUID) A
+}
+
+func newCache[A aggregate](max int, fresh func(uuid.UUID) A) *cache[A] {
+	return &cache[A]{max: max, byID: map[uuid.UUID]*entry[A]{}, order: list.New(), fresh: fresh}
+}
+
+// get returns the entry of id, creating an empty one; the caller locks entry.mu.
+func (c *cache[A]) get(id uuid.UUID) *entry[A] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[id]; ok {
+		c.order.MoveToFront(e.elem)
+		return e
+	}
+	e := &entry[A]{id: id, state: c.fresh(id)}
+	e.elem = c.order.PushFront(e)
+	c.byID[id] = e
+	for c.order.Len() > c.max {
+		old := c.order.Back()
+		c.order.Remove(old)
+		delete(c.byID, old.Value.(*entry[A]).id)
+	}
+	return e
+}
+
+// reset forgets an entry's state (after an append of unknown outcome).
+func (e *entry[A]) reset(fresh func(uuid.UUID) A) {
+	e.state = fresh(e.id)
+	e.lastHash = ""
+}
+
+// catchUp applies the stream's events after the entry's state.
+func catchUp[A aggregate](ctx context.Context, store eventstore.Store, stream string, e *entry[A]) error {
+	for {
+		recs, err := store.ReadStream(ctx, stream, e.state.StreamVersion()+1, 1000)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		for _, r := range recs {
+			if r.StreamVersion != e.state.StreamVersion()+1 {
+				return fmt.Errorf("read %s: got version %d after %d", stream, r.StreamVersion, e.state.StreamVersion())
+			}
+			ev, err := domain.Decode(r.Type, r.Data)
+			if err != nil {
+				return fmt.Errorf("read %s@%d: %w", stream, r.StreamVersion, err)
+			}
+			e.state.Evolve(ev)
+			e.lastHash = domain.ChainHash(r.Type, r.Data)
+		}
+		if len(recs) < 1000 {
+			return nil
+		}
+	}
+}
+
+// outcome is what execute returns: the appended (or, for a repeated request, the
+// original) event and its id.
+type outcome struct {
+	event    domain.Event
+	eventID  uuid.UUID
+	replayed bool
+}
+
+// execute runs the command loop on one aggregate: catch up, decide, append with the
+// expected version, and on a concurrent append catch up and decide again. decide
+// builds the command from the current state (prev is the chain hash the event must
+// carry). requestKey, if not empty, makes the event id deterministic so a retried
+// append of the same request is recognised by the store.
+func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.UUID, stream, requestKey string,
+	decide func(state A, prev string) (domain.Decision, error)) (outcome, error) {
+	e := c.get(id)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for attempt := 0; attempt < s.cfg.MaxAttempts; attempt++ {
+		if err := catchUp(ctx, s.store, stream, e); err != nil {
+			return outcome{}, err
+		}
+		d, err := decide(e.state, e.lastHash)
+		if err != nil {
+			return outcome{}, err
+		}
+		if d.ReplayOf > 0 {
+			return s.readOriginal(ctx, stream, d.ReplayOf)
+		}
+		if len(d.Events) != 1 {
+			return outcome{}, fmt.Errorf("decide on %s: %d events, want 1", stream, len(d.Events))
+		}
+		ev := d.Events[0]
+		typ, data, err := domain.Encode(ev)
+		if err != nil {
+			return outcome{}, err
+		}
+		evID := uuid.New()
+		if requestKey != "" {
+			evID = uuid.NewSHA1(eventIDSpace, []byte(stream+"\x00"+requestKey))
+		}
+		res, err := s.store.Append(ctx, stream, eventstore.Exact(e.state.StreamVersion()), eventstore.Record{ID: evID, Type: typ, Data: data})
+		switch {
+		case err == nil && !res.Duplicate:
+			e.state.Evolve(ev)
+			e.lastHash = domain.ChainHash(typ, data)
+			return outcome{event: ev, eventID: evID}, nil
+		case err == nil && res.Duplicate:
+			// An earlier attempt of this request was stored (its reply was lost): catch up
+			// and decide again, which now finds the request and replays it.
+			continue
+		case errors.Is(err, eventstore.ErrWrongVersion):
+			continue
+		case eventstore.Transient(err):
+			// The append may or may not have been stored: forget the cached state and
+			// re-read; the deterministic event id makes a retry safe.
+			e.reset(c.fresh)
+			s.log.Warn("append failed transiently; retrying", "stream", stream, "attempt", attempt, "err", err)
+			select {
+			case <-ctx.Done():
+				return outcome{}, ctx.Err()
+			case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+			}
+			continue
+		default:
+			e.reset(c.fresh)
+			return outcome{}, fmt.Errorf("append %s@%d: %w", stream, e.state.StreamVersion(), err)
+		}
+	}
+	return outcome{}, &BusyError{RetryAfter: s.cfg.BusyRetryAfter}
+}
+
+// eventIDSpace namespaces deterministic event ids (UUIDv5 of stream and request id).
+var eventIDSpace = uuid.MustParse("6f1d8a52-3c0e-4b7e-9a55-0c1f4e2b9d71")
+
+func (s *Service) readOriginal(ctx context.Context, stream string, version uint64) (outcome, error) {
+	recs, err := s.store.ReadStream(ctx, stream, version, 1)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read original %s@%d: %w", stream, version, err)
+	}
+	if len(recs) != 1 || recs[0].StreamVersion != version {
+		return outcome{}, fmt.Errorf("read original %s@%d: not found", stream, version)
+	}
+	ev, err := domain.Decode(recs[0].Type, recs[0].Data)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read original %s@%d: %w", stream, version, err)
+	}
+	return outcome{event: ev, eventID: recs[0].ID, replayed: true}, nil
+}
+
+// loadUser returns a snapshot of a user's state, caught up with its stream.
+func (s *Service) loadUser(ctx context.Context, id uuid.UUID) (*domain.User, error) {
+	e := s.users.get(id)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := catchUp(ctx, s.store, domain.UserStream(id), e); err != nil {
+		return nil, err
+	}
+	return e.state.Clone(), nil
+}
+
+// loadWorkspace returns a snapshot of a workspace's state, caught up with its stream.
+func (s *Service) loadWorkspace(ctx context.Context, id uuid.UUID) (*domain.Workspace, error) {
+	e := s.workspaces.get(id)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := catchUp(ctx, s.store, domain.WorkspaceStream(id), e); err != nil {
+		return nil, err
+	}
+	return e.state.Clone(), nil
+}

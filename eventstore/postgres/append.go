@@ -1,0 +1,276 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// The append is one statement (so, outside an explicit transaction, one round trip and
+// its own transaction): a data-modifying CTE that locks and advances the stream row if
+// the expected version holds, feeding the insert of the events. When it does not hold,
+// the CTE yields no row and nothing is inserted. Each form takes the stream row lock
+// (or, for a new stream, the unique-index entry) and keeps it until commit.
+const (
+	// $1 stream, $2 ids, $3 types, $4 data, $5 metadata, $6 number of records.
+	appendHeadAny = `WITH s AS (
+	INSERT INTO es_streams AS st (stream_id, version) VALUES ($1, $6)
+	ON CONFLICT (stream_id) DO UPDATE SET version = st.version + $6
+	RETURNING st.version - $6 AS prev)
+`
+	appendHeadNoStream = `WITH s AS (
+	INSERT INTO es_streams (stream_id, version) VALUES ($1, $6)
+	ON CONFLICT (stream_id) DO NOTHING
+	RETURNING 0::bigint AS prev)
+`
+	// $7 expected version (>= 1).
+	appendHeadExact = `WITH s AS (
+	UPDATE es_streams SET version = version + $6 WHERE stream_id = $1 AND version = $7
+	RETURNING version - $6 AS prev)
+`
+	appendTail = `INSERT INTO es_events (stream_id, stream_pos, event_id, event_type, data, metadata)
+SELECT $1, s.prev + e.ord, e.id, e.typ, coalesce(e.dat, '\x'::bytea), coalesce(e.meta, '\x'::bytea)
+FROM s, unnest($2::uuid[], $3::text[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS e(id, typ, dat, meta, ord)
+ORDER BY e.ord
+RETURNING stream_pos, tx_id, global_pos`
+)
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// appendStatement returns the SQL and arguments of one append.
+func appendStatement(stream string, expected eventstore.ExpectedVersion, records []eventstore.Record) (string, []any) {
+	n := len(records)
+	ids := make([]uuid.UUID, n)
+	types := make([]string, n)
+	data := make([][]byte, n)
+	meta := make([][]byte, n)
+	for i, r := range records {
+		ids[i], types[i], data[i], meta[i] = r.ID, r.Type, r.Data, r.Metadata
+	}
+	args := []any{stream, ids, types, data, meta, int64(n)}
+	v, ok := expected.Version()
+	switch {
+	case !ok:
+		return appendHeadAny + appendTail, args
+	case v == 0:
+		return appendHeadNoStream + appendTail, args
+	default:
+		return appendHeadExact + appendTail, append(args, int64(v))
+	}
+}
+
+// appendOutcome is what one append statement did.
+type appendOutcome struct {
+	res      eventstore.AppendResult
+	written  bool // false: the expected version did not hold; nothing was written
+	idExists bool // an event id is already stored; nothing was written
+}
+
+// execAppend runs one append statement on q. A unique violation on the event id is
+// reported as idExists (the statement failed, so a surrounding transaction is aborted).
+func execAppend(ctx context.Context, q querier, stream string, expected eventstore.ExpectedVersion, records []eventstore.Record) (appendOutcome, error) {
+	sql, args := appendStatement(stream, expected, records)
+	rows, err := q.Query(ctx, sql, args...)
+	if isEventIDConflict(err) {
+		return appendOutcome{idExists: true}, nil
+	}
+	if err != nil {
+		return appendOutcome{}, err
+	}
+	var out appendOutcome
+	var streamPos int64
+	var txID uint64
+	var globalPos int64
+	_, err = pgx.ForEachRow(rows, []any{&streamPos, &txID, &globalPos}, func() error {
+		if !out.written || uint64(streamPos) > out.res.StreamVersion {
+			out.res = eventstore.AppendResult{
+				StreamVersion: uint64(streamPos),
+				Position:      eventstore.Position{Commit: txID, Prepare: uint64(globalPos)},
+			}
+		}
+		out.written = true
+		return nil
+	})
+	if isEventIDConflict(err) {
+		return appendOutcome{idExists: true}, nil
+	}
+	if err != nil {
+		return appendOutcome{}, err
+	}
+	return out, nil
+}
+
+// Append implements eventstore.Store. The append is one statement and so one
+// transaction. When the expected version does not hold, or an event id is already
+// stored, it finds out whether the records are a retry of an append that succeeded
+// before (returning that result with Duplicate set) or a conflict.
+func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, records ...eventstore.Record) (eventstore.AppendResult, error) {
+	op := fmt.Sprintf("append %d records to %s@%s", len(records), stream, expected)
+	if err := s.begin(op); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if err := eventstore.ValidateAppend(stream, expected, records); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("%s: %w", op, err)
+	}
+	out, err := execAppend(ctx, s.pool, stream, expected, records)
+	if err != nil {
+		return eventstore.AppendResult{}, s.fail(ctx, op, err)
+	}
+	if out.written {
+		s.notifyAppended()
+		return out.res, nil
+	}
+	return s.resolveUnwritten(ctx, op, s.pool, stream, expected, records, out.idExists)
+}
+
+// resolveUnwritten explains an append that wrote nothing: a retry of an earlier append
+// (the original result, Duplicate), a reuse of stored ids (ErrInvalidAppend), or a wrong
+// expected version (*WrongVersionError).
+func (s *Store) resolveUnwritten(ctx context.Context, op string, q querier, stream string, expected eventstore.ExpectedVersion, records []eventstore.Record, idExists bool) (eventstore.AppendResult, error) {
+	res, dup, err := findDuplicate(ctx, q, stream, records)
+	if err != nil {
+		return eventstore.AppendResult{}, s.fail(ctx, op, err)
+	}
+	if dup {
+		return res, nil
+	}
+	if idExists {
+		// The ids of a concurrent append that has since been rolled back? Impossible:
+		// a unique violation is raised only against a committed row.
+		return eventstore.AppendResult{}, fmt.Errorf("%s: %w: a record id is already stored", op, eventstore.ErrInvalidAppend)
+	}
+	var actual int64
+	err = q.QueryRow(ctx, `SELECT coalesce((SELECT version FROM es_streams WHERE stream_id = $1), 0)`, stream).Scan(&actual)
+	if err != nil {
+		return eventstore.AppendResult{}, s.fail(ctx, op, err)
+	}
+	return eventstore.AppendResult{}, &eventstore.WrongVersionError{Stream: stream, Expected: expected, Actual: uint64(actual)}
+}
+
+// findDuplicate looks the record ids up. None stored: not a duplicate, no error. All
+// stored as exactly one earlier append to stream (same order, consecutive versions, one
+// transaction, nothing else of that transaction in the stream around them): the result
+// of that append with Duplicate set. Anything else: an ErrInvalidAppend conflict.
+func findDuplicate(ctx context.Context, q querier, stream string, records []eventstore.Record) (eventstore.AppendResult, bool, error) {
+	ids := make([]uuid.UUID, len(records))
+	for i, r := range records {
+		ids[i] = r.ID
+	}
+	type stored struct {
+		stream    string
+		pos       int64
+		txID      uint64
+		globalPos int64
+	}
+	found := map[uuid.UUID]stored{}
+	rows, err := q.Query(ctx, `SELECT event_id, stream_id, stream_pos, tx_id, global_pos FROM es_events WHERE event_id = ANY($1)`, ids)
+	if err != nil {
+		return eventstore.AppendResult{}, false, err
+	}
+	var id uuid.UUID
+	var st stored
+	if _, err := pgx.ForEachRow(rows, []any{&id, &st.stream, &st.pos, &st.txID, &st.globalPos}, func() error {
+		found[id] = st
+		return nil
+	}); err != nil {
+		return eventstore.AppendResult{}, false, err
+	}
+	if len(found) == 0 {
+		return eventstore.AppendResult{}, false, nil
+	}
+	conflict := func(id uuid.UUID) error {
+		if st, ok := found[id]; ok {
+			return fmt.Errorf("%w: record id %s already stored at %s@%d, not as this same append", eventstore.ErrInvalidAppend, id, st.stream, st.pos)
+		}
+		return fmt.Errorf("%w: record ids already stored, not as this same append", eventstore.ErrInvalidAppend)
+	}
+	first, ok := found[records[0].ID]
+	if !ok || first.stream != stream || len(found) != len(records) {
+		for _, r := range records {
+			if _, ok := found[r.ID]; ok {
+				return eventstore.AppendResult{}, false, conflict(r.ID)
+			}
+		}
+	}
+	var last stored
+	for i, r := range records {
+		st := found[r.ID]
+		if st.stream != stream || st.pos != first.pos+int64(i) || st.txID != first.txID {
+			return eventstore.AppendResult{}, false, conflict(r.ID)
+		}
+		last = st
+	}
+	// The original append may have held more records than these: then its neighbours
+	// in the stream share its transaction.
+	var around int
+	err = q.QueryRow(ctx, `SELECT count(*) FROM es_events WHERE stream_id = $1 AND stream_pos IN ($2, $3) AND tx_id = $4`,
+		stream, first.pos-1, last.pos+1, first.txID).Scan(&around)
+	if err != nil {
+		return eventstore.AppendResult{}, false, err
+	}
+	if around != 0 {
+		return eventstore.AppendResult{}, false, conflict(records[0].ID)
+	}
+	return eventstore.AppendResult{
+		StreamVersion: uint64(last.pos),
+		Position:      eventstore.Position{Commit: last.txID, Prepare: uint64(last.globalPos)},
+		Duplicate:     true,
+	}, true, nil
+}
+
+// fail wraps a database error of op once: ErrClosed if the store was closed meanwhile,
+// otherwise the classified error.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if s.closed.Load() && ctx.Err() == nil && !errors.Is(err, eventstore.ErrClosed) {
+		return fmt.Errorf("%s: %w (%w)", op, eventstore.ErrClosed, err)
+	}
+	return fmt.Errorf("%s: %w", op, classify(ctx, err))
+}
+
+// HoldOpenAppend implements storetest.Holder: it appends rec to stream (expected
+// version Any) in a transaction and leaves it open, so that the record has its
+// transaction id and global_pos but is not yet committed. commit commits it. It exists
+// for the conformance suite and for tests of global readers; the open transaction holds
+// back every global reader of the cluster until commit (or the idle-in-transaction
+// timeout, 60s), so never call it in production code.
+func (s *Store) HoldOpenAppend(ctx context.Context, stream string, rec eventstore.Record) (commit func() error, err error) {
+	op := fmt.Sprintf("hold open append to %s", stream)
+	if err := s.begin(op); err != nil {
+		return nil, err
+	}
+	records := []eventstore.Record{rec}
+	if err := eventstore.ValidateAppend(stream, eventstore.Any(), records); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	out, err := execAppend(ctx, tx, stream, eventstore.Any(), records)
+	if err == nil && !out.written {
+		err = fmt.Errorf("%w: record id %s already stored", eventstore.ErrInvalidAppend, rec.ID)
+	}
+	if err != nil {
+		_ = tx.Rollback(context.Background())
+		return nil, s.fail(ctx, op, err)
+	}
+	return func() error {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := tx.Commit(cctx); err != nil {
+			return s.fail(cctx, op+": commit", err)
+		}
+		s.notifyAppended()
+		return nil
+	}, nil
+}

@@ -1,0 +1,70 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+)
+
+func TestClassify(t *testing.T) {
+	live := context.Background()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	cases := []struct {
+		name      string
+		ctx       context.Context
+		err       error
+		transient bool
+	}{
+		{"serialization failure", live, &pgconn.PgError{Code: "40001"}, true},
+		{"deadlock", live, &pgconn.PgError{Code: "40P01"}, true},
+		{"admin shutdown", live, &pgconn.PgError{Code: "57P01"}, true},
+		{"connection failure class", live, &pgconn.PgError{Code: "08006"}, true},
+		{"too many connections", live, &pgconn.PgError{Code: "53300"}, true},
+		{"unique violation", live, &pgconn.PgError{Code: "23505"}, false},
+		{"syntax error", live, &pgconn.PgError{Code: "42601"}, false},
+		{"unexpected EOF", live, fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{"caller cancelled", cancelled, context.Canceled, false},
+		{"plain error", live, errors.New("boom"), false},
+	}
+	for _, c := range cases {
+		got := classify(c.ctx, c.err)
+		if eventstore.Transient(got) != c.transient {
+			t.Errorf("%s: classify(%v) = %v, transient %v; want %v", c.name, c.err, got, eventstore.Transient(got), c.transient)
+		}
+		if !errors.Is(got, c.err) {
+			t.Errorf("%s: classify lost the cause %v", c.name, c.err)
+		}
+	}
+}
+
+// TestConnectionSettings checks the settings every pooled connection runs with.
+func TestConnectionSettings(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Config{DSN: testenv.PostgresDSN(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.pool.Config().MaxConns; got != DefaultMaxConns {
+		t.Errorf("pool MaxConns = %d, want %d", got, DefaultMaxConns)
+	}
+	var idle, syncCommit, app string
+	err = s.pool.QueryRow(ctx, `SELECT current_setting('idle_in_transaction_session_timeout'),
+		current_setting('synchronous_commit'), current_setting('application_name')`).Scan(&idle, &syncCommit, &app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idle != "1min" || syncCommit != "on" || app != "syncservice-eventstore" {
+		t.Errorf("settings: idle_in_transaction_session_timeout=%s synchronous_commit=%s application_name=%s; want 1min, on, syncservice-eventstore", idle, syncCommit, app)
+	}
+}

@@ -1,0 +1,173 @@
+// Package postgres owns the default eventstore.Store: events in PostgreSQL, through its
+// own pgx pool and its own tables (es_streams, es_events, es_schema_version), created at
+// Open from the numbered .sql files embedded under schema/.
+//
+// Appends to one stream serialise on that stream's row lock, taken by the append's single
+// statement and held until it commits, so stream versions are gap-free and in commit
+// order; appends to different streams run in parallel. There is never a global lock.
+// Every event row carries its transaction id (xid8); global readers (ReadAll, Subscribe)
+// read only rows below pg_snapshot_xmin(pg_current_snapshot()), ordered by
+// (tx_id, global_pos), so a reader that resumes from the last position it saw never skips
+// an event that commits late. Position is {Commit: tx_id, Prepare: global_pos}.
+//
+// The package must never import the rest of the project, never take a global lock, never
+// turn synchronous_commit off, and never send notifications inside an append
+// transaction.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxConns     = 16
+	DefaultPollInterval = 200 * time.Millisecond
+	// idleInTxTimeout is set on every pooled connection so that a leaked transaction
+	// cannot hold the global-read horizon back for longer.
+	idleInTxTimeout = "60s"
+)
+
+// Config configures a Store.
+type Config struct {
+	// DSN is the PostgreSQL connection string (URL or key=value form). Required.
+	DSN string
+	// MaxConns is the size of the store's connection pool. Default DefaultMaxConns (16).
+	MaxConns int32
+	// PollInterval is how often an idle Subscribe polls for new events. While events
+	// are arriving it polls up to ten times faster (at least every 20ms), and appends
+	// through this same Store wake it at once. Default DefaultPollInterval (200ms).
+	PollInterval time.Duration
+	// Logger receives the store's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Validate reports whether cfg can be used, before defaults are applied.
+func (cfg Config) Validate() error {
+	if cfg.DSN == "" {
+		return errors.New("postgres store config: DSN is required")
+	}
+	if _, err := pgxpool.ParseConfig(cfg.DSN); err != nil {
+		return fmt.Errorf("postgres store config: parse DSN: %w", err)
+	}
+	if cfg.MaxConns < 0 {
+		return fmt.Errorf("postgres store config: MaxConns %d is negative", cfg.MaxConns)
+	}
+	if cfg.PollInterval < 0 {
+		return fmt.Errorf("postgres store config: PollInterval %v is negative", cfg.PollInterval)
+	}
+	return nil
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// Store is the PostgreSQL eventstore.Store. It is safe for concurrent use.
+type Store struct {
+	cfg  Config
+	log  *slog.Logger
+	pool *pgxpool.Pool
+
+	closed   atomic.Bool
+	mu       sync.Mutex
+	subs     sync.WaitGroup     // running Subscribe calls; Close waits for them
+	closing  chan struct{}      // closed by Close; stops subscriptions
+	wake     chan struct{}      // closed and replaced after every append through this Store
+	closeErr func() (err error) // runs once
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// Open connects to PostgreSQL, applies the embedded schema (under an advisory lock, so
+// concurrent Opens are safe) and returns the store, which owns its pool until Close.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: parse DSN: %w", err)
+	}
+	pcfg.MaxConns = cfg.MaxConns
+	rp := pcfg.ConnConfig.RuntimeParams
+	rp["idle_in_transaction_session_timeout"] = idleInTxTimeout
+	if rp["application_name"] == "" {
+		rp["application_name"] = "syncservice-eventstore"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres store: ping %s: %w", pcfg.ConnConfig.Host, classify(ctx, err))
+	}
+	if err := migrate(ctx, pool, cfg.Logger); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		pool:    pool,
+		closing: make(chan struct{}),
+		wake:    make(chan struct{}),
+	}
+	s.closeErr = sync.OnceValue(func() error {
+		s.mu.Lock()
+		s.closed.Store(true)
+		close(s.closing)
+		s.mu.Unlock()
+		s.subs.Wait()
+		s.pool.Close()
+		return nil
+	})
+	return s, nil
+}
+
+// Close stops running subscriptions (they return ErrClosed), waits for them and closes
+// the pool. It is idempotent.
+func (s *Store) Close() error { return s.closeErr() }
+
+// begin reports ErrClosed once Close has started.
+func (s *Store) begin(op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
+	}
+	return nil
+}
+
+// notifyAppended wakes this Store's subscriptions after a commit.
+func (s *Store) notifyAppended() {
+	s.mu.Lock()
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Store) wakeChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wake
+}

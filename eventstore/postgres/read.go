@@ -1,0 +1,130 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+const (
+	readStreamSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at
+FROM es_events WHERE stream_id = $1 AND stream_pos >= $2
+ORDER BY stream_pos LIMIT $3`
+
+	// readAllSQL reads the global order after ($1, $2): only rows of transactions older
+	// than every running transaction, which can no longer be joined by an earlier row.
+	// The OR form keeps the plan on es_events_horizon. Run it as a single statement
+	// outside any explicit transaction, so the reader holds no xid of its own.
+	readAllSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at
+FROM es_events
+WHERE ((tx_id = $1::xid8 AND global_pos > $2) OR tx_id > $1::xid8)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, global_pos LIMIT $3`
+)
+
+// ReadStream implements eventstore.Store.
+func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.RecordedEvent, error) {
+	op := fmt.Sprintf("read stream %s from %d", stream, from)
+	if err := s.begin(op); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("%s: limit %d is not positive", op, limit)
+	}
+	if from > math.MaxInt64 {
+		return nil, nil
+	}
+	evs, err := s.query(ctx, readStreamSQL, stream, int64(from), limit)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return evs, nil
+}
+
+// StreamVersion implements eventstore.Store.
+func (s *Store) StreamVersion(ctx context.Context, stream string) (uint64, error) {
+	op := fmt.Sprintf("stream version %s", stream)
+	if err := s.begin(op); err != nil {
+		return 0, err
+	}
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT version FROM es_streams WHERE stream_id = $1), 0)`, stream).Scan(&v)
+	if err != nil {
+		return 0, s.fail(ctx, op, err)
+	}
+	return uint64(v), nil
+}
+
+// ReadAll implements eventstore.Store. An event appears only once every transaction
+// that started before its own has ended, so a long-running write transaction anywhere
+// in the PostgreSQL cluster delays it (by design; see the package comment).
+func (s *Store) ReadAll(ctx context.Context, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error) {
+	op := fmt.Sprintf("read all from %s", from)
+	if err := s.begin(op); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("%s: limit %d is not positive", op, limit)
+	}
+	evs, err := s.readAll(ctx, from, limit)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return evs, nil
+}
+
+func (s *Store) readAll(ctx context.Context, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error) {
+	if from.Prepare > math.MaxInt64 {
+		return nil, fmt.Errorf("position %s out of range", from)
+	}
+	return s.query(ctx, readAllSQL, from.Commit, int64(from.Prepare), limit)
+}
+
+// query runs a read returning event rows.
+func (s *Store) query(ctx context.Context, sql string, args ...any) ([]eventstore.RecordedEvent, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []eventstore.RecordedEvent
+	var (
+		globalPos, streamPos int64
+		txID                 uint64
+		stream, typ          string
+		id                   uuid.UUID
+		data, meta           []byte
+		at                   time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&globalPos, &txID, &stream, &streamPos, &id, &typ, &data, &meta, &at}, func() error {
+		out = append(out, eventstore.RecordedEvent{
+			ID:            id,
+			Stream:        stream,
+			StreamVersion: uint64(streamPos),
+			Type:          typ,
+			Data:          nonEmpty(data),
+			Metadata:      nonEmpty(meta),
+			Position:      eventstore.Position{Commit: txID, Prepare: uint64(globalPos)},
+			RecordedAt:    at,
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// nonEmpty returns b (pgx scans bytea into a fresh slice), or nil when b is empty: the
+// store keeps a missing Data or Metadata as an empty bytea.
+func nonEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

@@ -1,10 +1,3 @@
-// Package domain owns the sync service's decision logic: the workspace and user
-// aggregates, the commands they accept, the events they record, and the rules of
-// PROTOCOL.md §5 that turn one into the other.
-//
-// It is pure: no I/O, no clock, no randomness, no logging, no context. Time, new ids
-// and the hash of the stream's last event arrive on the command. It imports only the
-// standard library and google/uuid, and must never import another package of the project.
 package domain
 
 import (

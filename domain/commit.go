@@ -1,0 +1,328 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Item field limits where PROTOCOL.md is silent (see doc.go).
+const (
+	// MaxItemSize bounds an item's size: sizes are JSON integers, exact below 2^53.
+	MaxItemSize int64 = 1<<53 - 1
+	// MaxMimetypeBytes bounds an item's mimetype.
+	MaxMimetypeBytes = 255
+	// MaxChunkNameBytes bounds each chunk name.
+	MaxChunkNameBytes = 255
+)
+
+func validTime(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
+}
+
+// decideCommit implements PROTOCOL.md §5 for one commit request.
+func (w *Workspace) decideCommit(c *Commit) (Decision, error) {
+	switch {
+	case !ValidRequestID(c.RequestID) || !utf8.ValidString(c.RequestID):
+		return Decision{}, fmt.Errorf("commit to %s: requestId of %d bytes: %w", c.WorkspaceID, len(c.RequestID), ErrInvalidCommand)
+	case c.WorkspaceID == uuid.Nil || c.UserID == uuid.Nil || c.DeviceID == uuid.Nil:
+		return Decision{}, fmt.Errorf("commit %q: nil workspace, user or device id: %w", c.RequestID, ErrInvalidCommand)
+	}
+	if err := w.checkTarget("commit "+c.RequestID, c.WorkspaceID); err != nil {
+		return Decision{}, err
+	}
+	if !w.IsMember(c.UserID) {
+		return Decision{}, fmt.Errorf("commit %q to %s by %s: %w", c.RequestID, w.id, c.UserID, ErrNotMember)
+	}
+	if sv, ok := w.commits[c.RequestID]; ok {
+		return Decision{ReplayOf: sv}, nil
+	}
+	if len(c.Items) == 0 || len(c.Items) > MaxCommitItems {
+		return Decision{}, fmt.Errorf("commit %q to %s: %d items: %w", c.RequestID, w.id, len(c.Items), ErrInvalidCommand)
+	}
+	if c.QuotaLimit < 0 || c.OwnerUsedElsewhere < 0 || !validTime(c.At) {
+		return Decision{}, fmt.Errorf("commit %q to %s: negative quota figures or time out of range: %w", c.RequestID, w.id, ErrInvalidCommand)
+	}
+	need := 0
+	for i := range c.Items {
+		if c.Items[i].ID == nil {
+			need++
+		}
+	}
+	if len(c.NewItemIDs) < need {
+		return Decision{}, fmt.Errorf("commit %q to %s: %d new item ids for %d new items: %w", c.RequestID, w.id, len(c.NewItemIDs), need, ErrInvalidCommand)
+	}
+	fresh := make(map[ItemID]bool, len(c.NewItemIDs))
+	for _, id := range c.NewItemIDs {
+		if !validItemID(id) || fresh[id] || len(w.items[id]) > 0 {
+			return Decision{}, fmt.Errorf("commit %q to %s: new item id %d out of range, repeated or in use: %w", c.RequestID, w.id, id, ErrInvalidCommand)
+		}
+		fresh[id] = true
+	}
+
+	t := &commitTxn{w: w, c: c, local: map[int64]ItemID{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
+	outcomes := make([]ItemOutcome, len(c.Items))
+	for i := range c.Items {
+		outcomes[i] = t.item(&c.Items[i])
+	}
+	return one(Committed{
+		PrevHash:         c.PrevHash,
+		WorkspaceID:      w.id,
+		WorkspaceVersion: w.version + 1,
+		RequestID:        c.RequestID,
+		UserID:           c.UserID,
+		DeviceID:         c.DeviceID,
+		CommittedAt:      NormalizeTime(c.At),
+		Items:            outcomes,
+		LimitQuota:       c.QuotaLimit,
+		UsedQuota:        c.OwnerUsedElsewhere + t.used,
+		WorkspaceUsed:    t.used,
+	}), nil
+}
+
+// commitTxn is the state of the workspace as one commit request sees it while it is
+// decided: the stored state plus the versions accepted earlier in the same request.
+type commitTxn struct {
+	w       *Workspace
+	c       *Commit
+	local   map[int64]ItemID          // tempId → id, this request only
+	added   map[ItemID][]ItemMetadata // versions accepted by this request, in order
+	used    int64
+	nextNew int // index into c.NewItemIDs
+}
+
+// latest returns the item's latest version as this request sees it.
+func (t *commitTxn) latest(id ItemID) (*ItemMetadata, bool) {
+	if a := t.added[id]; len(a) > 0 {
+		return &a[len(a)-1], true
+	}
+	if vs := t.w.items[id]; len(vs) > 0 {
+		return &vs[len(vs)-1], true
+	}
+	return nil, false
+}
+
+// version returns version n (≥ 1) of the item as this request sees it.
+func (t *commitTxn) version(id ItemID, n int64) *ItemMetadata {
+	vs := t.w.items[id]
+	if n >= 1 && n <= int64(len(vs)) {
+		return &vs[n-1]
+	}
+	a := t.added[id]
+	if i := n - int64(len(vs)) - 1; i >= 0 && i < int64(len(a)) {
+		return &a[i]
+	}
+	return nil
+}
+
+func (t *commitTxn) count() int { return len(t.w.items) + len(t.added) }
+
+// item decides one item of the request.
+func (t *commitTxn) item(req *ItemMetadata) ItemOutcome {
+	out := ItemOutcome{CommittedVersion: req.Version}
+	fail := func(r Reason, cur *ItemMetadata) ItemOutcome {
+		out.Reason = r
+		if cur != nil {
+			m := cur.Clone()
+			out.Metadata = &m
+		}
+		return out
+	}
+
+	// Rule 1: resolve parent and id through this request's tempIds, then a new item
+	// through the (device, tempId) pairs of earlier commits.
+	parent := clonePtr(req.ParentID)
+	if parent != nil {
+		if id, ok := t.local[int64(*parent)]; ok {
+			parent = &id
+		}
+	}
+	var id ItemID
+	known := req.ID != nil
+	if known {
+		id = *req.ID
+	} else if req.TempID != nil {
+		if x, ok := t.local[*req.TempID]; ok {
+			id, known = x, true
+		} else if x, ok := t.w.tempIDs[tempKey{t.c.DeviceID, *req.TempID}]; ok {
+			id, known = x, true
+			t.local[*req.TempID] = x
+		}
+	}
+
+	// Rule 2: a new item.
+	if !known {
+		switch {
+		case req.Version < 1:
+			return fail(ReasonInvalidItem, nil)
+		case req.Version != 1:
+			return fail(ReasonWrongVersion, nil)
+		case req.Status != StatusNew:
+			return fail(ReasonInvalidItem, nil)
+		}
+		newID := t.c.NewItemIDs[t.nextNew]
+		m := t.build(req, newID, parent, nil)
+		if r := t.validate(req, &m, nil); r != "" {
+			return fail(r, nil)
+		}
+		t.nextNew++
+		t.store(m)
+		if req.TempID != nil {
+			t.local[*req.TempID] = newID
+		}
+		return t.accepted(out, m)
+	}
+
+	if !validItemID(id) {
+		return fail(ReasonInvalidItem, nil)
+	}
+	cur, ok := t.latest(id)
+	if !ok {
+		return fail(ReasonInvalidItem, nil)
+	}
+	// Rule 3: the version.
+	s := cur.Version
+	switch {
+	case req.Version < 1:
+		return fail(ReasonInvalidItem, cur)
+	case req.Version <= s:
+		stored := t.version(id, req.Version)
+		if stored == nil {
+			return fail(ReasonWrongVersion, cur)
+		}
+		norm := t.build(req, id, parent, t.version(id, req.Version-1))
+		if !sameContent(&norm, stored) {
+			return fail(ReasonWrongVersion, cur)
+		}
+		m := stored.Clone()
+		out.Succeeded = true
+		out.Metadata = &m
+		return out
+	case req.Version != s+1:
+		return fail(ReasonWrongVersion, cur)
+	}
+	// Rules 4–6: the next version.
+	m := t.build(req, id, parent, cur)
+	if r := t.validate(req, &m, cur); r != "" {
+		return fail(r, cur)
+	}
+	t.store(m)
+	return t.accepted(out, m)
+}
+
+func (t *commitTxn) accepted(out ItemOutcome, m ItemMetadata) ItemOutcome {
+	c := m.Clone()
+	out.Succeeded = true
+	out.Stored = true
+	out.Metadata = &c
+	return out
+}
+
+// build returns the version req would be stored as (rule 5 and normalisation): the
+// command's device and workspace, the request's tempId, modifiedAt in UTC to the
+// millisecond, the previous version's name and parent unless the status is RENAMED,
+// MOVED or DELETED, size 0 when DELETED, and an empty (not nil) chunk list.
+func (t *commitTxn) build(req *ItemMetadata, id ItemID, parent *ItemID, prev *ItemMetadata) ItemMetadata {
+	m := ItemMetadata{
+		ID:            &id,
+		TempID:        clonePtr(req.TempID),
+		Version:       req.Version,
+		DeviceID:      t.c.DeviceID,
+		WorkspaceID:   t.c.WorkspaceID,
+		ParentID:      clonePtr(parent),
+		ParentVersion: clonePtr(req.ParentVersion),
+		Status:        req.Status,
+		ModifiedAt:    NormalizeTime(req.ModifiedAt),
+		Checksum:      req.Checksum,
+		Chunks:        append([]string{}, req.Chunks...),
+		Size:          req.Size,
+		IsFolder:      req.IsFolder,
+		Filename:      req.Filename,
+		Mimetype:      req.Mimetype,
+	}
+	if prev != nil && !changesPlace(req.Status) {
+		m.Filename = prev.Filename
+		m.ParentID = clonePtr(prev.ParentID)
+		m.ParentVersion = clonePtr(prev.ParentVersion)
+	}
+	if m.Status == StatusDeleted {
+		m.Size = 0
+	}
+	return m
+}
+
+// validate checks rules 4 and 6 for the candidate m built from req, whose previous
+// version is prev (nil for a new item). It returns "" when m may be stored.
+func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
+	if r := validFields(req, m); r != "" {
+		return r
+	}
+	if prev != nil && (m.IsFolder != prev.IsFolder || m.Mimetype != prev.Mimetype) {
+		return ReasonImmutableField
+	}
+	if !ValidName(m.Filename) {
+		return ReasonInvalidName
+	}
+	if m.ParentID != nil {
+		p, ok := t.latest(*m.ParentID)
+		switch {
+		case !ok:
+			return ReasonParentNotFound
+		case p.Status == StatusDeleted && m.Status != StatusDeleted:
+			return ReasonParentNotFound
+		case !p.IsFolder:
+			return ReasonParentNotFolder
+		case prev != nil && t.descendsFrom(*m.ParentID, *m.ID):
+			return ReasonCycle
+		}
+	}
+	delta := liveSize(m) - liveSize(prev)
+	if t.c.QuotaLimit > 0 && delta > 0 && delta > t.c.QuotaLimit-t.c.OwnerUsedElsewhere-t.used {
+		return ReasonQuotaExceeded
+	}
+	return ""
+}
+
+// validFields checks the ranges of an item's own fields.
+func validFields(req, m *ItemMetadata) Reason {
+	switch {
+	case !m.Status.Valid(),
+		req.Size < 0 || req.Size > MaxItemSize,
+		req.ModifiedAt.IsZero() || !validTime(req.ModifiedAt),
+		len(m.Mimetype) > MaxMimetypeBytes || !utf8.ValidString(m.Mimetype),
+		m.IsFolder && (m.Size != 0 || m.Checksum != 0 || len(m.Chunks) != 0):
+		return ReasonInvalidItem
+	}
+	for _, ch := range m.Chunks {
+		if ch == "" || len(ch) > MaxChunkNameBytes || !utf8.ValidString(ch) {
+			return ReasonInvalidItem
+		}
+	}
+	return ""
+}
+
+// descendsFrom reports whether node is anc or lies below it. The walk is bounded, so a
+// corrupt history with a loop cannot hang it (a loop counts as a cycle).
+func (t *commitTxn) descendsFrom(node, anc ItemID) bool {
+	for steps := t.count() + 1; steps > 0; steps-- {
+		if node == anc {
+			return true
+		}
+		m, ok := t.latest(node)
+		if !ok || m.ParentID == nil {
+			return false
+		}
+		node = *m.ParentID
+	}
+	return true
+}
+
+// store records m as the next version of its item for the rest of the request.
+func (t *commitTxn) store(m ItemMetadata) {
+	prev, _ := t.latest(*m.ID)
+	t.used += liveSize(&m) - liveSize(prev)
+	t.added[*m.ID] = append(t.added[*m.ID], m)
+}

@@ -1,0 +1,61 @@
+// Package domain owns the sync service's decision logic: the workspace and user
+// aggregates, the commands they accept, the events they record, and the rules of
+// PROTOCOL.md §5 that turn one into the other.
+//
+// It is pure: no I/O, no clock, no randomness, no logging, no context. Time, new ids
+// and the hash of the stream's last event arrive on the command. It imports only the
+// standard library and google/uuid, and must never import another package of the project.
+//
+// The core is Decide(state, command) → Decision and a deterministic, total
+// Evolve(state, event). Decide never changes the state; the caller appends the decided
+// event and folds it with Evolve.
+//
+// # Decisions where PROTOCOL.md is silent
+//
+//   - Check order of a Commit: malformed requestId or nil ids (ErrInvalidCommand), then
+//     workspace existence (ErrNotFound), then membership (ErrNotMember), then a repeated
+//     requestId (ReplayOf, whatever the body), then the body (item count, NewItemIDs,
+//     quota figures: ErrInvalidCommand). A requestId is 1–128 characters of valid UTF-8.
+//   - Commit and UpdateMemberWorkspace requestIds are deduplicated separately (a replay
+//     always points at an event of its own kind), per workspace; RegisterDevice
+//     requestIds per user. UpdateDevice is not deduplicated: repeating it is harmless.
+//   - The request-local tempId map is filled when an item with a tempId is created or
+//     resolved (through that map or through the stored (deviceId, tempId) pairs). Like
+//     StackSync, a parentId equal to such a tempId is rewritten. Only version-1 items
+//     stored with a tempId enter the (deviceId, tempId) map; the first one wins.
+//   - A new item's id is taken from NewItemIDs only when it is accepted, so ids of
+//     failed items are not burnt. NewItemIDs must be valid, distinct and unused here.
+//   - Per item, failures are checked in this order: the version (rules 2–3), then field
+//     ranges (invalidItem), immutableField, invalidName, parentNotFound,
+//     parentNotFolder, cycle, quotaExceeded. Every failure of a known item carries its
+//     current version; a failure of an unknown or new item carries nil.
+//   - A known item at v < 1 is invalidItem. NEW after version 1 acts like CHANGED.
+//   - Field ranges: size 0…2^53-1; modifiedAt non-zero, years 1–9999 (JSON-encodable);
+//     mimetype ≤ 255 bytes of UTF-8; chunk names 1–255 bytes of UTF-8; no limit on the
+//     number of chunks beyond the request's size. A folder must have size 0, checksum 0
+//     and no chunks, also when DELETED. Text that is not UTF-8 is refused because JSON
+//     would silently change it and the stored event would differ from the decided one.
+//   - A DELETED version needs its parent to exist but not to be live (deleting a tree in
+//     any order works); any other version needs a live parent, also when CHANGED keeps a
+//     parent that has since been deleted (revive the folder first).
+//   - ParentVersion is informational and follows the parent: kept from the previous
+//     version when the status keeps the parent.
+//   - A duplicate (v ≤ s, same content) is compared after the request is normalised as
+//     if it were stored on top of stored version v-1; its outcome's Metadata is stored
+//     version v (which carries the tempId it was stored with), Stored=false.
+//   - Stored versions always carry a non-nil (possibly empty) chunk list.
+//   - Quota: an item fails only when it increases usage beyond a set limit; shrinking or
+//     deleting is always allowed, even over the limit.
+//   - AddMember with an empty name uses the workspace's name. Names of workspaces and
+//     members follow the filename rules. UpdateMemberWorkspace accepts any valid item id
+//     as mount point (it lies in the member's own workspace, unknown here).
+//   - Commands whose time is outside years 1–9999 are ErrInvalidCommand; a zero time is
+//     accepted. Times are stored in UTC, truncated to the millisecond.
+//   - CreateUser lower-cases the e-mail, which must contain '@'; a removed user still
+//     exists (CreateUser → ErrAlreadyExists). RegisterDevice with a device id already
+//     registered is ErrAlreadyExists.
+//   - StreamVersion counts every event passed to Evolve, also those it cannot apply (an
+//     unknown type, another aggregate's id, a second creation, an item version out of
+//     sequence), because it is used as the expected version of the next append.
+//   - Decide and Evolve accept both values and pointers of commands and events.
+package domain

@@ -1,0 +1,394 @@
+package wire
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/service"
+)
+
+// Method names of ISyncService (PROTOCOL.md §4).
+const (
+	MethodGetAccountInfo      = "getAccountInfo"
+	MethodUpdateDevice        = "updateDevice"
+	MethodGetWorkspaces       = "getWorkspaces"
+	MethodGetChanges          = "getChanges"
+	MethodGetChangesSince     = "getChangesSince"
+	MethodGetItemVersions     = "getItemVersions"
+	MethodCommit              = "commit"
+	MethodUpdateWorkspace     = "updateWorkspace"
+	MethodCreateShareProposal = "createShareProposal"
+	MethodNotifyCommit        = "notifyCommit"
+)
+
+// MaxRequestIDLen bounds a requestId (PROTOCOL.md §3: 1–128 characters).
+const MaxRequestIDLen = 128
+
+// Common holds the fields every request object has.
+type Common struct {
+	RequestID string
+	UserID    uuid.UUID // uuid.Nil when absent (getAccountInfo)
+}
+
+type commonFields struct {
+	RequestID *string `json:"requestId"`
+	UserID    *string `json:"userId"`
+}
+
+func (c commonFields) parse(requireUser bool) (Common, error) {
+	var out Common
+	if c.RequestID == nil {
+		return out, invalid("requestId missing")
+	}
+	if n := len([]rune(*c.RequestID)); n < 1 || n > MaxRequestIDLen {
+		return out, invalid("requestId must have 1 to %d characters, has %d", MaxRequestIDLen, n)
+	}
+	out.RequestID = *c.RequestID
+	if c.UserID != nil || requireUser {
+		id, err := parseUUID("userId", c.UserID)
+		if err != nil {
+			return out, err
+		}
+		out.UserID = id
+	}
+	return out, nil
+}
+
+// GetAccountInfoRequest is getAccountInfo's request object.
+type GetAccountInfoRequest struct {
+	Common
+	Email string
+}
+
+// ParseGetAccountInfo decodes getAccountInfo's request object.
+func ParseGetAccountInfo(params json.RawMessage) (GetAccountInfoRequest, error) {
+	var r struct {
+		commonFields
+		Email *string `json:"email"`
+	}
+	if err := strictObject(params, &r); err != nil {
+		return GetAccountInfoRequest{}, invalid("getAccountInfo: %v", err)
+	}
+	c, err := r.parse(false)
+	if err != nil {
+		return GetAccountInfoRequest{}, err
+	}
+	if r.Email == nil || *r.Email == "" {
+		return GetAccountInfoRequest{}, invalid("email missing")
+	}
+	return GetAccountInfoRequest{Common: c, Email: *r.Email}, nil
+}
+
+// ParseUpdateDevice decodes updateDevice's request object.
+func ParseUpdateDevice(params json.RawMessage) (service.UpdateDeviceRequest, error) {
+	var r struct {
+		commonFields
+		DeviceID   *string `json:"deviceId"`
+		DeviceName *string `json:"deviceName"`
+		OS         *string `json:"os"`
+		IP         *string `json:"ip"`
+		AppVersion *string `json:"appVersion"`
+	}
+	if err := strictObject(params, &r); err != nil {
+		return service.UpdateDeviceRequest{}, invalid("updateDevice: %v", err)
+	}
+	c, err := r.parse(true)
+	if err != nil {
+		return service.UpdateDeviceRequest{}, err
+	}
+	dev, err := parseOptUUID("deviceId", r.DeviceID)
+	if err != nil {
+		return service.UpdateDeviceRequest{}, err
+	}
+	if r.DeviceName == nil || *r.DeviceName == "" {
+		return service.UpdateDeviceRequest{}, invalid("deviceName missing")
+	}
+	if r.OS == nil {
+		return service.UpdateDeviceRequest{}, invalid("os missing")
+	}
+	return service.UpdateDeviceRequest{RequestID: c.RequestID, UserID: c.UserID, DeviceID: dev,
+		Name: *r.DeviceName, OS: *r.OS, IP: r.IP, AppVersion: r.AppVersion}, nil
+}
+
+// ParseGetWorkspaces decodes getWorkspaces' request object.
+func ParseGetWorkspaces(params json.RawMessage) (Common, error) {
+	var r commonFields
+	if err := strictObject(params, &r); err != nil {
+		return Common{}, invalid("getWorkspaces: %v", err)
+	}
+	return r.parse(true)
+}
+
+// WorkspaceRequest is a request object naming a workspace (getChanges and the rest).
+type WorkspaceRequest struct {
+	Common
+	WorkspaceID uuid.UUID
+}
+
+type workspaceFields struct {
+	commonFields
+	WorkspaceID *string `json:"workspaceId"`
+}
+
+func (w workspaceFields) parse() (WorkspaceRequest, error) {
+	c, err := w.commonFields.parse(true)
+	if err != nil {
+		return WorkspaceRequest{}, err
+	}
+	ws, err := parseUUID("workspaceId", w.WorkspaceID)
+	if err != nil {
+		return WorkspaceRequest{}, err
+	}
+	return WorkspaceRequest{Common: c, WorkspaceID: ws}, nil
+}
+
+// ParseGetChanges decodes getChanges' request object.
+func ParseGetChanges(params json.RawMessage) (WorkspaceRequest, error) {
+	var r workspaceFields
+	if err := strictObject(params, &r); err != nil {
+		return WorkspaceRequest{}, invalid("getChanges: %v", err)
+	}
+	return r.parse()
+}
+
+// Paging limits of getChangesSince.
+const (
+	DefaultChangesLimit = 1000
+	MaxChangesLimit     = 10000
+)
+
+// GetChangesSinceRequest is getChangesSince's request object.
+type GetChangesSinceRequest struct {
+	WorkspaceRequest
+	SinceVersion int64
+	Limit        int
+}
+
+// ParseGetChangesSince decodes getChangesSince's request object.
+func ParseGetChangesSince(params json.RawMessage) (GetChangesSinceRequest, error) {
+	var r struct {
+		workspaceFields
+		SinceVersion *int64 `json:"sinceVersion"`
+		Limit        *int64 `json:"limit"`
+	}
+	if err := strictObject(params, &r); err != nil {
+		return GetChangesSinceRequest{}, invalid("getChangesSince: %v", err)
+	}
+	ws, err := r.workspaceFields.parse()
+	if err != nil {
+		return GetChangesSinceRequest{}, err
+	}
+	out := GetChangesSinceRequest{WorkspaceRequest: ws, Limit: DefaultChangesLimit}
+	if r.SinceVersion == nil {
+		return out, invalid("sinceVersion missing")
+	}
+	if *r.SinceVersion < 0 {
+		return out, invalid("sinceVersion must be >= 0, is %d", *r.SinceVersion)
+	}
+	out.SinceVersion = *r.SinceVersion
+	if r.Limit != nil {
+		if *r.Limit < 1 || *r.Limit > MaxChangesLimit {
+			return out, invalid("limit must be 1 to %d, is %d", MaxChangesLimit, *r.Limit)
+		}
+		out.Limit = int(*r.Limit)
+	}
+	return out, nil
+}
+
+// GetItemVersionsRequest is getItemVersions' request object.
+type GetItemVersionsRequest struct {
+	WorkspaceRequest
+	ItemID domain.ItemID
+}
+
+// ParseGetItemVersions decodes getItemVersions' request object.
+func ParseGetItemVersions(params json.RawMessage) (GetItemVersionsRequest, error) {
+	var r struct {
+		workspaceFields
+		ItemID *int64 `json:"itemId"`
+	}
+	if err := strictObject(params, &r); err != nil {
+		return GetItemVersionsRequest{}, invalid("getItemVersions: %v", err)
+	}
+	ws, err := r.workspaceFields.parse()
+	if err != nil {
+		return GetItemVersionsRequest{}, err
+	}
+	if r.ItemID == nil {
+		return GetItemVersionsRequest{}, invalid("itemId missing")
+	}
+	return GetItemVersionsRequest{WorkspaceRequest: ws, ItemID: domain.ItemID(*r.ItemID)}, nil
+}
+
+// MaxCommitItems bounds the items of one commit request.
+const MaxCommitItems = 10000
+
+// ParseCommit decodes commit's request object.
+func ParseCommit(params json.RawMessage) (service.CommitRequest, error) {
+	var r struct {
+		workspaceFields
+		DeviceID *string         `json:"deviceId"`
+		Items    *[]ItemMetadata `json:"items"`
+	}
+	if err := strictObject(params, &r); err != nil {
+		return service.CommitRequest{}, invalid("commit: %v", err)
+	}
+	ws, err := r.workspaceFields.parse()
+	if err != nil {
+		return service.CommitRequest{}, err
+	}
+	dev, err := parseUUID("deviceId", r.DeviceID)
+	if err != nil {
+		return service.CommitRequest{}, err
+	}
+	if r.Items == nil || len(*r.Items) == 0 {
+		return service.CommitRequest{}, invalid("items missing or empty")
+	}
+	if len(*r.Items) > MaxCommitItems {
+		return service.CommitRequest{}, invalid("%d items exceed the limit of %d per commit", len(*r.Items), MaxCommitItems)
+	}
+	items := make([]domain.ItemMetadata, len(*r.Items))
+	for i, w := range *r.Items {
+		if items[i], err = w.ToItem(i); err != nil {
+			return service.CommitRequest{}, err
+		}
+	}
+	return service.CommitRequest{RequestID: ws.RequestID, UserID: ws.UserID, WorkspaceID: ws.WorkspaceID,
+		DeviceID: dev, Items: items}, nil
+}
+
+// ParseUpdateWorkspace decodes updateWorkspace's request object.
+func ParseUpdateWorkspace(params json.RawMessage) (service.UpdateWorkspaceRequest, error) {
+	var r struct {
+		workspaceFields
+		WorkspaceName *string `json:"workspaceName"`
+		ParentItemID  *int64  `json:"parentItemId"`
+	}
+	if err := strictObject(params, &r); err != nil {
+		return service.UpdateWorkspaceRequest{}, invalid("updateWorkspace: %v", err)
+	}
+	ws, err := r.workspaceFields.parse()
+	if err != nil {
+		return service.UpdateWorkspaceRequest{}, err
+	}
+	if r.WorkspaceName == nil {
+		return service.UpdateWorkspaceRequest{}, invalid("workspaceName missing")
+	}
+	out := service.UpdateWorkspaceRequest{RequestID: ws.RequestID, UserID: ws.UserID, WorkspaceID: ws.WorkspaceID, Name: *r.WorkspaceName}
+	if r.ParentItemID != nil {
+		out.ParentItemID = ptr(domain.ItemID(*r.ParentItemID))
+	}
+	return out, nil
+}
+
+// AccountInfo is getAccountInfo's result.
+type AccountInfo struct {
+	UserID     string `json:"userId"`
+	Name       string `json:"name"`
+	Email      string `json:"email"`
+	QuotaLimit int64  `json:"quotaLimit"`
+	QuotaUsed  int64  `json:"quotaUsed"`
+}
+
+// FromAccount renders an account.
+func FromAccount(a service.Account) AccountInfo {
+	return AccountInfo{UserID: a.UserID.String(), Name: a.Name, Email: a.Email, QuotaLimit: a.QuotaLimit, QuotaUsed: a.QuotaUsed}
+}
+
+// IDRef is an object holding only an id ({"id": ...}).
+type IDRef[T any] struct {
+	ID T `json:"id"`
+}
+
+// Workspace is one entry of getWorkspaces' result.
+type Workspace struct {
+	ID             string        `json:"id"`
+	Name           string        `json:"name"`
+	Owner          IDRef[string] `json:"owner"`
+	IsShared       bool          `json:"isShared"`
+	IsEncrypted    bool          `json:"isEncrypted"`
+	ParentItem     *IDRef[int64] `json:"parentItem"`
+	LatestRevision int64         `json:"latestRevision"`
+}
+
+// FromWorkspaces renders getWorkspaces' result (never null).
+func FromWorkspaces(ws []service.WorkspaceInfo) []Workspace {
+	out := make([]Workspace, len(ws))
+	for i, w := range ws {
+		out[i] = Workspace{ID: w.ID.String(), Name: w.Name, Owner: IDRef[string]{w.OwnerID.String()},
+			IsShared: w.IsShared, IsEncrypted: w.IsEncrypted, LatestRevision: w.LatestRevision}
+		if w.ParentItemID != nil {
+			out[i].ParentItem = &IDRef[int64]{int64(*w.ParentItemID)}
+		}
+	}
+	return out
+}
+
+// ChangesPage is getChangesSince's result.
+type ChangesPage struct {
+	Items            []ItemMetadata `json:"items"`
+	FromVersion      int64          `json:"fromVersion"`
+	ToVersion        int64          `json:"toVersion"`
+	HasMore          bool           `json:"hasMore"`
+	WorkspaceVersion int64          `json:"workspaceVersion"`
+}
+
+// FromChangesPage renders a page.
+func FromChangesPage(p service.ChangesPage) ChangesPage {
+	return ChangesPage{Items: FromItems(p.Items), FromVersion: p.FromVersion, ToVersion: p.ToVersion,
+		HasMore: p.HasMore, WorkspaceVersion: p.WorkspaceVersion}
+}
+
+// CommitInfo is the outcome of one committed item.
+type CommitInfo struct {
+	CommittedVersion int64         `json:"committedVersion"`
+	CommitSucceed    bool          `json:"commitSucceed"`
+	Metadata         *ItemMetadata `json:"metadata"`
+	Reason           string        `json:"reason,omitempty"`
+}
+
+// CommitNotification is the parameter of a notifyCommit event.
+type CommitNotification struct {
+	RequestID        string       `json:"requestId"`
+	Items            []CommitInfo `json:"items"`
+	LimitQuota       int64        `json:"limitQuota"`
+	UsedQuota        int64        `json:"usedQuota"`
+	WorkspaceID      string       `json:"workspaceId"`
+	UserID           string       `json:"userId"`
+	DeviceID         string       `json:"deviceId"`
+	CommittedAt      string       `json:"committedAt"`
+	WorkspaceVersion int64        `json:"workspaceVersion"`
+}
+
+// FromCommitted renders the notification of a recorded commit.
+func FromCommitted(c domain.Committed) CommitNotification {
+	n := CommitNotification{RequestID: c.RequestID, Items: make([]CommitInfo, len(c.Items)),
+		LimitQuota: c.LimitQuota, UsedQuota: c.UsedQuota, WorkspaceID: c.WorkspaceID.String(),
+		UserID: c.UserID.String(), DeviceID: c.DeviceID.String(), CommittedAt: FormatTime(c.CommittedAt),
+		WorkspaceVersion: c.WorkspaceVersion}
+	for i, o := range c.Items {
+		n.Items[i] = CommitInfo{CommittedVersion: o.CommittedVersion, CommitSucceed: o.Succeeded, Reason: string(o.Reason)}
+		if o.Metadata != nil {
+			m := FromItem(*o.Metadata)
+			n.Items[i].Metadata = &m
+		}
+	}
+	return n
+}
+
+// EncodeNotifyCommit renders the notifyCommit event of a recorded commit; eventID is the
+// envelope's id (use the stored event's id, so that duplicates are recognisable).
+func EncodeNotifyCommit(eventID string, c domain.Committed) ([]byte, error) {
+	b, err := json.Marshal(Event{Method: MethodNotifyCommit, Params: []CommitNotification{FromCommitted(c)}, ID: eventID, Async: true})
+	if err != nil {
+		return nil, fmt.Errorf("encode notifyCommit %s: %w", eventID, err)
+	}
+	return b, nil
+}
+
+// BusyRetryAfterMs renders a retry-after duration in whole milliseconds (at least 1).
+func BusyRetryAfterMs(d time.Duration) int64 { return max(1, d.Milliseconds()) }

@@ -1,0 +1,166 @@
+// Package audit owns the replay of the history for people and tools: the log of a
+// workspace (who changed what, from which device, when, including rejected items and
+// lifecycle events), the life of one item, the state of a workspace at a past time or
+// version rebuilt from history alone, and the verification of every stream's hash chain.
+//
+// It reads the event store directly, through the small Reader interface, and never the
+// read models, so its answers stay true even when a projection is wrong. It must never
+// write to the store, never load a whole history into memory (it reads in pages), and
+// never read flags or the environment: cmd/syncctl does that and calls this package.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// Reader is the part of eventstore.Store the audit uses; every eventstore.Store is one.
+type Reader interface {
+	ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.RecordedEvent, error)
+	StreamVersion(ctx context.Context, stream string) (uint64, error)
+	ReadAll(ctx context.Context, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error)
+}
+
+// Defaults of Config.
+const (
+	DefaultPageSize       = 1000
+	DefaultFollowInterval = time.Second
+	// MaxPageSize bounds Config.PageSize.
+	MaxPageSize = 100000
+)
+
+// ProgressFunc is told, after each page read, how many events of stream have been read
+// (done) out of how many it had when the replay started (total; 0 when unknown).
+type ProgressFunc func(stream string, done, total uint64)
+
+// Config configures an Auditor. The zero value is valid and means the defaults.
+type Config struct {
+	// PageSize is how many events one read returns (default DefaultPageSize, at most
+	// MaxPageSize). Memory use is proportional to it, never to the history's length.
+	PageSize int
+	// FollowInterval is how often a followed log polls the stream's tail (default
+	// DefaultFollowInterval).
+	FollowInterval time.Duration
+	// Progress, if set, is called after every page of a replay.
+	Progress ProgressFunc
+	// Logger receives debug detail (default: discarded).
+	Logger *slog.Logger
+}
+
+// Validate reports a setting out of range.
+func (c Config) Validate() error {
+	if c.PageSize < 0 || c.PageSize > MaxPageSize {
+		return fmt.Errorf("audit config: page size %d out of range [0, %d]", c.PageSize, MaxPageSize)
+	}
+	if c.FollowInterval < 0 {
+		return fmt.Errorf("audit config: negative follow interval %s", c.FollowInterval)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
+	}
+	if c.FollowInterval == 0 {
+		c.FollowInterval = DefaultFollowInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+// Auditor replays histories from a Reader. It holds no state between calls and is safe
+// for concurrent use when its Reader is.
+type Auditor struct {
+	r   Reader
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns an Auditor reading from r.
+func New(r Reader, cfg Config) (*Auditor, error) {
+	if r == nil {
+		return nil, errors.New("audit: nil reader")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Auditor{r: r, cfg: cfg, log: cfg.Logger.With("component", "audit")}, nil
+}
+
+// ErrNoWorkspace is returned when a workspace's stream has no events.
+var ErrNoWorkspace = errors.New("audit: workspace has no history")
+
+// scan reads stream from version from onwards, page by page, calling fn for every event
+// until fn returns stop=true or the stream's current end. It returns the version to read
+// next (one past the last event handed to fn) and whether fn stopped the scan.
+func (a *Auditor) scan(ctx context.Context, stream string, from uint64, total uint64, fn func(eventstore.RecordedEvent) (stop bool, err error)) (next uint64, stopped bool, err error) {
+	next = from
+	var done uint64
+	if from > 1 {
+		done = from - 1
+	}
+	for {
+		page, err := a.r.ReadStream(ctx, stream, next, a.cfg.PageSize)
+		if err != nil {
+			return next, false, fmt.Errorf("read %s from %d: %w", stream, next, err)
+		}
+		for _, rec := range page {
+			stop, err := fn(rec)
+			if err != nil {
+				return next, false, err
+			}
+			next = rec.StreamVersion + 1
+			done++
+			if stop {
+				a.progress(stream, done, total)
+				return next, true, nil
+			}
+		}
+		a.progress(stream, done, total)
+		if len(page) < a.cfg.PageSize {
+			return next, false, nil
+		}
+	}
+}
+
+func (a *Auditor) progress(stream string, done, total uint64) {
+	if a.cfg.Progress != nil {
+		a.cfg.Progress(stream, done, total)
+	}
+}
+
+// decode decodes a stored record into its domain event, naming the record on failure.
+func decode(rec eventstore.RecordedEvent) (domain.Event, error) {
+	ev, err := domain.Decode(rec.Type, rec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s@%d (%s): %w (run `syncctl audit verify`)", rec.Stream, rec.StreamVersion, rec.Type, err)
+	}
+	return ev, nil
+}
+
+// workspaceOf returns the workspace id of a workspace stream name.
+func workspaceOf(stream string) (uuid.UUID, bool) {
+	rest, ok := strings.CutPrefix(stream, "workspace-")
+	if !ok {
+		return uuid.Nil, false
+	}
+	id, err := uuid.Parse(rest)
+	if err != nil || domain.WorkspaceStream(id) != stream {
+		return uuid.Nil, false
+	}
+	return id, true
+}

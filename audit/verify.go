@@ -1,0 +1,269 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// BreakKind classifies the first break found in a stream.
+type BreakKind string
+
+// Kinds of break.
+const (
+	// BreakChain: an event's prevHash is not the hash of the stored event before it:
+	// that event's content was altered, or an event was inserted, deleted or moved here.
+	BreakChain BreakKind = "chain"
+	// BreakVersionGap: stream versions are not contiguous from 1 (events deleted or
+	// renumbered).
+	BreakVersionGap BreakKind = "streamVersion"
+	// BreakWorkspaceVersion: a workspace stream's commits do not number 1, 2, 3, …
+	BreakWorkspaceVersion BreakKind = "workspaceVersion"
+	// BreakForeign: a workspace stream holds an event of another workspace.
+	BreakForeign BreakKind = "foreignEvent"
+	// BreakUndecodable: an event's bytes are not a known event type.
+	BreakUndecodable BreakKind = "undecodable"
+	// BreakTail: the store says the stream is longer than the events it returns.
+	BreakTail BreakKind = "tail"
+)
+
+// Break is the first place where a stream's history is not what was appended.
+type Break struct {
+	Kind          BreakKind `json:"kind"`
+	StreamVersion uint64    `json:"streamVersion"` // of the event where it shows
+	Type          string    `json:"type"`          // that event's type
+	Expected      string    `json:"expected"`
+	Found         string    `json:"found"`
+	Detail        string    `json:"detail"`
+}
+
+// StreamReport is the result of verifying one stream.
+type StreamReport struct {
+	Stream string `json:"stream"`
+	// Events is the number of events checked before the first break (all of them if
+	// none).
+	Events uint64 `json:"events"`
+	// Head is the chain hash of the last event checked. The last event of a stream has
+	// no successor to vouch for it: keep Head somewhere else to anchor it.
+	Head string `json:"head"`
+	// WorkspaceVersion is the last commit's workspaceVersion (workspace streams).
+	WorkspaceVersion int64  `json:"workspaceVersion,omitempty"`
+	Break            *Break `json:"break,omitempty"`
+}
+
+// Report is the result of a verification.
+type Report struct {
+	Streams []StreamReport `json:"streams"`
+}
+
+// OK reports whether no stream has a break.
+func (r Report) OK() bool {
+	for _, s := range r.Streams {
+		if s.Break != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Broken returns the reports of the streams with a break.
+func (r Report) Broken() []StreamReport {
+	var out []StreamReport
+	for _, s := range r.Streams {
+		if s.Break != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Write prints the report: a line per stream and a summary (FormatTable), or one JSON
+// object per stream (FormatJSONL).
+func (r Report) Write(w io.Writer, f Format) error {
+	bw := bufio.NewWriter(w)
+	switch f {
+	case FormatJSONL:
+		enc := json.NewEncoder(bw)
+		for _, s := range r.Streams {
+			if err := enc.Encode(s); err != nil {
+				return fmt.Errorf("write report: %w", err)
+			}
+		}
+	case FormatTable:
+		var events uint64
+		for _, s := range r.Streams {
+			events += s.Events
+			if s.Break == nil {
+				fmt.Fprintf(bw, "ok      %s  %d events, head %s\n", s.Stream, s.Events, s.Head)
+				continue
+			}
+			b := s.Break
+			fmt.Fprintf(bw, "BROKEN  %s  at stream version %d (%s): %s\n", s.Stream, b.StreamVersion, b.Type, b.Kind)
+			fmt.Fprintf(bw, "        expected %s\n        found    %s\n        %s\n", b.Expected, b.Found, b.Detail)
+		}
+		fmt.Fprintf(bw, "%d streams, %d events verified, %d broken\n", len(r.Streams), events, len(r.Broken()))
+	default:
+		return fmt.Errorf("write report: unknown format %q", f)
+	}
+	return bw.Flush()
+}
+
+// Verify walks the hash chain of each named stream from its first event and reports,
+// per stream, the first event whose content or order was altered, deleted or inserted.
+// A break is a finding, not an error: the error is for failures to read.
+func (a *Auditor) Verify(ctx context.Context, streams ...string) (Report, error) {
+	var r Report
+	for _, s := range streams {
+		sr, err := a.verifyStream(ctx, s)
+		if err != nil {
+			return r, err
+		}
+		r.Streams = append(r.Streams, sr)
+	}
+	return r, nil
+}
+
+// VerifyAll verifies every stream of the store, found by reading the global order once.
+func (a *Auditor) VerifyAll(ctx context.Context) (Report, error) {
+	streams, err := a.Streams(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	return a.Verify(ctx, streams...)
+}
+
+// Streams lists every stream of the store in the order of its first event, by reading
+// the global order in pages (memory grows with the number of streams, not of events).
+func (a *Auditor) Streams(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	pos := eventstore.Start
+	var done uint64
+	for {
+		page, err := a.r.ReadAll(ctx, pos, a.cfg.PageSize)
+		if err != nil {
+			return nil, fmt.Errorf("list streams: read all after %s: %w", pos, err)
+		}
+		for _, rec := range page {
+			if !seen[rec.Stream] {
+				seen[rec.Stream] = true
+				out = append(out, rec.Stream)
+			}
+			pos = rec.Position
+		}
+		done += uint64(len(page))
+		a.progress("$all", done, 0)
+		if len(page) < a.cfg.PageSize {
+			return out, nil
+		}
+	}
+}
+
+// recentHashes remembers the chain hashes of the last few events, to tell an inserted
+// or moved event from an altered one.
+const recentHashes = 16
+
+func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport, error) {
+	sr := StreamReport{Stream: stream}
+	tail, err := a.r.StreamVersion(ctx, stream)
+	if err != nil {
+		return sr, fmt.Errorf("verify %s: %w", stream, err)
+	}
+	ws, isWorkspace := workspaceOf(stream)
+	var recent [recentHashes]struct {
+		version uint64
+		hash    string
+	}
+	prev := "" // chain hash of the previous event
+	want := uint64(1)
+	brk := func(rec eventstore.RecordedEvent, kind BreakKind, expected, found, detail string) (bool, error) {
+		sr.Break = &Break{Kind: kind, StreamVersion: rec.StreamVersion, Type: rec.Type, Expected: expected, Found: found, Detail: detail}
+		return true, nil
+	}
+	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent) (bool, error) {
+		if rec.StreamVersion != want {
+			detail := fmt.Sprintf("events %d to %d are missing (deleted or renumbered)", want, rec.StreamVersion-1)
+			if rec.StreamVersion == want+1 {
+				detail = fmt.Sprintf("event %d is missing (deleted or renumbered)", want)
+			}
+			if rec.StreamVersion < want {
+				detail = "stream versions repeat or go backwards (events inserted or reordered)"
+			}
+			return brk(rec, BreakVersionGap, fmt.Sprintf("stream version %d", want), fmt.Sprintf("stream version %d", rec.StreamVersion), detail)
+		}
+		ev, err := domain.Decode(rec.Type, rec.Data)
+		if err != nil {
+			return brk(rec, BreakUndecodable, "a released event type and its JSON", err.Error(), "the event's type or body was altered, or it was written by no version of this service")
+		}
+		if got := ev.Prev(); got != prev {
+			detail := fmt.Sprintf("the stored event %d is not the one this event was chained to: event %d was altered, or this event was altered, inserted, or moved here, or events before it were deleted", want-1, want-1)
+			if want == 1 {
+				detail = "the first event of a stream carries no previous hash: events before it were deleted, or it was altered or moved here"
+			}
+			for _, r := range recent {
+				if r.hash != "" && r.hash == got && r.version < want-1 {
+					detail = fmt.Sprintf("this event was chained to event %d: the events after that one (%d to %d) were inserted, or this event was moved here", r.version, r.version+1, want-1)
+				}
+			}
+			return brk(rec, BreakChain, hashOrNone(prev), hashOrNone(got), detail)
+		}
+		if isWorkspace {
+			if id, ok := eventWorkspace(ev); ok && id != ws {
+				return brk(rec, BreakForeign, "workspace "+ws.String(), "workspace "+id.String(), "an event of another workspace is stored in this stream")
+			}
+			if c, ok := ev.(domain.Committed); ok {
+				if c.WorkspaceVersion != sr.WorkspaceVersion+1 {
+					return brk(rec, BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", c.WorkspaceVersion), "commits are not numbered 1, 2, 3, … without gaps")
+				}
+				sr.WorkspaceVersion = c.WorkspaceVersion
+			}
+		}
+		prev = domain.ChainHash(rec.Type, rec.Data)
+		recent[rec.StreamVersion%recentHashes].version = rec.StreamVersion
+		recent[rec.StreamVersion%recentHashes].hash = prev
+		sr.Events++
+		sr.Head = prev
+		want++
+		return false, nil
+	})
+	if err != nil {
+		return sr, fmt.Errorf("verify %s: %w", stream, err)
+	}
+	if sr.Break == nil && want-1 != tail {
+		sr.Break = &Break{Kind: BreakTail, StreamVersion: want - 1, Expected: fmt.Sprintf("stream version %d at the end", tail),
+			Found: fmt.Sprintf("stream version %d at the end", want-1), Detail: "the store's stream version is past its last readable event: events at the end were deleted"}
+	}
+	a.log.Debug("verified", "stream", stream, "events", sr.Events, "ok", sr.Break == nil)
+	return sr, nil
+}
+
+func hashOrNone(h string) string {
+	if h == "" {
+		return `prevHash "" (none)`
+	}
+	return "prevHash " + h
+}
+
+// eventWorkspace returns the workspace an event of a workspace stream names.
+func eventWorkspace(ev domain.Event) (id uuid.UUID, ok bool) {
+	switch e := ev.(type) {
+	case domain.Committed:
+		return e.WorkspaceID, true
+	case domain.WorkspaceCreated:
+		return e.WorkspaceID, true
+	case domain.MemberAdded:
+		return e.WorkspaceID, true
+	case domain.MemberRemoved:
+		return e.WorkspaceID, true
+	case domain.MemberWorkspaceUpdated:
+		return e.WorkspaceID, true
+	}
+	return id, false
+}

@@ -1,0 +1,282 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/projections"
+	"github.com/stacksync-es/syncservice/service"
+)
+
+// env is one database with the store, the running projectors and a way to make any
+// number of Service instances over it (standing in for several syncd processes).
+type env struct {
+	dsn   string
+	store eventstore.Store
+	pool  *pgxpool.Pool
+	q     *projections.Queries
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dsn := testenv.PostgresDSN(t)
+	store, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := projections.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, m := range []string{projections.ModelWorkspaces, projections.ModelAccounts} {
+		p, err := projections.New(projections.Config{Model: m, DSN: dsn, Pool: pool, Source: store, LeaderRetry: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		pool.Close()
+		store.Close()
+	})
+	return &env{dsn: dsn, store: store, pool: pool, q: projections.NewQueries(pool)}
+}
+
+func (e *env) service(t *testing.T) *service.Service {
+	t.Helper()
+	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler)},
+		e.store, service.Projections{Q: e.q}, e.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// userWithDevice creates a user and registers a device; it waits until the account is
+// visible in the read model.
+func userWithDevice(t *testing.T, e *env, s *service.Service, name string) (user, personal, device uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	user, personal, err := s.CreateUser(ctx, service.NewUser{Name: name, Email: name + "@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	device, err = s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "reg-" + name, UserID: user, Name: name + "-laptop", OS: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, err := s.Workspaces(ctx, user)
+		return err
+	})
+	return user, personal, device
+}
+
+func folder(tempID int64, name string) domain.ItemMetadata {
+	return domain.ItemMetadata{TempID: &tempID, Version: 1, Status: domain.StatusNew, ModifiedAt: time.Unix(1700000000, 0),
+		IsFolder: true, Filename: name, Mimetype: "inode/directory", Chunks: []string{}}
+}
+
+func file(tempID int64, name string, parent *domain.ItemID, size int64) domain.ItemMetadata {
+	return domain.ItemMetadata{TempID: &tempID, Version: 1, Status: domain.StatusNew, ModifiedAt: time.Unix(1700000000, 0),
+		ParentID: parent, Filename: name, Mimetype: "text/plain", Size: size, Checksum: 42, Chunks: []string{"c1"}}
+}
+
+func TestCommitThenReadsAndReplay(t *testing.T) {
+	e := newEnv(t)
+	s := e.service(t)
+	ctx := context.Background()
+	user, ws, dev := userWithDevice(t, e, s, "alice")
+
+	res, err := s.Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev,
+		Items: []domain.ItemMetadata{folder(-1, "docs"), file(-2, "a.txt", ptr(domain.ItemID(-1)), 10)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Replayed || res.Event.WorkspaceVersion != 1 || len(res.Event.Items) != 2 {
+		t.Fatalf("first commit: %+v", res)
+	}
+	for i, o := range res.Event.Items {
+		if !o.Succeeded || !o.Stored {
+			t.Fatalf("item %d: %+v", i, o)
+		}
+	}
+	folderID := *res.Event.Items[0].Metadata.ID
+	if *res.Event.Items[1].Metadata.ParentID != folderID {
+		t.Fatalf("tempId parent not resolved: %+v", res.Event.Items[1].Metadata)
+	}
+
+	// A retried copy (same requestId, even from another instance) replays the original.
+	again, err := e.service(t).Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev,
+		Items: []domain.ItemMetadata{file(-9, "other.txt", nil, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Replayed || again.EventID != res.EventID || again.Event.WorkspaceVersion != 1 {
+		t.Fatalf("replay: %+v", again)
+	}
+
+	testenv.Eventually(t, 10*time.Second, func() error {
+		items, err := s.Changes(ctx, user, ws)
+		if err != nil {
+			return err
+		}
+		if len(items) != 2 || items[0].Filename != "docs" {
+			return fmt.Errorf("getChanges = %+v", items)
+		}
+		return nil
+	})
+	page, err := s.ChangesSince(ctx, user, ws, 0, 1000)
+	if err != nil || page.WorkspaceVersion != 1 || page.HasMore || len(page.Items) != 2 {
+		t.Fatalf("changesSince = %+v, %v", page, err)
+	}
+	acct, err := s.AccountInfo(ctx, &user, "ALICE@example.com")
+	if err != nil || acct.QuotaUsed != 10 || acct.UserID != user {
+		t.Fatalf("account = %+v, %v", acct, err)
+	}
+}
+
+// PROTOCOL.md §4/§6 and DESIGN invariant 8: requests that fail as a whole record nothing.
+func TestRequestLevelRefusalsStoreNothing(t *testing.T) {
+	e := newEnv(t)
+	s := e.service(t)
+	ctx := context.Background()
+	alice, aliceWS, aliceDev := userWithDevice(t, e, s, "alice")
+	bob, _, bobDev := userWithDevice(t, e, s, "bob")
+	before, err := e.store.StreamVersion(ctx, domain.WorkspaceStream(aliceWS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		req  service.CommitRequest
+		want error
+	}{
+		{"non-member", service.CommitRequest{RequestID: "x1", UserID: bob, WorkspaceID: aliceWS, DeviceID: bobDev}, service.ErrUnauthorized},
+		{"device of another user", service.CommitRequest{RequestID: "x2", UserID: alice, WorkspaceID: aliceWS, DeviceID: bobDev}, service.ErrUnauthorized},
+		{"unknown device", service.CommitRequest{RequestID: "x3", UserID: alice, WorkspaceID: aliceWS, DeviceID: uuid.New()}, service.ErrUnauthorized},
+		{"unknown user", service.CommitRequest{RequestID: "x4", UserID: uuid.New(), WorkspaceID: aliceWS, DeviceID: aliceDev}, service.ErrUnauthorized},
+		{"unknown workspace", service.CommitRequest{RequestID: "x5", UserID: alice, WorkspaceID: uuid.New(), DeviceID: aliceDev}, service.ErrWorkspaceNotFound},
+	}
+	for _, c := range cases {
+		c.req.Items = []domain.ItemMetadata{file(-1, "f", nil, 1)}
+		if _, err := s.Commit(ctx, c.req); !errors.Is(err, c.want) {
+			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
+		}
+	}
+	after, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(aliceWS))
+	if after != before {
+		t.Fatalf("refused commits appended %d events", after-before)
+	}
+	if _, err := s.Changes(ctx, bob, aliceWS); !errors.Is(err, service.ErrUnauthorized) {
+		t.Errorf("bob reads alice's workspace: %v", err)
+	}
+	if _, err := s.AccountInfo(ctx, &bob, "alice@example.com"); !errors.Is(err, service.ErrUserNotFound) {
+		t.Errorf("bob reads alice's account: %v", err)
+	}
+	if _, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "u", UserID: bob, DeviceID: &aliceDev, Name: "x", OS: "y"}); !errors.Is(err, service.ErrDeviceNotValid) {
+		t.Errorf("bob updates alice's device: %v", err)
+	}
+}
+
+// DESIGN invariants 2 and 3 with several service instances (as several syncd processes):
+// workspace versions stay gap-free, and of racing commits of the same item version
+// exactly one wins while the others get wrongVersion with the winner's metadata.
+func TestRacingInstances(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	instances := []*service.Service{e.service(t), e.service(t), e.service(t)}
+	user, ws, dev := userWithDevice(t, e, instances[0], "carol")
+	res, err := instances[0].Commit(ctx, service.CommitRequest{RequestID: "base", UserID: user, WorkspaceID: ws, DeviceID: dev,
+		Items: []domain.ItemMetadata{file(-1, "shared.txt", nil, 5)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *res.Event.Items[0].Metadata.ID
+
+	const racers = 12
+	var wg sync.WaitGroup
+	results := make([]service.CommitResult, racers)
+	errs := make([]error, racers)
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			it := file(0, "shared.txt", nil, int64(100+i))
+			it.TempID, it.ID, it.Version, it.Status = nil, &id, 2, domain.StatusChanged
+			results[i], errs[i] = instances[i%len(instances)].Commit(ctx, service.CommitRequest{
+				RequestID: fmt.Sprintf("race-%d", i), UserID: user, WorkspaceID: ws, DeviceID: dev, Items: []domain.ItemMetadata{it}})
+		}()
+	}
+	wg.Wait()
+	winners := 0
+	var winner *domain.ItemMetadata
+	seen := map[int64]bool{}
+	for i := range racers {
+		if errs[i] != nil {
+			t.Fatalf("racer %d: %v", i, errs[i])
+		}
+		seen[results[i].Event.WorkspaceVersion] = true
+		if o := results[i].Event.Items[0]; o.Succeeded {
+			winners++
+			winner = o.Metadata
+		}
+	}
+	if winners != 1 {
+		t.Fatalf("%d racers won version 2", winners)
+	}
+	for i := range racers {
+		o := results[i].Event.Items[0]
+		if !o.Succeeded && (o.Reason != domain.ReasonWrongVersion || o.Metadata == nil || o.Metadata.Size != winner.Size || o.Metadata.Version != 2) {
+			t.Fatalf("loser %d got %+v, want wrongVersion with the winner's metadata %+v", i, o, winner)
+		}
+	}
+	for v := int64(2); v <= racers+1; v++ {
+		if !seen[v] {
+			t.Fatalf("workspace versions not gap-free: %d missing in %v", v, seen)
+		}
+	}
+}
+
+func TestQuotaExceeded(t *testing.T) {
+	e := newEnv(t)
+	s := e.service(t)
+	ctx := context.Background()
+	user, ws, dev := userWithDevice(t, e, s, "dave")
+	if err := s.SetQuota(ctx, user, 100); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Commit(ctx, service.CommitRequest{RequestID: "q", UserID: user, WorkspaceID: ws, DeviceID: dev,
+		Items: []domain.ItemMetadata{file(-1, "a", nil, 60), file(-2, "b", nil, 60)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Event.Items[0].Succeeded || res.Event.Items[1].Reason != domain.ReasonQuotaExceeded {
+		t.Fatalf("outcomes %+v", res.Event.Items)
+	}
+	if res.Event.LimitQuota != 100 || res.Event.UsedQuota != 60 {
+		t.Fatalf("quota fields %d/%d", res.Event.UsedQuota, res.Event.LimitQuota)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

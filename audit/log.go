@@ -124,6 +124,9 @@ func (a *Auditor) Log(ctx context.Context, q LogQuery, out EntrySink) error {
 	for {
 		next, stopped, err := a.scan(ctx, stream, from, tail, visit)
 		if err != nil {
+			if q.Follow && ctx.Err() != nil {
+				return out.Flush() // following ends when ctx does
+			}
 			return err
 		}
 		if err := out.Flush(); err != nil {

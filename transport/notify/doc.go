@@ -1,0 +1,21 @@
+// Package notify owns the two broker-side followers of the event store's global order:
+//
+//   - the Notifier publishes every Committed event as a notifyCommit event to the
+//     workspace's fan-out exchange (PROTOCOL.md §2, §5): only after the event is durable,
+//     at least once, in global (hence per-workspace workspaceVersion) order, never beyond
+//     an optional horizon (the workspace projection's checkpoint, so that reads see what
+//     was notified), with publisher confirms, advancing its checkpoint only after the
+//     broker confirmed every message of a batch;
+//   - the Binder keeps device event queues bound in step with workspace membership
+//     (PROTOCOL.md §1, §6): on WorkspaceCreated and MemberAdded it binds every device
+//     queue of the user to the workspace's exchange, on MemberRemoved it unbinds them.
+//
+// Each follower keeps its own checkpoint row in PostgreSQL (table notify_checkpoints),
+// runs as the single active instance of its role (internal/leader), and survives broker
+// and database restarts without a process restart. Both are at-least-once: after a crash
+// or outage they redo the work after their checkpoint, which consumers (devices) and the
+// broker (bindings) absorb as duplicates.
+//
+// This package never writes to the event store, never decides anything about commits,
+// and never publishes an event that the store has not returned from ReadAll.
+package notify

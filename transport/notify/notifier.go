@@ -1,0 +1,292 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/leader"
+	"github.com/stacksync-es/syncservice/transport/broker"
+	"github.com/stacksync-es/syncservice/transport/topology"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// Message properties of notifyCommit events (PROTOCOL.md §2).
+const (
+	ContentType = "application/json"
+	MessageType = "gson"
+)
+
+// Config configures a Notifier.
+type Config struct {
+	// DSN of the PostgreSQL database holding the checkpoint table and the advisory lock
+	// that elects the single active notifier. Required.
+	DSN string
+	// AMQPURL is the broker to publish to. Required.
+	AMQPURL string
+	// Name is the checkpoint row and the leader role. Default "notifier". Two notifiers
+	// with different names publish everything twice.
+	Name string
+	// Horizon, when set, returns the position up to which events may be published; the
+	// notifier never publishes an event beyond it. syncd passes the workspace
+	// projection's checkpoint, so every notified commit is already readable.
+	Horizon func(ctx context.Context) (eventstore.Position, error)
+	// BatchSize is the most events read, published and confirmed as one batch.
+	// Default 256.
+	BatchSize int
+	// ConfirmTimeout bounds the wait for the broker's confirms of one batch; on expiry
+	// the batch is published again on a new channel. Default 15s.
+	ConfirmTimeout time.Duration
+	// PollMin and PollMax bound the adaptive wait between reads when nothing new can be
+	// published (it doubles from PollMin up to PollMax while idle). Defaults 2ms, 100ms.
+	PollMin, PollMax time.Duration
+	// RetryMin and RetryMax bound the back-off after a store, database or channel
+	// failure. Defaults 100ms, 5s.
+	RetryMin, RetryMax time.Duration
+	// LeaderRetry is how often a standby instance tries to take over. Default 1s.
+	LeaderRetry time.Duration
+	Logger      *slog.Logger
+}
+
+// Validate fills defaults and checks required fields.
+func (c *Config) Validate() error {
+	if c.DSN == "" {
+		return errors.New("notify: DSN is required")
+	}
+	if c.AMQPURL == "" {
+		return errors.New("notify: AMQPURL is required")
+	}
+	if c.Name == "" {
+		c.Name = "notifier"
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.ConfirmTimeout <= 0 {
+		c.ConfirmTimeout = 15 * time.Second
+	}
+	if c.PollMin <= 0 {
+		c.PollMin = 2 * time.Millisecond
+	}
+	if c.PollMax <= 0 {
+		c.PollMax = 100 * time.Millisecond
+	}
+	if c.PollMax < c.PollMin {
+		c.PollMax = c.PollMin
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = c.RetryMin
+	}
+	if c.LeaderRetry <= 0 {
+		c.LeaderRetry = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Notifier publishes a notifyCommit event for every Committed event of the store, in
+// the store's global order, at least once, after the event is durable (PROTOCOL.md §5).
+type Notifier struct {
+	cfg   Config
+	store eventstore.Store
+	log   *slog.Logger
+	f     *follower
+}
+
+// New checks cfg and returns a Notifier; it does no I/O until Run.
+func New(cfg Config, store eventstore.Store) (*Notifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil {
+		return nil, errors.New("notify: store is required")
+	}
+	log := cfg.Logger.With("component", "notifier", "name", cfg.Name)
+	return &Notifier{
+		cfg:   cfg,
+		store: store,
+		log:   log,
+		f: &follower{
+			name: cfg.Name, store: store, batch: cfg.BatchSize,
+			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
+			horizon: cfg.Horizon, log: log, kick: make(chan struct{}, 1),
+		},
+	}, nil
+}
+
+// Status reports the notifier's progress (position, lag, counters).
+func (n *Notifier) Status() Status { return n.f.snapshot() }
+
+// Position is the checkpoint: every Committed event up to it has been confirmed by the
+// broker (as known to this instance).
+func (n *Notifier) Position() eventstore.Position { return n.f.snapshot().Position }
+
+// Wake makes an idle notifier read the store now instead of at its next poll. It is a
+// latency hint only: without it every event is still published within PollMax.
+func (n *Notifier) Wake() { n.f.wake() }
+
+// Run publishes until ctx ends, then returns ctx.Err(). It waits as a standby while
+// another instance holds the role, and outlives broker and database restarts.
+func (n *Notifier) Run(ctx context.Context) error {
+	pool, err := pgxpool.New(ctx, n.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("notifier %s: open database: %w", n.cfg.Name, err)
+	}
+	defer pool.Close()
+	n.f.db = pool
+	return leader.Run(ctx, leader.Config{DSN: n.cfg.DSN, Name: n.cfg.Name, Retry: n.cfg.LeaderRetry, Logger: n.log},
+		func(ctx context.Context) error {
+			if err := Migrate(ctx, pool); err != nil {
+				return err
+			}
+			n.f.update(func(s *Status) { s.Leader = true })
+			defer n.f.update(func(s *Status) { s.Leader = false })
+			bc := broker.Config{URL: n.cfg.AMQPURL, Name: "syncd-" + n.cfg.Name, MinBackoff: n.cfg.RetryMin, MaxBackoff: n.cfg.RetryMax, Logger: n.log}
+			return broker.Run(ctx, bc, n.session)
+		})
+}
+
+// session publishes on one connection, opening a new channel after a channel failure
+// (nack, confirm timeout, channel closed by the broker) while the connection lives.
+func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
+	backoff := n.cfg.RetryMin
+	for {
+		p, err := openPublisher(conn, n.cfg.ConfirmTimeout, n.log)
+		if err != nil {
+			return fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
+		}
+		handled := n.f.snapshot().Handled
+		err = n.f.run(ctx, func(ctx context.Context, evs []eventstore.RecordedEvent) error {
+			published, skipped, err := p.publish(ctx, evs)
+			if err != nil {
+				return err
+			}
+			n.f.update(func(s *Status) { s.Published += uint64(published); s.Skipped += uint64(skipped) })
+			return nil
+		})
+		p.close()
+		if ctx.Err() != nil || conn.IsClosed() || errors.Is(err, eventstore.ErrClosed) {
+			return err
+		}
+		if n.f.snapshot().Handled > handled {
+			backoff = n.cfg.RetryMin // progress since the last failure
+		}
+		n.f.update(func(s *Status) { s.Failures++ })
+		n.log.Warn("publishing failed; republishing on a new channel", "err", err, "in", backoff)
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(backoff*2, n.cfg.RetryMax)
+	}
+}
+
+// publisher publishes notifyCommit events on one channel in confirm mode.
+type publisher struct {
+	ch       *amqp.Channel
+	timeout  time.Duration
+	log      *slog.Logger
+	declared map[uuid.UUID]bool // exchanges declared on this channel
+}
+
+func openPublisher(conn *amqp.Connection, timeout time.Duration, log *slog.Logger) (*publisher, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("enable confirms: %w", err)
+	}
+	return &publisher{ch: ch, timeout: timeout, log: log, declared: map[uuid.UUID]bool{}}, nil
+}
+
+func (p *publisher) close() { _ = p.ch.Close() }
+
+// errNotConfirmed reports a batch the broker did not confirm in full.
+var errNotConfirmed = errors.New("broker did not confirm every message")
+
+// publish sends the notifyCommit of every Committed event of evs, in order, and waits
+// until the broker confirmed all of them. Other event types are passed over, and so is
+// a Committed event that does not decode (logged and counted as skipped: it can never
+// be published, and must not wedge the notifier).
+func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent) (published, skipped int, err error) {
+	pending := make([]*amqp.DeferredConfirmation, 0, len(evs))
+	for _, rec := range evs {
+		if rec.Type != domain.TypeCommitted {
+			continue
+		}
+		msg, ws, err := notification(rec)
+		if err != nil {
+			p.log.Error("cannot notify a stored commit; skipping it", "event", rec.ID, "stream", rec.Stream, "position", rec.Position, "err", err)
+			skipped++
+			continue
+		}
+		if !p.declared[ws] {
+			if err := topology.DeclareEventExchange(p.ch, ws); err != nil {
+				return 0, 0, fmt.Errorf("publish event %s: %w", rec.ID, err)
+			}
+			p.declared[ws] = true
+		}
+		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, topology.EventExchange(ws), "", false, false, msg)
+		if err != nil {
+			return 0, 0, fmt.Errorf("publish event %s to %s: %w", rec.ID, topology.EventExchange(ws), err)
+		}
+		pending = append(pending, dc)
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	for i, dc := range pending {
+		ok, err := dc.WaitContext(wctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("wait for confirm %d of %d: %w", i+1, len(pending), err)
+		}
+		if !ok {
+			return 0, 0, fmt.Errorf("confirm %d of %d: %w (nack or channel closed)", i+1, len(pending), errNotConfirmed)
+		}
+	}
+	return len(pending), skipped, nil
+}
+
+// notification renders the message of a stored Committed event and names its workspace.
+func notification(rec eventstore.RecordedEvent) (amqp.Publishing, uuid.UUID, error) {
+	ev, err := domain.Decode(rec.Type, rec.Data)
+	if err != nil {
+		return amqp.Publishing{}, uuid.Nil, err
+	}
+	c, ok := ev.(domain.Committed)
+	if !ok {
+		return amqp.Publishing{}, uuid.Nil, fmt.Errorf("event %s decoded as %T", rec.ID, ev)
+	}
+	if c.WorkspaceID == uuid.Nil {
+		return amqp.Publishing{}, uuid.Nil, fmt.Errorf("event %s: commit without a workspace id", rec.ID)
+	}
+	body, err := wire.EncodeNotifyCommit(rec.ID.String(), c)
+	if err != nil {
+		return amqp.Publishing{}, uuid.Nil, err
+	}
+	return amqp.Publishing{
+		ContentType:   ContentType,
+		Type:          MessageType,
+		AppId:         c.WorkspaceID.String(),
+		CorrelationId: uuid.NewString(),
+		MessageId:     rec.ID.String(),
+		DeliveryMode:  amqp.Persistent,
+		Body:          body,
+	}, c.WorkspaceID, nil
+}

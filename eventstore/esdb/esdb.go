@@ -27,6 +27,15 @@
 // rejects '$' stream names and types). The $all log has no visibility gaps, so no event
 // is ever held back.
 //
+// Cost and server settings. An append is three calls: the tail read, the append and a
+// read of the last appended event (the append reply carries no event position). Records
+// may be up to eventstore.MaxRecordSize (4 MiB) but the server refuses appends above its
+// MaxAppendSize, 1 MiB by default: run it with KURRENTDB_MAX_APPEND_SIZE of 16 MiB, as
+// docker-compose.yml does, or a refused append fails with ErrRecordTooLarge. ReadAll
+// filters on the client (the v4 client has no server-side filter for reads), so with a
+// prefix on a busy shared server it scans the other events too; Subscribe filters on the
+// server. The v4 client's own connection is replaced when it dies (see conn).
+//
 // This package must never import the rest of the project, log through the global
 // logger, or retry an append on its own (a timeout leaves the outcome unknown: the
 // caller retries, and the idempotency above makes that safe).
@@ -147,7 +156,8 @@ var _ eventstore.Store = (*Store)(nil)
 // only when no call into it is pending.
 type conn struct {
 	c       *esdb.Client
-	pending atomic.Int64
+	pending atomic.Int64   // calls not returned yet
+	calls   sync.WaitGroup // the same calls, to wait for
 }
 
 // Open connects to the server named by cfg.URL and checks that it can read $all.
@@ -284,13 +294,24 @@ func (s *Store) Close() error {
 		s.cancelClose()
 	}
 	s.inflight.Wait()
-	if n := c.pending.Load(); n > 0 {
-		// Closing now could panic the blocked calls inside the client (see conn).
-		s.log.Warn("esdb: client left open: calls into it never returned", "pending", n)
+	// Calls abandoned on a cancelled context normally return at once; one blocked inside
+	// the client would panic if the client were closed under it (see conn).
+	drained := make(chan struct{})
+	go func() {
+		c.calls.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		return c.c.Close()
+	case <-time.After(closeDrainTimeout):
+		s.log.Warn("esdb: client left open: calls into it never returned", "pending", c.pending.Load())
 		return nil
 	}
-	return c.c.Close()
 }
+
+// closeDrainTimeout bounds how long Close waits for abandoned calls into the client.
+const closeDrainTimeout = 5 * time.Second
 
 // callCtx runs fn, a call into c, and returns its result, or ctx's error as soon as ctx
 // ends. An abandoned call keeps running; release frees its result if it succeeds later.
@@ -301,9 +322,11 @@ func callCtx[T any](ctx context.Context, c *conn, fn func() (T, error), release 
 	}
 	ch := make(chan result, 1)
 	c.pending.Add(1)
+	c.calls.Add(1)
 	go func() {
-		defer c.pending.Add(-1)
 		v, err := fn()
+		c.pending.Add(-1)
+		c.calls.Done()
 		ch <- result{v, err}
 	}()
 	select {
@@ -760,6 +783,9 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, handle 
 	backoff := s.cfg.ResubscribeBackoff
 	for {
 		delivered, err := s.follow(ctx, c, &after, filter, handle)
+		if err == nil {
+			err = errors.New("subscription ended")
+		}
 		if delivered {
 			backoff = s.cfg.ResubscribeBackoff
 		}
@@ -805,8 +831,11 @@ func (e handlerError) Error() string { return e.err.Error() }
 // and reports whether it delivered any.
 func (s *Store) follow(ctx context.Context, c *conn, after *eventstore.Position, filter *esdb.SubscriptionFilter,
 	handle func(context.Context, []eventstore.RecordedEvent) error) (bool, error) {
-	sub, err := callCtx(ctx, c, func() (*esdb.Subscription, error) {
-		return c.c.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{From: allPosition(*after), Filter: filter})
+	// fctx ends this subscription's reader, whichever way follow returns.
+	fctx, fcancel := context.WithCancel(ctx)
+	defer fcancel()
+	sub, err := callCtx(fctx, c, func() (*esdb.Subscription, error) {
+		return c.c.SubscribeToAll(fctx, esdb.SubscribeToAllOptions{From: allPosition(*after), Filter: filter})
 	}, func(sub *esdb.Subscription) { sub.Close() })
 	if err != nil {
 		return false, err
@@ -831,13 +860,14 @@ func (s *Store) follow(ctx context.Context, c *conn, after *eventstore.Position,
 			case ev.EventAppeared != nil:
 				select {
 				case events <- ev.EventAppeared.OriginalEvent():
-				case <-ctx.Done():
+				case <-fctx.Done():
 					return
 				}
 			}
 		}
 	}()
 	stop := func() {
+		fcancel()
 		sub.Close()
 		<-readerDone
 	}

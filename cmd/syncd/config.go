@@ -1,0 +1,148 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of syncd. Each has a flag and a SYNCD_* environment variable
+// (the flag wins); the defaults work with the local services of a development machine.
+type config struct {
+	pgDSN          string
+	createDB       bool
+	amqpURL        string
+	requestQueue   string
+	auth           string
+	roles          string
+	httpAddr       string
+	prefetch       int
+	concurrency    int
+	requestTimeout time.Duration
+	queueMaxLength int
+	queueExpiry    time.Duration
+	cacheSize      int
+	logLevel       string
+	logFormat      string
+	shutdownGrace  time.Duration
+}
+
+const allRoles = "rpc,projector,notifier"
+
+// parseConfig reads flags (args) over environment variables (getenv) over defaults.
+func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("syncd", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	str := func(p *string, name, env, def, usage string) {
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage+" (env "+env+")")
+	}
+	num := func(p *int, name, env string, def int, usage string) {
+		if v, err := strconv.Atoi(getenv(env)); err == nil {
+			def = v
+		}
+		fs.IntVar(p, name, def, usage+" (env "+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		if v, err := time.ParseDuration(getenv(env)); err == nil {
+			def = v
+		}
+		fs.DurationVar(p, name, def, usage+" (env "+env+")")
+	}
+	boolean := func(p *bool, name, env string, def bool, usage string) {
+		if v, err := strconv.ParseBool(getenv(env)); err == nil {
+			def = v
+		}
+		fs.BoolVar(p, name, def, usage+" (env "+env+")")
+	}
+	pgDefault := "postgres://postgres@127.0.0.1:5432/syncservice?sslmode=disable"
+	if v := getenv("SYNC_PG_DSN"); v != "" {
+		pgDefault = v // shared with syncctl
+	}
+	str(&c.pgDSN, "pg", "SYNCD_PG_DSN", pgDefault, "PostgreSQL DSN: event store, read models and checkpoints (SYNC_PG_DSN is read too)")
+	boolean(&c.createDB, "create-db", "SYNCD_CREATE_DB", true, "create the database named in -pg if it does not exist")
+	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account")
+	str(&c.requestQueue, "request-queue", "SYNCD_REQUEST_QUEUE", "ISyncService", "request queue to consume (the protocol's name is ISyncService)")
+	str(&c.auth, "auth", "SYNCD_AUTH", "broker", "identity: 'broker' (the AMQP user_id RabbitMQ verified) or 'trust' (the body's userId; legacy clients on a closed network only)")
+	str(&c.roles, "roles", "SYNCD_ROLES", allRoles, "comma-separated roles this process runs: rpc, projector, notifier")
+	str(&c.httpAddr, "http", "SYNCD_HTTP_ADDR", "127.0.0.1:9464", "address of /healthz, /readyz and /metrics ('' disables)")
+	num(&c.prefetch, "prefetch", "SYNCD_PREFETCH", 64, "unacknowledged requests the broker may hand this process")
+	num(&c.concurrency, "concurrency", "SYNCD_CONCURRENCY", 32, "requests handled at once")
+	dur(&c.requestTimeout, "request-timeout", "SYNCD_REQUEST_TIMEOUT", 30*time.Second, "deadline of one request")
+	num(&c.queueMaxLength, "event-queue-max-length", "SYNCD_EVENT_QUEUE_MAX_LENGTH", 10000, "x-max-length of device event queues")
+	dur(&c.queueExpiry, "event-queue-expiry", "SYNCD_EVENT_QUEUE_EXPIRY", 7*24*time.Hour, "x-expires of unused device event queues")
+	num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
+	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
+	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "syncd: the sync service (StackSync protocol v1 over RabbitMQ, event-sourced metadata in PostgreSQL).\n\nUsage: syncd [flags]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.auth != "broker" && c.auth != "trust" {
+		errs = append(errs, fmt.Errorf("-auth must be broker or trust, not %q", c.auth))
+	}
+	for _, r := range strings.Split(c.roles, ",") {
+		if !strings.Contains(","+allRoles+",", ","+strings.TrimSpace(r)+",") {
+			errs = append(errs, fmt.Errorf("-roles: unknown role %q (roles: %s)", r, allRoles))
+		}
+	}
+	if c.prefetch < 1 || c.concurrency < 1 {
+		errs = append(errs, errors.New("-prefetch and -concurrency must be at least 1"))
+	}
+	if c.requestTimeout <= 0 || c.shutdownGrace <= 0 {
+		errs = append(errs, errors.New("-request-timeout and -shutdown-grace must be positive"))
+	}
+	if _, err := parseLevel(c.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("-log-format must be text or json, not %q", c.logFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func (c config) has(role string) bool {
+	for _, r := range strings.Split(c.roles, ",") {
+		if strings.TrimSpace(r) == role {
+			return true
+		}
+	}
+	return false
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("-log-level: %w", err)
+	}
+	return l, nil
+}
+
+func newLogger(c config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.logLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,234 @@
+// Command syncd is the sync server: it answers devices' requests on the ISyncService
+// queue, appends their commits to the event store, keeps the read models up to date,
+// publishes notifyCommit events after they are durable, and keeps device event queues
+// bound to the workspaces their users belong to. Every role runs in one process by
+// default; -roles splits them across processes for scale-out.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/projections"
+	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/transport/notify"
+	"github.com/stacksync-es/syncservice/transport/rpc"
+	"github.com/stacksync-es/syncservice/transport/topology"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "syncd:", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("syncd stopped", "err", err)
+		os.Exit(1)
+	}
+	log.Info("syncd stopped")
+}
+
+// run starts every role of cfg and blocks until ctx ends or a role fails; then it stops
+// them in order: consuming first (in-flight requests finish), then followers, then the
+// connections.
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	if cfg.createDB {
+		if err := ensureDatabase(ctx, cfg.pgDSN); err != nil {
+			return err
+		}
+	}
+	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.pgDSN, Logger: log.With("component", "eventstore")})
+	if err != nil {
+		return fmt.Errorf("open event store: %w", err)
+	}
+	defer store.Close()
+	pool, err := pgxpool.New(ctx, cfg.pgDSN)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer pool.Close()
+	if err := projections.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("migrate read models: %w", err)
+	}
+	queries := projections.NewQueries(pool)
+	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service")},
+		store, service.Projections{Q: queries}, pool)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
+
+	g, gctx := errgroup.WithContext(ctx)
+	var ready []func(context.Context) error
+	ready = append(ready, func(ctx context.Context) error { return pool.Ping(ctx) })
+
+	if cfg.has("projector") {
+		for _, model := range projections.Models() {
+			p, err := projections.New(projections.Config{Model: model.Name(), DSN: cfg.pgDSN, Pool: pool, Source: store,
+				Logger: log.With("component", "projector")})
+			if err != nil {
+				return err
+			}
+			m.watchProjector(p, store)
+			g.Go(func() error { return ignoreCanceled(p.Run(gctx)) })
+		}
+	}
+	if cfg.has("notifier") {
+		n, err := notify.New(notify.Config{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Logger: log,
+			Horizon: func(ctx context.Context) (eventstore.Position, error) {
+				return projections.Checkpoint(ctx, pool, projections.ModelWorkspaces)
+			}}, store)
+		if err != nil {
+			return err
+		}
+		m.watchNotifier(n)
+		g.Go(func() error { return ignoreCanceled(n.Run(gctx)) })
+	}
+	if cfg.has("rpc") {
+		auth := rpc.AuthBroker
+		if cfg.auth == "trust" {
+			auth = rpc.AuthTrust
+			log.Warn("auth=trust: identities are taken from request bodies unverified; use only for legacy clients on a closed network")
+		}
+		srv, err := rpc.NewServer(rpc.Config{
+			URL: cfg.amqpURL, RequestQueue: cfg.requestQueue, Concurrency: cfg.concurrency, Prefetch: cfg.prefetch,
+			RequestTimeout: cfg.requestTimeout, ShutdownTimeout: cfg.shutdownGrace, Auth: auth,
+			QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength},
+			Logger:       log, Metrics: m,
+		}, countingService{svc, m})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return ignoreCanceled(srv.Run(gctx)) })
+		defer srv.Close()
+	}
+	if cfg.httpAddr != "" {
+		hs := &http.Server{Addr: cfg.httpAddr, Handler: httpHandler(reg, ready), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http %s: %w", cfg.httpAddr, err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+	log.Info("syncd started", "roles", cfg.roles, "auth", cfg.auth, "database", redact(cfg.pgDSN), "broker", redact(cfg.amqpURL),
+		"http", cfg.httpAddr, "request_queue", cfg.requestQueue)
+	fmt.Fprintf(os.Stderr, "\nsyncd is running. Next steps:\n"+
+		"  add a user (prints their id, personal workspace and broker credentials):\n"+
+		"    go run ./cmd/syncctl user add --name Alice --email alice@example.com\n"+
+		"  health and metrics: curl http://%s/readyz  ·  curl http://%s/metrics\n"+
+		"  stop with Ctrl-C (SIGTERM): in-flight requests finish first.\n\n", cfg.httpAddr, cfg.httpAddr)
+	return g.Wait()
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// ensureDatabase creates the DSN's database when it does not exist, connecting to the
+// server's maintenance database (postgres) to do so.
+func ensureDatabase(ctx context.Context, dsn string) error {
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("parse -pg: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" { // invalid_catalog_name
+		return fmt.Errorf("connect to %s: %w", redact(dsn), err)
+	}
+	adminCfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	adminCfg.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctx, adminCfg)
+	if err != nil {
+		return fmt.Errorf("connect to create database %s: %w", pc.Database, err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{pc.Database}.Sanitize()); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42P04" { // created meanwhile
+			return nil
+		}
+		return fmt.Errorf("create database %s: %w", pc.Database, err)
+	}
+	return nil
+}
+
+// redact hides the password of a URL-form DSN for logs.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+func httpHandler(reg *prometheus.Registry, ready []func(context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var failed []string
+		for _, check := range ready {
+			if err := check(ctx); err != nil {
+				failed = append(failed, err.Error())
+			}
+		}
+		if len(failed) > 0 {
+			http.Error(w, "not ready: "+strings.Join(failed, "; "), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}

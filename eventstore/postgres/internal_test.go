@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,45 @@ func TestConnectionSettings(t *testing.T) {
 	}
 	if idle != "1min" || syncCommit != "on" || app != "syncservice-eventstore" {
 		t.Errorf("settings: idle_in_transaction_session_timeout=%s synchronous_commit=%s application_name=%s; want 1min, on, syncservice-eventstore", idle, syncCommit, app)
+	}
+}
+
+// TestReadAllUsesHorizonIndex guards the plan of the global read: the cursor must be an
+// index condition on es_events_horizon, not a filter over every earlier row.
+func TestReadAllUsesHorizonIndex(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Config{DSN: testenv.PostgresDSN(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// A near-empty table would be seq-scanned; forbid that to see the index usage.
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, `EXPLAIN `+readAllSQL, uint64(1000), int64(5), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(lines, "\n")
+	if !strings.Contains(text, "es_events_horizon") || !strings.Contains(text, "Index Cond: ((ROW(tx_id, global_pos) > ROW(") || strings.Contains(text, "Filter:") {
+		t.Fatalf("read all plan does not range-scan es_events_horizon by the cursor:\n%s", text)
 	}
 }

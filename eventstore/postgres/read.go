@@ -18,12 +18,16 @@ FROM es_events WHERE stream_id = $1 AND stream_pos >= $2
 ORDER BY stream_pos LIMIT $3`
 
 	// readAllSQL reads the global order after ($1, $2): only rows of transactions older
-	// than every running transaction, which can no longer be joined by an earlier row.
-	// The OR form keeps the plan on es_events_horizon. Run it as a single statement
-	// outside any explicit transaction, so the reader holds no xid of its own.
+	// than every running transaction, which no earlier row can join any more. The cursor
+	// is a row comparison, not the equivalent OR form ((tx_id = $1 AND global_pos > $2)
+	// OR tx_id > $1): PostgreSQL 15 uses the row comparison as an index condition on
+	// es_events_horizon, while the OR form became a filter over every row before the
+	// cursor (EXPLAIN ANALYZE at 50,000 of 100,000 rows: 2.5ms versus 24ms per page, so
+	// a full read was quadratic). Run it as a single statement outside any explicit
+	// transaction, so the reader holds no xid of its own.
 	readAllSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at
 FROM es_events
-WHERE ((tx_id = $1::xid8 AND global_pos > $2) OR tx_id > $1::xid8)
+WHERE (tx_id, global_pos) > ($1::xid8, $2::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY tx_id, global_pos LIMIT $3`
 )

@@ -703,8 +703,8 @@ func (s *Store) checkBatch(ctx context.Context, c *conn, full string, evs []*esd
 		}
 		start := e.EventNumber - uint64(j)
 		var run []*esdb.RecordedEvent
-		if j == 0 && i+len(records) <= len(evs) {
-			run = evs[i : i+len(records)]
+		if first := i - j; first >= 0 && first+len(records) <= len(evs) {
+			run = evs[first : first+len(records)] // the batch's slots are all in evs
 		} else {
 			var err error
 			if run, err = s.slots(ctx, c, full, start, len(records)); err != nil {

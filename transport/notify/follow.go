@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/pgmigrate"
@@ -200,7 +201,7 @@ func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eve
 // run follows the store from the saved checkpoint, calling handle with each batch and
 // saving the checkpoint after handle returned nil, until ctx ends or handle fails.
 // handle must have finished all its work for the batch when it returns nil.
-func (f *follower) run(ctx context.Context, handle func(ctx context.Context, batch []eventstore.RecordedEvent) error) error {
+func (f *follower) run(ctx context.Context, handle handler) error {
 	var pos eventstore.Position
 	if err := f.retry(ctx, "load checkpoint", func(ctx context.Context) error {
 		var err error
@@ -248,6 +249,39 @@ func (f *follower) run(ctx context.Context, handle func(ctx context.Context, bat
 			f.oldest = time.Time{}
 			f.mu.Unlock()
 		}
+	}
+}
+
+// handler does a follower's work for one batch; it returns nil only when all of it is done.
+type handler func(ctx context.Context, batch []eventstore.RecordedEvent) error
+
+// onConnection runs the follower with handlers built by open on one broker connection.
+// After a handler failure while the connection lives (a channel closed by the broker, a
+// nack, a timeout), it waits with back-off and starts over from the checkpoint with a
+// fresh handler, so the failed batch is done again. It returns when ctx ends, the
+// connection closes, or open fails.
+func (f *follower) onConnection(ctx context.Context, conn *amqp.Connection, what string, open func() (handler, func(), error)) error {
+	backoff := f.retryMin
+	for {
+		h, closeFn, err := open()
+		if err != nil {
+			return err
+		}
+		handled := f.snapshot().Handled
+		err = f.run(ctx, h)
+		closeFn()
+		if ctx.Err() != nil || conn.IsClosed() || errors.Is(err, eventstore.ErrClosed) {
+			return err
+		}
+		if f.snapshot().Handled > handled {
+			backoff = f.retryMin // progress since the last failure
+		}
+		f.update(func(s *Status) { s.Failures++ })
+		f.log.Warn(what+" failed; redoing the batch on a new channel", "err", err, "in", backoff)
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(backoff*2, f.retryMax)
 	}
 }
 

@@ -165,35 +165,20 @@ func (n *Notifier) Run(ctx context.Context) error {
 // session publishes on one connection, opening a new channel after a channel failure
 // (nack, confirm timeout, channel closed by the broker) while the connection lives.
 func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
-	backoff := n.cfg.RetryMin
-	for {
+	return n.f.onConnection(ctx, conn, "publishing", func() (handler, func(), error) {
 		p, err := openPublisher(conn, n.cfg.ConfirmTimeout, n.log)
 		if err != nil {
-			return fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
+			return nil, nil, fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 		}
-		handled := n.f.snapshot().Handled
-		err = n.f.run(ctx, func(ctx context.Context, evs []eventstore.RecordedEvent) error {
+		return func(ctx context.Context, evs []eventstore.RecordedEvent) error {
 			published, skipped, err := p.publish(ctx, evs)
 			if err != nil {
 				return err
 			}
 			n.f.update(func(s *Status) { s.Published += uint64(published); s.Skipped += uint64(skipped) })
 			return nil
-		})
-		p.close()
-		if ctx.Err() != nil || conn.IsClosed() || errors.Is(err, eventstore.ErrClosed) {
-			return err
-		}
-		if n.f.snapshot().Handled > handled {
-			backoff = n.cfg.RetryMin // progress since the last failure
-		}
-		n.f.update(func(s *Status) { s.Failures++ })
-		n.log.Warn("publishing failed; republishing on a new channel", "err", err, "in", backoff)
-		if err := sleepCtx(ctx, backoff); err != nil {
-			return err
-		}
-		backoff = min(backoff*2, n.cfg.RetryMax)
-	}
+		}, p.close, nil
+	})
 }
 
 // publisher publishes notifyCommit events on one channel in confirm mode.

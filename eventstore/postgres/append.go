@@ -80,7 +80,11 @@ type appendOutcome struct {
 // reported as idExists (the statement failed, so a surrounding transaction is aborted).
 func execAppend(ctx context.Context, q querier, stream string, expected eventstore.ExpectedVersion, records []eventstore.Record) (appendOutcome, error) {
 	sql, args := appendStatement(stream, expected, records)
-	rows, err := q.Query(ctx, sql, args...)
+	return readAppend(q.Query(ctx, sql, args...))
+}
+
+// readAppend reads the rows of one append statement.
+func readAppend(rows pgx.Rows, err error) (appendOutcome, error) {
 	if isEventIDConflict(err) {
 		return appendOutcome{idExists: true}, nil
 	}

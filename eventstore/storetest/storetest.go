@@ -40,7 +40,8 @@ type Holder interface {
 const visibleTimeout = 20 * time.Second
 
 // Run runs the conformance suite. newStore must return a fresh, empty store for each
-// subtest; Run closes it when the subtest ends.
+// subtest; Run closes it when the subtest ends. Tests of the optional interfaces
+// (Holder, eventstore.BatchAppender) skip for stores that do not implement them.
 func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 	tests := []struct {
 		name string
@@ -65,6 +66,10 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"BadInput", testBadInput},
 		{"RecordSizeLimit", testRecordSizeLimit},
 		{"Closed", testClosed},
+		{"BatchMixedOutcomes", testBatchMixedOutcomes},
+		{"BatchRetryIsDuplicate", testBatchRetryIsDuplicate},
+		{"BatchConcurrentNoDeadlock", testBatchConcurrentNoDeadlock},
+		{"BatchClosed", testBatchClosed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,124 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+var _ eventstore.BatchAppender = (*Store)(nil)
+
+// AppendBatch implements eventstore.BatchAppender: group commit. All appends go to the
+// server as one pipelined batch of the same single-statement appends Append uses, run in
+// one implicit transaction and made durable by one commit (one WAL flush), in one round
+// trip.
+//
+// An append whose expected version does not hold writes nothing and raises no error, so
+// it cannot disturb the others; no savepoints are needed for it. A record id already
+// stored does raise an error (unique violation), which aborts the transaction: that
+// append is then taken out and the rest sent again, so it fails alone. The appends are
+// sent in stream-name order, so concurrent batches take their stream locks in the same
+// order and cannot deadlock each other.
+func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppend) []eventstore.BatchResult {
+	results := make([]eventstore.BatchResult, len(appends))
+	op := func(i int) string {
+		a := appends[i]
+		return fmt.Sprintf("batch append %d records to %s@%s", len(a.Records), a.Stream, a.Expected)
+	}
+	if err := s.begin(fmt.Sprintf("batch append of %d", len(appends))); err != nil {
+		for i := range results {
+			results[i].Err = err
+		}
+		return results
+	}
+	var run []int // appends still to send, in stream order
+	for i, err := range eventstore.ValidateBatch(appends) {
+		if err != nil {
+			results[i].Err = fmt.Errorf("%s: %w", op(i), err)
+			continue
+		}
+		run = append(run, i)
+	}
+	sort.Slice(run, func(a, b int) bool { return appends[run[a]].Stream < appends[run[b]].Stream })
+
+	var unwritten, idExists []int
+	for len(run) > 0 {
+		outs, failed, err := s.sendBatch(ctx, appends, run)
+		if err != nil {
+			for _, i := range run {
+				results[i].Err = s.fail(ctx, op(i), err)
+			}
+			break
+		}
+		if failed >= 0 {
+			// run[failed] reused a stored id and aborted the transaction: take it
+			// out and send the rest again.
+			idExists = append(idExists, run[failed])
+			run = append(run[:failed:failed], run[failed+1:]...)
+			continue
+		}
+		wrote := false
+		for k, i := range run {
+			if outs[k].written {
+				results[i].Result = outs[k].res
+				wrote = true
+			} else {
+				unwritten = append(unwritten, i)
+			}
+		}
+		if wrote {
+			s.notifyAppended()
+		}
+		break
+	}
+	for _, i := range unwritten {
+		a := appends[i]
+		results[i].Result, results[i].Err = s.resolveUnwritten(ctx, op(i), s.pool, a.Stream, a.Expected, a.Records, false)
+	}
+	for _, i := range idExists {
+		a := appends[i]
+		results[i].Result, results[i].Err = s.resolveUnwritten(ctx, op(i), s.pool, a.Stream, a.Expected, a.Records, true)
+	}
+	return results
+}
+
+// sendBatch sends the appends run as one implicit transaction. It returns what each
+// did once the transaction has committed; or the index in run of an append that hit an
+// existing record id (the transaction then rolled back, nothing was written); or an
+// error of the whole transaction.
+func (s *Store) sendBatch(ctx context.Context, appends []eventstore.StreamAppend, run []int) (outs []appendOutcome, failed int, err error) {
+	b := &pgx.Batch{}
+	for _, i := range run {
+		a := appends[i]
+		sql, args := appendStatement(a.Stream, a.Expected, a.Records)
+		b.Queue(sql, args...)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	outs = make([]appendOutcome, len(run))
+	failed = -1
+	for k := range run {
+		out, err := readAppend(br.Query())
+		if err != nil {
+			br.Close()
+			return nil, -1, err
+		}
+		if out.idExists {
+			failed = k
+			break
+		}
+		outs[k] = out
+	}
+	// Close reads up to the end of the implicit transaction: only a nil error here
+	// means it committed.
+	if err := br.Close(); err != nil && !(failed >= 0 && isEventIDConflict(err)) {
+		return nil, -1, err
+	}
+	if failed >= 0 {
+		return nil, failed, nil
+	}
+	return outs, -1, nil
+}

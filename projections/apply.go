@@ -1,0 +1,372 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// errCheckpointMoved means the stored checkpoint is not where the applier expected it:
+// another writer (a racing projector, or a rebuild that swapped fresh tables in) moved
+// it. The applier must resume from the stored checkpoint.
+var errCheckpointMoved = errors.New("checkpoint moved by another writer")
+
+// checkpointMovedError carries the stored checkpoint.
+type checkpointMovedError struct {
+	schema           string
+	expected, stored eventstore.Position
+}
+
+func (e *checkpointMovedError) Error() string {
+	return fmt.Sprintf("%s: expected checkpoint %s, stored %s: %v", e.schema, e.expected, e.stored, errCheckpointMoved)
+}
+
+func (e *checkpointMovedError) Unwrap() error { return errCheckpointMoved }
+
+// applyResult is what one applied batch did.
+type applyResult struct {
+	checkpoint checkpointRow
+	applied    int // events of the model's streams applied
+	skipped    int // events of the model's streams that could not be decoded
+}
+
+// applyTx applies evs (in global order) to the model's tables in schema within tx and
+// moves the checkpoint to the last of them, in the same transaction. It first locks the
+// checkpoint row and fails with errCheckpointMoved unless it equals expected, so two
+// writers can never both apply the same events. hook, if set, runs after the rows are
+// written and before the checkpoint is: tests use it to fail the transaction there.
+func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected eventstore.Position,
+	evs []eventstore.RecordedEvent, log *slog.Logger, hook func() error) (applyResult, error) {
+	if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return applyResult{}, fmt.Errorf("apply to %s: set search_path: %w", schema, err)
+	}
+	cp, err := readCheckpoint(ctx, tx, schema, true)
+	if err != nil {
+		return applyResult{}, fmt.Errorf("apply to %s: %w", schema, err)
+	}
+	if cp.Position != expected {
+		return applyResult{}, &checkpointMovedError{schema: schema, expected: expected, stored: cp.Position}
+	}
+	// Drop events the checkpoint already covers (a resubscription that overlaps).
+	for len(evs) > 0 && !cp.Position.Less(evs[0].Position) {
+		evs = evs[1:]
+	}
+	if len(evs) == 0 {
+		return applyResult{checkpoint: cp}, nil
+	}
+	res := applyResult{}
+	ds := make([]decoded, 0, len(evs))
+	for i := range evs {
+		rec := &evs[i]
+		if !strings.HasPrefix(rec.Stream, m.streamPrefix) {
+			continue
+		}
+		d, err := decode(rec)
+		if err != nil {
+			// A newer server's event type, or a corrupt record: the model cannot use it.
+			// Stopping here would wedge every read behind it; rebuilds skip it the same
+			// way, so live and rebuilt models stay equal.
+			log.Error("skipping undecodable event", "model", m.name, "stream", rec.Stream,
+				"version", rec.StreamVersion, "type", rec.Type, "position", rec.Position.String(), "err", err)
+			res.skipped++
+			continue
+		}
+		ds = append(ds, d)
+	}
+	if len(ds) > 0 {
+		if err := m.apply(ctx, tx, ds); err != nil {
+			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
+		}
+	}
+	res.applied = len(ds)
+	if hook != nil {
+		if err := hook(); err != nil {
+			return applyResult{}, err
+		}
+	}
+	last := evs[len(evs)-1]
+	c, err := toInt64(last.Position.Commit)
+	if err != nil {
+		return applyResult{}, err
+	}
+	p, err := toInt64(last.Position.Prepare)
+	if err != nil {
+		return applyResult{}, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE checkpoint SET commit_pos = $1, prepare_pos = $2, events = events + $3, last_event_at = $4`,
+		c, p, int64(len(evs)), last.RecordedAt); err != nil {
+		return applyResult{}, fmt.Errorf("apply to %s: save checkpoint %s: %w", schema, last.Position, err)
+	}
+	res.checkpoint = checkpointRow{Position: last.Position, Events: cp.Events + int64(len(evs)), LastEventAt: last.RecordedAt}
+	return res, nil
+}
+
+func decode(rec *eventstore.RecordedEvent) (decoded, error) {
+	ev, err := domain.Decode(rec.Type, rec.Data)
+	if err != nil {
+		return decoded{}, err
+	}
+	return decoded{rec: rec, event: ev}, nil
+}
+
+// sendBatch runs every queued statement of b in tx, in order.
+func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	br := tx.SendBatch(ctx, b)
+	for i := 0; i < b.Len(); i++ {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return fmt.Errorf("statement %d of %d: %w", i+1, b.Len(), err)
+		}
+	}
+	return br.Close()
+}
+
+// --- the workspaces model ---
+
+var workspacesModel = &Model{
+	name:         ModelWorkspaces,
+	streamPrefix: "workspace-",
+	tables: []table{
+		{"checkpoint", []string{"id"}},
+		{"workspaces", []string{"workspace_id"}},
+		{"members", []string{"workspace_id", "user_id"}},
+		{"items", []string{"workspace_id", "item_id"}},
+		{"item_history", []string{"workspace_id", "item_id", "version"}},
+	},
+	apply: applyWorkspaces,
+}
+
+// itemRows accumulates item versions column by column for one unnest statement.
+type itemRows struct {
+	ws            [][16]byte
+	id, ver, wsv  []int64
+	device        [][16]byte
+	parent        []*int64
+	parentVersion []*int64
+	tempID        []*int64
+	status        []string
+	modified      []time.Time
+	checksum      []int64
+	chunks        []string // JSON arrays; text[] cannot nest in unnest
+	size          []int64
+	folder        []bool
+	filename      []string
+	mimetype      []string
+}
+
+func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
+	// uuid.UUID converts to [16]byte, which pgx encodes as uuid without a text round trip.
+	r.ws = append(r.ws, [16]byte(ws))
+	r.id = append(r.id, int64(*md.ID))
+	r.ver = append(r.ver, md.Version)
+	r.wsv = append(r.wsv, wsVersion)
+	r.device = append(r.device, [16]byte(md.DeviceID))
+	var parent *int64
+	if md.ParentID != nil {
+		v := int64(*md.ParentID)
+		parent = &v
+	}
+	r.parent = append(r.parent, parent)
+	r.parentVersion = append(r.parentVersion, md.ParentVersion)
+	r.tempID = append(r.tempID, md.TempID)
+	r.status = append(r.status, string(md.Status))
+	r.modified = append(r.modified, md.ModifiedAt)
+	r.checksum = append(r.checksum, md.Checksum)
+	r.chunks = append(r.chunks, chunksJSON(md.Chunks))
+	r.size = append(r.size, md.Size)
+	r.folder = append(r.folder, md.IsFolder)
+	r.filename = append(r.filename, md.Filename)
+	r.mimetype = append(r.mimetype, md.Mimetype)
+}
+
+func (r *itemRows) args() []any {
+	return []any{r.ws, r.id, r.ver, r.wsv, r.device, r.parent, r.parentVersion, r.tempID, r.status,
+		r.modified, r.checksum, r.chunks, r.size, r.folder, r.filename, r.mimetype}
+}
+
+func chunksJSON(chunks []string) string {
+	if len(chunks) == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(chunks)
+	if err != nil {
+		panic(fmt.Sprintf("projections: marshal chunk names: %v", err)) // []string always marshals
+	}
+	return string(b)
+}
+
+const itemColumns = `workspace_id, item_id, version, ws_version, device_id, parent_id, parent_version, temp_id,
+	status, modified_at, checksum, chunks, size, is_folder, filename, mimetype`
+
+const itemsFromUnnest = `SELECT u.ws, u.id, u.ver, u.wsv, u.dev, u.parent, u.pver, u.temp, u.status, u.modified,
+	u.checksum, ARRAY(SELECT jsonb_array_elements_text(u.chunks::jsonb)), u.size, u.folder, u.filename, u.mimetype
+	FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[], $6::bigint[], $7::bigint[],
+	$8::bigint[], $9::text[], $10::timestamptz[], $11::bigint[], $12::text[], $13::bigint[], $14::boolean[],
+	$15::text[], $16::text[])
+	AS u(ws, id, ver, wsv, dev, parent, pver, temp, status, modified, checksum, chunks, size, folder, filename, mimetype)`
+
+type itemKey struct {
+	ws uuid.UUID
+	id domain.ItemID
+}
+
+type wsState struct {
+	version, used int64
+	at            time.Time
+}
+
+// applyWorkspaces applies workspace-stream events. Every write is guarded so that
+// applying an event twice changes nothing: workspaces and members are created with ON
+// CONFLICT, member changes apply only over an older stream version, items only over an
+// older item version, history rows are inserted once, and a workspace's version and
+// used bytes only move forward.
+func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	b := &pgx.Batch{}
+	var history, latest itemRows
+	latestIdx := map[itemKey]int{}
+	var latestMD []*domain.ItemMetadata
+	var latestWSV []int64
+	var latestWS []uuid.UUID
+	wsUpdates := map[uuid.UUID]wsState{}
+	var wsOrder []uuid.UUID
+	for _, d := range evs {
+		sv := int64(d.rec.StreamVersion)
+		switch e := d.event.(type) {
+		case domain.WorkspaceCreated:
+			b.Queue(`INSERT INTO workspaces (workspace_id, name, owner_id, is_shared, is_encrypted, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id) DO NOTHING`,
+				e.WorkspaceID, e.Name, e.OwnerID, e.IsShared, e.IsEncrypted, e.At)
+			b.Queue(`INSERT INTO members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (workspace_id, user_id) DO NOTHING`, e.WorkspaceID, e.OwnerID, e.Name, sv)
+		case domain.MemberAdded:
+			b.Queue(`INSERT INTO members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = EXCLUDED.name, parent_item_id = NULL,
+				removed = false, stream_version = EXCLUDED.stream_version
+				WHERE members.stream_version < EXCLUDED.stream_version`, e.WorkspaceID, e.UserID, e.Name, sv)
+		case domain.MemberRemoved:
+			b.Queue(`UPDATE members SET removed = true, stream_version = $3
+				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $3`, e.WorkspaceID, e.UserID, sv)
+		case domain.MemberWorkspaceUpdated:
+			var parent *int64
+			if e.ParentItemID != nil {
+				v := int64(*e.ParentItemID)
+				parent = &v
+			}
+			b.Queue(`UPDATE members SET name = $3, parent_item_id = $4, stream_version = $5
+				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $5`, e.WorkspaceID, e.UserID, e.Name, parent, sv)
+		case domain.Committed:
+			for _, o := range e.Items {
+				if !o.Stored || o.Metadata == nil || o.Metadata.ID == nil {
+					continue
+				}
+				md := o.Metadata
+				history.add(e.WorkspaceID, e.WorkspaceVersion, md)
+				k := itemKey{e.WorkspaceID, *md.ID}
+				if i, ok := latestIdx[k]; ok {
+					if md.Version > latestMD[i].Version {
+						latestMD[i], latestWSV[i] = md, e.WorkspaceVersion
+					}
+					continue
+				}
+				latestIdx[k] = len(latestMD)
+				latestMD = append(latestMD, md)
+				latestWSV = append(latestWSV, e.WorkspaceVersion)
+				latestWS = append(latestWS, e.WorkspaceID)
+			}
+			st, seen := wsUpdates[e.WorkspaceID]
+			if !seen {
+				wsOrder = append(wsOrder, e.WorkspaceID)
+			}
+			if !seen || e.WorkspaceVersion > st.version {
+				wsUpdates[e.WorkspaceID] = wsState{e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt}
+			}
+		}
+	}
+	if len(history.id) > 0 {
+		b.Queue(`INSERT INTO item_history (`+itemColumns+`) `+itemsFromUnnest+`
+			ON CONFLICT (workspace_id, item_id, version) DO NOTHING`, history.args()...)
+	}
+	for i, md := range latestMD {
+		latest.add(latestWS[i], latestWSV[i], md)
+	}
+	if len(latest.id) > 0 {
+		b.Queue(`INSERT INTO items (`+itemColumns+`) `+itemsFromUnnest+`
+			ON CONFLICT (workspace_id, item_id) DO UPDATE SET version = EXCLUDED.version,
+			ws_version = EXCLUDED.ws_version, device_id = EXCLUDED.device_id, parent_id = EXCLUDED.parent_id,
+			parent_version = EXCLUDED.parent_version, temp_id = EXCLUDED.temp_id, status = EXCLUDED.status,
+			modified_at = EXCLUDED.modified_at, checksum = EXCLUDED.checksum, chunks = EXCLUDED.chunks,
+			size = EXCLUDED.size, is_folder = EXCLUDED.is_folder, filename = EXCLUDED.filename,
+			mimetype = EXCLUDED.mimetype
+			WHERE items.version < EXCLUDED.version`, latest.args()...)
+	}
+	if len(wsOrder) > 0 {
+		ids := make([][16]byte, len(wsOrder))
+		vers := make([]int64, len(wsOrder))
+		used := make([]int64, len(wsOrder))
+		ats := make([]time.Time, len(wsOrder))
+		for i, id := range wsOrder {
+			st := wsUpdates[id]
+			ids[i], vers[i], used[i], ats[i] = [16]byte(id), st.version, st.used, st.at
+		}
+		b.Queue(`UPDATE workspaces w SET version = u.v, used_bytes = u.used, committed_at = u.at
+			FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(id, v, used, at)
+			WHERE w.workspace_id = u.id AND w.version < u.v`, ids, vers, used, ats)
+	}
+	return sendBatch(ctx, tx, b)
+}
+
+// --- the accounts model ---
+
+var accountsModel = &Model{
+	name:         ModelAccounts,
+	streamPrefix: "user-",
+	tables: []table{
+		{"checkpoint", []string{"id"}},
+		{"users", []string{"user_id"}},
+		{"devices", []string{"device_id"}},
+	},
+	apply: applyAccounts,
+}
+
+// applyAccounts applies user-stream events, each write guarded by the stream version of
+// the row's last applied event, so applying an event twice changes nothing.
+func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	b := &pgx.Batch{}
+	for _, d := range evs {
+		sv := int64(d.rec.StreamVersion)
+		switch e := d.event.(type) {
+		case domain.UserCreated:
+			b.Queue(`INSERT INTO users (user_id, name, email, quota_limit, created_at, stream_version)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING`,
+				e.UserID, e.Name, e.Email, e.QuotaLimit, e.At, sv)
+		case domain.UserQuotaChanged:
+			b.Queue(`UPDATE users SET quota_limit = $2, stream_version = $3 WHERE user_id = $1 AND stream_version < $3`,
+				e.UserID, e.QuotaLimit, sv)
+		case domain.UserRemoved:
+			b.Queue(`UPDATE users SET removed = true, removed_at = $2, stream_version = $3
+				WHERE user_id = $1 AND stream_version < $3`, e.UserID, e.At, sv)
+		case domain.DeviceRegistered:
+			b.Queue(`INSERT INTO devices (device_id, user_id, name, os, ip, app_version, registered_at, updated_at, stream_version)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+				ON CONFLICT (device_id) DO NOTHING`, e.DeviceID, e.UserID, e.Name, e.OS, e.IP, e.AppVersion, e.At, sv)
+		case domain.DeviceUpdated:
+			b.Queue(`UPDATE devices SET name = $3, os = $4, ip = $5, app_version = $6, updated_at = $7, stream_version = $8
+				WHERE device_id = $1 AND user_id = $2 AND stream_version < $8`,
+				e.DeviceID, e.UserID, e.Name, e.OS, e.IP, e.AppVersion, e.At, sv)
+		}
+	}
+	return sendBatch(ctx, tx, b)
+}

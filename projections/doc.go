@@ -1,0 +1,26 @@
+// Package projections owns the read models behind the service's queries, in PostgreSQL,
+// and the projectors that keep them up to date with the event store's global order:
+//
+//   - workspaces (schema proj_workspaces): workspaces (owner, shared, encrypted, current
+//     workspaceVersion, used bytes), members (each member's own name and mount point),
+//     items (the latest version of every item, tombstones included, with the workspace
+//     version that stored it) and item_history (every stored version);
+//   - accounts (schema proj_accounts): users and devices.
+//
+// Each model lives in its own schema together with its checkpoint and its migration
+// record. A projector (one active per model across processes, elected by
+// internal/leader) applies batches of events and saves the checkpoint in the same
+// transaction, after locking it and checking it is where the projector left it, so a
+// crash at any point neither loses nor double-applies an event and two writers never
+// both apply a batch. Every write is also idempotent (version guards), so replaying an
+// event changes nothing. Checkpoint tells other components (the notifier) how far a model
+// has applied; Queries answers reads from the live models.
+//
+// Rebuild replays the history from position 0 into a fresh schema and swaps it in
+// atomically (see Rebuild for how the swap and the live projector get along); Verify
+// rebuilds into scratch tables up to the live checkpoint and compares row by row.
+//
+// The package must never write to the event store and never publish anything (replays
+// have no side effects). It keeps its write transactions short: while one holds a
+// transaction id, the PostgreSQL store's global readers cannot see later commits.
+package projections

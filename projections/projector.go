@@ -1,0 +1,258 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/leader"
+)
+
+// Source is what a projector needs of the event store: the global order, read in pages
+// and followed live.
+type Source interface {
+	ReadAll(ctx context.Context, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error)
+	Subscribe(ctx context.Context, from eventstore.Position, handle func(ctx context.Context, batch []eventstore.RecordedEvent) error) error
+}
+
+// Config configures a Projector.
+type Config struct {
+	// Model is the name of the read model to maintain (ModelWorkspaces, ModelAccounts). Required.
+	Model string
+	// DSN of the read models' database; the leader lock is taken there. Required.
+	DSN string
+	// Pool writes the read model (same database as DSN). Required.
+	Pool *pgxpool.Pool
+	// Source is the event store. Required.
+	Source Source
+	// BatchSize is the most events applied in one transaction. Default 500.
+	BatchSize int
+	// LagScanLimit bounds how many events Lag reads to count the backlog. Default 10,000.
+	LagScanLimit int
+	// LeaderRetry is how often a standby tries to become the active projector. Default 1s.
+	LeaderRetry time.Duration
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+
+	// afterApply, set by tests, runs in the batch transaction after the rows are written
+	// and before the checkpoint is; an error rolls the transaction back.
+	afterApply func() error
+}
+
+// Validate fills defaults and checks required fields.
+func (c *Config) Validate() error {
+	if c.Model == "" || c.DSN == "" || c.Pool == nil || c.Source == nil {
+		return errors.New("projections: Model, DSN, Pool and Source are required")
+	}
+	if _, err := ModelNamed(c.Model); err != nil {
+		return err
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.LagScanLimit <= 0 {
+		c.LagScanLimit = 10000
+	}
+	if c.LeaderRetry <= 0 {
+		c.LeaderRetry = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Projector keeps one read model up to date with the global order of the store.
+type Projector struct {
+	cfg   Config
+	model *Model
+	log   *slog.Logger
+
+	mu          sync.Mutex
+	position    eventstore.Position
+	events      int64     // events the model has processed, as stored with the checkpoint
+	lastEventAt time.Time // RecordedAt of the last processed event
+	applied     atomic.Int64
+	skipped     atomic.Int64
+	active      atomic.Bool
+}
+
+// New returns a projector for cfg.Model.
+func New(cfg Config) (*Projector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := ModelNamed(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	return &Projector{cfg: cfg, model: m, log: cfg.Logger.With("projector", m.name)}, nil
+}
+
+// Run keeps the read model up to date until ctx ends, while this process holds the
+// model's leader lock ("projector:<model>"): exactly one projector per model is active
+// across processes, and a standby takes over when the holder dies. It returns ctx.Err().
+func (p *Projector) Run(ctx context.Context) error {
+	return leader.Run(ctx, leader.Config{
+		DSN:    p.cfg.DSN,
+		Name:   "projector:" + p.model.name,
+		Retry:  p.cfg.LeaderRetry,
+		Logger: p.cfg.Logger,
+	}, p.follow)
+}
+
+// follow migrates the model's tables, then applies the global order from the stored
+// checkpoint: catching up, then following live, until ctx ends or a batch fails. When
+// the stored checkpoint moved under it (a rebuild swapped fresh tables in), it resumes
+// from the stored one.
+func (p *Projector) follow(ctx context.Context) error {
+	if err := migrateSchema(ctx, p.cfg.Pool, p.model, p.model.Schema()); err != nil {
+		return err
+	}
+	p.active.Store(true)
+	defer p.active.Store(false)
+	for {
+		cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
+		if err != nil {
+			return err
+		}
+		p.setCheckpoint(cp)
+		pos := cp.Position
+		p.log.Info("following the global order", "from", pos.String())
+		err = p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
+			for len(batch) > 0 {
+				n := min(len(batch), p.cfg.BatchSize)
+				next, err := p.applyBatch(ctx, pos, batch[:n])
+				if err != nil {
+					return err
+				}
+				pos = next
+				batch = batch[n:]
+			}
+			return nil
+		})
+		if errors.Is(err, errCheckpointMoved) && ctx.Err() == nil {
+			p.log.Warn("checkpoint moved by another writer; resuming from it", "err", err)
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("projector %s: %w", p.model.name, err)
+	}
+}
+
+// applyBatch applies evs in one transaction with the checkpoint and returns the new position.
+func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position, evs []eventstore.RecordedEvent) (eventstore.Position, error) {
+	tx, err := p.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return expected, fmt.Errorf("projector %s: begin: %w", p.model.name, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	res, err := applyTx(ctx, tx, p.model, p.model.Schema(), expected, evs, p.log, p.cfg.afterApply)
+	if err != nil {
+		return expected, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return expected, fmt.Errorf("projector %s: commit up to %s: %w", p.model.name, res.checkpoint.Position, err)
+	}
+	p.applied.Add(int64(res.applied))
+	p.skipped.Add(int64(res.skipped))
+	p.setCheckpoint(res.checkpoint)
+	return res.checkpoint.Position, nil
+}
+
+func (p *Projector) setCheckpoint(cp checkpointRow) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.position, p.events, p.lastEventAt = cp.Position, cp.Events, cp.LastEventAt
+}
+
+// Status is a projector's progress as this process knows it.
+type Status struct {
+	Model       string
+	Active      bool                // this process holds the model's leader lock
+	Position    eventstore.Position // the checkpoint last loaded or committed here
+	Events      int64               // events the model has processed in all (from the checkpoint)
+	LastEventAt time.Time           // recording time of the last processed event
+	Applied     int64               // events of the model's streams applied by this process
+	Skipped     int64               // undecodable events skipped by this process
+}
+
+// Status returns the projector's progress.
+func (p *Projector) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Status{
+		Model: p.model.name, Active: p.active.Load(), Position: p.position, Events: p.events,
+		LastEventAt: p.lastEventAt, Applied: p.applied.Load(), Skipped: p.skipped.Load(),
+	}
+}
+
+// Lag is how far a model is behind the store.
+type Lag struct {
+	// Events not yet applied; when Capped, there are at least this many.
+	Events int
+	Capped bool
+	// Behind is the age of the oldest event not yet applied (0 when caught up).
+	Behind time.Duration
+}
+
+// Lag measures the projector's backlog by reading the store after its position.
+func (p *Projector) Lag(ctx context.Context) (Lag, error) {
+	return lagAfter(ctx, p.cfg.Source, p.Status().Position, p.cfg.LagScanLimit, time.Now())
+}
+
+func lagAfter(ctx context.Context, src Source, pos eventstore.Position, limit int, now time.Time) (Lag, error) {
+	evs, err := src.ReadAll(ctx, pos, limit+1)
+	if err != nil {
+		return Lag{}, fmt.Errorf("measure lag after %s: %w", pos, err)
+	}
+	var l Lag
+	if len(evs) > limit {
+		l.Events, l.Capped = limit, true
+	} else {
+		l.Events = len(evs)
+	}
+	if len(evs) > 0 {
+		l.Behind = max(now.Sub(evs[0].RecordedAt), 0)
+	}
+	return l, nil
+}
+
+// ModelStatus is a model's stored checkpoint and its lag behind the store.
+type ModelStatus struct {
+	Model       string
+	Position    eventstore.Position
+	Events      int64
+	LastEventAt time.Time
+	Lag         Lag
+}
+
+// StatusOf reads the named model's checkpoint from db and measures its lag against src,
+// counting at most scanLimit events (default 10,000 when <= 0).
+func StatusOf(ctx context.Context, db Querier, src Source, model string, scanLimit int) (ModelStatus, error) {
+	m, err := ModelNamed(model)
+	if err != nil {
+		return ModelStatus{}, err
+	}
+	if scanLimit <= 0 {
+		scanLimit = 10000
+	}
+	cp, err := readCheckpoint(ctx, db, m.Schema(), false)
+	if err != nil {
+		return ModelStatus{}, err
+	}
+	lag, err := lagAfter(ctx, src, cp.Position, scanLimit, time.Now())
+	if err != nil {
+		return ModelStatus{}, fmt.Errorf("status of %s: %w", model, err)
+	}
+	return ModelStatus{Model: model, Position: cp.Position, Events: cp.Events, LastEventAt: cp.LastEventAt, Lag: lag}, nil
+}

@@ -1,0 +1,569 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/domain"
+)
+
+// ErrWorkspaceNotFound is returned by the workspace queries for a workspace the read
+// model does not hold.
+var ErrWorkspaceNotFound = errors.New("projections: workspace not found")
+
+// Paging limits of getChangesSince (PROTOCOL.md §4).
+const (
+	DefaultChangesLimit = 1000
+	MaxChangesLimit     = 10000
+)
+
+// Queries answers the service's reads from the live read models. It is safe for
+// concurrent use.
+type Queries struct {
+	pool *pgxpool.Pool
+	// PollInterval bounds the sleep between polls of WaitForWorkspaceVersion. Default 20ms.
+	PollInterval time.Duration
+}
+
+// NewQueries returns Queries over pool (the read models' database).
+func NewQueries(pool *pgxpool.Pool) *Queries {
+	return &Queries{pool: pool, PollInterval: 20 * time.Millisecond}
+}
+
+// readTx runs f in a REPEATABLE READ, READ ONLY transaction: every statement in it sees
+// the same snapshot, whatever commits in the meantime.
+func (q *Queries) readTx(ctx context.Context, f func(tx pgx.Tx) error) error {
+	tx, err := q.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+const itemSelect = `SELECT workspace_id, item_id, version, ws_version, device_id, parent_id, parent_version,
+	temp_id, status, modified_at, checksum, chunks, size, is_folder, filename, mimetype`
+
+// itemRow is one item version with the workspace version that stored it.
+type itemRow struct {
+	md        domain.ItemMetadata
+	wsVersion int64
+}
+
+func scanItems(rows pgx.Rows) ([]itemRow, error) {
+	defer rows.Close()
+	var out []itemRow
+	for rows.Next() {
+		var r itemRow
+		var id int64
+		var parent *int64
+		md := &r.md
+		if err := rows.Scan(&md.WorkspaceID, &id, &md.Version, &r.wsVersion, &md.DeviceID, &parent, &md.ParentVersion,
+			&md.TempID, &md.Status, &md.ModifiedAt, &md.Checksum, &md.Chunks, &md.Size, &md.IsFolder,
+			&md.Filename, &md.Mimetype); err != nil {
+			return nil, err
+		}
+		iid := domain.ItemID(id)
+		md.ID = &iid
+		if parent != nil {
+			p := domain.ItemID(*parent)
+			md.ParentID = &p
+		}
+		if md.Chunks == nil {
+			md.Chunks = []string{}
+		}
+		md.ModifiedAt = md.ModifiedAt.UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// workspaceVersion reads the workspace's current version in tx.
+func workspaceVersion(ctx context.Context, tx pgx.Tx, ws uuid.UUID) (int64, error) {
+	var v int64
+	err := tx.QueryRow(ctx, `SELECT version FROM proj_workspaces.workspaces WHERE workspace_id = $1`, ws).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrWorkspaceNotFound
+	}
+	return v, err
+}
+
+// Changes returns the latest version of every item of the workspace, deleted items
+// included, parents before children (depth first, siblings by id), and the workspace
+// version they describe, all read from one snapshot.
+func (q *Queries) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error) {
+	var items []itemRow
+	var version int64
+	err := q.readTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if version, err = workspaceVersion(ctx, tx, ws); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, itemSelect+` FROM proj_workspaces.items WHERE workspace_id = $1`, ws)
+		if err != nil {
+			return err
+		}
+		items, err = scanItems(rows)
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("changes of workspace %s: %w", ws, err)
+	}
+	return treeOrder(items), version, nil
+}
+
+// Page is one page of getChangesSince (PROTOCOL.md §4).
+type Page struct {
+	Items            []domain.ItemMetadata
+	FromVersion      int64
+	ToVersion        int64
+	HasMore          bool
+	WorkspaceVersion int64
+}
+
+// ChangesSince returns the page of changes after workspace version since: it covers the
+// versions (since, ToVersion], holds once each every item changed in that range in its
+// state as of ToVersion, deleted items included, parents before children. A page holds
+// at most limit items (default 1000, at most 10000) unless its first version alone has
+// more: a page always covers at least one version. HasMore is ToVersion <
+// WorkspaceVersion; when it is false, ToVersion is WorkspaceVersion. A since at or past
+// the workspace's version gives an empty page with ToVersion = WorkspaceVersion.
+func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (Page, error) {
+	if since < 0 {
+		return Page{}, fmt.Errorf("changes of workspace %s since %d: negative version", ws, since)
+	}
+	if limit <= 0 {
+		limit = DefaultChangesLimit
+	}
+	limit = min(limit, MaxChangesLimit)
+	page := Page{FromVersion: since}
+	var items []itemRow
+	err := q.readTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if page.WorkspaceVersion, err = workspaceVersion(ctx, tx, ws); err != nil {
+			return err
+		}
+		page.ToVersion = page.WorkspaceVersion
+		if since >= page.WorkspaceVersion {
+			return nil
+		}
+		ids, to, err := pageRange(ctx, tx, ws, since, page.WorkspaceVersion, limit)
+		if err != nil {
+			return err
+		}
+		page.ToVersion = to
+		if len(ids) == 0 {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT DISTINCT ON (item_id) `+itemSelect[len("SELECT "):]+`
+			FROM proj_workspaces.item_history
+			WHERE workspace_id = $1 AND item_id = ANY($2) AND ws_version <= $3
+			ORDER BY item_id, version DESC`, ws, ids, to)
+		if err != nil {
+			return err
+		}
+		items, err = scanItems(rows)
+		return err
+	})
+	if err != nil {
+		return Page{}, fmt.Errorf("changes of workspace %s since %d: %w", ws, since, err)
+	}
+	page.HasMore = page.ToVersion < page.WorkspaceVersion
+	page.Items = treeOrder(items)
+	return page, nil
+}
+
+// pageRange walks the item versions stored after since in workspace-version order and
+// takes whole workspace versions while the distinct items stay within limit (at least
+// one version). It returns those items' ids and the page's last version.
+func pageRange(ctx context.Context, tx pgx.Tx, ws uuid.UUID, since, current int64, limit int) ([]int64, int64, error) {
+	rows, err := tx.Query(ctx, `SELECT ws_version, item_id FROM proj_workspaces.item_history
+		WHERE workspace_id = $1 AND ws_version > $2 AND ws_version <= $3 ORDER BY ws_version`, ws, since, current)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var ids []int64            // items of the versions taken
+	seen := map[int64]bool{}   // ids, as a set
+	var taken int64            // last version taken (0: none yet)
+	var curV int64             // version being read (0: none yet)
+	var cur []int64            // items of curV not in ids
+	curSet := map[int64]bool{} // cur, as a set
+	to, stopped := current, false
+	// flush takes version curV whole if it fits, or if it is the page's first version.
+	flush := func() bool {
+		if taken != 0 && len(ids)+len(cur) > limit {
+			to, stopped = curV-1, true
+			return false
+		}
+		ids = append(ids, cur...)
+		for _, id := range cur {
+			seen[id] = true
+		}
+		taken, cur = curV, cur[:0]
+		clear(curSet)
+		return true
+	}
+	for rows.Next() {
+		var v, id int64
+		if err := rows.Scan(&v, &id); err != nil {
+			return nil, 0, err
+		}
+		if v != curV && curV != 0 && !flush() {
+			break
+		}
+		curV = v
+		if !seen[id] && !curSet[id] {
+			curSet[id] = true
+			cur = append(cur, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	if !stopped && curV != 0 {
+		flush()
+	}
+	return ids, to, nil
+}
+
+// treeOrder orders items parents before children: depth first from the roots (items
+// whose parent is null or not among items), siblings by id. Items on a parent cycle,
+// which the domain never stores, come last by id rather than being lost.
+func treeOrder(rows []itemRow) []domain.ItemMetadata {
+	byID := make(map[domain.ItemID]bool, len(rows))
+	for _, r := range rows {
+		byID[*r.md.ID] = true
+	}
+	children := map[domain.ItemID][]int{}
+	var roots []int
+	for i, r := range rows {
+		if r.md.ParentID == nil || !byID[*r.md.ParentID] {
+			roots = append(roots, i)
+			continue
+		}
+		children[*r.md.ParentID] = append(children[*r.md.ParentID], i)
+	}
+	byItemID := func(a, b int) int { return int(*rows[a].md.ID - *rows[b].md.ID) }
+	slices.SortFunc(roots, byItemID)
+	for _, c := range children {
+		slices.SortFunc(c, byItemID)
+	}
+	out := make([]domain.ItemMetadata, 0, len(rows))
+	done := make([]bool, len(rows))
+	stack := slices.Clone(roots)
+	slices.Reverse(stack)
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if done[i] {
+			continue
+		}
+		done[i] = true
+		out = append(out, rows[i].md)
+		kids := children[*rows[i].md.ID]
+		for k := len(kids) - 1; k >= 0; k-- {
+			stack = append(stack, kids[k])
+		}
+	}
+	if len(out) < len(rows) {
+		var rest []int
+		for i := range rows {
+			if !done[i] {
+				rest = append(rest, i)
+			}
+		}
+		slices.SortFunc(rest, byItemID)
+		for _, i := range rest {
+			out = append(out, rows[i].md)
+		}
+	}
+	return out
+}
+
+// ItemVersions returns every stored version of the item in the workspace, oldest first;
+// none if the workspace holds no such item.
+func (q *Queries) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error) {
+	rows, err := q.pool.Query(ctx, itemSelect+` FROM proj_workspaces.item_history
+		WHERE workspace_id = $1 AND item_id = $2 ORDER BY version`, ws, int64(item))
+	if err != nil {
+		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
+	}
+	rs, err := scanItems(rows)
+	if err != nil {
+		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
+	}
+	out := make([]domain.ItemMetadata, len(rs))
+	for i, r := range rs {
+		out[i] = r.md
+	}
+	return out, nil
+}
+
+// WorkspaceInfo is one workspace as a member sees it (getWorkspaces).
+type WorkspaceInfo struct {
+	ID             uuid.UUID
+	Name           string // the member's own name for it
+	OwnerID        uuid.UUID
+	IsShared       bool
+	IsEncrypted    bool
+	ParentItemID   *domain.ItemID // where the member mounts it
+	LatestRevision int64          // the workspace's current workspaceVersion
+}
+
+// WorkspacesOf returns the workspaces user is a member of: the personal workspace (the
+// non-shared one the user owns) first, then by the member's name and by id.
+func (q *Queries) WorkspacesOf(ctx context.Context, user uuid.UUID) ([]WorkspaceInfo, error) {
+	rows, err := q.pool.Query(ctx, `SELECT w.workspace_id, m.name, w.owner_id, w.is_shared, w.is_encrypted,
+			m.parent_item_id, w.version
+		FROM proj_workspaces.workspaces w
+		JOIN proj_workspaces.members m ON m.workspace_id = w.workspace_id
+		WHERE m.user_id = $1 AND NOT m.removed
+		ORDER BY (w.owner_id = $1 AND NOT w.is_shared) DESC, m.name, w.workspace_id`, user)
+	if err != nil {
+		return nil, fmt.Errorf("workspaces of %s: %w", user, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WorkspaceInfo, error) {
+		var w WorkspaceInfo
+		var parent *int64
+		err := r.Scan(&w.ID, &w.Name, &w.OwnerID, &w.IsShared, &w.IsEncrypted, &parent, &w.LatestRevision)
+		w.ParentItemID = itemIDPtr(parent)
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("workspaces of %s: %w", user, err)
+	}
+	return out, nil
+}
+
+func itemIDPtr(p *int64) *domain.ItemID {
+	if p == nil {
+		return nil
+	}
+	v := domain.ItemID(*p)
+	return &v
+}
+
+// Member is one current member of a workspace.
+type Member struct {
+	UserID       uuid.UUID
+	Name         string
+	ParentItemID *domain.ItemID
+}
+
+// Workspace is a workspace as its owner sees it, with its current members.
+type Workspace struct {
+	ID          uuid.UUID
+	Name        string
+	OwnerID     uuid.UUID
+	IsShared    bool
+	IsEncrypted bool
+	CreatedAt   time.Time
+	Version     int64 // current workspaceVersion
+	UsedBytes   int64
+	Members     []Member // by user id
+}
+
+// Workspace returns the workspace and its members; found is false if it does not exist.
+func (q *Queries) Workspace(ctx context.Context, ws uuid.UUID) (w Workspace, found bool, err error) {
+	err = q.readTx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT workspace_id, name, owner_id, is_shared, is_encrypted, created_at, version, used_bytes
+			FROM proj_workspaces.workspaces WHERE workspace_id = $1`, ws).
+			Scan(&w.ID, &w.Name, &w.OwnerID, &w.IsShared, &w.IsEncrypted, &w.CreatedAt, &w.Version, &w.UsedBytes)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		rows, err := tx.Query(ctx, `SELECT user_id, name, parent_item_id FROM proj_workspaces.members
+			WHERE workspace_id = $1 AND NOT removed ORDER BY user_id`, ws)
+		if err != nil {
+			return err
+		}
+		w.Members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Member, error) {
+			var m Member
+			var parent *int64
+			err := r.Scan(&m.UserID, &m.Name, &parent)
+			m.ParentItemID = itemIDPtr(parent)
+			return m, err
+		})
+		return err
+	})
+	if err != nil {
+		return Workspace{}, false, fmt.Errorf("workspace %s: %w", ws, err)
+	}
+	w.CreatedAt = w.CreatedAt.UTC()
+	return w, found, nil
+}
+
+// IsMember reports whether user is a current member of the workspace.
+func (q *Queries) IsMember(ctx context.Context, ws, user uuid.UUID) (bool, error) {
+	var ok bool
+	if err := q.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM proj_workspaces.members
+		WHERE workspace_id = $1 AND user_id = $2 AND NOT removed)`, ws, user).Scan(&ok); err != nil {
+		return false, fmt.Errorf("is %s a member of %s: %w", user, ws, err)
+	}
+	return ok, nil
+}
+
+// OwnerUsage returns the bytes in use across every workspace owner owns.
+func (q *Queries) OwnerUsage(ctx context.Context, owner uuid.UUID) (int64, error) {
+	return q.OwnerUsageExcept(ctx, owner, uuid.Nil)
+}
+
+// OwnerUsageExcept returns the bytes in use across the workspaces owner owns, leaving
+// out the workspace except (whose usage the caller knows better).
+func (q *Queries) OwnerUsageExcept(ctx context.Context, owner, except uuid.UUID) (int64, error) {
+	var used int64
+	if err := q.pool.QueryRow(ctx, `SELECT coalesce(sum(used_bytes), 0)::bigint FROM proj_workspaces.workspaces
+		WHERE owner_id = $1 AND workspace_id <> $2`, owner, except).Scan(&used); err != nil {
+		return 0, fmt.Errorf("usage of owner %s: %w", owner, err)
+	}
+	return used, nil
+}
+
+// WaitForWorkspaceVersion returns once the read model holds version v of the workspace
+// (or a later one), polling; it fails with ctx's error when ctx ends first.
+func (q *Queries) WaitForWorkspaceVersion(ctx context.Context, ws uuid.UUID, v int64) error {
+	delay := time.Millisecond
+	for {
+		var cur int64
+		err := q.pool.QueryRow(ctx, `SELECT version FROM proj_workspaces.workspaces WHERE workspace_id = $1`, ws).Scan(&cur)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("wait for %s@%d: %w", ws, v, err)
+		}
+		if err == nil && cur >= v {
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wait for %s@%d (read model at %d): %w", ws, v, cur, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(delay*2, q.PollInterval)
+	}
+}
+
+// User is a user account.
+type User struct {
+	ID         uuid.UUID
+	Name       string
+	Email      string
+	QuotaLimit int64 // bytes, 0 = no limit
+	Removed    bool
+	CreatedAt  time.Time
+}
+
+const userSelect = `SELECT user_id, name, email, quota_limit, removed, created_at FROM proj_accounts.users`
+
+func scanUser(r pgx.CollectableRow) (User, error) {
+	var u User
+	err := r.Scan(&u.ID, &u.Name, &u.Email, &u.QuotaLimit, &u.Removed, &u.CreatedAt)
+	u.CreatedAt = u.CreatedAt.UTC()
+	return u, err
+}
+
+func (q *Queries) oneUser(ctx context.Context, what, sql string, arg any) (User, bool, error) {
+	rows, err := q.pool.Query(ctx, sql, arg)
+	if err != nil {
+		return User{}, false, fmt.Errorf("user %s: %w", what, err)
+	}
+	u, err := pgx.CollectExactlyOneRow(rows, scanUser)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, false, nil
+	}
+	if err != nil {
+		return User{}, false, fmt.Errorf("user %s: %w", what, err)
+	}
+	return u, true, nil
+}
+
+// User returns the user; found is false if there is none (a removed user is found,
+// with Removed set).
+func (q *Queries) User(ctx context.Context, id uuid.UUID) (User, bool, error) {
+	return q.oneUser(ctx, id.String(), userSelect+` WHERE user_id = $1`, id)
+}
+
+// UserByEmail returns the user with that e-mail address, compared case-insensitively,
+// preferring an active account over removed ones.
+func (q *Queries) UserByEmail(ctx context.Context, email string) (User, bool, error) {
+	return q.oneUser(ctx, email, userSelect+` WHERE lower(email) = lower($1)
+		ORDER BY removed, created_at DESC, user_id LIMIT 1`, email)
+}
+
+// Users returns every user, by e-mail address.
+func (q *Queries) Users(ctx context.Context) ([]User, error) {
+	rows, err := q.pool.Query(ctx, userSelect+` ORDER BY lower(email), user_id`)
+	if err != nil {
+		return nil, fmt.Errorf("users: %w", err)
+	}
+	us, err := pgx.CollectRows(rows, scanUser)
+	if err != nil {
+		return nil, fmt.Errorf("users: %w", err)
+	}
+	return us, nil
+}
+
+// Device is a registered device.
+type Device struct {
+	ID           uuid.UUID
+	UserID       uuid.UUID
+	Name         string
+	OS           string
+	IP           *string
+	AppVersion   *string
+	RegisteredAt time.Time
+	UpdatedAt    time.Time
+}
+
+const deviceSelect = `SELECT device_id, user_id, name, os, ip, app_version, registered_at, updated_at FROM proj_accounts.devices`
+
+func scanDevice(r pgx.CollectableRow) (Device, error) {
+	var d Device
+	err := r.Scan(&d.ID, &d.UserID, &d.Name, &d.OS, &d.IP, &d.AppVersion, &d.RegisteredAt, &d.UpdatedAt)
+	d.RegisteredAt, d.UpdatedAt = d.RegisteredAt.UTC(), d.UpdatedAt.UTC()
+	return d, err
+}
+
+// Device returns the device; found is false if there is none.
+func (q *Queries) Device(ctx context.Context, id uuid.UUID) (Device, bool, error) {
+	rows, err := q.pool.Query(ctx, deviceSelect+` WHERE device_id = $1`, id)
+	if err != nil {
+		return Device{}, false, fmt.Errorf("device %s: %w", id, err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDevice)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Device{}, false, nil
+	}
+	if err != nil {
+		return Device{}, false, fmt.Errorf("device %s: %w", id, err)
+	}
+	return d, true, nil
+}
+
+// DevicesOf returns the user's devices, oldest registration first.
+func (q *Queries) DevicesOf(ctx context.Context, user uuid.UUID) ([]Device, error) {
+	rows, err := q.pool.Query(ctx, deviceSelect+` WHERE user_id = $1 ORDER BY registered_at, device_id`, user)
+	if err != nil {
+		return nil, fmt.Errorf("devices of %s: %w", user, err)
+	}
+	ds, err := pgx.CollectRows(rows, scanDevice)
+	if err != nil {
+		return nil, fmt.Errorf("devices of %s: %w", user, err)
+	}
+	return ds, nil
+}

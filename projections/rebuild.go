@@ -1,0 +1,493 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/leader"
+)
+
+// ErrBusy is returned when another rebuild or verify of the same model is running.
+var ErrBusy = errors.New("projections: another rebuild or verify of this model is running")
+
+// RebuildConfig configures Rebuild and Verify.
+type RebuildConfig struct {
+	// Pool is the read models' database. Required.
+	Pool *pgxpool.Pool
+	// Source is the event store. Required.
+	Source Source
+	// BatchSize is how many events are read and applied per transaction. Default 5000.
+	BatchSize int
+	// LockTimeout bounds the wait for the live tables' locks at the swap (the live
+	// projector's batch and running reads finish first). Default 10s.
+	LockTimeout time.Duration
+	// SwapAttempts is how often the swap is tried when the locks time out. Default 5.
+	SwapAttempts int
+	// Progress, if set, is called after every applied batch.
+	Progress func(Progress)
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Validate fills defaults and checks required fields.
+func (c *RebuildConfig) Validate() error {
+	if c.Pool == nil || c.Source == nil {
+		return errors.New("projections: rebuild needs Pool and Source")
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 5000
+	}
+	if c.LockTimeout <= 0 {
+		c.LockTimeout = 10 * time.Second
+	}
+	if c.SwapAttempts <= 0 {
+		c.SwapAttempts = 5
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Progress reports a replay in flight.
+type Progress struct {
+	Model    string
+	Events   int64 // events replayed so far
+	Estimate int64 // events expected in all: the live model's count (may be exceeded)
+	Position eventstore.Position
+	Elapsed  time.Duration
+}
+
+// RebuildResult tells what a rebuild did.
+type RebuildResult struct {
+	Model    string
+	Events   int64               // events in the swapped-in model
+	Position eventstore.Position // its checkpoint
+	Elapsed  time.Duration
+}
+
+// Rebuild replays the whole history from position 0 into fresh tables (schema
+// proj_<model>_next) while the live model keeps serving and its projector keeps
+// running, then swaps them in.
+//
+// The swap is one transaction: it takes ACCESS EXCLUSIVE locks on the live tables (the
+// checkpoint first, then the tables in the order the queries touch them, so it waits for
+// the live projector's batch and for running reads to finish, and no reader or writer can
+// deadlock with it), applies the few events that arrived since the replay caught up,
+// and renames the live schema away and the fresh one into its place. The checkpoint
+// lives in the schema, so tables and checkpoint change together. Statements waiting on
+// those locks re-resolve the names once the swap commits and land on the fresh tables.
+// The live projector finds the stored checkpoint not where it left it and resumes from
+// the new one (every batch locks and compares the checkpoint first). The old schema is
+// dropped after the swap. On failure or interrupt the live tables are untouched and the
+// fresh schema is dropped.
+func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return RebuildResult{}, err
+	}
+	m, err := ModelNamed(model)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	start := time.Now()
+	log := cfg.Logger.With("rebuild", m.name)
+	release, err := exclusive(ctx, cfg.Pool, m)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	defer release()
+
+	live, next, old := m.Schema(), m.Schema()+"_next", m.Schema()+"_old"
+	if err := migrateSchema(ctx, cfg.Pool, m, live); err != nil {
+		return RebuildResult{}, err
+	}
+	for _, s := range []string{next, old} {
+		if err := dropSchema(ctx, cfg.Pool, s); err != nil {
+			return RebuildResult{}, err
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := dropSchema(cleanup, cfg.Pool, next); err != nil {
+				log.Warn("dropping the unfinished rebuild", "err", err)
+			}
+		}
+	}()
+	if err := migrateSchema(ctx, cfg.Pool, m, next); err != nil {
+		return RebuildResult{}, err
+	}
+	liveCP, err := readCheckpoint(ctx, cfg.Pool, live, false)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	log.Info("replaying the history", "into", next, "live_events", liveCP.Events)
+	if _, err := replay(ctx, cfg, m, next, nil, liveCP.Events, start); err != nil {
+		return RebuildResult{}, err
+	}
+	var cp checkpointRow
+	for attempt := 1; ; attempt++ {
+		cp, err = swap(ctx, cfg, m, live, next, old, log)
+		if err == nil {
+			break
+		}
+		if !isLockTimeout(err) || attempt >= cfg.SwapAttempts || ctx.Err() != nil {
+			return RebuildResult{}, err
+		}
+		log.Warn("swap could not take the live tables' locks; retrying", "attempt", attempt, "err", err)
+	}
+	ok = true
+	if err := dropSchema(ctx, cfg.Pool, old); err != nil {
+		log.Warn("dropping the replaced tables", "schema", old, "err", err)
+	}
+	return RebuildResult{Model: m.name, Events: cp.Events, Position: cp.Position, Elapsed: time.Since(start)}, nil
+}
+
+// exclusive takes the model's rebuild lock (a session advisory lock) so that only one
+// rebuild or verify of a model runs at a time; release gives it back.
+func exclusive(ctx context.Context, pool *pgxpool.Pool, m *Model) (release func(), err error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild %s: acquire: %w", m.name, err)
+	}
+	key := leader.Key("rebuild:" + m.name)
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("rebuild %s: lock: %w", m.name, err)
+	}
+	if !got {
+		conn.Release()
+		return nil, fmt.Errorf("%s: %w", m.name, ErrBusy)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			// The lock dies with the session: close it rather than return it to the pool.
+			_ = conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}, nil
+}
+
+func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		return fmt.Errorf("drop schema %s: %w", schema, err)
+	}
+	return nil
+}
+
+func isLockTimeout(err error) bool {
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) {
+		switch pgErr.SQLState() {
+		case "55P03", "40P01": // lock_not_available, deadlock_detected
+			return true
+		}
+	}
+	return false
+}
+
+// replay applies the global order to the model tables in schema from their checkpoint,
+// one transaction per batch, until it has caught up with the store or, when upTo is set,
+// reached exactly *upTo. Reading the next batch overlaps applying the current one.
+func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upTo *eventstore.Position,
+	estimate int64, start time.Time) (checkpointRow, error) {
+	cp, err := readCheckpoint(ctx, cfg.Pool, schema, false)
+	if err != nil {
+		return checkpointRow{}, err
+	}
+	if upTo != nil && upTo.Less(cp.Position) {
+		return checkpointRow{}, fmt.Errorf("replay %s: already past %s (at %s)", schema, *upTo, cp.Position)
+	}
+	pages := make(chan []eventstore.RecordedEvent, 2)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(pages)
+		from := cp.Position
+		for {
+			if upTo != nil && from == *upTo {
+				return nil
+			}
+			evs, err := cfg.Source.ReadAll(gctx, from, cfg.BatchSize)
+			if err != nil {
+				return fmt.Errorf("replay %s: read after %s: %w", schema, from, err)
+			}
+			full := len(evs) == cfg.BatchSize
+			if upTo != nil {
+				n := 0
+				for n < len(evs) && !upTo.Less(evs[n].Position) {
+					n++
+				}
+				if n < len(evs) {
+					full = false // reached the end of the range
+				}
+				evs = evs[:n]
+				if !full && (len(evs) == 0 || evs[len(evs)-1].Position != *upTo) {
+					return fmt.Errorf("replay %s: the store's visible history after %s does not reach %s", schema, from, *upTo)
+				}
+			}
+			if len(evs) > 0 {
+				select {
+				case pages <- evs:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				from = evs[len(evs)-1].Position
+			}
+			if !full {
+				return nil
+			}
+		}
+	})
+	g.Go(func() error {
+		for evs := range pages {
+			res, err := applyOwnTx(gctx, cfg.Pool, m, schema, cp.Position, evs, cfg.Logger)
+			if err != nil {
+				return err
+			}
+			cp = res.checkpoint
+			if cfg.Progress != nil {
+				cfg.Progress(Progress{Model: m.name, Events: cp.Events, Estimate: max(estimate, cp.Events),
+					Position: cp.Position, Elapsed: time.Since(start)})
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return checkpointRow{}, err
+	}
+	return cp, nil
+}
+
+func applyOwnTx(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, expected eventstore.Position,
+	evs []eventstore.RecordedEvent, log *slog.Logger) (applyResult, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return applyResult{}, fmt.Errorf("replay %s: begin: %w", schema, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	res, err := applyTx(ctx, tx, m, schema, expected, evs, log, nil)
+	if err != nil {
+		return applyResult{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return applyResult{}, fmt.Errorf("replay %s: commit up to %s: %w", schema, res.checkpoint.Position, err)
+	}
+	return res, nil
+}
+
+// lockLive locks the model's tables in schema, the checkpoint first, in mode.
+func lockLive(ctx context.Context, tx pgx.Tx, m *Model, schema, mode string) error {
+	names := make([]string, len(m.tables))
+	for i, t := range m.tables {
+		names[i] = pgx.Identifier{schema, t.name}.Sanitize()
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(names, ", ")+` IN `+mode+` MODE`); err != nil {
+		return fmt.Errorf("lock %s: %w", schema, err)
+	}
+	return nil
+}
+
+// swap catches the fresh schema up and puts it in the live one's place, in one
+// transaction holding the live tables' locks.
+func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old string, log *slog.Logger) (checkpointRow, error) {
+	tx, err := cfg.Pool.Begin(ctx)
+	if err != nil {
+		return checkpointRow{}, fmt.Errorf("swap %s: begin: %w", m.name, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, cfg.LockTimeout.Milliseconds())); err != nil {
+		return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
+	}
+	if err := lockLive(ctx, tx, m, live, "ACCESS EXCLUSIVE"); err != nil {
+		return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
+	}
+	liveCP, err := readCheckpoint(ctx, tx, live, false)
+	if err != nil {
+		return checkpointRow{}, err
+	}
+	cp, err := readCheckpoint(ctx, tx, next, false)
+	if err != nil {
+		return checkpointRow{}, err
+	}
+	// Catch up the events that arrived since the replay ended; the live projector is
+	// blocked on the checkpoint lock meanwhile, so this stays short.
+	for {
+		evs, err := cfg.Source.ReadAll(ctx, cp.Position, cfg.BatchSize)
+		if err != nil {
+			return checkpointRow{}, fmt.Errorf("swap %s: read after %s: %w", m.name, cp.Position, err)
+		}
+		if len(evs) > 0 {
+			res, err := applyTx(ctx, tx, m, next, cp.Position, evs, cfg.Logger, nil)
+			if err != nil {
+				return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
+			}
+			cp = res.checkpoint
+		}
+		if len(evs) < cfg.BatchSize {
+			break
+		}
+	}
+	if cp.Position.Less(liveCP.Position) {
+		return checkpointRow{}, fmt.Errorf("swap %s: rebuilt model at %s is behind the live one at %s", m.name, cp.Position, liveCP.Position)
+	}
+	for _, q := range []string{
+		`ALTER SCHEMA ` + pgx.Identifier{live}.Sanitize() + ` RENAME TO ` + pgx.Identifier{old}.Sanitize(),
+		`ALTER SCHEMA ` + pgx.Identifier{next}.Sanitize() + ` RENAME TO ` + pgx.Identifier{live}.Sanitize(),
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return checkpointRow{}, fmt.Errorf("swap %s: commit: %w", m.name, err)
+	}
+	log.Info("swapped the rebuilt model in", "position", cp.Position.String(), "events", cp.Events,
+		"live_was_at", liveCP.Position.String())
+	return cp, nil
+}
+
+// Diff is one row that differs between the live model and its rebuild. Live or Rebuilt
+// is empty when the row is missing on that side.
+type Diff struct {
+	Table   string
+	Key     string // the primary key, as a JSON array
+	Live    string // the row as JSON
+	Rebuilt string
+}
+
+// VerifyResult is what Verify found.
+type VerifyResult struct {
+	Model    string
+	Position eventstore.Position // the checkpoint both sides were compared at
+	Events   int64
+	Diffs    []Diff // the first ones found (at most the maxDiffs asked for)
+	Count    int    // differing rows in all
+}
+
+// Verify rebuilds the model into scratch tables (schema proj_<model>_verify) up to
+// exactly the live model's checkpoint and compares them row by row with the live
+// tables, from one snapshot in which both are at that checkpoint. The live projector
+// keeps running; if it keeps moving the checkpoint, later attempts hold a SHARE lock on
+// the live checkpoint while comparing, which pauses it for that long. The scratch tables
+// are dropped at the end.
+func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) (VerifyResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return VerifyResult{}, err
+	}
+	m, err := ModelNamed(model)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	start := time.Now()
+	release, err := exclusive(ctx, cfg.Pool, m)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	defer release()
+	live, scratch := m.Schema(), m.Schema()+"_verify"
+	if err := dropSchema(ctx, cfg.Pool, scratch); err != nil {
+		return VerifyResult{}, err
+	}
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := dropSchema(cleanup, cfg.Pool, scratch); err != nil {
+			cfg.Logger.Warn("dropping the verify tables", "err", err)
+		}
+	}()
+	if err := migrateSchema(ctx, cfg.Pool, m, scratch); err != nil {
+		return VerifyResult{}, err
+	}
+	for attempt := 1; ; attempt++ {
+		liveCP, err := readCheckpoint(ctx, cfg.Pool, live, false)
+		if err != nil {
+			return VerifyResult{}, err
+		}
+		cp, err := replay(ctx, cfg, m, scratch, &liveCP.Position, liveCP.Events, start)
+		if err != nil {
+			return VerifyResult{}, err
+		}
+		res, same, err := compareAt(ctx, cfg.Pool, m, live, scratch, cp.Position, attempt > 3, maxDiffs)
+		if err != nil {
+			return VerifyResult{}, err
+		}
+		if same {
+			res.Model, res.Events = m.name, cp.Events
+			return res, nil
+		}
+		if attempt >= 10 {
+			return VerifyResult{}, fmt.Errorf("verify %s: the live checkpoint kept moving", m.name)
+		}
+	}
+}
+
+// compareAt compares live and scratch in one snapshot if the live checkpoint is at
+// pos in it; same is false when it moved on.
+func compareAt(ctx context.Context, pool *pgxpool.Pool, m *Model, live, scratch string, pos eventstore.Position,
+	hold bool, maxDiffs int) (res VerifyResult, same bool, err error) {
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		return VerifyResult{}, false, fmt.Errorf("verify %s: begin: %w", m.name, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+	if hold {
+		// Taken before the snapshot: the live projector cannot commit until we are done.
+		if _, err := tx.Exec(ctx, `LOCK TABLE `+pgx.Identifier{live, "checkpoint"}.Sanitize()+` IN SHARE MODE`); err != nil {
+			return VerifyResult{}, false, fmt.Errorf("verify %s: %w", m.name, err)
+		}
+	}
+	liveCP, err := readCheckpoint(ctx, tx, live, false)
+	if err != nil {
+		return VerifyResult{}, false, err
+	}
+	if liveCP.Position != pos {
+		return VerifyResult{}, false, nil
+	}
+	res.Position = pos
+	for _, t := range m.tables {
+		keys := make([]string, len(t.key))
+		for i, k := range t.key {
+			keys[i] = "t." + pgx.Identifier{k}.Sanitize()
+		}
+		side := func(schema string) string {
+			return `SELECT jsonb_build_array(` + strings.Join(keys, ", ") + `) AS k, to_jsonb(t) AS r FROM ` +
+				pgx.Identifier{schema, t.name}.Sanitize() + ` t`
+		}
+		rows, err := tx.Query(ctx, `SELECT coalesce(l.k, s.k)::text, coalesce(l.r::text, ''), coalesce(s.r::text, '')
+			FROM (`+side(live)+`) l FULL JOIN (`+side(scratch)+`) s ON l.k = s.k
+			WHERE l.r IS DISTINCT FROM s.r ORDER BY 1`)
+		if err != nil {
+			return VerifyResult{}, false, fmt.Errorf("verify %s: compare %s: %w", m.name, t.name, err)
+		}
+		for rows.Next() {
+			d := Diff{Table: t.name}
+			if err := rows.Scan(&d.Key, &d.Live, &d.Rebuilt); err != nil {
+				rows.Close()
+				return VerifyResult{}, false, fmt.Errorf("verify %s: compare %s: %w", m.name, t.name, err)
+			}
+			res.Count++
+			if len(res.Diffs) < maxDiffs {
+				res.Diffs = append(res.Diffs, d)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return VerifyResult{}, false, fmt.Errorf("verify %s: compare %s: %w", m.name, t.name, err)
+		}
+	}
+	return res, true, nil
+}

@@ -139,6 +139,10 @@ type Store interface {
 	// Append writes records atomically at the end of stream if expected holds. It fails
 	// with *WrongVersionError when it does not; with ErrRecordTooLarge, ErrInvalidAppend or
 	// ErrClosed on bad input, writing nothing. Appending no records is ErrInvalidAppend.
+	// Appending again the records of an earlier successful append (same ids, same stream,
+	// same batch, in order) writes nothing and returns that append's result with
+	// Duplicate set, whatever the expected version; any other reuse of a stored record id
+	// fails with ErrInvalidAppend (or *WrongVersionError) and writes nothing.
 	Append(ctx context.Context, stream string, expected ExpectedVersion, records ...Record) (AppendResult, error)
 
 	// ReadStream returns up to limit events of stream with version >= from, oldest first.

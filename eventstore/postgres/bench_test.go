@@ -40,10 +40,10 @@ func benchStore(b *testing.B, maxConns int32) *postgres.Store {
 	return s
 }
 
-// runAppenders runs b.N operations spread over conc goroutines and reports events/s
-// and latency percentiles. op(i) performs operation i and returns how many events it
+// runAppenders runs b.N operations spread over conc goroutines and reports events/s,
+// operations per second (as unit) and latency percentiles. op(i) performs operation i and returns how many events it
 // wrote.
-func runAppenders(b *testing.B, conc int, op func(ctx context.Context, i int64) (int, error)) {
+func runAppenders(b *testing.B, conc int, unit string, op func(ctx context.Context, i int64) (int, error)) {
 	ctx := context.Background()
 	var next, events atomic.Int64
 	lat := make([][]time.Duration, conc)
@@ -81,7 +81,7 @@ func runAppenders(b *testing.B, conc int, op func(ctx context.Context, i int64) 
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	b.ReportMetric(float64(events.Load())/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
 	if len(all) > 0 {
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
@@ -97,7 +97,7 @@ func BenchmarkAppend(b *testing.B) {
 		for _, conc := range []int{1, 16, 64} {
 			b.Run(fmt.Sprintf("streams=%d/appenders=%d", streams, conc), func(b *testing.B) {
 				prefix := "bench-" + uuid.NewString()[:8] + "-"
-				runAppenders(b, conc, func(ctx context.Context, i int64) (int, error) {
+				runAppenders(b, conc, "appends/s", func(ctx context.Context, i int64) (int, error) {
 					r := eventstore.Record{ID: uuid.New(), Type: "Committed", Data: payload}
 					_, err := s.Append(ctx, fmt.Sprintf("%s%d", prefix, i%int64(streams)), eventstore.Any(), r)
 					return 1, err
@@ -158,4 +158,34 @@ func BenchmarkReadAll(b *testing.B) {
 		}
 		b.ReportMetric(float64(read)/time.Since(start).Seconds(), "events/s")
 	})
+}
+
+// BenchmarkAppendBatch is group commit: each op is one AppendBatch of size appends of
+// one ~1 KiB event each, to different streams (of 1,000), from 1 or 4 concurrent
+// callers. Compare its events/s with BenchmarkAppend/streams=1000.
+func BenchmarkAppendBatch(b *testing.B) {
+	s := benchStore(b, postgres.DefaultMaxConns)
+	for _, size := range []int{16, 64} {
+		for _, conc := range []int{1, 4} {
+			b.Run(fmt.Sprintf("batch=%d/callers=%d", size, conc), func(b *testing.B) {
+				prefix := "bench-" + uuid.NewString()[:8] + "-"
+				runAppenders(b, conc, "batches/s", func(ctx context.Context, i int64) (int, error) {
+					batch := make([]eventstore.StreamAppend, size)
+					for j := range batch {
+						batch[j] = eventstore.StreamAppend{
+							Stream:   fmt.Sprintf("%s%d", prefix, (i*int64(size)+int64(j))%1000),
+							Expected: eventstore.Any(),
+							Records:  []eventstore.Record{{ID: uuid.New(), Type: "Committed", Data: payload}},
+						}
+					}
+					for _, r := range s.AppendBatch(ctx, batch) {
+						if r.Err != nil {
+							return 0, r.Err
+						}
+					}
+					return size, nil
+				})
+			})
+		}
+	}
 }

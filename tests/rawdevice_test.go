@@ -231,7 +231,6 @@ func itemJSON(tempID int64, name string, folder bool, parent *int64, size int64)
 	return m
 }
 
-
 // waitWorkspaces polls getWorkspaces until it succeeds.
 func (d *rawDevice) waitWorkspaces() {
 	d.t.Helper()

@@ -12,7 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -20,6 +22,12 @@ import (
 // MaxRecordSize bounds the size of one record's Data plus Metadata. Appending a larger
 // record fails with ErrRecordTooLarge and writes nothing.
 const MaxRecordSize = 4 << 20
+
+// MaxNameLen bounds the length in bytes of a stream name and of a record type. Names
+// must also be valid UTF-8 without NUL bytes; ValidateAppend rejects others with
+// ErrInvalidAppend, so that every backend (a PostgreSQL text key, a gRPC string) can
+// store every name it accepts.
+const MaxNameLen = 1024
 
 // Record is one event to append. ID is the idempotency key: appending the same IDs to the
 // same stream again, as the same batch, writes nothing and returns the original result.
@@ -203,6 +211,9 @@ func ValidateAppend(stream string, expected ExpectedVersion, records []Record) e
 	if stream == "" {
 		return fmt.Errorf("%w: empty stream name", ErrInvalidAppend)
 	}
+	if err := checkName("stream name", stream); err != nil {
+		return err
+	}
 	if !expected.Valid() {
 		return fmt.Errorf("%w: expected version not set (use Any, NoStream or Exact)", ErrInvalidAppend)
 	}
@@ -221,9 +232,25 @@ func ValidateAppend(stream string, expected ExpectedVersion, records []Record) e
 		if r.Type == "" {
 			return fmt.Errorf("%w: record %d has no type", ErrInvalidAppend, i)
 		}
+		if err := checkName(fmt.Sprintf("record %d type", i), r.Type); err != nil {
+			return err
+		}
 		if len(r.Data)+len(r.Metadata) > MaxRecordSize {
 			return fmt.Errorf("%w: record %d is %d bytes, limit %d", ErrRecordTooLarge, i, len(r.Data)+len(r.Metadata), MaxRecordSize)
 		}
+	}
+	return nil
+}
+
+// checkName applies the MaxNameLen, UTF-8 and NUL rules to a stream name or record type.
+func checkName(what, name string) error {
+	switch {
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrInvalidAppend, what, len(name), MaxNameLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidAppend, what)
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalidAppend, what)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -246,7 +247,8 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 // transaction id and global_pos but is not yet committed. commit commits it. It exists
 // for the conformance suite and for tests of global readers; the open transaction holds
 // back every global reader of the cluster until commit (or the idle-in-transaction
-// timeout, 60s), so never call it in production code.
+// timeout, 60s), and Close waits for it, so never call it in production code. commit
+// may be called more than once; it commits once.
 func (s *Store) HoldOpenAppend(ctx context.Context, stream string, rec eventstore.Record) (commit func() error, err error) {
 	op := fmt.Sprintf("hold open append to %s", stream)
 	if err := s.begin(op); err != nil {
@@ -268,7 +270,7 @@ func (s *Store) HoldOpenAppend(ctx context.Context, stream string, rec eventstor
 		_ = tx.Rollback(context.Background())
 		return nil, s.fail(ctx, op, err)
 	}
-	return func() error {
+	return sync.OnceValue(func() error {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := tx.Commit(cctx); err != nil {
@@ -276,5 +278,5 @@ func (s *Store) HoldOpenAppend(ctx context.Context, stream string, rec eventstor
 		}
 		s.notifyAppended()
 		return nil
-	}, nil
+	}), nil
 }

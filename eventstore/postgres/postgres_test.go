@@ -96,6 +96,7 @@ func TestNaiveReaderSkips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { commit() })
 	later := eventstore.Record{ID: uuid.New(), Type: "T", Data: []byte("later")}
 	if _, err := s.Append(ctx, "b", eventstore.Any(), later); err != nil {
 		_ = commit()

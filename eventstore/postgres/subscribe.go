@@ -50,8 +50,6 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, handle 
 	// sctx ends with the caller's ctx or with Close.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctx, cancel)
-	defer stop()
 	go func() {
 		select {
 		case <-s.closing:

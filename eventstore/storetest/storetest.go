@@ -563,6 +563,24 @@ func testReadAllOrderAndPaging(t *testing.T, s eventstore.Store) {
 	}
 }
 
+// hold starts a held append and makes sure it is committed before the store closes,
+// even if the test fails first. The returned commit may be called more than once.
+func hold(t *testing.T, h Holder, stream string, r eventstore.Record) (commit func() error) {
+	t.Helper()
+	c, err := h.HoldOpenAppend(ctxT(t), stream, r)
+	if err != nil {
+		t.Fatalf("hold open append to %s: %v", stream, err)
+	}
+	var once sync.Once
+	var cerr error
+	commit = func() error {
+		once.Do(func() { cerr = c() })
+		return cerr
+	}
+	t.Cleanup(func() { commit() })
+	return commit
+}
+
 func holder(t *testing.T, s eventstore.Store) Holder {
 	h, ok := s.(Holder)
 	if !ok {
@@ -580,16 +598,7 @@ func testReadAllHeldTransaction(t *testing.T, s eventstore.Store) {
 	cursor := seen[0].Position
 
 	held := rec("T", "held")
-	commit, err := h.HoldOpenAppend(ctx, "held-stream", held)
-	if err != nil {
-		t.Fatalf("hold open append: %v", err)
-	}
-	committed := false
-	t.Cleanup(func() {
-		if !committed {
-			_ = commit()
-		}
-	})
+	commit := hold(t, h, "held-stream", held)
 	later := rec("T", "later")
 	mustAppend(t, s, "b", eventstore.Any(), later)
 
@@ -605,7 +614,6 @@ func testReadAllHeldTransaction(t *testing.T, s eventstore.Store) {
 		}
 		cursor = e.Position
 	}
-	committed = true
 	if err := commit(); err != nil {
 		t.Fatalf("commit held append: %v", err)
 	}
@@ -864,17 +872,13 @@ func testSubscribeHeldTransaction(t *testing.T, s eventstore.Store) {
 	c.waitFor(t, []uuid.UUID{first.ID})
 
 	held := rec("T", "held")
-	commit, err := h.HoldOpenAppend(ctxT(t), "held-stream", held)
-	if err != nil {
-		t.Fatalf("hold open append: %v", err)
-	}
+	commit := hold(t, h, "held-stream", held)
 	later := rec("T", "later")
 	mustAppend(t, s, "b", eventstore.Any(), later)
 	// Give the subscription several polls to (wrongly) deliver the later event.
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		if got := c.ids(); len(got) != 1 {
-			_ = commit()
 			t.Fatalf("subscription delivered %v while an earlier append was open", got)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -976,6 +980,11 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 		{"nil id after a good one", "s", eventstore.Any(), []eventstore.Record{ok, {Type: "T"}}, eventstore.ErrInvalidAppend},
 		{"empty type", "s", eventstore.Any(), []eventstore.Record{{ID: uuid.New(), Data: []byte("x")}}, eventstore.ErrInvalidAppend},
 		{"repeated id", "s", eventstore.Any(), []eventstore.Record{ok, ok}, eventstore.ErrInvalidAppend},
+		{"stream name with NUL", "s\x00x", eventstore.Any(), []eventstore.Record{ok}, eventstore.ErrInvalidAppend},
+		{"stream name not UTF-8", "s\xff", eventstore.Any(), []eventstore.Record{ok}, eventstore.ErrInvalidAppend},
+		{"stream name too long", strings.Repeat("s", eventstore.MaxNameLen+1), eventstore.Any(), []eventstore.Record{ok}, eventstore.ErrInvalidAppend},
+		{"type not UTF-8", "s", eventstore.Any(), []eventstore.Record{{ID: uuid.New(), Type: "T\xfe"}}, eventstore.ErrInvalidAppend},
+		{"type too long", "s", eventstore.Any(), []eventstore.Record{{ID: uuid.New(), Type: strings.Repeat("T", eventstore.MaxNameLen+1)}}, eventstore.ErrInvalidAppend},
 		{"zero-value expected version", "s", eventstore.ExpectedVersion{}, []eventstore.Record{ok}, eventstore.ErrInvalidAppend},
 		{"record over the limit", "s", eventstore.Any(), []eventstore.Record{ok, {ID: uuid.New(), Type: "Big", Data: make([]byte, eventstore.MaxRecordSize+1)}}, eventstore.ErrRecordTooLarge},
 	}
@@ -995,7 +1004,7 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 		t.Fatalf("global order holds %s, want only %s", all[0].ID, ok.ID)
 	}
 	// Unusual but valid stream names round-trip.
-	for _, name := range []string{"ws-ünïcödé", "with space", strings.Repeat("x", 200), "quote'\"\\"} {
+	for _, name := range []string{"ws-ünïcödé", "with space", strings.Repeat("x", eventstore.MaxNameLen), "quote'\"\\"} {
 		r := rec("T", "n")
 		mustAppend(t, s, name, eventstore.NoStream(), r)
 		evs := readStream(t, s, name)

@@ -273,12 +273,15 @@ func waitVersions(t *testing.T, l *listener, n int64, timeout time.Duration) {
 }
 
 // mgmt calls the RabbitMQ management API and decodes a JSON answer into out (if not nil).
-func mgmt(method, path string, out any) error {
+func mgmt(method, path string, out any) error { return mgmtBody(method, path, "", out) }
+
+// mgmtBody is mgmt with a JSON request body.
+func mgmtBody(method, path, body string, out any) error {
 	base, err := url.Parse(testenv.ManagementURL())
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(method, strings.TrimRight(base.String(), "/")+path, nil)
+	req, err := http.NewRequest(method, strings.TrimRight(base.String(), "/")+path, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -287,17 +290,18 @@ func mgmt(method, path string, out any) error {
 		req.SetBasicAuth(base.User.Username(), pw)
 		req.URL.User = nil
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	answer, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, body)
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, answer)
 	}
 	if out != nil {
-		return json.Unmarshal(body, out)
+		return json.Unmarshal(answer, out)
 	}
 	return nil
 }
@@ -332,6 +336,22 @@ func killConnections(t *testing.T, amqpURL, name string) int {
 		n++
 	}
 	return n
+}
+
+// setConfigurePermission sets the test user's configure permission on the vhost of
+// amqpURL (write and read stay ".*").
+func setConfigurePermission(t *testing.T, amqpURL, configure string) {
+	t.Helper()
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	body, _ := json.Marshal(map[string]string{"configure": configure, "write": ".*", "read": ".*"})
+	path := "/api/permissions/" + url.PathEscape(vhost) + "/" + url.PathEscape(testenv.AMQPUser())
+	if err := mgmtBody(http.MethodPut, path, string(body), nil); err != nil {
+		t.Fatalf("set permissions: %v", err)
+	}
 }
 
 // killDatabaseSessions terminates every other session on the test's database, as a

@@ -18,7 +18,6 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/testenv"
-	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -281,24 +280,14 @@ func TestBrokerOutage(t *testing.T) {
 		kills, len(la.all()), len(lb.all()), total)
 }
 
-// A channel-level failure (here: the workspace's exchange exists with another type, so
-// the broker closes the channel on the declare) is retried on a new channel, without
-// advancing, until it clears; then everything is published.
+// A channel-level failure (here: the broker refuses the exchange declare, closing the
+// channel with 403) is retried on a new channel, without advancing, until it clears;
+// then everything is published.
 func TestChannelFailureRetried(t *testing.T) {
 	e := newEnv(t)
 	ws := uuid.New()
-	conn, err := amqp.Dial(e.amqp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.ExchangeDeclare(topology.EventExchange(ws), amqp.ExchangeDirect, false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	l := listen(t, e.amqp, ws)
+	setConfigurePermission(t, e.amqp, "^amq\\.gen-.*")
 	for v := int64(1); v <= 3; v++ {
 		commit(t, e.store, ws, v)
 	}
@@ -313,10 +302,10 @@ func TestChannelFailureRetried(t *testing.T) {
 		}
 		return nil
 	})
-	if err := ch.ExchangeDelete(topology.EventExchange(ws), false, false); err != nil {
-		t.Fatal(err)
+	if vs := l.versions(t); len(vs) != 0 {
+		t.Fatalf("published %v while the declare was refused", vs)
 	}
-	l := listen(t, e.amqp, ws)
+	setConfigurePermission(t, e.amqp, ".*")
 	waitVersions(t, l, 3, 20*time.Second)
 }
 

@@ -223,6 +223,7 @@ func (r *seqRun) checkState() {
 	r.t.Helper()
 	items := r.w.Items()
 	pos := map[ItemID]int{}
+	lastChild := map[ItemID]ItemID{} // parent (0 = root) → last child listed
 	var used int64
 	for i, m := range items {
 		id := *m.ID
@@ -238,6 +239,14 @@ func (r *seqRun) checkState() {
 			}
 		}
 		used += liveSize(&m)
+		var parent ItemID
+		if m.ParentID != nil {
+			parent = *m.ParentID
+		}
+		if prev, ok := lastChild[parent]; ok && prev >= id {
+			r.t.Fatalf("step %d: siblings %d and %d listed out of order", r.step, prev, id)
+		}
+		lastChild[parent] = id
 		if m.ParentID != nil {
 			p, ok := pos[*m.ParentID]
 			if !ok || !items[p].IsFolder {

@@ -1,7 +1,9 @@
 package domain
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -302,6 +304,26 @@ func TestItemsOrder(t *testing.T) {
 	want := []ItemID{100, 102, 101, 103, 104, 105}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("order %v, want %v", got, want)
+	}
+	// Many siblings, created in descending id order: listed by ascending id.
+	var files []ItemMetadata
+	for i := 0; i < 30; i++ {
+		files = append(files, newFile(int64(100+i), nil, fmt.Sprint("s", i), 1))
+	}
+	c := cmt(files...)
+	c.RequestID = "siblings"
+	for i := range c.NewItemIDs {
+		c.NewItemIDs[i] = ItemID(5000 - i)
+	}
+	oneCommitted(t, h.w, c)
+	var roots []ItemID
+	for _, m := range h.w.Items() {
+		if m.ParentID == nil {
+			roots = append(roots, *m.ID)
+		}
+	}
+	if len(roots) != 32 || !slices.IsSorted(roots) {
+		t.Fatalf("root siblings %v", roots)
 	}
 	if vs := h.w.ItemVersions(101); len(vs) != 2 || vs[0].Version != 1 || vs[1].Version != 2 {
 		t.Fatalf("versions %+v", vs)

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 )
 
 // ErrUnknownEventType is returned when decoding a type name this version does not know.
@@ -28,12 +30,13 @@ var decoders = map[string]func([]byte) (Event, error){
 	TypeDeviceUpdated:          decodeAs[DeviceUpdated],
 }
 
-// EventTypes lists every released event type name.
+// EventTypes lists every released event type name, sorted.
 func EventTypes() []string {
 	names := make([]string, 0, len(decoders))
 	for n := range decoders {
 		names = append(names, n)
 	}
+	slices.Sort(names)
 	return names
 }
 
@@ -64,7 +67,7 @@ func decodeAs[T Event](data []byte) (Event, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, fmt.Errorf("decode %s: %w: %w", v.EventType(), ErrMalformedEvent, err)
 	}
-	if d.More() {
+	if _, err := d.Token(); err != io.EOF {
 		return nil, fmt.Errorf("decode %s: %w: trailing data", v.EventType(), ErrMalformedEvent)
 	}
 	return v, nil

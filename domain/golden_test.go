@@ -145,7 +145,15 @@ func TestDecodeErrors(t *testing.T) {
 	if _, err := Decode("Nope.v1", []byte("{}")); !errors.Is(err, ErrUnknownEventType) {
 		t.Fatalf("unknown type: %v", err)
 	}
-	for _, body := range []string{"", "[", "{} {}", `{"workspaceVersion":"x"}`, "null x"} {
+	for _, body := range []string{"{}", " {} \n", "null"} {
+		if _, err := Decode(TypeCommitted, []byte(body)); err != nil {
+			t.Fatalf("%q: %v", body, err)
+		}
+	}
+	if !slices.IsSorted(EventTypes()) {
+		t.Fatalf("EventTypes not sorted")
+	}
+	for _, body := range []string{"", "[", "{} {}", `{"workspaceVersion":"x"}`, "null x", "{}]", "{} }", "{},"} {
 		if _, err := Decode(TypeCommitted, []byte(body)); !errors.Is(err, ErrMalformedEvent) {
 			t.Fatalf("%q: %v", body, err)
 		}

@@ -146,8 +146,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Close stops running subscriptions (they return ErrClosed), waits for them and closes
-// the pool. It is idempotent.
+// Close stops running subscriptions (they return ErrClosed), waits for them, then
+// closes the pool, which waits for in-flight calls to release their connections. A
+// subscription handler must therefore honour its ctx, and a HoldOpenAppend must be
+// committed first. Close is idempotent.
 func (s *Store) Close() error { return s.closeErr() }
 
 // begin reports ErrClosed once Close has started.

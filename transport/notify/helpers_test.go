@@ -32,7 +32,7 @@ type env struct {
 	store eventstore.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dsn := testenv.PostgresDSN(t)
 	url := testenv.AMQPURL(t)
@@ -47,7 +47,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // testLogger routes logs to t.Log until the test ends.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -55,7 +55,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 type testWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -70,7 +70,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 
 // start runs fn(ctx) in the background until the returned stop is called or the test
 // ends; stop waits for fn to return and checks it returned ctx's error.
-func start(t *testing.T, fn func(ctx context.Context) error) (stop func()) {
+func start(t testing.TB, fn func(ctx context.Context) error) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -93,7 +93,7 @@ func start(t *testing.T, fn func(ctx context.Context) error) (stop func()) {
 	return stop
 }
 
-func fastConfig(t *testing.T, e *env) Config {
+func fastConfig(t testing.TB, e *env) Config {
 	return Config{
 		DSN: e.dsn, AMQPURL: e.amqp,
 		PollMin: time.Millisecond, PollMax: 20 * time.Millisecond,
@@ -103,14 +103,14 @@ func fastConfig(t *testing.T, e *env) Config {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // commit appends a Committed event of ws at workspace version v and returns what was stored.
-func commit(t *testing.T, s eventstore.Store, ws uuid.UUID, v int64) (eventstore.Record, domain.Committed) {
+func commit(t testing.TB, s eventstore.Store, ws uuid.UUID, v int64) (eventstore.Record, domain.Committed) {
 	t.Helper()
 	id := domain.ItemID(v)
 	c := domain.Committed{
@@ -126,7 +126,7 @@ func commit(t *testing.T, s eventstore.Store, ws uuid.UUID, v int64) (eventstore
 }
 
 // appendEvent appends e to stream and returns the record.
-func appendEvent(t *testing.T, s eventstore.Store, stream string, e domain.Event) eventstore.Record {
+func appendEvent(t testing.TB, s eventstore.Store, stream string, e domain.Event) eventstore.Record {
 	t.Helper()
 	typ, data, err := domain.Encode(e)
 	if err != nil {
@@ -140,7 +140,7 @@ func appendEvent(t *testing.T, s eventstore.Store, stream string, e domain.Event
 }
 
 // positionOf returns the global position of the event id, waiting until it is visible.
-func positionOf(t *testing.T, s eventstore.Store, id uuid.UUID) eventstore.Position {
+func positionOf(t testing.TB, s eventstore.Store, id uuid.UUID) eventstore.Position {
 	t.Helper()
 	var pos eventstore.Position
 	testenv.Eventually(t, 20*time.Second, func() error {
@@ -173,7 +173,7 @@ type listener struct {
 
 // listen declares an exclusive queue bound to the fan-out exchange of ws (declaring the
 // exchange as the server does) and collects its messages until the test ends.
-func listen(t *testing.T, amqpURL string, ws uuid.UUID) *listener {
+func listen(t testing.TB, amqpURL string, ws uuid.UUID) *listener {
 	t.Helper()
 	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
@@ -216,7 +216,7 @@ func (l *listener) all() []amqp.Delivery {
 }
 
 // versions decodes the workspaceVersion of every message, in arrival order.
-func (l *listener) versions(t *testing.T) []int64 {
+func (l *listener) versions(t testing.TB) []int64 {
 	t.Helper()
 	var out []int64
 	for _, d := range l.all() {
@@ -253,7 +253,7 @@ func dedup(vs []int64) (firsts []int64, ordered bool) {
 
 // waitVersions waits until the listener has seen every version 1..n at least once, and
 // checks that first arrivals are in order.
-func waitVersions(t *testing.T, l *listener, n int64, timeout time.Duration) {
+func waitVersions(t testing.TB, l *listener, n int64, timeout time.Duration) {
 	t.Helper()
 	testenv.Eventually(t, timeout, func() error {
 		firsts, ordered := dedup(l.versions(t))
@@ -308,7 +308,7 @@ func mgmtBody(method, path, body string, out any) error {
 
 // killConnections closes the connections of the vhost of amqpURL whose client-given
 // name is name, through the management API, and returns how many it closed.
-func killConnections(t *testing.T, amqpURL, name string) int {
+func killConnections(t testing.TB, amqpURL, name string) int {
 	t.Helper()
 	u, err := url.Parse(amqpURL)
 	if err != nil {
@@ -340,7 +340,7 @@ func killConnections(t *testing.T, amqpURL, name string) int {
 
 // setConfigurePermission sets the test user's configure permission on the vhost of
 // amqpURL (write and read stay ".*").
-func setConfigurePermission(t *testing.T, amqpURL, configure string) {
+func setConfigurePermission(t testing.TB, amqpURL, configure string) {
 	t.Helper()
 	u, err := url.Parse(amqpURL)
 	if err != nil {
@@ -356,7 +356,7 @@ func setConfigurePermission(t *testing.T, amqpURL, configure string) {
 
 // killDatabaseSessions terminates every other session on the test's database, as a
 // PostgreSQL restart would.
-func killDatabaseSessions(t *testing.T, dsn string) int {
+func killDatabaseSessions(t testing.TB, dsn string) int {
 	t.Helper()
 	c, err := pgx.Connect(ctxT(t), dsn)
 	if err != nil {

@@ -150,8 +150,9 @@ func (s *Store) resolveUnwritten(ctx context.Context, op string, q querier, stre
 		return res, nil
 	}
 	if idExists {
-		// The ids of a concurrent append that has since been rolled back? Impossible:
-		// a unique violation is raised only against a committed row.
+		// The id clashed with a row that is gone now: only possible inside an
+		// AppendBatch, with another append of the same batch that was then rolled
+		// back. Report the clash; a retry will succeed.
 		return eventstore.AppendResult{}, fmt.Errorf("%s: %w: a record id is already stored", op, eventstore.ErrInvalidAppend)
 	}
 	var actual int64

@@ -1,0 +1,138 @@
+package tests
+
+import (
+	"fmt"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+var reUUID = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// sharedWorkspace creates a shared workspace of owner and adds members via syncctl.
+func sharedWorkspace(t *testing.T, s services, owner account, name string, members ...account) uuid.UUID {
+	t.Helper()
+	out := syncctl(t, s, "workspace", "create", "--owner", owner.id.String(), "--name", name)
+	ws := uuid.MustParse(reUUID.FindString(out))
+	for _, m := range members {
+		syncctl(t, s, "workspace", "add-member", "--workspace", ws.String(), "--user", m.id.String())
+	}
+	return ws
+}
+
+// The product's main path, end to end through syncd, RabbitMQ and PostgreSQL: two
+// devices of one user and a device of another member; a commit reaches the others as
+// notifyCommit and shows in getChanges; conflicts; tempId chains; a retried commit; a
+// device offline while others commit catches up from its queue and getChangesSince.
+func TestSyncEndToEnd(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s)
+	alice := addUser(t, s, "Alice")
+	bob := addUser(t, s, "Bob")
+	ws := sharedWorkspace(t, s, alice, "Family", bob)
+
+	a1 := dialRaw(t, userURL(t, s, alice), alice.id)
+	a2 := dialRaw(t, userURL(t, s, alice), alice.id)
+	b1 := dialRaw(t, userURL(t, s, bob), bob.id)
+	a1.waitWorkspaceCount(2)
+	b1.waitWorkspaceCount(2)
+	dA1, dA2, dB1 := a1.register("a1"), a2.register("a2"), b1.register("b1")
+	inA1, inA2, inB1 := a1.listen(dA1), a2.listen(dA2), b1.listen(dB1)
+
+	// A tempId chain: a folder, a file in it, and the file's second version, in one commit.
+	folderTemp := int64(-10)
+	f := itemJSON(-11, "notes.txt", false, &folderTemp, 5)
+	f2 := itemJSON(-11, "notes.txt", false, &folderTemp, 7)
+	f2["version"], f2["status"] = 2, "CHANGED"
+	a1.commit(ws, dA1, "c1", itemJSON(folderTemp, "docs", true, nil, 0), f, f2)
+	for name, in := range map[string]*inbox{"a1": inA1, "a2": inA2, "b1": inB1} {
+		n, m := in.next(10 * time.Second)
+		if n.WorkspaceVersion != 1 || n.RequestID != "c1" || len(n.Items) != 3 || m.AppId != ws.String() || m.Type != "gson" {
+			t.Fatalf("%s got %+v (app_id %s)", name, n, m.AppId)
+		}
+		for i, it := range n.Items {
+			if !it.CommitSucceed {
+				t.Fatalf("%s: item %d failed: %+v", name, i, it)
+			}
+		}
+	}
+	items := b1.changes(ws)
+	if len(items) != 2 || *items[0].Filename != "docs" || *items[1].Version != 2 || *items[1].ParentID != *items[0].ID {
+		t.Fatalf("getChanges = %+v", items)
+	}
+	file := items[1]
+
+	// A conflict: a2 and b1 both send version 3; exactly one wins and the loser gets the
+	// winner's metadata.
+	a2.commit(ws, dA2, "a2-v3", nextVersion(file, "CHANGED", 100))
+	b1.commit(ws, dB1, "b1-v3", nextVersion(file, "CHANGED", 200))
+	var results []wire.CommitNotification
+	for range 2 {
+		n, _ := inA1.next(10 * time.Second)
+		results = append(results, n)
+	}
+	wins := 0
+	for _, n := range results {
+		if n.Items[0].CommitSucceed {
+			wins++
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d of two conflicting commits won: %+v", wins, results)
+	}
+	loser := results[1]
+	if results[1].Items[0].CommitSucceed {
+		loser = results[0]
+	}
+	if loser.Items[0].Reason != string(domain.ReasonWrongVersion) || *loser.Items[0].Metadata.Version != 3 {
+		t.Fatalf("loser: %+v", loser.Items[0])
+	}
+	for _, in := range []*inbox{inA2, inB1} { // drain
+		in.next(10 * time.Second)
+		in.next(10 * time.Second)
+	}
+
+	// A retried commit (same requestId) changes nothing and is notified again, the same.
+	r := a2.call("commit", map[string]any{"requestId": "a2-v3", "userId": alice.id, "workspaceId": ws, "deviceId": dA2,
+		"items": []any{nextVersion(file, "CHANGED", 100)}}, callOpts{})
+	if r.Error != nil {
+		t.Fatalf("retried commit: %+v", r.Error)
+	}
+	again, _ := inB1.next(10 * time.Second)
+	if again.RequestID != "a2-v3" || again.WorkspaceVersion > 3 {
+		t.Fatalf("replay: %+v", again)
+	}
+	if p := b1.changesSince(ws, 0); p.WorkspaceVersion != 3 {
+		t.Fatalf("a retried commit added an event: workspace at %d", p.WorkspaceVersion)
+	}
+
+	// b1 goes offline (stops consuming) while a1 commits three times; its queue keeps the
+	// events, and getChangesSince covers the gap.
+	b1.conn.Close()
+	for i := range 3 {
+		a1.commit(ws, dA1, fmt.Sprintf("off-%d", i), itemJSON(int64(-100-i), fmt.Sprintf("new-%d", i), false, nil, 1))
+	}
+	for range 3 {
+		inA2.next(10 * time.Second) // a2 received them live
+	}
+	b1 = dialRaw(t, userURL(t, s, bob), bob.id)
+	inB1 = b1.listen(dB1)
+	var got []wire.CommitNotification
+	for range 3 {
+		n, _ := inB1.next(10 * time.Second)
+		got = append(got, n)
+	}
+	if v := versions(got); len(v) != 3 || v[0] != 4 || v[2] != 6 {
+		t.Fatalf("offline device received versions %v", v)
+	}
+	p := b1.changesSince(ws, 3)
+	if p.FromVersion != 3 || p.ToVersion != 6 || p.HasMore || len(p.Items) != 3 {
+		t.Fatalf("catch-up page %+v", p)
+	}
+	inB1.none(300 * time.Millisecond)
+}

@@ -152,8 +152,9 @@ func (s *Store) resolveUnwritten(ctx context.Context, op string, q querier, stre
 	if idExists {
 		// The id clashed with a row that is gone now: only possible inside an
 		// AppendBatch, with another append of the same batch that was then rolled
-		// back. Report the clash; a retry will succeed.
-		return eventstore.AppendResult{}, fmt.Errorf("%s: %w: a record id is already stored", op, eventstore.ErrInvalidAppend)
+		// back. Nothing was written and a retry will not clash: transient.
+		return eventstore.AppendResult{}, fmt.Errorf("%s: %w", op,
+			eventstore.TransientError(errors.New("a record id clashed with a rolled-back append of the same batch")))
 	}
 	var actual int64
 	err = q.QueryRow(ctx, `SELECT coalesce((SELECT version FROM es_streams WHERE stream_id = $1), 0)`, stream).Scan(&actual)

@@ -36,8 +36,11 @@ type Config struct {
 	// with different names publish everything twice.
 	Name string
 	// Horizon, when set, returns the position up to which events may be published; the
-	// notifier never publishes an event beyond it. syncd passes the workspace
-	// projection's checkpoint, so every notified commit is already readable.
+	// notifier never publishes an event beyond it. syncd passes the read models'
+	// checkpoints (projections.Checkpoint of the workspaces model, combined with
+	// MinHorizon with every other model a read of PROTOCOL.md §5 depends on), so every
+	// notified commit is already readable. It is called once per batch read; an error
+	// is retried with back-off and publishes nothing.
 	Horizon func(ctx context.Context) (eventstore.Position, error)
 	// BatchSize is the most events read, published and confirmed as one batch.
 	// Default 256.
@@ -98,6 +101,24 @@ func (c *Config) Validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// MinHorizon combines horizons: an event may be published only when every one of hs
+// allows it. It fails if any of them fails.
+func MinHorizon(hs ...func(ctx context.Context) (eventstore.Position, error)) func(ctx context.Context) (eventstore.Position, error) {
+	return func(ctx context.Context) (eventstore.Position, error) {
+		var out eventstore.Position
+		for i, h := range hs {
+			p, err := h(ctx)
+			if err != nil {
+				return eventstore.Position{}, fmt.Errorf("horizon %d: %w", i, err)
+			}
+			if i == 0 || p.Less(out) {
+				out = p
+			}
+		}
+		return out, nil
+	}
 }
 
 // Notifier publishes a notifyCommit event for every Committed event of the store, in

@@ -18,7 +18,9 @@ import (
 
 func TestMinHorizon(t *testing.T) {
 	at := func(c, p uint64) func(context.Context) (eventstore.Position, error) {
-		return func(context.Context) (eventstore.Position, error) { return eventstore.Position{Commit: c, Prepare: p}, nil }
+		return func(context.Context) (eventstore.Position, error) {
+			return eventstore.Position{Commit: c, Prepare: p}, nil
+		}
 	}
 	got, err := MinHorizon(at(5, 9), at(4, 20), at(7, 1))(context.Background())
 	if err != nil || got != (eventstore.Position{Commit: 4, Prepare: 20}) {

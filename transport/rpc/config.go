@@ -1,0 +1,102 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/stacksync-es/syncservice/transport/topology"
+)
+
+// AuthMode says where the server takes a caller's identity from (PROTOCOL.md §6).
+type AuthMode int
+
+const (
+	// AuthBroker (the default) takes the identity from the AMQP user_id property, which
+	// RabbitMQ verifies against the connection's login. A request without user_id, with a
+	// user_id that is not a user id, or whose body userId differs, is Unauthorized.
+	AuthBroker AuthMode = iota
+	// AuthTrust accepts requests without user_id and trusts the body's userId, for
+	// legacy clients on a closed network. A user_id that is a UUID is still checked.
+	AuthTrust
+)
+
+func (m AuthMode) String() string {
+	switch m {
+	case AuthBroker:
+		return "broker"
+	case AuthTrust:
+		return "trust"
+	}
+	return fmt.Sprintf("AuthMode(%d)", int(m))
+}
+
+// Config configures a Server.
+type Config struct {
+	// URL is the AMQP URL of the broker. Required.
+	URL string
+	// Name is the connection name shown by the broker. Default "syncd-rpc".
+	Name string
+	// RequestQueue is the queue consumed for requests. Default topology.RequestQueue;
+	// tests may use another name.
+	RequestQueue string
+	// Concurrency bounds the requests handled at once. Default 32.
+	Concurrency int
+	// Prefetch is the consumer's prefetch count. Default 2×Concurrency.
+	Prefetch int
+	// RequestTimeout is each request's deadline. Default 30s.
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests when the server stops;
+	// after it, their contexts are cancelled. Default 10s.
+	ShutdownTimeout time.Duration
+	// Auth selects the identity mode. Default AuthBroker.
+	Auth AuthMode
+	// QueueOptions bound the device event queues declared on updateDevice.
+	QueueOptions topology.QueueOptions
+	// MinBackoff and MaxBackoff bound the wait between reconnect attempts. Defaults
+	// those of broker.Config (100ms, 5s).
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives the server's logs. Default: discard.
+	Logger *slog.Logger
+	// Metrics receives per-request measurements. Default: none.
+	Metrics Metrics
+}
+
+// Validate fills defaults and checks the configuration.
+func (c *Config) Validate() error {
+	if c.URL == "" {
+		return errors.New("rpc: URL is required")
+	}
+	if c.Name == "" {
+		c.Name = "syncd-rpc"
+	}
+	if c.RequestQueue == "" {
+		c.RequestQueue = topology.RequestQueue
+	}
+	if c.Concurrency < 0 || c.Prefetch < 0 || c.RequestTimeout < 0 || c.ShutdownTimeout < 0 {
+		return errors.New("rpc: Concurrency, Prefetch and timeouts must not be negative")
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 32
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 2 * c.Concurrency
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Auth != AuthBroker && c.Auth != AuthTrust {
+		return fmt.Errorf("rpc: unknown auth mode %d", int(c.Auth))
+	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

@@ -1,0 +1,381 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/transport/topology"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// Message properties of PROTOCOL.md §2.
+const (
+	contentType  = "application/json"
+	typeResponse = "normalResponse"
+	typeRequest  = "gson"
+)
+
+// outcome is what handling one request produced.
+type outcome struct {
+	method string // metrics label: a known method, "unknown" or "invalid"
+	id     string // the response id: the envelope's id, else the correlation id
+	async  bool
+	result any
+	err    error
+}
+
+// codedError carries an exact wire message for a code's sentinel error.
+type codedError struct {
+	msg  string
+	kind error
+}
+
+func (e *codedError) Error() string { return e.msg }
+func (e *codedError) Unwrap() error { return e.kind }
+
+type handlerFunc func(s *Server, ctx context.Context, sess *session, d *amqp.Delivery, req wire.Request) (any, error)
+
+var handlers = map[string]handlerFunc{
+	wire.MethodGetAccountInfo:      (*Server).getAccountInfo,
+	wire.MethodUpdateDevice:        (*Server).updateDevice,
+	wire.MethodGetWorkspaces:       (*Server).getWorkspaces,
+	wire.MethodGetChanges:          (*Server).getChanges,
+	wire.MethodGetChangesSince:     (*Server).getChangesSince,
+	wire.MethodGetItemVersions:     (*Server).getItemVersions,
+	wire.MethodCommit:              (*Server).commit,
+	wire.MethodUpdateWorkspace:     (*Server).updateWorkspace,
+	wire.MethodCreateShareProposal: (*Server).createShareProposal,
+}
+
+// handle serves one delivery: dispatch, reply when due, ack.
+func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
+	defer cancel()
+	out := s.dispatch(ctx, sess, &d)
+	code := "OK"
+	if out.err != nil {
+		code = wire.CodeOf(out.err)
+		log := s.log.With("method", out.method, "correlation_id", d.CorrelationId, "user_id", d.UserId, "err", out.err)
+		if code == wire.CodeInternal {
+			log.Error("request failed")
+		} else {
+			log.Debug("request refused", "code", code)
+		}
+	}
+	ack := true
+	if out.err != nil || !out.async {
+		ack = s.reply(ctx, sess, &d, out)
+	}
+	if ack {
+		if err := d.Ack(false); err != nil {
+			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
+		}
+	}
+	s.cfg.Metrics.Request(out.method, code, time.Since(start))
+}
+
+// dispatch decodes the envelope and runs the method's handler; a panic becomes an
+// Internal error.
+func (s *Server) dispatch(ctx context.Context, sess *session, d *amqp.Delivery) (out outcome) {
+	out = outcome{method: "invalid", id: d.CorrelationId}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic while handling a request", "method", out.method, "panic", r, "stack", string(debug.Stack()))
+			out.result, out.err = nil, fmt.Errorf("rpc: panic in %s: %v", out.method, r)
+		}
+	}()
+	req, err := wire.ParseRequest(d.Body)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	if req.ID != "" {
+		out.id = req.ID
+	}
+	out.async = req.Async
+	h, ok := handlers[req.Method]
+	if !ok {
+		out.method = "unknown"
+		out.err = &codedError{fmt.Sprintf("unknown method %q", req.Method), service.ErrInvalid}
+		return out
+	}
+	out.method = req.Method
+	out.result, out.err = h(s, ctx, sess, d, req)
+	return out
+}
+
+// reply publishes the response of out to the request's reply_to. It reports whether
+// the request may be acked: false only when the reply channel is gone, so that the
+// request is redelivered and answered on a new connection.
+func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, out outcome) bool {
+	if d.ReplyTo == "" {
+		if !out.async {
+			s.log.Debug("request without reply_to; no reply sent", "method", out.method, "correlation_id", d.CorrelationId)
+		}
+		return true
+	}
+	var e *wire.Error
+	if out.err != nil {
+		e = wire.ErrorOf(out.err)
+	}
+	body, err := wire.EncodeResponse(out.id, out.result, e)
+	if err != nil {
+		s.log.Error("encode reply", "method", out.method, "err", err)
+		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(err))
+	}
+	msg := amqp.Publishing{
+		ContentType:   contentType,
+		Type:          typeResponse,
+		AppId:         wire.IDOmq,
+		CorrelationId: d.CorrelationId,
+		Timestamp:     time.Now(),
+		Body:          body,
+	}
+	if err := sess.publishReply(context.WithoutCancel(ctx), d.ReplyTo, msg); err != nil {
+		s.log.Warn("publish reply", "method", out.method, "reply_to", d.ReplyTo, "err", err)
+		return !sess.pub.IsClosed()
+	}
+	return true
+}
+
+func unauthorized(format string, args ...any) error {
+	return &codedError{fmt.Sprintf(format, args...), service.ErrUnauthorized}
+}
+
+// identify returns the caller of a request whose body names bodyUser (when hasBody).
+// Broker mode: the caller is the AMQP user_id and must equal the body's userId. Trust
+// mode: a user_id that is a user id is still checked; otherwise the body is believed,
+// and a request without a body userId has no caller (nil).
+func (s *Server) identify(d *amqp.Delivery, bodyUser uuid.UUID, hasBody bool) (*uuid.UUID, error) {
+	caller, err := uuid.Parse(d.UserId)
+	if d.UserId == "" || err != nil {
+		if s.cfg.Auth == AuthTrust {
+			if !hasBody {
+				return nil, nil
+			}
+			return &bodyUser, nil
+		}
+		if d.UserId == "" {
+			return nil, unauthorized("request without user_id")
+		}
+		return nil, unauthorized("broker user %q is not a user id", d.UserId)
+	}
+	if hasBody && bodyUser != caller {
+		return nil, unauthorized("userId %s does not match the broker user %s", bodyUser, caller)
+	}
+	return &caller, nil
+}
+
+func (s *Server) getAccountInfo(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseGetAccountInfo(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	caller, err := s.identify(d, r.UserID, r.UserID != uuid.Nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, perr := uuid.Parse(d.UserId); s.cfg.Auth == AuthTrust && perr != nil {
+		caller = nil // trust mode without a broker identity: any e-mail
+	}
+	acct, err := s.svc.AccountInfo(ctx, caller, r.Email)
+	if err != nil {
+		return nil, err
+	}
+	return wire.FromAccount(acct), nil
+}
+
+func (s *Server) updateDevice(ctx context.Context, sess *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseUpdateDevice(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	dev, err := s.svc.UpdateDevice(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	wss, err := s.svc.Workspaces(ctx, r.UserID)
+	if err != nil && !errors.Is(err, service.ErrNoWorkspaces) {
+		return nil, err
+	}
+	ids := make([]uuid.UUID, len(wss))
+	for i, w := range wss {
+		ids[i] = w.ID
+	}
+	if err := sess.declareDeviceQueue(r.UserID, dev, ids, s.cfg.QueueOptions); err != nil {
+		return nil, fmt.Errorf("updateDevice user %s device %s: %w", r.UserID, dev, err)
+	}
+	return dev.String(), nil
+}
+
+// declareDeviceQueue declares and binds a device's event queue. A queue that exists
+// with other arguments (an operator changed the limits) is kept as it is and bound.
+func (sess *session) declareDeviceQueue(user, dev uuid.UUID, workspaces []uuid.UUID, opts topology.QueueOptions) error {
+	err := sess.withChannel(func(ch *amqp.Channel) error {
+		return topology.DeclareDeviceQueue(ch, user, dev, workspaces, opts)
+	})
+	var ae *amqp.Error
+	if err == nil || !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed {
+		return err
+	}
+	return sess.withChannel(func(ch *amqp.Channel) error {
+		q := topology.DeviceQueue(user, dev)
+		if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("declare queue %s passively: %w", q, err)
+		}
+		for _, id := range append([]uuid.UUID{user}, workspaces...) {
+			if err := topology.Bind(ch, user, dev, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Server) getWorkspaces(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseGetWorkspaces(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	wss, err := s.svc.Workspaces(ctx, r.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return wire.FromWorkspaces(wss), nil
+}
+
+func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseGetChanges(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	items, err := s.svc.Changes(ctx, r.UserID, r.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	return wire.FromItems(items), nil
+}
+
+func (s *Server) getChangesSince(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseGetChangesSince(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	page, err := s.svc.ChangesSince(ctx, r.UserID, r.WorkspaceID, r.SinceVersion, r.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return wire.FromChangesPage(page), nil
+}
+
+func (s *Server) getItemVersions(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseGetItemVersions(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	items, err := s.svc.ItemVersions(ctx, r.UserID, r.WorkspaceID, r.ItemID)
+	if err != nil {
+		return nil, err
+	}
+	return wire.FromItems(items), nil
+}
+
+// commit hands the request to the service; a fresh commit's notification is the
+// notifier's job, a replayed one's is republished here.
+func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseCommit(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	res, err := s.svc.Commit(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if res.Replayed {
+		if err := sess.republish(ctx, res); err != nil {
+			return nil, fmt.Errorf("commit %s: republish the notification of workspace %s version %d: %w",
+				r.RequestID, res.Event.WorkspaceID, res.Event.WorkspaceVersion, err)
+		}
+	}
+	return nil, nil
+}
+
+// republish publishes a recorded commit's notifyCommit again to its workspace's
+// exchange, persistent, and waits for the broker's confirm.
+func (sess *session) republish(ctx context.Context, res service.CommitResult) error {
+	body, err := wire.EncodeNotifyCommit(res.EventID.String(), res.Event)
+	if err != nil {
+		return err
+	}
+	ws := res.Event.WorkspaceID
+	return sess.withChannel(func(ch *amqp.Channel) error {
+		if err := ch.Confirm(false); err != nil {
+			return fmt.Errorf("confirm mode: %w", err)
+		}
+		if err := topology.DeclareEventExchange(ch, ws); err != nil {
+			return err
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, topology.EventExchange(ws), "", false, false, amqp.Publishing{
+			ContentType:   contentType,
+			Type:          typeRequest,
+			AppId:         ws.String(),
+			CorrelationId: uuid.NewString(),
+			DeliveryMode:  amqp.Persistent,
+			Timestamp:     time.Now(),
+			Body:          body,
+		})
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		acked, err := dc.WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for confirm: %w", err)
+		}
+		if !acked {
+			return errors.New("broker nacked the publish")
+		}
+		return nil
+	})
+}
+
+func (s *Server) updateWorkspace(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseUpdateWorkspace(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	return nil, s.svc.UpdateWorkspace(ctx, r)
+}
+
+// createShareProposal belongs to a later milestone (PROTOCOL.md §4).
+func (s *Server) createShareProposal(context.Context, *session, *amqp.Delivery, wire.Request) (any, error) {
+	return nil, &codedError{"createShareProposal is not implemented", service.ErrInvalid}
+}

@@ -93,7 +93,7 @@ func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID) (limit, e
 	if u.QuotaLimit() == 0 {
 		return 0, 0, nil // no limit: usage elsewhere only feeds the notification
 	}
-	elsewhere, err = s.reads.OwnerUsage(ctx, owner, ws)
+	elsewhere, err = read(ctx, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsage(ctx, owner, ws) })
 	if err != nil {
 		return 0, 0, fmt.Errorf("quota of %s: %w", owner, err)
 	}
@@ -161,7 +161,10 @@ type NewUser struct {
 // e-mail must not belong to another user.
 func (s *Service) CreateUser(ctx context.Context, nu NewUser) (user, personal uuid.UUID, err error) {
 	email := strings.ToLower(strings.TrimSpace(nu.Email))
-	if _, taken, err := s.reads.UserByEmail(ctx, email); err != nil {
+	if taken, err := read(ctx, func(ctx context.Context) (bool, error) {
+		_, taken, err := s.reads.UserByEmail(ctx, email)
+		return taken, err
+	}); err != nil {
 		return uuid.Nil, uuid.Nil, fmt.Errorf("create user: %w", err)
 	} else if taken {
 		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: e-mail %s is taken", ErrInvalid, email)

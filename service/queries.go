@@ -14,14 +14,22 @@ import (
 // caller's own e-mail is answered; any other is UserNotFound. Without one (trust mode)
 // any user's account is answered.
 func (s *Service) AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (Account, error) {
-	acct, ok, err := s.reads.UserByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
+	type found struct {
+		acct Account
+		ok   bool
+	}
+	f, err := read(ctx, func(ctx context.Context) (found, error) {
+		a, ok, err := s.reads.UserByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
+		return found{a, ok}, err
+	})
+	acct, ok := f.acct, f.ok
 	if err != nil {
 		return Account{}, fmt.Errorf("account of %s: %w", email, err)
 	}
 	if !ok || (caller != nil && acct.UserID != *caller) {
 		return Account{}, fmt.Errorf("%w: %s", ErrUserNotFound, email)
 	}
-	used, err := s.reads.OwnerUsage(ctx, acct.UserID, uuid.Nil)
+	used, err := read(ctx, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsage(ctx, acct.UserID, uuid.Nil) })
 	if err != nil {
 		return Account{}, fmt.Errorf("account of %s: %w", email, err)
 	}
@@ -31,7 +39,7 @@ func (s *Service) AccountInfo(ctx context.Context, caller *uuid.UUID, email stri
 
 // Workspaces answers getWorkspaces: the user's workspaces, the personal one first.
 func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]WorkspaceInfo, error) {
-	ws, err := s.reads.WorkspacesOf(ctx, user)
+	ws, err := read(ctx, func(ctx context.Context) ([]WorkspaceInfo, error) { return s.reads.WorkspacesOf(ctx, user) })
 	if err != nil {
 		return nil, fmt.Errorf("workspaces of %s: %w", user, err)
 	}
@@ -43,7 +51,11 @@ func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]WorkspaceIn
 
 // authorize checks that ws exists and user is a member (PROTOCOL.md §4 order).
 func (s *Service) authorize(ctx context.Context, user, ws uuid.UUID) error {
-	exists, member, err := s.reads.Membership(ctx, ws, user)
+	m, err := read(ctx, func(ctx context.Context) ([2]bool, error) {
+		exists, member, err := s.reads.Membership(ctx, ws, user)
+		return [2]bool{exists, member}, err
+	})
+	exists, member := m[0], m[1]
 	if err != nil {
 		return fmt.Errorf("membership of %s in %s: %w", user, ws, err)
 	}
@@ -61,7 +73,10 @@ func (s *Service) Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.Ite
 	if err := s.authorize(ctx, user, ws); err != nil {
 		return nil, err
 	}
-	items, _, err := s.reads.Changes(ctx, ws)
+	items, err := read(ctx, func(ctx context.Context) ([]domain.ItemMetadata, error) {
+		items, _, err := s.reads.Changes(ctx, ws)
+		return items, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("changes of %s: %w", ws, err)
 	}
@@ -73,7 +88,7 @@ func (s *Service) ChangesSince(ctx context.Context, user, ws uuid.UUID, since in
 	if err := s.authorize(ctx, user, ws); err != nil {
 		return ChangesPage{}, err
 	}
-	p, err := s.reads.ChangesSince(ctx, ws, since, limit)
+	p, err := read(ctx, func(ctx context.Context) (ChangesPage, error) { return s.reads.ChangesSince(ctx, ws, since, limit) })
 	if err != nil {
 		return ChangesPage{}, fmt.Errorf("changes of %s since %d: %w", ws, since, err)
 	}
@@ -85,7 +100,7 @@ func (s *Service) ItemVersions(ctx context.Context, user, ws uuid.UUID, item dom
 	if err := s.authorize(ctx, user, ws); err != nil {
 		return nil, err
 	}
-	vs, err := s.reads.ItemVersions(ctx, ws, item)
+	vs, err := read(ctx, func(ctx context.Context) ([]domain.ItemMetadata, error) { return s.reads.ItemVersions(ctx, ws, item) })
 	if err != nil {
 		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
 	}

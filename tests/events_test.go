@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,39 +128,25 @@ func nextVersion(m wire.ItemMetadata, status string, size int64) map[string]any 
 	return out
 }
 
-// closeVhostConnections closes every client connection of the test's vhost through the
-// management API: to every process on it, the broker went away.
+// closeVhostConnections closes every client connection of the test's vhost: to every
+// process on it, the broker went away. It returns how many connections were open.
 func closeVhostConnections(t *testing.T, s services) int {
 	t.Helper()
-	base, err := url.Parse(testenv.ManagementURL())
+	vhost := vhostOf(t, s.amqp)
+	out, err := execCommand("rabbitmqctl", "-q", "list_connections", "--no-table-headers", "-p", vhost, "name")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("list connections: %v: %s", err, out)
 	}
-	user := base.User
-	base.User = nil
-	get, _ := http.NewRequest(http.MethodGet, base.String()+"/api/vhosts/"+url.PathEscape(vhostOf(t, s.amqp))+"/connections", nil)
-	pw, _ := user.Password()
-	get.SetBasicAuth(user.Username(), pw)
-	resp, err := http.DefaultClient.Do(get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []struct {
-		Name string `json:"name"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&conns)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range conns {
-		del, _ := http.NewRequest(http.MethodDelete, base.String()+"/api/connections/"+url.PathEscape(c.Name), nil)
-		del.SetBasicAuth(user.Username(), pw)
-		if resp, err := http.DefaultClient.Do(del); err == nil {
-			resp.Body.Close()
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
 		}
 	}
-	return len(conns)
+	if out, err := execCommand("rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "--limit", "1000", "test: broker outage"); err != nil {
+		t.Fatalf("close connections: %v: %s", err, out)
+	}
+	return n
 }
 
 // versions returns the sorted distinct workspace versions of notifications.

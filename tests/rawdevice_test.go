@@ -246,3 +246,54 @@ func (d *rawDevice) waitWorkspaces() {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// dialRawRetry dials until the broker accepts the connection again.
+func dialRawRetry(t *testing.T, amqpURL string, user uuid.UUID) *rawDevice {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := amqp.Dial(amqpURL)
+		if err == nil {
+			conn.Close()
+			return dialRaw(t, amqpURL, user)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker unreachable: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// tryCall is call without failing the test on transport errors: it returns the error
+// when the publish fails or no reply comes within timeout.
+func (d *rawDevice) tryCall(method string, params any, async bool, timeout time.Duration) (*wire.Response, error) {
+	corr := uuid.NewString()
+	body, err := json.Marshal(map[string]any{"method": method, "params": []any{params}, "id": corr, "async": async})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	pub := amqp.Publishing{ContentType: "application/json", Type: "gson", CorrelationId: corr, ReplyTo: d.replyQ, UserId: d.user.String(), Body: body}
+	if err := d.ch.PublishWithContext(ctx, "rpc_global_exchange", "ISyncService", false, false, pub); err != nil {
+		return nil, err
+	}
+	for {
+		select {
+		case m, ok := <-d.replies:
+			if !ok {
+				return nil, errors.New("reply channel closed")
+			}
+			if m.CorrelationId != corr {
+				continue
+			}
+			var r wire.Response
+			if err := json.Unmarshal(m.Body, &r); err != nil {
+				return nil, err
+			}
+			return &r, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

@@ -70,8 +70,8 @@ func (a *Auditor) At(ctx context.Context, q AtQuery) (State, error) {
 	}
 	w := domain.NewWorkspace(q.Workspace)
 	var last time.Time
-	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent) (bool, error) {
-		ev, err := decode(rec)
+	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent, ev domain.Event, err error) (bool, error) {
+		ev, err = decoded(rec, ev, err)
 		if err != nil {
 			return false, err
 		}

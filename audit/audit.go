@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +55,9 @@ type Config struct {
 	FollowInterval time.Duration
 	// Progress, if set, is called after every page of a replay.
 	Progress ProgressFunc
+	// DecodeWorkers is how many goroutines decode a page of events (default
+	// runtime.GOMAXPROCS(0)).
+	DecodeWorkers int
 	// Logger receives debug detail (default: discarded).
 	Logger *slog.Logger
 }
@@ -61,6 +66,9 @@ type Config struct {
 func (c Config) Validate() error {
 	if c.PageSize < 0 || c.PageSize > MaxPageSize {
 		return fmt.Errorf("audit config: page size %d out of range [0, %d]", c.PageSize, MaxPageSize)
+	}
+	if c.DecodeWorkers < 0 {
+		return fmt.Errorf("audit config: negative decode workers %d", c.DecodeWorkers)
 	}
 	if c.FollowInterval < 0 {
 		return fmt.Errorf("audit config: negative follow interval %s", c.FollowInterval)
@@ -74,6 +82,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FollowInterval == 0 {
 		c.FollowInterval = DefaultFollowInterval
+	}
+	if c.DecodeWorkers == 0 {
+		c.DecodeWorkers = runtime.GOMAXPROCS(0)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -105,21 +116,64 @@ func New(r Reader, cfg Config) (*Auditor, error) {
 var ErrNoWorkspace = errors.New("audit: workspace has no history")
 
 // scan reads stream from version from onwards, page by page, calling fn for every event
-// until fn returns stop=true or the stream's current end. It returns the version to read
-// next (one past the last event handed to fn) and whether fn stopped the scan.
-func (a *Auditor) scan(ctx context.Context, stream string, from uint64, total uint64, fn func(eventstore.RecordedEvent) (stop bool, err error)) (next uint64, stopped bool, err error) {
+// with its decoded form (or the decoding error) until fn returns stop=true or the
+// stream's current end. It returns the version to read next (one past the last event
+// handed to fn) and whether fn stopped the scan.
+//
+// Reading and decoding run one page ahead of fn, in a goroutine that scan owns and waits
+// for, and a page is decoded by up to Config.DecodeWorkers goroutines, so that store
+// round trips and JSON decoding overlap with fn's work. At most three pages are in
+// memory at once.
+func (a *Auditor) scan(ctx context.Context, stream string, from uint64, total uint64, fn func(rec eventstore.RecordedEvent, ev domain.Event, decodeErr error) (stop bool, err error)) (next uint64, stopped bool, err error) {
+	type page struct {
+		evs  []eventstore.RecordedEvent
+		dec  []domain.Event
+		errs []error
+		err  error
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	pages := make(chan page, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(pages)
+		at := from
+		for {
+			evs, err := a.r.ReadStream(rctx, stream, at, a.cfg.PageSize)
+			p := page{evs: evs, err: err}
+			if err == nil {
+				p.dec, p.errs = a.decodeAll(evs)
+			}
+			select {
+			case pages <- p:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil || len(evs) < a.cfg.PageSize {
+				return
+			}
+			at = evs[len(evs)-1].StreamVersion + 1
+		}
+	}()
+	defer func() {
+		cancel()
+		for range pages {
+		}
+		wg.Wait()
+	}()
+
 	next = from
 	var done uint64
 	if from > 1 {
 		done = from - 1
 	}
-	for {
-		page, err := a.r.ReadStream(ctx, stream, next, a.cfg.PageSize)
-		if err != nil {
-			return next, false, fmt.Errorf("read %s from %d: %w", stream, next, err)
+	for p := range pages {
+		if p.err != nil {
+			return next, false, fmt.Errorf("read %s from %d: %w", stream, next, p.err)
 		}
-		for _, rec := range page {
-			stop, err := fn(rec)
+		for i, rec := range p.evs {
+			stop, err := fn(rec, p.dec[i], p.errs[i])
 			if err != nil {
 				return next, false, err
 			}
@@ -131,11 +185,39 @@ func (a *Auditor) scan(ctx context.Context, stream string, from uint64, total ui
 			}
 		}
 		a.progress(stream, done, total)
-		if len(page) < a.cfg.PageSize {
-			return next, false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return next, false, fmt.Errorf("read %s from %d: %w", stream, next, err)
+	}
+	return next, false, nil
+}
+
+// decodeAll decodes a page of events, split among up to DecodeWorkers goroutines.
+func (a *Auditor) decodeAll(evs []eventstore.RecordedEvent) ([]domain.Event, []error) {
+	dec := make([]domain.Event, len(evs))
+	errs := make([]error, len(evs))
+	one := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			dec[i], errs[i] = domain.Decode(evs[i].Type, evs[i].Data)
 		}
 	}
+	workers := min(a.cfg.DecodeWorkers, len(evs)/minDecodeChunk)
+	if workers <= 1 {
+		one(0, len(evs))
+		return dec, errs
+	}
+	var wg sync.WaitGroup
+	chunk := (len(evs) + workers - 1) / workers
+	for lo := 0; lo < len(evs); lo += chunk {
+		hi := min(lo+chunk, len(evs))
+		wg.Go(func() { one(lo, hi) })
+	}
+	wg.Wait()
+	return dec, errs
 }
+
+// minDecodeChunk is the fewest events worth handing to a decoding goroutine.
+const minDecodeChunk = 64
 
 func (a *Auditor) progress(stream string, done, total uint64) {
 	if a.cfg.Progress != nil {
@@ -146,6 +228,11 @@ func (a *Auditor) progress(stream string, done, total uint64) {
 // decode decodes a stored record into its domain event, naming the record on failure.
 func decode(rec eventstore.RecordedEvent) (domain.Event, error) {
 	ev, err := domain.Decode(rec.Type, rec.Data)
+	return decoded(rec, ev, err)
+}
+
+// decoded names the record in a decoding error.
+func decoded(rec eventstore.RecordedEvent, ev domain.Event, err error) (domain.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode %s@%d (%s): %w (run `syncctl audit verify`)", rec.Stream, rec.StreamVersion, rec.Type, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.uber.org/goleak"
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
@@ -254,8 +255,9 @@ func TestLogSeeksAndPages(t *testing.T) {
 	if err := a.Log(ctxT(t), LogQuery{Workspace: ws, ToVersion: 20}, &c); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.rows) != 21 || cr.events > 100 {
-		t.Errorf("to version 20: %d rows (want 21) after reading %d events (want it to stop early)", len(c.rows), cr.events)
+	// Stopping at version 20 leaves at most the page being handled and two read ahead.
+	if len(c.rows) != 21 || cr.events > 3*50 {
+		t.Errorf("to version 20: %d rows (want 21) after reading %d events (want it to stop within three pages)", len(c.rows), cr.events)
 	}
 }
 
@@ -507,4 +509,42 @@ func TestVerifyFindsEachKindOfBreak(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMain(m *testing.M) {
+	// Every goroutine a replay starts (read-ahead, decoding) ends with it.
+	goleak.VerifyTestMain(m)
+}
+
+func TestCancelledReplayFails(t *testing.T) {
+	s := memstore.New()
+	t.Cleanup(func() { s.Close() })
+	ws := fixedID("bulk")
+	bulkHistory(t, s, ws, 2000, 500)
+	a := newAuditor(t, s, Config{PageSize: 10})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var c collect
+	sink := cancelAfter{EntrySink: &c, n: 100, cancel: cancel}
+	err := a.Log(ctx, LogQuery{Workspace: ws}, &sink)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("log cancelled midway: %v, want context.Canceled", err)
+	}
+	if _, err := a.At(ctx, AtQuery{Workspace: ws, Version: new(int64)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("at with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// cancelAfter cancels its context after n rows.
+type cancelAfter struct {
+	EntrySink
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Write(e Entry) error {
+	c.n--
+	if c.n == 0 {
+		c.cancel()
+	}
+	return c.EntrySink.Write(e)
 }

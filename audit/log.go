@@ -97,8 +97,8 @@ func (a *Auditor) Log(ctx context.Context, q LogQuery, out EntrySink) error {
 		carry = q.FromVersion - 1
 		a.log.Debug("seek", "stream", stream, "fromVersion", q.FromVersion, "streamVersion", from)
 	}
-	visit := func(rec eventstore.RecordedEvent) (bool, error) {
-		ev, err := decode(rec)
+	visit := func(rec eventstore.RecordedEvent, ev domain.Event, err error) (bool, error) {
+		ev, err = decoded(rec, ev, err)
 		if err != nil {
 			return false, err
 		}
@@ -218,8 +218,8 @@ func (a *Auditor) ItemLife(ctx context.Context, ws uuid.UUID, item domain.ItemID
 	var last *domain.ItemMetadata
 	var carry int64
 	found := false
-	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent) (bool, error) {
-		ev, err := decode(rec)
+	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent, ev domain.Event, err error) (bool, error) {
+		ev, err = decoded(rec, ev, err)
 		if err != nil {
 			return false, err
 		}

@@ -187,7 +187,7 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 		sr.Break = &Break{Kind: kind, StreamVersion: rec.StreamVersion, Type: rec.Type, Expected: expected, Found: found, Detail: detail}
 		return true, nil
 	}
-	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent) (bool, error) {
+	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent, ev domain.Event, decodeErr error) (bool, error) {
 		if rec.StreamVersion != want {
 			detail := fmt.Sprintf("events %d to %d are missing (deleted or renumbered)", want, rec.StreamVersion-1)
 			if rec.StreamVersion == want+1 {
@@ -198,9 +198,8 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 			}
 			return brk(rec, BreakVersionGap, fmt.Sprintf("stream version %d", want), fmt.Sprintf("stream version %d", rec.StreamVersion), detail)
 		}
-		ev, err := domain.Decode(rec.Type, rec.Data)
-		if err != nil {
-			return brk(rec, BreakUndecodable, "a released event type and its JSON", err.Error(), "the event's type or body was altered, or it was written by no version of this service")
+		if decodeErr != nil {
+			return brk(rec, BreakUndecodable, "a released event type and its JSON", decodeErr.Error(), "the event's type or body was altered, or it was written by no version of this service")
 		}
 		if got := ev.Prev(); got != prev {
 			detail := fmt.Sprintf("the stored event %d is not the one this event was chained to: event %d was altered, or this event was altered, inserted, or moved here, or events before it were deleted", want-1, want-1)

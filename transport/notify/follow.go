@@ -77,6 +77,10 @@ type Status struct {
 	Published uint64
 	// Skipped counts Committed events that could not be decoded and were passed over.
 	Skipped uint64
+	// OutOfOrder counts commits published after a later workspaceVersion of the same
+	// workspace on the same channel: the store's global order disagreed with the
+	// workspace's order (notifier only; should stay 0).
+	OutOfOrder uint64
 	// Failures counts failed steps that were retried (store, database, broker channel).
 	Failures uint64
 	// Lag is the age of the oldest event read but not yet handled; 0 when caught up.

@@ -192,11 +192,16 @@ func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
 			return nil, nil, fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 		}
 		return func(ctx context.Context, evs []eventstore.RecordedEvent) error {
+			before := p.outOfOrder
 			published, skipped, err := p.publish(ctx, evs)
 			if err != nil {
 				return err
 			}
-			n.f.update(func(s *Status) { s.Published += uint64(published); s.Skipped += uint64(skipped) })
+			n.f.update(func(s *Status) {
+				s.Published += uint64(published)
+				s.Skipped += uint64(skipped)
+				s.OutOfOrder += uint64(p.outOfOrder - before)
+			})
 			return nil
 		}, p.close, nil
 	})
@@ -208,7 +213,15 @@ type publisher struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	declared map[uuid.UUID]bool // exchanges declared on this channel
+	// last is the workspaceVersion last published per workspace on this channel, to
+	// detect a store whose global order disagrees with a stream's order (which would
+	// break the per-workspace order of PROTOCOL.md §5). Cleared when it grows large.
+	last       map[uuid.UUID]int64
+	outOfOrder int
 }
+
+// maxTracked bounds publisher.last.
+const maxTracked = 100_000
 
 func openPublisher(conn *amqp.Connection, timeout time.Duration, log *slog.Logger) (*publisher, error) {
 	ch, err := conn.Channel()
@@ -219,7 +232,7 @@ func openPublisher(conn *amqp.Connection, timeout time.Duration, log *slog.Logge
 		_ = ch.Close()
 		return nil, fmt.Errorf("enable confirms: %w", err)
 	}
-	return &publisher{ch: ch, timeout: timeout, log: log, declared: map[uuid.UUID]bool{}}, nil
+	return &publisher{ch: ch, timeout: timeout, log: log, declared: map[uuid.UUID]bool{}, last: map[uuid.UUID]int64{}}, nil
 }
 
 func (p *publisher) close() { _ = p.ch.Close() }
@@ -237,12 +250,21 @@ func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent)
 		if rec.Type != domain.TypeCommitted {
 			continue
 		}
-		msg, ws, err := notification(rec)
+		msg, ws, v, err := notification(rec)
 		if err != nil {
 			p.log.Error("cannot notify a stored commit; skipping it", "event", rec.ID, "stream", rec.Stream, "position", rec.Position, "err", err)
 			skipped++
 			continue
 		}
+		if prev, ok := p.last[ws]; ok && v <= prev {
+			p.outOfOrder++
+			p.log.Error("store's global order disagrees with the workspace's order; publishing anyway (devices catch up on the gap)",
+				"workspace", ws, "workspaceVersion", v, "after", prev, "event", rec.ID, "position", rec.Position)
+		}
+		if len(p.last) >= maxTracked {
+			clear(p.last)
+		}
+		p.last[ws] = v
 		if !p.declared[ws] {
 			if err := topology.DeclareEventExchange(p.ch, ws); err != nil {
 				return 0, 0, fmt.Errorf("publish event %s: %w", rec.ID, err)
@@ -269,22 +291,23 @@ func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent)
 	return len(pending), skipped, nil
 }
 
-// notification renders the message of a stored Committed event and names its workspace.
-func notification(rec eventstore.RecordedEvent) (amqp.Publishing, uuid.UUID, error) {
+// notification renders the message of a stored Committed event and names its workspace
+// and workspaceVersion.
+func notification(rec eventstore.RecordedEvent) (amqp.Publishing, uuid.UUID, int64, error) {
 	ev, err := domain.Decode(rec.Type, rec.Data)
 	if err != nil {
-		return amqp.Publishing{}, uuid.Nil, err
+		return amqp.Publishing{}, uuid.Nil, 0, err
 	}
 	c, ok := ev.(domain.Committed)
 	if !ok {
-		return amqp.Publishing{}, uuid.Nil, fmt.Errorf("event %s decoded as %T", rec.ID, ev)
+		return amqp.Publishing{}, uuid.Nil, 0, fmt.Errorf("event %s decoded as %T", rec.ID, ev)
 	}
 	if c.WorkspaceID == uuid.Nil {
-		return amqp.Publishing{}, uuid.Nil, fmt.Errorf("event %s: commit without a workspace id", rec.ID)
+		return amqp.Publishing{}, uuid.Nil, 0, fmt.Errorf("event %s: commit without a workspace id", rec.ID)
 	}
 	body, err := wire.EncodeNotifyCommit(rec.ID.String(), c)
 	if err != nil {
-		return amqp.Publishing{}, uuid.Nil, err
+		return amqp.Publishing{}, uuid.Nil, 0, err
 	}
 	return amqp.Publishing{
 		ContentType:   ContentType,
@@ -294,5 +317,5 @@ func notification(rec eventstore.RecordedEvent) (amqp.Publishing, uuid.UUID, err
 		MessageId:     rec.ID.String(),
 		DeliveryMode:  amqp.Persistent,
 		Body:          body,
-	}, c.WorkspaceID, nil
+	}, c.WorkspaceID, c.WorkspaceVersion, nil
 }

@@ -77,8 +77,8 @@ func TestPublishesCommitsInOrder(t *testing.T) {
 		}
 		return nil
 	})
-	if st := n.Status(); st.Published != 7 || st.Skipped != 0 || st.Handled != 9 {
-		t.Fatalf("counters %+v, want 7 published, 9 handled", st)
+	if st := n.Status(); st.Published != 7 || st.Skipped != 0 || st.Handled != 9 || st.OutOfOrder != 0 {
+		t.Fatalf("counters %+v, want 7 published, 9 handled, none out of order", st)
 	}
 
 	msgs := la.all()
@@ -119,6 +119,37 @@ func TestPublishesCommitsInOrder(t *testing.T) {
 	defer pool.Close()
 	if cp, err := LoadCheckpoint(ctxT(t), pool, "notifier"); err != nil || cp != lastPos {
 		t.Fatalf("saved checkpoint %v, %v; want %v", cp, err, lastPos)
+	}
+}
+
+// A stored commit that does not decode is skipped (never wedging the notifier), and a
+// store whose global order disagrees with a workspace's order is reported.
+func TestBadStoredCommits(t *testing.T) {
+	e := newEnv(t)
+	ws := uuid.New()
+	l := listen(t, e.amqp, ws)
+	commit(t, e.store, ws, 2)
+	if _, err := e.store.Append(ctxT(t), domain.WorkspaceStream(ws), eventstore.Any(),
+		eventstore.Record{ID: uuid.New(), Type: domain.TypeCommitted, Data: []byte(`{"workspaceId": 7}`)}); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, e.store, ws, 1)
+	n, err := New(fastConfig(t, e), e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n.Run)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := n.Status(); st.Handled != 3 {
+			return fmt.Errorf("status %+v, want 3 events handled", st)
+		}
+		return nil
+	})
+	if st := n.Status(); st.Published != 2 || st.Skipped != 1 || st.OutOfOrder != 1 {
+		t.Fatalf("status %+v, want 2 published, 1 skipped, 1 out of order", st)
+	}
+	if vs := l.versions(t); len(vs) != 2 || vs[0] != 2 || vs[1] != 1 {
+		t.Fatalf("published %v, want [2 1] (store order)", vs)
 	}
 }
 

@@ -3,12 +3,15 @@ package tests
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -135,4 +138,68 @@ func TestSyncEndToEnd(t *testing.T) {
 		t.Fatalf("catch-up page %+v", p)
 	}
 	inB1.none(300 * time.Millisecond)
+}
+
+// PROTOCOL.md §1/§6: a member added later gets the workspace's events on a device
+// registered before; after removal the ex-member's queue receives nothing more of it
+// and the server refuses the ex-member at once.
+func TestMembershipBindsAndUnbinds(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s)
+	alice := addUser(t, s, "Ivy")
+	bob := addUser(t, s, "Jack")
+	a := dialRaw(t, userURL(t, s, alice), alice.id)
+	b := dialRaw(t, userURL(t, s, bob), bob.id)
+	dA, dB := a.register("ivy-pc"), b.register("jack-pc")
+	inB := b.listen(dB)
+
+	ws := sharedWorkspace(t, s, alice, "Project", bob)
+	a.waitWorkspaceCount(2)
+	a.commit(ws, dA, "p1", itemJSON(-1, "plan.txt", false, nil, 1))
+	if n, _ := inB.next(15 * time.Second); n.WorkspaceID != ws.String() || n.WorkspaceVersion != 1 {
+		t.Fatalf("member got %+v", n)
+	}
+
+	syncctl(t, s, "workspace", "remove-member", "--workspace", ws.String(), "--user", bob.id.String())
+	// The removal is decided against the workspace stream: the very next request is refused.
+	b.refused("commit", map[string]any{"requestId": "late", "userId": bob.id, "workspaceId": ws, "deviceId": dB,
+		"items": []any{itemJSON(-2, "late.txt", false, nil, 1)}}, wire.CodeUnauthorized, callOpts{async: true})
+	// Once the binder applied the removal, Alice's next commits do not reach Bob.
+	testenv.Eventually(t, 15*time.Second, func() error {
+		r := b.call("getChanges", map[string]any{"requestId": "g", "userId": bob.id, "workspaceId": ws}, callOpts{})
+		if r.Error == nil {
+			return fmt.Errorf("ex-member still reads the workspace")
+		}
+		return nil
+	})
+	waitUnbound(t, s, bob.id, dB, ws)
+	a.commit(ws, dA, "p2", itemJSON(-3, "secret.txt", false, nil, 1))
+	inA := a.listen(dA)
+	for {
+		n, _ := inA.next(15 * time.Second)
+		if n.RequestID == "p2" {
+			break
+		}
+	}
+	inB.none(500 * time.Millisecond)
+}
+
+// waitUnbound polls the broker until the device queue is no longer bound to the
+// workspace's exchange.
+func waitUnbound(t *testing.T, s services, user, device, ws uuid.UUID) {
+	t.Helper()
+	q := topology.DeviceQueue(user, device)
+	testenv.Eventually(t, 15*time.Second, func() error {
+		out, err := execCommand("rabbitmqctl", "-q", "list_bindings", "--no-table-headers", "-p", vhostOf(t, s.amqp), "source_name", "destination_name")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 2 && f[0] == topology.EventExchange(ws) && f[1] == q {
+				return fmt.Errorf("%s still bound to %s", q, f[0])
+			}
+		}
+		return nil
+	})
 }

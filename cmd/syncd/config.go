@@ -32,7 +32,7 @@ type config struct {
 	shutdownGrace  time.Duration
 }
 
-const allRoles = "rpc,projector,notifier"
+const allRoles = "rpc,projector,notifier,binder"
 
 // parseConfig reads flags (args) over environment variables (getenv) over defaults.
 func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
@@ -72,7 +72,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account")
 	str(&c.requestQueue, "request-queue", "SYNCD_REQUEST_QUEUE", "ISyncService", "request queue to consume (the protocol's name is ISyncService)")
 	str(&c.auth, "auth", "SYNCD_AUTH", "broker", "identity: 'broker' (the AMQP user_id RabbitMQ verified) or 'trust' (the body's userId; legacy clients on a closed network only)")
-	str(&c.roles, "roles", "SYNCD_ROLES", allRoles, "comma-separated roles this process runs: rpc, projector, notifier")
+	str(&c.roles, "roles", "SYNCD_ROLES", allRoles, "comma-separated roles this process runs: rpc, projector, notifier, binder")
 	str(&c.httpAddr, "http", "SYNCD_HTTP_ADDR", "127.0.0.1:9464", "address of /healthz, /readyz and /metrics ('' disables)")
 	num(&c.prefetch, "prefetch", "SYNCD_PREFETCH", 64, "unacknowledged requests the broker may hand this process")
 	num(&c.concurrency, "concurrency", "SYNCD_CONCURRENCY", 32, "requests handled at once")

@@ -114,6 +114,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		m.watchNotifier(n)
 		g.Go(func() error { return ignoreCanceled(n.Run(gctx)) })
 	}
+	if cfg.has("binder") {
+		b, err := notify.NewBinder(notify.BinderConfig{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Logger: log}, store)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return ignoreCanceled(b.Run(gctx)) })
+	}
 	if cfg.has("rpc") {
 		auth := rpc.AuthBroker
 		if cfg.auth == "trust" {

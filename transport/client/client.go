@@ -1,0 +1,409 @@
+// Package client is the Go library a program uses to act as a device of the sync
+// service (PROTOCOL.md): typed calls of every ISyncService method with timeouts and
+// retries that re-send the same requestId and correlation id, and a consumer of the
+// device's event queue that delivers notifyCommit events in workspaceVersion order,
+// catching up with getChangesSince at start, after a reconnect and on every gap. Tests
+// and the load generator use it.
+//
+// It owns its reply queue and nothing else on the broker: it must never declare or
+// bind the device's event queue (the server does, on updateDevice), and it never
+// decides anything about the data it carries.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/transport/broker"
+	"github.com/stacksync-es/syncservice/transport/topology"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL is the AMQP URL. With the broker identity of PROTOCOL.md §6 its user name is
+	// the user's id. Required.
+	URL string
+	// UserID is the user the device belongs to. Required.
+	UserID uuid.UUID
+	// DeviceName, OS and AppVersion describe the device on UpdateDevice. Defaults
+	// "go-client", runtime.GOOS, "".
+	DeviceName, OS, AppVersion string
+	// NoUserID stops the client from setting the AMQP user_id property, for servers in
+	// trust mode whose clients log in with a shared account. By default user_id is set
+	// to the URL's user name when that is UserID (RabbitMQ refuses a user_id other than
+	// the login).
+	NoUserID bool
+	// Timeout bounds each attempt of a call. Default 5s.
+	Timeout time.Duration
+	// Retries is how many times a call is re-sent (same requestId, same correlation
+	// id) after a timeout or a Busy answer. Default 3.
+	Retries int
+	// ChangesLimit is the page size of catch-up reads. Default 1000.
+	ChangesLimit int
+	// Prefetch bounds unacked events in flight. Default 100.
+	Prefetch int
+	// Name is the connection name shown by the broker. Default "syncclient-<user>".
+	Name string
+	// MinBackoff and MaxBackoff bound the wait between reconnect attempts. Defaults
+	// those of broker.Config (100ms, 5s).
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives the client's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Validate fills defaults and checks the configuration.
+func (c *Config) Validate() error {
+	if c.URL == "" {
+		return errors.New("client: URL is required")
+	}
+	if c.UserID == uuid.Nil {
+		return errors.New("client: UserID is required")
+	}
+	if c.Timeout < 0 || c.Retries < 0 || c.ChangesLimit < 0 || c.Prefetch < 0 {
+		return errors.New("client: Timeout, Retries, ChangesLimit and Prefetch must not be negative")
+	}
+	if c.ChangesLimit > wire.MaxChangesLimit {
+		return fmt.Errorf("client: ChangesLimit %d exceeds %d", c.ChangesLimit, wire.MaxChangesLimit)
+	}
+	if c.DeviceName == "" {
+		c.DeviceName = "go-client"
+	}
+	if c.OS == "" {
+		c.OS = runtime.GOOS
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Retries == 0 {
+		c.Retries = 3
+	}
+	if c.ChangesLimit == 0 {
+		c.ChangesLimit = wire.DefaultChangesLimit
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 100
+	}
+	if c.Name == "" {
+		c.Name = "syncclient-" + c.UserID.String()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// ErrClosed is returned by calls on a closed client.
+var ErrClosed = errors.New("client: closed")
+
+// ErrTimeout is returned when no attempt of a call was answered in time.
+var ErrTimeout = errors.New("client: no reply")
+
+// Error is an error answer of the server. errors.Is(err, service.ErrXxx) holds for the
+// service error its code stands for (wire.ErrInternal for Internal).
+type Error struct {
+	Method     string
+	Code       string // the wire error type
+	Message    string
+	RetryAfter time.Duration // Busy only
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Method, e.Code, e.Message) }
+
+// Unwrap returns the service error the code stands for.
+func (e *Error) Unwrap() error { return wire.ErrOf(e.Code) }
+
+// Client is a connected device. Its methods are safe for concurrent use.
+type Client struct {
+	cfg      Config
+	log      *slog.Logger
+	userProp string // the AMQP user_id to set, "" for none
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	sess    *session
+	ready   chan struct{} // closed when sess is set; replaced when it is cleared
+	pending map[string]chan response
+	device  uuid.UUID
+
+	ev events
+}
+
+// session is one connection's reply queue and publishing channel.
+type session struct {
+	replyQ string
+	mu     sync.Mutex
+	ch     *amqp.Channel // confirm mode
+}
+
+type response struct {
+	Result json.RawMessage `json:"result"`
+	Error  *wire.Error     `json:"error"`
+	ID     string          `json:"id"`
+}
+
+// Dial connects and returns a client that keeps itself connected until Close.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	uri, err := amqp.ParseURI(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("client: parse URL: %w", err)
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "client", "user", cfg.UserID),
+		ready: make(chan struct{}), pending: map[string]chan response{}, done: make(chan struct{})}
+	c.ev.init()
+	if !cfg.NoUserID && uri.Username == cfg.UserID.String() {
+		c.userProp = uri.Username
+	}
+	bcfg := broker.Config{URL: cfg.URL, Name: cfg.Name, MinBackoff: cfg.MinBackoff, MaxBackoff: cfg.MaxBackoff, Logger: cfg.Logger}
+	// A first connection reports a wrong URL or login at once instead of retrying.
+	probe, err := broker.Dial(ctx, bcfg)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	_ = probe.Close()
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	go func() {
+		defer close(c.done)
+		if err := broker.Run(c.ctx, bcfg, c.session); err != nil && !errors.Is(err, context.Canceled) {
+			c.log.Error("client stopped", "err", err)
+		}
+	}()
+	if _, err := c.current(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close disconnects and waits for the client's goroutines. It is idempotent.
+func (c *Client) Close() error {
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+// current waits for a connected session.
+func (c *Client) current(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		s, ready := c.sess, c.ready
+		c.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+func (c *Client) setSession(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s != nil {
+		c.sess = s
+		close(c.ready)
+		return
+	}
+	c.sess = nil
+	c.ready = make(chan struct{})
+}
+
+// session runs on one connection: declares the reply queue, routes replies to the
+// waiting calls, and consumes events once subscribed.
+func (c *Client) session(ctx context.Context, conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("client: open channel: %w", err)
+	}
+	defer ch.Close()
+	replyQ := "reply." + c.cfg.UserID.String() + "." + uuid.NewString()
+	if _, err := ch.QueueDeclare(replyQ, false, true, true, false, nil); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("client: declare %s: %w", replyQ, err)
+	}
+	replies, err := ch.Consume(replyQ, "", true, true, false, false, nil)
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("client: consume %s: %w", replyQ, err)
+	}
+	pub, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("client: open publishing channel: %w", err)
+	}
+	defer pub.Close()
+	if err := pub.Confirm(false); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("client: confirm mode: %w", err)
+	}
+	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
+	c.setSession(&session{replyQ: replyQ, ch: pub})
+	defer c.setSession(nil)
+
+	sctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.ev.run(sctx, c, conn)
+	}()
+	defer wg.Wait()
+	defer stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-pubClosed:
+			_ = conn.Close() // start over on a fresh connection
+			return fmt.Errorf("client: publishing channel closed: %v", e)
+		case d, ok := <-replies:
+			if !ok {
+				_ = conn.Close()
+				return errors.New("client: reply stream ended")
+			}
+			c.route(d)
+		}
+	}
+}
+
+// route hands a reply to the call waiting for its correlation id; replies nobody waits
+// for (late copies of retried calls) are dropped.
+func (c *Client) route(d amqp.Delivery) {
+	var r response
+	if err := json.Unmarshal(d.Body, &r); err != nil {
+		c.log.Warn("undecodable reply", "correlation_id", d.CorrelationId, "err", err)
+		return
+	}
+	c.mu.Lock()
+	w := c.pending[d.CorrelationId]
+	c.mu.Unlock()
+	if w == nil {
+		return
+	}
+	select {
+	case w <- r:
+	default:
+	}
+}
+
+// publish sends a request envelope to the RPC exchange on the current session and,
+// when confirm is set, waits for the broker to take it.
+func (c *Client) publish(ctx context.Context, s *session, corr string, body []byte, confirm bool) error {
+	msg := amqp.Publishing{ContentType: "application/json", Type: "gson", AppId: wire.IDOmq,
+		CorrelationId: corr, ReplyTo: s.replyQ, UserId: c.userProp, Body: body}
+	s.mu.Lock()
+	dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, topology.RPCExchange, topology.RequestQueue, false, false, msg)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !confirm {
+		return nil
+	}
+	ok, err := dc.WaitContext(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("broker refused the request")
+	}
+	return nil
+}
+
+// call sends a request and waits for its reply, re-sending the same body (same
+// requestId, same correlation id) after each timeout or Busy answer, and decodes the
+// result into out (unless nil).
+func (c *Client) call(ctx context.Context, method string, params any, out any) error {
+	corr := uuid.NewString()
+	body, err := json.Marshal(map[string]any{"method": method, "params": []any{params}, "id": corr, "async": false})
+	if err != nil {
+		return fmt.Errorf("%s: encode: %w", method, err)
+	}
+	w := make(chan response, 1)
+	c.mu.Lock()
+	c.pending[corr] = w
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, corr)
+		c.mu.Unlock()
+	}()
+	var last error = ErrTimeout
+	for attempt := 0; attempt <= c.cfg.Retries; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		r, err := c.attempt(actx, corr, body, w)
+		cancel()
+		switch {
+		case err == nil && r.Error == nil:
+			if out != nil {
+				if err := json.Unmarshal(r.Result, out); err != nil {
+					return fmt.Errorf("%s: decode result: %w", method, err)
+				}
+			}
+			return nil
+		case err == nil:
+			e := &Error{Method: method, Code: r.Error.Type, Message: r.Error.Message}
+			if r.Error.Type != wire.CodeBusy {
+				return e
+			}
+			if r.Error.RetryAfterMs != nil {
+				e.RetryAfter = time.Duration(*r.Error.RetryAfterMs) * time.Millisecond
+			}
+			last = e
+			if attempt < c.cfg.Retries {
+				select {
+				case <-time.After(e.RetryAfter):
+				case <-ctx.Done():
+					return fmt.Errorf("%s: %w", method, ctx.Err())
+				}
+			}
+		case ctx.Err() != nil:
+			return fmt.Errorf("%s: %w", method, ctx.Err())
+		case c.ctx.Err() != nil:
+			return fmt.Errorf("%s: %w", method, ErrClosed)
+		default:
+			last = fmt.Errorf("%w: %v", ErrTimeout, err)
+			c.log.Debug("call attempt failed; re-sending", "method", method, "attempt", attempt+1, "err", err)
+		}
+	}
+	return fmt.Errorf("%s after %d attempts: %w", method, c.cfg.Retries+1, last)
+}
+
+// attempt publishes once and waits for the reply until ctx ends.
+func (c *Client) attempt(ctx context.Context, corr string, body []byte, w chan response) (response, error) {
+	s, err := c.current(ctx)
+	if err != nil {
+		return response{}, err
+	}
+	if err := c.publish(ctx, s, corr, body, false); err != nil {
+		<-ctx.Done() // the session is failing; this attempt is spent
+		return response{}, fmt.Errorf("publish: %w", err)
+	}
+	select {
+	case r := <-w:
+		return r, nil
+	case <-ctx.Done():
+		return response{}, ctx.Err()
+	}
+}

@@ -1,0 +1,279 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/transport/topology"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// Update is what the event consumer delivers: per workspace in workspaceVersion order,
+// every version exactly once, either as the notification of one commit or as a
+// catch-up page covering several versions.
+type Update struct {
+	WorkspaceID uuid.UUID
+	FromVersion int64 // exclusive
+	ToVersion   int64 // inclusive
+	// Commit is the notification of version ToVersion (FromVersion = ToVersion-1), or
+	// nil for a catch-up page.
+	Commit *wire.CommitNotification
+	// Items, on a catch-up page, holds every item changed in (FromVersion, ToVersion],
+	// in its state as of ToVersion, parents before children.
+	Items []domain.ItemMetadata
+}
+
+// SubscribeOptions configure the event consumer.
+type SubscribeOptions struct {
+	// Device whose event queue is consumed. Default: the device of the last
+	// UpdateDevice. The queue must exist: UpdateDevice makes the server declare it.
+	Device uuid.UUID
+	// Versions holds the last applied workspaceVersion of each workspace the caller
+	// already has; the others start at 0 (everything is caught up).
+	Versions map[uuid.UUID]int64
+	// Handler receives the updates, one at a time, from one goroutine. Required. It
+	// should not block for long: events wait while it runs.
+	Handler func(Update)
+}
+
+// events is the client's event consumer.
+type events struct {
+	started chan struct{} // closed by Subscribe
+
+	mu       sync.Mutex
+	device   uuid.UUID
+	handler  func(Update)
+	versions map[uuid.UUID]int64
+	waiters  map[string]chan wire.CommitNotification // by requestId
+}
+
+func (e *events) init() {
+	e.started = make(chan struct{})
+	e.versions = map[uuid.UUID]int64{}
+	e.waiters = map[string]chan wire.CommitNotification{}
+}
+
+// Subscribe starts consuming the device's event queue, now and after every reconnect.
+// At start and after each reconnect it catches up every workspace of the user with
+// getChangesSince from the last applied version, and again whenever a notification
+// skips a version. It may be called once.
+func (c *Client) Subscribe(opts SubscribeOptions) error {
+	if opts.Handler == nil {
+		return errors.New("client: Subscribe needs a Handler")
+	}
+	if opts.Device == uuid.Nil {
+		opts.Device = c.DeviceID()
+	}
+	if opts.Device == uuid.Nil {
+		return errors.New("client: Subscribe needs a device: call UpdateDevice first or set Device")
+	}
+	e := &c.ev
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.handler != nil {
+		return errors.New("client: Subscribe called twice")
+	}
+	e.device, e.handler = opts.Device, opts.Handler
+	maps.Copy(e.versions, opts.Versions)
+	close(e.started)
+	return nil
+}
+
+// Versions returns the last applied workspaceVersion of every workspace seen.
+func (c *Client) Versions() map[uuid.UUID]int64 {
+	c.ev.mu.Lock()
+	defer c.ev.mu.Unlock()
+	return maps.Clone(c.ev.versions)
+}
+
+func (e *events) subscribed() bool {
+	select {
+	case <-e.started:
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *events) await(requestID string) <-chan wire.CommitNotification {
+	w := make(chan wire.CommitNotification, 1)
+	e.mu.Lock()
+	e.waiters[requestID] = w
+	e.mu.Unlock()
+	return w
+}
+
+func (e *events) forget(requestID string) {
+	e.mu.Lock()
+	delete(e.waiters, requestID)
+	e.mu.Unlock()
+}
+
+func (e *events) version(ws uuid.UUID) int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.versions[ws]
+}
+
+// deliver hands u to the handler and records its version.
+func (e *events) deliver(u Update) {
+	e.mu.Lock()
+	h := e.handler
+	e.mu.Unlock()
+	h(u)
+	e.mu.Lock()
+	e.versions[u.WorkspaceID] = u.ToVersion
+	e.mu.Unlock()
+}
+
+// run consumes events on conn until ctx ends, starting over (with a fresh channel,
+// so unacked events are redelivered) after a failure.
+func (e *events) run(ctx context.Context, c *Client, conn *amqp.Connection) {
+	select {
+	case <-e.started:
+	case <-ctx.Done():
+		return
+	}
+	for {
+		err := e.consume(ctx, c, conn)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("event consumer failed; restarting", "err", err)
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (e *events) consume(ctx context.Context, c *Client, conn *amqp.Connection) error {
+	e.mu.Lock()
+	dev := e.device
+	e.mu.Unlock()
+	q := topology.DeviceQueue(c.cfg.UserID, dev)
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+		return fmt.Errorf("set prefetch: %w", err)
+	}
+	deliveries, err := ch.Consume(q, "", false, false, false, false, nil)
+	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			// The queue expired while the device was away: updateDevice re-creates it.
+			if _, uerr := c.UpdateDevice(ctx, &dev); uerr != nil {
+				return fmt.Errorf("consume %s: %w; re-declaring it: %v", q, err, uerr)
+			}
+		}
+		return fmt.Errorf("consume %s: %w", q, err)
+	}
+	// Events arriving during the catch-up wait in deliveries and are de-duplicated.
+	if err := e.catchUpAll(ctx, c); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case d, ok := <-deliveries:
+			if !ok {
+				return fmt.Errorf("consume %s: delivery stream ended", q)
+			}
+			if err := e.process(ctx, c, d); err != nil {
+				return err // not acked: redelivered on the next channel
+			}
+			if err := d.Ack(false); err != nil {
+				return fmt.Errorf("ack event: %w", err)
+			}
+		}
+	}
+}
+
+// catchUpAll catches up every workspace of the user.
+func (e *events) catchUpAll(ctx context.Context, c *Client) error {
+	wss, err := c.GetWorkspaces(ctx)
+	if err != nil {
+		return fmt.Errorf("catch up: %w", err)
+	}
+	for _, w := range wss {
+		if err := e.catchUp(ctx, c, w.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// catchUp reads the changes of ws after the last applied version, page by page, and
+// delivers each page.
+func (e *events) catchUp(ctx context.Context, c *Client, ws uuid.UUID) error {
+	for {
+		last := e.version(ws)
+		page, err := c.GetChangesSince(ctx, ws, last, c.cfg.ChangesLimit)
+		if err != nil {
+			return fmt.Errorf("catch up workspace %s from %d: %w", ws, last, err)
+		}
+		if page.ToVersion > last {
+			e.deliver(Update{WorkspaceID: ws, FromVersion: last, ToVersion: page.ToVersion, Items: page.Items})
+		}
+		if !page.HasMore || page.ToVersion <= last {
+			return nil
+		}
+	}
+}
+
+// process handles one event: wakes a CommitAndWait, drops duplicates, catches up a
+// gap, delivers the next version.
+func (e *events) process(ctx context.Context, c *Client, d amqp.Delivery) error {
+	var env struct {
+		Method string                    `json:"method"`
+		Params []wire.CommitNotification `json:"params"`
+	}
+	if err := json.Unmarshal(d.Body, &env); err != nil || env.Method != wire.MethodNotifyCommit || len(env.Params) != 1 {
+		c.log.Warn("ignoring an event that is not a notifyCommit", "err", err, "method", env.Method)
+		return nil
+	}
+	n := env.Params[0]
+	ws, err := uuid.Parse(n.WorkspaceID)
+	if err != nil {
+		c.log.Warn("ignoring a notifyCommit without a workspace id", "workspaceId", n.WorkspaceID)
+		return nil
+	}
+	e.mu.Lock()
+	if w := e.waiters[n.RequestID]; w != nil {
+		select {
+		case w <- n:
+		default:
+		}
+	}
+	e.mu.Unlock()
+	v := n.WorkspaceVersion
+	if last := e.version(ws); v > last+1 {
+		c.log.Debug("gap in workspace versions; catching up", "workspace", ws, "last", last, "got", v)
+		if err := e.catchUp(ctx, c, ws); err != nil {
+			return err
+		}
+	}
+	last := e.version(ws)
+	switch {
+	case v <= last:
+		return nil // seen, or covered by the catch-up
+	case v > last+1:
+		return fmt.Errorf("workspace %s: version %d still missing after a catch-up to %d", ws, last+1, last)
+	}
+	e.deliver(Update{WorkspaceID: ws, FromVersion: last, ToVersion: v, Commit: &n})
+	return nil
+}

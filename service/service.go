@@ -44,6 +44,9 @@ type Config struct {
 	Logger         *slog.Logger
 	// Now is the clock; default time.Now. Tests may fix it.
 	Now func() time.Time
+	// OnAppend, if set, is called after every successful append (a latency hint for
+	// in-process followers such as the notifier; it must not block).
+	OnAppend func()
 }
 
 // Validate fills defaults.
@@ -220,6 +223,9 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		case err == nil && !res.Duplicate:
 			e.state.Evolve(ev)
 			e.lastHash = domain.ChainHash(typ, data)
+			if s.cfg.OnAppend != nil {
+				s.cfg.OnAppend()
+			}
 			return outcome{event: ev, eventID: evID}, nil
 		case err == nil && res.Duplicate:
 			// An earlier attempt of this request was stored (its reply was lost): catch up

@@ -78,11 +78,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("migrate read models: %w", err)
 	}
 	queries := projections.NewQueries(pool)
-	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service")},
-		store, service.Projections{Q: queries}, pool)
-	if err != nil {
-		return err
-	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -90,6 +85,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	var ready []func(context.Context) error
+	var wake []func() // in-process followers to nudge after an append
 	ready = append(ready, func(ctx context.Context) error { return pool.Ping(ctx) })
 
 	if cfg.has("projector") {
@@ -112,6 +108,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 		m.watchNotifier(n)
+		wake = append(wake, n.Wake)
 		g.Go(func() error { return ignoreCanceled(n.Run(gctx)) })
 	}
 	if cfg.has("binder") {
@@ -119,7 +116,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		wake = append(wake, b.Wake)
 		g.Go(func() error { return ignoreCanceled(b.Run(gctx)) })
+	}
+	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"),
+		OnAppend: func() {
+			for _, w := range wake {
+				w()
+			}
+		}}, store, service.Projections{Q: queries}, pool)
+	if err != nil {
+		return err
 	}
 	if cfg.has("rpc") {
 		auth := rpc.AuthBroker

@@ -251,3 +251,16 @@ func workspaceOf(stream string) (uuid.UUID, bool) {
 	}
 	return id, true
 }
+
+// userOf returns the user id of a user stream name.
+func userOf(stream string) (uuid.UUID, bool) {
+	rest, ok := strings.CutPrefix(stream, "user-")
+	if !ok {
+		return uuid.Nil, false
+	}
+	id, err := uuid.Parse(rest)
+	if err != nil || domain.UserStream(id) != stream {
+		return uuid.Nil, false
+	}
+	return id, true
+}

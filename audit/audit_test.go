@@ -413,6 +413,19 @@ func TestVerifyClean(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "verify_ok.table", out.Bytes())
+
+	// The same user event in another user's stream is foreign there.
+	other := domain.UserStream(memberID)
+	if _, err := s.Append(ctxT(t), other, eventstore.NoStream(), eventstore.Record{ID: fixedID("copy"), Type: rec.Type, Data: rec.Data}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = a.Verify(ctxT(t), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := r.Streams[0].Break; b == nil || b.Kind != BreakForeign || b.StreamVersion != 1 {
+		t.Fatalf("another user's event in %s: break %+v, want foreignEvent at 1", other, b)
+	}
 }
 
 func userRecord(t *testing.T, user uuid.UUID) eventstore.Record {

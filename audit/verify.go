@@ -26,7 +26,7 @@ const (
 	BreakVersionGap BreakKind = "streamVersion"
 	// BreakWorkspaceVersion: a workspace stream's commits do not number 1, 2, 3, …
 	BreakWorkspaceVersion BreakKind = "workspaceVersion"
-	// BreakForeign: a workspace stream holds an event of another workspace.
+	// BreakForeign: a workspace (user) stream holds an event of another workspace (user).
 	BreakForeign BreakKind = "foreignEvent"
 	// BreakUndecodable: an event's bytes are not a known event type.
 	BreakUndecodable BreakKind = "undecodable"
@@ -131,6 +131,8 @@ func (a *Auditor) Verify(ctx context.Context, streams ...string) (Report, error)
 }
 
 // VerifyAll verifies every stream of the store, found by reading the global order once.
+// A stream whose events the global order does not show yet (PostgreSQL holds back
+// events while an older transaction is open) is left out; name it to Verify instead.
 func (a *Auditor) VerifyAll(ctx context.Context) (Report, error) {
 	streams, err := a.Streams(ctx)
 	if err != nil {
@@ -177,6 +179,7 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 		return sr, fmt.Errorf("verify %s: %w", stream, err)
 	}
 	ws, isWorkspace := workspaceOf(stream)
+	user, isUser := userOf(stream)
 	var recent [recentHashes]struct {
 		version uint64
 		hash    string
@@ -212,6 +215,11 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 				}
 			}
 			return brk(rec, BreakChain, hashOrNone(prev), hashOrNone(got), detail)
+		}
+		if isUser {
+			if id, ok := eventUser(ev); ok && id != user {
+				return brk(rec, BreakForeign, "user "+user.String(), "user "+id.String(), "an event of another user is stored in this stream")
+			}
 		}
 		if isWorkspace {
 			if id, ok := eventWorkspace(ev); ok && id != ws {
@@ -263,6 +271,23 @@ func eventWorkspace(ev domain.Event) (id uuid.UUID, ok bool) {
 		return e.WorkspaceID, true
 	case domain.MemberWorkspaceUpdated:
 		return e.WorkspaceID, true
+	}
+	return id, false
+}
+
+// eventUser returns the user an event of a user stream names.
+func eventUser(ev domain.Event) (id uuid.UUID, ok bool) {
+	switch e := ev.(type) {
+	case domain.UserCreated:
+		return e.UserID, true
+	case domain.UserQuotaChanged:
+		return e.UserID, true
+	case domain.UserRemoved:
+		return e.UserID, true
+	case domain.DeviceRegistered:
+		return e.UserID, true
+	case domain.DeviceUpdated:
+		return e.UserID, true
 	}
 	return id, false
 }

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,32 +39,17 @@ type applyResult struct {
 	skipped    int // events of the model's streams that could not be decoded
 }
 
-// applyTx applies evs (in global order) to the model's tables in schema within tx and
-// moves the checkpoint to the last of them, in the same transaction. It first locks the
-// checkpoint row and fails with errCheckpointMoved unless it equals expected, so two
-// writers can never both apply the same events. hook, if set, runs after the rows are
-// written and before the checkpoint is: tests use it to fail the transaction there.
-func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected eventstore.Position,
-	evs []eventstore.RecordedEvent, log *slog.Logger, hook func() error) (applyResult, error) {
-	if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		return applyResult{}, fmt.Errorf("apply to %s: set search_path: %w", schema, err)
-	}
-	cp, err := readCheckpoint(ctx, tx, schema, true)
-	if err != nil {
-		return applyResult{}, fmt.Errorf("apply to %s: %w", schema, err)
-	}
-	if cp.Position != expected {
-		return applyResult{}, &checkpointMovedError{schema: schema, expected: expected, stored: cp.Position}
-	}
-	// Drop events the checkpoint already covers (a resubscription that overlaps).
-	for len(evs) > 0 && !cp.Position.Less(evs[0].Position) {
-		evs = evs[1:]
-	}
-	if len(evs) == 0 {
-		return applyResult{checkpoint: cp}, nil
-	}
-	res := applyResult{}
-	ds := make([]decoded, 0, len(evs))
+// prepared is a batch of events in global order with the model's events decoded.
+type prepared struct {
+	evs     []eventstore.RecordedEvent
+	ds      []decoded // the model's decodable events, in order
+	skipped int       // the model's events that could not be decoded
+}
+
+// prepare decodes the events of evs that the model applies. It needs no database, so a
+// replay runs it while the previous batch is being written.
+func prepare(m *Model, evs []eventstore.RecordedEvent, log *slog.Logger) prepared {
+	b := prepared{evs: evs, ds: make([]decoded, 0, len(evs))}
 	for i := range evs {
 		rec := &evs[i]
 		if !strings.HasPrefix(rec.Stream, m.streamPrefix) {
@@ -78,13 +62,45 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 			// way, so live and rebuilt models stay equal.
 			log.Error("skipping undecodable event", "model", m.name, "stream", rec.Stream,
 				"version", rec.StreamVersion, "type", rec.Type, "position", rec.Position.String(), "err", err)
-			res.skipped++
+			b.skipped++
 			continue
 		}
-		ds = append(ds, d)
+		b.ds = append(b.ds, d)
 	}
+	return b
+}
+
+// applyTx applies a batch (in global order) to the model's tables in schema within tx
+// and moves the checkpoint to its last event, in the same transaction. It first locks
+// the checkpoint row and fails with errCheckpointMoved unless it equals expected, so two
+// writers can never both apply the same events. hook, if set, runs after the rows are
+// written and before the checkpoint is: tests use it to fail the transaction there.
+func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected eventstore.Position,
+	b prepared, bulk bool, hook func() error) (applyResult, error) {
+	if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return applyResult{}, fmt.Errorf("apply to %s: set search_path: %w", schema, err)
+	}
+	cp, err := readCheckpoint(ctx, tx, schema, true)
+	if err != nil {
+		return applyResult{}, fmt.Errorf("apply to %s: %w", schema, err)
+	}
+	if cp.Position != expected {
+		return applyResult{}, &checkpointMovedError{schema: schema, expected: expected, stored: cp.Position}
+	}
+	// Drop events the checkpoint already covers (a resubscription that overlaps).
+	evs, ds := b.evs, b.ds
+	for len(evs) > 0 && !cp.Position.Less(evs[0].Position) {
+		evs = evs[1:]
+	}
+	for len(ds) > 0 && !cp.Position.Less(ds[0].rec.Position) {
+		ds = ds[1:]
+	}
+	if len(evs) == 0 {
+		return applyResult{checkpoint: cp}, nil
+	}
+	res := applyResult{skipped: b.skipped}
 	if len(ds) > 0 {
-		if err := m.apply(ctx, tx, ds); err != nil {
+		if err := m.apply(ctx, tx, ds, bulk); err != nil {
 			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
 		}
 	}
@@ -146,7 +162,8 @@ var workspacesModel = &Model{
 		{"items", []string{"workspace_id", "item_id"}},
 		{"item_history", []string{"workspace_id", "item_id", "version"}},
 	},
-	apply: applyWorkspaces,
+	apply:      applyWorkspaces,
+	bulkLoaded: []string{"item_history"},
 }
 
 // itemRows accumulates item versions column by column for one unnest statement.
@@ -160,7 +177,7 @@ type itemRows struct {
 	status        []string
 	modified      []time.Time
 	checksum      []int64
-	chunks        []string // JSON arrays; text[] cannot nest in unnest
+	chunks        []string // text[] literals: arrays cannot nest in unnest
 	size          []int64
 	folder        []bool
 	filename      []string
@@ -185,7 +202,7 @@ func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
 	r.status = append(r.status, string(md.Status))
 	r.modified = append(r.modified, md.ModifiedAt)
 	r.checksum = append(r.checksum, md.Checksum)
-	r.chunks = append(r.chunks, chunksJSON(md.Chunks))
+	r.chunks = append(r.chunks, arrayLiteral(md.Chunks))
 	r.size = append(r.size, md.Size)
 	r.folder = append(r.folder, md.IsFolder)
 	r.filename = append(r.filename, md.Filename)
@@ -197,22 +214,35 @@ func (r *itemRows) args() []any {
 		r.modified, r.checksum, r.chunks, r.size, r.folder, r.filename, r.mimetype}
 }
 
-func chunksJSON(chunks []string) string {
-	if len(chunks) == 0 {
-		return "[]"
+// arrayLiteral writes strs as a PostgreSQL text[] literal, every element quoted.
+func arrayLiteral(strs []string) string {
+	if len(strs) == 0 {
+		return "{}"
 	}
-	b, err := json.Marshal(chunks)
-	if err != nil {
-		panic(fmt.Sprintf("projections: marshal chunk names: %v", err)) // []string always marshals
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, s := range strs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for j := 0; j < len(s); j++ {
+			if s[j] == '"' || s[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(s[j])
+		}
+		b.WriteByte('"')
 	}
-	return string(b)
+	b.WriteByte('}')
+	return b.String()
 }
 
 const itemColumns = `workspace_id, item_id, version, ws_version, device_id, parent_id, parent_version, temp_id,
 	status, modified_at, checksum, chunks, size, is_folder, filename, mimetype`
 
 const itemsFromUnnest = `SELECT u.ws, u.id, u.ver, u.wsv, u.dev, u.parent, u.pver, u.temp, u.status, u.modified,
-	u.checksum, ARRAY(SELECT jsonb_array_elements_text(u.chunks::jsonb)), u.size, u.folder, u.filename, u.mimetype
+	u.checksum, u.chunks::text[], u.size, u.folder, u.filename, u.mimetype
 	FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[], $6::bigint[], $7::bigint[],
 	$8::bigint[], $9::text[], $10::timestamptz[], $11::bigint[], $12::text[], $13::bigint[], $14::boolean[],
 	$15::text[], $16::text[])
@@ -233,7 +263,7 @@ type wsState struct {
 // CONFLICT, member changes apply only over an older stream version, items only over an
 // older item version, history rows are inserted once, and a workspace's version and
 // used bytes only move forward.
-func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded, bulk bool) error {
 	b := &pgx.Batch{}
 	var history, latest itemRows
 	latestIdx := map[itemKey]int{}
@@ -296,8 +326,11 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		}
 	}
 	if len(history.id) > 0 {
-		b.Queue(`INSERT INTO item_history (`+itemColumns+`) `+itemsFromUnnest+`
-			ON CONFLICT (workspace_id, item_id, version) DO NOTHING`, history.args()...)
+		onConflict := ` ON CONFLICT (workspace_id, item_id, version) DO NOTHING`
+		if bulk {
+			onConflict = "" // no unique index during a bulk load
+		}
+		b.Queue(`INSERT INTO item_history (`+itemColumns+`) `+itemsFromUnnest+onConflict, history.args()...)
 	}
 	for i, md := range latestMD {
 		latest.add(latestWS[i], latestWSV[i], md)
@@ -343,7 +376,7 @@ var accountsModel = &Model{
 
 // applyAccounts applies user-stream events, each write guarded by the stream version of
 // the row's last applied event, so applying an event twice changes nothing.
-func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded, _ bool) error {
 	b := &pgx.Batch{}
 	for _, d := range evs {
 		sv := int64(d.rec.StreamVersion)

@@ -156,7 +156,7 @@ func (g *gen) newItem(w *wsSim, parent *domain.ItemID, folder bool, name string)
 	if !folder {
 		md.Size = int64(g.rng.IntN(10000))
 		md.Checksum = int64(g.rng.Uint32())
-		md.Chunks = []string{fmt.Sprintf("c%x", g.rng.Uint64()), "with,comma \"quoted\""}
+		md.Chunks = []string{fmt.Sprintf("c%x", g.rng.Uint64()), "with,comma \"quoted\" back\\slash {NULL}"}
 		md.Mimetype = "text/plain"
 	}
 	return md

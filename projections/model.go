@@ -37,7 +37,12 @@ type Model struct {
 	name         string
 	streamPrefix string  // the streams whose events the model applies
 	tables       []table // in lock order; the checkpoint first
-	apply        func(ctx context.Context, tx pgx.Tx, evs []decoded) error
+	// apply writes decoded events; in bulk mode the bulkLoaded tables have no unique
+	// indexes (a fresh replay, where the checkpoint alone rules out repeats).
+	apply func(ctx context.Context, tx pgx.Tx, evs []decoded, bulk bool) error
+	// bulkLoaded tables have their indexes dropped while a replay loads them and built
+	// once at the end, which is much faster than maintaining them row by row.
+	bulkLoaded []string
 }
 
 // table describes a read-model table for verify and for the swap's locks.

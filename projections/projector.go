@@ -156,7 +156,7 @@ func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position
 		return expected, fmt.Errorf("projector %s: begin: %w", p.model.name, err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	res, err := applyTx(ctx, tx, p.model, p.model.Schema(), expected, evs, p.log, p.cfg.afterApply)
+	res, err := applyTx(ctx, tx, p.model, p.model.Schema(), expected, prepare(p.model, evs, p.log), false, p.cfg.afterApply)
 	if err != nil {
 		return expected, err
 	}
@@ -205,9 +205,14 @@ type Lag struct {
 	Behind time.Duration
 }
 
-// Lag measures the projector's backlog by reading the store after its position.
+// Lag measures the model's backlog: the store's events after the stored checkpoint
+// (which any process's active projector moves, so a standby reports it too).
 func (p *Projector) Lag(ctx context.Context) (Lag, error) {
-	return lagAfter(ctx, p.cfg.Source, p.Status().Position, p.cfg.LagScanLimit, time.Now())
+	cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
+	if err != nil {
+		return Lag{}, err
+	}
+	return lagAfter(ctx, p.cfg.Source, cp.Position, p.cfg.LagScanLimit, time.Now())
 }
 
 func lagAfter(ctx context.Context, src Source, pos eventstore.Position, limit int, now time.Time) (Lag, error) {

@@ -161,7 +161,7 @@ func TestApplyIdempotent(t *testing.T) {
 						ds = append(ds, d)
 					}
 					if len(ds) > 0 {
-						if err := m.apply(ctx, tx, ds); err != nil {
+						if err := m.apply(ctx, tx, ds, false); err != nil {
 							return err
 						}
 					}
@@ -377,6 +377,19 @@ func TestRebuildAndVerify(t *testing.T) {
 	mu.Lock()
 	checkAgainstSimulation(t, e, g)
 	mu.Unlock()
+	var idx []string
+	rows, err := e.pool.Query(ctx, `SELECT indexname FROM pg_indexes WHERE schemaname = 'proj_workspaces' AND tablename = 'item_history' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		_ = rows.Scan(&n)
+		idx = append(idx, n)
+	}
+	if rows.Close(); !reflect.DeepEqual(idx, []string{"item_history_pkey", "item_history_ws_version_idx"}) {
+		t.Errorf("item_history indexes after the rebuild: %v", idx)
+	}
 	for _, s := range []string{"proj_workspaces_next", "proj_workspaces_old", "proj_workspaces_verify"} {
 		if schemaExists(t, e, s) {
 			t.Errorf("schema %s left behind", s)

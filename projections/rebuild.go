@@ -28,9 +28,10 @@ type RebuildConfig struct {
 	// BatchSize is how many events are read and applied per transaction. Default 5000.
 	BatchSize int
 	// LockTimeout bounds the wait for the live tables' locks at the swap (the live
-	// projector's batch and running reads finish first). Default 10s.
+	// projector's batch and running reads finish first). Reads that arrive meanwhile
+	// queue behind the swap, so keep it short. Default 2s.
 	LockTimeout time.Duration
-	// SwapAttempts is how often the swap is tried when the locks time out. Default 5.
+	// SwapAttempts is how often the swap is tried when the locks time out. Default 10.
 	SwapAttempts int
 	// Progress, if set, is called after every applied batch.
 	Progress func(Progress)
@@ -47,10 +48,10 @@ func (c *RebuildConfig) Validate() error {
 		c.BatchSize = 5000
 	}
 	if c.LockTimeout <= 0 {
-		c.LockTimeout = 10 * time.Second
+		c.LockTimeout = 2 * time.Second
 	}
 	if c.SwapAttempts <= 0 {
-		c.SwapAttempts = 5
+		c.SwapAttempts = 10
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -128,6 +129,10 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 	if err := migrateSchema(ctx, cfg.Pool, m, next); err != nil {
 		return RebuildResult{}, err
 	}
+	restore, err := dropBulkIndexes(ctx, cfg.Pool, m, next)
+	if err != nil {
+		return RebuildResult{}, err
+	}
 	liveCP, err := readCheckpoint(ctx, cfg.Pool, live, false)
 	if err != nil {
 		return RebuildResult{}, err
@@ -136,6 +141,13 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 	if _, err := replay(ctx, cfg, m, next, nil, liveCP.Events, start); err != nil {
 		return RebuildResult{}, err
 	}
+	built := time.Now()
+	for _, q := range restore {
+		if _, err := cfg.Pool.Exec(ctx, q); err != nil {
+			return RebuildResult{}, fmt.Errorf("rebuild %s: build index: %s: %w", m.name, q, err)
+		}
+	}
+	log.Info("built the bulk-loaded tables' indexes", "took", time.Since(built).String())
 	var cp checkpointRow
 	for attempt := 1; ; attempt++ {
 		cp, err = swap(ctx, cfg, m, live, next, old, log)
@@ -182,6 +194,59 @@ func exclusive(ctx context.Context, pool *pgxpool.Pool, m *Model) (release func(
 	}, nil
 }
 
+// dropBulkIndexes drops the constraints and indexes of the model's bulk-loaded tables in
+// schema and returns the statements that build them again, as the migrations made them.
+func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) (restore []string, err error) {
+	var drop []string
+	for _, t := range m.bulkLoaded {
+		qt := pgx.Identifier{schema, t}.Sanitize()
+		rows, err := pool.Query(ctx, `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+			WHERE conrelid = $1::regclass AND contype IN ('p', 'u') ORDER BY conname`, qt)
+		if err != nil {
+			return nil, fmt.Errorf("constraints of %s: %w", qt, err)
+		}
+		var constraints []string
+		for rows.Next() {
+			var name, def string
+			if err := rows.Scan(&name, &def); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			constraints = append(constraints, name)
+			drop = append(drop, `ALTER TABLE `+qt+` DROP CONSTRAINT `+pgx.Identifier{name}.Sanitize())
+			restore = append(restore, `ALTER TABLE `+qt+` ADD CONSTRAINT `+pgx.Identifier{name}.Sanitize()+` `+def)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("constraints of %s: %w", qt, err)
+		}
+		rows, err = pool.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes
+			WHERE schemaname = $1 AND tablename = $2 AND NOT indexname = ANY($3) ORDER BY indexname`, schema, t, constraints)
+		if err != nil {
+			return nil, fmt.Errorf("indexes of %s: %w", qt, err)
+		}
+		for rows.Next() {
+			var name, def string
+			if err := rows.Scan(&name, &def); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			drop = append(drop, `DROP INDEX `+pgx.Identifier{schema, name}.Sanitize())
+			restore = append(restore, def)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("indexes of %s: %w", qt, err)
+		}
+	}
+	for _, q := range drop {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			return nil, fmt.Errorf("prepare bulk load: %s: %w", q, err)
+		}
+	}
+	return restore, nil
+}
+
 func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
 		return fmt.Errorf("drop schema %s: %w", schema, err)
@@ -200,7 +265,8 @@ func isLockTimeout(err error) bool {
 	return false
 }
 
-// replay applies the global order to the model tables in schema from their checkpoint,
+// replay applies the global order to the model tables in schema (fresh, its bulk-loaded
+// tables without indexes: see dropBulkIndexes) from their checkpoint,
 // one transaction per batch, until it has caught up with the store or, when upTo is set,
 // reached exactly *upTo. Reading the next batch overlaps applying the current one.
 func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upTo *eventstore.Position,
@@ -212,7 +278,7 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 	if upTo != nil && upTo.Less(cp.Position) {
 		return checkpointRow{}, fmt.Errorf("replay %s: already past %s (at %s)", schema, *upTo, cp.Position)
 	}
-	pages := make(chan []eventstore.RecordedEvent, 2)
+	pages := make(chan prepared, 2)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(pages)
@@ -241,7 +307,7 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 			}
 			if len(evs) > 0 {
 				select {
-				case pages <- evs:
+				case pages <- prepare(m, evs, cfg.Logger):
 				case <-gctx.Done():
 					return gctx.Err()
 				}
@@ -253,8 +319,8 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 		}
 	})
 	g.Go(func() error {
-		for evs := range pages {
-			res, err := applyOwnTx(gctx, cfg.Pool, m, schema, cp.Position, evs, cfg.Logger)
+		for b := range pages {
+			res, err := applyOwnTx(gctx, cfg.Pool, m, schema, cp.Position, b, true)
 			if err != nil {
 				return err
 			}
@@ -273,13 +339,13 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 }
 
 func applyOwnTx(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, expected eventstore.Position,
-	evs []eventstore.RecordedEvent, log *slog.Logger) (applyResult, error) {
+	b prepared, bulk bool) (applyResult, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return applyResult{}, fmt.Errorf("replay %s: begin: %w", schema, err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	res, err := applyTx(ctx, tx, m, schema, expected, evs, log, nil)
+	res, err := applyTx(ctx, tx, m, schema, expected, b, bulk, nil)
 	if err != nil {
 		return applyResult{}, err
 	}
@@ -331,7 +397,7 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 			return checkpointRow{}, fmt.Errorf("swap %s: read after %s: %w", m.name, cp.Position, err)
 		}
 		if len(evs) > 0 {
-			res, err := applyTx(ctx, tx, m, next, cp.Position, evs, cfg.Logger, nil)
+			res, err := applyTx(ctx, tx, m, next, cp.Position, prepare(m, evs, cfg.Logger), false, nil)
 			if err != nil {
 				return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
 			}
@@ -410,6 +476,9 @@ func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) 
 		}
 	}()
 	if err := migrateSchema(ctx, cfg.Pool, m, scratch); err != nil {
+		return VerifyResult{}, err
+	}
+	if _, err := dropBulkIndexes(ctx, cfg.Pool, m, scratch); err != nil {
 		return VerifyResult{}, err
 	}
 	for attempt := 1; ; attempt++ {

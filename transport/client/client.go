@@ -299,6 +299,10 @@ func (c *Client) route(d amqp.Delivery) {
 	w := c.pending[d.CorrelationId]
 	c.mu.Unlock()
 	if w == nil {
+		if r.Error != nil {
+			c.log.Warn("error answer to a request no longer waited for (an async commit, or a retried call)",
+				"correlation_id", d.CorrelationId, "code", r.Error.Type, "message", r.Error.Message)
+		}
 		return
 	}
 	select {

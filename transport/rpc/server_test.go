@@ -422,7 +422,7 @@ func TestReconnectsAfterConnectionLoss(t *testing.T) {
 	r := dialRaw(t, e.url, e.user, "")
 	params := map[string]any{"requestId": "w", "userId": e.user.String()}
 	r.ok(wire.MethodGetWorkspaces, params, nil)
-	testenv.Eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		n, err := rpctest.CloseConnections(testenv.ManagementURL(), e.url, e.name)
 		if err == nil && n == 0 {
 			err = errors.New("server connection not listed yet")
@@ -432,7 +432,7 @@ func TestReconnectsAfterConnectionLoss(t *testing.T) {
 	// The request queue is not durable-bound to the server: a request sent while the
 	// server reconnects waits in the queue and is served afterwards.
 	r.ok(wire.MethodGetWorkspaces, params, nil)
-	testenv.Eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		n, err := rpctest.CloseConnections(testenv.ManagementURL(), e.url, e.name)
 		if err == nil && n == 0 {
 			err = errors.New("server did not reconnect")

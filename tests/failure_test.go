@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -218,4 +219,27 @@ func terminateBackends(t *testing.T, dsn string) {
 	if n == 0 {
 		t.Fatal("no backends to terminate")
 	}
+}
+
+// waitVersion polls getChangesSince until the workspace reached version v.
+func waitVersion(t *testing.T, d *rawDevice, ws uuid.UUID, v int64) {
+	t.Helper()
+	testenv.Eventually(t, 60*time.Second, func() error {
+		r, err := d.tryCall("getChangesSince", map[string]any{"requestId": "wv", "userId": d.user, "workspaceId": ws, "sinceVersion": 0}, false, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if r.Error != nil {
+			return fmt.Errorf("%s: %s", r.Error.Type, r.Error.Message)
+		}
+		var p wire.ChangesPage
+		b, _ := json.Marshal(r.Result)
+		if err := json.Unmarshal(b, &p); err != nil {
+			return err
+		}
+		if p.WorkspaceVersion != v || len(p.Items) != int(v) {
+			return fmt.Errorf("workspace at version %d with %d items, want %d (each commit once)", p.WorkspaceVersion, len(p.Items), v)
+		}
+		return nil
+	})
 }

@@ -426,6 +426,14 @@ func TestVerifyClean(t *testing.T) {
 	if b := r.Streams[0].Break; b == nil || b.Kind != BreakForeign || b.StreamVersion != 1 {
 		t.Fatalf("another user's event in %s: break %+v, want foreignEvent at 1", other, b)
 	}
+
+	r, err = a.Verify(ctxT(t), domain.WorkspaceStream(fixedID("nowhere")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := r.Streams[0].Break; b == nil || b.Kind != BreakEmpty {
+		t.Fatalf("a stream with no events: break %+v, want empty", b)
+	}
 }
 
 func userRecord(t *testing.T, user uuid.UUID) eventstore.Record {

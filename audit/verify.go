@@ -32,6 +32,9 @@ const (
 	BreakUndecodable BreakKind = "undecodable"
 	// BreakTail: the store says the stream is longer than the events it returns.
 	BreakTail BreakKind = "tail"
+	// BreakEmpty: a stream asked for by name has no events at all: it never existed,
+	// or it was deleted whole.
+	BreakEmpty BreakKind = "empty"
 )
 
 // Break is the first place where a stream's history is not what was appended.
@@ -105,7 +108,14 @@ func (r Report) Write(w io.Writer, f Format) error {
 				continue
 			}
 			b := s.Break
-			fmt.Fprintf(bw, "BROKEN  %s  at stream version %d (%s): %s\n", s.Stream, b.StreamVersion, b.Type, b.Kind)
+			where := fmt.Sprintf("at stream version %d", b.StreamVersion)
+			if b.Type != "" {
+				where += " (" + b.Type + ")"
+			}
+			if b.StreamVersion == 0 {
+				where = "before any event"
+			}
+			fmt.Fprintf(bw, "BROKEN  %s  %s: %s\n", s.Stream, where, b.Kind)
 			fmt.Fprintf(bw, "        expected %s\n        found    %s\n        %s\n", b.Expected, b.Found, b.Detail)
 		}
 		fmt.Fprintf(bw, "%d streams, %d events verified, %d broken\n", len(r.Streams), events, len(r.Broken()))
@@ -242,6 +252,10 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 	})
 	if err != nil {
 		return sr, fmt.Errorf("verify %s: %w", stream, err)
+	}
+	if sr.Break == nil && tail == 0 && sr.Events == 0 {
+		sr.Break = &Break{Kind: BreakEmpty, Expected: "at least one event", Found: "no events",
+			Detail: "the stream has no history: it never existed (check the name) or it was deleted whole"}
 	}
 	if sr.Break == nil && want-1 != tail {
 		sr.Break = &Break{Kind: BreakTail, StreamVersion: want - 1, Expected: fmt.Sprintf("stream version %d at the end", tail),

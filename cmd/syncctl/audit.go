@@ -122,15 +122,17 @@ var auditAtCmd = &cobra.Command{
 		if err != nil {
 			return err
 		}
-		return withAuditor(cmd, true, func(ctx context.Context, a *audit.Auditor) error {
-			st, err := a.At(ctx, q)
-			if err != nil {
-				return err
-			}
-			logger().Debug("state rebuilt", "workspace", st.Workspace, "workspaceVersion", st.WorkspaceVersion,
-				"streamVersion", st.StreamVersion, "lastEventAt", st.Time, "items", len(st.Items))
-			return audit.WriteItems(cmd.OutOrStdout(), f, st.Items)
+		var st audit.State
+		err = withAuditor(cmd, true, func(ctx context.Context, a *audit.Auditor) error {
+			st, err = a.At(ctx, q)
+			return err
 		})
+		if err != nil {
+			return err
+		}
+		logger().Debug("state rebuilt", "workspace", st.Workspace, "workspaceVersion", st.WorkspaceVersion,
+			"streamVersion", st.StreamVersion, "lastEventAt", st.Time, "items", len(st.Items))
+		return audit.WriteItems(cmd.OutOrStdout(), f, st.Items)
 	},
 }
 
@@ -165,12 +167,12 @@ var auditVerifyCmd = &cobra.Command{
 			} else {
 				report, err = a.Verify(ctx, streams...)
 			}
-			if err != nil {
-				return err
-			}
-			return report.Write(cmd.OutOrStdout(), f)
+			return err
 		})
 		if err != nil {
+			return err
+		}
+		if err := report.Write(cmd.OutOrStdout(), f); err != nil {
 			return err
 		}
 		if broken := report.Broken(); len(broken) > 0 {
@@ -211,7 +213,8 @@ func init() {
 }
 
 // withAuditor opens the store named by --pg and runs fn with an Auditor on it. With
-// progress, long replays draw a progress bar on stderr when it is a terminal.
+// progress, long replays draw a progress bar on stderr when it is a terminal; it is
+// cleared when withAuditor returns, so print results after it.
 func withAuditor(cmd *cobra.Command, progress bool, fn func(ctx context.Context, a *audit.Auditor) error) error {
 	ctx := cmd.Context()
 	log := logger()

@@ -60,6 +60,14 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
 	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
 	defer cancel()
 	out := s.dispatch(ctx, sess, &d)
+	if base.Err() != nil {
+		// Cut off by a shutdown that outlasted ShutdownTimeout: neither answer nor ack,
+		// so the broker hands the request to another consumer (a write is idempotent
+		// by requestId).
+		s.log.Warn("request abandoned at shutdown; it will be redelivered", "method", out.method, "correlation_id", d.CorrelationId)
+		s.cfg.Metrics.Request(out.method, "Abandoned", time.Since(start))
+		return
+	}
 	code := "OK"
 	if out.err != nil {
 		code = wire.CodeOf(out.err)

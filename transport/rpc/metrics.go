@@ -9,8 +9,9 @@ import "time"
 type Metrics interface {
 	// Request is called once per handled request with the method ("unknown" for an
 	// unknown method, "invalid" for a body that is not a request envelope), the result
-	// code ("OK" on success, else the wire error code) and the time from taking the
-	// request to acking it.
+	// code ("OK" on success, else the wire error code; "Abandoned" for a request cut off
+	// by a shutdown, left unacked for redelivery) and the time from taking the request
+	// to acking it.
 	Request(method, code string, d time.Duration)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -493,5 +494,71 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (&rpc.Config{URL: "amqp://x", Auth: 7}).Validate(); err == nil {
 		t.Error("unknown auth mode accepted")
+	}
+}
+
+func TestConcurrencyIsBounded(t *testing.T) {
+	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) { c.Concurrency = 2 })
+	r := dialRaw(t, e.url, e.user, "")
+	var mu sync.Mutex
+	running, peak := 0, 0
+	e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond) // hold the slot so that requests overlap
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil
+	})
+	var corrs []string
+	for i := 0; i < 8; i++ {
+		corr := uuid.NewString()
+		corrs = append(corrs, corr)
+		r.send(request(wire.MethodGetWorkspaces, map[string]any{"requestId": corr, "userId": e.user.String()}, false, corr), corr, nil)
+	}
+	for _, corr := range corrs {
+		if resp := decodeResponse(t, r.await(corr)); resp.Error != nil {
+			t.Errorf("request %s: %+v", corr, resp.Error)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak != 2 {
+		t.Errorf("peak concurrency %d, want 2", peak)
+	}
+}
+
+// TestShutdownCutOffLeavesRequestQueued: a request still running when ShutdownTimeout
+// ends is neither answered nor acked, so it is served again after a restart.
+func TestShutdownCutOffLeavesRequestQueued(t *testing.T) {
+	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) { c.ShutdownTimeout = 100 * time.Millisecond })
+	r := dialRaw(t, e.url, e.user, "")
+	entered := make(chan struct{}, 1)
+	e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
+		if c.Method == "Workspaces" {
+			entered <- struct{}{}
+			<-ctx.Done() // stuck until cut off
+			return ctx.Err()
+		}
+		return nil
+	})
+	corr := uuid.NewString()
+	r.send(request(wire.MethodGetWorkspaces, map[string]any{"requestId": "w", "userId": e.user.String()}, false, corr), corr, nil)
+	<-entered
+	e.srv.Close()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		n, err := queueDepth(t, e.url, topology.RequestQueue)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("request queue holds %d messages, want the abandoned one", n)
+		}
+		return err
+	})
+	e.svc.SetHook(nil)
+	rpctest.StartServer(t, rpc.Config{URL: e.url, Auth: rpc.AuthTrust}, e.svc)
+	if resp := decodeResponse(t, r.await(corr)); resp.Error != nil {
+		t.Errorf("redelivered request: %+v", resp.Error)
 	}
 }

@@ -133,9 +133,10 @@ func detail(e Entry) string {
 	return ""
 }
 
-// WriteItems prints a workspace state: a JSON array of ItemMetadata exactly as
-// getChanges returns it (FormatJSON), one ItemMetadata per line (FormatJSONL), or an
-// aligned table (FormatTable).
+// WriteItems prints a workspace state: a JSON array of domain.ItemMetadata, in the
+// order of getChanges and the JSON form the events store (FormatJSON), one per line
+// (FormatJSONL), or an aligned table (FormatTable). The wire form of getChanges (times
+// with milliseconds) is transport/wire's FromItems, which syncctl prints.
 func WriteItems(w io.Writer, f Format, items []domain.ItemMetadata) error {
 	bw := bufio.NewWriter(w)
 	switch f {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"github.com/stacksync-es/syncservice/audit"
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 // auditFlags holds the flags of the audit subcommands.
@@ -132,7 +135,7 @@ var auditAtCmd = &cobra.Command{
 		}
 		logger().Debug("state rebuilt", "workspace", st.Workspace, "workspaceVersion", st.WorkspaceVersion,
 			"streamVersion", st.StreamVersion, "lastEventAt", st.Time, "items", len(st.Items))
-		return audit.WriteItems(cmd.OutOrStdout(), f, st.Items)
+		return writeState(cmd.OutOrStdout(), f, st.Items)
 	},
 }
 
@@ -235,6 +238,29 @@ func withAuditor(cmd *cobra.Command, progress bool, fn func(ctx context.Context,
 		return err
 	}
 	return fn(ctx, a)
+}
+
+// writeState prints a rebuilt state: as a table, or in JSON exactly as getChanges
+// returns it on the wire (an array of ItemMetadata, or one per line with jsonl).
+func writeState(w io.Writer, f audit.Format, items []domain.ItemMetadata) error {
+	if f == audit.FormatTable {
+		return audit.WriteItems(w, f, items)
+	}
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	if f == audit.FormatJSON {
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(wire.FromItems(items)); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
+		return bw.Flush()
+	}
+	for _, m := range items {
+		if err := enc.Encode(wire.FromItem(m)); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
+	}
+	return bw.Flush()
 }
 
 func entryWriter(w io.Writer) (audit.EntrySink, error) {

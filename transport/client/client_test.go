@@ -446,3 +446,44 @@ func BenchmarkCall(b *testing.B) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestBusyIsRetriedAndBadLoginFails(t *testing.T) {
+	e := newEnv(t)
+	var once sync.Once
+	e.svc.SetHook(func(ctx context.Context, call rpctest.Call) error {
+		var busy error
+		if call.Method == "Workspaces" {
+			once.Do(func() { busy = &service.BusyError{RetryAfter: 20 * time.Millisecond} })
+		}
+		return busy
+	})
+	c := e.dial()
+	if _, err := c.GetWorkspaces(ctxT(t)); err != nil {
+		t.Fatalf("GetWorkspaces after one Busy: %v", err)
+	}
+	if n := e.svc.CountCalls("Workspaces", ""); n != 2 {
+		t.Errorf("Workspaces calls = %d, want 2", n)
+	}
+	e.svc.SetHook(func(context.Context, rpctest.Call) error { return &service.BusyError{RetryAfter: time.Millisecond} })
+	_, err := c.GetWorkspaces(ctxT(t))
+	var ce *client.Error
+	if !errors.Is(err, service.ErrBusy) || !errors.As(err, &ce) || ce.RetryAfter != time.Millisecond {
+		t.Errorf("always Busy: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := c.GetWorkspaces(ctxT(t)); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("call after Close: %v", err)
+	}
+
+	bad := strings.Replace(e.login, e.user.String()+":", e.user.String()+":wrong", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := client.Dial(ctx, client.Config{URL: bad, UserID: e.user}); err == nil || ctx.Err() != nil {
+		t.Errorf("Dial with a wrong password: %v (ctx %v)", err, ctx.Err())
+	}
+}

@@ -13,11 +13,12 @@ import (
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
-// The append is one statement (so, outside an explicit transaction, one round trip and
-// its own transaction): a data-modifying CTE that locks and advances the stream row if
-// the expected version holds, feeding the insert of the events. When it does not hold,
-// the CTE yields no row and nothing is inserted. Each form takes the stream row lock
-// (or, for a new stream, the unique-index entry) and keeps it until commit.
+// The append is one statement: a data-modifying CTE that locks and advances the stream
+// row if the expected version holds, feeding the insert of the events. When it does not
+// hold, the CTE yields no row and nothing is inserted. Each form takes the stream row lock
+// (or, for a new stream, the unique-index entry) and keeps it until commit. It runs after
+// the stream's advisory lock (lock.go), in the same transaction: Append and AppendBatch
+// send both as one pipelined batch, so one round trip and one implicit transaction.
 const (
 	// $1 stream, $2 ids, $3 types, $4 data, $5 metadata, $6 number of records.
 	appendHeadAny = `WITH s AS (
@@ -77,11 +78,16 @@ type appendOutcome struct {
 	idExists bool // an event id is already stored; nothing was written
 }
 
-// execAppend runs one append statement on q. A unique violation on the event id is
-// reported as idExists (the statement failed, so a surrounding transaction is aborted).
-func execAppend(ctx context.Context, q querier, stream string, expected eventstore.ExpectedVersion, records []eventstore.Record) (appendOutcome, error) {
+// execAppend runs one append statement in tx, after taking the stream's advisory lock.
+// A unique violation on the event id is reported as idExists (the statement failed, so
+// the transaction is aborted).
+func execAppend(ctx context.Context, tx pgx.Tx, stream string, expected eventstore.ExpectedVersion, records []eventstore.Record) (appendOutcome, error) {
+	k := streamLockKey(stream)
+	if _, err := tx.Exec(ctx, lockStreamSQL, k.hi, k.lo); err != nil {
+		return appendOutcome{}, fmt.Errorf("lock stream: %w", err)
+	}
 	sql, args := appendStatement(stream, expected, records)
-	return readAppend(q.Query(ctx, sql, args...))
+	return readAppend(tx.Query(ctx, sql, args...))
 }
 
 // readAppend reads the rows of one append statement.
@@ -115,10 +121,11 @@ func readAppend(rows pgx.Rows, err error) (appendOutcome, error) {
 	return out, nil
 }
 
-// Append implements eventstore.Store. The append is one statement and so one
-// transaction. When the expected version does not hold, or an event id is already
-// stored, it finds out whether the records are a retry of an append that succeeded
-// before (returning that result with Duplicate set) or a conflict.
+// Append implements eventstore.Store. The stream's advisory lock and the append
+// statement go as one pipelined batch: one round trip, one implicit transaction. When
+// the expected version does not hold, or an event id is already stored, it finds out
+// whether the records are a retry of an append that succeeded before (returning that
+// result with Duplicate set) or a conflict.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, records ...eventstore.Record) (eventstore.AppendResult, error) {
 	op := fmt.Sprintf("append %d records to %s@%s", len(records), stream, expected)
 	if err := s.begin(op); err != nil {
@@ -127,15 +134,15 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if err := eventstore.ValidateAppend(stream, expected, records); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("%s: %w", op, err)
 	}
-	out, err := execAppend(ctx, s.pool, stream, expected, records)
+	outs, failed, err := s.sendAppends(ctx, []eventstore.StreamAppend{{Stream: stream, Expected: expected, Records: records}})
 	if err != nil {
 		return eventstore.AppendResult{}, s.fail(ctx, op, err)
 	}
-	if out.written {
+	if failed < 0 && outs[0].written {
 		s.notifyAppended()
-		return out.res, nil
+		return outs[0].res, nil
 	}
-	return s.resolveUnwritten(ctx, op, s.pool, stream, expected, records, out.idExists)
+	return s.resolveUnwritten(ctx, op, s.pool, stream, expected, records, failed >= 0)
 }
 
 // resolveUnwritten explains an append that wrote nothing: a retry of an earlier append

@@ -13,16 +13,17 @@ import (
 var _ eventstore.BatchAppender = (*Store)(nil)
 
 // AppendBatch implements eventstore.BatchAppender: group commit. All appends go to the
-// server as one pipelined batch of the same single-statement appends Append uses, run in
-// one implicit transaction and made durable by one commit (one WAL flush), in one round
-// trip.
+// server as one pipelined batch, run in one implicit transaction and made durable by one
+// commit (one WAL flush), in one round trip: first one statement that takes the advisory
+// locks of all the batch's streams in ascending key order (lock.go), so that the
+// transaction gets its id only once it holds every stream it writes and concurrent
+// batches cannot deadlock; then the same single-statement appends Append uses, in
+// stream-name order.
 //
 // An append whose expected version does not hold writes nothing and raises no error, so
 // it cannot disturb the others; no savepoints are needed for it. A record id already
 // stored does raise an error (unique violation), which aborts the transaction: that
-// append is then taken out and the rest sent again, so it fails alone. The appends are
-// sent in stream-name order, so concurrent batches take their stream locks in the same
-// order and cannot deadlock each other.
+// append is then taken out and the rest sent again, so it fails alone.
 func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppend) []eventstore.BatchResult {
 	results := make([]eventstore.BatchResult, len(appends))
 	op := func(i int) string {
@@ -47,7 +48,11 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 
 	var unwritten, idExists []int
 	for len(run) > 0 {
-		outs, failed, err := s.sendBatch(ctx, appends, run)
+		batch := make([]eventstore.StreamAppend, len(run))
+		for k, i := range run {
+			batch[k] = appends[i]
+		}
+		outs, failed, err := s.sendAppends(ctx, batch)
 		if err != nil {
 			for _, i := range run {
 				results[i].Err = s.fail(ctx, op(i), err)
@@ -86,21 +91,36 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 	return results
 }
 
-// sendBatch sends the appends run as one implicit transaction. It returns what each
-// did once the transaction has committed; or the index in run of an append that hit an
-// existing record id (the transaction then rolled back, nothing was written); or an
-// error of the whole transaction.
-func (s *Store) sendBatch(ctx context.Context, appends []eventstore.StreamAppend, run []int) (outs []appendOutcome, failed int, err error) {
+// sendAppends sends appends, in this order, as one pipelined batch and so one implicit
+// transaction, preceded by the advisory locks of their streams. It returns what each did
+// once the transaction has committed; or the index of an append that hit an existing
+// record id (the transaction then rolled back, nothing was written); or an error of the
+// whole transaction.
+func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppend) (outs []appendOutcome, failed int, err error) {
 	b := &pgx.Batch{}
-	for _, i := range run {
-		a := appends[i]
+	if len(appends) == 1 {
+		k := streamLockKey(appends[0].Stream)
+		b.Queue(lockStreamSQL, k.hi, k.lo)
+	} else {
+		streams := make([]string, len(appends))
+		for i, a := range appends {
+			streams[i] = a.Stream
+		}
+		his, los := streamLockKeys(streams)
+		b.Queue(lockStreamsSQL, his, los)
+	}
+	for _, a := range appends {
 		sql, args := appendStatement(a.Stream, a.Expected, a.Records)
 		b.Queue(sql, args...)
 	}
 	br := s.pool.SendBatch(ctx, b)
-	outs = make([]appendOutcome, len(run))
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, -1, fmt.Errorf("lock streams: %w", err)
+	}
+	outs = make([]appendOutcome, len(appends))
 	failed = -1
-	for k := range run {
+	for k := range appends {
 		out, err := readAppend(br.Query())
 		if err != nil {
 			br.Close()

@@ -109,3 +109,32 @@ func TestReadAllUsesHorizonIndex(t *testing.T) {
 		t.Fatalf("read all plan does not range-scan es_events_horizon by the cursor:\n%s", text)
 	}
 }
+
+// TestStreamLockKeys pins the stream lock key (every process must derive the same key
+// from a name, whatever its version) and checks that a batch's keys come sorted and
+// distinct.
+func TestStreamLockKeys(t *testing.T) {
+	// FNV-1a 64 of "workspace-1" is 0xa44cac0f8d4e2470.
+	if got, want := streamLockKey("workspace-1"), (lockKey{hi: -1538479089, lo: -1924258704}); got != want {
+		t.Fatalf("streamLockKey(workspace-1) = %+v, want %+v: the key must never change", got, want)
+	}
+	names := []string{"c", "a", "b", "a", "workspace-1", "b"}
+	his, los := streamLockKeys(names)
+	if len(his) != 4 || len(los) != 4 {
+		t.Fatalf("%d and %d keys for 4 distinct names", len(his), len(los))
+	}
+	for i := 1; i < len(his); i++ {
+		if his[i-1] > his[i] || (his[i-1] == his[i] && los[i-1] >= los[i]) {
+			t.Fatalf("keys not strictly ascending at %d: %v %v", i, his, los)
+		}
+	}
+	seen := map[lockKey]bool{}
+	for i := range his {
+		seen[lockKey{his[i], los[i]}] = true
+	}
+	for _, n := range names {
+		if !seen[streamLockKey(n)] {
+			t.Fatalf("key of %q missing from %v %v", n, his, los)
+		}
+	}
+}

@@ -2,13 +2,16 @@
 // own pgx pool and its own tables (es_streams, es_events, es_schema_version), created at
 // Open from the numbered .sql files embedded under schema/.
 //
-// Appends to one stream serialise on that stream's row lock, taken by the append's single
-// statement and held until it commits, so stream versions are gap-free and in commit
-// order; appends to different streams run in parallel. There is never a global lock.
-// Every event row carries its transaction id (xid8); global readers (ReadAll, Subscribe)
-// read only rows below pg_snapshot_xmin(pg_current_snapshot()), ordered by
-// (tx_id, global_pos), so a reader that resumes from the last position it saw never skips
-// an event that commits late. Position is {Commit: tx_id, Prepare: global_pos}.
+// Appends to one stream serialise on a transaction-scoped advisory lock of the stream,
+// taken before the append writes anything (so before its transaction has an id), and on
+// the stream's row lock, taken by the append's statement; both are held until commit. So
+// stream versions are gap-free and in commit order, and within a stream transaction ids
+// increase with versions; appends to different streams run in parallel. There is never a
+// global lock. Every event row carries its transaction id (xid8); global readers
+// (ReadAll, Subscribe) read only rows below pg_snapshot_xmin(pg_current_snapshot()),
+// ordered by (tx_id, global_pos), so a reader that resumes from the last position it saw
+// never skips an event that commits late, and sees each stream's events in version
+// order. Position is {Commit: tx_id, Prepare: global_pos}.
 //
 // The package must never import the rest of the project, never take a global lock, never
 // turn synchronous_commit off, and never send notifications inside an append

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"ReadAllOrderAndPaging", testReadAllOrderAndPaging},
 		{"ReadAllNeverSkipsHeldTransaction", testReadAllHeldTransaction},
 		{"ReadAllNeverSkipsUnderConcurrency", testReadAllConcurrentWriters},
+		{"GlobalOrderKeepsStreamOrder", testGlobalOrderKeepsStreamOrder},
 		{"SubscribeCatchUpThenLive", testSubscribeCatchUpThenLive},
 		{"SubscribeResumeFromCheckpoint", testSubscribeResume},
 		{"SubscribeNeverSkipsHeldTransaction", testSubscribeHeldTransaction},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/domain"
@@ -51,7 +52,7 @@ func (q *Queries) readTx(ctx context.Context, f func(tx pgx.Tx) error) error {
 	return tx.Commit(ctx)
 }
 
-const itemSelect = `SELECT workspace_id, item_id, version, ws_version, device_id, parent_id, parent_version,
+const itemSelect = `SELECT item_id, version, ws_version, device_id, parent_id, parent_version,
 	temp_id, status, modified_at, checksum, chunks, size, is_folder, filename, mimetype`
 
 // itemRow is one item version with the workspace version that stored it.
@@ -60,19 +61,22 @@ type itemRow struct {
 	wsVersion int64
 }
 
-func scanItems(rows pgx.Rows) ([]itemRow, error) {
+// scanItems reads item rows of workspace ws (selected with itemSelect).
+func scanItems(rows pgx.Rows, ws uuid.UUID) ([]itemRow, error) {
 	defer rows.Close()
 	var out []itemRow
+	var device pgtype.UUID // scans without the text round trip of uuid.UUID's sql.Scanner
 	for rows.Next() {
 		var r itemRow
 		var id int64
 		var parent *int64
 		md := &r.md
-		if err := rows.Scan(&md.WorkspaceID, &id, &md.Version, &r.wsVersion, &md.DeviceID, &parent, &md.ParentVersion,
+		if err := rows.Scan(&id, &md.Version, &r.wsVersion, &device, &parent, &md.ParentVersion,
 			&md.TempID, &md.Status, &md.ModifiedAt, &md.Checksum, &md.Chunks, &md.Size, &md.IsFolder,
 			&md.Filename, &md.Mimetype); err != nil {
 			return nil, err
 		}
+		md.WorkspaceID, md.DeviceID = ws, device.Bytes
 		iid := domain.ItemID(id)
 		md.ID = &iid
 		if parent != nil {
@@ -113,7 +117,7 @@ func (q *Queries) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetad
 		if err != nil {
 			return err
 		}
-		items, err = scanItems(rows)
+		items, err = scanItems(rows, ws)
 		return err
 	})
 	if err != nil {
@@ -172,7 +176,7 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 		if err != nil {
 			return err
 		}
-		items, err = scanItems(rows)
+		items, err = scanItems(rows, ws)
 		return err
 	})
 	if err != nil {
@@ -299,7 +303,7 @@ func (q *Queries) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.It
 	if err != nil {
 		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
 	}
-	rs, err := scanItems(rows)
+	rs, err := scanItems(rows, ws)
 	if err != nil {
 		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
 	}

@@ -254,10 +254,11 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 // HoldOpenAppend implements storetest.Holder: it appends rec to stream (expected
 // version Any) in a transaction and leaves it open, so that the record has its
 // transaction id and global_pos but is not yet committed. commit commits it. It exists
-// for the conformance suite and for tests of global readers; the open transaction holds
-// back every global reader of the cluster until commit (or the idle-in-transaction
-// timeout, 60s), and Close waits for it, so never call it in production code. commit
-// may be called more than once; it commits once.
+// for the conformance suite and for tests of global readers. The open transaction holds
+// the stream's locks (other appends to the stream wait for it) and holds back every
+// global reader of the cluster until commit (or the idle-in-transaction timeout, 60s),
+// and Close waits for it, so never call it in production code. commit may be called
+// more than once; it commits once.
 func (s *Store) HoldOpenAppend(ctx context.Context, stream string, rec eventstore.Record) (commit func() error, err error) {
 	op := fmt.Sprintf("hold open append to %s", stream)
 	if err := s.begin(op); err != nil {

@@ -24,6 +24,12 @@ var _ eventstore.BatchAppender = (*Store)(nil)
 // it cannot disturb the others; no savepoints are needed for it. A record id already
 // stored does raise an error (unique violation), which aborts the transaction: that
 // append is then taken out and the rest sent again, so it fails alone.
+//
+// Each distinct stream lock takes one entry of PostgreSQL's shared lock table until
+// commit. The table holds max_locks_per_transaction × (max_connections +
+// max_prepared_transactions) entries for all sessions together (6,400 with the
+// defaults): keep batches to a few hundred streams. A batch that finds the table full
+// fails as a whole with SQLSTATE 53200 (out of shared memory), writing nothing.
 func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppend) []eventstore.BatchResult {
 	results := make([]eventstore.BatchResult, len(appends))
 	op := func(i int) string {

@@ -138,7 +138,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 		return RebuildResult{}, err
 	}
 	log.Info("replaying the history", "into", next, "live_events", liveCP.Events)
-	if _, err := replay(ctx, cfg, m, next, nil, liveCP.Events, start); err != nil {
+	if _, err := replay(ctx, cfg, m, next, nil, true, liveCP.Events, start); err != nil {
 		return RebuildResult{}, err
 	}
 	built := time.Now()
@@ -148,6 +148,11 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 		}
 	}
 	log.Info("built the bulk-loaded tables' indexes", "took", time.Since(built).String())
+	// Catch up with what arrived meanwhile before taking any lock, so the swap's own
+	// catch-up, during which reads of the model wait, stays small.
+	if _, err := replay(ctx, cfg, m, next, nil, false, liveCP.Events, start); err != nil {
+		return RebuildResult{}, err
+	}
 	var cp checkpointRow
 	for attempt := 1; ; attempt++ {
 		cp, err = swap(ctx, cfg, m, live, next, old, log)
@@ -265,12 +270,12 @@ func isLockTimeout(err error) bool {
 	return false
 }
 
-// replay applies the global order to the model tables in schema (fresh, its bulk-loaded
-// tables without indexes: see dropBulkIndexes) from their checkpoint,
+// replay applies the global order to the model tables in schema from their checkpoint
+// (in bulk mode the bulk-loaded tables have no indexes: see dropBulkIndexes),
 // one transaction per batch, until it has caught up with the store or, when upTo is set,
 // reached exactly *upTo. Reading the next batch overlaps applying the current one.
 func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upTo *eventstore.Position,
-	estimate int64, start time.Time) (checkpointRow, error) {
+	bulk bool, estimate int64, start time.Time) (checkpointRow, error) {
 	cp, err := readCheckpoint(ctx, cfg.Pool, schema, false)
 	if err != nil {
 		return checkpointRow{}, err
@@ -320,7 +325,7 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 	})
 	g.Go(func() error {
 		for b := range pages {
-			res, err := applyOwnTx(gctx, cfg.Pool, m, schema, cp.Position, b, true)
+			res, err := applyOwnTx(gctx, cfg.Pool, m, schema, cp.Position, b, bulk)
 			if err != nil {
 				return err
 			}
@@ -465,6 +470,9 @@ func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) 
 	}
 	defer release()
 	live, scratch := m.Schema(), m.Schema()+"_verify"
+	if err := migrateSchema(ctx, cfg.Pool, m, live); err != nil {
+		return VerifyResult{}, err
+	}
 	if err := dropSchema(ctx, cfg.Pool, scratch); err != nil {
 		return VerifyResult{}, err
 	}
@@ -486,7 +494,7 @@ func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) 
 		if err != nil {
 			return VerifyResult{}, err
 		}
-		cp, err := replay(ctx, cfg, m, scratch, &liveCP.Position, liveCP.Events, start)
+		cp, err := replay(ctx, cfg, m, scratch, &liveCP.Position, true, liveCP.Events, start)
 		if err != nil {
 			return VerifyResult{}, err
 		}

@@ -63,7 +63,7 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 			}
 			if owner := w.OwnerID(); owner != quotaOwner {
 				quotaOwner = owner
-				if limit, elsewhere, err = s.ownerQuota(ctx, owner, req.WorkspaceID); err != nil {
+				if limit, elsewhere, err = s.ownerQuota(ctx, owner, req.WorkspaceID, user); err != nil {
 					return domain.Decision{}, err
 				}
 			}
@@ -84,14 +84,15 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 	return CommitResult{EventID: out.eventID, Event: c, Replayed: out.replayed}, nil
 }
 
-// ownerQuota returns the owner's limit and bytes used in their other workspaces.
-func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID) (limit, elsewhere int64, err error) {
-	u, err := s.loadUser(ctx, owner)
-	if err != nil {
-		return 0, 0, err
-	}
-	if u.QuotaLimit() == 0 {
-		return 0, 0, nil // no limit: usage elsewhere only feeds the notification
+// ownerQuota returns the owner's limit and the bytes they use in their other
+// workspaces (the notification's usedQuota counts them whether a limit is set or not).
+// caller is the committing user's state, reused when the caller owns the workspace.
+func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *domain.User) (limit, elsewhere int64, err error) {
+	u := caller
+	if owner != caller.ID() {
+		if u, err = s.loadUser(ctx, owner); err != nil {
+			return 0, 0, err
+		}
 	}
 	elsewhere, err = read(ctx, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsage(ctx, owner, ws) })
 	if err != nil {

@@ -277,6 +277,38 @@ func TestQuotaExceeded(t *testing.T) {
 	if res.Event.LimitQuota != 100 || res.Event.UsedQuota != 60 {
 		t.Fatalf("quota fields %d/%d", res.Event.UsedQuota, res.Event.LimitQuota)
 	}
+
+	// The owner's usage spans their workspaces: a commit in a second one is refused
+	// beyond the limit, and without a limit usedQuota still counts both.
+	other, err := s.CreateWorkspace(ctx, user, "second", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if used, err := e.q.OwnerUsage(ctx, user); err != nil || used != 60 {
+			return fmt.Errorf("owner usage %d, %v", used, err)
+		}
+		return nil
+	})
+	res, err = s.Commit(ctx, service.CommitRequest{RequestID: "q2", UserID: user, WorkspaceID: other, DeviceID: dev,
+		Items: []domain.ItemMetadata{file(-1, "c", nil, 50)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Event.Items[0].Reason != domain.ReasonQuotaExceeded {
+		t.Fatalf("second workspace over the owner's limit: %+v", res.Event.Items[0])
+	}
+	if err := s.SetQuota(ctx, user, 0); err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.Commit(ctx, service.CommitRequest{RequestID: "q3", UserID: user, WorkspaceID: other, DeviceID: dev,
+		Items: []domain.ItemMetadata{file(-1, "c", nil, 50)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Event.Items[0].Succeeded || res.Event.LimitQuota != 0 || res.Event.UsedQuota != 110 {
+		t.Fatalf("no limit: outcome %+v, quota %d/%d", res.Event.Items[0], res.Event.UsedQuota, res.Event.LimitQuota)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

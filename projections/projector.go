@@ -40,6 +40,9 @@ type Config struct {
 	LeaderRetry time.Duration
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// OnApplied, if set, is called after each batch is committed (a latency hint for
+	// followers gated on this model's checkpoint, such as the notifier; it must not block).
+	OnApplied func()
 
 	// afterApply, set by tests, runs in the batch transaction after the rows are written
 	// and before the checkpoint is; an error rolls the transaction back.
@@ -166,6 +169,9 @@ func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position
 	p.applied.Add(int64(res.applied))
 	p.skipped.Add(int64(res.skipped))
 	p.setCheckpoint(res.checkpoint)
+	if p.cfg.OnApplied != nil {
+		p.cfg.OnApplied()
+	}
 	return res.checkpoint.Position, nil
 }
 

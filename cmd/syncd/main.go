@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,10 +89,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	var wake []func() // in-process followers to nudge after an append
 	ready = append(ready, func(ctx context.Context) error { return pool.Ping(ctx) })
 
+	// applied nudges the notifier when the workspace model moved its checkpoint (the
+	// notifier's horizon); set once the notifier exists.
+	var applied atomic.Pointer[func()]
 	if cfg.has("projector") {
 		for _, model := range projections.Models() {
+			var onApplied func()
+			if model.Name() == projections.ModelWorkspaces {
+				onApplied = func() {
+					if f := applied.Load(); f != nil {
+						(*f)()
+					}
+				}
+			}
 			p, err := projections.New(projections.Config{Model: model.Name(), DSN: cfg.pgDSN, Pool: pool, Source: store,
-				Logger: log.With("component", "projector")})
+				Logger: log.With("component", "projector"), OnApplied: onApplied})
 			if err != nil {
 				return err
 			}
@@ -109,6 +121,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		m.watchNotifier(n)
 		wake = append(wake, n.Wake)
+		notifierWake := n.Wake
+		applied.Store(&notifierWake)
 		g.Go(func() error { return ignoreCanceled(n.Run(gctx)) })
 	}
 	if cfg.has("binder") {

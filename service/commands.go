@@ -31,15 +31,23 @@ func mapDomainErr(err error) error {
 // Commit decides a commit request and appends its one Committed event (PROTOCOL.md §5).
 // A request repeating a processed requestId returns the original event, Replayed.
 func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, error) {
-	user, err := s.loadUser(ctx, req.UserID)
-	if err != nil {
-		return CommitResult{}, err
-	}
-	if !user.Exists() || user.Removed() {
-		return CommitResult{}, fmt.Errorf("%w: user %s", ErrUnauthorized, req.UserID)
-	}
-	if _, ok := user.Device(req.DeviceID); !ok {
-		return CommitResult{}, fmt.Errorf("%w: device %s is not registered to user %s", ErrUnauthorized, req.DeviceID, req.UserID)
+	// A cached state may lag a registration made through another process: only a
+	// positive answer is taken from the cache, a negative one is checked on the stream.
+	var user *domain.User
+	for _, fresh := range []bool{false, true} {
+		var err error
+		if user, err = s.loadUser(ctx, req.UserID, fresh); err != nil {
+			return CommitResult{}, err
+		}
+		if _, ok := user.Device(req.DeviceID); ok && user.Exists() && !user.Removed() {
+			break
+		}
+		if fresh {
+			if !user.Exists() || user.Removed() {
+				return CommitResult{}, fmt.Errorf("%w: user %s", ErrUnauthorized, req.UserID)
+			}
+			return CommitResult{}, fmt.Errorf("%w: device %s is not registered to user %s", ErrUnauthorized, req.DeviceID, req.UserID)
+		}
 	}
 	newItems := 0
 	for _, it := range req.Items {
@@ -90,7 +98,7 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *domain.User) (limit, elsewhere int64, err error) {
 	u := caller
 	if owner != caller.ID() {
-		if u, err = s.loadUser(ctx, owner); err != nil {
+		if u, err = s.loadUser(ctx, owner, false); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -261,7 +269,7 @@ func (s *Service) RemoveMember(ctx context.Context, ws, user uuid.UUID) error {
 }
 
 func (s *Service) requireUser(ctx context.Context, id uuid.UUID) error {
-	u, err := s.loadUser(ctx, id)
+	u, err := s.loadUser(ctx, id, true)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,12 @@ type Config struct {
 	MaxAttempts int
 	// BusyRetryAfter is the retry delay suggested with Busy. Default 200ms.
 	BusyRetryAfter time.Duration
-	Logger         *slog.Logger
+	// UserStaleness is how old a cached user state (devices, quota limit, removal) may
+	// be when a commit checks the device and the owner's limit; older ones are caught up
+	// with the user's stream first. A device registered or a user removed through
+	// another process is seen within this time. Default 1s; negative: always catch up.
+	UserStaleness time.Duration
+	Logger        *slog.Logger
 	// Now is the clock; default time.Now. Tests may fix it.
 	Now func() time.Time
 	// OnAppend, if set, is called after every successful append (a latency hint for
@@ -59,6 +64,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BusyRetryAfter <= 0 {
 		c.BusyRetryAfter = 200 * time.Millisecond
+	}
+	if c.UserStaleness == 0 {
+		c.UserStaleness = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -113,6 +121,8 @@ type entry[A aggregate] struct {
 	state    A
 	lastHash string
 	elem     *list.Element
+	// readAt is when the state was last caught up with the stream (zero: never).
+	readAt time.Time
 }
 
 // cache is a bounded LRU of aggregates.
@@ -151,6 +161,7 @@ func (c *cache[A]) get(id uuid.UUID) *entry[A] {
 func (e *entry[A]) reset(fresh func(uuid.UUID) A) {
 	e.state = fresh(e.id)
 	e.lastHash = ""
+	e.readAt = time.Time{}
 }
 
 // catchUp applies the stream's events after the entry's state.
@@ -172,6 +183,7 @@ func catchUp[A aggregate](ctx context.Context, store eventstore.Store, stream st
 			e.lastHash = domain.ChainHash(r.Type, r.Data)
 		}
 		if len(recs) < 1000 {
+			e.readAt = time.Now()
 			return nil
 		}
 	}
@@ -196,8 +208,13 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for attempt := 0; attempt < s.cfg.MaxAttempts; attempt++ {
-		if err := catchUp(ctx, s.store, stream, e); err != nil {
-			return outcome{}, err
+		// Optimistic: a state this process has read or written is decided on as it is;
+		// if another process appended meanwhile, the append fails on the expected
+		// version and the next attempt reads the stream's tail first.
+		if attempt > 0 || e.readAt.IsZero() {
+			if err := catchUp(ctx, s.store, stream, e); err != nil {
+				return outcome{}, err
+			}
 		}
 		d, err := decide(e.state, e.lastHash)
 		if err != nil {
@@ -223,6 +240,7 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		case err == nil && !res.Duplicate:
 			e.state.Evolve(ev)
 			e.lastHash = domain.ChainHash(typ, data)
+			e.readAt = time.Now()
 			if s.cfg.OnAppend != nil {
 				s.cfg.OnAppend()
 			}
@@ -270,13 +288,16 @@ func (s *Service) readOriginal(ctx context.Context, stream string, version uint6
 	return outcome{event: ev, eventID: recs[0].ID, replayed: true}, nil
 }
 
-// loadUser returns a snapshot of a user's state, caught up with its stream.
-func (s *Service) loadUser(ctx context.Context, id uuid.UUID) (*domain.User, error) {
+// loadUser returns a snapshot of a user's state, caught up with its stream unless this
+// process read it within Config.UserStaleness (and fresh is false).
+func (s *Service) loadUser(ctx context.Context, id uuid.UUID, fresh bool) (*domain.User, error) {
 	e := s.users.get(id)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := catchUp(ctx, s.store, domain.UserStream(id), e); err != nil {
-		return nil, err
+	if fresh || e.readAt.IsZero() || time.Since(e.readAt) > s.cfg.UserStaleness {
+		if err := catchUp(ctx, s.store, domain.UserStream(id), e); err != nil {
+			return nil, err
+		}
 	}
 	return e.state.Clone(), nil
 }

@@ -312,3 +312,25 @@ func TestQuotaExceeded(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A process with a cached user state still accepts a device registered a moment ago
+// through another process (a negative answer is checked against the stream).
+func TestDeviceRegisteredElsewhereIsAcceptedAtOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a, b := e.service(t), e.service(t)
+	user, ws, dev := userWithDevice(t, e, a, "lena")
+	if _, err := b.Commit(ctx, service.CommitRequest{RequestID: "warm", UserID: user, WorkspaceID: ws, DeviceID: dev,
+		Items: []domain.ItemMetadata{file(-1, "a", nil, 1)}}); err != nil {
+		t.Fatal(err) // b now caches the user with one device
+	}
+	dev2, err := a.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "second", UserID: user, Name: "phone", OS: "android"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Commit(ctx, service.CommitRequest{RequestID: "from-phone", UserID: user, WorkspaceID: ws, DeviceID: dev2,
+		Items: []domain.ItemMetadata{file(-2, "b", nil, 1)}})
+	if err != nil || !res.Event.Items[0].Succeeded || res.Event.WorkspaceVersion != 2 {
+		t.Fatalf("commit from a device registered elsewhere: %+v, %v", res, err)
+	}
+}

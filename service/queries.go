@@ -92,6 +92,12 @@ func (s *Service) ChangesSince(ctx context.Context, user, ws uuid.UUID, since in
 	if err != nil {
 		return ChangesPage{}, fmt.Errorf("changes of %s since %d: %w", ws, since, err)
 	}
+	if since > p.WorkspaceVersion {
+		// The device claims versions this workspace never had (a server restored from
+		// an older backup, or another workspace's number): say so instead of paging.
+		return ChangesPage{}, fmt.Errorf("%w: sinceVersion %d is ahead of workspace %s (at version %d): catch up from 0",
+			ErrInvalid, since, ws, p.WorkspaceVersion)
+	}
 	return p, nil
 }
 

@@ -150,6 +150,9 @@ func TestCommitThenReadsAndReplay(t *testing.T) {
 	if err != nil || page.WorkspaceVersion != 1 || page.HasMore || len(page.Items) != 2 {
 		t.Fatalf("changesSince = %+v, %v", page, err)
 	}
+	if _, err := s.ChangesSince(ctx, user, ws, 7, 1000); !errors.Is(err, service.ErrInvalid) {
+		t.Fatalf("changesSince ahead of the workspace: %v, want InvalidRequest", err)
+	}
 	acct, err := s.AccountInfo(ctx, &user, "ALICE@example.com")
 	if err != nil || acct.QuotaUsed != 10 || acct.UserID != user {
 		t.Fatalf("account = %+v, %v", acct, err)

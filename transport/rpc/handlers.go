@@ -72,9 +72,14 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
 	if out.err != nil {
 		code = wire.CodeOf(out.err)
 		log := s.log.With("method", out.method, "correlation_id", d.CorrelationId, "user_id", d.UserId, "err", out.err)
-		if code == wire.CodeInternal {
+		switch code {
+		case wire.CodeInternal:
 			log.Error("request failed")
-		} else {
+		case wire.CodeUnauthorized:
+			// Security-relevant: who (the verified user_id), what (the method) and the
+			// workspace or device named in the error.
+			log.Warn("request refused: unauthorized")
+		default:
 			log.Debug("request refused", "code", code)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -36,7 +37,12 @@ type BinderConfig struct {
 	RetryMin, RetryMax time.Duration
 	// LeaderRetry is how often a standby instance tries to take over. Default 1s.
 	LeaderRetry time.Duration
-	Logger      *slog.Logger
+	// QueueOptions are the arguments of the device queues the binder declares on
+	// DeviceRegistered and DeviceUpdated; unset fields take the topology defaults. They
+	// must equal the RPC server's (rpc.Config.QueueOptions): a queue that exists with
+	// other arguments is kept as it is.
+	QueueOptions topology.QueueOptions
+	Logger       *slog.Logger
 }
 
 // Validate fills defaults and checks required fields.
@@ -81,12 +87,27 @@ func (c *BinderConfig) Validate() error {
 }
 
 // Binder keeps the device event queues bound in step with workspace membership
-// (PROTOCOL.md §1, §6). Following the store's global order, on WorkspaceCreated (the
-// owner) and MemberAdded it binds the queue events.<user>.<device> of every device
-// registered to the user to multi#<workspace>; on MemberRemoved it unbinds them. Device
-// registration itself needs nothing: the RPC server declares and binds a device's queue
-// when the device calls updateDevice. Queues that do not exist (a device that never
-// called updateDevice, or whose queue expired) are passed over.
+// (PROTOCOL.md §1, §6). It follows the store's global order and keeps its own tables of
+// memberships and devices (binder_members, binder_devices), changed in the transaction
+// that moves its checkpoint, after the broker work of the batch succeeded:
+//
+//   - WorkspaceCreated (the owner) and MemberAdded bind the queue events.<user>.<device>
+//     of every device of the user to multi#<workspace>; MemberRemoved unbinds them;
+//   - DeviceRegistered and DeviceUpdated declare the device's queue (unless the event is
+//     older than the queue expiry: then only an existing queue is bound) and bind it to
+//     multi#<user> and to every workspace the user is a member of at that point of the
+//     global order. With the previous rule this binds every (device, workspace) pair,
+//     whatever the order in which a registration and a membership reached the RPC
+//     server's read model;
+//   - UserRemoved unbinds the user's devices from the user's workspaces and forgets them.
+//
+// On every new broker connection it checks the topology marker (topology.Marker). When
+// the marker is missing (a fresh broker, or one that restarted and lost its
+// non-durable exchanges and with them every binding), it binds every existing device
+// queue of its tables again and only then declares the marker, which notifiers wait for.
+//
+// Membership bindings skip device queues that do not exist (a device that never called
+// updateDevice, or whose queue expired): updateDevice declares and binds them.
 type Binder struct {
 	cfg   BinderConfig
 	store eventstore.Store
@@ -133,18 +154,385 @@ func (b *Binder) Run(ctx context.Context) error {
 			if err := Migrate(ctx, pool); err != nil {
 				return err
 			}
+			if err := b.f.retry(ctx, "prepare tables", func(ctx context.Context) error {
+				return b.prepareTables(ctx, pool)
+			}); err != nil {
+				return err
+			}
 			b.f.update(func(s *Status) { s.Leader = true })
 			defer b.f.update(func(s *Status) { s.Leader = false })
 			bc := broker.Config{URL: b.cfg.AMQPURL, Name: "syncd-" + b.cfg.Name, MinBackoff: b.cfg.RetryMin, MaxBackoff: b.cfg.RetryMax, Logger: b.log}
-			return broker.Run(ctx, bc, func(ctx context.Context, conn *amqp.Connection) error {
-				return b.f.onConnection(ctx, conn, "binding", func() (handler, func(), error) {
-					ch := &channels{conn: conn}
-					return func(ctx context.Context, evs []eventstore.RecordedEvent) error {
-						return b.apply(ctx, ch, evs)
-					}, ch.close, nil
-				})
-			})
+			return broker.Run(ctx, bc, b.session)
 		})
+}
+
+// prepareTables makes sure the binder's tables are built from the start of the store: a
+// binder that ran before they existed has a checkpoint but no binder_tables row, and
+// follows the store again from the start.
+func (b *Binder) prepareTables(ctx context.Context, db *pgxpool.Pool) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("binder %s: prepare tables: %w", b.cfg.Name, err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	tag, err := tx.Exec(ctx, `INSERT INTO binder_tables (binder) VALUES ($1) ON CONFLICT (binder) DO NOTHING`, b.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("binder %s: prepare tables: %w", b.cfg.Name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil // built already
+	}
+	for _, q := range []string{
+		`DELETE FROM notify_checkpoints WHERE name = $1`,
+		`DELETE FROM binder_members WHERE binder = $1`,
+		`DELETE FROM binder_devices WHERE binder = $1`,
+	} {
+		if _, err := tx.Exec(ctx, q, b.cfg.Name); err != nil {
+			return fmt.Errorf("binder %s: prepare tables: %w", b.cfg.Name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("binder %s: prepare tables: commit: %w", b.cfg.Name, err)
+	}
+	b.log.Info("membership tables are new: following the store from the start to fill them")
+	return nil
+}
+
+// session works on one broker connection: it restores the bindings if the broker lost
+// them, then follows the store.
+func (b *Binder) session(ctx context.Context, conn *amqp.Connection) error {
+	if err := b.ensureTopology(ctx, conn); err != nil {
+		return err
+	}
+	return b.f.onConnection(ctx, conn, "binding", func() (handler, func(), error) {
+		ch := &channels{conn: conn, opts: b.cfg.QueueOptions}
+		return func(ctx context.Context, evs []eventstore.RecordedEvent) (persistFunc, error) {
+			return b.apply(ctx, ch, evs)
+		}, ch.close, nil
+	})
+}
+
+// ensureTopology checks the topology marker and, when it is missing, restores every
+// binding of the binder's tables and then declares it. Failures are retried with
+// back-off while the connection lives.
+func (b *Binder) ensureTopology(ctx context.Context, conn *amqp.Connection) error {
+	backoff := b.cfg.RetryMin
+	for {
+		ok, err := topology.MarkerExists(conn)
+		if err == nil && ok {
+			return nil
+		}
+		if err == nil {
+			err = b.restore(ctx, conn)
+			if err == nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil || conn.IsClosed() {
+			return err
+		}
+		b.f.update(func(s *Status) { s.Failures++ })
+		b.log.Warn("restoring the bindings failed; retrying", "err", err, "in", backoff)
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(backoff*2, b.cfg.RetryMax)
+	}
+}
+
+// deviceBindings is one device of the binder's tables with the workspaces of its user.
+type deviceBindings struct {
+	user, device uuid.UUID
+	workspaces   []uuid.UUID
+}
+
+// restore binds every existing device queue of the binder's tables to its user's
+// exchange and to the exchanges of its user's workspaces, then declares the marker.
+func (b *Binder) restore(ctx context.Context, conn *amqp.Connection) error {
+	began := time.Now()
+	var devs []deviceBindings
+	if err := b.f.retry(ctx, "read membership tables", func(ctx context.Context) error {
+		var err error
+		devs, err = loadBindings(ctx, b.f.db, b.cfg.Name)
+		return err
+	}); err != nil {
+		return err
+	}
+	b.log.Info("topology marker missing (fresh or restarted broker): restoring device queue bindings", "devices", len(devs))
+	ch := &channels{conn: conn, opts: b.cfg.QueueOptions}
+	defer ch.close()
+	missing, bindings := 0, 0
+	for _, d := range devs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		exists, err := ch.queueExists(d.user, d.device)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		if !exists {
+			missing++ // expired: the device's next updateDevice declares and binds it
+			continue
+		}
+		n, err := ch.bindAll(d.user, d.device, append([]uuid.UUID{d.user}, d.workspaces...))
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		bindings += n
+	}
+	c, err := ch.get()
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := topology.DeclareMarker(c); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	b.f.update(func(s *Status) { s.Restores++ })
+	b.log.Info("device queue bindings restored; topology marker declared",
+		"devices", len(devs), "without_queue", missing, "bindings", bindings, "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// loadBindings reads every device of the binder's tables with its user's workspaces.
+func loadBindings(ctx context.Context, db *pgxpool.Pool, binder string) ([]deviceBindings, error) {
+	rows, err := db.Query(ctx, `SELECT d.user_id, d.device,
+			coalesce(array_agg(m.workspace ORDER BY m.workspace) FILTER (WHERE m.workspace IS NOT NULL), '{}')
+		FROM binder_devices d
+		LEFT JOIN binder_members m ON m.binder = d.binder AND m.user_id = d.user_id
+		WHERE d.binder = $1
+		GROUP BY d.user_id, d.device
+		ORDER BY d.user_id, d.device`, binder)
+	if err != nil {
+		return nil, fmt.Errorf("read tables of binder %s: %w", binder, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (deviceBindings, error) {
+		var d deviceBindings
+		err := r.Scan(&d.user, &d.device, &d.workspaces)
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read tables of binder %s: %w", binder, err)
+	}
+	return out, nil
+}
+
+// batchState is the binder's tables as seen by one batch: the rows of the users the
+// batch touched, loaded on first use and changed in memory as the batch goes, plus the
+// statements that make the same changes in the database with the checkpoint.
+type batchState struct {
+	b       *Binder
+	members map[uuid.UUID]map[uuid.UUID]bool // user → workspaces
+	devices map[uuid.UUID]map[uuid.UUID]bool // user → devices
+	stmts   []stmt
+}
+
+type stmt struct {
+	sql  string
+	args []any
+}
+
+func (st *batchState) exec(sql string, args ...any) {
+	st.stmts = append(st.stmts, stmt{sql, append([]any{st.b.cfg.Name}, args...)})
+}
+
+// load reads the user's rows of the tables unless this batch has them already.
+func (st *batchState) load(ctx context.Context, user uuid.UUID) error {
+	if _, ok := st.members[user]; ok {
+		return nil
+	}
+	ms, ds := map[uuid.UUID]bool{}, map[uuid.UUID]bool{}
+	err := st.b.f.retry(ctx, "read membership tables", func(ctx context.Context) error {
+		clear(ms)
+		clear(ds)
+		rows, err := st.b.f.db.Query(ctx, `SELECT true, workspace FROM binder_members WHERE binder = $1 AND user_id = $2
+			UNION ALL SELECT false, device FROM binder_devices WHERE binder = $1 AND user_id = $2`, st.b.cfg.Name, user)
+		if err != nil {
+			return fmt.Errorf("read tables for user %s: %w", user, err)
+		}
+		var member bool
+		var id uuid.UUID
+		_, err = pgx.ForEachRow(rows, []any{&member, &id}, func() error {
+			if member {
+				ms[id] = true
+			} else {
+				ds[id] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read tables for user %s: %w", user, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	st.members[user], st.devices[user] = ms, ds
+	return nil
+}
+
+func (st *batchState) persist(ctx context.Context, tx pgx.Tx) error {
+	if len(st.stmts) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, s := range st.stmts {
+		batch.Queue(s.sql, s.args...)
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("update membership tables: %w", err)
+	}
+	return nil
+}
+
+// apply does the broker work of a batch, every binding change in order, and returns the
+// changes of the binder's tables to save with the checkpoint.
+func (b *Binder) apply(ctx context.Context, ch *channels, evs []eventstore.RecordedEvent) (persistFunc, error) {
+	st := &batchState{b: b, members: map[uuid.UUID]map[uuid.UUID]bool{}, devices: map[uuid.UUID]map[uuid.UUID]bool{}}
+	for _, rec := range evs {
+		if err := b.applyOne(ctx, ch, st, rec); err != nil {
+			return nil, fmt.Errorf("event %s: %w", rec.ID, err)
+		}
+	}
+	return st.persist, nil
+}
+
+func (b *Binder) applyOne(ctx context.Context, ch *channels, st *batchState, rec eventstore.RecordedEvent) error {
+	switch rec.Type {
+	case domain.TypeWorkspaceCreated, domain.TypeMemberAdded, domain.TypeMemberRemoved:
+		m, ok, err := membershipOf(rec)
+		if err != nil || !ok {
+			b.skip(rec, err)
+			return nil
+		}
+		return b.applyMembership(ctx, ch, st, m)
+	case domain.TypeDeviceRegistered, domain.TypeDeviceUpdated, domain.TypeUserRemoved:
+	default:
+		return nil
+	}
+	ev, err := domain.Decode(rec.Type, rec.Data)
+	if err != nil {
+		b.skip(rec, err)
+		return nil
+	}
+	switch e := ev.(type) {
+	case domain.DeviceRegistered:
+		return b.applyDevice(ctx, ch, st, rec, e.UserID, e.DeviceID)
+	case domain.DeviceUpdated:
+		return b.applyDevice(ctx, ch, st, rec, e.UserID, e.DeviceID)
+	case domain.UserRemoved:
+		return b.applyUserRemoved(ctx, ch, st, e.UserID)
+	default:
+		b.skip(rec, fmt.Errorf("decoded as %T", ev))
+		return nil
+	}
+}
+
+func (b *Binder) skip(rec eventstore.RecordedEvent, err error) {
+	b.log.Error("cannot read a stored membership or device event; skipping it", "event", rec.ID, "type", rec.Type, "stream", rec.Stream, "err", err)
+	b.f.update(func(s *Status) { s.Skipped++ })
+}
+
+func (b *Binder) applyMembership(ctx context.Context, ch *channels, st *batchState, m membership) error {
+	if m.member {
+		// During a catch-up, a later event may already have ended the membership: then
+		// binding (or recording it) now would let the ex-member read events until the
+		// binder reaches that removal.
+		var still bool
+		if err := b.f.retry(ctx, "read membership", func(ctx context.Context) error {
+			var err error
+			still, err = stillMember(ctx, b.store, m)
+			return err
+		}); err != nil {
+			return err
+		}
+		if !still {
+			return nil
+		}
+	}
+	if err := st.load(ctx, m.user); err != nil {
+		return err
+	}
+	devs := st.devices[m.user]
+	for dev := range devs {
+		var err error
+		if m.member {
+			err = ch.bind(m.user, dev, m.workspace)
+		} else {
+			err = ch.unbind(m.user, dev, m.workspace)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if m.member {
+		st.members[m.user][m.workspace] = true
+		st.exec(`INSERT INTO binder_members (binder, workspace, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, m.workspace, m.user)
+	} else {
+		delete(st.members[m.user], m.workspace)
+		st.exec(`DELETE FROM binder_members WHERE binder = $1 AND workspace = $2 AND user_id = $3`, m.workspace, m.user)
+	}
+	b.log.Debug("membership applied", "workspace", m.workspace, "user", m.user, "member", m.member, "devices", len(devs))
+	return nil
+}
+
+// applyDevice records a device and binds its queue to the user's exchange and to every
+// workspace of the user. The queue is declared when the event is younger than the queue
+// expiry (the device is alive and its updateDevice may not have declared the queue
+// yet); for an older event (a catch-up from far behind) only an existing queue is
+// bound, so that queues which expired unused are not brought back.
+func (b *Binder) applyDevice(ctx context.Context, ch *channels, st *batchState, rec eventstore.RecordedEvent, user, dev uuid.UUID) error {
+	if user == uuid.Nil || dev == uuid.Nil {
+		b.skip(rec, errors.New("device event without a user or device id"))
+		return nil
+	}
+	if err := st.load(ctx, user); err != nil {
+		return err
+	}
+	var exists bool
+	var err error
+	if time.Since(rec.RecordedAt) < b.cfg.QueueOptions.WithDefaults().Expiry {
+		exists, err = ch.declareQueue(user, dev)
+	} else {
+		exists, err = ch.queueExists(user, dev)
+	}
+	if err != nil {
+		return err
+	}
+	ids := []uuid.UUID{user}
+	for ws := range st.members[user] {
+		ids = append(ids, ws)
+	}
+	if exists {
+		if _, err := ch.bindAll(user, dev, ids); err != nil {
+			return err
+		}
+	}
+	st.devices[user][dev] = true
+	st.exec(`INSERT INTO binder_devices (binder, user_id, device) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, user, dev)
+	b.log.Debug("device applied", "user", user, "device", dev, "queue", exists, "workspaces", len(ids)-1)
+	return nil
+}
+
+// applyUserRemoved unbinds a removed user's device queues from the user's workspaces
+// and forgets the user's devices and memberships.
+func (b *Binder) applyUserRemoved(ctx context.Context, ch *channels, st *batchState, user uuid.UUID) error {
+	if err := st.load(ctx, user); err != nil {
+		return err
+	}
+	for dev := range st.devices[user] {
+		for ws := range st.members[user] {
+			if err := ch.unbind(user, dev, ws); err != nil {
+				return err
+			}
+		}
+	}
+	clear(st.members[user])
+	clear(st.devices[user])
+	st.exec(`DELETE FROM binder_members WHERE binder = $1 AND user_id = $2`, user)
+	st.exec(`DELETE FROM binder_devices WHERE binder = $1 AND user_id = $2`, user)
+	b.log.Debug("user removed", "user", user)
+	return nil
 }
 
 // membership is a change of one user's membership of one workspace.
@@ -152,69 +540,6 @@ type membership struct {
 	workspace, user uuid.UUID
 	member          bool
 	streamVersion   uint64 // of the event in the workspace stream
-}
-
-// apply does the broker work of a batch: every binding change, in order.
-func (b *Binder) apply(ctx context.Context, ch *channels, evs []eventstore.RecordedEvent) error {
-	type userInfo struct {
-		devices []uuid.UUID
-		removed bool
-	}
-	users := map[uuid.UUID]userInfo{} // read once per batch
-	for _, rec := range evs {
-		m, ok, err := membershipOf(rec)
-		if err != nil {
-			b.log.Error("cannot read a stored membership event; skipping it", "event", rec.ID, "stream", rec.Stream, "err", err)
-			b.f.update(func(s *Status) { s.Skipped++ })
-			continue
-		}
-		if !ok {
-			continue
-		}
-		if m.member {
-			// During a catch-up, a later event may already have ended the membership:
-			// then binding now would let the ex-member read events until the binder
-			// reaches that removal.
-			var still bool
-			if err := b.f.retry(ctx, "read membership", func(ctx context.Context) error {
-				var err error
-				still, err = stillMember(ctx, b.store, m)
-				return err
-			}); err != nil {
-				return err
-			}
-			if !still {
-				continue
-			}
-		}
-		u, seen := users[m.user]
-		if !seen {
-			if err := b.f.retry(ctx, "read devices", func(ctx context.Context) error {
-				var err error
-				u.devices, u.removed, err = userDevices(ctx, b.store, m.user)
-				return err
-			}); err != nil {
-				return err
-			}
-			users[m.user] = u
-		}
-		if m.member && u.removed {
-			continue // a removed user's devices get no new bindings
-		}
-		for _, dev := range u.devices {
-			var err error
-			if m.member {
-				err = ch.bind(m.user, dev, m.workspace)
-			} else {
-				err = ch.unbind(m.user, dev, m.workspace)
-			}
-			if err != nil {
-				return fmt.Errorf("event %s: %w", rec.ID, err)
-			}
-		}
-		b.log.Debug("membership applied", "workspace", m.workspace, "user", m.user, "member", m.member, "devices", len(u.devices))
-	}
-	return nil
 }
 
 // membershipOf reads the membership change a stored event records, if any.
@@ -276,41 +601,12 @@ func stillMember(ctx context.Context, s eventstore.Store, m membership) (bool, e
 	}
 }
 
-// userDevices lists the devices registered to user, folded from the user's stream, and
-// reports whether the user has been removed (whose devices are no longer valid).
-func userDevices(ctx context.Context, s eventstore.Store, user uuid.UUID) (devices []uuid.UUID, removed bool, err error) {
-	stream := domain.UserStream(user)
-	u := domain.NewUser(user)
-	for from := uint64(1); ; {
-		evs, err := s.ReadStream(ctx, stream, from, streamPage)
-		if err != nil {
-			return nil, false, fmt.Errorf("read %s from %d: %w", stream, from, err)
-		}
-		for _, rec := range evs {
-			ev, err := domain.Decode(rec.Type, rec.Data)
-			if err != nil {
-				continue // an event this version cannot read changes no device
-			}
-			u.Evolve(ev)
-		}
-		if len(evs) < streamPage {
-			break
-		}
-		from = evs[len(evs)-1].StreamVersion + 1
-	}
-	devs := u.Devices()
-	out := make([]uuid.UUID, len(devs))
-	for i, d := range devs {
-		out[i] = d.ID
-	}
-	return out, u.Removed(), nil
-}
-
 // channels hands out a channel on conn, replacing it after the broker closed it (as it
 // does on a 404 for a missing queue or exchange).
 type channels struct {
 	conn *amqp.Connection
 	ch   *amqp.Channel
+	opts topology.QueueOptions
 }
 
 func (c *channels) get() (*amqp.Channel, error) {
@@ -332,32 +628,72 @@ func (c *channels) close() {
 	}
 }
 
-// notFound reports the broker's 404: the queue (or exchange) does not exist.
-func notFound(err error) bool {
+// amqpCode reports whether err is the broker's answer code.
+func amqpCode(err error, code int) bool {
 	var ae *amqp.Error
-	return errors.As(err, &ae) && ae.Code == amqp.NotFound
+	return errors.As(err, &ae) && ae.Code == code
 }
 
-// bind binds the device's queue to the workspace's exchange if the queue exists.
-func (c *channels) bind(user, device, workspace uuid.UUID) error {
+// notFound reports the broker's 404: the queue (or exchange) does not exist.
+func notFound(err error) bool { return amqpCode(err, amqp.NotFound) }
+
+// queueExists checks for the device's queue with a passive declare.
+func (c *channels) queueExists(user, device uuid.UUID) (bool, error) {
 	ch, err := c.get()
 	if err != nil {
-		return err
+		return false, err
 	}
 	q := topology.DeviceQueue(user, device)
 	if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
 		if notFound(err) {
-			return nil // no queue yet: updateDevice will declare and bind it
+			return false, nil
 		}
-		return fmt.Errorf("check queue %s: %w", q, err)
+		return false, fmt.Errorf("check queue %s: %w", q, err)
 	}
-	if err := topology.Bind(ch, user, device, workspace); err != nil {
-		if notFound(err) {
-			return nil // the queue expired in between
+	return true, nil
+}
+
+// declareQueue declares the device's queue with c.opts. A queue that exists with other
+// arguments (an operator changed the limits) is kept as it is, as the RPC server does.
+func (c *channels) declareQueue(user, device uuid.UUID) (bool, error) {
+	ch, err := c.get()
+	if err != nil {
+		return false, err
+	}
+	err = topology.DeclareQueue(ch, user, device, c.opts)
+	if amqpCode(err, amqp.PreconditionFailed) {
+		return c.queueExists(user, device)
+	}
+	return err == nil, err
+}
+
+// bindAll binds the device's existing queue to the exchange of every id (declaring the
+// exchanges) and returns how many bindings it made; it stops without error if the queue
+// vanished in between (expired).
+func (c *channels) bindAll(user, device uuid.UUID, ids []uuid.UUID) (int, error) {
+	ch, err := c.get()
+	if err != nil {
+		return 0, err
+	}
+	for i, id := range ids {
+		if err := topology.Bind(ch, user, device, id); err != nil {
+			if notFound(err) {
+				return i, nil
+			}
+			return i, err
 		}
-		return err
 	}
-	return nil
+	return len(ids), nil
+}
+
+// bind binds the device's queue to the workspace's exchange if the queue exists.
+func (c *channels) bind(user, device, workspace uuid.UUID) error {
+	exists, err := c.queueExists(user, device)
+	if err != nil || !exists {
+		return err // no queue: updateDevice will declare and bind it
+	}
+	_, err = c.bindAll(user, device, []uuid.UUID{workspace})
+	return err
 }
 
 // unbind removes the device queue's binding to the workspace's exchange; a queue or

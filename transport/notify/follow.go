@@ -49,18 +49,47 @@ func LoadCheckpoint(ctx context.Context, db *pgxpool.Pool, name string) (eventst
 	return eventstore.Position{Commit: uint64(c), Prepare: uint64(p)}, nil
 }
 
-// saveCheckpoint moves the follower's checkpoint forward to pos; it never moves it back
-// (a deposed leader finishing a batch late must not rewind its successor).
-func saveCheckpoint(ctx context.Context, db *pgxpool.Pool, name string, pos eventstore.Position) error {
+// saveCheckpoint moves the follower's checkpoint forward to pos in tx; it never moves it
+// back (a deposed leader finishing a batch late must not rewind its successor), and
+// reports whether it moved.
+func saveCheckpoint(ctx context.Context, tx pgx.Tx, name string, pos eventstore.Position) (bool, error) {
 	if pos.Commit > math.MaxInt64 || pos.Prepare > math.MaxInt64 {
-		return fmt.Errorf("save checkpoint %s at %s: position out of range", name, pos)
+		return false, fmt.Errorf("save checkpoint %s at %s: position out of range", name, pos)
 	}
-	_, err := db.Exec(ctx, `INSERT INTO notify_checkpoints (name, commit_pos, prepare_pos) VALUES ($1, $2, $3)
+	tag, err := tx.Exec(ctx, `INSERT INTO notify_checkpoints (name, commit_pos, prepare_pos) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET commit_pos = EXCLUDED.commit_pos, prepare_pos = EXCLUDED.prepare_pos, updated_at = now()
 		WHERE (notify_checkpoints.commit_pos, notify_checkpoints.prepare_pos) < (EXCLUDED.commit_pos, EXCLUDED.prepare_pos)`,
 		name, int64(pos.Commit), int64(pos.Prepare))
 	if err != nil {
-		return fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
+		return false, fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// persistFunc writes a follower's own state for a batch in the transaction that moves
+// its checkpoint past the batch. It may run more than once (a failed commit is retried).
+type persistFunc func(ctx context.Context, tx pgx.Tx) error
+
+// commitBatch moves the checkpoint of name to pos and runs persist (if not nil) in the
+// same transaction. When the checkpoint is already at or past pos (another instance got
+// there first), it changes nothing.
+func commitBatch(ctx context.Context, db *pgxpool.Pool, name string, pos eventstore.Position, persist persistFunc) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("save checkpoint %s at %s: begin: %w", name, pos, err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	moved, err := saveCheckpoint(ctx, tx, name, pos)
+	if err != nil || !moved {
+		return err
+	}
+	if persist != nil {
+		if err := persist(ctx, tx); err != nil {
+			return fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("save checkpoint %s at %s: commit: %w", name, pos, err)
 	}
 	return nil
 }
@@ -87,6 +116,13 @@ type Status struct {
 	Lag time.Duration
 	// HeldByHorizon reports that the last read found events beyond the horizon.
 	HeldByHorizon bool
+	// WaitingForTopology reports that the notifier is connected but waits for the
+	// topology marker, i.e. for a binder to restore the bindings after a broker restart
+	// (notifier only).
+	WaitingForTopology bool
+	// Restores counts the times this binder found the topology marker missing on a new
+	// broker connection and restored every binding of its tables (binder only).
+	Restores uint64
 }
 
 // follower reads the store's global order from a PostgreSQL checkpoint and hands
@@ -203,7 +239,8 @@ func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eve
 }
 
 // run follows the store from the saved checkpoint, calling handle with each batch and
-// saving the checkpoint after handle returned nil, until ctx ends or handle fails.
+// saving the checkpoint (with what handle returned to persist) after handle succeeded,
+// until ctx ends or handle fails.
 // handle must have finished all its work for the batch when it returns nil.
 func (f *follower) run(ctx context.Context, handle handler) error {
 	var pos eventstore.Position
@@ -234,12 +271,13 @@ func (f *follower) run(ctx context.Context, handle handler) error {
 			continue
 		}
 		wait = f.pollMin
-		if err := handle(ctx, evs); err != nil {
+		persist, err := handle(ctx, evs)
+		if err != nil {
 			return err
 		}
 		last := evs[len(evs)-1].Position
 		if err := f.retry(ctx, "save checkpoint", func(ctx context.Context) error {
-			return saveCheckpoint(ctx, f.db, f.name, last)
+			return commitBatch(ctx, f.db, f.name, last, persist)
 		}); err != nil {
 			return err
 		}
@@ -256,8 +294,9 @@ func (f *follower) run(ctx context.Context, handle handler) error {
 	}
 }
 
-// handler does a follower's work for one batch; it returns nil only when all of it is done.
-type handler func(ctx context.Context, batch []eventstore.RecordedEvent) error
+// handler does a follower's broker work for one batch; it returns a nil error only when
+// all of it is done, and what to write with the checkpoint (nil for nothing).
+type handler func(ctx context.Context, batch []eventstore.RecordedEvent) (persistFunc, error)
 
 // onConnection runs the follower with handlers built by open on one broker connection.
 // After a handler failure while the connection lives (a channel closed by the broker, a

@@ -99,7 +99,8 @@ func fastConfig(t testing.TB, e *env) Config {
 		PollMin: time.Millisecond, PollMax: 20 * time.Millisecond,
 		RetryMin: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		LeaderRetry: 50 * time.Millisecond, ConfirmTimeout: 5 * time.Second,
-		Logger: testLogger(t),
+		SkipTopologyCheck: true, // no binder runs beside these notifiers
+		Logger:            testLogger(t),
 	}
 }
 

@@ -56,7 +56,16 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// LeaderRetry is how often a standby instance tries to take over. Default 1s.
 	LeaderRetry time.Duration
-	Logger      *slog.Logger
+	// SkipTopologyCheck, when true, lets the notifier publish on a new broker connection
+	// without first waiting for the topology marker (topology.Marker). By default
+	// (false) it waits, polling with back-off, until the marker exists: after a broker
+	// restart the marker appears only once a Binder has restored the bindings of every
+	// device queue, so nothing is published into a workspace exchange with no queue
+	// bound yet. A deployment therefore needs a running Binder (the "binder" role of
+	// some syncd instance, on the same broker) for a notifier to publish; set this only
+	// where no Binder runs at all (tests of the notifier alone).
+	SkipTopologyCheck bool
+	Logger            *slog.Logger
 }
 
 // Validate fills defaults and checks required fields.
@@ -185,26 +194,71 @@ func (n *Notifier) Run(ctx context.Context) error {
 
 // session publishes on one connection, opening a new channel after a channel failure
 // (nack, confirm timeout, channel closed by the broker) while the connection lives.
+// Unless SkipTopologyCheck, it first waits until the topology marker exists.
 func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
+	if !n.cfg.SkipTopologyCheck {
+		if err := n.waitForTopology(ctx, conn); err != nil {
+			return err
+		}
+	}
 	return n.f.onConnection(ctx, conn, "publishing", func() (handler, func(), error) {
 		p, err := openPublisher(conn, n.cfg.ConfirmTimeout, n.log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 		}
-		return func(ctx context.Context, evs []eventstore.RecordedEvent) error {
+		return func(ctx context.Context, evs []eventstore.RecordedEvent) (persistFunc, error) {
 			before := p.outOfOrder
 			published, skipped, err := p.publish(ctx, evs)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			n.f.update(func(s *Status) {
 				s.Published += uint64(published)
 				s.Skipped += uint64(skipped)
 				s.OutOfOrder += uint64(p.outOfOrder - before)
 			})
-			return nil
+			return nil, nil
 		}, p.close, nil
 	})
+}
+
+// topologyPollMax bounds the wait between two checks of the topology marker.
+const topologyPollMax = time.Second
+
+// waitForTopology polls for the topology marker on conn with back-off (RetryMin doubling
+// up to a second) until it exists or ctx ends (the connection closed, or shutdown).
+func (n *Notifier) waitForTopology(ctx context.Context, conn *amqp.Connection) error {
+	wait := n.cfg.RetryMin
+	began := time.Now()
+	warned := began
+	defer n.f.update(func(s *Status) { s.WaitingForTopology = false })
+	for first := true; ; first = false {
+		ok, err := topology.MarkerExists(conn)
+		if err != nil {
+			if conn.IsClosed() {
+				return fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
+			}
+			n.f.update(func(s *Status) { s.Failures++ })
+			n.log.Warn("cannot check the topology marker; retrying", "err", err, "in", wait)
+		} else if ok {
+			if !first {
+				n.log.Info("topology marker present; publishing", "waited", time.Since(began).Round(time.Millisecond))
+			}
+			return nil
+		} else if first {
+			n.f.update(func(s *Status) { s.WaitingForTopology = true })
+			n.log.Info("topology marker missing (fresh or restarted broker); waiting for a binder to restore the device queues' bindings",
+				"marker", topology.Marker)
+		} else if time.Since(warned) >= 30*time.Second {
+			warned = time.Now()
+			n.log.Warn("still waiting for the topology marker: is a binder running on this broker?",
+				"marker", topology.Marker, "waited", time.Since(began).Round(time.Second))
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+		wait = min(wait*2, min(topologyPollMax, n.cfg.RetryMax))
+	}
 }
 
 // publisher publishes notifyCommit events on one channel in confirm mode.

@@ -5,6 +5,7 @@
 package topology
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,6 +112,65 @@ func Unbind(ch *amqp.Channel, user, device, workspace uuid.UUID) error {
 	q := DeviceQueue(user, device)
 	if err := ch.QueueUnbind(q, "", EventExchange(workspace), nil); err != nil {
 		return fmt.Errorf("unbind %s from %s: %w", q, EventExchange(workspace), err)
+	}
+	return nil
+}
+
+// Marker is a non-durable exchange that tells whether the broker still holds the
+// server's non-durable objects (PROTOCOL.md §1: the multi# exchanges and with them every
+// binding of the durable device queues). A broker restart deletes it together with them.
+// The membership binder (package notify) declares it only after it has restored every
+// binding it knows of, so a publisher that finds it may trust the bindings; a publisher
+// that does not find it waits. Devices may not declare it: their configure permission
+// (PROTOCOL.md §6) covers only their reply queues.
+const Marker = "syncservice.topology"
+
+// DeclareMarker declares the Marker exchange (fanout, durable=false, auto_delete=false;
+// nothing is ever published to it).
+func DeclareMarker(ch *amqp.Channel) error {
+	if err := ch.ExchangeDeclare(Marker, amqp.ExchangeFanout, false, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", Marker, err)
+	}
+	return nil
+}
+
+// MarkerExists reports whether the Marker exchange exists, with a passive declare on a
+// channel of its own (the broker closes a channel on a 404).
+func MarkerExists(conn *amqp.Connection) (bool, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("check exchange %s: open channel: %w", Marker, err)
+	}
+	defer ch.Close()
+	err = ch.ExchangeDeclarePassive(Marker, amqp.ExchangeFanout, false, false, false, false, nil)
+	var ae *amqp.Error
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ae) && ae.Code == amqp.NotFound:
+		return false, nil
+	default:
+		return false, fmt.Errorf("check exchange %s: %w", Marker, err)
+	}
+}
+
+// WithDefaults returns o with the defaults of PROTOCOL.md §1 in place of unset fields.
+func (o QueueOptions) WithDefaults() QueueOptions {
+	if o.Expiry <= 0 {
+		o.Expiry = DefaultQueueExpiry
+	}
+	if o.MaxLength <= 0 {
+		o.MaxLength = DefaultQueueMaxLength
+	}
+	return o
+}
+
+// DeclareQueue declares a device's event queue with the arguments DeclareDeviceQueue
+// gives it, and binds nothing.
+func DeclareQueue(ch *amqp.Channel, user, device uuid.UUID, opts QueueOptions) error {
+	q := DeviceQueue(user, device)
+	if _, err := ch.QueueDeclare(q, true, false, false, false, opts.args()); err != nil {
+		return fmt.Errorf("declare queue %s: %w", q, err)
 	}
 	return nil
 }

@@ -51,8 +51,9 @@ func newUser(t *testing.T, s eventstore.Store, devices ...uuid.UUID) uuid.UUID {
 
 // prober publishes probes to workspace exchanges and checks which device queues get them.
 type prober struct {
-	t  *testing.T
-	ch *amqp.Channel
+	t    *testing.T
+	conn *amqp.Connection
+	ch   *amqp.Channel
 }
 
 func newProber(t *testing.T, amqpURL string) *prober {
@@ -68,7 +69,7 @@ func newProber(t *testing.T, amqpURL string) *prober {
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
-	return &prober{t: t, ch: ch}
+	return &prober{t: t, conn: conn, ch: ch}
 }
 
 // device declares a device's queue as the RPC server does on updateDevice (bound to the
@@ -122,7 +123,7 @@ func waitBinder(t *testing.T, b *Binder, s eventstore.Store, last uuid.UUID) {
 }
 
 // The binder binds every existing device queue of a new member (and of a workspace's
-// owner) and unbinds them when the membership ends; devices without a queue and
+// owner) and unbinds them when the membership ends; devices whose queue expired and
 // unbinding from an exchange that never existed do not stop it.
 func TestBinderFollowsMembership(t *testing.T) {
 	e := newEnv(t)
@@ -131,7 +132,7 @@ func TestBinderFollowsMembership(t *testing.T) {
 	owner := newUser(t, e.store)
 	u := newUser(t, e.store, d1, d2, d3)
 	p.device(u, d1)
-	p.device(u, d3) // d2 never called updateDevice: no queue
+	p.device(u, d3)
 	ws, own := uuid.New(), uuid.New()
 	wsStream := domain.WorkspaceStream(ws)
 	appendEvent(t, e.store, wsStream, domain.WorkspaceCreated{WorkspaceID: ws, Name: "shared", OwnerID: owner, IsShared: true})
@@ -145,6 +146,10 @@ func TestBinderFollowsMembership(t *testing.T) {
 	}
 	start(t, b.Run)
 	waitBinder(t, b, e.store, last.ID)
+	// The binder declared d2's queue on DeviceRegistered; it expires unused.
+	if _, err := p.ch.QueueDelete(topology.DeviceQueue(u, d2), false, false, false); err != nil {
+		t.Fatal(err)
+	}
 	if !p.reaches(own, u, d1) || !p.reaches(own, u, d3) {
 		t.Fatal("the owner's devices are not bound to the workspace they created")
 	}

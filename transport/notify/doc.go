@@ -8,7 +8,18 @@
 //     broker confirmed every message of a batch;
 //   - the Binder keeps device event queues bound in step with workspace membership
 //     (PROTOCOL.md §1, §6): on WorkspaceCreated and MemberAdded it binds every device
-//     queue of the user to the workspace's exchange, on MemberRemoved it unbinds them.
+//     queue of the user to the workspace's exchange, on MemberRemoved it unbinds them, on
+//     DeviceRegistered/DeviceUpdated it declares the device's queue and binds it to every
+//     workspace of the user. It keeps its own membership and device tables (saved with
+//     its checkpoint) and, on a broker that lost its non-durable exchanges (a restart),
+//     binds every known queue again before it declares the topology marker.
+//
+// The marker (topology.Marker) couples the two: a notifier publishes on a new broker
+// connection only once the marker exists, so it never publishes into a workspace
+// exchange whose bindings a restart took away and the binder has not restored yet.
+// A deployment therefore runs a binder wherever it runs a notifier (any syncd instance
+// with the binder role, on the same broker); a notifier without one waits and logs so
+// (Config.SkipTopologyCheck turns the wait off, for tests of the notifier alone).
 //
 // Each follower keeps its own checkpoint row in PostgreSQL (table notify_checkpoints),
 // runs as the single active instance of its role (internal/leader), and survives broker

@@ -79,6 +79,7 @@ type rawDevice struct {
 	replyQ  string
 	replies <-chan amqp.Delivery
 	legacy  bool // sends no user_id (a trust-mode client on a shared account)
+	closed  chan *amqp.Error
 }
 
 func dialRaw(t *testing.T, amqpURL string, user uuid.UUID) *rawDevice {
@@ -100,14 +101,15 @@ func dialRaw(t *testing.T, amqpURL string, user uuid.UUID) *rawDevice {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rawDevice{t: t, user: user, conn: conn, ch: ch, replyQ: q, replies: replies}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	return &rawDevice{t: t, user: user, conn: conn, ch: ch, replyQ: q, replies: replies, closed: closed}
 }
 
 // callOpts tune one raw request.
 type callOpts struct {
 	userID  *string // AMQP user_id; default the device's user
 	async   bool
-	noReply bool
+	noReply bool // publish only: an async request answered only on failure
 }
 
 // call sends a request and waits for its response (or returns nil after a short wait
@@ -133,16 +135,21 @@ func (d *rawDevice) call(method string, params any, o callOpts) *wire.Response {
 	if err := d.ch.PublishWithContext(ctx, "rpc_global_exchange", "ISyncService", false, false, pub); err != nil {
 		d.t.Fatalf("publish %s: %v", method, err)
 	}
-	wait := 20 * time.Second
 	if o.noReply {
-		wait = 500 * time.Millisecond
+		return nil
 	}
+	wait := 20 * time.Second
 	timeout := time.After(wait)
 	for {
 		select {
 		case m, ok := <-d.replies:
 			if !ok {
-				d.t.Fatalf("%s: reply channel closed", method)
+				var why *amqp.Error
+				select {
+				case why = <-d.closed:
+				default:
+				}
+				d.t.Fatalf("%s: reply channel closed: %v", method, why)
 			}
 			if m.CorrelationId != corr {
 				continue
@@ -153,9 +160,6 @@ func (d *rawDevice) call(method string, params any, o callOpts) *wire.Response {
 			}
 			return &r
 		case <-timeout:
-			if o.noReply {
-				return nil
-			}
 			d.t.Fatalf("%s: no reply within %v", method, wait)
 		}
 	}

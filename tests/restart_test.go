@@ -22,15 +22,21 @@ func run(t *testing.T, name string, args ...string) {
 }
 
 // RabbitMQ itself restarts mid-stream (stop_app/start_app: every connection drops and
-// non-durable objects vanish). syncd re-declares its topology and serves on; every
-// commit acknowledged to the device is stored once and notified at least once through
-// the device's durable queue.
+// non-durable objects vanish: the multi# exchanges and with them every binding of the
+// durable device queues). syncd re-declares its topology, its binder binds every device
+// queue again before the notifier publishes, and serves on; every commit acknowledged
+// to a device is stored once and notified at least once through the durable queue of
+// every member's device (the owner's and another member's), and to no one else.
 func TestBrokerRestart(t *testing.T) {
 	s := newServices(t)
 	startSyncd(t, s)
 	a := addUser(t, s, "Rita")
+	bob := addUser(t, s, "Bob")
+	shared := sharedWorkspace(t, s, a, "Team", bob)
 	d := dialRaw(t, userURL(t, s, a), a.id)
 	dev := d.register("rita-pc")
+	bd := dialRaw(t, userURL(t, s, bob), bob.id)
+	bobDev := bd.register("bob-pc")
 	const total = 20
 	for i := range total {
 		if i == total/2 {
@@ -39,10 +45,48 @@ func TestBrokerRestart(t *testing.T) {
 			run(t, "rabbitmqctl", "-q", "await_startup")
 		}
 		d = commitUntilRecorded(t, s, a, d, a.workspace, dev, fmt.Sprintf("r%d", i), itemJSON(int64(-1-i), fmt.Sprintf("r%d", i), false, nil, 1))
+		d = commitUntilRecorded(t, s, a, d, shared, dev, fmt.Sprintf("s%d", i), itemJSON(int64(-1001-i), fmt.Sprintf("s%d", i), false, nil, 1))
 	}
 	d = dialRawRetry(t, userURL(t, s, a), a.id)
 	waitVersion(t, d, a.workspace, total)
-	d.listen(dev).collectVersions(t, total, 60*time.Second)
+	waitVersion(t, d, shared, total)
+	collectPerWorkspace(t, d.listen(dev), map[string]int64{a.workspace.String(): total, shared.String(): total}, 60*time.Second)
+	bd = dialRawRetry(t, userURL(t, s, bob), bob.id)
+	collectPerWorkspace(t, bd.listen(bobDev), map[string]int64{shared.String(): total}, 60*time.Second)
+}
+
+// collectPerWorkspace drains an inbox until it has seen every workspace version
+// 1..want[ws] of every workspace of want at least once; an event of another workspace
+// fails the test.
+func collectPerWorkspace(t *testing.T, in *inbox, want map[string]int64, timeout time.Duration) {
+	t.Helper()
+	seen := map[string]map[int64]bool{}
+	missing := func() int64 {
+		var n int64
+		for ws, w := range want {
+			n += w - int64(len(seen[ws]))
+		}
+		return n
+	}
+	deadline := time.Now().Add(timeout)
+	for missing() > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("%d notifications missing after %v: seen %v", missing(), timeout, seen)
+		}
+		n, _ := in.next(left)
+		w, ok := want[n.WorkspaceID]
+		if !ok {
+			t.Fatalf("notification of workspace %s, not one of %v", n.WorkspaceID, want)
+		}
+		if n.WorkspaceVersion < 1 || n.WorkspaceVersion > w {
+			t.Fatalf("workspace %s: version %d out of 1..%d", n.WorkspaceID, n.WorkspaceVersion, w)
+		}
+		if seen[n.WorkspaceID] == nil {
+			seen[n.WorkspaceID] = map[int64]bool{}
+		}
+		seen[n.WorkspaceID][n.WorkspaceVersion] = true
+	}
 }
 
 // PostgreSQL restarts mid-stream; syncd keeps its process and recovers.

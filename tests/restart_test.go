@@ -29,7 +29,7 @@ func run(t *testing.T, name string, args ...string) {
 // every member's device (the owner's and another member's), and to no one else.
 func TestBrokerRestart(t *testing.T) {
 	s := newServices(t)
-	startSyncd(t, s)
+	p := startSyncd(t, s)
 	a := addUser(t, s, "Rita")
 	bob := addUser(t, s, "Bob")
 	shared := sharedWorkspace(t, s, a, "Team", bob)
@@ -53,6 +53,28 @@ func TestBrokerRestart(t *testing.T) {
 	collectPerWorkspace(t, d.listen(dev), map[string]int64{a.workspace.String(): total, shared.String(): total}, 60*time.Second)
 	bd = dialRawRetry(t, userURL(t, s, bob), bob.id)
 	collectPerWorkspace(t, bd.listen(bobDev), map[string]int64{shared.String(): total}, 60*time.Second)
+	// The binder restored the two device queues' bindings: once on the fresh vhost
+	// (nothing to restore), once after the restart.
+	restores := p.logLines("device queue bindings restored")
+	if len(restores) < 2 || !strings.Contains(restores[len(restores)-1], "devices=2") {
+		t.Fatalf("binder restores logged: %q, want a second one of 2 devices", restores)
+	}
+	for _, l := range append(restores, p.logLines("topology marker present")...) {
+		t.Log(l)
+	}
+}
+
+// logLines returns the log lines of p that contain s.
+func (p *proc) logLines(s string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, l := range p.logs {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // collectPerWorkspace drains an inbox until it has seen every workspace version

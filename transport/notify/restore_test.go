@@ -297,3 +297,79 @@ func (p *prober) queueExists(user, device uuid.UUID) (bool, error) {
 	defer c.close()
 	return c.queueExists(user, device)
 }
+
+// A binder whose tables were never built (it ran before they existed: a checkpoint but
+// no binder_tables row) follows the store again from the start and fills them.
+func TestBinderBuildsTablesOfAnOlderVersion(t *testing.T) {
+	e := newEnv(t)
+	d := uuid.New()
+	u := newUser(t, e.store, d)
+	ws := uuid.New()
+	last := appendEvent(t, e.store, domain.WorkspaceStream(ws), domain.WorkspaceCreated{WorkspaceID: ws, Name: "w", OwnerID: u})
+	b, err := NewBinder(binderConfig(t, e), e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := start(t, b.Run)
+	waitBinder(t, b, e.store, last.ID)
+	stop()
+	c, err := pgx.Connect(ctxT(t), e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, q := range []string{`DELETE FROM binder_tables`, `DELETE FROM binder_members`, `DELETE FROM binder_devices`} {
+		if _, err := c.Exec(ctxT(t), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err = NewBinder(binderConfig(t, e), e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, b.Run)
+	waitBinder(t, b, e.store, last.ID)
+	members, devices := tableRows(t, e.dsn, "binder")
+	if want := pairs([2]uuid.UUID{u, ws}); !slices.Equal(members, want) {
+		t.Fatalf("members %v, want %v", members, want)
+	}
+	if want := pairs([2]uuid.UUID{u, d}); !slices.Equal(devices, want) {
+		t.Fatalf("devices %v, want %v", devices, want)
+	}
+	if st := b.Status(); st.Handled < 3 {
+		t.Fatalf("status %+v: the second binder did not follow the store from the start", st)
+	}
+}
+
+// A device event older than the queue expiry (a catch-up from far behind) binds only an
+// existing queue: a queue that expired unused is not brought back.
+func TestBinderLeavesExpiredQueuesAlone(t *testing.T) {
+	e := newEnv(t)
+	p := newProber(t, e.amqp)
+	oldDev, liveDev := uuid.New(), uuid.New()
+	u := newUser(t, e.store, oldDev, liveDev)
+	p.device(u, liveDev)
+	recs, err := e.store.ReadStream(ctxT(t), domain.UserStream(u), 1, 10)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("read user stream: %d events, %v", len(recs), err)
+	}
+	const expiry = time.Second
+	time.Sleep(time.Until(recs[2].RecordedAt.Add(expiry))) // the events are older than the expiry
+	cfg := binderConfig(t, e)
+	cfg.QueueOptions = topology.QueueOptions{Expiry: expiry}
+	b, err := NewBinder(cfg, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, b.Run)
+	waitBinder(t, b, e.store, recs[2].ID)
+	if ok, err := p.queueExists(u, oldDev); err != nil || ok {
+		t.Fatalf("an old registration declared the device's queue: %v %v", ok, err)
+	}
+	if !p.reaches(u, u, liveDev) {
+		t.Fatal("an old registration did not bind the device's existing queue")
+	}
+	if _, devices := tableRows(t, e.dsn, "binder"); len(devices) != 2 {
+		t.Fatalf("devices %v, want both", devices)
+	}
+}

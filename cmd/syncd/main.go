@@ -78,6 +78,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := projections.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("migrate read models: %w", err)
 	}
+	if err := notify.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("migrate notifier and binder tables: %w", err)
+	}
 	queries := projections.NewQueries(pool)
 
 	reg := prometheus.NewRegistry()
@@ -113,9 +116,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	if cfg.has("notifier") {
 		n, err := notify.New(notify.Config{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Logger: log,
-			Horizon: func(ctx context.Context) (eventstore.Position, error) {
-				return projections.Checkpoint(ctx, pool, projections.ModelWorkspaces)
-			}}, store)
+			// Publish a commit only when the workspace read model has applied it (reads
+			// see what was notified) and the binder has applied every membership and device
+			// change before it (the commit reaches exactly the devices of its members).
+			Horizon: notify.MinHorizon(
+				func(ctx context.Context) (eventstore.Position, error) {
+					return projections.Checkpoint(ctx, pool, projections.ModelWorkspaces)
+				},
+				func(ctx context.Context) (eventstore.Position, error) {
+					return notify.LoadCheckpoint(ctx, pool, binderName)
+				}),
+		}, store)
 		if err != nil {
 			return err
 		}
@@ -126,7 +137,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		g.Go(func() error { return ignoreCanceled(n.Run(gctx)) })
 	}
 	if cfg.has("binder") {
-		b, err := notify.NewBinder(notify.BinderConfig{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Logger: log}, store)
+		b, err := notify.NewBinder(notify.BinderConfig{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Name: binderName, Logger: log,
+			QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength}}, store)
 		if err != nil {
 			return err
 		}
@@ -184,6 +196,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		"  stop with Ctrl-C (SIGTERM): in-flight requests finish first.\n\n", cfg.httpAddr, cfg.httpAddr)
 	return g.Wait()
 }
+
+// binderName is the binder's role and checkpoint row; the notifier's horizon reads it.
+const binderName = "binder"
 
 func ignoreCanceled(err error) error {
 	if errors.Is(err, context.Canceled) {

@@ -218,15 +218,12 @@ func (s *Server) updateDevice(ctx context.Context, sess *session, d *amqp.Delive
 	if err != nil {
 		return nil, err
 	}
-	wss, err := s.svc.Workspaces(ctx, r.UserID)
-	if err != nil && !errors.Is(err, service.ErrNoWorkspaces) {
-		return nil, err
-	}
-	ids := make([]uuid.UUID, len(wss))
-	for i, w := range wss {
-		ids[i] = w.ID
-	}
-	if err := sess.declareDeviceQueue(r.UserID, dev, ids, s.cfg.QueueOptions); err != nil {
+	// The queue exists (and is bound to the user's exchange) before the reply. Its
+	// workspace bindings are the binder's: it follows membership and device events in
+	// the global order, and the notifier publishes a commit only once the binder has
+	// passed it, so a binding taken from a read model that lags a removal can never
+	// leak a workspace's events to an ex-member.
+	if err := sess.declareDeviceQueue(r.UserID, dev, nil, s.cfg.QueueOptions); err != nil {
 		return nil, fmt.Errorf("updateDevice user %s device %s: %w", r.UserID, dev, err)
 	}
 	return dev.String(), nil

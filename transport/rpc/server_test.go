@@ -143,26 +143,30 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
-// TestDeviceQueueBindings checks that updateDevice binds the device's queue to the
-// user's and every workspace's exchange: a publish to each reaches it.
+// TestDeviceQueueBindings checks that updateDevice declares the device's queue bound to
+// the user's exchange, and to no workspace's: those bindings are the binder's (it
+// follows membership in the global order; see transport/notify).
 func TestDeviceQueueBindings(t *testing.T) {
 	e := newEnv(t, rpc.AuthTrust)
 	shared := e.svc.AddWorkspace(uuid.New(), "team")
 	e.svc.AddMember(shared, e.user)
 	r := dialRaw(t, e.url, e.user, "")
 	dev := register(t, r, e.user, "reg")
-	for i, ex := range []uuid.UUID{e.user, e.ws, shared} {
+	for _, ex := range []uuid.UUID{e.ws, shared, e.user} {
+		if err := r.ch.ExchangeDeclare(topology.EventExchange(ex), amqp.ExchangeFanout, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
 		if err := r.ch.PublishWithContext(context.Background(), topology.EventExchange(ex), "", false, false, amqp.Publishing{Body: []byte("{}")}); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 5*time.Second, func() error {
-			n, err := queueDepth(t, e.url, topology.DeviceQueue(e.user, dev))
-			if err == nil && n != i+1 {
-				err = fmt.Errorf("device queue has %d messages, want %d", n, i+1)
-			}
-			return err
-		})
 	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		n, err := queueDepth(t, e.url, topology.DeviceQueue(e.user, dev))
+		if err == nil && n != 1 {
+			err = fmt.Errorf("device queue has %d messages, want 1 (the user exchange's only)", n)
+		}
+		return err
+	})
 }
 
 func TestBadInputIsAnsweredAndAcked(t *testing.T) {

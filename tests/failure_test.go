@@ -50,7 +50,12 @@ func commitUntilRecorded(t *testing.T, s services, a account, d *rawDevice, ws, 
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if d.conn.IsClosed() {
+		// A lost connection, or a channel the broker closed (a publish to the RPC
+		// exchange before the restarted server re-declared it is a 404): start over.
+		if d.conn.IsClosed() || d.ch.IsClosed() {
+			if !d.conn.IsClosed() {
+				d.conn.Close()
+			}
 			d = dialRawRetry(t, userURL(t, s, a), a.id)
 		}
 		r, err := d.tryCall("commit", map[string]any{"requestId": reqID, "userId": a.id, "workspaceId": ws, "deviceId": dev,

@@ -5,7 +5,9 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -117,7 +119,9 @@ func AMQPUser() string {
 // ManagementURL is the RabbitMQ management API base URL, with credentials.
 func ManagementURL() string { return env("TEST_RABBITMQ_API", defaultMgmtURL) }
 
-func mgmt(method, path, body string) error {
+// Management calls the RabbitMQ management API (ManagementURL) with an optional JSON
+// body and decodes a JSON answer into out when out is not nil.
+func Management(method, path, body string, out any) error {
 	base, err := url.Parse(ManagementURL())
 	if err != nil {
 		return fmt.Errorf("parse TEST_RABBITMQ_API: %w", err)
@@ -137,11 +141,17 @@ func mgmt(method, path, body string) error {
 		return err
 	}
 	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, answer)
+	}
+	if out != nil {
+		return json.Unmarshal(answer, out)
 	}
 	return nil
 }
+
+func mgmt(method, path, body string) error { return Management(method, path, body, nil) }
 
 // Eventually polls f until it returns nil or timeout passes, then fails the test with
 // f's last error. Use it instead of sleeping in async tests.

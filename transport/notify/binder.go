@@ -58,33 +58,8 @@ func (c *BinderConfig) Validate() error {
 	if c.Name == "" {
 		c.Name = "binder"
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 256
-	}
-	if c.PollMin <= 0 {
-		c.PollMin = 5 * time.Millisecond
-	}
-	if c.PollMax <= 0 {
-		c.PollMax = 250 * time.Millisecond
-	}
-	if c.PollMax < c.PollMin {
-		c.PollMax = c.PollMin
-	}
-	if c.RetryMin <= 0 {
-		c.RetryMin = 100 * time.Millisecond
-	}
-	if c.RetryMax <= 0 {
-		c.RetryMax = 5 * time.Second
-	}
-	if c.RetryMax < c.RetryMin {
-		c.RetryMax = c.RetryMin
-	}
-	if c.LeaderRetry <= 0 {
-		c.LeaderRetry = time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
+		5*time.Millisecond, 250*time.Millisecond)
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -278,33 +277,7 @@ func mgmt(method, path string, out any) error { return mgmtBody(method, path, ""
 
 // mgmtBody is mgmt with a JSON request body.
 func mgmtBody(method, path, body string, out any) error {
-	base, err := url.Parse(testenv.ManagementURL())
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequest(method, strings.TrimRight(base.String(), "/")+path, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	if base.User != nil {
-		pw, _ := base.User.Password()
-		req.SetBasicAuth(base.User.Username(), pw)
-		req.URL.User = nil
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, answer)
-	}
-	if out != nil {
-		return json.Unmarshal(answer, out)
-	}
-	return nil
+	return testenv.Management(method, path, body, out)
 }
 
 // killConnections closes the connections of the vhost of amqpURL whose client-given

@@ -66,6 +66,24 @@ func (e *env) dial(tweak ...func(*client.Config)) *client.Client {
 	return c
 }
 
+// bindWorkspace binds the device's queue to the workspace's exchange, as the server's
+// binder does for a member's devices (updateDevice binds only the user's exchange).
+func (e *env) bindWorkspace(dev uuid.UUID) {
+	e.t.Helper()
+	conn, err := amqp.Dial(e.url)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := topology.Bind(ch, e.user, dev, e.ws); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func newItem(tempID int64, name string) domain.ItemMetadata {
 	return domain.ItemMetadata{TempID: &tempID, Version: 1, Status: domain.StatusNew, ModifiedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		Checksum: 1, Chunks: []string{"c"}, Size: 3, Filename: name, Mimetype: "text/plain"}
@@ -284,9 +302,11 @@ func TestEventsInOrderWithGapCatchUp(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
 	ctx := ctxT(t)
-	if _, err := c.UpdateDevice(ctx, nil); err != nil {
+	dev, err := c.UpdateDevice(ctx, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	e.bindWorkspace(dev)
 	// Version 1 exists before the subscription: the start-up catch-up delivers it.
 	v1 := commitVia(t, e, c, "one", 1)
 	var col collector
@@ -366,7 +386,7 @@ func TestEventsInOrderWithGapCatchUp(t *testing.T) {
 		t.Errorf("Versions = %v", c.Versions())
 	}
 	// A commit refused as a whole comes back as an error.
-	_, err := c.CommitAndWait(ctx, &client.CommitRequest{WorkspaceID: uuid.New(), Items: []domain.ItemMetadata{newItem(6, "x")}})
+	_, err = c.CommitAndWait(ctx, &client.CommitRequest{WorkspaceID: uuid.New(), Items: []domain.ItemMetadata{newItem(6, "x")}})
 	if !errors.Is(err, service.ErrWorkspaceNotFound) {
 		t.Errorf("CommitAndWait to an unknown workspace: %v", err)
 	}

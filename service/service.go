@@ -49,6 +49,10 @@ type Config struct {
 	Logger        *slog.Logger
 	// Now is the clock; default time.Now. Tests may fix it.
 	Now func() time.Time
+	// GroupCommit, when the store supports it (eventstore.BatchAppender), writes
+	// concurrent commands' appends to different streams in shared transactions.
+	// Default on; NoGroupCommit turns it off.
+	NoGroupCommit bool
 	// OnAppend, if set, is called after every successful append (a latency hint for
 	// in-process followers such as the notifier; it must not block).
 	OnAppend func()
@@ -86,6 +90,7 @@ type Service struct {
 	reads ReadModel
 	ids   *idAllocator
 	log   *slog.Logger
+	group *groupAppender // nil: one transaction per append
 
 	workspaces *cache[*domain.Workspace]
 	users      *cache[*domain.User]
@@ -100,11 +105,15 @@ func New(ctx context.Context, cfg Config, store eventstore.Store, reads ReadMode
 	if err := migrate(ctx, db); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	return &Service{
+	s := &Service{
 		cfg: cfg, store: store, reads: reads, ids: &idAllocator{db: db}, log: cfg.Logger,
 		workspaces: newCache(cfg.CacheSize, func(id uuid.UUID) *domain.Workspace { return domain.NewWorkspace(id) }),
 		users:      newCache(cfg.CacheSize, func(id uuid.UUID) *domain.User { return domain.NewUser(id) }),
-	}, nil
+	}
+	if b, ok := store.(eventstore.BatchAppender); ok && !cfg.NoGroupCommit {
+		s.group = &groupAppender{store: b, maxFlushers: 4, maxBatch: 64, timeout: 30 * time.Second}
+	}
+	return s, nil
 }
 
 // aggregate is what both aggregates offer the generic command loop.
@@ -235,7 +244,7 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		if requestKey != "" {
 			evID = uuid.NewSHA1(eventIDSpace, []byte(stream+"\x00"+requestKey))
 		}
-		res, err := s.store.Append(ctx, stream, eventstore.Exact(e.state.StreamVersion()), eventstore.Record{ID: evID, Type: typ, Data: data})
+		res, err := s.append(ctx, stream, eventstore.Exact(e.state.StreamVersion()), eventstore.Record{ID: evID, Type: typ, Data: data})
 		switch {
 		case err == nil && !res.Duplicate:
 			e.state.Evolve(ev)
@@ -268,6 +277,14 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		}
 	}
 	return outcome{}, &BusyError{RetryAfter: s.cfg.BusyRetryAfter}
+}
+
+// append writes one record, through group commit when it is on.
+func (s *Service) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, rec eventstore.Record) (eventstore.AppendResult, error) {
+	if s.group != nil {
+		return s.group.append(ctx, stream, expected, rec)
+	}
+	return s.store.Append(ctx, stream, expected, rec)
 }
 
 // eventIDSpace namespaces deterministic event ids (UUIDv5 of stream and request id).

@@ -337,3 +337,65 @@ func TestDeviceRegisteredElsewhereIsAcceptedAtOnce(t *testing.T) {
 		t.Fatalf("commit from a device registered elsewhere: %+v, %v", res, err)
 	}
 }
+
+// Many workspaces committing at once through two instances (group commit shares their
+// transactions): every commit is recorded once, each workspace's versions gap-free.
+func TestManyWorkspacesAtOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	instances := []*service.Service{e.service(t), e.service(t)}
+	type acct struct{ user, ws, dev uuid.UUID }
+	var accts []acct
+	for i := range 12 {
+		u, ws, d := userWithDevice(t, e, instances[0], fmt.Sprintf("many%d", i))
+		accts = append(accts, acct{u, ws, d})
+	}
+	const perWS = 6
+	var wg sync.WaitGroup
+	errs := make(chan error, len(accts)*perWS)
+	for i, a := range accts {
+		for j := range perWS {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := instances[(i+j)%2].Commit(ctx, service.CommitRequest{RequestID: fmt.Sprintf("m-%d", j), UserID: a.user,
+					WorkspaceID: a.ws, DeviceID: a.dev, Items: []domain.ItemMetadata{file(int64(-1-j), fmt.Sprintf("f%d", j), nil, 1)}})
+				if err == nil && !res.Event.Items[0].Succeeded {
+					err = fmt.Errorf("item refused: %s", res.Event.Items[0].Reason)
+				}
+				errs <- err
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range accts {
+		recs, err := e.store.ReadStream(ctx, domain.WorkspaceStream(a.ws), 1, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var versions []int64
+		for _, r := range recs {
+			ev, err := domain.Decode(r.Type, r.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, ok := ev.(domain.Committed); ok {
+				versions = append(versions, c.WorkspaceVersion)
+			}
+		}
+		if len(versions) != perWS {
+			t.Fatalf("workspace %s recorded %d commits, want %d", a.ws, len(versions), perWS)
+		}
+		for k, v := range versions {
+			if v != int64(k+1) {
+				t.Fatalf("workspace %s versions %v", a.ws, versions)
+			}
+		}
+	}
+}

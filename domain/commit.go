@@ -63,10 +63,16 @@ func (w *Workspace) decideCommit(c *Commit) (Decision, error) {
 		fresh[id] = true
 	}
 
-	t := &commitTxn{w: w, c: c, local: map[int64]ItemID{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
+	t := &commitTxn{w: w, c: c, local: map[int64]ItemID{}, failed: map[int64]bool{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
 	outcomes := make([]ItemOutcome, len(c.Items))
 	for i := range c.Items {
-		outcomes[i] = t.item(&c.Items[i])
+		it := &c.Items[i]
+		outcomes[i] = t.item(it)
+		if it.ID == nil && it.TempID != nil && !outcomes[i].Succeeded {
+			if _, ok := t.local[*it.TempID]; !ok {
+				t.failed[*it.TempID] = true
+			}
+		}
 	}
 	return one(Committed{
 		PrevHash:         c.PrevHash,
@@ -89,6 +95,7 @@ type commitTxn struct {
 	w       *Workspace
 	c       *Commit
 	local   map[int64]ItemID          // tempId → id, this request only
+	failed  map[int64]bool            // tempIds of new items this request failed to create
 	added   map[ItemID][]ItemMetadata // versions accepted by this request, in order
 	used    int64
 	nextNew int // index into c.NewItemIDs
@@ -134,16 +141,27 @@ func (t *commitTxn) item(req *ItemMetadata) ItemOutcome {
 
 	// Rule 1: resolve parent and id through this request's tempIds, then a new item
 	// through the (device, tempId) pairs of earlier commits.
+	// A tempId whose creation failed earlier in this request resolves to no item (id
+	// 0 is never assigned), so its children fail with parentNotFound instead of landing
+	// under an unrelated item whose id happens to equal the tempId.
+	resolve := func(x ItemID) ItemID {
+		if id, ok := t.local[int64(x)]; ok {
+			return id
+		}
+		if t.failed[int64(x)] {
+			return 0
+		}
+		return x
+	}
 	parent := clonePtr(req.ParentID)
 	if parent != nil {
-		if id, ok := t.local[int64(*parent)]; ok {
-			parent = &id
-		}
+		r := resolve(*parent)
+		parent = &r
 	}
 	var id ItemID
 	known := req.ID != nil
 	if known {
-		id = *req.ID
+		id = resolve(*req.ID)
 	} else if req.TempID != nil {
 		if x, ok := t.local[*req.TempID]; ok {
 			id, known = x, true
@@ -281,6 +299,11 @@ func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
 	}
 	delta := liveSize(m) - liveSize(prev)
 	if t.c.QuotaLimit > 0 && delta > 0 && delta > t.c.QuotaLimit-t.c.OwnerUsedElsewhere-t.used {
+		return ReasonQuotaExceeded
+	}
+	// Whatever the limit, a workspace holds at most MaxWorkspaceBytes, so the sums in
+	// events and read models never overflow.
+	if delta > 0 && delta > MaxWorkspaceBytes-t.used {
 		return ReasonQuotaExceeded
 	}
 	return ""

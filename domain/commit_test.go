@@ -84,6 +84,18 @@ func TestCommitRules(t *testing.T) {
 			},
 		},
 		{
+			name: "rule1: an id naming a tempId earlier in the request resolves to its new id",
+			when: cmt(newFile(-5, nil, "t.txt", 3),
+				ItemMetadata{ID: iid(-5), Version: 2, Status: StatusChanged, ModifiedAt: t0, Checksum: 9, Chunks: []string{"y"}, Size: 4, Filename: "t.txt", Mimetype: "text/plain"}),
+			then: []want{{stored: true, meta: 1, id: 1000}, {stored: true, meta: 2, id: 1000}},
+		},
+		{
+			name:  "rule1: a parentId naming a tempId whose creation failed in this request is parentNotFound, not an item with that id",
+			given: func(h *hist) { h.commit(dev1, folderF) }, // a real folder with id 100
+			when:  cmt(newFolder(100, nil, "bad/name"), newFile(6, iid(100), "child.txt", 1)),
+			then:  []want{{reason: ReasonInvalidName}, {reason: ReasonParentNotFound}},
+		},
+		{
 			name:  "rule1: a re-sent NEW with the same (device, tempId) resolves to the item created before, no duplicate",
 			given: givenFileA,
 			when:  cmt(fileA),
@@ -507,6 +519,16 @@ func TestCommitRules(t *testing.T) {
 			check: func(t *testing.T, e Committed, w *Workspace) {
 				if e.UsedQuota != 100 {
 					t.Fatalf("usedQuota %d", e.UsedQuota)
+				}
+			},
+		},
+		{
+			name: "rule6: without a limit a workspace still holds at most MaxWorkspaceBytes (the sums never overflow)",
+			when: cmt(newFile(2, nil, "b", MaxItemSize), newFile(3, nil, "c", 1), newFile(4, nil, "d", MaxItemSize)),
+			then: []want{{stored: true, meta: 1, id: 1000}, {reason: ReasonQuotaExceeded}, {reason: ReasonQuotaExceeded}},
+			check: func(t *testing.T, e Committed, w *Workspace) {
+				if w.Used() != MaxWorkspaceBytes || e.WorkspaceUsed != MaxWorkspaceBytes || e.UsedQuota < 0 {
+					t.Fatalf("used %d, event %d/%d", w.Used(), e.WorkspaceUsed, e.UsedQuota)
 				}
 			},
 		},

@@ -13,6 +13,9 @@ const (
 	MaxRequestIDLen = 128
 	// MaxCommitItems is the most items one commit request may carry.
 	MaxCommitItems = 10000
+	// MaxWorkspaceBytes bounds the live bytes of one workspace (2^53-1, exact in JSON);
+	// an item that would grow a workspace beyond it fails with quotaExceeded.
+	MaxWorkspaceBytes = 1<<53 - 1
 	// MaxNameBytes is the longest file, folder or workspace name, in bytes of UTF-8.
 	MaxNameBytes = 255
 )

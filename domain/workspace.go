@@ -279,8 +279,8 @@ func (w *Workspace) applyMemberUpdated(e MemberWorkspaceUpdated) {
 	if !w.exists || e.WorkspaceID != w.id {
 		return
 	}
-	if _, ok := w.memberUpdates[e.RequestID]; !ok {
-		w.memberUpdates[e.RequestID] = w.streamVersion
+	if k := memberUpdateKey(e.UserID, e.RequestID); w.memberUpdates[k] == 0 {
+		w.memberUpdates[k] = w.streamVersion
 	}
 	m, ok := w.members[e.UserID]
 	if !ok {
@@ -446,7 +446,7 @@ func (w *Workspace) decideUpdateMember(c UpdateMemberWorkspace) (Decision, error
 	if !w.IsMember(c.UserID) {
 		return Decision{}, fmt.Errorf("update workspace %s by %s: %w", w.id, c.UserID, ErrNotMember)
 	}
-	if sv, ok := w.memberUpdates[c.RequestID]; ok {
+	if sv, ok := w.memberUpdates[memberUpdateKey(c.UserID, c.RequestID)]; ok {
 		return Decision{ReplayOf: sv}, nil
 	}
 	switch {
@@ -461,4 +461,10 @@ func (w *Workspace) decideUpdateMember(c UpdateMemberWorkspace) (Decision, error
 		PrevHash: c.PrevHash, WorkspaceID: w.id, UserID: c.UserID, RequestID: c.RequestID,
 		Name: c.Name, ParentItemID: clonePtr(c.ParentItemID), At: NormalizeTime(c.At),
 	}), nil
+}
+
+// memberUpdateKey keys updateWorkspace requestIds per member: two members' requestIds
+// never collide.
+func memberUpdateKey(user uuid.UUID, requestID string) string {
+	return user.String() + "\x00" + requestID
 }

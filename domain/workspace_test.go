@@ -372,3 +372,17 @@ func TestDecidedEventDoesNotAliasState(t *testing.T) {
 		t.Fatalf("outcome metadata aliases the state")
 	}
 }
+
+// updateWorkspace requestIds are per member: B reusing A's requestId is a new request.
+func TestMemberUpdateRequestIDsArePerMember(t *testing.T) {
+	h := newHist(t)
+	h.do(UpdateMemberWorkspace{RequestID: "same", WorkspaceID: wsID, UserID: owner, Name: "mine", At: t0})
+	d, err := decide(t, h.w, UpdateMemberWorkspace{RequestID: "same", WorkspaceID: wsID, UserID: member, Name: "ours", At: t0})
+	if err != nil || len(d.Events) != 1 || d.ReplayOf != 0 {
+		t.Fatalf("the member's own request was taken for the owner's: %+v, %v", d, err)
+	}
+	d, err = decide(t, h.w, UpdateMemberWorkspace{RequestID: "same", WorkspaceID: wsID, UserID: owner, Name: "other", At: t0})
+	if err != nil || d.ReplayOf == 0 {
+		t.Fatalf("the owner's repeated request was not replayed: %+v, %v", d, err)
+	}
+}

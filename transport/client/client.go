@@ -54,8 +54,9 @@ type Config struct {
 	Prefetch int
 	// Name is the connection name shown by the broker. Default "syncclient-<user>".
 	Name string
-	// MinBackoff and MaxBackoff bound the wait between reconnect attempts. Defaults
-	// those of broker.Config (100ms, 5s).
+	// MinBackoff and MaxBackoff bound the wait between reconnect attempts, and between
+	// restarts of the event consumer after an event failed (the wait doubles while
+	// no event gets acked). Defaults those of broker.Config (100ms, 5s).
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives the client's logs. Default: discard.
 	Logger *slog.Logger

@@ -13,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
@@ -124,6 +125,20 @@ func (e *events) version(ws uuid.UUID) int64 {
 	return e.versions[ws]
 }
 
+func (e *events) setVersion(ws uuid.UUID, v int64) {
+	e.mu.Lock()
+	e.versions[ws] = v
+	e.mu.Unlock()
+}
+
+// forgetVersion stops tracking ws: Versions no longer lists it, and a later event of
+// it counts from 0.
+func (e *events) forgetVersion(ws uuid.UUID) {
+	e.mu.Lock()
+	delete(e.versions, ws)
+	e.mu.Unlock()
+}
+
 // deliver hands u to the handler and records its version.
 func (e *events) deliver(u Update) {
 	e.mu.Lock()
@@ -136,39 +151,62 @@ func (e *events) deliver(u Update) {
 }
 
 // run consumes events on conn until ctx ends, starting over (with a fresh channel,
-// so unacked events are redelivered) after a failure.
+// so unacked events are redelivered) after a failure. The wait before starting over
+// doubles from the client's MinBackoff up to its MaxBackoff while no event gets acked,
+// so an event whose processing keeps failing is retried slowly, never in a hot loop.
 func (e *events) run(ctx context.Context, c *Client, conn *amqp.Connection) {
 	select {
 	case <-e.started:
 	case <-ctx.Done():
 		return
 	}
+	minB, maxB := c.cfg.MinBackoff, c.cfg.MaxBackoff
+	if minB <= 0 {
+		minB = defaultEventMinBackoff
+	}
+	if maxB < minB {
+		maxB = max(minB, defaultEventMaxBackoff)
+	}
+	wait := minB
 	for {
-		err := e.consume(ctx, c, conn)
+		acked, err := e.consume(ctx, c, conn)
 		if ctx.Err() != nil {
 			return
 		}
-		c.log.Warn("event consumer failed; restarting", "err", err)
+		if acked {
+			wait = minB // progress since the last failure: start the backoff over
+		}
+		c.log.Warn("event consumer failed; restarting", "err", err, "after", wait)
 		select {
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return
 		}
+		wait = min(2*wait, maxB)
 	}
 }
 
-func (e *events) consume(ctx context.Context, c *Client, conn *amqp.Connection) error {
+// Backoff bounds of the event consumer's restarts when the Config leaves them unset.
+const (
+	defaultEventMinBackoff = 100 * time.Millisecond
+	defaultEventMaxBackoff = 5 * time.Second
+)
+
+// consume runs one channel's consumer until it fails; acked reports whether it acked
+// at least one event.
+func (e *events) consume(ctx context.Context, c *Client, conn *amqp.Connection) (bool, error) {
+	acked := false
 	e.mu.Lock()
 	dev := e.device
 	e.mu.Unlock()
 	q := topology.DeviceQueue(c.cfg.UserID, dev)
 	ch, err := conn.Channel()
 	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
+		return acked, fmt.Errorf("open channel: %w", err)
 	}
 	defer ch.Close()
 	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("set prefetch: %w", err)
+		return acked, fmt.Errorf("set prefetch: %w", err)
 	}
 	deliveries, err := ch.Consume(q, "", false, false, false, false, nil)
 	if err != nil {
@@ -176,29 +214,30 @@ func (e *events) consume(ctx context.Context, c *Client, conn *amqp.Connection) 
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
 			// The queue expired while the device was away: updateDevice re-creates it.
 			if _, uerr := c.UpdateDevice(ctx, &dev); uerr != nil {
-				return fmt.Errorf("consume %s: %w; re-declaring it: %v", q, err, uerr)
+				return acked, fmt.Errorf("consume %s: %w; re-declaring it: %v", q, err, uerr)
 			}
 		}
-		return fmt.Errorf("consume %s: %w", q, err)
+		return acked, fmt.Errorf("consume %s: %w", q, err)
 	}
 	// Events arriving during the catch-up wait in deliveries and are de-duplicated.
 	if err := e.catchUpAll(ctx, c); err != nil {
-		return err
+		return acked, err
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return acked, ctx.Err()
 		case d, ok := <-deliveries:
 			if !ok {
-				return fmt.Errorf("consume %s: delivery stream ended", q)
+				return acked, fmt.Errorf("consume %s: delivery stream ended", q)
 			}
 			if err := e.process(ctx, c, d); err != nil {
-				return err // not acked: redelivered on the next channel
+				return acked, err // not acked: redelivered on the next channel
 			}
 			if err := d.Ack(false); err != nil {
-				return fmt.Errorf("ack event: %w", err)
+				return acked, fmt.Errorf("ack event: %w", err)
 			}
+			acked = true
 		}
 	}
 }
@@ -210,7 +249,7 @@ func (e *events) catchUpAll(ctx context.Context, c *Client) error {
 		return fmt.Errorf("catch up: %w", err)
 	}
 	for _, w := range wss {
-		if err := e.catchUp(ctx, c, w.ID); err != nil {
+		if _, err := e.catchUp(ctx, c, w.ID); err != nil {
 			return err
 		}
 	}
@@ -218,21 +257,57 @@ func (e *events) catchUpAll(ctx context.Context, c *Client) error {
 }
 
 // catchUp reads the changes of ws after the last applied version, page by page, and
-// delivers each page.
-func (e *events) catchUp(ctx context.Context, c *Client, ws uuid.UUID) error {
+// delivers each page. A permanent answer does not fail it (an error would leave the
+// event that asked for the catch-up unacked, at the head of the queue, for ever):
+//   - InvalidRequest, which the server answers when sinceVersion is ahead of the
+//     workspace (the device kept a version the server no longer has): the version is
+//     reset to 0 and the workspace caught up from 0, once;
+//   - Unauthorized (the user left or was removed from the workspace), WorkspaceNotFound,
+//     or InvalidRequest again from 0: the workspace's version is forgotten and the
+//     catch-up skipped, with a warning.
+//
+// skipped reports the latter. Other failures (timeouts, Busy, Internal, a lost
+// connection) are returned, for the consumer to retry with backoff.
+func (e *events) catchUp(ctx context.Context, c *Client, ws uuid.UUID) (skipped bool, err error) {
+	reset := false
 	for {
 		last := e.version(ws)
 		page, err := c.GetChangesSince(ctx, ws, last, c.cfg.ChangesLimit)
 		if err != nil {
-			return fmt.Errorf("catch up workspace %s from %d: %w", ws, last, err)
+			err = fmt.Errorf("catch up workspace %s from %d: %w", ws, last, err)
+			switch {
+			case !permanent(err):
+				return false, err
+			case errors.Is(err, service.ErrInvalid) && last > 0 && !reset:
+				c.log.Warn("catch-up refused (version ahead of the workspace?); catching up from 0",
+					"workspace", ws, "last", last, "err", err)
+				reset = true
+				e.setVersion(ws, 0)
+				continue
+			default:
+				c.log.Warn("catch-up refused; no longer tracking the workspace", "workspace", ws, "last", last, "err", err)
+				e.forgetVersion(ws)
+				return true, nil
+			}
 		}
 		if page.ToVersion > last {
 			e.deliver(Update{WorkspaceID: ws, FromVersion: last, ToVersion: page.ToVersion, Items: page.Items})
 		}
 		if !page.HasMore || page.ToVersion <= last {
-			return nil
+			return false, nil
 		}
 	}
+}
+
+// permanent reports whether err carries a server answer that retrying the same
+// catch-up cannot change: Unauthorized, WorkspaceNotFound or InvalidRequest.
+func permanent(err error) bool {
+	var ce *Error
+	if !errors.As(err, &ce) {
+		return false
+	}
+	return errors.Is(ce, service.ErrUnauthorized) || errors.Is(ce, service.ErrWorkspaceNotFound) ||
+		errors.Is(ce, service.ErrInvalid)
 }
 
 // process handles one event: wakes a CommitAndWait, drops duplicates, catches up a
@@ -263,8 +338,12 @@ func (e *events) process(ctx context.Context, c *Client, d amqp.Delivery) error 
 	v := n.WorkspaceVersion
 	if last := e.version(ws); v > last+1 {
 		c.log.Debug("gap in workspace versions; catching up", "workspace", ws, "last", last, "got", v)
-		if err := e.catchUp(ctx, c, ws); err != nil {
+		skipped, err := e.catchUp(ctx, c, ws)
+		if err != nil {
 			return err
+		}
+		if skipped {
+			return nil // the device no longer follows ws: the event is dropped (acked)
 		}
 	}
 	last := e.version(ws)

@@ -1,0 +1,281 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/transport/client"
+	"github.com/stacksync-es/syncservice/transport/rpc/rpctest"
+	"github.com/stacksync-es/syncservice/transport/topology"
+)
+
+// bindTo binds the device's queue to workspace ws's exchange, as the binder does.
+func (e *env) bindTo(dev, ws uuid.UUID) {
+	e.t.Helper()
+	conn, err := amqp.Dial(e.url)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := topology.Bind(ch, e.user, dev, ws); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// commitTo commits one item to ws through c and returns the recorded result.
+func commitTo(t *testing.T, e *env, c *client.Client, ws uuid.UUID, name string, tempID int64) service.CommitResult {
+	t.Helper()
+	req := &client.CommitRequest{WorkspaceID: ws, Items: []domain.ItemMetadata{newItem(tempID, name)}}
+	if err := c.Commit(ctxT(t), req); err != nil {
+		t.Fatal(err)
+	}
+	var res service.CommitResult
+	testenv.Eventually(t, 5*time.Second, func() error {
+		var ok bool
+		if res, ok = e.svc.CommitResultOf(ws, req.RequestID); !ok {
+			return errors.New("commit not recorded yet")
+		}
+		return nil
+	})
+	return res
+}
+
+// refuseChangesSince makes the service answer err to getChangesSince while armed, and
+// counts the calls it refused.
+type refuseChangesSince struct {
+	err     error
+	armed   atomic.Bool
+	onlyOne bool // disarm after the first refusal
+	refused atomic.Int64
+
+	mu sync.Mutex
+	at []time.Time // when each refusal happened
+}
+
+func (r *refuseChangesSince) times() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.at)
+}
+
+func (r *refuseChangesSince) hook(_ context.Context, call rpctest.Call) error {
+	if call.Method != "ChangesSince" {
+		return nil
+	}
+	if r.onlyOne {
+		if !r.armed.CompareAndSwap(true, false) {
+			return nil
+		}
+	} else if !r.armed.Load() {
+		return nil
+	}
+	r.refused.Add(1)
+	r.mu.Lock()
+	r.at = append(r.at, time.Now())
+	r.mu.Unlock()
+	return r.err
+}
+
+// TestGapCatchUpUnauthorizedIsSkipped: the user was removed from a shared workspace
+// while offline, so the catch-up of a gap in it answers Unauthorized. The event is
+// dropped (acked) instead of blocking the queue, the workspace is no longer tracked,
+// and the events of another workspace queued behind it still arrive.
+func TestGapCatchUpUnauthorizedIsSkipped(t *testing.T) {
+	e := newEnv(t)
+	shared := e.svc.AddWorkspace(uuid.New(), "team")
+	e.svc.AddMember(shared, e.user)
+	c := e.dial()
+	ctx := ctxT(t)
+	dev, err := c.UpdateDevice(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.bindTo(dev, e.ws)
+	e.bindTo(dev, shared)
+	commitTo(t, e, c, shared, "s1", 1) // caught up at start
+	var col collector
+	if err := c.Subscribe(client.SubscribeOptions{Handler: col.handle}); err != nil {
+		t.Fatal(err)
+	}
+	if u := col.waitFor(t, 1)[0]; u.WorkspaceID != shared || u.ToVersion != 1 {
+		t.Fatalf("start-up catch-up = %+v", u)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := e.svc.CountCalls("ChangesSince", ""); n < 2 {
+			return fmt.Errorf("%d getChangesSince calls: start-up catch-up not done", n)
+		}
+		return nil
+	})
+	commitTo(t, e, c, shared, "s2", 2)
+	s3 := commitTo(t, e, c, shared, "s3", 3)
+
+	refuse := &refuseChangesSince{err: fmt.Errorf("removed from the workspace: %w", service.ErrUnauthorized)}
+	refuse.armed.Store(true)
+	e.svc.SetHook(refuse.hook)
+	// Version 3 of the shared workspace with version 2 never notified: a gap whose
+	// catch-up is refused. Then version 1 of the personal workspace, in order.
+	if err := rpctest.PublishNotification(ctx, e.url, s3); err != nil {
+		t.Fatal(err)
+	}
+	p1 := commitTo(t, e, c, e.ws, "p1", 3)
+	if err := rpctest.PublishNotification(ctx, e.url, p1); err != nil {
+		t.Fatal(err)
+	}
+	ups := col.waitFor(t, 2)
+	if u := ups[1]; u.WorkspaceID != e.ws || u.Commit == nil || u.FromVersion != 0 || u.ToVersion != 1 {
+		t.Fatalf("update after the refused catch-up = %+v", u)
+	}
+	if n := refuse.refused.Load(); n != 1 {
+		t.Errorf("getChangesSince refused %d times, want 1 (the skipped event was retried)", n)
+	}
+	vs := c.Versions()
+	if _, ok := vs[shared]; ok || vs[e.ws] != 1 {
+		t.Errorf("Versions = %v, want the shared workspace forgotten and the personal one at 1", vs)
+	}
+	// The skipped event was acked: no redelivery asks for another catch-up.
+	p2 := commitTo(t, e, c, e.ws, "p2", 4)
+	if err := rpctest.PublishNotification(ctx, e.url, p2); err != nil {
+		t.Fatal(err)
+	}
+	ups = col.waitFor(t, 3)
+	if u := ups[2]; u.WorkspaceID != e.ws || u.ToVersion != 2 {
+		t.Fatalf("third update = %+v", u)
+	}
+	if n := refuse.refused.Load(); n != 1 || len(ups) != 3 {
+		t.Errorf("after more events: %d refusals, %d updates", n, len(ups))
+	}
+}
+
+// TestGapCatchUpInvalidRequestResetsToZero: the device's version of a workspace is
+// ahead of the server's (say, restored from a backup), so the server refuses the
+// catch-up as InvalidRequest. The client starts that workspace over from 0 and
+// recovers: it gets one page from 0 and the following notifications in order.
+func TestGapCatchUpInvalidRequestResetsToZero(t *testing.T) {
+	e := newEnv(t)
+	c := e.dial()
+	ctx := ctxT(t)
+	dev, err := c.UpdateDevice(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.bindWorkspace(dev)
+	commitTo(t, e, c, e.ws, "one", 1)
+	var col collector
+	// The device says it has version 1 (it never gets its items: the server will
+	// refuse the next catch-up from 1 as if the device were ahead).
+	if err := c.Subscribe(client.SubscribeOptions{Handler: col.handle, Versions: map[uuid.UUID]int64{e.ws: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if e.svc.CountCalls("ChangesSince", "") == 0 {
+			return errors.New("no start-up catch-up yet")
+		}
+		return nil
+	})
+	commitTo(t, e, c, e.ws, "two", 2)
+	v3 := commitTo(t, e, c, e.ws, "three", 3)
+
+	refuse := &refuseChangesSince{err: fmt.Errorf("sinceVersion ahead of the workspace: %w", service.ErrInvalid), onlyOne: true}
+	refuse.armed.Store(true)
+	e.svc.SetHook(refuse.hook)
+	// A gap (3 after 1): the catch-up from 1 is refused, the one from 0 answers.
+	if err := rpctest.PublishNotification(ctx, e.url, v3); err != nil {
+		t.Fatal(err)
+	}
+	ups := col.waitFor(t, 1)
+	if u := ups[0]; u.Commit != nil || u.FromVersion != 0 || u.ToVersion != 3 || len(u.Items) != 3 {
+		t.Fatalf("catch-up from 0 = %+v", u)
+	}
+	if n := refuse.refused.Load(); n != 1 {
+		t.Errorf("%d refusals, want 1", n)
+	}
+	v4 := commitTo(t, e, c, e.ws, "four", 4)
+	if err := rpctest.PublishNotification(ctx, e.url, v4); err != nil {
+		t.Fatal(err)
+	}
+	ups = col.waitFor(t, 2)
+	if u := ups[1]; u.Commit == nil || u.FromVersion != 3 || u.ToVersion != 4 {
+		t.Fatalf("update after the reset = %+v", u)
+	}
+	if v := c.Versions()[e.ws]; v != 4 || len(ups) != 2 {
+		t.Errorf("Versions = %v after %d updates", c.Versions(), len(ups))
+	}
+}
+
+// TestGapCatchUpTransientFailureIsRetriedWithBackoff: while getChangesSince fails with
+// Internal, the gap's event stays unacked and is retried, with a growing wait between
+// attempts (not in a hot loop); once the service answers again it is delivered.
+func TestGapCatchUpTransientFailureIsRetriedWithBackoff(t *testing.T) {
+	e := newEnv(t)
+	c := e.dial() // MinBackoff 50ms, MaxBackoff 500ms
+	ctx := ctxT(t)
+	dev, err := c.UpdateDevice(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.bindWorkspace(dev)
+	var col collector
+	if err := c.Subscribe(client.SubscribeOptions{Handler: col.handle}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if e.svc.CountCalls("ChangesSince", "") == 0 {
+			return errors.New("no start-up catch-up yet")
+		}
+		return nil
+	})
+	commitTo(t, e, c, e.ws, "one", 1)
+	v2 := commitTo(t, e, c, e.ws, "two", 2)
+
+	refuse := &refuseChangesSince{err: errors.New("database down")} // Internal
+	refuse.armed.Store(true)
+	e.svc.SetHook(refuse.hook)
+	if err := rpctest.PublishNotification(ctx, e.url, v2); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := refuse.refused.Load(); n < 5 {
+			return fmt.Errorf("%d refusals: the event is not being retried", n)
+		}
+		return nil
+	})
+	// Each attempt is one catch-up call; the waits between attempts are 50, 100, 200,
+	// 400… ms (the test's MinBackoff doubled), never a hot loop.
+	at := refuse.times()
+	var gaps []time.Duration
+	for i := 1; i < len(at); i++ {
+		gaps = append(gaps, at[i].Sub(at[i-1]))
+	}
+	for _, g := range gaps {
+		if g < 40*time.Millisecond {
+			t.Errorf("retry after %v (gaps %v): no backoff", g, gaps)
+		}
+	}
+	if gaps[3] < 2*gaps[0] {
+		t.Errorf("the wait between retries does not grow: %v", gaps)
+	}
+	if len(col.snapshot()) != 0 {
+		t.Fatalf("updates delivered while the catch-up fails: %+v", col.snapshot())
+	}
+	refuse.armed.Store(false)
+	ups := col.waitFor(t, 1)
+	if u := ups[0]; u.Commit != nil || u.FromVersion != 0 || u.ToVersion != 2 {
+		t.Fatalf("catch-up after recovery = %+v", u)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
 )
 
 // Account is getAccountInfo's result.
@@ -69,7 +70,15 @@ type CommitRequest struct {
 type CommitResult struct {
 	EventID  uuid.UUID // id of the stored event (the notifyCommit envelope's id)
 	Event    domain.Committed
+	Position eventstore.Position // the event's place in the store's global order
 	Replayed bool
+}
+
+// DeviceResult is updateDevice's outcome: the device id and the place of the event
+// that recorded the registration or update in the store's global order.
+type DeviceResult struct {
+	ID       uuid.UUID
+	Position eventstore.Position
 }
 
 // UpdateWorkspaceRequest is updateWorkspace's request.

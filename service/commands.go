@@ -89,7 +89,7 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 	if !ok {
 		return CommitResult{}, fmt.Errorf("%w: requestId %q was used by a %s in workspace %s", ErrInvalid, req.RequestID, out.event.EventType(), req.WorkspaceID)
 	}
-	return CommitResult{EventID: out.eventID, Event: c, Replayed: out.replayed}, nil
+	return CommitResult{EventID: out.eventID, Event: c, Position: out.position, Replayed: out.replayed}, nil
 }
 
 // ownerQuota returns the owner's limit and the bytes they use in their other
@@ -111,7 +111,7 @@ func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *d
 
 // UpdateDevice registers a device (DeviceID nil) or updates one of the user's devices,
 // and returns its id. Registering again with the same requestId returns the same id.
-func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (uuid.UUID, error) {
+func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (DeviceResult, error) {
 	fresh := uuid.New()
 	key := "device:" + req.RequestID
 	out, err := execute(ctx, s, s.users, req.UserID, domain.UserStream(req.UserID), key,
@@ -132,15 +132,15 @@ func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (uu
 			return d, mapDomainErr(err)
 		})
 	if err != nil {
-		return uuid.Nil, err
+		return DeviceResult{}, err
 	}
 	switch ev := out.event.(type) {
 	case domain.DeviceRegistered:
-		return ev.DeviceID, nil
+		return DeviceResult{ID: ev.DeviceID, Position: out.position}, nil
 	case domain.DeviceUpdated:
-		return ev.DeviceID, nil
+		return DeviceResult{ID: ev.DeviceID, Position: out.position}, nil
 	}
-	return uuid.Nil, fmt.Errorf("%w: requestId %q was used by a %s", ErrInvalid, req.RequestID, out.event.EventType())
+	return DeviceResult{}, fmt.Errorf("%w: requestId %q was used by a %s", ErrInvalid, req.RequestID, out.event.EventType())
 }
 
 // UpdateWorkspace sets the caller's own name and mount point for a workspace.

@@ -203,6 +203,7 @@ func catchUp[A aggregate](ctx context.Context, store eventstore.Store, stream st
 type outcome struct {
 	event    domain.Event
 	eventID  uuid.UUID
+	position eventstore.Position // the event's place in the global order
 	replayed bool
 }
 
@@ -220,13 +221,19 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		// Optimistic: a state this process has read or written is decided on as it is;
 		// if another process appended meanwhile, the append fails on the expected
 		// version and the next attempt reads the stream's tail first.
-		if attempt > 0 || e.readAt.IsZero() {
+		caughtUp := attempt > 0 || e.readAt.IsZero()
+		if caughtUp {
 			if err := catchUp(ctx, s.store, stream, e); err != nil {
 				return outcome{}, err
 			}
 		}
 		d, err := decide(e.state, e.lastHash)
 		if err != nil {
+			if !caughtUp {
+				// A refusal decided on a cached state may be stale (a member added, a
+				// device registered through another process): refuse only on the tail.
+				continue
+			}
 			return outcome{}, err
 		}
 		if d.ReplayOf > 0 {
@@ -253,11 +260,17 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 			if s.cfg.OnAppend != nil {
 				s.cfg.OnAppend()
 			}
-			return outcome{event: ev, eventID: evID}, nil
+			return outcome{event: ev, eventID: evID, position: res.Position}, nil
 		case err == nil && res.Duplicate:
-			// An earlier attempt of this request was stored (its reply was lost): catch up
-			// and decide again, which now finds the request and replays it.
-			continue
+			// An earlier attempt of this request was stored (its outcome was lost): the
+			// stored event is the answer, whatever this attempt decided.
+			if err := catchUp(ctx, s.store, stream, e); err != nil {
+				return outcome{}, err
+			}
+			return s.readOriginal(ctx, stream, res.StreamVersion)
+		case errors.Is(err, eventstore.ErrRecordTooLarge):
+			return outcome{}, fmt.Errorf("%w: the request's record would exceed %d bytes: split it into smaller requests",
+				ErrInvalid, eventstore.MaxRecordSize)
 		case errors.Is(err, eventstore.ErrWrongVersion):
 			continue
 		case eventstore.Transient(err):
@@ -302,7 +315,7 @@ func (s *Service) readOriginal(ctx context.Context, stream string, version uint6
 	if err != nil {
 		return outcome{}, fmt.Errorf("read original %s@%d: %w", stream, version, err)
 	}
-	return outcome{event: ev, eventID: recs[0].ID, replayed: true}, nil
+	return outcome{event: ev, eventID: recs[0].ID, position: recs[0].Position, replayed: true}, nil
 }
 
 // loadUser returns a snapshot of a user's state, caught up with its stream unless this

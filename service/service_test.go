@@ -81,10 +81,11 @@ func userWithDevice(t *testing.T, e *env, s *service.Service, name string) (user
 	if err != nil {
 		t.Fatal(err)
 	}
-	device, err = s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "reg-" + name, UserID: user, Name: name + "-laptop", OS: "linux"})
+	res, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "reg-" + name, UserID: user, Name: name + "-laptop", OS: "linux"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	device = res.ID
 	testenv.Eventually(t, 10*time.Second, func() error {
 		_, err := s.Workspaces(ctx, user)
 		return err
@@ -327,10 +328,11 @@ func TestDeviceRegisteredElsewhereIsAcceptedAtOnce(t *testing.T) {
 		Items: []domain.ItemMetadata{file(-1, "a", nil, 1)}}); err != nil {
 		t.Fatal(err) // b now caches the user with one device
 	}
-	dev2, err := a.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "second", UserID: user, Name: "phone", OS: "android"})
+	reg, err := a.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "second", UserID: user, Name: "phone", OS: "android"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	dev2 := reg.ID
 	res, err := b.Commit(ctx, service.CommitRequest{RequestID: "from-phone", UserID: user, WorkspaceID: ws, DeviceID: dev2,
 		Items: []domain.ItemMetadata{file(-2, "b", nil, 1)}})
 	if err != nil || !res.Event.Items[0].Succeeded || res.Event.WorkspaceVersion != 2 {
@@ -397,5 +399,78 @@ func TestManyWorkspacesAtOnce(t *testing.T) {
 				t.Fatalf("workspace %s versions %v", a.ws, versions)
 			}
 		}
+	}
+}
+
+// A retried updateDevice (same requestId, the reply was lost) is answered again with the
+// same device, also for an update of a registered device (review finding: the store
+// recognised the retried event id and the service looped into Busy).
+func TestRetriedUpdateDeviceIsAnswered(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(t)
+	user, _, dev := userWithDevice(t, e, s, "nina")
+	upd := service.UpdateDeviceRequest{RequestID: "restart-1", UserID: user, DeviceID: &dev, Name: "laptop", OS: "linux"}
+	for i := range 3 {
+		res, err := s.UpdateDevice(ctx, upd)
+		if err != nil || res.ID != dev {
+			t.Fatalf("attempt %d: %+v, %v", i, res, err)
+		}
+	}
+	reg := service.UpdateDeviceRequest{RequestID: "reg-nina", UserID: user, Name: "laptop", OS: "linux"}
+	res, err := e.service(t).UpdateDevice(ctx, reg) // the original registration, retried through another instance
+	if err != nil || res.ID != dev {
+		t.Fatalf("retried registration: %+v, %v (want %s)", res, err, dev)
+	}
+}
+
+// A process whose cached workspace predates a membership change made through another
+// process still serves the new member (review finding: refusals were decided on the
+// cached state without reading the tail).
+func TestMemberAddedElsewhereIsServed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a, b := e.service(t), e.service(t)
+	owner, _, ownerDev := userWithDevice(t, e, a, "olga")
+	member, _, memberDev := userWithDevice(t, e, a, "pete")
+	ws, err := a.CreateWorkspace(ctx, owner, "shared", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(ctx, service.CommitRequest{RequestID: "warm", UserID: owner, WorkspaceID: ws, DeviceID: ownerDev,
+		Items: []domain.ItemMetadata{file(-1, "a", nil, 1)}}); err != nil {
+		t.Fatal(err) // b caches the workspace without pete
+	}
+	if err := a.AddMember(ctx, ws, member, ""); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Commit(ctx, service.CommitRequest{RequestID: "pete-1", UserID: member, WorkspaceID: ws, DeviceID: memberDev,
+		Items: []domain.ItemMetadata{file(-2, "b", nil, 1)}})
+	if err != nil || !res.Event.Items[0].Succeeded {
+		t.Fatalf("new member through a stale process: %+v, %v", res, err)
+	}
+}
+
+// A commit too large for one event is refused as a whole with InvalidRequest (review
+// finding: it was Internal, forever).
+func TestOversizeCommitIsInvalid(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(t)
+	user, ws, dev := userWithDevice(t, e, s, "quinn")
+	items := make([]domain.ItemMetadata, 2000)
+	for i := range items {
+		items[i] = file(int64(-1-i), fmt.Sprintf("f%05d", i), nil, 1)
+		items[i].Chunks = make([]string, 20)
+		for k := range items[i].Chunks {
+			items[i].Chunks[k] = fmt.Sprintf("chk-%0120d", i*100+k)
+		}
+	}
+	before, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws))
+	if _, err := s.Commit(ctx, service.CommitRequest{RequestID: "huge", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items}); !errors.Is(err, service.ErrInvalid) {
+		t.Fatalf("oversize commit: %v, want InvalidRequest", err)
+	}
+	if after, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws)); after != before {
+		t.Fatal("an oversize commit changed the workspace")
 	}
 }

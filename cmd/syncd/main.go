@@ -87,9 +87,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
 
-	g, gctx := errgroup.WithContext(ctx)
+	// Build every component first; nothing runs until all of them exist.
 	var ready []func(context.Context) error
 	var wake []func() // in-process followers to nudge after an append
+	var followers []func(ctx context.Context) error
 	ready = append(ready, func(ctx context.Context) error { return pool.Ping(ctx) })
 
 	// applied nudges the notifier when the workspace model moved its checkpoint (the
@@ -111,11 +112,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 				return err
 			}
 			m.watchProjector(p, store)
-			g.Go(func() error { return ignoreCanceled(p.Run(gctx)) })
+			followers = append(followers, p.Run)
 		}
 	}
+	binderAt := func(ctx context.Context) (eventstore.Position, error) {
+		return notify.LoadCheckpoint(ctx, pool, binderName)
+	}
 	if cfg.has("notifier") {
-		n, err := notify.New(notify.Config{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Logger: log,
+		n, err := notify.New(notify.Config{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Name: notifierName, Logger: log,
 			// Publish a commit only when the workspace read model has applied it (reads
 			// see what was notified) and the binder has applied every membership and device
 			// change before it (the commit reaches exactly the devices of its members).
@@ -123,9 +127,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 				func(ctx context.Context) (eventstore.Position, error) {
 					return projections.Checkpoint(ctx, pool, projections.ModelWorkspaces)
 				},
-				func(ctx context.Context) (eventstore.Position, error) {
-					return notify.LoadCheckpoint(ctx, pool, binderName)
-				}),
+				binderAt),
 		}, store)
 		if err != nil {
 			return err
@@ -134,7 +136,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		wake = append(wake, n.Wake)
 		notifierWake := n.Wake
 		applied.Store(&notifierWake)
-		g.Go(func() error { return ignoreCanceled(n.Run(gctx)) })
+		followers = append(followers, n.Run)
 	}
 	if cfg.has("binder") {
 		b, err := notify.NewBinder(notify.BinderConfig{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Name: binderName, Logger: log,
@@ -143,7 +145,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 		wake = append(wake, b.Wake)
-		g.Go(func() error { return ignoreCanceled(b.Run(gctx)) })
+		followers = append(followers, b.Run)
 	}
 	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"),
 		OnAppend: func() {
@@ -154,23 +156,58 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var srv *rpc.Server
 	if cfg.has("rpc") {
 		auth := rpc.AuthBroker
 		if cfg.auth == "trust" {
 			auth = rpc.AuthTrust
 			log.Warn("auth=trust: identities are taken from request bodies unverified; use only for legacy clients on a closed network")
 		}
-		srv, err := rpc.NewServer(rpc.Config{
+		srv, err = rpc.NewServer(rpc.Config{
 			URL: cfg.amqpURL, RequestQueue: cfg.requestQueue, Concurrency: cfg.concurrency, Prefetch: cfg.prefetch,
 			RequestTimeout: cfg.requestTimeout, ShutdownTimeout: cfg.shutdownGrace, Auth: auth,
 			QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength},
 			Logger:       log, Metrics: m,
+			// updateDevice answers once the binder bound the device's queue; a repeated
+			// commit is republished only once the notifier published it the first time.
+			Bound: binderAt,
+			Published: func(ctx context.Context) (eventstore.Position, error) {
+				return notify.LoadCheckpoint(ctx, pool, notifierName)
+			},
 		}, countingService{svc, m})
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return ignoreCanceled(srv.Run(gctx)) })
 		defer srv.Close()
+	}
+
+	// Run. Shutdown is ordered: the RPC server stops consuming and finishes its in-flight
+	// requests first; only then do the followers (projectors, notifier, binder) stop, so
+	// that what the last requests appended is still projected and notified if time allows
+	// (what is not is picked up from the checkpoints at the next start).
+	g, gctx := errgroup.WithContext(ctx)
+	followCtx, stopFollowers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFollowers()
+	rpcDone := make(chan struct{})
+	if srv != nil {
+		g.Go(func() error { defer close(rpcDone); return ignoreCanceled(srv.Run(gctx)) })
+	} else {
+		close(rpcDone)
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		<-rpcDone
+		stopFollowers()
+		return nil
+	})
+	for _, run := range followers {
+		g.Go(func() error {
+			err := run(followCtx)
+			if followCtx.Err() != nil {
+				return nil
+			}
+			return err // a follower failing on its own stops the process
+		})
 	}
 	if cfg.httpAddr != "" {
 		hs := &http.Server{Addr: cfg.httpAddr, Handler: httpHandler(reg, ready), ReadHeaderTimeout: 5 * time.Second}
@@ -181,7 +218,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return nil
 		})
 		g.Go(func() error {
-			<-gctx.Done()
+			<-followCtx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			return hs.Shutdown(sctx)
@@ -197,8 +234,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	return g.Wait()
 }
 
-// binderName is the binder's role and checkpoint row; the notifier's horizon reads it.
-const binderName = "binder"
+// Role and checkpoint-row names of the binder and the notifier; the notifier's horizon
+// and the RPC server read their checkpoints.
+const (
+	binderName   = "binder"
+	notifierName = "notifier"
+)
 
 func ignoreCanceled(err error) error {
 	if errors.Is(err, context.Canceled) {

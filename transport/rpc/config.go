@@ -1,11 +1,13 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/transport/topology"
 )
 
@@ -61,6 +63,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives per-request measurements. Default: none.
 	Metrics Metrics
+	// Bound, if set, reports how far the binder has applied the global order;
+	// updateDevice replies once it has passed the device's event (then the device's
+	// queue is bound to every workspace of its user). Nil: reply at once.
+	Bound func(ctx context.Context) (eventstore.Position, error)
+	// Published, if set, reports how far the notifier has published; a repeated commit
+	// is published again only when its event is behind it (before that, the notifier
+	// owes the first publication and makes it in order). Nil: always republish.
+	Published func(ctx context.Context) (eventstore.Position, error)
+	// ProgressWait bounds the wait for Bound; after it, updateDevice answers Busy.
+	// Default 5s.
+	ProgressWait time.Duration
 }
 
 // Validate fills defaults and checks the configuration.
@@ -76,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Concurrency < 0 || c.Prefetch < 0 || c.RequestTimeout < 0 || c.ShutdownTimeout < 0 {
 		return errors.New("rpc: Concurrency, Prefetch and timeouts must not be negative")
+	}
+	if c.ProgressWait <= 0 {
+		c.ProgressWait = 5 * time.Second
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 32

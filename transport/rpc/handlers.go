@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
@@ -122,7 +124,27 @@ func (s *Server) dispatch(ctx context.Context, sess *session, d *amqp.Delivery) 
 	}
 	out.method = req.Method
 	out.result, out.err = h(s, ctx, sess, d, req)
+	if errors.Is(out.err, context.DeadlineExceeded) {
+		// The request outlived its deadline (the work may or may not be done): the device
+		// retries with the same requestId, which never applies anything twice.
+		out.err = &service.BusyError{RetryAfter: time.Second}
+	}
 	return out
+}
+
+// replyAllowed keeps replies (which go through the default exchange, to any queue)
+// out of queues the caller has no business writing to: never a device event queue (a
+// flood there would push real events out, x-overflow=drop-head) nor the request queue;
+// with a broker-verified user_id only that user's reply.<userId>.* queues.
+func (s *Server) replyAllowed(d *amqp.Delivery) bool {
+	q := d.ReplyTo
+	if strings.HasPrefix(q, "events.") || q == s.cfg.RequestQueue {
+		return false
+	}
+	if _, err := uuid.Parse(d.UserId); err == nil {
+		return strings.HasPrefix(q, "reply."+d.UserId+".")
+	}
+	return s.cfg.Auth == AuthTrust || strings.HasPrefix(q, "reply.")
 }
 
 // reply publishes the response of out to the request's reply_to. It reports whether
@@ -133,6 +155,11 @@ func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, out
 		if !out.async {
 			s.log.Debug("request without reply_to; no reply sent", "method", out.method, "correlation_id", d.CorrelationId)
 		}
+		return true
+	}
+	if !s.replyAllowed(d) {
+		s.log.Warn("reply_to is not a reply queue of the caller; no reply sent", "method", out.method,
+			"correlation_id", d.CorrelationId, "user_id", d.UserId, "reply_to", d.ReplyTo)
 		return true
 	}
 	var e *wire.Error
@@ -214,10 +241,11 @@ func (s *Server) updateDevice(ctx context.Context, sess *session, d *amqp.Delive
 	if _, err := s.identify(d, r.UserID, true); err != nil {
 		return nil, err
 	}
-	dev, err := s.svc.UpdateDevice(ctx, r)
+	res, err := s.svc.UpdateDevice(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	dev := res.ID
 	// The queue exists (and is bound to the user's exchange) before the reply. Its
 	// workspace bindings are the binder's: it follows membership and device events in
 	// the global order, and the notifier publishes a commit only once the binder has
@@ -226,7 +254,39 @@ func (s *Server) updateDevice(ctx context.Context, sess *session, d *amqp.Delive
 	if err := sess.declareDeviceQueue(r.UserID, dev, nil, s.cfg.QueueOptions); err != nil {
 		return nil, fmt.Errorf("updateDevice user %s device %s: %w", r.UserID, dev, err)
 	}
+	// Reply once the binder has applied this registration (the queue is then bound to
+	// every workspace of the user), so no commit after the reply can miss the device.
+	if err := s.waitPast(ctx, s.cfg.Bound, res.Position); err != nil {
+		return nil, fmt.Errorf("updateDevice user %s device %s: %w", r.UserID, dev, err)
+	}
 	return dev.String(), nil
+}
+
+// waitPast waits until progress reports a position at or beyond pos, polling with a
+// growing interval, for at most Config.ProgressWait; then it answers Busy (the work is
+// done and durable; the device retries with the same requestId). A nil progress means
+// there is nothing to wait for.
+func (s *Server) waitPast(ctx context.Context, progress func(context.Context) (eventstore.Position, error), pos eventstore.Position) error {
+	if progress == nil || pos.IsZero() {
+		return nil
+	}
+	deadline := time.Now().Add(s.cfg.ProgressWait)
+	wait := time.Millisecond
+	for {
+		p, err := progress(ctx)
+		if err == nil && !p.Less(pos) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &service.BusyError{RetryAfter: s.cfg.ProgressWait}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 50*time.Millisecond)
+	}
 }
 
 // declareDeviceQueue declares and binds a device's event queue. A queue that exists
@@ -327,13 +387,26 @@ func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, re
 	if err != nil {
 		return nil, err
 	}
-	if res.Replayed {
+	// A repeated requestId: publish the original notification again, but only if the
+	// notifier already published it once — otherwise the notifier still owes it and
+	// will publish it in order, after the read models and the bindings caught up.
+	if res.Replayed && s.published(ctx, res.Position) {
 		if err := sess.republish(ctx, res); err != nil {
 			return nil, fmt.Errorf("commit %s: republish the notification of workspace %s version %d: %w",
 				r.RequestID, res.Event.WorkspaceID, res.Event.WorkspaceVersion, err)
 		}
 	}
 	return nil, nil
+}
+
+// published reports whether the notifier has published the event at pos (always true
+// without a Config.Published hook).
+func (s *Server) published(ctx context.Context, pos eventstore.Position) bool {
+	if s.cfg.Published == nil {
+		return true
+	}
+	p, err := s.cfg.Published(ctx)
+	return err == nil && !p.Less(pos)
 }
 
 // republish publishes a recorded commit's notifyCommit again to its workspace's

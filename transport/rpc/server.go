@@ -30,7 +30,7 @@ import (
 // Service is what the server needs of the application layer.
 type Service interface {
 	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (service.Account, error) // caller nil = trust mode: any e-mail
-	UpdateDevice(ctx context.Context, req service.UpdateDeviceRequest) (uuid.UUID, error)
+	UpdateDevice(ctx context.Context, req service.UpdateDeviceRequest) (service.DeviceResult, error)
 	Workspaces(ctx context.Context, user uuid.UUID) ([]service.WorkspaceInfo, error)
 	Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error)
 	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (service.ChangesPage, error)

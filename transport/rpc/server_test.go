@@ -566,3 +566,37 @@ func TestShutdownCutOffLeavesRequestQueued(t *testing.T) {
 		t.Errorf("redelivered request: %+v", resp.Error)
 	}
 }
+
+// Replies go through the default exchange to any queue: a caller must not be able to
+// aim them at a device event queue (flooding it would push real events out) or at
+// another user's reply queue.
+func TestReplyOnlyToTheCallersReplyQueues(t *testing.T) {
+	e := newEnv(t, rpc.AuthBroker)
+	r := dialRaw(t, e.userURL(e.user), e.user, e.user.String())
+	admin := dialRaw(t, e.url, e.user, "")
+	victim := uuid.New()
+	targets := []string{topology.DeviceQueue(victim, uuid.New()), "reply." + victim.String() + ".inbox"}
+	for _, q := range targets {
+		if _, err := admin.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	params := map[string]any{"requestId": "w", "userId": e.user.String()}
+	for _, q := range targets {
+		r.send(request(wire.MethodGetWorkspaces, params, false, "1"), uuid.NewString(), func(p *amqp.Publishing) { p.ReplyTo = q })
+	}
+	// A normal request after them is answered (the two were handled and acked) ...
+	r.ok(wire.MethodGetWorkspaces, params, nil)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := e.mets.count("getWorkspaces/OK"); n < 3 {
+			return fmt.Errorf("%d getWorkspaces handled", n)
+		}
+		return nil
+	})
+	// ... and nothing reached the foreign queues.
+	for _, q := range targets {
+		if n, err := queueDepth(t, e.url, q); err != nil || n != 0 {
+			t.Errorf("queue %s received %d replies (%v)", q, n, err)
+		}
+	}
+}

@@ -174,29 +174,29 @@ func (w *memWorkspace) used() int64 {
 }
 
 // UpdateDevice implements rpc.Service.
-func (s *MemService) UpdateDevice(ctx context.Context, req service.UpdateDeviceRequest) (uuid.UUID, error) {
+func (s *MemService) UpdateDevice(ctx context.Context, req service.UpdateDeviceRequest) (service.DeviceResult, error) {
 	if err := s.enter(ctx, Call{Method: "UpdateDevice", RequestID: req.RequestID, User: req.UserID}); err != nil {
-		return uuid.Nil, err
+		return service.DeviceResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.users[req.UserID]; !ok {
-		return uuid.Nil, fmt.Errorf("user %s: %w", req.UserID, service.ErrUserNotFound)
+		return service.DeviceResult{}, fmt.Errorf("user %s: %w", req.UserID, service.ErrUserNotFound)
 	}
 	if req.DeviceID != nil {
 		if s.devices[*req.DeviceID] != req.UserID {
-			return uuid.Nil, fmt.Errorf("device %s: %w", *req.DeviceID, service.ErrDeviceNotValid)
+			return service.DeviceResult{}, fmt.Errorf("device %s: %w", *req.DeviceID, service.ErrDeviceNotValid)
 		}
-		return *req.DeviceID, nil
+		return service.DeviceResult{ID: *req.DeviceID}, nil
 	}
 	key := req.UserID.String() + "/" + req.RequestID
 	if id, ok := s.registered[key]; ok {
-		return id, nil
+		return service.DeviceResult{ID: id}, nil
 	}
 	id := uuid.New()
 	s.devices[id] = req.UserID
 	s.registered[key] = id
-	return id, nil
+	return service.DeviceResult{ID: id}, nil
 }
 
 // Workspaces implements rpc.Service: the personal workspace first.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -161,7 +162,7 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 		if since >= page.WorkspaceVersion {
 			return nil
 		}
-		ids, to, err := pageRange(ctx, tx, ws, since, page.WorkspaceVersion, limit)
+		ids, versions, to, err := pageRange(ctx, tx, ws, since, page.WorkspaceVersion, limit)
 		if err != nil {
 			return err
 		}
@@ -169,10 +170,12 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 		if len(ids) == 0 {
 			return nil
 		}
-		rows, err := tx.Query(ctx, `SELECT DISTINCT ON (item_id) `+itemSelect[len("SELECT "):]+`
-			FROM proj_workspaces.item_history
-			WHERE workspace_id = $1 AND item_id = ANY($2) AND ws_version <= $3
-			ORDER BY item_id, version DESC`, ws, ids, to)
+		// Each item's state as of to is its latest version in the page's range: one
+		// primary-key lookup per item.
+		rows, err := tx.Query(ctx, itemSelect+`
+			FROM unnest($2::bigint[], $3::bigint[]) AS k(item_id, version)
+			JOIN proj_workspaces.item_history h USING (item_id, version)
+			WHERE h.workspace_id = $1`, ws, ids, versions)
 		if err != nil {
 			return err
 		}
@@ -187,58 +190,100 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 	return page, nil
 }
 
+// pageRangeChunk is how many item_history rows one query of pageRange reads: limit+1
+// rows past the versions taken decide whether the next version fits.
+func pageRangeChunk(limit int) int { return limit + 1 }
+
+// pageRangeSQL reads one chunk of pageRange: the item versions of workspace $1 stored
+// after the key ($2 ws_version, $3 item_id, $4 version) up to workspace version $5, at
+// most $6, in key order. It is an index range scan of item_history_ws_version_idx
+// stopped by the LIMIT (with an incremental sort on version within an item).
+const pageRangeSQL = `SELECT ws_version, item_id, version FROM proj_workspaces.item_history
+	WHERE workspace_id = $1 AND (ws_version, item_id, version) > ($2, $3, $4) AND ws_version <= $5
+	ORDER BY ws_version, item_id, version LIMIT $6`
+
 // pageRange walks the item versions stored after since in workspace-version order and
 // takes whole workspace versions while the distinct items stay within limit (at least
-// one version). It returns those items' ids and the page's last version.
-func pageRange(ctx context.Context, tx pgx.Tx, ws uuid.UUID, since, current int64, limit int) ([]int64, int64, error) {
-	rows, err := tx.Query(ctx, `SELECT ws_version, item_id FROM proj_workspaces.item_history
-		WHERE workspace_id = $1 AND ws_version > $2 AND ws_version <= $3 ORDER BY ws_version`, ws, since, current)
-	if err != nil {
-		return nil, 0, err
+// one version). It returns those items' ids (ascending), each one's latest version in
+// the versions taken (its state as of the page's last version), and the page's last
+// version. A version without stored items has no rows: it falls inside the page when a
+// later version does, or when the walk reaches current.
+//
+// It reads in keyset chunks of pageRangeChunk(limit) rows, each query bounded by LIMIT,
+// and stops as soon as the version being read cannot fit, so its cost is the page's rows
+// plus at most one chunk whatever the backlog after the page. (An unbounded query
+// stopped early would still be read to its end: pgx's rows.Close drains it.)
+func pageRange(ctx context.Context, tx pgx.Tx, ws uuid.UUID, since, current int64, limit int) (ids, versions []int64, to int64, err error) {
+	latest := map[int64]int64{} // taken item -> its latest version in the versions taken
+	var taken int64             // last version taken (0: none yet)
+	var curV int64              // version being read (0: none yet)
+	cur := map[int64]int64{}    // items of curV -> latest version
+	curNew := 0                 // items of cur not in latest
+	take := func() {            // takes version curV whole
+		for id, v := range cur {
+			latest[id] = max(latest[id], v)
+		}
+		taken, curNew = curV, 0
+		clear(cur)
 	}
-	defer rows.Close()
-	var ids []int64            // items of the versions taken
-	seen := map[int64]bool{}   // ids, as a set
-	var taken int64            // last version taken (0: none yet)
-	var curV int64             // version being read (0: none yet)
-	var cur []int64            // items of curV not in ids
-	curSet := map[int64]bool{} // cur, as a set
-	to, stopped := current, false
-	// flush takes version curV whole if it fits, or if it is the page's first version.
-	flush := func() bool {
-		if taken != 0 && len(ids)+len(cur) > limit {
-			to, stopped = curV-1, true
-			return false
+	chunk := pageRangeChunk(limit)
+	// Keyset: the rows after (lastV, lastID, lastVer) in index order; at first, every
+	// row of since is at or before it.
+	lastV, lastID, lastVer := since, int64(math.MaxInt64), int64(math.MaxInt64)
+	to = current
+	for {
+		rows, err := tx.Query(ctx, pageRangeSQL, ws, lastV, lastID, lastVer, current, chunk)
+		if err != nil {
+			return nil, nil, 0, err
 		}
-		ids = append(ids, cur...)
-		for _, id := range cur {
-			seen[id] = true
+		n, stopped := 0, false
+		for rows.Next() {
+			var v, id, iv int64
+			if err := rows.Scan(&v, &id, &iv); err != nil {
+				rows.Close()
+				return nil, nil, 0, err
+			}
+			n++
+			lastV, lastID, lastVer = v, id, iv
+			if v != curV && curV != 0 {
+				take()
+			}
+			curV = v
+			if _, ok := cur[id]; !ok {
+				if _, ok := latest[id]; !ok {
+					curNew++
+				}
+			}
+			cur[id] = max(cur[id], iv)
+			if taken != 0 && len(latest)+curNew > limit {
+				to, stopped = curV-1, true
+				break
+			}
 		}
-		taken, cur = curV, cur[:0]
-		clear(curSet)
-		return true
-	}
-	for rows.Next() {
-		var v, id int64
-		if err := rows.Scan(&v, &id); err != nil {
-			return nil, 0, err
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, 0, err
 		}
-		if v != curV && curV != 0 && !flush() {
+		if stopped {
 			break
 		}
-		curV = v
-		if !seen[id] && !curSet[id] {
-			curSet[id] = true
-			cur = append(cur, id)
+		if n < chunk { // read up to current
+			if curV != 0 {
+				take()
+			}
+			break
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, err
+	ids = make([]int64, 0, len(latest))
+	for id := range latest {
+		ids = append(ids, id)
 	}
-	if !stopped && curV != 0 {
-		flush()
+	slices.Sort(ids)
+	versions = make([]int64, len(ids))
+	for i, id := range ids {
+		versions[i] = latest[id]
 	}
-	return ids, to, nil
+	return ids, versions, to, nil
 }
 
 // treeOrder orders items parents before children: depth first from the roots (items

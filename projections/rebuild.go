@@ -148,6 +148,15 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 		}
 	}
 	log.Info("built the bulk-loaded tables' indexes", "took", time.Since(built).String())
+	// The fresh tables have no planner statistics until autovacuum reaches them; without
+	// them the planner misjudges their size and can trade the queries' bounded index
+	// scans (getChangesSince's pages) for full scans of a workspace's history.
+	for _, t := range m.tables {
+		qt := pgx.Identifier{next, t.name}.Sanitize()
+		if _, err := cfg.Pool.Exec(ctx, `ANALYZE `+qt); err != nil {
+			return RebuildResult{}, fmt.Errorf("rebuild %s: analyze %s: %w", m.name, qt, err)
+		}
+	}
 	// Catch up with what arrived meanwhile before taking any lock, so the swap's own
 	// catch-up, during which reads of the model wait, stays small.
 	if _, err := replay(ctx, cfg, m, next, nil, false, liveCP.Events, start); err != nil {

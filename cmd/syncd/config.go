@@ -27,6 +27,7 @@ type config struct {
 	queueMaxLength int
 	queueExpiry    time.Duration
 	cacheSize      int
+	groupCommit    bool
 	logLevel       string
 	logFormat      string
 	shutdownGrace  time.Duration
@@ -80,6 +81,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	num(&c.queueMaxLength, "event-queue-max-length", "SYNCD_EVENT_QUEUE_MAX_LENGTH", 10000, "x-max-length of device event queues")
 	dur(&c.queueExpiry, "event-queue-expiry", "SYNCD_EVENT_QUEUE_EXPIRY", 7*24*time.Hour, "x-expires of unused device event queues")
 	num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
+	boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")

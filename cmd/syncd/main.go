@@ -147,7 +147,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		wake = append(wake, b.Wake)
 		followers = append(followers, b.Run)
 	}
-	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"),
+	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"), NoGroupCommit: !cfg.groupCommit,
 		OnAppend: func() {
 			for _, w := range wake {
 				w()

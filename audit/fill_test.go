@@ -16,6 +16,7 @@ import (
 //	SYNC_AUDIT_FILL_DSN=postgres://postgres@127.0.0.1:5432/audit_demo go test -tags auditfill ./audit -run TestFillForCLI -v
 //
 // It is a tool, not a test: the build tag keeps it out of the suite.
+//
 //	syncctl --pg postgres://postgres@127.0.0.1:5432/audit_demo audit log --workspace 67554cd7-a880-55ce-b099-bced30e5880c
 func TestFillForCLI(t *testing.T) {
 	dsn := os.Getenv("SYNC_AUDIT_FILL_DSN")

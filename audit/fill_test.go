@@ -14,10 +14,9 @@ import (
 //
 //	createdb -h 127.0.0.1 -U postgres audit_demo
 //	SYNC_AUDIT_FILL_DSN=postgres://postgres@127.0.0.1:5432/audit_demo go test -tags auditfill ./audit -run TestFillForCLI -v
+//	syncctl --pg postgres://postgres@127.0.0.1:5432/audit_demo audit log --workspace 67554cd7-a880-55ce-b099-bced30e5880c
 //
 // It is a tool, not a test: the build tag keeps it out of the suite.
-//
-//	syncctl --pg postgres://postgres@127.0.0.1:5432/audit_demo audit log --workspace 67554cd7-a880-55ce-b099-bced30e5880c
 func TestFillForCLI(t *testing.T) {
 	dsn := os.Getenv("SYNC_AUDIT_FILL_DSN")
 	if dsn == "" {

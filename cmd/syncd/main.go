@@ -179,6 +179,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 		defer srv.Close()
+		ready = append(ready, func(context.Context) error {
+			if !srv.Consuming() {
+				return errors.New("not consuming requests (connecting to the broker)")
+			}
+			return nil
+		})
 	}
 
 	// Run. Shutdown is ordered: the RPC server stops consuming and finishes its in-flight

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,7 +54,13 @@ type Server struct {
 	running bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	consuming atomic.Bool // a session is consuming the request queue
 }
+
+// Consuming reports whether the server is consuming its request queue now (for
+// readiness checks): false while it (re)connects to the broker.
+func (s *Server) Consuming() bool { return s.consuming.Load() }
 
 // NewServer checks cfg and registers the metrics; Run starts serving.
 func NewServer(cfg Config, svc Service) (*Server, error) {
@@ -153,6 +160,8 @@ func (s *Server) session(ctx context.Context, conn *amqp.Connection) error {
 	defer hcancel()
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
+	s.consuming.Store(true)
+	defer s.consuming.Store(false)
 	s.log.Info("serving requests", "queue", s.cfg.RequestQueue, "concurrency", s.cfg.Concurrency, "auth", s.cfg.Auth.String())
 
 	var failure error

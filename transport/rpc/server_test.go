@@ -600,3 +600,22 @@ func TestReplyOnlyToTheCallersReplyQueues(t *testing.T) {
 		}
 	}
 }
+
+func TestConsumingReportsTheSession(t *testing.T) {
+	e := newEnv(t, rpc.AuthTrust)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if !e.srv.Consuming() {
+			return errors.New("a started server does not report consuming")
+		}
+		return nil
+	})
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if e.srv.Consuming() {
+			return errors.New("a closed server still reports consuming")
+		}
+		return nil
+	})
+}

@@ -63,7 +63,7 @@ func (w *Workspace) decideCommit(c *Commit) (Decision, error) {
 		fresh[id] = true
 	}
 
-	t := &commitTxn{w: w, c: c, local: map[int64]ItemID{}, failed: map[int64]bool{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
+	t := &commitTxn{w: w, c: c, local: map[int64]ItemID{}, created: map[int64]ItemID{}, failed: map[int64]bool{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
 	outcomes := make([]ItemOutcome, len(c.Items))
 	for i := range c.Items {
 		it := &c.Items[i]
@@ -95,6 +95,7 @@ type commitTxn struct {
 	w       *Workspace
 	c       *Commit
 	local   map[int64]ItemID          // tempId → id, this request only
+	created map[int64]ItemID          // tempId → id of the items this request created
 	failed  map[int64]bool            // tempIds of new items this request failed to create
 	added   map[ItemID][]ItemMetadata // versions accepted by this request, in order
 	used    int64
@@ -161,7 +162,12 @@ func (t *commitTxn) item(req *ItemMetadata) ItemOutcome {
 	var id ItemID
 	known := req.ID != nil
 	if known {
-		id = resolve(*req.ID)
+		// An id resolves only through the tempIds of items created earlier in this
+		// request (§5 rule 1); anything else is a real id, taken as it is.
+		id = *req.ID
+		if x, ok := t.created[int64(id)]; ok {
+			id = x
+		}
 	} else if req.TempID != nil {
 		if x, ok := t.local[*req.TempID]; ok {
 			id, known = x, true
@@ -190,6 +196,7 @@ func (t *commitTxn) item(req *ItemMetadata) ItemOutcome {
 		t.store(m)
 		if req.TempID != nil {
 			t.local[*req.TempID] = newID
+			t.created[*req.TempID] = newID
 		}
 		return t.accepted(out, m)
 	}

@@ -90,6 +90,15 @@ func TestCommitRules(t *testing.T) {
 			then: []want{{stored: true, meta: 1, id: 1000}, {stored: true, meta: 2, id: 1000}},
 		},
 		{
+			name: "rule1: a real id equal to a tempId matched from an earlier commit is taken as it is",
+			given: func(h *hist) {
+				h.commit(dev1, newFile(101, nil, "a.txt", 1), newFile(7, nil, "b.txt", 1)) // ids 100 (tempId 101) and 101
+			},
+			when: cmt(newFile(101, nil, "a.txt", 1), // a re-sent creation: resolves to item 100
+				ItemMetadata{ID: iid(101), Version: 2, Status: StatusChanged, ModifiedAt: t0, Checksum: 5, Chunks: []string{"z"}, Size: 2, Filename: "b.txt", Mimetype: "text/plain"}),
+			then: []want{{stored: false, meta: 1, id: 100}, {stored: true, meta: 2, id: 101}},
+		},
+		{
 			name:  "rule1: a parentId naming a tempId whose creation failed in this request is parentNotFound, not an item with that id",
 			given: func(h *hist) { h.commit(dev1, folderF) }, // a real folder with id 100
 			when:  cmt(newFolder(100, nil, "bad/name"), newFile(6, iid(100), "child.txt", 1)),

@@ -113,7 +113,14 @@ func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *d
 // and returns its id. Registering again with the same requestId returns the same id.
 func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (DeviceResult, error) {
 	fresh := uuid.New()
+	// The event id's key has the scope in which the domain recognises a repeated request:
+	// registrations per user by requestId; updates (not deduplicated by the domain) per
+	// device, so a retried update is recognised by the store and another device's update
+	// that reuses the requestId is not mistaken for it.
 	key := "device:" + req.RequestID
+	if req.DeviceID != nil {
+		key = "device-update:" + req.DeviceID.String() + "\x00" + req.RequestID
+	}
 	out, err := execute(ctx, s, s.users, req.UserID, domain.UserStream(req.UserID), key,
 		func(u *domain.User, prev string) (domain.Decision, error) {
 			if !u.Exists() || u.Removed() {
@@ -145,7 +152,8 @@ func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (De
 
 // UpdateWorkspace sets the caller's own name and mount point for a workspace.
 func (s *Service) UpdateWorkspace(ctx context.Context, req UpdateWorkspaceRequest) error {
-	_, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID), "member:"+req.RequestID,
+	_, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID),
+		"member:"+req.UserID.String()+"\x00"+req.RequestID, // per member, as the domain deduplicates
 		func(w *domain.Workspace, prev string) (domain.Decision, error) {
 			if !w.Exists() {
 				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, req.WorkspaceID)

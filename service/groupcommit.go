@@ -50,7 +50,17 @@ func (g *groupAppender) append(ctx context.Context, stream string, expected even
 	case res := <-r.done:
 		return res.Result, res.Err
 	case <-ctx.Done():
-		// The batch may still commit it; a retry with the same record id is safe.
+		// Not yet taken into a batch: withdraw it, so nothing is written for a caller
+		// that gave up. Already taken: the outcome is unknown, and a retry with the same
+		// record id is safe.
+		g.mu.Lock()
+		for i, q := range g.queue {
+			if q == r {
+				g.queue = append(g.queue[:i], g.queue[i+1:]...)
+				break
+			}
+		}
+		g.mu.Unlock()
 		return eventstore.AppendResult{}, ctx.Err()
 	}
 }

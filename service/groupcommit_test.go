@@ -138,3 +138,29 @@ func (g *groupAppender) flushersNow() int {
 	defer g.mu.Unlock()
 	return g.flushers
 }
+
+// An append whose caller gives up before it is taken into a transaction is withdrawn.
+func TestGroupAppenderWithdrawsAbandonedAppends(t *testing.T) {
+	store := memstore.New()
+	defer store.Close()
+	cb := &countingBatcher{BatchAppender: store, gate: make(chan struct{})}
+	g := &groupAppender{store: cb, maxFlushers: 1, maxBatch: 64, timeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { _, err := g.append(context.Background(), "held", eventstore.NoStream(), rec()); done <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	for cb.batches.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := g.append(ctx, "abandoned", eventstore.NoStream(), rec()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("abandoned append: %v", err)
+	}
+	close(cb.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v, err := store.StreamVersion(context.Background(), "abandoned"); err != nil || v != 0 {
+		t.Fatalf("an abandoned append was written: version %d, %v", v, err)
+	}
+}

@@ -267,7 +267,11 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 			if err := catchUp(ctx, s.store, stream, e); err != nil {
 				return outcome{}, err
 			}
-			return s.readOriginal(ctx, stream, res.StreamVersion)
+			orig, err := s.readOriginal(ctx, stream, res.StreamVersion)
+			if err == nil && orig.event.EventType() != ev.EventType() {
+				return outcome{}, fmt.Errorf("%w: requestId %q was used by a %s", ErrInvalid, requestKey, orig.event.EventType())
+			}
+			return orig, err
 		case errors.Is(err, eventstore.ErrRecordTooLarge):
 			return outcome{}, fmt.Errorf("%w: the request's record would exceed %d bytes: split it into smaller requests",
 				ErrInvalid, eventstore.MaxRecordSize)

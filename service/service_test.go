@@ -474,3 +474,39 @@ func TestOversizeCommitIsInvalid(t *testing.T) {
 		t.Fatal("an oversize commit changed the workspace")
 	}
 }
+
+// Two devices (or two members) reusing one requestId make two requests, not a repeat of
+// one (second-review finding: the retry key was wider than the domain's dedupe scope).
+func TestReusedRequestIDsAcrossDevicesAndMembers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(t)
+	user, _, devX := userWithDevice(t, e, s, "rosa")
+	regY, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "reg-y", UserID: user, Name: "y", OS: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dev := range []uuid.UUID{devX, regY.ID} {
+		res, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "1", UserID: user, DeviceID: &dev, Name: "n", OS: "linux"})
+		if err != nil || res.ID != dev {
+			t.Fatalf("update of %s with requestId 1: %+v, %v", dev, res, err)
+		}
+	}
+	member, _, _ := userWithDevice(t, e, s, "sven")
+	ws, err := s.CreateWorkspace(ctx, user, "both", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMember(ctx, ws, member, ""); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws))
+	for _, u := range []uuid.UUID{user, member} {
+		if err := s.UpdateWorkspace(ctx, service.UpdateWorkspaceRequest{RequestID: "1", UserID: u, WorkspaceID: ws, Name: "mine"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws)); after != before+2 {
+		t.Fatalf("two members' updateWorkspace with one requestId stored %d events, want 2", after-before)
+	}
+}

@@ -278,7 +278,11 @@ func (d *rawDevice) tryCall(method string, params any, async bool, timeout time.
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	pub := amqp.Publishing{ContentType: "application/json", Type: "gson", CorrelationId: corr, ReplyTo: d.replyQ, UserId: d.user.String(), Body: body}
+	uid := d.user.String()
+	if d.legacy {
+		uid = ""
+	}
+	pub := amqp.Publishing{ContentType: "application/json", Type: "gson", CorrelationId: corr, ReplyTo: d.replyQ, UserId: uid, Body: body}
 	if err := d.ch.PublishWithContext(ctx, "rpc_global_exchange", "ISyncService", false, false, pub); err != nil {
 		return nil, err
 	}

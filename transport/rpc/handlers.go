@@ -97,6 +97,12 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
 	s.cfg.Metrics.Request(out.method, code, time.Since(start))
 }
 
+// readOnly lists the methods that change nothing.
+var readOnly = map[string]bool{
+	wire.MethodGetAccountInfo: true, wire.MethodGetWorkspaces: true, wire.MethodGetChanges: true,
+	wire.MethodGetChangesSince: true, wire.MethodGetItemVersions: true,
+}
+
 // dispatch decodes the envelope and runs the method's handler; a panic becomes an
 // Internal error.
 func (s *Server) dispatch(ctx context.Context, sess *session, d *amqp.Delivery) (out outcome) {
@@ -124,9 +130,10 @@ func (s *Server) dispatch(ctx context.Context, sess *session, d *amqp.Delivery) 
 	}
 	out.method = req.Method
 	out.result, out.err = h(s, ctx, sess, d, req)
-	if errors.Is(out.err, context.DeadlineExceeded) {
-		// The request outlived its deadline (the work may or may not be done): the device
-		// retries with the same requestId, which never applies anything twice.
+	if errors.Is(out.err, context.DeadlineExceeded) && readOnly[req.Method] {
+		// A read that outlived its deadline did nothing: Busy, retry later. (A write's
+		// outcome is unknown then; it stays an error, and its retry with the same
+		// requestId is safe.)
 		out.err = &service.BusyError{RetryAfter: time.Second}
 	}
 	return out
@@ -144,7 +151,10 @@ func (s *Server) replyAllowed(d *amqp.Delivery) bool {
 	if _, err := uuid.Parse(d.UserId); err == nil {
 		return strings.HasPrefix(q, "reply."+d.UserId+".")
 	}
-	return s.cfg.Auth == AuthTrust || strings.HasPrefix(q, "reply.")
+	// Without a verified identity, broker mode answers nobody: anyone could otherwise
+	// drop replies into another user's reply queue. Trust mode serves legacy clients
+	// (ObjectMQ's reply_<name> queues) on a closed network.
+	return s.cfg.Auth == AuthTrust
 }
 
 // reply publishes the response of out to the request's reply_to. It reports whether

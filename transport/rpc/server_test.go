@@ -278,14 +278,30 @@ func TestIdentity(t *testing.T) {
 		u := e.user.String()
 		params := map[string]any{"requestId": "w", "userId": u}
 
+		// Requests without a verified user id are refused, and answered to nobody (a
+		// reply_to could name another user's queue); the metrics show the refusals.
 		guest := dialRaw(t, e.url, e.user, "")
-		guest.fails(wire.MethodGetWorkspaces, params, wire.CodeUnauthorized)
-		guest.fails(wire.MethodGetAccountInfo, map[string]any{"requestId": "a", "email": "alice@example.com"}, wire.CodeUnauthorized)
+		guest.send(request(wire.MethodGetWorkspaces, params, false, "1"), uuid.NewString(), nil)
+		guest.send(request(wire.MethodGetAccountInfo, map[string]any{"requestId": "a", "email": "alice@example.com"}, false, "2"), uuid.NewString(), nil)
 		// Check order: a malformed request is InvalidRequest before identity.
-		guest.fails(wire.MethodGetChanges, params, wire.CodeInvalidRequest)
+		guest.send(request(wire.MethodGetChanges, params, false, "3"), uuid.NewString(), nil)
 		// user_id matching the login, but the login is not a user id.
 		asGuest := dialRaw(t, e.url, e.user, testenv.AMQPUser())
-		asGuest.fails(wire.MethodGetWorkspaces, params, wire.CodeUnauthorized)
+		asGuest.send(request(wire.MethodGetWorkspaces, params, false, "4"), uuid.NewString(), nil)
+		testenv.Eventually(t, 5*time.Second, func() error {
+			if e.mets.count("getWorkspaces/Unauthorized") != 2 || e.mets.count("getAccountInfo/Unauthorized") != 1 ||
+				e.mets.count("getChanges/InvalidRequest") != 1 {
+				return fmt.Errorf("refusals so far: %v", e.mets)
+			}
+			return nil
+		})
+		for _, r := range []*raw{guest, asGuest} {
+			select {
+			case d := <-r.replies:
+				t.Fatalf("an unverified request was answered: %s", d.Body)
+			default:
+			}
+		}
 
 		// A real user's verified user_id with another user's id in the body.
 		mallory := uuid.New()

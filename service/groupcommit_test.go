@@ -122,6 +122,10 @@ func TestGroupAppenderBatchesAndSeparatesResults(t *testing.T) {
 	if l := cb.largest.Load(); l < 10 {
 		t.Errorf("largest batch %d", l)
 	}
+	// A flusher hands its results out before it leaves: wait for it to go.
+	for g.flushersNow() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if g.flushersNow() != 0 {
 		t.Errorf("%d flushers left running", g.flushersNow())
 	}

@@ -68,10 +68,12 @@ type Config struct {
 	// queue is bound to every workspace of its user). Nil: reply at once.
 	Bound func(ctx context.Context) (eventstore.Position, error)
 	// Published, if set, reports how far the notifier has published; a repeated commit
-	// is published again only when its event is behind it (before that, the notifier
-	// owes the first publication and makes it in order). Nil: always republish.
+	// is published again once its event is behind it (waiting up to ProgressWait: before
+	// that, the notifier owes the first publication and makes it in order). Nil: always
+	// republish at once.
 	Published func(ctx context.Context) (eventstore.Position, error)
-	// ProgressWait bounds the wait for Bound; after it, updateDevice answers Busy.
+	// ProgressWait bounds the waits for Bound and Published; after it, updateDevice
+	// answers Busy and a repeated commit is not republished (the notifier still owes it).
 	// Default 5s.
 	ProgressWait time.Duration
 }

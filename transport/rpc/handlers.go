@@ -397,26 +397,17 @@ func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, re
 	if err != nil {
 		return nil, err
 	}
-	// A repeated requestId: publish the original notification again, but only if the
-	// notifier already published it once — otherwise the notifier still owes it and
-	// will publish it in order, after the read models and the bindings caught up.
-	if res.Replayed && s.published(ctx, res.Position) {
+	// A repeated requestId: publish the original notification again (§5), but never
+	// ahead of its first publication by the notifier, which comes in order, after the
+	// read models and the bindings caught up. Wait for that (bounded); if it does not
+	// come in time, the notifier still owes the notification and will publish it.
+	if res.Replayed && s.waitPast(ctx, s.cfg.Published, res.Position) == nil {
 		if err := sess.republish(ctx, res); err != nil {
 			return nil, fmt.Errorf("commit %s: republish the notification of workspace %s version %d: %w",
 				r.RequestID, res.Event.WorkspaceID, res.Event.WorkspaceVersion, err)
 		}
 	}
 	return nil, nil
-}
-
-// published reports whether the notifier has published the event at pos (always true
-// without a Config.Published hook).
-func (s *Server) published(ctx context.Context, pos eventstore.Position) bool {
-	if s.cfg.Published == nil {
-		return true
-	}
-	p, err := s.cfg.Published(ctx)
-	return err == nil && !p.Less(pos)
 }
 
 // republish publishes a recorded commit's notifyCommit again to its workspace's

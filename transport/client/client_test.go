@@ -66,6 +66,22 @@ func (e *env) dial(tweak ...func(*client.Config)) *client.Client {
 	return c
 }
 
+// subscribe starts c's event consumer with opts, delivering to col, and waits for its
+// start-up catch-up.
+func (e *env) subscribe(c *client.Client, col *collector, opts client.SubscribeOptions) {
+	e.t.Helper()
+	opts.Handler = col.handle
+	if err := c.Subscribe(opts); err != nil {
+		e.t.Fatal(err)
+	}
+	testenv.Eventually(e.t, 5*time.Second, func() error {
+		if e.svc.CountCalls("ChangesSince", "") == 0 {
+			return errors.New("no start-up catch-up yet")
+		}
+		return nil
+	})
+}
+
 // bindWorkspace binds the device's queue to the workspace's exchange, as the server's
 // binder does for a member's devices (updateDevice binds only the user's exchange).
 func (e *env) bindWorkspace(dev uuid.UUID) {
@@ -405,15 +421,7 @@ func TestReconnectCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	var col collector
-	if err := c.Subscribe(client.SubscribeOptions{Handler: col.handle}); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if e.svc.CountCalls("ChangesSince", "") == 0 {
-			return errors.New("no start-up catch-up yet")
-		}
-		return nil
-	})
+	e.subscribe(c, &col, client.SubscribeOptions{})
 	// A commit whose notification the device never gets (it is lost with the
 	// connection): the catch-up after the reconnect delivers it.
 	commitVia(t, e, c, "one", 1)

@@ -179,15 +179,7 @@ func TestGapCatchUpInvalidRequestResetsToZero(t *testing.T) {
 	var col collector
 	// The device says it has version 1 (it never gets its items: the server will
 	// refuse the next catch-up from 1 as if the device were ahead).
-	if err := c.Subscribe(client.SubscribeOptions{Handler: col.handle, Versions: map[uuid.UUID]int64{e.ws: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if e.svc.CountCalls("ChangesSince", "") == 0 {
-			return errors.New("no start-up catch-up yet")
-		}
-		return nil
-	})
+	e.subscribe(c, &col, client.SubscribeOptions{Versions: map[uuid.UUID]int64{e.ws: 1}})
 	commitTo(t, e, c, e.ws, "two", 2)
 	v3 := commitTo(t, e, c, e.ws, "three", 3)
 
@@ -231,15 +223,7 @@ func TestGapCatchUpTransientFailureIsRetriedWithBackoff(t *testing.T) {
 	}
 	e.bindWorkspace(dev)
 	var col collector
-	if err := c.Subscribe(client.SubscribeOptions{Handler: col.handle}); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if e.svc.CountCalls("ChangesSince", "") == 0 {
-			return errors.New("no start-up catch-up yet")
-		}
-		return nil
-	})
+	e.subscribe(c, &col, client.SubscribeOptions{})
 	commitTo(t, e, c, e.ws, "one", 1)
 	v2 := commitTo(t, e, c, e.ws, "two", 2)
 

@@ -1,0 +1,374 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// Issue 12, end to end: no user can stop, starve or flood the service for the others.
+// Each test plays one finding against a real syncd and shows the offending request
+// refused or bounded, and another user's ordinary commit notified promptly meanwhile.
+
+// othersBound is how soon another user's ordinary commit must be notified while a
+// hostile user does their worst (issue 12: "within a second").
+const othersBound = time.Second
+
+// bystander is an ordinary user with one device, listening to its own queue.
+type bystander struct {
+	t   *testing.T
+	d   *rawDevice
+	dev uuid.UUID
+	ws  uuid.UUID
+	in  *inbox
+	n   int
+}
+
+func newBystander(t *testing.T, s services) *bystander {
+	t.Helper()
+	a := addUser(t, s, "Bystander"+uuid.NewString()[:6])
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	dev := d.register("calm-pc")
+	return &bystander{t: t, d: d, dev: dev, ws: a.workspace, in: d.listen(dev)}
+}
+
+// commitNotified commits one new file and requires its notifyCommit within bound; it
+// returns how long that took.
+func (b *bystander) commitNotified(bound time.Duration) time.Duration {
+	b.t.Helper()
+	b.n++
+	req := fmt.Sprintf("calm-%d", b.n)
+	start := time.Now()
+	b.d.commit(b.ws, b.dev, req, itemJSON(int64(-b.n), req+".txt", false, nil, 1))
+	ev := nextOf(b.t, b.in, req)
+	took := time.Since(start)
+	if !ev.Items[0].CommitSucceed {
+		b.t.Fatalf("bystander's commit failed: %+v", ev.Items[0])
+	}
+	if took > bound {
+		b.t.Errorf("another user's commit took %v to be notified (bound %v)", took, bound)
+	}
+	b.t.Logf("bystander's commit notified in %v", took)
+	return took
+}
+
+// params builds a request object with the caller's identity filled in.
+func params(d *rawDevice, kv ...any) map[string]any {
+	m := map[string]any{"requestId": uuid.NewString(), "userId": d.user}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
+// Finding 1: U+0000 and 70,000-byte strings are refused where they enter; nothing is
+// stored, no follower wedges.
+func TestHostileStringsAreRefused(t *testing.T) {
+	s := newServices(t)
+	p := startSyncd(t, s)
+	a := addUser(t, s, "Mallory")
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	dev := d.register("m-pc")
+	by := newBystander(t, s)
+	long := strings.Repeat("x", 70000)
+
+	for name, req := range map[string]map[string]any{
+		"NUL deviceName":    params(d, "deviceId", dev, "deviceName", "a\u0000b", "os", "linux"),
+		"NUL os":            params(d, "deviceId", dev, "deviceName", "pc", "os", "\u0000"),
+		"NUL ip":            params(d, "deviceId", dev, "deviceName", "pc", "os", "linux", "ip", "1.2.3.4\u0000"),
+		"long deviceName":   params(d, "deviceId", nil, "deviceName", long, "os", "linux"),
+		"long appVersion":   params(d, "deviceId", dev, "deviceName", "pc", "os", "linux", "appVersion", long),
+		"256-byte os":       params(d, "deviceId", dev, "deviceName", "pc", "os", strings.Repeat("o", 256)),
+		"NUL on register":   params(d, "deviceId", nil, "deviceName", "\u0000", "os", "linux"),
+		"invalid UTF-8 (U)": params(d, "deviceId", dev, "deviceName", "\ufffd", "os", string([]byte{0xff})),
+	} {
+		r := d.call("updateDevice", req, callOpts{})
+		if r.Error == nil || r.Error.Type != wire.CodeInvalidRequest {
+			t.Errorf("updateDevice with %s: got %+v, want InvalidRequest", name, r.Error)
+		}
+	}
+	for _, email := range []string{"\u0000", "a\u0000@example.com", long + "@example.com"} {
+		d.refused("getAccountInfo", map[string]any{"requestId": "r", "email": email}, wire.CodeInvalidRequest, callOpts{})
+	}
+
+	// Item fields fail the item, not the request; the commit is recorded as one event.
+	in := d.listen(dev)
+	bad := func(tempID int64, field string, v any) map[string]any {
+		it := itemJSON(tempID, fmt.Sprintf("f%d.bin", -tempID), false, nil, 1)
+		it[field] = v
+		return it
+	}
+	d.commit(a.workspace, dev, "hostile-1",
+		bad(-1, "mimetype", "text/\u0000plain"),
+		bad(-2, "chunks", []string{"c\u0000"}),
+		bad(-3, "mimetype", long),
+		bad(-4, "chunks", []string{long}),
+		bad(-5, "filename", "a\u0000b"),
+		itemJSON(-6, "fine.txt", false, nil, 1))
+	ev := nextOf(t, in, "hostile-1")
+	want := []string{"invalidItem", "invalidItem", "invalidItem", "invalidItem", "invalidName", ""}
+	for i, w := range want {
+		got := ev.Items[i]
+		if (w == "") != got.CommitSucceed || got.Reason != w {
+			t.Errorf("item %d: succeed=%v reason=%v, want %q", i, got.CommitSucceed, got.Reason, w)
+		}
+	}
+	by.commitNotified(othersBound)
+	if items := d.changes(a.workspace); len(items) != 1 || *items[0].Filename != "fine.txt" {
+		t.Fatalf("workspace holds %d items, want only fine.txt", len(items))
+	}
+	waitProjectorsCaughtUp(t, p)
+	assertReady(t, p)
+}
+
+// Finding 1, an installation that already holds events with U+0000 (history is
+// immutable): upgrading alone recovers it. The events are written straight to the store
+// as an older server accepted them.
+func TestStoredNULEventsDoNotStopAnyone(t *testing.T) {
+	s := newServices(t)
+	p := startSyncd(t, s)
+	a := addUser(t, s, "Oldtimer")
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	dev := d.register("old-pc")
+	d.commit(a.workspace, dev, "before", itemJSON(-1, "before.txt", false, nil, 1))
+	waitVersion(t, d, a.workspace, 1)
+	p.stop(10 * time.Second)
+
+	appendAsOldServer(t, s.dsn, domain.WorkspaceStream(a.workspace), func(prev string) domain.Event {
+		id := domain.ItemID(1 << 40)
+		return domain.Committed{PrevHash: prev, WorkspaceID: a.workspace, WorkspaceVersion: 2, RequestID: "nul",
+			UserID: a.id, DeviceID: dev, CommittedAt: time.Now().UTC().Truncate(time.Millisecond), UsedQuota: 2, WorkspaceUsed: 2,
+			Items: []domain.ItemOutcome{{CommittedVersion: 1, Succeeded: true, Stored: true, Metadata: &domain.ItemMetadata{
+				ID: &id, Version: 1, DeviceID: dev, WorkspaceID: a.workspace, Status: domain.StatusNew,
+				ModifiedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Chunks: []string{"c\x00hunk"}, Size: 1,
+				Filename: "nul.bin", Mimetype: "text/\x00plain"}}}}
+	})
+	appendAsOldServer(t, s.dsn, domain.UserStream(a.id), func(prev string) domain.Event {
+		return domain.DeviceRegistered{PrevHash: prev, UserID: a.id, DeviceID: uuid.New(), RequestID: "nul-dev",
+			Name: "evil\x00pc", OS: "li\x00nux", At: time.Now().UTC().Truncate(time.Millisecond)}
+	})
+
+	p = startSyncd(t, s) // the upgrade: ready, although the history holds the NUL events
+	by := newBystander(t, s)
+	by.commitNotified(othersBound)
+	d = dialRaw(t, userURL(t, s, a), a.id)
+	in := d.listen(dev)
+	d.commit(a.workspace, dev, "after", itemJSON(-2, "after.txt", false, nil, 1))
+	if ev := nextOf(t, in, "after"); ev.WorkspaceVersion != 3 || !ev.Items[0].CommitSucceed {
+		t.Fatalf("owner's next commit: version %d, %+v", ev.WorkspaceVersion, ev.Items[0])
+	}
+	names := map[string]bool{}
+	for _, it := range d.changes(a.workspace) {
+		names[*it.Filename] = true
+	}
+	if !names["before.txt"] || !names["nul.bin"] || !names["after.txt"] {
+		t.Fatalf("getChanges lists %v, want before.txt, nul.bin and after.txt", names)
+	}
+	waitProjectorsCaughtUp(t, p)
+	assertReady(t, p)
+	syncctl(t, s, "projections", "rebuild", "--model", "workspaces")
+	syncctl(t, s, "projections", "verify")
+}
+
+// appendAsOldServer appends the event ev(prevHash) at the end of stream, the way a
+// server without today's input checks would have.
+func appendAsOldServer(t *testing.T, dsn, stream string, ev func(prev string) domain.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.ReadStream(ctx, stream, 1, 1000)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("read %s: %d records, %v", stream, len(recs), err)
+	}
+	last := recs[len(recs)-1]
+	typ, data, err := domain.Encode(ev(domain.ChainHash(last.Type, last.Data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(ctx, stream, eventstore.Exact(last.StreamVersion), eventstore.Record{ID: uuid.New(), Type: typ, Data: data}); err != nil {
+		t.Fatalf("append to %s: %v", stream, err)
+	}
+}
+
+// Finding 2: a user can register at most 100 devices; `syncctl device remove` frees a
+// slot.
+func TestDeviceCap(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s)
+	a := addUser(t, s, "Hoarder")
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	d.waitWorkspaces()
+	var first uuid.UUID
+	for i := 0; i < 100; i++ {
+		var id uuid.UUID
+		mustJSON(t, d.ok("updateDevice", params(d, "deviceId", nil, "deviceName", fmt.Sprint("dev", i), "os", "linux")), &id)
+		if i == 0 {
+			first = id
+		}
+	}
+	r := d.call("updateDevice", params(d, "deviceId", nil, "deviceName", "one-too-many", "os", "linux"), callOpts{})
+	if r.Error == nil || r.Error.Type != wire.CodeInvalidRequest || !strings.Contains(r.Error.Message, "100") {
+		t.Fatalf("101st device: got %+v, want InvalidRequest naming the limit", r.Error)
+	}
+	out := syncctl(t, s, "device", "list", "--user", a.id.String())
+	if !strings.Contains(out, first.String()) {
+		t.Fatalf("device list does not show %s:\n%s", first, out)
+	}
+	syncctl(t, s, "device", "remove", "--user", a.id.String(), "--device", first.String())
+	d.ok("updateDevice", params(d, "deviceId", nil, "deviceName", "now-it-fits", "os", "linux"))
+	// The removed device can no longer commit.
+	r = d.call("commit", params(d, "workspaceId", a.workspace, "deviceId", first, "items", []any{itemJSON(-1, "x", false, nil, 1)}), callOpts{})
+	if r.Error == nil || r.Error.Type != wire.CodeUnauthorized {
+		t.Fatalf("commit from a removed device: got %+v, want Unauthorized", r.Error)
+	}
+}
+
+// Finding 3: a failed item's metadata does not copy a huge chunk list, so a tiny
+// wrongVersion commit stays tiny; replays do not multiply notifications.
+func TestFailedOutcomesAndReplaysStaySmall(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s)
+	a := addUser(t, s, "Amplifier")
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	dev := d.register("amp-pc")
+	in := d.listen(dev)
+	by := newBystander(t, s)
+
+	big := itemJSON(-1, "big.bin", false, nil, 1<<30)
+	chunks := make([]string, 5000)
+	for i := range chunks {
+		chunks[i] = fmt.Sprintf("%064x", i)
+	}
+	big["chunks"] = chunks
+	d.commit(a.workspace, dev, "big", big)
+	ev := nextOf(t, in, "big")
+	id := *ev.Items[0].Metadata.ID
+
+	stale := make([]map[string]any, 100)
+	for i := range stale {
+		stale[i] = map[string]any{"id": id, "version": 1, "status": "CHANGED", "modifiedAt": "2026-01-01T00:00:00.000Z",
+			"checksum": i, "size": 1, "isFolder": false, "filename": "big.bin", "mimetype": "application/octet-stream", "chunks": []string{"x"}}
+	}
+	d.commit(a.workspace, dev, "stale", stale...)
+	var msg []byte
+	for {
+		n, m := in.next(20 * time.Second)
+		if n.RequestID == "stale" {
+			ev, msg = n, m.Body
+			break
+		}
+	}
+	if len(msg) > 64<<10 {
+		t.Errorf("notification of 100 wrongVersion items is %d bytes, want it bounded by the request (< 64 KiB)", len(msg))
+	}
+	for i, it := range ev.Items {
+		if it.CommitSucceed || it.Reason != "wrongVersion" || it.Metadata == nil || it.Metadata.Chunks != nil {
+			t.Fatalf("item %d: %+v, want wrongVersion with metadata whose chunks are null", i, it)
+		}
+	}
+
+	// Twenty replays of one requestId publish its notification again at most once.
+	for i := 0; i < 20; i++ {
+		d.commit(a.workspace, dev, "stale", stale[0])
+	}
+	by.commitNotified(othersBound)
+	copies := 0
+	for {
+		select {
+		case m := <-in.ch:
+			var env struct {
+				Params []wire.CommitNotification `json:"params"`
+			}
+			mustJSON(t, m.Body, &env)
+			if env.Params[0].RequestID == "stale" {
+				copies++
+			}
+			continue
+		case <-time.After(2 * time.Second):
+		}
+		break
+	}
+	if copies > 1 {
+		t.Fatalf("20 replays republished the notification %d times, want at most once", copies)
+	}
+}
+
+// Finding 6: folders are at most 256 levels deep, so a move's cycle check is bounded;
+// one user's flood of requests leaves others served.
+func TestDeepTreesAndFloodsDoNotStarveOthers(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s)
+	a := addUser(t, s, "Flooder")
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	dev := d.register("flood-pc")
+	in := d.listen(dev)
+	by := newBystander(t, s)
+
+	chain := make([]map[string]any, 257)
+	for i := range chain {
+		var parent *int64
+		if i > 0 {
+			parent = ptr(int64(-i))
+		}
+		chain[i] = itemJSON(int64(-i-1), fmt.Sprint("d", i), true, parent, 0)
+	}
+	d.commit(a.workspace, dev, "chain", chain...)
+	ev := nextOf(t, in, "chain")
+	for i, it := range ev.Items {
+		if ok := i < 256; it.CommitSucceed != ok {
+			t.Fatalf("folder at depth %d: succeed=%v reason=%v, want %v", i+1, it.CommitSucceed, it.Reason, ok)
+		}
+	}
+	if r := ev.Items[256].Reason; r != "invalidItem" {
+		t.Fatalf("folder at depth 257: reason %v, want invalidItem", r)
+	}
+
+	// The flood: many reads and commits at once, published without waiting.
+	for i := 0; i < 200; i++ {
+		d.call("getChanges", params(d, "workspaceId", a.workspace), callOpts{noReply: true})
+		if i%5 == 0 {
+			d.commit(a.workspace, dev, fmt.Sprint("flood-", i), itemJSON(int64(-1000-i), fmt.Sprint("f", i), false, nil, 1))
+		}
+	}
+	by.commitNotified(othersBound)
+	start := time.Now()
+	by.d.ok("getWorkspaces", params(by.d))
+	if took := time.Since(start); took > othersBound {
+		t.Errorf("another user's getWorkspaces took %v during the flood (bound %v)", took, othersBound)
+	}
+}
+
+func assertReady(t *testing.T, p *proc) {
+	t.Helper()
+	code, body := httpGet(t, "http://"+p.http+"/readyz")
+	if code != 200 {
+		t.Fatalf("readyz %d: %s", code, body)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -35,20 +34,23 @@ func (e *checkpointMovedError) Unwrap() error { return errCheckpointMoved }
 // applyResult is what one applied batch did.
 type applyResult struct {
 	checkpoint checkpointRow
-	applied    int // events of the model's streams applied
-	skipped    int // events of the model's streams that could not be decoded
+	applied    int          // events of the model's streams applied
+	setAside   []asideEvent // events of the model's streams set aside (see isolate.go)
 }
 
 // prepared is a batch of events in global order with the model's events decoded.
 type prepared struct {
-	evs     []eventstore.RecordedEvent
-	ds      []decoded // the model's decodable events, in order
-	skipped int       // the model's events that could not be decoded
+	evs   []eventstore.RecordedEvent
+	ds    []decoded    // the model's decodable events, in order
+	aside []asideEvent // the model's events that cannot be applied, in order
 }
 
 // prepare decodes the events of evs that the model applies. It needs no database, so a
-// replay runs it while the previous batch is being written.
-func prepare(m *Model, evs []eventstore.RecordedEvent, log *slog.Logger) prepared {
+// replay runs it while the previous batch is being written. An event of the model's
+// streams that does not decode (a newer server's event type, or a corrupt record) is
+// set aside: stopping there would wedge every read behind it; rebuilds set it aside
+// the same way, so live and rebuilt models stay equal.
+func prepare(m *Model, evs []eventstore.RecordedEvent) prepared {
 	b := prepared{evs: evs, ds: make([]decoded, 0, len(evs))}
 	for i := range evs {
 		rec := &evs[i]
@@ -57,12 +59,7 @@ func prepare(m *Model, evs []eventstore.RecordedEvent, log *slog.Logger) prepare
 		}
 		d, err := decode(rec)
 		if err != nil {
-			// A newer server's event type, or a corrupt record: the model cannot use it.
-			// Stopping here would wedge every read behind it; rebuilds skip it the same
-			// way, so live and rebuilt models stay equal.
-			log.Error("skipping undecodable event", "model", m.name, "stream", rec.Stream,
-				"version", rec.StreamVersion, "type", rec.Type, "position", rec.Position.String(), "err", err)
-			b.skipped++
+			b.aside = append(b.aside, asideEvent{rec: rec, err: fmt.Sprintf("decode: %v", err)})
 			continue
 		}
 		b.ds = append(b.ds, d)
@@ -95,14 +92,21 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 	for len(ds) > 0 && !cp.Position.Less(ds[0].rec.Position) {
 		ds = ds[1:]
 	}
+	aside := b.aside
+	for len(aside) > 0 && !cp.Position.Less(aside[0].rec.Position) {
+		aside = aside[1:]
+	}
 	if len(evs) == 0 {
 		return applyResult{checkpoint: cp}, nil
 	}
-	res := applyResult{skipped: b.skipped}
+	res := applyResult{setAside: aside}
 	if len(ds) > 0 {
 		if err := m.apply(ctx, tx, ds, bulk); err != nil {
 			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
 		}
+	}
+	if err := insertAside(ctx, tx, aside); err != nil {
+		return applyResult{}, fmt.Errorf("apply to %s: %w", schema, err)
 	}
 	res.applied = len(ds)
 	if hook != nil {
@@ -199,14 +203,14 @@ func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
 	r.parent = append(r.parent, parent)
 	r.parentVersion = append(r.parentVersion, md.ParentVersion)
 	r.tempID = append(r.tempID, md.TempID)
-	r.status = append(r.status, string(md.Status))
+	r.status = append(r.status, pgText(string(md.Status)))
 	r.modified = append(r.modified, md.ModifiedAt)
 	r.checksum = append(r.checksum, md.Checksum)
 	r.chunks = append(r.chunks, arrayLiteral(md.Chunks))
 	r.size = append(r.size, md.Size)
 	r.folder = append(r.folder, md.IsFolder)
-	r.filename = append(r.filename, md.Filename)
-	r.mimetype = append(r.mimetype, md.Mimetype)
+	r.filename = append(r.filename, pgText(md.Filename))
+	r.mimetype = append(r.mimetype, pgText(md.Mimetype))
 }
 
 func (r *itemRows) args() []any {
@@ -222,6 +226,7 @@ func arrayLiteral(strs []string) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	for i, s := range strs {
+		s = pgText(s)
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -278,14 +283,14 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded, bulk bool) e
 		case domain.WorkspaceCreated:
 			b.Queue(`INSERT INTO workspaces (workspace_id, name, owner_id, is_shared, is_encrypted, created_at)
 				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id) DO NOTHING`,
-				e.WorkspaceID, e.Name, e.OwnerID, e.IsShared, e.IsEncrypted, e.At)
+				e.WorkspaceID, pgText(e.Name), e.OwnerID, e.IsShared, e.IsEncrypted, e.At)
 			b.Queue(`INSERT INTO members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (workspace_id, user_id) DO NOTHING`, e.WorkspaceID, e.OwnerID, e.Name, sv)
+				ON CONFLICT (workspace_id, user_id) DO NOTHING`, e.WorkspaceID, e.OwnerID, pgText(e.Name), sv)
 		case domain.MemberAdded:
 			b.Queue(`INSERT INTO members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = EXCLUDED.name, parent_item_id = NULL,
 				removed = false, stream_version = EXCLUDED.stream_version
-				WHERE members.stream_version < EXCLUDED.stream_version`, e.WorkspaceID, e.UserID, e.Name, sv)
+				WHERE members.stream_version < EXCLUDED.stream_version`, e.WorkspaceID, e.UserID, pgText(e.Name), sv)
 		case domain.MemberRemoved:
 			b.Queue(`UPDATE members SET removed = true, stream_version = $3
 				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $3`, e.WorkspaceID, e.UserID, sv)
@@ -296,7 +301,7 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded, bulk bool) e
 				parent = &v
 			}
 			b.Queue(`UPDATE members SET name = $3, parent_item_id = $4, stream_version = $5
-				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $5`, e.WorkspaceID, e.UserID, e.Name, parent, sv)
+				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $5`, e.WorkspaceID, e.UserID, pgText(e.Name), parent, sv)
 		case domain.Committed:
 			for _, o := range e.Items {
 				if !o.Stored || o.Metadata == nil || o.Metadata.ID == nil {
@@ -384,7 +389,7 @@ func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded, _ bool) error 
 		case domain.UserCreated:
 			b.Queue(`INSERT INTO users (user_id, name, email, quota_limit, created_at, stream_version)
 				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING`,
-				e.UserID, e.Name, e.Email, e.QuotaLimit, e.At, sv)
+				e.UserID, pgText(e.Name), pgText(e.Email), e.QuotaLimit, e.At, sv)
 		case domain.UserQuotaChanged:
 			b.Queue(`UPDATE users SET quota_limit = $2, stream_version = $3 WHERE user_id = $1 AND stream_version < $3`,
 				e.UserID, e.QuotaLimit, sv)
@@ -394,11 +399,12 @@ func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded, _ bool) error 
 		case domain.DeviceRegistered:
 			b.Queue(`INSERT INTO devices (device_id, user_id, name, os, ip, app_version, registered_at, updated_at, stream_version)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
-				ON CONFLICT (device_id) DO NOTHING`, e.DeviceID, e.UserID, e.Name, e.OS, e.IP, e.AppVersion, e.At, sv)
+				ON CONFLICT (device_id) DO NOTHING`, e.DeviceID, e.UserID, pgText(e.Name), pgText(e.OS), pgTextPtr(e.IP),
+				pgTextPtr(e.AppVersion), e.At, sv)
 		case domain.DeviceUpdated:
 			b.Queue(`UPDATE devices SET name = $3, os = $4, ip = $5, app_version = $6, updated_at = $7, stream_version = $8
 				WHERE device_id = $1 AND user_id = $2 AND stream_version < $8`,
-				e.DeviceID, e.UserID, e.Name, e.OS, e.IP, e.AppVersion, e.At, sv)
+				e.DeviceID, e.UserID, pgText(e.Name), pgText(e.OS), pgTextPtr(e.IP), pgTextPtr(e.AppVersion), e.At, sv)
 		}
 	}
 	return sendBatch(ctx, tx, b)

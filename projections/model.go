@@ -140,11 +140,6 @@ func (s schemaScoped) Begin(ctx context.Context) (pgx.Tx, error) {
 	return tx, nil
 }
 
-// Querier is what Checkpoint needs: a pool, a connection or a transaction.
-type Querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // Checkpoint returns the position up to which the named model has applied the global
 // order: every event at or before it is in the model's tables, none after it. A model
 // whose tables do not exist yet is at eventstore.Start. The notifier publishes only up to

@@ -34,6 +34,14 @@ type Config struct {
 	Source Source
 	// BatchSize is the most events applied in one transaction. Default 500.
 	BatchSize int
+	// BatchBytes bounds the events' bytes (eventstore.Size) applied in one transaction
+	// (a batch always holds at least one event). Default 32 MiB: far below PostgreSQL's
+	// 1 GB message limit whatever the events' sizes (up to eventstore.MaxRecordSize).
+	BatchBytes int64
+	// StallAfter is how long the projector may make no progress while events are
+	// pending (a batch failing again and again, or one applying for that long) before
+	// Healthy reports it. Default 30s.
+	StallAfter time.Duration
 	// LagScanLimit bounds how many events Lag reads to count the backlog. Default 10,000.
 	LagScanLimit int
 	// LeaderRetry is how often a standby tries to become the active projector. Default 1s.
@@ -60,6 +68,12 @@ func (c *Config) Validate() error {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 500
 	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 32 << 20
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 30 * time.Second
+	}
 	if c.LagScanLimit <= 0 {
 		c.LagScanLimit = 10000
 	}
@@ -83,8 +97,9 @@ type Projector struct {
 	events      int64     // events the model has processed, as stored with the checkpoint
 	lastEventAt time.Time // RecordedAt of the last processed event
 	applied     atomic.Int64
-	skipped     atomic.Int64
+	setAside    atomic.Int64
 	active      atomic.Bool
+	health      health
 }
 
 // New returns a projector for cfg.Model.
@@ -131,7 +146,7 @@ func (p *Projector) follow(ctx context.Context) error {
 		p.log.Info("following the global order", "from", pos.String())
 		err = p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
 			for len(batch) > 0 {
-				n := min(len(batch), p.cfg.BatchSize)
+				n := len(eventstore.TrimToBytes(batch[:min(len(batch), p.cfg.BatchSize)], p.cfg.BatchBytes))
 				next, err := p.applyBatch(ctx, pos, batch[:n])
 				if err != nil {
 					return err
@@ -139,6 +154,7 @@ func (p *Projector) follow(ctx context.Context) error {
 				pos = next
 				batch = batch[n:]
 			}
+			p.health.progressed()
 			return nil
 		})
 		if errors.Is(err, errCheckpointMoved) && ctx.Err() == nil {
@@ -148,31 +164,50 @@ func (p *Projector) follow(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("projector %s: %w", p.model.name, err)
+		err = fmt.Errorf("projector %s: %w", p.model.name, err)
+		p.health.failed(err)
+		return err
 	}
 }
 
-// applyBatch applies evs in one transaction with the checkpoint and returns the new position.
+// applyBatch applies evs after expected and returns the new position: in one
+// transaction with the checkpoint, or, when the batch holds an event the model cannot
+// apply, in parts, that event set aside (see isolating).
 func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position, evs []eventstore.RecordedEvent) (eventstore.Position, error) {
-	tx, err := p.cfg.Pool.Begin(ctx)
+	p.health.started()
+	defer p.health.finished()
+	cp, err := isolating(ctx, p.model, p.log, expected, evs, nil, p.applyOwnTx, func(res applyResult) {
+		p.applied.Add(int64(res.applied))
+		p.setAside.Add(int64(len(res.setAside)))
+		logAside(p.log, p.model.name, res.setAside)
+		p.setCheckpoint(res.checkpoint)
+		p.health.progressed()
+		if p.cfg.OnApplied != nil {
+			p.cfg.OnApplied()
+		}
+	})
 	if err != nil {
-		return expected, fmt.Errorf("projector %s: begin: %w", p.model.name, err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	res, err := applyTx(ctx, tx, p.model, p.model.Schema(), expected, prepare(p.model, evs, p.log), false, p.cfg.afterApply)
-	if err != nil {
+		p.health.failed(err)
 		return expected, err
 	}
+	return cp.Position, nil
+}
+
+// applyOwnTx is the projector's applyFunc: one transaction with the checkpoint.
+func (p *Projector) applyOwnTx(ctx context.Context, expected eventstore.Position, b prepared) (applyResult, error) {
+	tx, err := p.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return applyResult{}, fmt.Errorf("projector %s: begin: %w", p.model.name, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	res, err := applyTx(ctx, tx, p.model, p.model.Schema(), expected, b, false, p.cfg.afterApply)
+	if err != nil {
+		return applyResult{}, err
+	}
 	if err := tx.Commit(ctx); err != nil {
-		return expected, fmt.Errorf("projector %s: commit up to %s: %w", p.model.name, res.checkpoint.Position, err)
+		return applyResult{}, fmt.Errorf("projector %s: commit up to %s: %w", p.model.name, res.checkpoint.Position, err)
 	}
-	p.applied.Add(int64(res.applied))
-	p.skipped.Add(int64(res.skipped))
-	p.setCheckpoint(res.checkpoint)
-	if p.cfg.OnApplied != nil {
-		p.cfg.OnApplied()
-	}
-	return res.checkpoint.Position, nil
+	return res, nil
 }
 
 func (p *Projector) setCheckpoint(cp checkpointRow) {
@@ -189,7 +224,7 @@ type Status struct {
 	Events      int64               // events the model has processed in all (from the checkpoint)
 	LastEventAt time.Time           // recording time of the last processed event
 	Applied     int64               // events of the model's streams applied by this process
-	Skipped     int64               // undecodable events skipped by this process
+	SetAside    int64               // events set aside by this process (see SetAsideOf)
 }
 
 // Status returns the projector's progress.
@@ -198,7 +233,7 @@ func (p *Projector) Status() Status {
 	defer p.mu.Unlock()
 	return Status{
 		Model: p.model.name, Active: p.active.Load(), Position: p.position, Events: p.events,
-		LastEventAt: p.lastEventAt, Applied: p.applied.Load(), Skipped: p.skipped.Load(),
+		LastEventAt: p.lastEventAt, Applied: p.applied.Load(), SetAside: p.setAside.Load(),
 	}
 }
 
@@ -245,6 +280,7 @@ type ModelStatus struct {
 	Events      int64
 	LastEventAt time.Time
 	Lag         Lag
+	SetAside    int64 // events set aside (listed by SetAsideOf)
 }
 
 // StatusOf reads the named model's checkpoint from db and measures its lag against src,
@@ -265,5 +301,9 @@ func StatusOf(ctx context.Context, db Querier, src Source, model string, scanLim
 	if err != nil {
 		return ModelStatus{}, fmt.Errorf("status of %s: %w", model, err)
 	}
-	return ModelStatus{Model: model, Position: cp.Position, Events: cp.Events, LastEventAt: cp.LastEventAt, Lag: lag}, nil
+	_, aside, err := SetAsideOf(ctx, db, model, 1)
+	if err != nil {
+		return ModelStatus{}, err
+	}
+	return ModelStatus{Model: model, Position: cp.Position, Events: cp.Events, LastEventAt: cp.LastEventAt, Lag: lag, SetAside: aside}, nil
 }

@@ -27,6 +27,9 @@ type RebuildConfig struct {
 	Source Source
 	// BatchSize is how many events are read and applied per transaction. Default 5000.
 	BatchSize int
+	// BatchBytes bounds the events' bytes read and applied per transaction (at least one
+	// event). Default 32 MiB.
+	BatchBytes int64
 	// LockTimeout bounds the wait for the live tables' locks at the swap (the live
 	// projector's batch and running reads finish first). Reads that arrive meanwhile
 	// queue behind the swap, so keep it short. Default 2s.
@@ -46,6 +49,9 @@ func (c *RebuildConfig) Validate() error {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 5000
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 32 << 20
 	}
 	if c.LockTimeout <= 0 {
 		c.LockTimeout = 2 * time.Second
@@ -73,6 +79,7 @@ type RebuildResult struct {
 	Model    string
 	Events   int64               // events in the swapped-in model
 	Position eventstore.Position // its checkpoint
+	SetAside int64               // events the rebuilt model set aside (see SetAsideOf)
 	Elapsed  time.Duration
 }
 
@@ -177,7 +184,11 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 	if err := dropSchema(ctx, cfg.Pool, old); err != nil {
 		log.Warn("dropping the replaced tables", "schema", old, "err", err)
 	}
-	return RebuildResult{Model: m.name, Events: cp.Events, Position: cp.Position, Elapsed: time.Since(start)}, nil
+	_, aside, err := SetAsideOf(ctx, cfg.Pool, m.name, 1)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	return RebuildResult{Model: m.name, Events: cp.Events, Position: cp.Position, SetAside: aside, Elapsed: time.Since(start)}, nil
 }
 
 // exclusive takes the model's rebuild lock (a session advisory lock) so that only one
@@ -206,59 +217,6 @@ func exclusive(ctx context.Context, pool *pgxpool.Pool, m *Model) (release func(
 		}
 		conn.Release()
 	}, nil
-}
-
-// dropBulkIndexes drops the constraints and indexes of the model's bulk-loaded tables in
-// schema and returns the statements that build them again, as the migrations made them.
-func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) (restore []string, err error) {
-	var drop []string
-	for _, t := range m.bulkLoaded {
-		qt := pgx.Identifier{schema, t}.Sanitize()
-		rows, err := pool.Query(ctx, `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
-			WHERE conrelid = $1::regclass AND contype IN ('p', 'u') ORDER BY conname`, qt)
-		if err != nil {
-			return nil, fmt.Errorf("constraints of %s: %w", qt, err)
-		}
-		var constraints []string
-		for rows.Next() {
-			var name, def string
-			if err := rows.Scan(&name, &def); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			constraints = append(constraints, name)
-			drop = append(drop, `ALTER TABLE `+qt+` DROP CONSTRAINT `+pgx.Identifier{name}.Sanitize())
-			restore = append(restore, `ALTER TABLE `+qt+` ADD CONSTRAINT `+pgx.Identifier{name}.Sanitize()+` `+def)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("constraints of %s: %w", qt, err)
-		}
-		rows, err = pool.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes
-			WHERE schemaname = $1 AND tablename = $2 AND NOT indexname = ANY($3) ORDER BY indexname`, schema, t, constraints)
-		if err != nil {
-			return nil, fmt.Errorf("indexes of %s: %w", qt, err)
-		}
-		for rows.Next() {
-			var name, def string
-			if err := rows.Scan(&name, &def); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			drop = append(drop, `DROP INDEX `+pgx.Identifier{schema, name}.Sanitize())
-			restore = append(restore, def)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("indexes of %s: %w", qt, err)
-		}
-	}
-	for _, q := range drop {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			return nil, fmt.Errorf("prepare bulk load: %s: %w", q, err)
-		}
-	}
-	return restore, nil
 }
 
 func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
@@ -301,11 +259,11 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 			if upTo != nil && from == *upTo {
 				return nil
 			}
-			evs, err := cfg.Source.ReadAll(gctx, from, cfg.BatchSize)
+			evs, err := eventstore.ReadAllBounded(gctx, cfg.Source, from, cfg.BatchSize, cfg.BatchBytes)
 			if err != nil {
 				return fmt.Errorf("replay %s: read after %s: %w", schema, from, err)
 			}
-			full := len(evs) == cfg.BatchSize
+			full := eventstore.MayHaveMore(evs, cfg.BatchSize, cfg.BatchBytes)
 			if upTo != nil {
 				n := 0
 				for n < len(evs) && !upTo.Less(evs[n].Position) {
@@ -321,7 +279,7 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 			}
 			if len(evs) > 0 {
 				select {
-				case pages <- prepare(m, evs, cfg.Logger):
+				case pages <- prepare(m, evs):
 				case <-gctx.Done():
 					return gctx.Err()
 				}
@@ -333,12 +291,17 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 		}
 	})
 	g.Go(func() error {
+		apply := func(ctx context.Context, expected eventstore.Position, b prepared) (applyResult, error) {
+			return applyOwnTx(ctx, cfg.Pool, m, schema, expected, b, bulk)
+		}
 		for b := range pages {
-			res, err := applyOwnTx(gctx, cfg.Pool, m, schema, cp.Position, b, bulk)
+			_, err := isolating(gctx, m, cfg.Logger, cp.Position, b.evs, &b, apply, func(res applyResult) {
+				logAside(cfg.Logger, m.name, res.setAside)
+				cp = res.checkpoint
+			})
 			if err != nil {
 				return err
 			}
-			cp = res.checkpoint
 			if cfg.Progress != nil {
 				cfg.Progress(Progress{Model: m.name, Events: cp.Events, Estimate: max(estimate, cp.Events),
 					Position: cp.Position, Elapsed: time.Since(start)})
@@ -405,19 +368,33 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 	}
 	// Catch up the events that arrived since the replay ended; the live projector is
 	// blocked on the checkpoint lock meanwhile, so this stays short.
+	// Each part is applied in a savepoint, so a poison event is isolated as in a replay.
+	inSavepoint := func(ctx context.Context, expected eventstore.Position, b prepared) (applyResult, error) {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return applyResult{}, fmt.Errorf("savepoint: %w", err)
+		}
+		defer sp.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+		res, err := applyTx(ctx, sp, m, next, expected, b, false, nil)
+		if err != nil {
+			return applyResult{}, err
+		}
+		return res, sp.Commit(ctx)
+	}
 	for {
-		evs, err := cfg.Source.ReadAll(ctx, cp.Position, cfg.BatchSize)
+		evs, err := eventstore.ReadAllBounded(ctx, cfg.Source, cp.Position, cfg.BatchSize, cfg.BatchBytes)
 		if err != nil {
 			return checkpointRow{}, fmt.Errorf("swap %s: read after %s: %w", m.name, cp.Position, err)
 		}
 		if len(evs) > 0 {
-			res, err := applyTx(ctx, tx, m, next, cp.Position, prepare(m, evs, cfg.Logger), false, nil)
+			cp, err = isolating(ctx, m, log, cp.Position, evs, nil, inSavepoint, func(res applyResult) {
+				logAside(log, m.name, res.setAside)
+			})
 			if err != nil {
 				return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
 			}
-			cp = res.checkpoint
 		}
-		if len(evs) < cfg.BatchSize {
+		if !eventstore.MayHaveMore(evs, cfg.BatchSize, cfg.BatchBytes) {
 			break
 		}
 	}

@@ -173,10 +173,17 @@ func (e *entry[A]) reset(fresh func(uuid.UUID) A) {
 	e.readAt = time.Time{}
 }
 
+// catchUp pages: at most catchUpPage events and catchUpBytes of event data per read
+// (events are up to 4 MiB: a page of 1,000 of them held 4 GB).
+const (
+	catchUpPage  = 1000
+	catchUpBytes = 16 << 20
+)
+
 // catchUp applies the stream's events after the entry's state.
 func catchUp[A aggregate](ctx context.Context, store eventstore.Store, stream string, e *entry[A]) error {
 	for {
-		recs, err := store.ReadStream(ctx, stream, e.state.StreamVersion()+1, 1000)
+		recs, err := eventstore.ReadStreamBounded(ctx, store, stream, e.state.StreamVersion()+1, catchUpPage, catchUpBytes)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
@@ -191,7 +198,7 @@ func catchUp[A aggregate](ctx context.Context, store eventstore.Store, stream st
 			e.state.Evolve(ev)
 			e.lastHash = domain.ChainHash(r.Type, r.Data)
 		}
-		if len(recs) < 1000 {
+		if !eventstore.MayHaveMore(recs, catchUpPage, catchUpBytes) {
 			e.readAt = time.Now()
 			return nil
 		}

@@ -18,9 +18,10 @@ import (
 )
 
 var projectionsFlags struct {
-	batch    int
-	maxDiffs int
-	scan     int
+	batch      int
+	maxDiffs   int
+	scan       int
+	asideShown int
 }
 
 var projectionsCmd = &cobra.Command{
@@ -46,7 +47,7 @@ var projectionsVerifyCmd = &cobra.Command{
 
 var projectionsStatusCmd = &cobra.Command{
 	Use:   "status",
-	Short: "Print each model's checkpoint and its lag in events and seconds",
+	Short: "Print each model's checkpoint, its lag in events and seconds, and the events it set aside",
 	Args:  cobra.NoArgs,
 	RunE:  runProjectionsStatus,
 }
@@ -57,6 +58,7 @@ func init() {
 	}
 	projectionsVerifyCmd.Flags().IntVar(&projectionsFlags.maxDiffs, "max-diffs", 50, "differences printed per model (all are counted)")
 	projectionsStatusCmd.Flags().IntVar(&projectionsFlags.scan, "scan", 100000, "most events read to count a model's lag")
+	projectionsStatusCmd.Flags().IntVar(&projectionsFlags.asideShown, "set-aside", 20, "set-aside events listed per model (all are counted)")
 	projectionsCmd.AddCommand(projectionsRebuildCmd, projectionsVerifyCmd, projectionsStatusCmd)
 	rootCmd.AddCommand(projectionsCmd)
 }
@@ -170,6 +172,9 @@ func runProjectionsRebuild(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), "rebuilt %s: %d events up to %s in %v (%.0f events/s); swapped in\n",
 			name, res.Events, res.Position, res.Elapsed.Round(time.Millisecond),
 			float64(res.Events)/max(res.Elapsed.Seconds(), 1e-9))
+		if res.SetAside > 0 {
+			fmt.Fprintf(cmd.OutOrStdout(), "  %d events could not be applied and were set aside: syncctl projections status lists them\n", res.SetAside)
+		}
 	}
 	return nil
 }
@@ -230,7 +235,8 @@ func runProjectionsStatus(cmd *cobra.Command, _ []string) error {
 	}
 	defer closeAll()
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODEL\tCHECKPOINT\tEVENTS\tLAST EVENT\tLAG EVENTS\tLAG SECONDS")
+	fmt.Fprintln(tw, "MODEL\tCHECKPOINT\tEVENTS\tLAST EVENT\tLAG EVENTS\tLAG SECONDS\tSET ASIDE")
+	var aside []string
 	for _, m := range projections.Models() {
 		st, err := projections.StatusOf(ctx, pool, store, m.Name(), projectionsFlags.scan)
 		if err != nil {
@@ -244,7 +250,28 @@ func runProjectionsStatus(cmd *cobra.Command, _ []string) error {
 		if !st.LastEventAt.IsZero() {
 			last = st.LastEventAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.1f\n", st.Model, st.Position, st.Events, last, lagEvents, st.Lag.Behind.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.1f\t%d\n", st.Model, st.Position, st.Events, last, lagEvents,
+			st.Lag.Behind.Seconds(), st.SetAside)
+		if st.SetAside > 0 {
+			list, total, err := projections.SetAsideOf(ctx, pool, m.Name(), projectionsFlags.asideShown)
+			if err != nil {
+				return err
+			}
+			aside = append(aside, fmt.Sprintf("\n%s: %d events set aside (could not be applied; see docs/operations.md):", m.Name(), total))
+			for _, a := range list {
+				aside = append(aside, fmt.Sprintf("  %s  %s@%d  %s  at %s\n    %s", a.Position, a.Stream, a.StreamVersion, a.Type,
+					a.At.UTC().Format(time.RFC3339), a.Error))
+			}
+			if total > int64(len(list)) {
+				aside = append(aside, fmt.Sprintf("  ... and %d more", total-int64(len(list))))
+			}
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, line := range aside {
+		fmt.Fprintln(cmd.OutOrStdout(), line)
+	}
+	return nil
 }

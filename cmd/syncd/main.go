@@ -112,6 +112,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 				return err
 			}
 			m.watchProjector(p, store)
+			// Not ready while a projector is stuck (it names itself, its checkpoint and
+			// the error); events it set aside do not count.
+			ready = append(ready, func(context.Context) error { return p.Healthy() })
 			followers = append(followers, p.Run)
 		}
 	}

@@ -73,6 +73,8 @@ func (m *metrics) watchProjector(p *projections.Projector, store eventstore.Stor
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_projector_active", Help: "1 if this process is the model's active projector.", ConstLabels: labels},
 			func() float64 { return b2f(p.Status().Active) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_projector_set_aside_total", Help: "Events this process's projector could not apply and set aside (syncctl projections status lists them).", ConstLabels: labels},
+			func() float64 { return float64(p.Status().SetAside) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_projector_events", Help: "Events the read model has processed.", ConstLabels: labels},
 			func() float64 { return float64(p.Status().Events) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_projector_lag_events", Help: "Events not yet applied (capped at the scan limit); -1 if unknown.", ConstLabels: labels},

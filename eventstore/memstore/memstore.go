@@ -355,3 +355,29 @@ func copyOut(evs []*event) []eventstore.RecordedEvent {
 	}
 	return out
 }
+
+var _ eventstore.BoundedReader = (*Store)(nil)
+
+// ReadAllBytes implements eventstore.BoundedReader.
+func (s *Store) ReadAllBytes(ctx context.Context, from eventstore.Position, limit int, maxBytes int64) ([]eventstore.RecordedEvent, error) {
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("read all from %s: byte bound %d is not positive", from, maxBytes)
+	}
+	evs, err := s.ReadAll(ctx, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	return eventstore.TrimToBytes(evs, maxBytes), nil
+}
+
+// ReadStreamBytes implements eventstore.BoundedReader.
+func (s *Store) ReadStreamBytes(ctx context.Context, stream string, from uint64, limit int, maxBytes int64) ([]eventstore.RecordedEvent, error) {
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("read stream %s: byte bound %d is not positive", stream, maxBytes)
+	}
+	evs, err := s.ReadStream(ctx, stream, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	return eventstore.TrimToBytes(evs, maxBytes), nil
+}

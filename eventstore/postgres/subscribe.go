@@ -12,6 +12,9 @@ import (
 const (
 	// subscribeBatch is the most events one handler call receives.
 	subscribeBatch = 512
+	// subscribeBytes bounds the events' bytes in one handler call (the first event of a
+	// batch is delivered whatever its size).
+	subscribeBytes = 64 << 20
 	// busyFor is how long after seeing events (or a local append) a subscription keeps
 	// polling at the busy interval before falling back to Config.PollInterval.
 	busyFor = time.Second
@@ -71,7 +74,7 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, handle 
 	defer timer.Stop()
 	for {
 		wake := s.wakeChan()
-		batch, err := s.readAll(sctx, from, subscribeBatch)
+		batch, err := s.readAllBytes(sctx, from, subscribeBatch, subscribeBytes)
 		if sctx.Err() != nil {
 			return ended()
 		}
@@ -95,7 +98,7 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, handle 
 			}
 			from = batch[len(batch)-1].Position
 			busyUntil = time.Now().Add(busyFor)
-			if len(batch) == subscribeBatch {
+			if eventstore.MayHaveMore(batch, subscribeBatch, subscribeBytes) {
 				continue
 			}
 			delay = s.busyInterval()

@@ -41,7 +41,7 @@ const visibleTimeout = 20 * time.Second
 
 // Run runs the conformance suite. newStore must return a fresh, empty store for each
 // subtest; Run closes it when the subtest ends. Tests of the optional interfaces
-// (Holder, eventstore.BatchAppender) skip for stores that do not implement them.
+// (Holder, eventstore.BatchAppender, eventstore.BoundedReader) skip for stores that do not implement them.
 func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 	tests := []struct {
 		name string
@@ -56,6 +56,8 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"IdempotencyConflicts", testIdempotencyConflicts},
 		{"ReadStreamPaging", testReadStreamPaging},
 		{"ReadAllOrderAndPaging", testReadAllOrderAndPaging},
+		{"ReadStreamBounded", testReadStreamBounded},
+		{"ReadAllBounded", testReadAllBounded},
 		{"ReadAllNeverSkipsHeldTransaction", testReadAllHeldTransaction},
 		{"ReadAllNeverSkipsUnderConcurrency", testReadAllConcurrentWriters},
 		{"GlobalOrderKeepsStreamOrder", testGlobalOrderKeepsStreamOrder},

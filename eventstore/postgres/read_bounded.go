@@ -1,0 +1,86 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// The bounded reads first find the page's keys with a running sum of the events' sizes
+// (octet_length reads a stored value's size from its header, without fetching or
+// decompressing it), then fetch the rows of the keys within the bound: the server never
+// reads out more event bytes than the bound (plus the first event, always returned).
+const (
+	readAllBytesSQL = `WITH page AS (
+  SELECT tx_id, global_pos, row_number() OVER w AS n,
+         sum(octet_length(data) + octet_length(metadata)) OVER w AS running
+  FROM es_events
+  WHERE (tx_id, global_pos) > ($1::xid8, $2::bigint)
+    AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  WINDOW w AS (ORDER BY tx_id, global_pos ROWS UNBOUNDED PRECEDING)
+  ORDER BY tx_id, global_pos LIMIT $3
+)
+SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at
+FROM page p JOIN es_events e ON e.tx_id = p.tx_id AND e.global_pos = p.global_pos
+WHERE p.n = 1 OR p.running <= $4
+ORDER BY e.tx_id, e.global_pos`
+
+	readStreamBytesSQL = `WITH page AS (
+  SELECT stream_pos, row_number() OVER w AS n,
+         sum(octet_length(data) + octet_length(metadata)) OVER w AS running
+  FROM es_events
+  WHERE stream_id = $1 AND stream_pos >= $2
+  WINDOW w AS (ORDER BY stream_pos ROWS UNBOUNDED PRECEDING)
+  ORDER BY stream_pos LIMIT $3
+)
+SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at
+FROM page p JOIN es_events e ON e.stream_id = $1 AND e.stream_pos = p.stream_pos
+WHERE p.n = 1 OR p.running <= $4
+ORDER BY e.stream_pos`
+)
+
+var _ eventstore.BoundedReader = (*Store)(nil)
+
+// ReadAllBytes implements eventstore.BoundedReader.
+func (s *Store) ReadAllBytes(ctx context.Context, from eventstore.Position, limit int, maxBytes int64) ([]eventstore.RecordedEvent, error) {
+	op := fmt.Sprintf("read all from %s (at most %d bytes)", from, maxBytes)
+	if err := s.begin(op); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || maxBytes <= 0 {
+		return nil, fmt.Errorf("%s: limit %d and byte bound must be positive", op, limit)
+	}
+	evs, err := s.readAllBytes(ctx, from, limit, maxBytes)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return evs, nil
+}
+
+func (s *Store) readAllBytes(ctx context.Context, from eventstore.Position, limit int, maxBytes int64) ([]eventstore.RecordedEvent, error) {
+	if from.Prepare > math.MaxInt64 {
+		return nil, fmt.Errorf("position %s out of range", from)
+	}
+	return s.query(ctx, readAllBytesSQL, from.Commit, int64(from.Prepare), limit, maxBytes)
+}
+
+// ReadStreamBytes implements eventstore.BoundedReader.
+func (s *Store) ReadStreamBytes(ctx context.Context, stream string, from uint64, limit int, maxBytes int64) ([]eventstore.RecordedEvent, error) {
+	op := fmt.Sprintf("read stream %s from %d (at most %d bytes)", stream, from, maxBytes)
+	if err := s.begin(op); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || maxBytes <= 0 {
+		return nil, fmt.Errorf("%s: limit %d and byte bound must be positive", op, limit)
+	}
+	if from > math.MaxInt64 {
+		return nil, nil
+	}
+	evs, err := s.query(ctx, readStreamBytesSQL, stream, int64(from), limit, maxBytes)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return evs, nil
+}

@@ -177,7 +177,7 @@ func TestStoredNULEventsDoNotStopAnyone(t *testing.T) {
 	}
 	waitProjectorsCaughtUp(t, p)
 	assertReady(t, p)
-	syncctl(t, s, "projections", "rebuild", "--model", "workspaces")
+	syncctl(t, s, "projections", "rebuild", "workspaces", "accounts")
 	syncctl(t, s, "projections", "verify")
 }
 

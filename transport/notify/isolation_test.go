@@ -268,3 +268,136 @@ func chunks(n int) []string {
 	}
 	return out
 }
+
+// The binder sets aside a membership event that does not decode (recorded, counted)
+// and applies the events after it.
+func TestBinderSetsAsideUndecodable(t *testing.T) {
+	e := newEnv(t)
+	p := newProber(t, e.amqp)
+	d := uuid.New()
+	owner := newUser(t, e.store)
+	u := newUser(t, e.store, d)
+	p.device(u, d)
+	ws := uuid.New()
+	s := domain.WorkspaceStream(ws)
+	appendEvent(t, e.store, s, domain.WorkspaceCreated{WorkspaceID: ws, Name: "w", OwnerID: owner})
+	bad := eventstore.Record{ID: uuid.New(), Type: domain.TypeMemberAdded, Data: []byte(`{"workspaceId": 7}`)}
+	if _, err := e.store.Append(ctxT(t), s, eventstore.Any(), bad); err != nil {
+		t.Fatal(err)
+	}
+	last := appendEvent(t, e.store, s, domain.MemberAdded{WorkspaceID: ws, UserID: u, Name: "w"})
+	b, err := NewBinder(binderConfig(t, e), e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, b.Run)
+	waitBinder(t, b, e.store, last.ID)
+	if !p.reaches(ws, u, d) {
+		t.Fatal("the member added after the undecodable event is not bound")
+	}
+	if st := b.Status(); st.Skipped != 1 {
+		t.Fatalf("status %+v, want one event set aside", st)
+	}
+	got := setAsideOf(t, e.dsn, "binder")
+	if len(got) != 1 || got[0].EventID != bad.ID || got[0].Type != domain.TypeMemberAdded || got[0].Stream != s || got[0].StreamVersion != 2 {
+		t.Fatalf("set aside %+v, want the undecodable MemberAdded", got)
+	}
+	if all := setAsideOf(t, e.dsn, ""); len(all) != 1 {
+		t.Fatalf("every follower's set-aside events: %+v", all)
+	}
+}
+
+// A binder the broker refuses to serve (access refused: the server's own
+// misconfiguration, never one event's fault) retries without setting anything aside;
+// Healthy reports it stuck and recovers once the broker serves it again.
+func TestBinderHealthy(t *testing.T) {
+	e := newEnv(t)
+	cfg := binderConfig(t, e)
+	cfg.StallAfter = 50 * time.Millisecond
+	cfg.MaxAttempts = 1
+	b, err := NewBinder(cfg, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, b.Run)
+	first := newUser(t, e.store)
+	waitBinder(t, b, e.store, lastOf(t, e.store, domain.UserStream(first)))
+	setConfigurePermission(t, e.amqp, "^amq\\.gen-.*")
+	u := newUser(t, e.store, uuid.New())
+	testenv.Eventually(t, 20*time.Second, func() error {
+		err := b.Healthy()
+		if err == nil {
+			return errors.New("still healthy")
+		}
+		if s := err.Error(); !strings.Contains(s, "binder binder") || !strings.Contains(s, "403") {
+			t.Fatalf("Healthy() = %q, want the follower and the broker's refusal", s)
+		}
+		return nil
+	})
+	setConfigurePermission(t, e.amqp, ".*")
+	waitBinder(t, b, e.store, lastOf(t, e.store, domain.UserStream(u)))
+	testenv.Eventually(t, 20*time.Second, b.Healthy)
+	if st := b.Status(); st.Skipped != 0 {
+		t.Fatalf("status %+v: a refused permission must not set events aside", st)
+	}
+}
+
+// lastOf returns the id of the last event of stream.
+func lastOf(t *testing.T, s eventstore.Store, stream string) uuid.UUID {
+	t.Helper()
+	evs, err := s.ReadStream(ctxT(t), stream, 1, 1000)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("read %s: %v (%d events)", stream, err, len(evs))
+	}
+	return evs[len(evs)-1].ID
+}
+
+// A batch read is cut after the event that reaches the byte budget (at least one event).
+func TestReadAllBounded(t *testing.T) {
+	e := newEnv(t)
+	ws := uuid.New()
+	for v := int64(1); v <= 4; v++ {
+		commit(t, e.store, ws, v)
+	}
+	all, err := e.store.ReadAll(ctxT(t), eventstore.Start, 10)
+	if err != nil || len(all) != 4 {
+		t.Fatalf("read all: %d events, %v", len(all), err)
+	}
+	size := len(all[0].Data) + len(all[0].Metadata)
+	for _, c := range []struct{ budget, want int }{{1, 1}, {size, 1}, {size + 1, 2}, {1 << 30, 4}} {
+		got, err := readAllBounded(ctxT(t), e.store, eventstore.Start, 10, c.budget)
+		if err != nil || len(got) != c.want {
+			t.Fatalf("budget %d: %d events, %v; want %d", c.budget, len(got), err, c.want)
+		}
+	}
+}
+
+// Publishing goes through a window: never more messages in flight than MaxInFlight, and
+// one at a time when each body exceeds MaxInFlightBytes.
+func TestPublishWindow(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		inFlight, bytes int
+		wantPeak        int64
+	}{{"count", 4, 1 << 20, 4}, {"bytes", 64, 1, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			ws := uuid.New()
+			l := listen(t, e.amqp, ws)
+			for v := int64(1); v <= 40; v++ {
+				commit(t, e.store, ws, v)
+			}
+			cfg := fastConfig(t, e)
+			cfg.MaxInFlight, cfg.MaxInFlightBytes = c.inFlight, c.bytes
+			n, err := New(cfg, e.store)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, n.Run)
+			waitVersions(t, l, 40, 20*time.Second)
+			if peak := n.peak.Load(); peak < 1 || peak > c.wantPeak {
+				t.Fatalf("peak in flight %d, want 1..%d", peak, c.wantPeak)
+			}
+		})
+	}
+}

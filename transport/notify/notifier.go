@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -139,6 +140,7 @@ type Notifier struct {
 	log   *slog.Logger
 	f     *follower
 	pub   pubState
+	peak  atomic.Int64 // the most messages in flight at once on any channel (for tests)
 }
 
 // New checks cfg and returns a Notifier; it does no I/O until Run.
@@ -222,6 +224,9 @@ func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
 				s.Published += uint64(p.published - published)
 				s.OutOfOrder += uint64(p.outOfOrder - outOfOrder)
 			})
+			if int64(p.peak) > n.peak.Load() {
+				n.peak.Store(int64(p.peak))
+			}
 			if err != nil {
 				return done, nil, fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 			}

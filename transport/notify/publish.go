@@ -55,6 +55,7 @@ type publisher struct {
 	last       map[uuid.UUID]int64
 	outOfOrder int
 	published  int
+	peak       int // the most messages this channel had in flight at once
 }
 
 // maxTracked bounds publisher.last, pubState.ahead and follower.attempts.
@@ -125,6 +126,7 @@ func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent)
 		}
 		window = append(window, inflight{idx: i, rec: rec, dc: dc, deadline: time.Now().Add(p.cfg.ConfirmTimeout), size: len(msg.Body)})
 		bytes += len(msg.Body)
+		p.peak = max(p.peak, len(window))
 		if alone {
 			if err := settle(); err != nil {
 				return prefix(finished), err

@@ -202,7 +202,13 @@ func readAllBounded(ctx context.Context, s eventstore.Store, from eventstore.Pos
 }
 
 // setAside gives up on rec: it is recorded with the checkpoint that moves past it.
+// A retry of the batch that sets it aside again changes nothing.
 func (f *follower) setAside(rec eventstore.RecordedEvent, err error, attempts int) {
+	for _, e := range f.aside {
+		if e.rec.ID == rec.ID {
+			return
+		}
+	}
 	f.aside = append(f.aside, setAsideEntry{rec: rec, err: err, attempts: attempts})
 }
 

@@ -32,6 +32,17 @@ type BinderConfig struct {
 	Name string
 	// BatchSize is the most events read and applied as one batch. Default 256.
 	BatchSize int
+	// BatchBytes bounds the event data of one batch read. Default DefaultBatchBytes.
+	BatchBytes int
+	// MaxAttempts is how often an event whose broker work the broker refuses for a
+	// reason of its own (406 PRECONDITION_FAILED, 405 RESOURCE_LOCKED on a live
+	// connection) is tried before it is set aside (notify_set_aside). An event that
+	// does not decode is set aside at once; lost connections, access refused (403) and
+	// database failures are retried without limit. Default 5.
+	MaxAttempts int
+	// StallAfter is how long the binder may make no progress while events are pending
+	// before Healthy reports it. Default 30s.
+	StallAfter time.Duration
 	// PollMin and PollMax bound the adaptive wait between reads while idle.
 	// Defaults 5ms, 250ms.
 	PollMin, PollMax time.Duration
@@ -60,6 +71,7 @@ func (c *BinderConfig) Validate() error {
 	}
 	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
 		5*time.Millisecond, 250*time.Millisecond)
+	isolationDefaults(&c.BatchBytes, &c.MaxAttempts, &c.StallAfter)
 	return nil
 }
 
@@ -104,7 +116,8 @@ func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
 	return &Binder{
 		cfg: cfg, store: store, log: log,
 		f: &follower{
-			name: cfg.Name, store: store, batch: cfg.BatchSize,
+			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
+			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
 			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
 			log: log, kick: make(chan struct{}, 1),
 		},
@@ -113,6 +126,11 @@ func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
 
 // Status reports the binder's progress.
 func (b *Binder) Status() Status { return b.f.snapshot() }
+
+// Healthy returns nil while the binder makes progress (or has nothing to do, or is a
+// standby), and an error naming it, its checkpoint and its last error when it has made
+// no progress for longer than BinderConfig.StallAfter while events are pending.
+func (b *Binder) Healthy() error { return b.f.healthy("binder") }
 
 // Wake makes an idle binder read the store now (a latency hint only).
 func (b *Binder) Wake() { b.f.wake() }
@@ -183,7 +201,7 @@ func (b *Binder) session(ctx context.Context, conn *amqp.Connection) error {
 	}
 	return b.f.onConnection(ctx, conn, "binding", func() (handler, func(), error) {
 		ch := &channels{conn: conn, opts: b.cfg.QueueOptions}
-		return func(ctx context.Context, evs []eventstore.RecordedEvent) (persistFunc, error) {
+		return func(ctx context.Context, evs []eventstore.RecordedEvent) (int, persistFunc, error) {
 			return b.apply(ctx, ch, evs)
 		}, ch.close, nil
 	})
@@ -208,7 +226,7 @@ func (b *Binder) ensureTopology(ctx context.Context, conn *amqp.Connection) erro
 		if ctx.Err() != nil || conn.IsClosed() {
 			return err
 		}
-		b.f.update(func(s *Status) { s.Failures++ })
+		b.f.failed(err)
 		b.log.Warn("restoring the bindings failed; retrying", "err", err, "in", backoff)
 		if err := sleepCtx(ctx, backoff); err != nil {
 			return err
@@ -402,30 +420,48 @@ func (st *batchState) load(ctx context.Context, user uuid.UUID) error {
 	return nil
 }
 
-func (st *batchState) persist(ctx context.Context, tx pgx.Tx) error {
-	if len(st.stmts) == 0 {
+// persist returns the function that writes the first n statements.
+func (st *batchState) persist(n int) persistFunc {
+	stmts := st.stmts[:n]
+	return func(ctx context.Context, tx pgx.Tx) error {
+		if len(stmts) == 0 {
+			return nil
+		}
+		batch := &pgx.Batch{}
+		for _, s := range stmts {
+			batch.Queue(s.sql, s.args...)
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("update membership tables: %w", err)
+		}
 		return nil
 	}
-	batch := &pgx.Batch{}
-	for _, s := range st.stmts {
-		batch.Queue(s.sql, s.args...)
-	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("update membership tables: %w", err)
-	}
-	return nil
 }
 
-// apply does the broker work of a batch, every binding change in order, and returns the
-// changes of the binder's tables to save with the checkpoint.
-func (b *Binder) apply(ctx context.Context, ch *channels, evs []eventstore.RecordedEvent) (persistFunc, error) {
+// apply does the broker work of a batch, every binding change in order, and returns how
+// many events are done and the changes of the binder's tables to save with the
+// checkpoint past them. A failure the broker gives for the event itself (refusedFor) is
+// marked poison.
+func (b *Binder) apply(ctx context.Context, ch *channels, evs []eventstore.RecordedEvent) (int, persistFunc, error) {
 	st := &batchState{b: b, members: map[uuid.UUID]map[uuid.UUID]bool{}, devices: map[uuid.UUID]map[uuid.UUID]bool{}}
-	for _, rec := range evs {
+	for i, rec := range evs {
 		if err := b.applyOne(ctx, ch, st, rec); err != nil {
-			return nil, fmt.Errorf("event %s: %w", rec.ID, err)
+			err = fmt.Errorf("binder %s: event %s: %w", b.cfg.Name, rec.ID, err)
+			if refusedFor(err) && !ch.conn.IsClosed() {
+				err = poison(err)
+			}
+			// The statements so far belong to evs[:i]: the tables load rows per user and
+			// an event's statements are queued only after its broker work succeeded.
+			return i, st.persist(len(st.stmts)), err
 		}
 	}
-	return st.persist, nil
+	return len(evs), st.persist(len(st.stmts)), nil
+}
+
+// refusedFor reports a broker refusal of the object an event names, as opposed to a
+// failure of the broker, the connection or the server's permissions.
+func refusedFor(err error) bool {
+	return amqpCode(err, amqp.PreconditionFailed) || amqpCode(err, amqp.ResourceLocked)
 }
 
 func (b *Binder) applyOne(ctx context.Context, ch *channels, st *batchState, rec eventstore.RecordedEvent) error {
@@ -459,9 +495,13 @@ func (b *Binder) applyOne(ctx context.Context, ch *channels, st *batchState, rec
 	}
 }
 
+// skip sets aside a membership or device event that cannot be read: it is recorded
+// (notify_set_aside) and logged with the checkpoint that moves past it.
 func (b *Binder) skip(rec eventstore.RecordedEvent, err error) {
-	b.log.Error("cannot read a stored membership or device event; skipping it", "event", rec.ID, "type", rec.Type, "stream", rec.Stream, "err", err)
-	b.f.update(func(s *Status) { s.Skipped++ })
+	if err == nil {
+		err = errors.New("not a membership event")
+	}
+	b.f.setAside(rec, fmt.Errorf("binder %s: cannot read event %s: %w", b.cfg.Name, rec.ID, err), 1)
 }
 
 func (b *Binder) applyMembership(ctx context.Context, ch *channels, st *batchState, m membership) error {

@@ -27,6 +27,12 @@
 // or outage they redo the work after their checkpoint, which consumers (devices) and the
 // broker (bindings) absorb as duplicates.
 //
+// An event either follower can never handle (undecodable, refused by the broker
+// MaxAttempts times, larger than the broker accepts) is set aside: recorded in
+// notify_set_aside (ListSetAside), logged and counted, and passed over, so that one
+// event never stops every workspace. Lost connections and database failures are retried
+// without limit and never set aside. Healthy reports a follower stuck past a bound.
+//
 // This package never writes to the event store, never decides anything about commits,
 // and never publishes an event that the store has not returned from ReadAll.
 package notify

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -70,28 +71,40 @@ func saveCheckpoint(ctx context.Context, tx pgx.Tx, name string, pos eventstore.
 // its checkpoint past the batch. It may run more than once (a failed commit is retried).
 type persistFunc func(ctx context.Context, tx pgx.Tx) error
 
-// commitBatch moves the checkpoint of name to pos and runs persist (if not nil) in the
-// same transaction. When the checkpoint is already at or past pos (another instance got
-// there first), it changes nothing.
-func commitBatch(ctx context.Context, db *pgxpool.Pool, name string, pos eventstore.Position, persist persistFunc) error {
+// commitBatch moves the checkpoint of name to pos, records the events of aside (all at
+// or before pos) as set aside and runs persist (if not nil), in one transaction. When
+// the checkpoint is already at or past pos (another instance got there first), it
+// changes nothing. It returns the entries of aside whose rows are new.
+func commitBatch(ctx context.Context, db *pgxpool.Pool, name string, pos eventstore.Position, aside []setAsideEntry,
+	persist persistFunc) ([]setAsideEntry, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("save checkpoint %s at %s: begin: %w", name, pos, err)
+		return nil, fmt.Errorf("save checkpoint %s at %s: begin: %w", name, pos, err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	moved, err := saveCheckpoint(ctx, tx, name, pos)
 	if err != nil || !moved {
-		return err
+		return nil, err
+	}
+	var added []setAsideEntry
+	for _, e := range aside {
+		isNew, err := insertSetAside(ctx, tx, name, e)
+		if err != nil {
+			return nil, fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
+		}
+		if isNew {
+			added = append(added, e)
+		}
 	}
 	if persist != nil {
 		if err := persist(ctx, tx); err != nil {
-			return fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
+			return nil, fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("save checkpoint %s at %s: commit: %w", name, pos, err)
+		return nil, fmt.Errorf("save checkpoint %s at %s: commit: %w", name, pos, err)
 	}
-	return nil
+	return added, nil
 }
 
 // Status is a follower's progress, for metrics and the status endpoint.
@@ -104,7 +117,10 @@ type Status struct {
 	Handled uint64
 	// Published counts the broker messages this instance had confirmed (notifier only).
 	Published uint64
-	// Skipped counts Committed events that could not be decoded and were passed over.
+	// Skipped counts the events this instance set aside (recorded in notify_set_aside,
+	// logged at error level): events that can never be handled (undecodable, refused by
+	// the broker MaxAttempts times, too large), passed over so every other workspace
+	// keeps being served.
 	Skipped uint64
 	// OutOfOrder counts commits published after a later workspaceVersion of the same
 	// workspace on the same channel: the store's global order disagreed with the
@@ -126,24 +142,96 @@ type Status struct {
 }
 
 // follower reads the store's global order from a PostgreSQL checkpoint and hands
-// batches to a handler, saving the checkpoint after each batch the handler finished.
-// Store and database failures are retried with back-off; handler failures end run.
+// batches to a handler, saving the checkpoint past the prefix of each batch the handler
+// finished (also when it failed later in the batch). Store and database failures are
+// retried with back-off; handler failures end run. An event that failed for a reason
+// of its own (poison) maxAttempts times, or that the handler gave up on (setAside), is
+// recorded in notify_set_aside and passed over.
 type follower struct {
-	name     string
-	store    eventstore.Store
-	db       *pgxpool.Pool
-	batch    int
-	pollMin  time.Duration
-	pollMax  time.Duration
-	retryMin time.Duration
-	retryMax time.Duration
-	horizon  func(context.Context) (eventstore.Position, error)
-	log      *slog.Logger
-	kick     chan struct{}
+	name        string
+	store       eventstore.Store
+	db          *pgxpool.Pool
+	batch       int
+	batchBytes  int
+	maxAttempts int
+	stallAfter  time.Duration
+	pollMin     time.Duration
+	pollMax     time.Duration
+	retryMin    time.Duration
+	retryMax    time.Duration
+	horizon     func(context.Context) (eventstore.Position, error)
+	// read is the store read of one batch: at most limit events after from, cut after
+	// the event that reaches maxBytes of data (at least one event). It is the seam for
+	// a store-side bounded read; readAllBounded by default.
+	read func(ctx context.Context, s eventstore.Store, from eventstore.Position, limit, maxBytes int) ([]eventstore.RecordedEvent, error)
+	log  *slog.Logger
+	kick chan struct{}
 
-	mu     sync.Mutex
-	status Status
-	oldest time.Time // RecordedAt of the oldest unhandled event seen; zero when caught up
+	// Owned by the goroutine in run.
+	attempts map[uuid.UUID]*attempt // events that failed for a reason of their own
+	aside    []setAsideEntry        // set aside, to record with the next checkpoint past them
+
+	mu       sync.Mutex
+	status   Status
+	oldest   time.Time // RecordedAt of the oldest unhandled event seen; zero when caught up
+	progress time.Time // last time the checkpoint moved or nothing was pending
+	lastErr  error     // the last failure of a step, for Healthy
+}
+
+// attempt counts the poison failures of one event.
+type attempt struct {
+	n   int
+	err error
+}
+
+// readAllBounded reads at most limit events after from and cuts the batch after the
+// event whose data reaches maxBytes (keeping at least one event).
+func readAllBounded(ctx context.Context, s eventstore.Store, from eventstore.Position, limit, maxBytes int) ([]eventstore.RecordedEvent, error) {
+	evs, err := s.ReadAll(ctx, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	size := 0
+	for i, ev := range evs {
+		size += len(ev.Data) + len(ev.Metadata)
+		if size >= maxBytes {
+			return evs[:i+1], nil
+		}
+	}
+	return evs, nil
+}
+
+// setAside gives up on rec: it is recorded with the checkpoint that moves past it.
+// A retry of the batch that sets it aside again changes nothing.
+func (f *follower) setAside(rec eventstore.RecordedEvent, err error, attempts int) {
+	for _, e := range f.aside {
+		if e.rec.ID == rec.ID {
+			return
+		}
+	}
+	f.aside = append(f.aside, setAsideEntry{rec: rec, err: err, attempts: attempts})
+}
+
+// healthy reports a follower that has made no progress for longer than stallAfter
+// while events are pending; nil otherwise (also while it is not the leader).
+func (f *follower) healthy(what string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.status.Leader || f.oldest.IsZero() || f.progress.IsZero() {
+		return nil
+	}
+	stalled := time.Since(f.progress)
+	if stalled <= f.stallAfter {
+		return nil
+	}
+	why := "no error"
+	if f.lastErr != nil {
+		why = f.lastErr.Error()
+	} else if f.status.HeldByHorizon {
+		why = "held by the horizon"
+	}
+	return fmt.Errorf("%s %s: no progress for %s at checkpoint %s with events pending: %s",
+		what, f.name, stalled.Round(time.Second), f.status.Position, why)
 }
 
 func (f *follower) snapshot() Status {
@@ -154,6 +242,14 @@ func (f *follower) snapshot() Status {
 		s.Lag = max(0, time.Since(f.oldest))
 	}
 	return s
+}
+
+// failed counts a failed step and keeps its error for Healthy.
+func (f *follower) failed(err error) {
+	f.mu.Lock()
+	f.status.Failures++
+	f.lastErr = err
+	f.mu.Unlock()
 }
 
 func (f *follower) update(fn func(s *Status)) {
@@ -185,7 +281,7 @@ func (f *follower) retry(ctx context.Context, what string, op func(ctx context.C
 		if errors.Is(err, eventstore.ErrClosed) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		f.update(func(s *Status) { s.Failures++ })
+		f.failed(err)
 		f.log.Warn("follower step failed; retrying", "step", what, "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
@@ -196,12 +292,13 @@ func (f *follower) retry(ctx context.Context, what string, op func(ctx context.C
 	}
 }
 
-// next reads the events after pos that may be handled now: at most one batch, cut at the
-// horizon. more reports that further events were already visible.
+// next reads the events after pos that may be handled now: at most one batch (bounded
+// in count and bytes), cut at the horizon. more reports that further events were
+// already visible.
 func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eventstore.RecordedEvent, more bool, err error) {
 	err = f.retry(ctx, "read events", func(ctx context.Context) error {
 		var err error
-		evs, err = f.store.ReadAll(ctx, pos, f.batch)
+		evs, err = f.read(ctx, f.store, pos, f.batch, f.batchBytes)
 		return err
 	})
 	if err != nil {
@@ -234,14 +331,18 @@ func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eve
 	f.mu.Lock()
 	f.status.HeldByHorizon = held
 	f.oldest = oldest
+	if oldest.IsZero() {
+		f.progress = time.Now() // nothing pending
+	}
 	f.mu.Unlock()
 	return evs, more, nil
 }
 
 // run follows the store from the saved checkpoint, calling handle with each batch and
-// saving the checkpoint (with what handle returned to persist) after handle succeeded,
-// until ctx ends or handle fails.
-// handle must have finished all its work for the batch when it returns nil.
+// saving the checkpoint past what handle finished (with what it returned to persist),
+// until ctx ends or handle fails. After a failure of handle, the event it stopped at
+// counts an attempt if the failure was its own (poison); once it has maxAttempts of
+// them, the next run sets it aside instead of handing it to handle again.
 func (f *follower) run(ctx context.Context, handle handler) error {
 	var pos eventstore.Position
 	if err := f.retry(ctx, "load checkpoint", func(ctx context.Context) error {
@@ -252,6 +353,11 @@ func (f *follower) run(ctx context.Context, handle handler) error {
 		return err
 	}
 	f.update(func(s *Status) { s.Position = pos })
+	f.mu.Lock()
+	if f.progress.IsZero() {
+		f.progress = time.Now()
+	}
+	f.mu.Unlock()
 	f.log.Info("following the event store", "from", pos)
 	wait := f.pollMin
 	for {
@@ -271,37 +377,97 @@ func (f *follower) run(ctx context.Context, handle handler) error {
 			continue
 		}
 		wait = f.pollMin
-		persist, err := handle(ctx, evs)
-		if err != nil {
-			return err
+		if a := f.attempts[evs[0].ID]; a != nil && a.n >= f.maxAttempts {
+			f.setAside(evs[0], a.err, a.n)
+			if pos, err = f.advance(ctx, evs[:1], nil, more); err != nil {
+				return err
+			}
+			continue
 		}
-		last := evs[len(evs)-1].Position
-		if err := f.retry(ctx, "save checkpoint", func(ctx context.Context) error {
-			return commitBatch(ctx, f.db, f.name, last, persist)
-		}); err != nil {
-			return err
+		done, persist, herr := handle(ctx, evs)
+		if done > 0 {
+			if pos, err = f.advance(ctx, evs[:done], persist, more || done < len(evs)); err != nil {
+				return err
+			}
 		}
-		pos = last
-		f.update(func(s *Status) {
-			s.Position = pos
-			s.Handled += uint64(len(evs))
-		})
-		if !more {
-			f.mu.Lock()
-			f.oldest = time.Time{}
-			f.mu.Unlock()
+		if herr != nil {
+			if done < len(evs) && isPoison(herr) {
+				f.countAttempt(evs[done], herr)
+			}
+			return herr
 		}
 	}
 }
 
-// handler does a follower's broker work for one batch; it returns a nil error only when
-// all of it is done, and what to write with the checkpoint (nil for nothing).
-type handler func(ctx context.Context, batch []eventstore.RecordedEvent) (persistFunc, error)
+// countAttempt records a failure of rec of its own.
+func (f *follower) countAttempt(rec eventstore.RecordedEvent, err error) {
+	if f.attempts == nil || len(f.attempts) >= maxTracked {
+		f.attempts = map[uuid.UUID]*attempt{}
+	}
+	a := f.attempts[rec.ID]
+	if a == nil {
+		a = &attempt{}
+		f.attempts[rec.ID] = a
+	}
+	a.n++
+	a.err = err
+	f.log.Warn("event failed for a reason of its own", "event", rec.ID, "stream", rec.Stream, "position", rec.Position,
+		"attempt", a.n, "of", f.maxAttempts, "err", err)
+}
+
+// advance saves the checkpoint at the last of handled (recording the events set aside
+// up to it, and persist) and returns it as the new position. more reports that events
+// after handled are pending.
+func (f *follower) advance(ctx context.Context, handled []eventstore.RecordedEvent, persist persistFunc, more bool) (eventstore.Position, error) {
+	last := handled[len(handled)-1].Position
+	var aside, later []setAsideEntry
+	for _, e := range f.aside {
+		if last.Less(e.rec.Position) {
+			later = append(later, e)
+		} else {
+			aside = append(aside, e)
+		}
+	}
+	var added []setAsideEntry
+	if err := f.retry(ctx, "save checkpoint", func(ctx context.Context) error {
+		var err error
+		added, err = commitBatch(ctx, f.db, f.name, last, aside, persist)
+		return err
+	}); err != nil {
+		return eventstore.Position{}, err
+	}
+	f.aside = later
+	for _, e := range added {
+		f.log.Error("event set aside: it can never be handled; moving past it", "event", e.rec.ID, "type", e.rec.Type,
+			"stream", e.rec.Stream, "version", e.rec.StreamVersion, "position", e.rec.Position, "attempts", e.attempts, "err", e.err)
+	}
+	for _, ev := range handled {
+		delete(f.attempts, ev.ID)
+	}
+	f.mu.Lock()
+	f.status.Position = last
+	f.status.Handled += uint64(len(handled))
+	f.status.Skipped += uint64(len(added))
+	f.progress = time.Now()
+	f.lastErr = nil
+	if !more {
+		f.oldest = time.Time{}
+	}
+	f.mu.Unlock()
+	return last, nil
+}
+
+// handler does a follower's broker work for one batch. It returns how many events of
+// the batch, from its start, are done (all of them when err is nil), and what to write
+// with the checkpoint past them (nil for nothing). An error that is the fault of the
+// event at batch[done] (the broker refused that very message or binding) is wrapped
+// with poison; any other error is retried without limit.
+type handler func(ctx context.Context, batch []eventstore.RecordedEvent) (done int, persist persistFunc, err error)
 
 // onConnection runs the follower with handlers built by open on one broker connection.
 // After a handler failure while the connection lives (a channel closed by the broker, a
 // nack, a timeout), it waits with back-off and starts over from the checkpoint with a
-// fresh handler, so the failed batch is done again. It returns when ctx ends, the
+// fresh handler, so the rest of the failed batch (after what was done) is tried again. It returns when ctx ends, the
 // connection closes, or open fails.
 func (f *follower) onConnection(ctx context.Context, conn *amqp.Connection, what string, open func() (handler, func(), error)) error {
 	backoff := f.retryMin
@@ -319,8 +485,8 @@ func (f *follower) onConnection(ctx context.Context, conn *amqp.Connection, what
 		if f.snapshot().Handled > handled {
 			backoff = f.retryMin // progress since the last failure
 		}
-		f.update(func(s *Status) { s.Failures++ })
-		f.log.Warn(what+" failed; redoing the batch on a new channel", "err", err, "in", backoff)
+		f.failed(err)
+		f.log.Warn(what+" failed; redoing the rest of the batch on a new channel", "err", err, "in", backoff)
 		if err := sleepCtx(ctx, backoff); err != nil {
 			return err
 		}
@@ -365,5 +531,22 @@ func followDefaults(batch *int, pollMin, pollMax, retryMin, retryMax, leaderRetr
 	}
 	if *log == nil {
 		*log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// DefaultBatchBytes bounds the event data of one batch a follower reads.
+const DefaultBatchBytes = 16 << 20
+
+// isolationDefaults fills the settings of poison isolation and health the notifier and
+// the binder share.
+func isolationDefaults(batchBytes, maxAttempts *int, stallAfter *time.Duration) {
+	if *batchBytes <= 0 {
+		*batchBytes = DefaultBatchBytes
+	}
+	if *maxAttempts <= 0 {
+		*maxAttempts = DefaultMaxAttempts
+	}
+	if *stallAfter <= 0 {
+		*stallAfter = DefaultStallAfter
 	}
 }

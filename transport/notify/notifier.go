@@ -5,18 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/leader"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
-	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 // Message properties of notifyCommit events (PROTOCOL.md §2).
@@ -42,12 +40,31 @@ type Config struct {
 	// notified commit is already readable. It is called once per batch read; an error
 	// is retried with back-off and publishes nothing.
 	Horizon func(ctx context.Context) (eventstore.Position, error)
-	// BatchSize is the most events read, published and confirmed as one batch.
-	// Default 256.
+	// BatchSize is the most events read as one batch. Default 256.
 	BatchSize int
-	// ConfirmTimeout bounds the wait for the broker's confirms of one batch; on expiry
-	// the batch is published again on a new channel. Default 15s.
+	// BatchBytes bounds the event data of one batch read: the batch ends with the event
+	// that reaches it (at least one event). Default DefaultBatchBytes (16 MiB).
+	BatchBytes int
+	// MaxInFlight and MaxInFlightBytes bound the window of published but unconfirmed
+	// messages (count, and bytes of bodies; a single larger message goes alone): the
+	// next message waits for the oldest confirm. Defaults 64, 4 MiB.
+	MaxInFlight, MaxInFlightBytes int
+	// MaxMessageBytes is the largest notification body published; a larger one is set
+	// aside unpublished (the broker would close the channel on it). Keep it at or below
+	// the broker's max_message_size. Default 128 MiB (RabbitMQ's default).
+	MaxMessageBytes int
+	// ConfirmTimeout bounds the wait for the broker's confirm of one message, from its
+	// publish; on expiry the rest of the batch (after its confirmed prefix) is tried
+	// again on a new channel, the unconfirmed message first and alone. Default 15s.
 	ConfirmTimeout time.Duration
+	// MaxAttempts is how often a message the broker refuses (nack, or a channel closed
+	// with 406 while it was alone in flight) is tried before its event is set aside
+	// (notify_set_aside, ListSetAside). Confirm timeouts, lost connections and failed
+	// declares are not counted: they are retried without limit. Default 5.
+	MaxAttempts int
+	// StallAfter is how long the notifier may make no progress while events are
+	// pending (held by the horizon included) before Healthy reports it. Default 30s.
+	StallAfter time.Duration
 	// PollMin and PollMax bound the adaptive wait between reads when nothing new can be
 	// published (it doubles from PollMin up to PollMax while idle). Defaults 2ms, 100ms.
 	PollMin, PollMax time.Duration
@@ -82,6 +99,16 @@ func (c *Config) Validate() error {
 	if c.ConfirmTimeout <= 0 {
 		c.ConfirmTimeout = 15 * time.Second
 	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 64
+	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 4 << 20
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 128 << 20
+	}
+	isolationDefaults(&c.BatchBytes, &c.MaxAttempts, &c.StallAfter)
 	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
 		2*time.Millisecond, 100*time.Millisecond)
 	return nil
@@ -112,6 +139,8 @@ type Notifier struct {
 	store eventstore.Store
 	log   *slog.Logger
 	f     *follower
+	pub   pubState
+	peak  atomic.Int64 // the most messages in flight at once on any channel (for tests)
 }
 
 // New checks cfg and returns a Notifier; it does no I/O until Run.
@@ -128,12 +157,18 @@ func New(cfg Config, store eventstore.Store) (*Notifier, error) {
 		store: store,
 		log:   log,
 		f: &follower{
-			name: cfg.Name, store: store, batch: cfg.BatchSize,
+			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
+			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
 			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
 			horizon: cfg.Horizon, log: log, kick: make(chan struct{}, 1),
 		},
 	}, nil
 }
+
+// Healthy returns nil while the notifier makes progress (or has nothing to do, or is a
+// standby), and an error naming it, its checkpoint and its last error when it has made
+// no progress for longer than Config.StallAfter while events are pending.
+func (n *Notifier) Healthy() error { return n.f.healthy("notifier") }
 
 // Status reports the notifier's progress (position, lag, counters).
 func (n *Notifier) Status() Status { return n.f.snapshot() }
@@ -168,7 +203,8 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 // session publishes on one connection, opening a new channel after a channel failure
-// (nack, confirm timeout, channel closed by the broker) while the connection lives.
+// (nack, confirm timeout, channel closed by the broker) while the connection lives; the
+// checkpoint has moved past the confirmed prefix of the failed batch by then.
 // Unless SkipTopologyCheck, it first waits until the topology marker exists.
 func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
 	if !n.cfg.SkipTopologyCheck {
@@ -177,22 +213,24 @@ func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
 		}
 	}
 	return n.f.onConnection(ctx, conn, "publishing", func() (handler, func(), error) {
-		p, err := openPublisher(conn, n.cfg.ConfirmTimeout, n.log)
+		p, err := openPublisher(conn, &n.cfg, &n.pub, n.f, n.log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 		}
-		return func(ctx context.Context, evs []eventstore.RecordedEvent) (persistFunc, error) {
-			before := p.outOfOrder
-			published, skipped, err := p.publish(ctx, evs)
-			if err != nil {
-				return nil, err
-			}
+		return func(ctx context.Context, evs []eventstore.RecordedEvent) (int, persistFunc, error) {
+			published, outOfOrder := p.published, p.outOfOrder
+			done, err := p.publish(ctx, evs)
 			n.f.update(func(s *Status) {
-				s.Published += uint64(published)
-				s.Skipped += uint64(skipped)
-				s.OutOfOrder += uint64(p.outOfOrder - before)
+				s.Published += uint64(p.published - published)
+				s.OutOfOrder += uint64(p.outOfOrder - outOfOrder)
 			})
-			return nil, nil
+			if int64(p.peak) > n.peak.Load() {
+				n.peak.Store(int64(p.peak))
+			}
+			if err != nil {
+				return done, nil, fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
+			}
+			return done, nil, nil
 		}, p.close, nil
 	})
 }
@@ -213,7 +251,7 @@ func (n *Notifier) waitForTopology(ctx context.Context, conn *amqp.Connection) e
 			if conn.IsClosed() {
 				return fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 			}
-			n.f.update(func(s *Status) { s.Failures++ })
+			n.f.failed(err)
 			n.log.Warn("cannot check the topology marker; retrying", "err", err, "in", wait)
 		} else if ok {
 			if !first {
@@ -234,117 +272,4 @@ func (n *Notifier) waitForTopology(ctx context.Context, conn *amqp.Connection) e
 		}
 		wait = min(wait*2, min(topologyPollMax, n.cfg.RetryMax))
 	}
-}
-
-// publisher publishes notifyCommit events on one channel in confirm mode.
-type publisher struct {
-	ch       *amqp.Channel
-	timeout  time.Duration
-	log      *slog.Logger
-	declared map[uuid.UUID]bool // exchanges declared on this channel
-	// last is the workspaceVersion last published per workspace on this channel, to
-	// detect a store whose global order disagrees with a stream's order (which would
-	// break the per-workspace order of PROTOCOL.md §5). Cleared when it grows large.
-	last       map[uuid.UUID]int64
-	outOfOrder int
-}
-
-// maxTracked bounds publisher.last.
-const maxTracked = 100_000
-
-func openPublisher(conn *amqp.Connection, timeout time.Duration, log *slog.Logger) (*publisher, error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("open channel: %w", err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		_ = ch.Close()
-		return nil, fmt.Errorf("enable confirms: %w", err)
-	}
-	return &publisher{ch: ch, timeout: timeout, log: log, declared: map[uuid.UUID]bool{}, last: map[uuid.UUID]int64{}}, nil
-}
-
-func (p *publisher) close() { _ = p.ch.Close() }
-
-// errNotConfirmed reports a batch the broker did not confirm in full.
-var errNotConfirmed = errors.New("broker did not confirm every message")
-
-// publish sends the notifyCommit of every Committed event of evs, in order, and waits
-// until the broker confirmed all of them. Other event types are passed over, and so is
-// a Committed event that does not decode (logged and counted as skipped: it can never
-// be published, and must not wedge the notifier).
-func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent) (published, skipped int, err error) {
-	pending := make([]*amqp.DeferredConfirmation, 0, len(evs))
-	for _, rec := range evs {
-		if rec.Type != domain.TypeCommitted {
-			continue
-		}
-		msg, ws, v, err := notification(rec)
-		if err != nil {
-			p.log.Error("cannot notify a stored commit; skipping it", "event", rec.ID, "stream", rec.Stream, "position", rec.Position, "err", err)
-			skipped++
-			continue
-		}
-		if prev, ok := p.last[ws]; ok && v <= prev {
-			p.outOfOrder++
-			p.log.Error("store's global order disagrees with the workspace's order; publishing anyway (devices catch up on the gap)",
-				"workspace", ws, "workspaceVersion", v, "after", prev, "event", rec.ID, "position", rec.Position)
-		}
-		if len(p.last) >= maxTracked {
-			clear(p.last)
-		}
-		p.last[ws] = v
-		if !p.declared[ws] {
-			if err := topology.DeclareEventExchange(p.ch, ws); err != nil {
-				return 0, 0, fmt.Errorf("publish event %s: %w", rec.ID, err)
-			}
-			p.declared[ws] = true
-		}
-		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, topology.EventExchange(ws), "", false, false, msg)
-		if err != nil {
-			return 0, 0, fmt.Errorf("publish event %s to %s: %w", rec.ID, topology.EventExchange(ws), err)
-		}
-		pending = append(pending, dc)
-	}
-	wctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	for i, dc := range pending {
-		ok, err := dc.WaitContext(wctx)
-		if err != nil {
-			return 0, 0, fmt.Errorf("wait for confirm %d of %d: %w", i+1, len(pending), err)
-		}
-		if !ok {
-			return 0, 0, fmt.Errorf("confirm %d of %d: %w (nack or channel closed)", i+1, len(pending), errNotConfirmed)
-		}
-	}
-	return len(pending), skipped, nil
-}
-
-// notification renders the message of a stored Committed event and names its workspace
-// and workspaceVersion.
-func notification(rec eventstore.RecordedEvent) (amqp.Publishing, uuid.UUID, int64, error) {
-	ev, err := domain.Decode(rec.Type, rec.Data)
-	if err != nil {
-		return amqp.Publishing{}, uuid.Nil, 0, err
-	}
-	c, ok := ev.(domain.Committed)
-	if !ok {
-		return amqp.Publishing{}, uuid.Nil, 0, fmt.Errorf("event %s decoded as %T", rec.ID, ev)
-	}
-	if c.WorkspaceID == uuid.Nil {
-		return amqp.Publishing{}, uuid.Nil, 0, fmt.Errorf("event %s: commit without a workspace id", rec.ID)
-	}
-	body, err := wire.EncodeNotifyCommit(rec.ID.String(), c)
-	if err != nil {
-		return amqp.Publishing{}, uuid.Nil, 0, err
-	}
-	return amqp.Publishing{
-		ContentType:   ContentType,
-		Type:          MessageType,
-		AppId:         c.WorkspaceID.String(),
-		CorrelationId: uuid.NewString(),
-		MessageId:     rec.ID.String(),
-		DeliveryMode:  amqp.Persistent,
-		Body:          body,
-	}, c.WorkspaceID, c.WorkspaceVersion, nil
 }

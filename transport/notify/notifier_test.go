@@ -32,7 +32,9 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "notifier" || c.BatchSize != 256 || c.ConfirmTimeout != 15*time.Second || c.PollMax != time.Second || c.Logger == nil {
+	if c.Name != "notifier" || c.BatchSize != 256 || c.ConfirmTimeout != 15*time.Second || c.PollMax != time.Second || c.Logger == nil ||
+		c.BatchBytes != DefaultBatchBytes || c.MaxInFlight != 64 || c.MaxInFlightBytes != 4<<20 || c.MaxMessageBytes != 128<<20 ||
+		c.MaxAttempts != DefaultMaxAttempts || c.StallAfter != DefaultStallAfter {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 	if _, err := New(c, nil); err == nil {

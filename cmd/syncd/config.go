@@ -26,11 +26,14 @@ type config struct {
 	requestTimeout time.Duration
 	queueMaxLength int
 	queueExpiry    time.Duration
-	cacheSize      int
-	groupCommit    bool
-	logLevel       string
-	logFormat      string
-	shutdownGrace  time.Duration
+	// maxMessageBytes is the broker's max_message_size: a notification larger than it
+	// is set aside rather than sent (the broker would close the channel).
+	maxMessageBytes int
+	cacheSize       int
+	groupCommit     bool
+	logLevel        string
+	logFormat       string
+	shutdownGrace   time.Duration
 }
 
 const allRoles = "rpc,projector,notifier,binder"
@@ -80,6 +83,8 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	dur(&c.requestTimeout, "request-timeout", "SYNCD_REQUEST_TIMEOUT", 30*time.Second, "deadline of one request")
 	num(&c.queueMaxLength, "event-queue-max-length", "SYNCD_EVENT_QUEUE_MAX_LENGTH", 10000, "x-max-length of device event queues")
 	dur(&c.queueExpiry, "event-queue-expiry", "SYNCD_EVENT_QUEUE_EXPIRY", 7*24*time.Hour, "x-expires of unused device event queues")
+	num(&c.maxMessageBytes, "broker-max-message-bytes", "SYNCD_BROKER_MAX_MESSAGE_BYTES", 128<<20,
+		"the broker's max_message_size: larger notifications are set aside, not sent (RabbitMQ's default is 128 MiB)")
 	num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
 	boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")

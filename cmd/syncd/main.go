@@ -123,6 +123,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	if cfg.has("notifier") {
 		n, err := notify.New(notify.Config{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Name: notifierName, Logger: log,
+			MaxMessageBytes: cfg.maxMessageBytes,
 			// Publish a commit only when the workspace read model has applied it (reads
 			// see what was notified) and the binder has applied every membership and device
 			// change before it (the commit reaches exactly the devices of its members).
@@ -136,6 +137,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 		m.watchNotifier(n)
+		// Not ready while the notifier is stuck (no progress with events pending); what
+		// it set aside does not count.
+		ready = append(ready, func(context.Context) error { return n.Healthy() })
 		wake = append(wake, n.Wake)
 		notifierWake := n.Wake
 		applied.Store(&notifierWake)
@@ -147,6 +151,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		m.watchBinder(b)
+		ready = append(ready, func(context.Context) error { return b.Healthy() })
 		wake = append(wake, b.Wake)
 		followers = append(followers, b.Run)
 	}

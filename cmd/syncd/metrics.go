@@ -99,6 +99,22 @@ func (m *metrics) watchNotifier(n *notify.Notifier) {
 			func() float64 { return float64(n.Status().Published) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_notifier_failures_total", Help: "Notifier steps that failed and were retried."},
 			func() float64 { return float64(n.Status().Failures) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_notifier_set_aside_total",
+			Help: "Events the notifier gave up on and set aside (syncctl notify status lists them)."},
+			func() float64 { return float64(n.Status().Skipped) }),
+	)
+}
+
+// watchBinder exports the binder's progress.
+func (m *metrics) watchBinder(b *notify.Binder) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_binder_leader", Help: "1 if this process is the active binder."},
+			func() float64 { return b2f(b.Status().Leader) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_binder_failures_total", Help: "Binder steps that failed and were retried."},
+			func() float64 { return float64(b.Status().Failures) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_binder_set_aside_total",
+			Help: "Events the binder gave up on and set aside (syncctl notify status lists them)."},
+			func() float64 { return float64(b.Status().Skipped) }),
 	)
 }
 

@@ -184,21 +184,11 @@ type attempt struct {
 	err error
 }
 
-// readAllBounded reads at most limit events after from and cuts the batch after the
-// event whose data reaches maxBytes (keeping at least one event).
+// readAllBounded reads at most limit events after from, holding at most maxBytes of
+// data (at least one event): the store bounds the read itself where it can
+// (eventstore.BoundedReader), so a batch of large events never sits in memory whole.
 func readAllBounded(ctx context.Context, s eventstore.Store, from eventstore.Position, limit, maxBytes int) ([]eventstore.RecordedEvent, error) {
-	evs, err := s.ReadAll(ctx, from, limit)
-	if err != nil {
-		return nil, err
-	}
-	size := 0
-	for i, ev := range evs {
-		size += len(ev.Data) + len(ev.Metadata)
-		if size >= maxBytes {
-			return evs[:i+1], nil
-		}
-	}
-	return evs, nil
+	return eventstore.ReadAllBounded(ctx, s, from, limit, int64(maxBytes))
 }
 
 // setAside gives up on rec: it is recorded with the checkpoint that moves past it.
@@ -308,7 +298,7 @@ func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eve
 	if len(evs) > 0 {
 		oldest = evs[0].RecordedAt
 	}
-	more = len(evs) == f.batch
+	more = eventstore.MayHaveMore(evs, f.batch, int64(f.batchBytes))
 	held := false
 	if f.horizon != nil && len(evs) > 0 {
 		var h eventstore.Position

@@ -71,6 +71,13 @@ func (m *countMetrics) Request(method, code string, _ time.Duration) {
 	m.n[method+"/"+code]++
 }
 
+// Busy implements rpc.BusyMetrics: "busy/<reason>".
+func (m *countMetrics) Busy(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n["busy/"+reason]++
+}
+
 func (m *countMetrics) String() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()

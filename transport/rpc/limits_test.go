@@ -210,3 +210,52 @@ func TestReplayRepublishedOncePerWindow(t *testing.T) {
 		t.Fatalf("republished: %s (%v)", d.Body, err)
 	}
 }
+
+// TestFloodLeavesSlotsToOthers: one user sends 40 slow commits (each holds a slot for
+// 100 ms, as an expensive commit would) and another user then asks for its workspaces.
+// With the per-user bound the other user's reply comes before the flood is through (an
+// order, not a time, is asserted; the latency is logged). The uncapped run shows the
+// queueing it prevents (issue 12 finding 6: 7.2 s behind 40 commits).
+func TestFloodLeavesSlotsToOthers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		perUser int
+	}{{"capped", 2}, {"uncapped", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) { c.PerUserInFlight = tc.perUser; c.Prefetch = 64 })
+			flooder := dialRaw(t, e.url, e.user, "")
+			dev := register(t, flooder, e.user, "reg")
+			e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
+				if c.Method == "Commit" {
+					select {
+					case <-time.After(100 * time.Millisecond):
+					case <-ctx.Done():
+					}
+				}
+				return nil
+			})
+			var corrs []string
+			for i := range 40 {
+				corr := uuid.NewString()
+				corrs = append(corrs, corr)
+				flooder.send(request(wire.MethodCommit, map[string]any{"requestId": corr, "userId": e.user.String(),
+					"workspaceId": e.ws.String(), "deviceId": dev.String(), "items": []any{item(int64(i+1), corr)}}, false, corr), corr, nil)
+			}
+			other := uuid.New()
+			e.svc.AddUser(other, "bob", "bob@example.com")
+			rb := dialRaw(t, e.url, other, "")
+			start := time.Now()
+			rb.ok(wire.MethodGetWorkspaces, map[string]any{"requestId": "w", "userId": other.String()}, nil)
+			took := time.Since(start)
+			done := e.mets.count("commit/OK")
+			for _, corr := range corrs {
+				flooder.await(corr)
+			}
+			t.Logf("%s: the other user's getWorkspaces took %v; %d of 40 commits were through by then, %d answered Busy in all",
+				tc.name, took, done, e.mets.count("unread/Busy"))
+			if tc.perUser > 0 && done == 40 {
+				t.Errorf("the other user was served only after the whole flood")
+			}
+		})
+	}
+}

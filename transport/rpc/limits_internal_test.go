@@ -1,11 +1,16 @@
 package rpc
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/internal/budget"
+	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 func TestReplayGateWindow(t *testing.T) {
@@ -88,5 +93,50 @@ func TestConfigLimits(t *testing.T) {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("accepted %+v", bad)
 		}
+	}
+}
+
+type busyCount struct {
+	noMetrics
+	n map[string]int
+}
+
+func (b *busyCount) Busy(reason string) { b.n[reason]++ }
+
+// encodeReply turns a reply the in-flight budget has no room for into Busy, and one
+// over MaxReplyBytes into ResultTooLarge, before anything is published.
+func TestEncodeReplyBounds(t *testing.T) {
+	mets := &busyCount{n: map[string]int{}}
+	cfg := Config{URL: "amqp://x", MaxReplyBytes: 2000, Metrics: mets}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	big := strings.Repeat("x", 1500)
+	pool := budget.NewPool(3000)
+	res, err := pool.Acquire(context.Background(), 2000) // a body
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := budget.NewContext(context.Background(), res)
+
+	out := outcome{method: "getChanges", id: "1", result: big}
+	body := s.encodeReply(ctx, &out)
+	if wire.CodeOf(out.err) != wire.CodeBusy || !strings.Contains(string(body), `"Busy"`) || mets.n[BusyInFlightBytes] != 1 {
+		t.Fatalf("a reply without room: %v %s", out.err, body)
+	}
+	out = outcome{method: "getChanges", id: "2", result: big[:500]}
+	body = s.encodeReply(ctx, &out)
+	if out.err != nil || !strings.Contains(string(body), big[:500]) {
+		t.Fatalf("a reply with room: %v %s", out.err, body)
+	}
+	if res.Held() != 2000+int64(len(body)) {
+		t.Fatalf("reservation holds %d, want the body and the reply", res.Held())
+	}
+	res.Release()
+	out = outcome{method: "getChanges", id: "3", result: big + big}
+	body = s.encodeReply(context.Background(), &out)
+	if wire.CodeOf(out.err) != wire.CodeResultTooLarge || len(body) > cfg.MaxReplyBytes || !strings.Contains(string(body), "ResultTooLarge") {
+		t.Fatalf("a reply over MaxReplyBytes: %v %s", out.err, body)
 	}
 }

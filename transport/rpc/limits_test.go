@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/stacksync-es/syncservice/internal/budget"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/rpc"
 	"github.com/stacksync-es/syncservice/transport/rpc/rpctest"
@@ -257,5 +258,23 @@ func TestFloodLeavesSlotsToOthers(t *testing.T) {
 				t.Errorf("the other user was served only after the whole flood")
 			}
 		})
+	}
+}
+
+// A read whose answer does not fit in MaxInFlightBytes is answered Busy, counted by
+// reason.
+func TestReadOverInFlightBytesIsBusy(t *testing.T) {
+	e := newEnv(t, rpc.AuthTrust)
+	r := dialRaw(t, e.url, e.user, "")
+	e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
+		if c.Method == "Changes" {
+			return fmt.Errorf("changes: %w", budget.ErrExhausted)
+		}
+		return nil
+	})
+	resp := r.fails(wire.MethodGetChanges, map[string]any{"requestId": "g", "userId": e.user.String(),
+		"workspaceId": e.ws.String()}, wire.CodeBusy)
+	if resp.Error.RetryAfterMs == nil || e.mets.count("busy/"+rpc.BusyInFlightBytes) != 1 {
+		t.Fatalf("Busy reply %+v, metrics %s", resp.Error, e.mets)
 	}
 }

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -202,5 +203,37 @@ func BenchmarkChangesSinceBacklog(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestResultTooLargeStopsEarly checks that a getChanges refused as too large stops
+// reading within a chunk of the limit instead of reading (or draining) the workspace.
+func TestResultTooLargeStopsEarly(t *testing.T) {
+	e := newEnv(t)
+	const changes = 3 * readChunk
+	w := backlogWorkspace(t, e.store, e.pool, changes, 50)
+	cfg, err := pgxpool.ParseConfig(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &rowCounter{}
+	cfg.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	q := NewQueries(pool)
+	all, _, err := q.Changes(context.Background(), w.id)
+	if err != nil || len(all) != changes {
+		t.Fatalf("getChanges: %d items, %v", len(all), err)
+	}
+	counter.take()
+	q.MaxResultBytes = 100 * itemFixedBytes // passed within the first chunk
+	if _, _, err := q.Changes(context.Background(), w.id); !errors.Is(err, ErrResultTooLarge) {
+		t.Fatalf("getChanges over the limit: %v", err)
+	}
+	if rows := counter.take(); rows > 1+readChunk {
+		t.Errorf("a refused getChanges read %d rows of %d, want at most %d", rows, changes, 1+readChunk)
 	}
 }

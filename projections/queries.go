@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -32,12 +31,25 @@ type Queries struct {
 	pool *pgxpool.Pool
 	// PollInterval bounds the sleep between polls of WaitForWorkspaceVersion. Default 20ms.
 	PollInterval time.Duration
+	// MaxResultBytes bounds the estimated encoded size of a Changes or ItemVersions
+	// answer: past it they fail with ErrResultTooLarge, decided while the rows stream
+	// in. Default DefaultMaxResultBytes; set before use.
+	MaxResultBytes int64
+	// PageBytes is the byte budget of a ChangesSince page: a page ends at the first
+	// whole version after which its items' estimated size would pass it (a page still
+	// covers at least one version). Default DefaultPageBytes; set before use.
+	PageBytes int64
 }
 
 // NewQueries returns Queries over pool (the read models' database).
 func NewQueries(pool *pgxpool.Pool) *Queries {
-	return &Queries{pool: pool, PollInterval: 20 * time.Millisecond}
+	return &Queries{pool: pool, PollInterval: 20 * time.Millisecond,
+		MaxResultBytes: DefaultMaxResultBytes, PageBytes: DefaultPageBytes}
 }
+
+// readChunk is how many rows one keyset query of Changes and ItemVersions reads: an
+// answer refused as too large stops within a chunk of the limit.
+const readChunk = 2000
 
 // readTx runs f in a REPEATABLE READ, READ ONLY transaction: every statement in it sees
 // the same snapshot, whatever commits in the meantime.
@@ -62,10 +74,11 @@ type itemRow struct {
 	wsVersion int64
 }
 
-// scanItems reads item rows of workspace ws (selected with itemSelect).
-func scanItems(rows pgx.Rows, ws uuid.UUID) ([]itemRow, error) {
+// scanItems reads item rows of workspace ws (selected with itemSelect), appending them
+// to out; sz (may be nil) counts each one and stops the read when the answer is too
+// large.
+func scanItems(rows pgx.Rows, ws uuid.UUID, out []itemRow, sz *sizer) ([]itemRow, error) {
 	defer rows.Close()
-	var out []itemRow
 	var device pgtype.UUID // scans without the text round trip of uuid.UUID's sql.Scanner
 	for rows.Next() {
 		var r itemRow
@@ -88,6 +101,9 @@ func scanItems(rows pgx.Rows, ws uuid.UUID) ([]itemRow, error) {
 			md.Chunks = []string{}
 		}
 		md.ModifiedAt = md.ModifiedAt.UTC()
+		if err := sz.add(md); err != nil {
+			return nil, err
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -105,21 +121,33 @@ func workspaceVersion(ctx context.Context, tx pgx.Tx, ws uuid.UUID) (int64, erro
 
 // Changes returns the latest version of every item of the workspace, deleted items
 // included, parents before children (depth first, siblings by id), and the workspace
-// version they describe, all read from one snapshot.
+// version they describe, all read from one snapshot. It reads the items in keyset
+// chunks and fails with ErrResultTooLarge as soon as their estimated encoded size passes
+// MaxResultBytes.
 func (q *Queries) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error) {
 	var items []itemRow
 	var version int64
+	sz := newSizer(ctx, q.MaxResultBytes)
 	err := q.readTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		if version, err = workspaceVersion(ctx, tx, ws); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, itemSelect+` FROM proj_workspaces.items WHERE workspace_id = $1`, ws)
-		if err != nil {
-			return err
+		for after := int64(0); ; {
+			rows, err := tx.Query(ctx, itemSelect+` FROM proj_workspaces.items
+				WHERE workspace_id = $1 AND item_id > $2 ORDER BY item_id LIMIT $3`, ws, after, readChunk)
+			if err != nil {
+				return err
+			}
+			n := len(items)
+			if items, err = scanItems(rows, ws, items, sz); err != nil {
+				return err
+			}
+			if len(items)-n < readChunk {
+				return sz.flush()
+			}
+			after = int64(*items[len(items)-1].md.ID)
 		}
-		items, err = scanItems(rows, ws)
-		return err
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("changes of workspace %s: %w", ws, err)
@@ -139,8 +167,9 @@ type Page struct {
 // ChangesSince returns the page of changes after workspace version since: it covers the
 // versions (since, ToVersion], holds once each every item changed in that range in its
 // state as of ToVersion, deleted items included, parents before children. A page holds
-// at most limit items (default 1000, at most 10000) unless its first version alone has
-// more: a page always covers at least one version. HasMore is ToVersion <
+// at most limit items (default 1000, at most 10000), and items of at most PageBytes
+// estimated bytes, unless its first version alone has more: a page always covers at
+// least one version. HasMore is ToVersion <
 // WorkspaceVersion; when it is false, ToVersion is WorkspaceVersion. A since at or past
 // the workspace's version gives an empty page with ToVersion = WorkspaceVersion.
 func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (Page, error) {
@@ -162,7 +191,7 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 		if since >= page.WorkspaceVersion {
 			return nil
 		}
-		ids, versions, to, err := pageRange(ctx, tx, ws, since, page.WorkspaceVersion, limit)
+		ids, versions, to, err := pageRange(ctx, tx, ws, since, page.WorkspaceVersion, limit, q.PageBytes)
 		if err != nil {
 			return err
 		}
@@ -179,8 +208,11 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 		if err != nil {
 			return err
 		}
-		items, err = scanItems(rows, ws)
-		return err
+		sz := newSizer(ctx, 0) // bounded by the page walk; counted against the request's memory
+		if items, err = scanItems(rows, ws, nil, sz); err != nil {
+			return err
+		}
+		return sz.flush()
 	})
 	if err != nil {
 		return Page{}, fmt.Errorf("changes of workspace %s since %d: %w", ws, since, err)
@@ -188,102 +220,6 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 	page.HasMore = page.ToVersion < page.WorkspaceVersion
 	page.Items = treeOrder(items)
 	return page, nil
-}
-
-// pageRangeChunk is how many item_history rows one query of pageRange reads: limit+1
-// rows past the versions taken decide whether the next version fits.
-func pageRangeChunk(limit int) int { return limit + 1 }
-
-// pageRangeSQL reads one chunk of pageRange: the item versions of workspace $1 stored
-// after the key ($2 ws_version, $3 item_id, $4 version) up to workspace version $5, at
-// most $6, in key order. It is an index range scan of item_history_ws_version_idx
-// stopped by the LIMIT (with an incremental sort on version within an item).
-const pageRangeSQL = `SELECT ws_version, item_id, version FROM proj_workspaces.item_history
-	WHERE workspace_id = $1 AND (ws_version, item_id, version) > ($2, $3, $4) AND ws_version <= $5
-	ORDER BY ws_version, item_id, version LIMIT $6`
-
-// pageRange walks the item versions stored after since in workspace-version order and
-// takes whole workspace versions while the distinct items stay within limit (at least
-// one version). It returns those items' ids (ascending), each one's latest version in
-// the versions taken (its state as of the page's last version), and the page's last
-// version. A version without stored items has no rows: it falls inside the page when a
-// later version does, or when the walk reaches current.
-//
-// It reads in keyset chunks of pageRangeChunk(limit) rows, each query bounded by LIMIT,
-// and stops as soon as the version being read cannot fit, so its cost is the page's rows
-// plus at most one chunk whatever the backlog after the page. (An unbounded query
-// stopped early would still be read to its end: pgx's rows.Close drains it.)
-func pageRange(ctx context.Context, tx pgx.Tx, ws uuid.UUID, since, current int64, limit int) (ids, versions []int64, to int64, err error) {
-	latest := map[int64]int64{} // taken item -> its latest version in the versions taken
-	var taken int64             // last version taken (0: none yet)
-	var curV int64              // version being read (0: none yet)
-	cur := map[int64]int64{}    // items of curV -> latest version
-	curNew := 0                 // items of cur not in latest
-	take := func() {            // takes version curV whole
-		for id, v := range cur {
-			latest[id] = max(latest[id], v)
-		}
-		taken, curNew = curV, 0
-		clear(cur)
-	}
-	chunk := pageRangeChunk(limit)
-	// Keyset: the rows after (lastV, lastID, lastVer) in index order; at first, every
-	// row of since is at or before it.
-	lastV, lastID, lastVer := since, int64(math.MaxInt64), int64(math.MaxInt64)
-	to = current
-	for {
-		rows, err := tx.Query(ctx, pageRangeSQL, ws, lastV, lastID, lastVer, current, chunk)
-		if err != nil {
-			return nil, nil, 0, err
-		}
-		n, stopped := 0, false
-		for rows.Next() {
-			var v, id, iv int64
-			if err := rows.Scan(&v, &id, &iv); err != nil {
-				rows.Close()
-				return nil, nil, 0, err
-			}
-			n++
-			lastV, lastID, lastVer = v, id, iv
-			if v != curV && curV != 0 {
-				take()
-			}
-			curV = v
-			if _, ok := cur[id]; !ok {
-				if _, ok := latest[id]; !ok {
-					curNew++
-				}
-			}
-			cur[id] = max(cur[id], iv)
-			if taken != 0 && len(latest)+curNew > limit {
-				to, stopped = curV-1, true
-				break
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, nil, 0, err
-		}
-		if stopped {
-			break
-		}
-		if n < chunk { // read up to current
-			if curV != 0 {
-				take()
-			}
-			break
-		}
-	}
-	ids = make([]int64, 0, len(latest))
-	for id := range latest {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	versions = make([]int64, len(ids))
-	for i, id := range ids {
-		versions[i] = latest[id]
-	}
-	return ids, versions, to, nil
 }
 
 // treeOrder orders items parents before children: depth first from the roots (items
@@ -341,14 +277,30 @@ func treeOrder(rows []itemRow) []domain.ItemMetadata {
 }
 
 // ItemVersions returns every stored version of the item in the workspace, oldest first;
-// none if the workspace holds no such item.
+// none if the workspace holds no such item. It reads them from one snapshot in keyset
+// chunks and fails with ErrResultTooLarge as soon as their estimated encoded size passes
+// MaxResultBytes.
 func (q *Queries) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error) {
-	rows, err := q.pool.Query(ctx, itemSelect+` FROM proj_workspaces.item_history
-		WHERE workspace_id = $1 AND item_id = $2 ORDER BY version`, ws, int64(item))
-	if err != nil {
-		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
-	}
-	rs, err := scanItems(rows, ws)
+	var rs []itemRow
+	sz := newSizer(ctx, q.MaxResultBytes)
+	err := q.readTx(ctx, func(tx pgx.Tx) error {
+		for after := int64(0); ; {
+			rows, err := tx.Query(ctx, itemSelect+` FROM proj_workspaces.item_history
+				WHERE workspace_id = $1 AND item_id = $2 AND version > $3 ORDER BY version LIMIT $4`,
+				ws, int64(item), after, readChunk)
+			if err != nil {
+				return err
+			}
+			n := len(rs)
+			if rs, err = scanItems(rows, ws, rs, sz); err != nil {
+				return err
+			}
+			if len(rs)-n < readChunk {
+				return sz.flush()
+			}
+			after = rs[len(rs)-1].md.Version
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
 	}
@@ -505,114 +457,4 @@ func (q *Queries) WaitForWorkspaceVersion(ctx context.Context, ws uuid.UUID, v i
 		}
 		delay = min(delay*2, q.PollInterval)
 	}
-}
-
-// User is a user account.
-type User struct {
-	ID         uuid.UUID
-	Name       string
-	Email      string
-	QuotaLimit int64 // bytes, 0 = no limit
-	Removed    bool
-	CreatedAt  time.Time
-}
-
-const userSelect = `SELECT user_id, name, email, quota_limit, removed, created_at FROM proj_accounts.users`
-
-func scanUser(r pgx.CollectableRow) (User, error) {
-	var u User
-	err := r.Scan(&u.ID, &u.Name, &u.Email, &u.QuotaLimit, &u.Removed, &u.CreatedAt)
-	u.CreatedAt = u.CreatedAt.UTC()
-	return u, err
-}
-
-func (q *Queries) oneUser(ctx context.Context, what, sql string, arg any) (User, bool, error) {
-	rows, err := q.pool.Query(ctx, sql, arg)
-	if err != nil {
-		return User{}, false, fmt.Errorf("user %s: %w", what, err)
-	}
-	u, err := pgx.CollectExactlyOneRow(rows, scanUser)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, false, nil
-	}
-	if err != nil {
-		return User{}, false, fmt.Errorf("user %s: %w", what, err)
-	}
-	return u, true, nil
-}
-
-// User returns the user; found is false if there is none (a removed user is found,
-// with Removed set).
-func (q *Queries) User(ctx context.Context, id uuid.UUID) (User, bool, error) {
-	return q.oneUser(ctx, id.String(), userSelect+` WHERE user_id = $1`, id)
-}
-
-// UserByEmail returns the user with that e-mail address, compared case-insensitively,
-// preferring an active account over removed ones.
-func (q *Queries) UserByEmail(ctx context.Context, email string) (User, bool, error) {
-	return q.oneUser(ctx, email, userSelect+` WHERE lower(email) = lower($1)
-		ORDER BY removed, created_at DESC, user_id LIMIT 1`, email)
-}
-
-// Users returns every user, by e-mail address.
-func (q *Queries) Users(ctx context.Context) ([]User, error) {
-	rows, err := q.pool.Query(ctx, userSelect+` ORDER BY lower(email), user_id`)
-	if err != nil {
-		return nil, fmt.Errorf("users: %w", err)
-	}
-	us, err := pgx.CollectRows(rows, scanUser)
-	if err != nil {
-		return nil, fmt.Errorf("users: %w", err)
-	}
-	return us, nil
-}
-
-// Device is a registered device.
-type Device struct {
-	ID           uuid.UUID
-	UserID       uuid.UUID
-	Name         string
-	OS           string
-	IP           *string
-	AppVersion   *string
-	RegisteredAt time.Time
-	UpdatedAt    time.Time
-}
-
-const deviceSelect = `SELECT device_id, user_id, name, os, ip, app_version, registered_at, updated_at FROM proj_accounts.devices`
-
-func scanDevice(r pgx.CollectableRow) (Device, error) {
-	var d Device
-	err := r.Scan(&d.ID, &d.UserID, &d.Name, &d.OS, &d.IP, &d.AppVersion, &d.RegisteredAt, &d.UpdatedAt)
-	d.RegisteredAt, d.UpdatedAt = d.RegisteredAt.UTC(), d.UpdatedAt.UTC()
-	return d, err
-}
-
-// Device returns the device; found is false if there is none.
-func (q *Queries) Device(ctx context.Context, id uuid.UUID) (Device, bool, error) {
-	rows, err := q.pool.Query(ctx, deviceSelect+` WHERE device_id = $1`, id)
-	if err != nil {
-		return Device{}, false, fmt.Errorf("device %s: %w", id, err)
-	}
-	d, err := pgx.CollectExactlyOneRow(rows, scanDevice)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Device{}, false, nil
-	}
-	if err != nil {
-		return Device{}, false, fmt.Errorf("device %s: %w", id, err)
-	}
-	return d, true, nil
-}
-
-// DevicesOf returns the user's devices, oldest registration first.
-func (q *Queries) DevicesOf(ctx context.Context, user uuid.UUID) ([]Device, error) {
-	rows, err := q.pool.Query(ctx, deviceSelect+` WHERE user_id = $1 ORDER BY registered_at, device_id`, user)
-	if err != nil {
-		return nil, fmt.Errorf("devices of %s: %w", user, err)
-	}
-	ds, err := pgx.CollectRows(rows, scanDevice)
-	if err != nil {
-		return nil, fmt.Errorf("devices of %s: %w", user, err)
-	}
-	return ds, nil
 }

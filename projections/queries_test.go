@@ -1,7 +1,9 @@
 package projections
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -360,6 +362,35 @@ func historyOf(t *testing.T, bs []batch, stream string) []versioned {
 // parents before children.
 func checkPagingProperties(t *testing.T, e *env, ws uuid.UUID, hist []versioned) {
 	t.Helper()
+	var cases []pageCase
+	for _, limit := range []int{1, 2, 3, 5, 8, 1000} {
+		cases = append(cases, pageCase{limit: limit})
+	}
+	checkPages(t, e, ws, hist, cases)
+}
+
+// pageCase is a page size: items, and estimated bytes (0: the default budget).
+type pageCase struct {
+	limit int
+	bytes int64
+}
+
+// estimate is the page walk's size estimate of an item version (pageRangeSQL).
+func estimate(md domain.ItemMetadata) int64 {
+	n := int64(itemFixedBytes + len(md.Filename) + len(md.Mimetype))
+	for _, c := range md.Chunks {
+		n += int64(len(c)) + 3
+	}
+	return n
+}
+
+// checkPages checks the pages of every since for each case: PROTOCOL.md §4 (coverage,
+// state as of toVersion, once each, parents before children, hasMore), the item limit
+// and the byte budget (exceeded only by a page of one version) and maximality (the next
+// changed version would have passed one of them).
+func checkPages(t *testing.T, e *env, ws uuid.UUID, hist []versioned, cases []pageCase) {
+	t.Helper()
+	defer func(b int64) { e.q.PageBytes = b }(e.q.PageBytes)
 	ctx := context.Background()
 	_, current, err := e.q.Changes(ctx, ws)
 	if err != nil {
@@ -388,13 +419,22 @@ func checkPagingProperties(t *testing.T, e *env, ws uuid.UUID, hist []versioned)
 		}
 		return len(vs)
 	}
-	for _, limit := range []int{1, 2, 3, 5, 8, 1000} {
+	bytesOf := func(m map[domain.ItemID]domain.ItemMetadata) int64 {
+		var n int64
+		for _, md := range m {
+			n += estimate(md)
+		}
+		return n
+	}
+	for _, c := range cases {
+		limit := c.limit
+		e.q.PageBytes = cmp.Or(c.bytes, DefaultPageBytes)
 		for since := int64(0); since <= current; since++ {
 			p, err := e.q.ChangesSince(ctx, ws, since, limit)
 			if err != nil {
 				t.Fatal(err)
 			}
-			where := fmt.Sprintf("since %d limit %d -> to %d", since, limit, p.ToVersion)
+			where := fmt.Sprintf("since %d limit %d bytes %d -> to %d", since, limit, e.q.PageBytes, p.ToVersion)
 			if p.FromVersion != since || p.WorkspaceVersion != current || p.HasMore != (p.ToVersion < current) {
 				t.Fatalf("%s: page header %+v", where, p)
 			}
@@ -426,13 +466,16 @@ func checkPagingProperties(t *testing.T, e *env, ws uuid.UUID, hist []versioned)
 			if len(p.Items) > limit && versionsIn(since, p.ToVersion) != 1 {
 				t.Fatalf("%s: %d items over limit across %d versions", where, len(p.Items), versionsIn(since, p.ToVersion))
 			}
+			if b := bytesOf(want); b > e.q.PageBytes && versionsIn(since, p.ToVersion) != 1 {
+				t.Fatalf("%s: %d bytes over the budget across %d versions", where, b, versionsIn(since, p.ToVersion))
+			}
 			if p.HasMore {
 				// Maximal: the next changed version would not have fitted.
 				next := p.ToVersion + 1
 				for versionsIn(p.ToVersion, next) == 0 && next < current {
 					next++
 				}
-				if versionsIn(p.ToVersion, next) > 0 && len(changedIn(since, next)) <= limit {
+				if nx := changedIn(since, next); versionsIn(p.ToVersion, next) > 0 && len(nx) <= limit && bytesOf(nx) <= e.q.PageBytes {
 					t.Fatalf("%s: version %d would have fitted", where, next)
 				}
 			}
@@ -514,5 +557,108 @@ func TestChangesOneSnapshot(t *testing.T) {
 	t.Logf("%d consistent reads while the workspace grew to version %d", reads, v)
 	if v < 2 {
 		t.Fatalf("the workspace did not grow during the test (v%d)", v)
+	}
+}
+
+// TestChangesSinceByteBudget pages generated histories with byte budgets small enough to
+// end pages early (one version per page, a few items, a few versions) and checks every
+// page keeps PROTOCOL.md §4 and the budget (TestChangesSinceGenerated covers the limit
+// alone).
+func TestChangesSinceByteBudget(t *testing.T) {
+	e := newEnv(t)
+	g := newGen(t, 5)
+	bs := g.history(1, 1, 60)
+	e.append(t, bs)
+	e.projectAll(t)
+	e.caughtUp(t, ModelWorkspaces)
+	w := g.ws[0]
+	checkPages(t, e, w.id, historyOf(t, bs, w.stream), []pageCase{
+		{limit: 1000, bytes: 1},                  // every page one version
+		{limit: 1000, bytes: itemFixedBytes + 1}, // about one item
+		{limit: 1000, bytes: 1500},               // a few items
+		{limit: 3, bytes: 2500},                  // whichever bound comes first
+		{limit: 1000, bytes: 6000},
+	})
+}
+
+// TestResultTooLarge checks that getChanges and getItemVersions answers whose estimate
+// passes MaxResultBytes fail with ErrResultTooLarge, and fit under a larger bound.
+func TestResultTooLarge(t *testing.T) {
+	e := newEnv(t)
+	f := newFixture(t)
+	e.append(t, f.batches)
+	e.projectAll(t)
+	e.caughtUp(t, ModelWorkspaces)
+	ctx := context.Background()
+	all, _, err := e.q.Changes(ctx, f.w.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for i := range all {
+		size += itemSize(&all[i])
+	}
+	versions, err := e.q.ItemVersions(ctx, f.w.id, f.f1)
+	if err != nil || len(versions) != 3 {
+		t.Fatalf("versions of f1: %d, %v", len(versions), err)
+	}
+	var vsize int64
+	for i := range versions {
+		vsize += itemSize(&versions[i])
+	}
+	defer func(b int64) { e.q.MaxResultBytes = b }(e.q.MaxResultBytes)
+	for _, tc := range []struct {
+		limit         int64
+		changes, vers bool // fit
+	}{
+		{size - 1, false, vsize <= size-1},
+		{size, true, vsize <= size},
+		{vsize - 1, vsize-1 >= size, false},
+		{vsize, vsize >= size, true},
+		{1, false, false},
+	} {
+		e.q.MaxResultBytes = tc.limit
+		_, _, err := e.q.Changes(ctx, f.w.id)
+		if tc.changes != (err == nil) || (err != nil && !errors.Is(err, ErrResultTooLarge)) {
+			t.Errorf("limit %d (answer %d bytes): getChanges err %v", tc.limit, size, err)
+		}
+		_, err = e.q.ItemVersions(ctx, f.w.id, f.f1)
+		if tc.vers != (err == nil) || (err != nil && !errors.Is(err, ErrResultTooLarge)) {
+			t.Errorf("limit %d (answer %d bytes): getItemVersions err %v", tc.limit, vsize, err)
+		}
+	}
+}
+
+func TestItemSizeBoundsTheJSON(t *testing.T) {
+	md := domain.ItemMetadata{ID: itemID(1 << 52), TempID: new(int64(-1 << 52)), Version: 1 << 40,
+		ParentID: itemID(1 << 52), ParentVersion: new(int64(1 << 52)), Status: domain.StatusRenamed,
+		ModifiedAt: time.Now(), Checksum: -1 << 62, Size: 1 << 62, Filename: "a\x00<\"b\xff",
+		Mimetype: "text/&plain", Chunks: []string{"c1", "\\", "ü"}}
+	type wireItem struct { // the fields and shapes of wire.ItemMetadata
+		ID            *int64   `json:"id"`
+		TempID        *int64   `json:"tempId"`
+		Version       *int64   `json:"version"`
+		DeviceID      string   `json:"deviceId"`
+		WorkspaceID   string   `json:"workspaceId"`
+		ParentID      *int64   `json:"parentId"`
+		ParentVersion *int64   `json:"parentVersion"`
+		Status        string   `json:"status"`
+		ModifiedAt    string   `json:"modifiedAt"`
+		Checksum      int64    `json:"checksum"`
+		Chunks        []string `json:"chunks"`
+		Size          int64    `json:"size"`
+		IsFolder      bool     `json:"isFolder"`
+		Filename      string   `json:"filename"`
+		Mimetype      string   `json:"mimetype"`
+	}
+	id := int64(*md.ID)
+	b, err := json.Marshal(wireItem{&id, md.TempID, &md.Version, uuid.NewString(), uuid.NewString(), &id, md.ParentVersion,
+		string(md.Status), md.ModifiedAt.Format("2006-01-02T15:04:05.000Z07:00"), md.Checksum, md.Chunks, md.Size,
+		false, md.Filename, md.Mimetype})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) > itemSize(&md) {
+		t.Fatalf("estimate %d below the encoded %d bytes: %s", itemSize(&md), len(b), b)
 	}
 }

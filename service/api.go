@@ -100,6 +100,7 @@ var (
 	ErrWorkspaceNotFound = errors.New("workspace not found") // WorkspaceNotFound
 	ErrDeviceNotValid    = errors.New("device not valid")    // DeviceNotValidException
 	ErrBusy              = errors.New("busy")                // Busy; see BusyError
+	ErrResultTooLarge    = errors.New("result too large")    // ResultTooLarge: page with getChangesSince
 )
 
 // BusyError says the service is overloaded and nothing was done; retry after RetryAfter

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/google/uuid"
 
@@ -14,9 +16,18 @@ type Projections struct{ Q *projections.Queries }
 
 var _ ReadModel = Projections{}
 
+// tooLarge marks an answer the read models refused as too large with ErrResultTooLarge.
+func tooLarge(err error) error {
+	if errors.Is(err, projections.ErrResultTooLarge) {
+		return fmt.Errorf("%w: %w", ErrResultTooLarge, err)
+	}
+	return err
+}
+
 // Changes implements ReadModel.
 func (p Projections) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error) {
-	return p.Q.Changes(ctx, ws)
+	items, v, err := p.Q.Changes(ctx, ws)
+	return items, v, tooLarge(err)
 }
 
 // ChangesSince implements ReadModel.
@@ -30,7 +41,8 @@ func (p Projections) ChangesSince(ctx context.Context, ws uuid.UUID, since int64
 
 // ItemVersions implements ReadModel.
 func (p Projections) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error) {
-	return p.Q.ItemVersions(ctx, ws, item)
+	vs, err := p.Q.ItemVersions(ctx, ws, item)
+	return vs, tooLarge(err)
 }
 
 // WorkspacesOf implements ReadModel.

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stacksync-es/syncservice/projections"
+	"github.com/stacksync-es/syncservice/transport/rpc"
 )
 
 // config is every setting of syncd. Each has a flag and a SYNCD_* environment variable
@@ -34,6 +37,13 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	shutdownGrace   time.Duration
+
+	maxInFlightBytes int
+	maxReplyBytes    int
+	perUserInFlight  int
+	replayWindow     time.Duration
+	maxResultBytes   int
+	pageBytes        int
 }
 
 const allRoles = "rpc,projector,notifier,binder"
@@ -87,6 +97,12 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		"the broker's max_message_size: larger notifications are set aside, not sent (RabbitMQ's default is 128 MiB)")
 	num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
 	boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
+	num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
+	num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", rpc.DefaultMaxReplyBytes, "largest reply published; a larger one is answered ResultTooLarge (keep it below RabbitMQ's max_message_size)")
+	num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")
+	dur(&c.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", 30*time.Second, "a replayed commit republishes its notification at most once per workspace and requestId in this window")
+	num(&c.maxResultBytes, "max-result-bytes", "SYNCD_MAX_RESULT_BYTES", projections.DefaultMaxResultBytes, "largest getChanges or getItemVersions answer (estimated while reading); larger ones are answered ResultTooLarge")
+	num(&c.pageBytes, "page-bytes", "SYNCD_PAGE_BYTES", projections.DefaultPageBytes, "a getChangesSince page ends at the first whole version past this many bytes")
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
@@ -118,6 +134,13 @@ func (c config) validate() error {
 	}
 	if c.requestTimeout <= 0 || c.shutdownGrace <= 0 {
 		errs = append(errs, errors.New("-request-timeout and -shutdown-grace must be positive"))
+	}
+	if c.maxInFlightBytes < 1 || c.maxReplyBytes < 1 || c.maxResultBytes < 1 || c.pageBytes < 1 || c.replayWindow <= 0 {
+		errs = append(errs, errors.New("-max-in-flight-bytes, -max-reply-bytes, -max-result-bytes, -page-bytes and -replay-window must be positive"))
+	}
+	if c.perUserInFlight > 0 && c.concurrency > 1 && c.perUserInFlight >= c.concurrency {
+		errs = append(errs, fmt.Errorf("-per-user-in-flight %d must be below -concurrency %d, so that one user leaves slots to the others",
+			c.perUserInFlight, c.concurrency))
 	}
 	if _, err := parseLevel(c.logLevel); err != nil {
 		errs = append(errs, err)

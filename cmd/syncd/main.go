@@ -82,6 +82,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("migrate notifier and binder tables: %w", err)
 	}
 	queries := projections.NewQueries(pool)
+	queries.MaxResultBytes, queries.PageBytes = int64(cfg.maxResultBytes), int64(cfg.pageBytes)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -177,6 +178,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			RequestTimeout: cfg.requestTimeout, ShutdownTimeout: cfg.shutdownGrace, Auth: auth,
 			QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength},
 			Logger:       log, Metrics: m,
+			MaxInFlightBytes: int64(cfg.maxInFlightBytes), MaxReplyBytes: cfg.maxReplyBytes,
+			PerUserInFlight: cfg.perUserInFlight, ReplayWindow: cfg.replayWindow,
 			// updateDevice answers once the binder bound the device's queue; a repeated
 			// commit is republished only once the notifier published it the first time.
 			Bound: binderAt,

@@ -19,6 +19,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	commits  *prometheus.CounterVec
 	items    *prometheus.CounterVec
+	busy     *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -37,8 +38,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "syncd_commit_items_total", Help: "Items of recorded commits by outcome: stored, duplicate, or the failure reason.",
 		}, []string{"outcome"}),
+		busy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncd_requests_busy_total", Help: "Requests the RPC server itself answered Busy, by reason: user_in_flight, in_flight_bytes, read_deadline.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.commits, m.items)
+	reg.MustRegister(m.requests, m.latency, m.commits, m.items, m.busy)
 	return m
 }
 
@@ -47,6 +51,9 @@ func (m *metrics) Request(method, code string, d time.Duration) {
 	m.requests.WithLabelValues(method, code).Inc()
 	m.latency.WithLabelValues(method).Observe(d.Seconds())
 }
+
+// Busy implements rpc.BusyMetrics.
+func (m *metrics) Busy(reason string) { m.busy.WithLabelValues(reason).Inc() }
 
 func (m *metrics) commit(res service.CommitResult) {
 	if res.Replayed {

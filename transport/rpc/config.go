@@ -9,6 +9,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/transport/topology"
+	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 // AuthMode says where the server takes a caller's identity from (PROTOCOL.md §6).
@@ -76,7 +77,39 @@ type Config struct {
 	// answers Busy and a repeated commit is not republished (the notifier still owes it).
 	// Default 5s.
 	ProgressWait time.Duration
+
+	// MaxInFlightBytes bounds the memory held by the requests being served: each
+	// delivery's body is reserved before it is handled (the consumer waits for room),
+	// a read grows the reservation as its answer is built and the reply by its encoded
+	// size (a request that cannot grow it is answered Busy). Default 256 MiB; at least
+	// wire.MaxBodySize + MaxReplyBytes.
+	MaxInFlightBytes int64
+	// MaxReplyBytes bounds a reply's body: a reply over it is replaced by a
+	// ResultTooLarge error before it is published, so the broker (whose
+	// max_message_size defaults to 128 MiB) never refuses it and closes the reply
+	// channel every request shares. Default 96 MiB.
+	MaxReplyBytes int
+	// PerUserInFlight bounds one user's requests in flight (from delivery to ack,
+	// waiting for a slot included); a request over it is answered Busy at once and
+	// nothing is done. The user is the verified user_id, the body's userId in trust
+	// mode, else "anonymous". Default min(8, Concurrency/2) (at least 1); it must be
+	// below Concurrency so one user always leaves slots to the others. Negative: no
+	// per-user bound.
+	PerUserInFlight int
+	// BusyRetryAfter is the retryAfterMs of the Busy answers of these limits. Default
+	// 500ms.
+	BusyRetryAfter time.Duration
+	// ReplayWindow: a replayed commit republishes its original notification at most
+	// once per (workspace, requestId) within this window, per server process; further
+	// replays in it publish nothing. Default 30s.
+	ReplayWindow time.Duration
 }
+
+// Defaults of the byte bounds.
+const (
+	DefaultMaxInFlightBytes = 256 << 20
+	DefaultMaxReplyBytes    = 96 << 20
+)
 
 // Validate fills defaults and checks the configuration.
 func (c *Config) Validate() error {
@@ -107,6 +140,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if c.Auth != AuthBroker && c.Auth != AuthTrust {
 		return fmt.Errorf("rpc: unknown auth mode %d", int(c.Auth))
 	}
@@ -115,6 +151,37 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// validateLimits fills the defaults of the memory and fairness bounds and checks them.
+func (c *Config) validateLimits() error {
+	if c.MaxInFlightBytes < 0 || c.MaxReplyBytes < 0 || c.BusyRetryAfter < 0 || c.ReplayWindow < 0 {
+		return errors.New("rpc: MaxInFlightBytes, MaxReplyBytes, BusyRetryAfter and ReplayWindow must not be negative")
+	}
+	if c.MaxReplyBytes == 0 {
+		c.MaxReplyBytes = DefaultMaxReplyBytes
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = max(DefaultMaxInFlightBytes, int64(wire.MaxBodySize+c.MaxReplyBytes))
+	}
+	if c.MaxInFlightBytes < int64(wire.MaxBodySize+c.MaxReplyBytes) {
+		return fmt.Errorf("rpc: MaxInFlightBytes %d is below the largest body plus the largest reply (%d)",
+			c.MaxInFlightBytes, wire.MaxBodySize+c.MaxReplyBytes)
+	}
+	if c.PerUserInFlight == 0 {
+		c.PerUserInFlight = max(1, min(8, c.Concurrency/2))
+	}
+	if c.PerUserInFlight > 0 && c.Concurrency > 1 && c.PerUserInFlight >= c.Concurrency {
+		return fmt.Errorf("rpc: PerUserInFlight %d must be below Concurrency %d, so that one user leaves slots to the others",
+			c.PerUserInFlight, c.Concurrency)
+	}
+	if c.BusyRetryAfter == 0 {
+		c.BusyRetryAfter = 500 * time.Millisecond
+	}
+	if c.ReplayWindow == 0 {
+		c.ReplayWindow = 30 * time.Second
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/budget"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
@@ -56,6 +57,44 @@ var handlers = map[string]handlerFunc{
 	wire.MethodCreateShareProposal: (*Server).createShareProposal,
 }
 
+// serve takes a delivery whose body bytes res holds: over the user's in-flight bound it
+// is answered Busy at once; else it waits for a request slot (or for the session to
+// stop: then it stays unacked, to be redelivered) and is handled.
+func (s *Server) serve(ctx, hctx context.Context, sess *session, d amqp.Delivery, res *budget.Reservation, sem chan struct{}) {
+	user := s.userKey(&d)
+	if !s.users.enter(user) {
+		s.countBusy(BusyUserInFlight)
+		s.refuse(hctx, sess, d, "unread", &service.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
+		return
+	}
+	defer s.users.leave(user)
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-sem }()
+	s.handle(budget.NewContext(hctx, res), sess, d)
+}
+
+// refuse answers a delivery with err without reading its body (method is the metrics
+// label) and acks it.
+func (s *Server) refuse(base context.Context, sess *session, d amqp.Delivery, method string, err error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
+	defer cancel()
+	out := outcome{method: method, id: d.CorrelationId, err: err}
+	code := wire.CodeOf(err)
+	s.log.Debug("request refused unread", "code", code, "correlation_id", d.CorrelationId, "user_id", d.UserId,
+		"bytes", len(d.Body), "err", err)
+	if s.reply(ctx, sess, &d, s.encodeReply(ctx, &out)) {
+		if err := d.Ack(false); err != nil {
+			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
+		}
+	}
+	s.cfg.Metrics.Request(method, code, time.Since(start))
+}
+
 // handle serves one delivery: dispatch, reply when due, ack.
 func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
 	start := time.Now()
@@ -69,6 +108,10 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
 		s.log.Warn("request abandoned at shutdown; it will be redelivered", "method", out.method, "correlation_id", d.CorrelationId)
 		s.cfg.Metrics.Request(out.method, "Abandoned", time.Since(start))
 		return
+	}
+	var body []byte
+	if out.err != nil || !out.async {
+		body = s.encodeReply(ctx, &out) // may turn out into an error (too large, busy)
 	}
 	code := "OK"
 	if out.err != nil {
@@ -86,8 +129,8 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
 		}
 	}
 	ack := true
-	if out.err != nil || !out.async {
-		ack = s.reply(ctx, sess, &d, out)
+	if body != nil {
+		ack = s.reply(ctx, sess, &d, body)
 	}
 	if ack {
 		if err := d.Ack(false); err != nil {
@@ -134,7 +177,13 @@ func (s *Server) dispatch(ctx context.Context, sess *session, d *amqp.Delivery) 
 		// A read that outlived its deadline did nothing: Busy, retry later. (A write's
 		// outcome is unknown then; it stays an error, and its retry with the same
 		// requestId is safe.)
+		s.countBusy(BusyReadDeadline)
 		out.err = &service.BusyError{RetryAfter: time.Second}
+	}
+	if errors.Is(out.err, budget.ErrExhausted) {
+		// The answer did not fit in MaxInFlightBytes (only reads grow a reservation).
+		s.countBusy(BusyInFlightBytes)
+		out.err = &service.BusyError{RetryAfter: s.cfg.BusyRetryAfter}
 	}
 	return out
 }
@@ -157,21 +206,10 @@ func (s *Server) replyAllowed(d *amqp.Delivery) bool {
 	return s.cfg.Auth == AuthTrust
 }
 
-// reply publishes the response of out to the request's reply_to. It reports whether
-// the request may be acked: false only when the reply channel is gone, so that the
-// request is redelivered and answered on a new connection.
-func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, out outcome) bool {
-	if d.ReplyTo == "" {
-		if !out.async {
-			s.log.Debug("request without reply_to; no reply sent", "method", out.method, "correlation_id", d.CorrelationId)
-		}
-		return true
-	}
-	if !s.replyAllowed(d) {
-		s.log.Warn("reply_to is not a reply queue of the caller; no reply sent", "method", out.method,
-			"correlation_id", d.CorrelationId, "user_id", d.UserId, "reply_to", d.ReplyTo)
-		return true
-	}
+// encodeReply renders out's response. A reply over MaxReplyBytes becomes a
+// ResultTooLarge error, and one the in-flight byte budget has no room for becomes Busy,
+// before anything is published; out.err records the substitution.
+func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 	var e *wire.Error
 	if out.err != nil {
 		e = wire.ErrorOf(out.err)
@@ -179,7 +217,38 @@ func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, out
 	body, err := wire.EncodeResponse(out.id, out.result, e)
 	if err != nil {
 		s.log.Error("encode reply", "method", out.method, "err", err)
+		out.err = err
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(err))
+	}
+	if len(body) > s.cfg.MaxReplyBytes {
+		out.result = nil
+		out.err = fmt.Errorf("%s: %w: the reply of %d bytes exceeds the limit of %d", out.method,
+			service.ErrResultTooLarge, len(body), s.cfg.MaxReplyBytes)
+		s.log.Warn("reply too large; answering ResultTooLarge", "method", out.method, "bytes", len(body), "limit", s.cfg.MaxReplyBytes)
+		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
+	}
+	if err := budget.Grow(ctx, int64(len(body))); err != nil {
+		s.countBusy(BusyInFlightBytes)
+		out.result = nil
+		out.err = fmt.Errorf("%s: reply of %d bytes: %w", out.method, len(body),
+			&service.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
+		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
+	}
+	return body
+}
+
+// reply publishes a response body to the request's reply_to. It reports whether the
+// request may be acked: false only when the reply channel is gone (the reply may be
+// lost), so that the request is redelivered and answered on a new connection.
+func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, body []byte) bool {
+	if d.ReplyTo == "" {
+		s.log.Debug("request without reply_to; no reply sent", "correlation_id", d.CorrelationId)
+		return true
+	}
+	if !s.replyAllowed(d) {
+		s.log.Warn("reply_to is not a reply queue of the caller; no reply sent",
+			"correlation_id", d.CorrelationId, "user_id", d.UserId, "reply_to", d.ReplyTo)
+		return true
 	}
 	msg := amqp.Publishing{
 		ContentType:   contentType,
@@ -189,8 +258,10 @@ func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, out
 		Timestamp:     time.Now(),
 		Body:          body,
 	}
-	if err := sess.publishReply(context.WithoutCancel(ctx), d.ReplyTo, msg); err != nil {
-		s.log.Warn("publish reply", "method", out.method, "reply_to", d.ReplyTo, "err", err)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
+	defer cancel()
+	if err := sess.publishReply(pctx, d.ReplyTo, msg); err != nil {
+		s.log.Warn("publish reply", "correlation_id", d.CorrelationId, "reply_to", d.ReplyTo, "err", err)
 		return !sess.pub.IsClosed()
 	}
 	return true
@@ -402,9 +473,18 @@ func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, re
 	// read models and the bindings caught up. Wait for that (bounded); if it does not
 	// come in time, the notifier still owes the notification and will publish it.
 	if res.Replayed && s.waitPast(ctx, s.cfg.Published, res.Position) == nil {
+		ws := res.Event.WorkspaceID
+		// At most once per ReplayWindow: a device retrying in a loop must not fill every
+		// member's queue with copies (queues are bounded in messages, not bytes).
+		if !s.replays.claim(ws, r.RequestID) {
+			s.log.Debug("replayed commit: notification already republished within the window; nothing published",
+				"workspace", ws, "request_id", r.RequestID, "window", s.cfg.ReplayWindow)
+			return nil, nil
+		}
 		if err := sess.republish(ctx, res); err != nil {
+			s.replays.release(ws, r.RequestID)
 			return nil, fmt.Errorf("commit %s: republish the notification of workspace %s version %d: %w",
-				r.RequestID, res.Event.WorkspaceID, res.Event.WorkspaceVersion, err)
+				r.RequestID, ws, res.Event.WorkspaceVersion, err)
 		}
 	}
 	return nil, nil

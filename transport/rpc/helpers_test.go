@@ -45,7 +45,9 @@ func newEnv(t *testing.T, auth rpc.AuthMode, tweak ...func(*rpc.Config)) *env {
 	e.user = uuid.New()
 	e.ws = e.svc.AddUser(e.user, "alice", "alice@example.com")
 	e.name = "rpc-test-" + uuid.NewString()[:8]
-	cfg := rpc.Config{URL: e.url, Name: e.name, Auth: auth, Metrics: e.mets, RequestTimeout: 5 * time.Second, Concurrency: 4}
+	// No per-user bound unless a test sets one: most tests send a burst as one user.
+	cfg := rpc.Config{URL: e.url, Name: e.name, Auth: auth, Metrics: e.mets, RequestTimeout: 5 * time.Second, Concurrency: 4,
+		PerUserInFlight: -1}
 	for _, f := range tweak {
 		f(&cfg)
 	}
@@ -67,6 +69,13 @@ func (m *countMetrics) Request(method, code string, _ time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.n[method+"/"+code]++
+}
+
+// Busy implements rpc.BusyMetrics: "busy/<reason>".
+func (m *countMetrics) Busy(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n["busy/"+reason]++
 }
 
 func (m *countMetrics) String() string {

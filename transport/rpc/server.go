@@ -23,9 +23,11 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/internal/budget"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
+	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 // Service is what the server needs of the application layer.
@@ -56,6 +58,10 @@ type Server struct {
 	done    chan struct{}
 
 	consuming atomic.Bool // a session is consuming the request queue
+
+	bytes   *budget.Pool // MaxInFlightBytes
+	users   *userLimiter // PerUserInFlight
+	replays *replayGate  // ReplayWindow
 }
 
 // Consuming reports whether the server is consuming its request queue now (for
@@ -70,7 +76,9 @@ func NewServer(cfg Config, svc Service) (*Server, error) {
 	if svc == nil {
 		return nil, errors.New("rpc: a Service is required")
 	}
-	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "rpc")}, nil
+	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "rpc"),
+		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight),
+		replays: newReplayGate(cfg.ReplayWindow)}, nil
 }
 
 // Run serves until ctx ends or Close is called, reconnecting after a broker loss and
@@ -144,6 +152,12 @@ func (s *Server) session(ctx context.Context, conn *amqp.Connection) error {
 		return fmt.Errorf("rpc: open reply channel: %w", err)
 	}
 	defer pub.Close()
+	// Replies are confirmed: one the broker dropped because the channel was closing
+	// leaves its request unacked, to be redelivered and answered on a new connection.
+	if err := pub.Confirm(false); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("rpc: confirm mode on the reply channel: %w", err)
+	}
 	tag := s.cfg.Name + "-" + uuid.NewString()
 	deliveries, err := ch.Consume(s.cfg.RequestQueue, tag, false, false, false, false, nil)
 	if err != nil {
@@ -181,16 +195,25 @@ loop:
 				failure = errors.New("rpc: delivery stream ended")
 				break loop
 			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				break loop // d stays unacked; the broker redelivers it
+			if err := wire.CheckBodySize(len(d.Body)); err != nil {
+				// Refused before anything reads it (the broker's max_message_size caps
+				// what the client library buffered).
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s.refuse(hctx, sess, d, "invalid", err)
+				}()
+				continue
+			}
+			res, err := s.bytes.Acquire(ctx, int64(len(d.Body)))
+			if err != nil {
+				break loop // ctx ended; d stays unacked and the broker redelivers it
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem }()
-				s.handle(hctx, sess, d)
+				defer res.Release()
+				s.serve(ctx, hctx, sess, d, res, sem)
 			}()
 		}
 	}
@@ -232,11 +255,24 @@ type session struct {
 	pub   *amqp.Channel
 }
 
-// publishReply publishes on the shared reply channel.
+// publishReply publishes on the shared reply channel and waits for the broker's
+// confirm (outside the channel's lock, so replies do not wait on one another's
+// round trips).
 func (s *session) publishReply(ctx context.Context, key string, msg amqp.Publishing) error {
 	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
-	return s.pub.PublishWithContext(ctx, "", key, false, false, msg)
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", key, false, false, msg)
+	s.pubMu.Unlock()
+	if err != nil {
+		return err
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("wait for the reply's confirm: %w", err)
+	}
+	if !acked {
+		return errors.New("the broker did not confirm the reply")
+	}
+	return nil
 }
 
 // withChannel runs f on a channel of its own, so that a channel-level error (a 404 or

@@ -16,6 +16,7 @@ const (
 	CodeDeviceNotValid    = "DeviceNotValidException"
 	CodeBusy              = "Busy"
 	CodeInternal          = "Internal"
+	CodeResultTooLarge    = "ResultTooLarge"
 )
 
 // codes maps each wire code to the service error it stands for, both ways.
@@ -30,6 +31,7 @@ var codes = []struct {
 	{CodeWorkspaceNotFound, service.ErrWorkspaceNotFound},
 	{CodeDeviceNotValid, service.ErrDeviceNotValid},
 	{CodeBusy, service.ErrBusy},
+	{CodeResultTooLarge, service.ErrResultTooLarge},
 }
 
 // ErrInternal stands for the Internal code on the client side.

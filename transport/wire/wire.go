@@ -46,11 +46,20 @@ type Request struct {
 	Async  bool
 }
 
+// CheckBodySize refuses a body of n bytes over MaxBodySize with InvalidRequest. The
+// server calls it first thing on a delivery, before anything parses the body.
+func CheckBodySize(n int) error {
+	if n > MaxBodySize {
+		return invalid("body of %d bytes exceeds the limit of %d", n, MaxBodySize)
+	}
+	return nil
+}
+
 // ParseRequest decodes a request envelope: an object with a string method, params of
 // exactly one object, an id, and async as a boolean or "true"/"false".
 func ParseRequest(body []byte) (Request, error) {
-	if len(body) > MaxBodySize {
-		return Request{}, invalid("body of %d bytes exceeds the limit of %d", len(body), MaxBodySize)
+	if err := CheckBodySize(len(body)); err != nil {
+		return Request{}, err
 	}
 	var env struct {
 		Method *string           `json:"method"`

@@ -125,6 +125,8 @@ func eventTime(ev domain.Event) time.Time {
 		return e.At
 	case domain.DeviceUpdated:
 		return e.At
+	case domain.DeviceRemoved:
+		return e.At
 	}
 	return time.Time{}
 }

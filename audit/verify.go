@@ -302,6 +302,8 @@ func eventUser(ev domain.Event) (id uuid.UUID, ok bool) {
 		return e.UserID, true
 	case domain.DeviceUpdated:
 		return e.UserID, true
+	case domain.DeviceRemoved:
+		return e.UserID, true
 	}
 	return id, false
 }

@@ -28,6 +28,7 @@ var decoders = map[string]func([]byte) (Event, error){
 	TypeUserRemoved:            decodeAs[UserRemoved],
 	TypeDeviceRegistered:       decodeAs[DeviceRegistered],
 	TypeDeviceUpdated:          decodeAs[DeviceUpdated],
+	TypeDeviceRemoved:          decodeAs[DeviceRemoved],
 }
 
 // EventTypes lists every released event type name, sorted.

@@ -72,7 +72,9 @@ type Commit struct {
 	// bytes in use in their other workspaces.
 	QuotaLimit         int64
 	OwnerUsedElsewhere int64
-	PrevHash           string
+	// Limits are the server's limits (zero fields: the defaults).
+	Limits   Limits
+	PrevHash string
 }
 
 // CreateUser opens a user account.
@@ -101,7 +103,8 @@ type RemoveUser struct {
 }
 
 // RegisterDevice is updateDevice with a null deviceId. DeviceID is the fresh id to give
-// the device; a repeated RequestID yields the first registration instead.
+// the device; a repeated RequestID yields the first registration instead. A user
+// holds at most Limits.MaxDevicesPerUser devices (zero: the default).
 type RegisterDevice struct {
 	RequestID  string
 	UserID     uuid.UUID
@@ -110,8 +113,18 @@ type RegisterDevice struct {
 	OS         string
 	IP         *string
 	AppVersion *string
+	Limits     Limits
 	At         time.Time
 	PrevHash   string
+}
+
+// RemoveDevice unregisters one of the user's devices, freeing its slot; the device's
+// later requests are refused as those of an unknown device.
+type RemoveDevice struct {
+	UserID   uuid.UUID
+	DeviceID uuid.UUID
+	At       time.Time
+	PrevHash string
 }
 
 // UpdateDevice is updateDevice of a registered device of the user.
@@ -137,6 +150,7 @@ func (SetQuota) userCommand()                   {}
 func (RemoveUser) userCommand()                 {}
 func (RegisterDevice) userCommand()             {}
 func (UpdateDevice) userCommand()               {}
+func (RemoveDevice) userCommand()               {}
 
 // Decision is what Decide returns: the events to append, in order, or, when the command
 // repeats a request already recorded (same RequestID), no events and ReplayOf = the

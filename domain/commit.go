@@ -3,7 +3,6 @@ package domain
 import (
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -18,6 +17,10 @@ const (
 	MaxChunkNameBytes = 255
 )
 
+// ErrEventTooLarge refuses a commit whose event would exceed Limits.MaxEventBytes. It
+// wraps ErrInvalidCommand: the device must split the request.
+var ErrEventTooLarge = fmt.Errorf("the commit's event would be too large: split it into smaller requests: %w", ErrInvalidCommand)
+
 func validTime(t time.Time) bool {
 	y := t.UTC().Year()
 	return y >= 1 && y <= 9999
@@ -25,49 +28,34 @@ func validTime(t time.Time) bool {
 
 // decideCommit implements PROTOCOL.md §5 for one commit request.
 func (w *Workspace) decideCommit(c *Commit) (Decision, error) {
-	switch {
-	case !ValidRequestID(c.RequestID) || !utf8.ValidString(c.RequestID):
-		return Decision{}, fmt.Errorf("commit to %s: requestId of %d bytes: %w", c.WorkspaceID, len(c.RequestID), ErrInvalidCommand)
-	case c.WorkspaceID == uuid.Nil || c.UserID == uuid.Nil || c.DeviceID == uuid.Nil:
-		return Decision{}, fmt.Errorf("commit %q: nil workspace, user or device id: %w", c.RequestID, ErrInvalidCommand)
-	}
-	if err := w.checkTarget("commit "+c.RequestID, c.WorkspaceID); err != nil {
-		return Decision{}, err
-	}
-	if !w.IsMember(c.UserID) {
-		return Decision{}, fmt.Errorf("commit %q to %s by %s: %w", c.RequestID, w.id, c.UserID, ErrNotMember)
+	d, _, err := w.decideCommitSteps(c)
+	return d, err
+}
+
+// decideCommitSteps is decideCommit that also returns the number of steps its walks up
+// ancestor chains took (the cost that Limits.MaxFolderDepth bounds).
+func (w *Workspace) decideCommitSteps(c *Commit) (Decision, int, error) {
+	lim := c.Limits.WithDefaults()
+	if err := w.checkCommit(c, lim); err != nil {
+		return Decision{}, 0, err
 	}
 	if sv, ok := w.commits[c.RequestID]; ok {
-		return Decision{ReplayOf: sv}, nil
+		return Decision{ReplayOf: sv}, 0, nil
 	}
-	if len(c.Items) == 0 || len(c.Items) > MaxCommitItems {
-		return Decision{}, fmt.Errorf("commit %q to %s: %d items: %w", c.RequestID, w.id, len(c.Items), ErrInvalidCommand)
-	}
-	if c.QuotaLimit < 0 || c.OwnerUsedElsewhere < 0 || !validTime(c.At) {
-		return Decision{}, fmt.Errorf("commit %q to %s: negative quota figures or time out of range: %w", c.RequestID, w.id, ErrInvalidCommand)
-	}
-	need := 0
-	for i := range c.Items {
-		if c.Items[i].ID == nil {
-			need++
-		}
-	}
-	if len(c.NewItemIDs) < need {
-		return Decision{}, fmt.Errorf("commit %q to %s: %d new item ids for %d new items: %w", c.RequestID, w.id, len(c.NewItemIDs), need, ErrInvalidCommand)
-	}
-	fresh := make(map[ItemID]bool, len(c.NewItemIDs))
-	for _, id := range c.NewItemIDs {
-		if !validItemID(id) || fresh[id] || len(w.items[id]) > 0 {
-			return Decision{}, fmt.Errorf("commit %q to %s: new item id %d out of range, repeated or in use: %w", c.RequestID, w.id, id, ErrInvalidCommand)
-		}
-		fresh[id] = true
+	if err := w.checkCommitBody(c, lim); err != nil {
+		return Decision{}, 0, err
 	}
 
-	t := &commitTxn{w: w, c: c, local: map[int64]ItemID{}, created: map[int64]ItemID{}, failed: map[int64]bool{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
+	t := &commitTxn{w: w, c: c, lim: lim, local: map[int64]ItemID{}, created: map[int64]ItemID{}, failed: map[int64]bool{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
 	outcomes := make([]ItemOutcome, len(c.Items))
+	size := estimateCommitted(c)
 	for i := range c.Items {
 		it := &c.Items[i]
 		outcomes[i] = t.item(it)
+		if size += estimateOutcome(&outcomes[i]); size > lim.MaxEventBytes {
+			return Decision{}, t.steps, fmt.Errorf("commit %q to %s: over %d bytes at item %d of %d (limit %d bytes per event): %w",
+				c.RequestID, w.id, size, i+1, len(c.Items), lim.MaxEventBytes, ErrEventTooLarge)
+		}
 		if it.ID == nil && it.TempID != nil && !outcomes[i].Succeeded {
 			if _, ok := t.local[*it.TempID]; !ok {
 				t.failed[*it.TempID] = true
@@ -86,7 +74,54 @@ func (w *Workspace) decideCommit(c *Commit) (Decision, error) {
 		LimitQuota:       c.QuotaLimit,
 		UsedQuota:        c.OwnerUsedElsewhere + t.used,
 		WorkspaceUsed:    t.used,
-	}), nil
+	}), t.steps, nil
+}
+
+// checkCommit checks what comes before a replay: the ids, the workspace, membership.
+func (w *Workspace) checkCommit(c *Commit, lim Limits) error {
+	switch {
+	case !ValidRequestID(c.RequestID):
+		return fmt.Errorf("commit to %s: requestId of %d bytes (1 to %d characters of UTF-8 without NUL): %w",
+			c.WorkspaceID, len(c.RequestID), MaxRequestIDLen, ErrInvalidCommand)
+	case c.WorkspaceID == uuid.Nil || c.UserID == uuid.Nil || c.DeviceID == uuid.Nil:
+		return fmt.Errorf("commit %q: nil workspace, user or device id: %w", c.RequestID, ErrInvalidCommand)
+	case lim.Validate() != nil:
+		return fmt.Errorf("commit %q: %w: %w", c.RequestID, lim.Validate(), ErrInvalidCommand)
+	}
+	if err := w.checkTarget("commit "+c.RequestID, c.WorkspaceID); err != nil {
+		return err
+	}
+	if !w.IsMember(c.UserID) {
+		return fmt.Errorf("commit %q to %s by %s: %w", c.RequestID, w.id, c.UserID, ErrNotMember)
+	}
+	return nil
+}
+
+// checkCommitBody checks the request-level fields of a commit that is not a replay.
+func (w *Workspace) checkCommitBody(c *Commit, lim Limits) error {
+	if len(c.Items) == 0 || len(c.Items) > lim.MaxCommitItems {
+		return fmt.Errorf("commit %q to %s: %d items, the limit is 1 to %d per commit: %w", c.RequestID, w.id, len(c.Items), lim.MaxCommitItems, ErrInvalidCommand)
+	}
+	if c.QuotaLimit < 0 || c.OwnerUsedElsewhere < 0 || !validTime(c.At) {
+		return fmt.Errorf("commit %q to %s: negative quota figures or time out of range: %w", c.RequestID, w.id, ErrInvalidCommand)
+	}
+	need := 0
+	for i := range c.Items {
+		if c.Items[i].ID == nil {
+			need++
+		}
+	}
+	if len(c.NewItemIDs) < need {
+		return fmt.Errorf("commit %q to %s: %d new item ids for %d new items: %w", c.RequestID, w.id, len(c.NewItemIDs), need, ErrInvalidCommand)
+	}
+	fresh := make(map[ItemID]bool, len(c.NewItemIDs))
+	for _, id := range c.NewItemIDs {
+		if !validItemID(id) || fresh[id] || len(w.items[id]) > 0 {
+			return fmt.Errorf("commit %q to %s: new item id %d out of range, repeated or in use: %w", c.RequestID, w.id, id, ErrInvalidCommand)
+		}
+		fresh[id] = true
+	}
+	return nil
 }
 
 // commitTxn is the state of the workspace as one commit request sees it while it is
@@ -94,12 +129,14 @@ func (w *Workspace) decideCommit(c *Commit) (Decision, error) {
 type commitTxn struct {
 	w       *Workspace
 	c       *Commit
+	lim     Limits
 	local   map[int64]ItemID          // tempId → id, this request only
 	created map[int64]ItemID          // tempId → id of the items this request created
 	failed  map[int64]bool            // tempIds of new items this request failed to create
 	added   map[ItemID][]ItemMetadata // versions accepted by this request, in order
 	used    int64
 	nextNew int // index into c.NewItemIDs
+	steps   int // steps taken up ancestor chains
 }
 
 // latest returns the item's latest version as this request sees it.
@@ -126,15 +163,13 @@ func (t *commitTxn) version(id ItemID, n int64) *ItemMetadata {
 	return nil
 }
 
-func (t *commitTxn) count() int { return len(t.w.items) + len(t.added) }
-
 // item decides one item of the request.
 func (t *commitTxn) item(req *ItemMetadata) ItemOutcome {
 	out := ItemOutcome{CommittedVersion: req.Version}
 	fail := func(r Reason, cur *ItemMetadata) ItemOutcome {
 		out.Reason = r
 		if cur != nil {
-			m := cur.Clone()
+			m := failedMetadata(cur)
 			out.Metadata = &m
 		}
 		return out
@@ -238,6 +273,18 @@ func (t *commitTxn) item(req *ItemMetadata) ItemOutcome {
 	return t.accepted(out, m)
 }
 
+// failedMetadata is the copy of the server's current version cur that a failed item's
+// outcome carries: without its chunk list (nil) when that holds more than
+// MaxFailedOutcomeChunks, so that a small failed request never copies large stored data.
+func failedMetadata(cur *ItemMetadata) ItemMetadata {
+	if len(cur.Chunks) > MaxFailedOutcomeChunks {
+		m := *cur
+		m.Chunks = nil
+		return m.Clone()
+	}
+	return cur.Clone()
+}
+
 func (t *commitTxn) accepted(out ItemOutcome, m ItemMetadata) ItemOutcome {
 	c := m.Clone()
 	out.Succeeded = true
@@ -282,7 +329,7 @@ func (t *commitTxn) build(req *ItemMetadata, id ItemID, parent *ItemID, prev *It
 // validate checks rules 4 and 6 for the candidate m built from req, whose previous
 // version is prev (nil for a new item). It returns "" when m may be stored.
 func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
-	if r := validFields(req, m); r != "" {
+	if r := validFields(req, m, t.lim); r != "" {
 		return r
 	}
 	if prev != nil && (m.IsFolder != prev.IsFolder || m.Mimetype != prev.Mimetype) {
@@ -300,8 +347,13 @@ func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
 			return ReasonParentNotFound
 		case !p.IsFolder:
 			return ReasonParentNotFolder
-		case prev != nil && t.descendsFrom(*m.ParentID, *m.ID):
-			return ReasonCycle
+		}
+		// Only a placement (a new item, or a new parent) is measured: an item that
+		// stays where it is was checked when it was placed there.
+		if prev == nil || !ptrEqual(prev.ParentID, m.ParentID) {
+			if r := t.place(*m.ParentID, *m.ID); r != "" {
+				return r
+			}
 		}
 	}
 	delta := liveSize(m) - liveSize(prev)
@@ -317,37 +369,45 @@ func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
 }
 
 // validFields checks the ranges of an item's own fields.
-func validFields(req, m *ItemMetadata) Reason {
+func validFields(req, m *ItemMetadata, lim Limits) Reason {
 	switch {
 	case !m.Status.Valid(),
 		req.Size < 0 || req.Size > MaxItemSize,
 		req.ModifiedAt.IsZero() || !validTime(req.ModifiedAt),
-		len(m.Mimetype) > MaxMimetypeBytes || !utf8.ValidString(m.Mimetype),
+		!validLabel(m.Mimetype, MaxMimetypeBytes),
+		len(m.Chunks) > lim.MaxChunksPerItem,
 		m.IsFolder && (m.Size != 0 || m.Checksum != 0 || len(m.Chunks) != 0):
 		return ReasonInvalidItem
 	}
 	for _, ch := range m.Chunks {
-		if ch == "" || len(ch) > MaxChunkNameBytes || !utf8.ValidString(ch) {
+		if ch == "" || !validLabel(ch, MaxChunkNameBytes) {
 			return ReasonInvalidItem
 		}
 	}
 	return ""
 }
 
-// descendsFrom reports whether node is anc or lies below it. The walk is bounded, so a
-// corrupt history with a loop cannot hang it (a loop counts as a cycle).
-func (t *commitTxn) descendsFrom(node, anc ItemID) bool {
-	for steps := t.count() + 1; steps > 0; steps-- {
-		if node == anc {
-			return true
+// place checks the ancestor chain of item self placed under parent: cycle if self is
+// among its ancestors (a folder moved into itself), invalidItem if self would be
+// deeper than Limits.MaxFolderDepth levels. It walks at most MaxFolderDepth steps,
+// whatever the workspace holds, so a corrupt history with a loop cannot hang it either.
+func (t *commitTxn) place(parent, self ItemID) Reason {
+	node := parent
+	// level is the level self would have if node were at the root.
+	for level := 2; ; level++ {
+		t.steps++
+		if node == self {
+			return ReasonCycle
+		}
+		if level > t.lim.MaxFolderDepth {
+			return ReasonInvalidItem
 		}
 		m, ok := t.latest(node)
 		if !ok || m.ParentID == nil {
-			return false
+			return ""
 		}
 		node = *m.ParentID
 	}
-	return true
 }
 
 // store records m as the next version of its item for the rest of the request.

@@ -31,10 +31,31 @@
 //     current version; a failure of an unknown or new item carries nil.
 //   - A known item at v < 1 is invalidItem. NEW after version 1 acts like CHANGED.
 //   - Field ranges: size 0…2^53-1; modifiedAt non-zero, years 1–9999 (JSON-encodable);
-//     mimetype ≤ 255 bytes of UTF-8; chunk names 1–255 bytes of UTF-8; no limit on the
-//     number of chunks beyond the request's size. A folder must have size 0, checksum 0
-//     and no chunks, also when DELETED. Text that is not UTF-8 is refused because JSON
-//     would silently change it and the stored event would differ from the decided one.
+//     mimetype ≤ 255 bytes; chunk names 1–255 bytes; at most Limits.MaxChunksPerItem
+//     chunks. A folder must have size 0, checksum 0 and no chunks, also when DELETED.
+//     Every string of every command that is stored (names, labels, e-mails, requestIds,
+//     mimetypes, chunk names) must be valid UTF-8 without U+0000: JSON would silently
+//     change invalid UTF-8, so the stored event would differ from the decided one, and
+//     PostgreSQL text columns refuse NUL, which would wedge the projectors for good.
+//   - Limits (PROTOCOL.md §4) arrive on Commit and RegisterDevice; a zero field is its
+//     default (DefaultLimits). A request field out of bounds is ErrInvalidCommand with a
+//     message naming the field and the limit, never echoing the value; an item field
+//     out of bounds fails the item (invalidItem, invalidName for the filename).
+//   - Levels: an item at the root is at level 1, one inside a root folder at level 2.
+//     An item is measured when it is placed, that is created or given a new parent; one
+//     placed deeper than Limits.MaxFolderDepth fails with invalidItem. A moved folder's
+//     subtree is not re-measured, so items below it may end up deeper than the limit;
+//     the limit bounds the cost of the walk up the chain, at most MaxFolderDepth steps
+//     per placed item, which also makes the cycle check (cycle if the chain meets the
+//     item itself) that bounded. Items that keep their parent are not walked again.
+//   - A commit request holds 1 to Limits.MaxCommitItems items. While deciding, the size
+//     of the Committed event is estimated from the outcomes (an upper bound, counted from
+//     string lengths); as soon as it passes Limits.MaxEventBytes the request is refused
+//     with ErrEventTooLarge (an ErrInvalidCommand: split it), before the event is built.
+//   - A failed item's outcome carries the server's current version without its chunk
+//     list (nil, JSON null) when it holds more than MaxFailedOutcomeChunks (1,000), so a
+//     small stale request never copies a large stored list; stored versions and
+//     accepted outcomes always carry their list.
 //   - A DELETED version needs its parent to exist but not to be live (deleting a tree in
 //     any order works); any other version needs a live parent, also when CHANGED keeps a
 //     parent that has since been deleted (revive the folder first).
@@ -51,9 +72,16 @@
 //     as mount point (it lies in the member's own workspace, unknown here).
 //   - Commands whose time is outside years 1–9999 are ErrInvalidCommand; a zero time is
 //     accepted. Times are stored in UTC, truncated to the millisecond.
-//   - CreateUser lower-cases the e-mail, which must contain '@'; a removed user still
-//     exists (CreateUser → ErrAlreadyExists). RegisterDevice with a device id already
-//     registered is ErrAlreadyExists.
+//   - CreateUser lower-cases the e-mail, which must contain '@' (≤ 254 bytes); a user's
+//     name is a label (≤ 255 bytes). A removed user still exists (CreateUser →
+//     ErrAlreadyExists). RegisterDevice with a device id already registered is
+//     ErrAlreadyExists.
+//   - A user holds at most Limits.MaxDevicesPerUser devices; RegisterDevice beyond is
+//     ErrInvalidCommand naming the limit and `syncctl device remove`. A repeated
+//     registration requestId answers its first registration even at the cap, and even
+//     when that device has since been removed (the device then is unknown: updateDevice
+//     answers DeviceNotValid, commit Unauthorized; it registers with a new requestId).
+//     RemoveDevice of a device the user does not hold is ErrDeviceNotValid.
 //   - StreamVersion counts every event passed to Evolve, also those it cannot apply (an
 //     unknown type, another aggregate's id, a second creation, an item version out of
 //     sequence), because it is used as the expected version of the next append.

@@ -138,6 +138,14 @@ type DeviceUpdated struct {
 	At         time.Time `json:"at"`
 }
 
+// DeviceRemoved records the removal of a registered device (syncctl device remove).
+type DeviceRemoved struct {
+	PrevHash string    `json:"prevHash"`
+	UserID   uuid.UUID `json:"userId"`
+	DeviceID uuid.UUID `json:"deviceId"`
+	At       time.Time `json:"at"`
+}
+
 // Released type names. Never change one; add a new name for a new shape.
 const (
 	TypeWorkspaceCreated       = "WorkspaceCreated.v1"
@@ -150,6 +158,7 @@ const (
 	TypeUserRemoved            = "UserRemoved.v1"
 	TypeDeviceRegistered       = "DeviceRegistered.v1"
 	TypeDeviceUpdated          = "DeviceUpdated.v1"
+	TypeDeviceRemoved          = "DeviceRemoved.v1"
 )
 
 func (e WorkspaceCreated) EventType() string       { return TypeWorkspaceCreated }
@@ -162,6 +171,7 @@ func (e UserQuotaChanged) EventType() string       { return TypeUserQuotaChanged
 func (e UserRemoved) EventType() string            { return TypeUserRemoved }
 func (e DeviceRegistered) EventType() string       { return TypeDeviceRegistered }
 func (e DeviceUpdated) EventType() string          { return TypeDeviceUpdated }
+func (e DeviceRemoved) EventType() string          { return TypeDeviceRemoved }
 
 func (e WorkspaceCreated) Prev() string       { return e.PrevHash }
 func (e MemberAdded) Prev() string            { return e.PrevHash }
@@ -173,3 +183,4 @@ func (e UserQuotaChanged) Prev() string       { return e.PrevHash }
 func (e UserRemoved) Prev() string            { return e.PrevHash }
 func (e DeviceRegistered) Prev() string       { return e.PrevHash }
 func (e DeviceUpdated) Prev() string          { return e.PrevHash }
+func (e DeviceRemoved) Prev() string          { return e.PrevHash }

@@ -60,6 +60,7 @@ func goldenSamples() []Event {
 			RequestID: "register-1", Name: "laptop", OS: "Linux 6.8", IP: str("192.0.2.10"), AppVersion: nil, At: at},
 		DeviceUpdated{PrevHash: "486ea46224d1bb4fb680f34f7c9ad96a8f24ec88be73ea8e5a6c65260e9cb8a7", UserID: usr, DeviceID: dev,
 			RequestID: "update-1", Name: "laptop", OS: "Linux 6.9", IP: nil, AppVersion: str("2.1.0"), At: at},
+		DeviceRemoved{PrevHash: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", UserID: usr, DeviceID: dev, At: at},
 	}
 }
 

@@ -11,8 +11,6 @@ import (
 const (
 	// MaxRequestIDLen is the longest requestId accepted (PROTOCOL.md §3).
 	MaxRequestIDLen = 128
-	// MaxCommitItems is the most items one commit request may carry.
-	MaxCommitItems = 10000
 	// MaxWorkspaceBytes bounds the live bytes of one workspace (2^53-1, exact in JSON);
 	// an item that would grow a workspace beyond it fails with quotaExceeded.
 	MaxWorkspaceBytes = 1<<53 - 1
@@ -32,10 +30,11 @@ func ValidName(name string) bool {
 	return !strings.ContainsAny(name, "/\x00")
 }
 
-// ValidRequestID reports whether id is a valid requestId: 1–128 characters.
+// ValidRequestID reports whether id is a valid requestId: 1–128 characters of valid
+// UTF-8 without NUL.
 func ValidRequestID(id string) bool {
 	n := utf8.RuneCountInString(id)
-	return n >= 1 && n <= MaxRequestIDLen
+	return n >= 1 && n <= MaxRequestIDLen && validLabel(id, len(id))
 }
 
 // NormalizeTime returns t in UTC truncated to milliseconds, the precision of the wire

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -140,6 +139,12 @@ func (u *User) Evolve(e Event) {
 		if ev != nil {
 			u.applyDeviceUpdated(*ev)
 		}
+	case DeviceRemoved:
+		u.applyDeviceRemoved(ev)
+	case *DeviceRemoved:
+		if ev != nil {
+			u.applyDeviceRemoved(*ev)
+		}
 	}
 }
 
@@ -193,6 +198,13 @@ func (u *User) applyDeviceUpdated(e DeviceUpdated) {
 	u.devices[e.DeviceID] = d
 }
 
+func (u *User) applyDeviceRemoved(e DeviceRemoved) {
+	if !u.exists || e.UserID != u.id {
+		return
+	}
+	delete(u.devices, e.DeviceID)
+}
+
 // Decide decides cmd against u without changing u: at most one event, or ReplayOf for
 // a device registration already recorded, or a request-level error (ErrInvalidCommand,
 // ErrNotFound, ErrAlreadyExists, ErrUserRemoved, ErrDeviceNotValid) wrapped with detail.
@@ -228,6 +240,12 @@ func (u *User) Decide(cmd UserCommand) (Decision, error) {
 		if c != nil {
 			return u.decideUpdateDevice(*c)
 		}
+	case RemoveDevice:
+		return u.decideRemoveDevice(c)
+	case *RemoveDevice:
+		if c != nil {
+			return u.decideRemoveDevice(*c)
+		}
 	}
 	return Decision{}, fmt.Errorf("decide %T on user %s: %w", cmd, u.id, ErrInvalidCommand)
 }
@@ -247,31 +265,17 @@ func (u *User) checkLive(op string, id uuid.UUID, at time.Time) error {
 	return nil
 }
 
-func validText(s ...string) bool {
-	for _, x := range s {
-		if !utf8.ValidString(x) {
-			return false
-		}
-	}
-	return true
-}
-
-func validOptText(ps ...*string) bool {
-	for _, p := range ps {
-		if p != nil && !utf8.ValidString(*p) {
-			return false
-		}
-	}
-	return true
-}
-
 func (u *User) decideCreate(c CreateUser) (Decision, error) {
 	email := strings.ToLower(c.Email)
 	switch {
 	case c.UserID != u.id || c.UserID == uuid.Nil:
 		return Decision{}, fmt.Errorf("create user %s in state of %s: %w", c.UserID, u.id, ErrInvalidCommand)
-	case !strings.Contains(email, "@") || !validText(c.Name, email):
-		return Decision{}, fmt.Errorf("create user %s: e-mail %q: %w", u.id, c.Email, ErrInvalidCommand)
+	case CheckText("name", c.Name, MaxLabelBytes) != nil:
+		return Decision{}, fmt.Errorf("create user %s: %w", u.id, CheckText("name", c.Name, MaxLabelBytes))
+	case CheckText("email", email, MaxEmailBytes) != nil:
+		return Decision{}, fmt.Errorf("create user %s: %w", u.id, CheckText("email", email, MaxEmailBytes))
+	case !strings.Contains(email, "@"):
+		return Decision{}, fmt.Errorf("create user %s: email must contain '@': %w", u.id, ErrInvalidCommand)
 	case c.QuotaLimit < 0 || !validTime(c.At):
 		return Decision{}, fmt.Errorf("create user %s: negative quota or time out of range: %w", u.id, ErrInvalidCommand)
 	case u.exists:
@@ -298,8 +302,9 @@ func (u *User) decideRemove(c RemoveUser) (Decision, error) {
 }
 
 func (u *User) decideRegister(c RegisterDevice) (Decision, error) {
-	if !ValidRequestID(c.RequestID) || !utf8.ValidString(c.RequestID) {
-		return Decision{}, fmt.Errorf("register device for %s: requestId of %d bytes: %w", c.UserID, len(c.RequestID), ErrInvalidCommand)
+	if !ValidRequestID(c.RequestID) {
+		return Decision{}, fmt.Errorf("register device for %s: requestId of %d bytes (1 to %d characters of UTF-8 without NUL): %w",
+			c.UserID, len(c.RequestID), MaxRequestIDLen, ErrInvalidCommand)
 	}
 	if err := u.checkLive("register device for", c.UserID, c.At); err != nil {
 		return Decision{}, err
@@ -307,11 +312,19 @@ func (u *User) decideRegister(c RegisterDevice) (Decision, error) {
 	if sv, ok := u.registrations[c.RequestID]; ok {
 		return Decision{ReplayOf: sv}, nil
 	}
+	if err := checkDeviceText(c.Name, c.OS, c.IP, c.AppVersion); err != nil {
+		return Decision{}, fmt.Errorf("register device for %s: %w", u.id, err)
+	}
+	lim := c.Limits.WithDefaults()
 	switch {
-	case c.DeviceID == uuid.Nil || !validText(c.Name, c.OS) || !validOptText(c.IP, c.AppVersion):
-		return Decision{}, fmt.Errorf("register device for %s: nil device id or text not UTF-8: %w", u.id, ErrInvalidCommand)
+	case c.DeviceID == uuid.Nil || lim.Validate() != nil:
+		return Decision{}, fmt.Errorf("register device for %s: nil device id or negative limits: %w", u.id, ErrInvalidCommand)
 	case u.devices[c.DeviceID].ID != uuid.Nil:
 		return Decision{}, fmt.Errorf("register device %s for %s: %w", c.DeviceID, u.id, ErrAlreadyExists)
+	case len(u.devices) >= lim.MaxDevicesPerUser:
+		return Decision{}, fmt.Errorf("register device for %s: the user has %d devices, the limit is %d devices per user; "+
+			"remove one with `syncctl device remove --user %s --device DEVICE-ID` (list them with `syncctl device list --user %s`): %w",
+			u.id, len(u.devices), lim.MaxDevicesPerUser, u.id, u.id, ErrInvalidCommand)
 	}
 	return one(DeviceRegistered{
 		PrevHash: c.PrevHash, UserID: u.id, DeviceID: c.DeviceID, RequestID: c.RequestID,
@@ -320,8 +333,9 @@ func (u *User) decideRegister(c RegisterDevice) (Decision, error) {
 }
 
 func (u *User) decideUpdateDevice(c UpdateDevice) (Decision, error) {
-	if !ValidRequestID(c.RequestID) || !utf8.ValidString(c.RequestID) {
-		return Decision{}, fmt.Errorf("update device %s of %s: requestId of %d bytes: %w", c.DeviceID, c.UserID, len(c.RequestID), ErrInvalidCommand)
+	if !ValidRequestID(c.RequestID) {
+		return Decision{}, fmt.Errorf("update device %s of %s: requestId of %d bytes (1 to %d characters of UTF-8 without NUL): %w",
+			c.DeviceID, c.UserID, len(c.RequestID), MaxRequestIDLen, ErrInvalidCommand)
 	}
 	if err := u.checkLive("update device of", c.UserID, c.At); err != nil {
 		return Decision{}, err
@@ -329,11 +343,21 @@ func (u *User) decideUpdateDevice(c UpdateDevice) (Decision, error) {
 	if _, ok := u.devices[c.DeviceID]; !ok {
 		return Decision{}, fmt.Errorf("update device %s of %s: %w", c.DeviceID, u.id, ErrDeviceNotValid)
 	}
-	if !validText(c.Name, c.OS) || !validOptText(c.IP, c.AppVersion) {
-		return Decision{}, fmt.Errorf("update device %s of %s: text not UTF-8: %w", c.DeviceID, u.id, ErrInvalidCommand)
+	if err := checkDeviceText(c.Name, c.OS, c.IP, c.AppVersion); err != nil {
+		return Decision{}, fmt.Errorf("update device %s of %s: %w", c.DeviceID, u.id, err)
 	}
 	return one(DeviceUpdated{
 		PrevHash: c.PrevHash, UserID: u.id, DeviceID: c.DeviceID, RequestID: c.RequestID,
 		Name: c.Name, OS: c.OS, IP: clonePtr(c.IP), AppVersion: clonePtr(c.AppVersion), At: NormalizeTime(c.At),
 	}), nil
+}
+
+func (u *User) decideRemoveDevice(c RemoveDevice) (Decision, error) {
+	if err := u.checkLive("remove device of", c.UserID, c.At); err != nil {
+		return Decision{}, err
+	}
+	if _, ok := u.devices[c.DeviceID]; !ok {
+		return Decision{}, fmt.Errorf("remove device %s of %s: %w", c.DeviceID, u.id, ErrDeviceNotValid)
+	}
+	return one(DeviceRemoved{PrevHash: c.PrevHash, UserID: u.id, DeviceID: c.DeviceID, At: NormalizeTime(c.At)}), nil
 }

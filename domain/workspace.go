@@ -387,8 +387,8 @@ func (w *Workspace) decideCreate(c CreateWorkspace) (Decision, error) {
 		return Decision{}, fmt.Errorf("create workspace %s sent to state of %s: %w", c.WorkspaceID, w.id, ErrInvalidCommand)
 	case c.OwnerID == uuid.Nil:
 		return Decision{}, fmt.Errorf("create workspace %s: nil owner: %w", w.id, ErrInvalidCommand)
-	case !ValidName(c.Name):
-		return Decision{}, fmt.Errorf("create workspace %s: name %q: %w", w.id, c.Name, ErrInvalidCommand)
+	case checkName("workspaceName", c.Name) != nil:
+		return Decision{}, fmt.Errorf("create workspace %s: %w", w.id, checkName("workspaceName", c.Name))
 	case !validTime(c.At):
 		return Decision{}, fmt.Errorf("create workspace %s: time out of range: %w", w.id, ErrInvalidCommand)
 	case w.exists:
@@ -411,8 +411,8 @@ func (w *Workspace) decideAddMember(c AddMember) (Decision, error) {
 	switch {
 	case c.UserID == uuid.Nil:
 		return Decision{}, fmt.Errorf("add member to %s: nil user: %w", w.id, ErrInvalidCommand)
-	case !ValidName(name):
-		return Decision{}, fmt.Errorf("add member %s to %s: name %q: %w", c.UserID, w.id, name, ErrInvalidCommand)
+	case checkName("workspaceName", name) != nil:
+		return Decision{}, fmt.Errorf("add member %s to %s: %w", c.UserID, w.id, checkName("workspaceName", name))
 	case !validTime(c.At):
 		return Decision{}, fmt.Errorf("add member %s to %s: time out of range: %w", c.UserID, w.id, ErrInvalidCommand)
 	case w.IsMember(c.UserID):
@@ -438,7 +438,8 @@ func (w *Workspace) decideRemoveMember(c RemoveMember) (Decision, error) {
 
 func (w *Workspace) decideUpdateMember(c UpdateMemberWorkspace) (Decision, error) {
 	if !ValidRequestID(c.RequestID) {
-		return Decision{}, fmt.Errorf("update workspace %s: requestId %q: %w", c.WorkspaceID, c.RequestID, ErrInvalidCommand)
+		return Decision{}, fmt.Errorf("update workspace %s: requestId of %d bytes (1 to %d characters of UTF-8 without NUL): %w",
+			c.WorkspaceID, len(c.RequestID), MaxRequestIDLen, ErrInvalidCommand)
 	}
 	if err := w.checkTarget("update workspace", c.WorkspaceID); err != nil {
 		return Decision{}, err
@@ -450,8 +451,8 @@ func (w *Workspace) decideUpdateMember(c UpdateMemberWorkspace) (Decision, error
 		return Decision{ReplayOf: sv}, nil
 	}
 	switch {
-	case !ValidName(c.Name):
-		return Decision{}, fmt.Errorf("update workspace %s by %s: name %q: %w", w.id, c.UserID, c.Name, ErrInvalidCommand)
+	case checkName("workspaceName", c.Name) != nil:
+		return Decision{}, fmt.Errorf("update workspace %s by %s: %w", w.id, c.UserID, checkName("workspaceName", c.Name))
 	case c.ParentItemID != nil && !validItemID(*c.ParentItemID):
 		return Decision{}, fmt.Errorf("update workspace %s by %s: parent item %d: %w", w.id, c.UserID, *c.ParentItemID, ErrInvalidCommand)
 	case !validTime(c.At):

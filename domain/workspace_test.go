@@ -34,7 +34,7 @@ func TestCommitRequestErrors(t *testing.T) {
 		{name: "another workspace's id is ErrInvalidCommand", when: mod(func(c *Commit) { c.WorkspaceID = otherWS }), err: ErrInvalidCommand},
 		{name: "no items is ErrInvalidCommand", when: mod(func(c *Commit) { c.Items = nil }), err: ErrInvalidCommand},
 		{name: "more than 10,000 items is ErrInvalidCommand", when: mod(func(c *Commit) {
-			c.Items = make([]ItemMetadata, MaxCommitItems+1)
+			c.Items = make([]ItemMetadata, DefaultMaxCommitItems+1)
 			for i := range c.Items {
 				c.Items[i] = at(fileA, 100, 2)
 			}

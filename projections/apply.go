@@ -405,6 +405,8 @@ func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded, _ bool) error 
 			b.Queue(`UPDATE devices SET name = $3, os = $4, ip = $5, app_version = $6, updated_at = $7, stream_version = $8
 				WHERE device_id = $1 AND user_id = $2 AND stream_version < $8`,
 				e.DeviceID, e.UserID, pgText(e.Name), pgText(e.OS), pgTextPtr(e.IP), pgTextPtr(e.AppVersion), e.At, sv)
+		case domain.DeviceRemoved:
+			b.Queue(`DELETE FROM devices WHERE device_id = $1 AND user_id = $2 AND stream_version < $3`, e.DeviceID, e.UserID, sv)
 		}
 	}
 	return sendBatch(ctx, tx, b)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
 )
 
 // mapDomainErr turns a domain decision error into the service error the wire knows.
@@ -49,6 +50,11 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 			return CommitResult{}, fmt.Errorf("%w: device %s is not registered to user %s", ErrUnauthorized, req.DeviceID, req.UserID)
 		}
 	}
+	// Refused before any id is reserved; the domain checks the same bound.
+	if n := len(req.Items); n == 0 || n > s.cfg.Limits.MaxCommitItems {
+		return CommitResult{}, fmt.Errorf("%w: commit %q has %d items, the limit is 1 to %d per commit",
+			ErrInvalid, req.RequestID, n, s.cfg.Limits.MaxCommitItems)
+	}
 	newItems := 0
 	for _, it := range req.Items {
 		if it.ID == nil {
@@ -78,7 +84,7 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 			d, err := w.Decide(domain.Commit{
 				RequestID: req.RequestID, WorkspaceID: req.WorkspaceID, UserID: req.UserID, DeviceID: req.DeviceID,
 				Items: req.Items, At: s.cfg.Now().UTC(), NewItemIDs: ids,
-				QuotaLimit: limit, OwnerUsedElsewhere: elsewhere, PrevHash: prev,
+				QuotaLimit: limit, OwnerUsedElsewhere: elsewhere, Limits: s.cfg.Limits, PrevHash: prev,
 			})
 			return d, mapDomainErr(err)
 		})
@@ -131,7 +137,7 @@ func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (De
 			var err error
 			if req.DeviceID == nil {
 				d, err = u.Decide(domain.RegisterDevice{RequestID: req.RequestID, UserID: req.UserID, DeviceID: fresh,
-					Name: req.Name, OS: req.OS, IP: req.IP, AppVersion: req.AppVersion, At: now, PrevHash: prev})
+					Name: req.Name, OS: req.OS, IP: req.IP, AppVersion: req.AppVersion, Limits: s.cfg.Limits, At: now, PrevHash: prev})
 			} else {
 				d, err = u.Decide(domain.UpdateDevice{RequestID: req.RequestID, UserID: req.UserID, DeviceID: *req.DeviceID,
 					Name: req.Name, OS: req.OS, IP: req.IP, AppVersion: req.AppVersion, At: now, PrevHash: prev})
@@ -148,6 +154,21 @@ func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (De
 		return DeviceResult{ID: ev.DeviceID, Position: out.position}, nil
 	}
 	return DeviceResult{}, fmt.Errorf("%w: requestId %q was used by a %s", ErrInvalid, req.RequestID, out.event.EventType())
+}
+
+// RemoveDevice unregisters one of a user's devices (syncctl device remove), freeing a
+// slot under Limits.MaxDevicesPerUser. The device's later requests are refused as those
+// of an unknown device. The returned position is that of the DeviceRemoved event.
+func (s *Service) RemoveDevice(ctx context.Context, user, device uuid.UUID) (eventstore.Position, error) {
+	out, err := execute(ctx, s, s.users, user, domain.UserStream(user), "",
+		func(u *domain.User, prev string) (domain.Decision, error) {
+			d, err := u.Decide(domain.RemoveDevice{UserID: user, DeviceID: device, At: s.cfg.Now().UTC(), PrevHash: prev})
+			return d, mapUserErr(user, err)
+		})
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("remove device %s of %s: %w", device, user, err)
+	}
+	return out.position, nil
 }
 
 // UpdateWorkspace sets the caller's own name and mount point for a workspace.
@@ -178,6 +199,15 @@ type NewUser struct {
 // e-mail must not belong to another user.
 func (s *Service) CreateUser(ctx context.Context, nu NewUser) (user, personal uuid.UUID, err error) {
 	email := strings.ToLower(strings.TrimSpace(nu.Email))
+	// Checked before the e-mail is looked up (PostgreSQL refuses NUL); the name also
+	// names the personal workspace, so it must be a valid workspace name.
+	if err := domain.CheckText("email", email, domain.MaxEmailBytes); err != nil {
+		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: create user: %w", ErrInvalid, err)
+	}
+	if !domain.ValidName(nu.Name) {
+		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: create user: name must be 1 to %d bytes of UTF-8 without '/' or NUL (it names the personal workspace)",
+			ErrInvalid, domain.MaxNameBytes)
+	}
 	if taken, err := read(ctx, func(ctx context.Context) (bool, error) {
 		_, taken, err := s.reads.UserByEmail(ctx, email)
 		return taken, err

@@ -14,6 +14,10 @@ import (
 // caller's own e-mail is answered; any other is UserNotFound. Without one (trust mode)
 // any user's account is answered.
 func (s *Service) AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (Account, error) {
+	// Checked before any query: a NUL or invalid UTF-8 would fail in PostgreSQL.
+	if err := domain.CheckText("email", strings.TrimSpace(email), domain.MaxEmailBytes); err != nil {
+		return Account{}, fmt.Errorf("%w: account: %w", ErrInvalid, err)
+	}
 	type found struct {
 		acct Account
 		ok   bool

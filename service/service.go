@@ -56,10 +56,26 @@ type Config struct {
 	// OnAppend, if set, is called after every successful append (a latency hint for
 	// in-process followers such as the notifier; it must not block).
 	OnAppend func()
+	// Limits are the protocol's limits (PROTOCOL.md §4) the domain enforces: devices per
+	// user, chunks per item, folder depth, items per commit, and the size of one event.
+	// Zero fields take domain.DefaultLimits, except MaxEventBytes, which defaults to (and
+	// may not exceed) eventstore.MaxRecordSize.
+	Limits domain.Limits
 }
 
-// Validate fills defaults.
+// Validate fills defaults and checks the limits.
 func (c *Config) Validate() error {
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("service config: %w", err)
+	}
+	if c.Limits.MaxEventBytes == 0 {
+		c.Limits.MaxEventBytes = eventstore.MaxRecordSize
+	}
+	if c.Limits.MaxEventBytes > eventstore.MaxRecordSize {
+		return fmt.Errorf("service config: Limits.MaxEventBytes %d exceeds the event store's record limit %d",
+			c.Limits.MaxEventBytes, eventstore.MaxRecordSize)
+	}
+	c.Limits = c.Limits.WithDefaults()
 	if c.CacheSize <= 0 {
 		c.CacheSize = 4096
 	}

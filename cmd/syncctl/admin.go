@@ -228,7 +228,36 @@ func userRemoveCmd() *cobra.Command {
 	return c
 }
 
-var deviceCmd = &cobra.Command{Use: "device", Short: "List devices"}
+var deviceCmd = &cobra.Command{Use: "device", Short: "List and remove devices"}
+
+func deviceRemoveCmd() *cobra.Command {
+	var userFlag, deviceFlag string
+	c := &cobra.Command{
+		Use:   "remove --user USER-ID --device DEVICE-ID",
+		Short: "Unregister a user's device, freeing a slot under the devices-per-user limit; its queue is deleted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			user, err := uuid.Parse(userFlag)
+			if err != nil {
+				return fmt.Errorf("--user: %w", err)
+			}
+			dev, err := uuid.Parse(deviceFlag)
+			if err != nil {
+				return fmt.Errorf("--device: %w", err)
+			}
+			return withAdmin(cmd, func(ctx context.Context, a *adminEnv) error {
+				if _, err := a.svc.RemoveDevice(ctx, user, dev); err != nil {
+					return err
+				}
+				fmt.Printf("removed device %s of user %s\n", dev, user)
+				return nil
+			})
+		},
+	}
+	c.Flags().StringVar(&userFlag, "user", "", "the device's user")
+	c.Flags().StringVar(&deviceFlag, "device", "", "the device to remove (see `syncctl device list --user`)")
+	return c
+}
 
 func deviceListCmd() *cobra.Command {
 	var userFlag string
@@ -381,7 +410,7 @@ func init() {
 	userCmd.PersistentFlags().StringVar(&adminFlags.rabbitAPI, "rabbitmq-api", api, "RabbitMQ management API URL with administrator credentials (env SYNC_RABBITMQ_API)")
 	userCmd.PersistentFlags().StringVar(&adminFlags.vhost, "vhost", vhost, "vhost the users' devices connect to (env SYNC_RABBITMQ_VHOST)")
 	userCmd.AddCommand(userAddCmd(), userListCmd(), userQuotaCmd(), userRemoveCmd(), userBrokerAccountCmd())
-	deviceCmd.AddCommand(deviceListCmd())
+	deviceCmd.AddCommand(deviceListCmd(), deviceRemoveCmd())
 	workspaceCmd.AddCommand(workspaceListCmd(), workspaceCreateCmd(), workspaceMemberCmd(true), workspaceMemberCmd(false))
 	rootCmd.AddCommand(userCmd, deviceCmd, workspaceCmd)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/transport/rpc"
 )
@@ -44,6 +45,7 @@ type config struct {
 	replayWindow     time.Duration
 	maxResultBytes   int
 	pageBytes        int
+	limits           domain.Limits // MaxEventBytes stays 0: the event store's record limit
 }
 
 const allRoles = "rpc,projector,notifier,binder"
@@ -106,6 +108,10 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
+	num(&c.limits.MaxDevicesPerUser, "max-devices", "SYNCD_MAX_DEVICES", domain.DefaultMaxDevicesPerUser, "devices registered to one user at a time")
+	num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")
+	num(&c.limits.MaxFolderDepth, "max-folder-depth", "SYNCD_MAX_FOLDER_DEPTH", domain.DefaultMaxFolderDepth, "levels of folders an item may be placed at")
+	num(&c.limits.MaxCommitItems, "max-commit-items", "SYNCD_MAX_COMMIT_ITEMS", domain.DefaultMaxCommitItems, "items of one commit request (at most the default)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "syncd: the sync service (StackSync protocol v1 over RabbitMQ, event-sourced metadata in PostgreSQL).\n\nUsage: syncd [flags]\n\n")
 		fs.PrintDefaults()
@@ -141,6 +147,13 @@ func (c config) validate() error {
 	if c.perUserInFlight > 0 && c.concurrency > 1 && c.perUserInFlight >= c.concurrency {
 		errs = append(errs, fmt.Errorf("-per-user-in-flight %d must be below -concurrency %d, so that one user leaves slots to the others",
 			c.perUserInFlight, c.concurrency))
+	}
+	l := c.limits
+	if l.MaxDevicesPerUser < 1 || l.MaxChunksPerItem < 1 || l.MaxFolderDepth < 1 || l.MaxCommitItems < 1 {
+		errs = append(errs, errors.New("-max-devices, -max-chunks, -max-folder-depth and -max-commit-items must be at least 1"))
+	}
+	if l.MaxCommitItems > domain.DefaultMaxCommitItems {
+		errs = append(errs, fmt.Errorf("-max-commit-items may not exceed %d (the wire refuses larger commits)", domain.DefaultMaxCommitItems))
 	}
 	if _, err := parseLevel(c.logLevel); err != nil {
 		errs = append(errs, err)

@@ -158,7 +158,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		followers = append(followers, b.Run)
 	}
 	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"), NoGroupCommit: !cfg.groupCommit,
-		OnAppend: func() {
+		Limits: cfg.limits, OnAppend: func() {
 			for _, w := range wake {
 				w()
 			}

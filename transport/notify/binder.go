@@ -473,7 +473,7 @@ func (b *Binder) applyOne(ctx context.Context, ch *channels, st *batchState, rec
 			return nil
 		}
 		return b.applyMembership(ctx, ch, st, m)
-	case domain.TypeDeviceRegistered, domain.TypeDeviceUpdated, domain.TypeUserRemoved:
+	case domain.TypeDeviceRegistered, domain.TypeDeviceUpdated, domain.TypeDeviceRemoved, domain.TypeUserRemoved:
 	default:
 		return nil
 	}
@@ -487,6 +487,8 @@ func (b *Binder) applyOne(ctx context.Context, ch *channels, st *batchState, rec
 		return b.applyDevice(ctx, ch, st, rec, e.UserID, e.DeviceID)
 	case domain.DeviceUpdated:
 		return b.applyDevice(ctx, ch, st, rec, e.UserID, e.DeviceID)
+	case domain.DeviceRemoved:
+		return b.applyDeviceRemoved(ctx, ch, st, e.UserID, e.DeviceID)
 	case domain.UserRemoved:
 		return b.applyUserRemoved(ctx, ch, st, e.UserID)
 	default:
@@ -603,6 +605,21 @@ func (b *Binder) applyUserRemoved(ctx context.Context, ch *channels, st *batchSt
 	st.exec(`DELETE FROM binder_members WHERE binder = $1 AND user_id = $2`, user)
 	st.exec(`DELETE FROM binder_devices WHERE binder = $1 AND user_id = $2`, user)
 	b.log.Debug("user removed", "user", user)
+	return nil
+}
+
+// applyDeviceRemoved deletes a removed device's queue (with its bindings and waiting
+// events) and forgets the device, so nothing is fanned out to it any more.
+func (b *Binder) applyDeviceRemoved(ctx context.Context, ch *channels, st *batchState, user, dev uuid.UUID) error {
+	if err := st.load(ctx, user); err != nil {
+		return err
+	}
+	if err := ch.deleteQueue(user, dev); err != nil {
+		return err
+	}
+	delete(st.devices[user], dev)
+	st.exec(`DELETE FROM binder_devices WHERE binder = $1 AND user_id = $2 AND device = $3`, user, dev)
+	b.log.Debug("device removed", "user", user, "device", dev)
 	return nil
 }
 
@@ -765,6 +782,19 @@ func (c *channels) bind(user, device, workspace uuid.UUID) error {
 	}
 	_, err = c.bindAll(user, device, []uuid.UUID{workspace})
 	return err
+}
+
+// deleteQueue deletes the device's queue; one that does not exist is already gone.
+func (c *channels) deleteQueue(user, device uuid.UUID) error {
+	ch, err := c.get()
+	if err != nil {
+		return err
+	}
+	q := topology.DeviceQueue(user, device)
+	if _, err := ch.QueueDelete(q, false, false, false); err != nil && !notFound(err) {
+		return fmt.Errorf("delete queue %s: %w", q, err)
+	}
+	return nil
 }
 
 // unbind removes the device queue's binding to the workspace's exchange; a queue or

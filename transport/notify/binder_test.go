@@ -269,3 +269,53 @@ func TestBinderBrokerOutage(t *testing.T) {
 		t.Fatal("not bound after the broker outage")
 	}
 }
+
+// A removed device's queue is deleted and the device forgotten: later membership
+// changes neither bind nor re-create it, and the user's other devices keep theirs.
+func TestBinderForgetsRemovedDevice(t *testing.T) {
+	e := newEnv(t)
+	p := newProber(t, e.amqp)
+	d1, d2 := uuid.New(), uuid.New()
+	u := newUser(t, e.store, d1, d2)
+	p.device(u, d1)
+	p.device(u, d2)
+	own := uuid.New()
+	last := appendEvent(t, e.store, domain.WorkspaceStream(own), domain.WorkspaceCreated{WorkspaceID: own, Name: "mine", OwnerID: u})
+	b, err := NewBinder(binderConfig(t, e), e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, b.Run)
+	waitBinder(t, b, e.store, last.ID)
+	if !p.reaches(own, u, d1) || !p.reaches(own, u, d2) {
+		t.Fatal("devices not bound")
+	}
+
+	last = appendEvent(t, e.store, domain.UserStream(u), domain.DeviceRemoved{UserID: u, DeviceID: d1})
+	waitBinder(t, b, e.store, last.ID)
+	queueExists := func(dev uuid.UUID) bool {
+		ch, err := p.conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclarePassive(topology.DeviceQueue(u, dev), true, false, false, false, nil)
+		return err == nil
+	}
+	if queueExists(d1) {
+		t.Fatal("the removed device's queue still exists")
+	}
+	ws := uuid.New()
+	appendEvent(t, e.store, domain.WorkspaceStream(ws), domain.WorkspaceCreated{WorkspaceID: ws, Name: "other", OwnerID: uuid.New()})
+	last = appendEvent(t, e.store, domain.WorkspaceStream(ws), domain.MemberAdded{WorkspaceID: ws, UserID: u, Name: "other"})
+	waitBinder(t, b, e.store, last.ID)
+	if queueExists(d1) {
+		t.Fatal("the removed device's queue was re-created")
+	}
+	if !p.reaches(ws, u, d2) || !p.reaches(own, u, d2) {
+		t.Fatal("the user's other device lost its bindings")
+	}
+	if st := b.Status(); st.Skipped != 0 || st.Failures != 0 {
+		t.Fatalf("status %+v: want no skipped events and no failures", st)
+	}
+}

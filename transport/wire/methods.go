@@ -47,6 +47,9 @@ func (c commonFields) parse(requireUser bool) (Common, error) {
 	if n := len([]rune(*c.RequestID)); n < 1 || n > MaxRequestIDLen {
 		return out, invalid("requestId must have 1 to %d characters, has %d", MaxRequestIDLen, n)
 	}
+	if !domain.ValidRequestID(*c.RequestID) {
+		return out, invalid("requestId must be valid UTF-8 without U+0000 (NUL)")
+	}
 	out.RequestID = *c.RequestID
 	if c.UserID != nil || requireUser {
 		id, err := parseUUID("userId", c.UserID)
@@ -224,8 +227,10 @@ func ParseGetItemVersions(params json.RawMessage) (GetItemVersionsRequest, error
 	return GetItemVersionsRequest{WorkspaceRequest: ws, ItemID: domain.ItemID(*r.ItemID)}, nil
 }
 
-// MaxCommitItems bounds the items of one commit request.
-const MaxCommitItems = 10000
+// MaxCommitItems is the most items ParseCommit converts, refused early before the
+// items are checked: the protocol's default limit (domain.DefaultMaxCommitItems). The
+// server's own limit (service.Config.Limits.MaxCommitItems) may be lower, never higher.
+const MaxCommitItems = domain.DefaultMaxCommitItems
 
 // ParseCommit decodes commit's request object.
 func ParseCommit(params json.RawMessage) (service.CommitRequest, error) {
@@ -374,6 +379,11 @@ func FromCommitted(c domain.Committed) CommitNotification {
 		n.Items[i] = CommitInfo{CommittedVersion: o.CommittedVersion, CommitSucceed: o.Succeeded, Reason: string(o.Reason)}
 		if o.Metadata != nil {
 			m := FromItem(*o.Metadata)
+			if !o.Succeeded && o.Metadata.Chunks == nil {
+				// The domain omitted a failed item's long chunk list (PROTOCOL.md §3
+				// CommitInfo): null, so the device reads them with getItemVersions.
+				m.Chunks = nil
+			}
 			n.Items[i].Metadata = &m
 		}
 	}

@@ -183,3 +183,61 @@ func FuzzParseRequest(f *testing.F) {
 		_, _ = ParseGetAccountInfo(r.Params)
 	})
 }
+
+// A failed item's chunk list omitted by the domain (nil) is rendered as null; every
+// other chunk list, also an empty or nil one of a stored version, as a list.
+func TestCommitInfoNullChunks(t *testing.T) {
+	id := domain.ItemID(42)
+	meta := func(chunks []string) *domain.ItemMetadata {
+		return &domain.ItemMetadata{ID: &id, Version: 1, Status: domain.StatusNew, Filename: "a", Chunks: chunks}
+	}
+	c := domain.Committed{Items: []domain.ItemOutcome{
+		{CommittedVersion: 3, Reason: domain.ReasonWrongVersion, Metadata: meta(nil)},
+		{CommittedVersion: 3, Reason: domain.ReasonWrongVersion, Metadata: meta([]string{})},
+		{CommittedVersion: 3, Reason: domain.ReasonWrongVersion, Metadata: meta([]string{"c1"})},
+		{CommittedVersion: 1, Succeeded: true, Stored: true, Metadata: meta(nil)},
+	}}
+	b, err := json.Marshal(FromCommitted(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Items []struct {
+			Metadata struct {
+				Chunks json.RawMessage `json:"chunks"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{`null`, `[]`, `["c1"]`, `[]`} {
+		if s := string(got.Items[i].Metadata.Chunks); s != want {
+			t.Errorf("item %d: chunks %s, want %s", i, s, want)
+		}
+	}
+	if b, _ := json.Marshal(FromItems([]domain.ItemMetadata{*meta(nil)})); !strings.Contains(string(b), `"chunks":[]`) {
+		t.Errorf("a stored version renders %s, want chunks []", b)
+	}
+}
+
+// Request fields out of the bounds of PROTOCOL.md §3 are InvalidRequest with a message
+// naming the field and the limit: refused by the wire (requestId) or by the domain
+// (through the service's ErrInvalid).
+func TestRequestFieldBoundsAreInvalidRequest(t *testing.T) {
+	user := uuid.New()
+	// (Invalid UTF-8 never arrives: encoding/json decodes it as U+FFFD.)
+	body := fmt.Sprintf(`{"requestId":"r\u0000","userId":"%s"}`, user)
+	if _, err := ParseGetWorkspaces(json.RawMessage(body)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("requestId with NUL: %v, want InvalidRequest", err)
+	}
+	err := fmt.Errorf("%w: register device: %w", service.ErrInvalid, domain.CheckText("deviceName", strings.Repeat("x", 70000), domain.MaxLabelBytes))
+	if e := ErrorOf(err); e.Type != CodeInvalidRequest || !strings.Contains(e.Message, "deviceName") ||
+		!strings.Contains(e.Message, "limit is 255") || len(e.Message) > 300 {
+		t.Errorf("error %+v", e)
+	}
+	err = fmt.Errorf("%w: %w", service.ErrInvalid, domain.ErrEventTooLarge)
+	if e := ErrorOf(err); e.Type != CodeInvalidRequest || !strings.Contains(e.Message, "split it") {
+		t.Errorf("event too large: %+v", e)
+	}
+}

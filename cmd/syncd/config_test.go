@@ -1,0 +1,36 @@
+package main
+
+import (
+	"io"
+	"testing"
+
+	"github.com/stacksync-es/syncservice/domain"
+)
+
+// The limits of PROTOCOL.md §4 are settings: defaults, environment, flags over it.
+func TestConfigLimits(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	c, err := parseConfig(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := domain.DefaultLimits()
+	want.MaxEventBytes = 0 // the service fills in the store's record limit
+	if c.limits != want {
+		t.Fatalf("default limits %+v, want %+v", c.limits, want)
+	}
+	c, err = parseConfig([]string{"-max-chunks", "7"}, env(map[string]string{
+		"SYNCD_MAX_DEVICES": "5", "SYNCD_MAX_CHUNKS": "9", "SYNCD_MAX_FOLDER_DEPTH": "6", "SYNCD_MAX_COMMIT_ITEMS": "8",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (domain.Limits{MaxDevicesPerUser: 5, MaxChunksPerItem: 7, MaxFolderDepth: 6, MaxCommitItems: 8}); c.limits != want {
+		t.Fatalf("limits %+v, want %+v", c.limits, want)
+	}
+	for _, args := range [][]string{{"-max-devices", "0"}, {"-max-commit-items", "10001"}, {"-max-folder-depth", "-1"}} {
+		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

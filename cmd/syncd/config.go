@@ -42,6 +42,7 @@ type config struct {
 	maxInFlightBytes int
 	maxReplyBytes    int
 	perUserInFlight  int
+	perUserQueued    int
 	replayWindow     time.Duration
 	maxResultBytes   int
 	pageBytes        int
@@ -102,6 +103,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
 	num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", rpc.DefaultMaxReplyBytes, "largest reply published; a larger one is answered ResultTooLarge (keep it below RabbitMQ's max_message_size)")
 	num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")
+	num(&c.perUserQueued, "per-user-queued", "SYNCD_PER_USER_QUEUED", 0, "a user's further requests that wait in order for a place; beyond them requests are answered Busy (0: prefetch*3/4 - per-user-in-flight; negative: none)")
 	dur(&c.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", 30*time.Second, "a replayed commit republishes its notification at most once per workspace and requestId in this window")
 	num(&c.maxResultBytes, "max-result-bytes", "SYNCD_MAX_RESULT_BYTES", projections.DefaultMaxResultBytes, "largest getChanges or getItemVersions answer (estimated while reading); larger ones are answered ResultTooLarge")
 	num(&c.pageBytes, "page-bytes", "SYNCD_PAGE_BYTES", projections.DefaultPageBytes, "a getChangesSince page ends at the first whole version past this many bytes")

@@ -89,13 +89,20 @@ type Config struct {
 	// max_message_size defaults to 128 MiB) never refuses it and closes the reply
 	// channel every request shares. Default 96 MiB.
 	MaxReplyBytes int
-	// PerUserInFlight bounds one user's requests in flight (from delivery to ack,
-	// waiting for a slot included); a request over it is answered Busy at once and
-	// nothing is done. The user is the verified user_id, the body's userId in trust
-	// mode, else "anonymous". Default min(8, Concurrency/2) (at least 1); it must be
-	// below Concurrency so one user always leaves slots to the others. Negative: no
-	// per-user bound.
+	// PerUserInFlight bounds one user's requests handled at once (holding a request
+	// slot). The user is the verified user_id, the body's userId in trust mode, else
+	// "anonymous". Default min(8, Concurrency/2) (at least 1); it must be below
+	// Concurrency so one user always leaves slots to the others. Negative: no per-user
+	// bound (PerUserQueued is then ignored).
 	PerUserInFlight int
+	// PerUserQueued bounds one user's further requests that wait, in the order they
+	// arrived, for one of the user's PerUserInFlight places: a device may pipeline that
+	// many requests without ever being told Busy. A request beyond both bounds is
+	// answered Busy at once and nothing is done, so one user's flood is drained from the
+	// request queue quickly and never holds every prefetched delivery. Default
+	// Prefetch*3/4 - PerUserInFlight (at least 0): the others keep a quarter of the
+	// prefetch window. Negative: none wait.
+	PerUserQueued int
 	// BusyRetryAfter is the retryAfterMs of the Busy answers of these limits. Default
 	// 500ms.
 	BusyRetryAfter time.Duration
@@ -176,6 +183,12 @@ func (c *Config) validateLimits() error {
 	if c.PerUserInFlight > 0 && c.Concurrency > 1 && c.PerUserInFlight >= c.Concurrency {
 		return fmt.Errorf("rpc: PerUserInFlight %d must be below Concurrency %d, so that one user leaves slots to the others",
 			c.PerUserInFlight, c.Concurrency)
+	}
+	if c.PerUserQueued == 0 {
+		c.PerUserQueued = max(0, c.Prefetch*3/4-max(c.PerUserInFlight, 0))
+	}
+	if c.PerUserQueued < 0 {
+		c.PerUserQueued = 0
 	}
 	if c.BusyRetryAfter == 0 {
 		c.BusyRetryAfter = 500 * time.Millisecond

@@ -57,14 +57,21 @@ var handlers = map[string]handlerFunc{
 	wire.MethodCreateShareProposal: (*Server).createShareProposal,
 }
 
-// serve takes a delivery whose body bytes res holds: over the user's in-flight bound it
-// is answered Busy at once; else it waits for a request slot (or for the session to
-// stop: then it stays unacked, to be redelivered) and is handled.
-func (s *Server) serve(ctx, hctx context.Context, sess *session, d amqp.Delivery, res *budget.Reservation, sem chan struct{}) {
-	user := s.userKey(&d)
-	if !s.users.enter(user) {
-		s.countBusy(BusyUserInFlight)
-		s.refuse(hctx, sess, d, "unread", &service.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
+// refuseBusy answers a delivery beyond its user's places and queue Busy at once.
+func (s *Server) refuseBusy(hctx context.Context, sess *session, d amqp.Delivery) {
+	s.countBusy(BusyUserInFlight)
+	s.refuse(hctx, sess, d, "unread", &service.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
+}
+
+// serve handles an admitted delivery whose body bytes res holds: it waits for the
+// user's place (ticket) and then for a request slot, or for the session to stop (then
+// the delivery stays unacked, to be redelivered).
+func (s *Server) serve(ctx, hctx context.Context, sess *session, d amqp.Delivery, res *budget.Reservation, sem chan struct{},
+	user string, ticket chan struct{}) {
+	select {
+	case <-ticket:
+	case <-ctx.Done():
+		s.users.abandon(user, ticket)
 		return
 	}
 	defer s.users.leave(user)

@@ -55,35 +55,90 @@ func (s *Server) userKey(d *amqp.Delivery) string {
 	return anonymous
 }
 
-// userLimiter counts the requests in flight per user.
+// userLimiter admits each user's requests: at most max handled at once and at most
+// queued more waiting, in arrival order, for one of those places.
 type userLimiter struct {
-	max int // <= 0: no bound
-	mu  sync.Mutex
-	n   map[string]int
+	max, queued int // max <= 0: no bound
+	mu          sync.Mutex
+	users       map[string]*userSlots
 }
 
-func newUserLimiter(max int) *userLimiter { return &userLimiter{max: max, n: map[string]int{}} }
+// userSlots is one user's admitted requests: held places and the waiters, first come
+// first served.
+type userSlots struct {
+	held    int
+	waiting []chan struct{}
+}
 
-// enter counts a request of user, unless the user already has max in flight.
-func (l *userLimiter) enter(user string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.max > 0 && l.n[user] >= l.max {
-		return false
+func newUserLimiter(perUser, queued int) *userLimiter {
+	return &userLimiter{max: perUser, queued: max(queued, 0), users: map[string]*userSlots{}}
+}
+
+// granted is the ticket of a request admitted straight to a place.
+var granted = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// enter admits a request of user, unless the user already has max places held and
+// queued waiting. The ticket is closed once the request holds a place: at once, or
+// when an earlier request of the user leaves (in the order enter was called). An
+// admitted request ends with leave once it held its place, or with abandon.
+func (l *userLimiter) enter(user string) (ticket chan struct{}, ok bool) {
+	if l.max <= 0 {
+		return granted, true
 	}
-	l.n[user]++
-	return true
-}
-
-// leave uncounts a request that entered.
-func (l *userLimiter) leave(user string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.n[user] <= 1 {
-		delete(l.n, user)
+	u := l.users[user]
+	if u == nil {
+		u = &userSlots{}
+		l.users[user] = u
+	}
+	switch {
+	case u.held < l.max:
+		u.held++
+		return granted, true
+	case len(u.waiting) < l.queued:
+		t := make(chan struct{})
+		u.waiting = append(u.waiting, t)
+		return t, true
+	}
+	return nil, false
+}
+
+// leave gives up a held place: to the user's first waiter, if any.
+func (l *userLimiter) leave(user string) {
+	if l.max <= 0 {
 		return
 	}
-	l.n[user]--
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.users[user]
+	if len(u.waiting) > 0 {
+		close(u.waiting[0])
+		u.waiting = u.waiting[1:]
+		return
+	}
+	if u.held--; u.held == 0 {
+		delete(l.users, user)
+	}
+}
+
+// abandon ends an admitted request that stopped waiting (its session ended): it leaves
+// the queue, or gives up the place it was granted meanwhile.
+func (l *userLimiter) abandon(user string, ticket chan struct{}) {
+	if l.max <= 0 {
+		return
+	}
+	l.mu.Lock()
+	u := l.users[user]
+	for i, t := range u.waiting {
+		if t == ticket {
+			u.waiting = append(u.waiting[:i], u.waiting[i+1:]...)
+			l.mu.Unlock()
+			return
+		}
+	}
+	l.mu.Unlock()
+	l.leave(user) // granted meanwhile
 }
 
 // replayGate lets a replayed commit's notification be republished at most once per

@@ -47,27 +47,46 @@ func TestReplayGateWindow(t *testing.T) {
 }
 
 func TestUserLimiter(t *testing.T) {
-	l := newUserLimiter(2)
-	if !l.enter("a") || !l.enter("a") || l.enter("a") {
-		t.Fatal("user a: want two in, the third out")
+	l := newUserLimiter(2, 2)
+	isOpen := func(c chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
 	}
-	if !l.enter("b") {
-		t.Fatal("user b held back by a")
+	enter := func(user string, wantOK, wantGranted bool) chan struct{} {
+		t.Helper()
+		tk, ok := l.enter(user)
+		if ok != wantOK || (ok && isOpen(tk) != wantGranted) {
+			t.Fatalf("enter(%s): ok=%v granted=%v, want %v %v", user, ok, ok && isOpen(tk), wantOK, wantGranted)
+		}
+		return tk
 	}
+	enter("a", true, true)
+	enter("a", true, true)
+	w1 := enter("a", true, false) // queued first
+	w2 := enter("a", true, false) // queued second
+	enter("a", false, false)      // beyond two places and two queued: refused
+	enter("b", true, true)        // another user is not held back
 	l.leave("a")
-	if !l.enter("a") {
-		t.Fatal("user a held back after one left")
+	if !isOpen(w1) || isOpen(w2) {
+		t.Fatal("a leaving place did not go to the first waiter (and only to it)")
 	}
+	l.abandon("a", w2) // gives up waiting
+	enter("a", true, false)
+	l.leave("a") // its place goes to the re-queued one
 	l.leave("a")
 	l.leave("a")
 	l.leave("b")
-	if len(l.n) != 0 {
-		t.Fatalf("counts left: %v", l.n)
+	if len(l.users) != 0 {
+		t.Fatalf("users left: %v", l.users)
 	}
-	unbounded := newUserLimiter(-1)
+	unbounded := newUserLimiter(-1, 0)
 	for range 100 {
-		if !unbounded.enter("a") {
-			t.Fatal("a negative bound refused")
+		if tk, ok := unbounded.enter("a"); !ok || !isOpen(tk) {
+			t.Fatal("a negative bound refused or queued")
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,7 +94,11 @@ func TestOversizeBodyRefusedUnparsed(t *testing.T) {
 // One user over PerUserInFlight is answered Busy at once, commits included (nothing
 // done, no event), while another user's request is served meanwhile.
 func TestPerUserInFlightIsBusy(t *testing.T) {
-	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) { c.PerUserInFlight = 2; c.BusyRetryAfter = 750 * time.Millisecond })
+	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) {
+		c.PerUserInFlight = 2
+		c.PerUserQueued = -1
+		c.BusyRetryAfter = 750 * time.Millisecond
+	})
 	flooder := dialRaw(t, e.url, e.user, "")
 	dev := register(t, flooder, e.user, "reg")
 	release := make(chan struct{})
@@ -276,5 +281,55 @@ func TestReadOverInFlightBytesIsBusy(t *testing.T) {
 		"workspaceId": e.ws.String()}, wire.CodeBusy)
 	if resp.Error.RetryAfterMs == nil || e.mets.count("busy/"+rpc.BusyInFlightBytes) != 1 {
 		t.Fatalf("Busy reply %+v, metrics %s", resp.Error, e.mets)
+	}
+}
+
+// A user's requests beyond PerUserInFlight wait, in the order they arrived, up to
+// PerUserQueued of them; only beyond both is a request answered Busy. So a device that
+// pipelines a few commits is never told Busy, and its commits are handled in order.
+func TestPerUserQueueKeepsOrder(t *testing.T) {
+	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) { c.PerUserInFlight = 1; c.PerUserQueued = 3 })
+	r := dialRaw(t, e.url, e.user, "")
+	dev := register(t, r, e.user, "reg")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
+		if c.Method != "Commit" {
+			return nil
+		}
+		mu.Lock()
+		order = append(order, c.RequestID)
+		first := len(order) == 1
+		mu.Unlock()
+		if first {
+			select { // hold the first until the fifth was refused
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	var corrs []string
+	for i := range 5 {
+		corr := fmt.Sprint("c", i)
+		corrs = append(corrs, corr)
+		r.send(request(wire.MethodCommit, map[string]any{"requestId": corr, "userId": e.user.String(),
+			"workspaceId": e.ws.String(), "deviceId": dev.String(), "items": []any{item(int64(i+1), corr)}}, false, corr), corr, nil)
+	}
+	if resp := decodeResponse(t, r.await(corrs[4])); resp.Error == nil || resp.Error.Type != wire.CodeBusy {
+		t.Fatalf("the fifth request (beyond one in flight and three queued): %+v, want Busy", resp.Error)
+	}
+	close(release)
+	for _, corr := range corrs[:4] {
+		if resp := decodeResponse(t, r.await(corr)); resp.Error != nil {
+			t.Fatalf("queued request %s: %+v, want success", corr, resp.Error)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(order) != fmt.Sprint(corrs[:4]) {
+		t.Fatalf("commits handled in the order %v, want %v", order, corrs[:4])
 	}
 }

@@ -77,7 +77,7 @@ func NewServer(cfg Config, svc Service) (*Server, error) {
 		return nil, errors.New("rpc: a Service is required")
 	}
 	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "rpc"),
-		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight),
+		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight, cfg.PerUserQueued),
 		replays: newReplayGate(cfg.ReplayWindow)}, nil
 }
 
@@ -205,15 +205,28 @@ loop:
 				}()
 				continue
 			}
+			// Counted against its user here, in delivery order, so that a user's requests
+			// are handled in the order they arrived.
+			user := s.userKey(&d)
+			ticket, ok := s.users.enter(user)
+			if !ok {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s.refuseBusy(hctx, sess, d)
+				}()
+				continue
+			}
 			res, err := s.bytes.Acquire(ctx, int64(len(d.Body)))
 			if err != nil {
+				s.users.abandon(user, ticket)
 				break loop // ctx ended; d stays unacked and the broker redelivers it
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer res.Release()
-				s.serve(ctx, hctx, sess, d, res, sem)
+				s.serve(ctx, hctx, sess, d, res, sem, user, ticket)
 			}()
 		}
 	}

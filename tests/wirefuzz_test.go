@@ -93,6 +93,13 @@ func TestWireFuzz(t *testing.T) {
 					code = r.Error.Type
 				}
 				codes[code]++
+				if r.Error != nil && os.Getenv("SYNC_FUZZ_DEBUG") != "" {
+					msg := r.Error.Message
+					if len(msg) > 70 {
+						msg = msg[:70]
+					}
+					codes[code+": "+msg]++
+				}
 				if !knownCode(code) || code == wire.CodeInternal {
 					t.Errorf("request %s answered %s: %+v", sentBody, code, r.Error)
 				}
@@ -238,7 +245,7 @@ func mutateRequest(rng *rand.Rand, seed map[string]any, i int) []byte {
 func mutateValue(rng *rand.Rand, v any, depth int) any {
 	switch x := v.(type) {
 	case map[string]any:
-		if len(x) > 0 && rng.IntN(3) > 0 {
+		if len(x) > 0 && rng.IntN(10) > 0 { // rarely the whole object
 			keys := make([]string, 0, len(x))
 			for k := range x {
 				keys = append(keys, k)
@@ -256,7 +263,7 @@ func mutateValue(rng *rand.Rand, v any, depth int) any {
 			return x
 		}
 	case []any:
-		if len(x) > 0 && rng.IntN(4) > 0 {
+		if len(x) > 0 && rng.IntN(6) > 0 {
 			j := rng.IntN(len(x))
 			switch rng.IntN(6) {
 			case 0:
@@ -269,7 +276,42 @@ func mutateValue(rng *rand.Rand, v any, depth int) any {
 			return x
 		}
 	}
+	if rng.IntN(3) > 0 { // most often keep the type, so the request gets past decoding
+		switch x := v.(type) {
+		case string:
+			return fuzzString(rng, x)
+		case int, int64, float64, json.Number:
+			return []any{0, -1, 1, 1 << 53, -(1 << 53), 1<<31 - 1, 1 << 62, json.Number("9007199254740993")}[rng.IntN(8)]
+		case bool:
+			return !x
+		}
+	}
 	return fuzzScalar(rng)
+}
+
+// fuzzString is a hostile string, often a variation of s.
+func fuzzString(rng *rand.Rand, s string) string {
+	switch rng.IntN(10) {
+	case 0:
+		return ""
+	case 1:
+		return s + "\u0000"
+	case 2:
+		return strings.Repeat(s+"x", 256/(len(s)+1)+1) // just over 255 bytes
+	case 3:
+		return strings.Repeat("x", 70000)
+	case 4:
+		return "/" + s
+	case 5:
+		return ".."
+	case 6:
+		return strings.ToUpper(s)
+	case 7:
+		return uuid.NewString()
+	case 8:
+		return s + "\U0001F600\u202e"
+	}
+	return "a\u0000b"
 }
 
 // fuzzScalar is a hostile value of any JSON type.

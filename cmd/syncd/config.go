@@ -97,11 +97,11 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	num(&c.queueMaxLength, "event-queue-max-length", "SYNCD_EVENT_QUEUE_MAX_LENGTH", 10000, "x-max-length of device event queues")
 	dur(&c.queueExpiry, "event-queue-expiry", "SYNCD_EVENT_QUEUE_EXPIRY", 7*24*time.Hour, "x-expires of unused device event queues")
 	num(&c.maxMessageBytes, "broker-max-message-bytes", "SYNCD_BROKER_MAX_MESSAGE_BYTES", 128<<20,
-		"the broker's max_message_size: larger notifications are set aside, not sent (RabbitMQ's default is 128 MiB)")
+		"the broker's max_message_size (RabbitMQ's default is 128 MiB): larger notifications are set aside, not sent, and replies stay below it")
 	num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
 	boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
 	num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
-	num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", rpc.DefaultMaxReplyBytes, "largest reply published; a larger one is answered ResultTooLarge (keep it below RabbitMQ's max_message_size)")
+	num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", 0, "largest reply published; a larger one is answered ResultTooLarge (0: 96 MiB, or 64 KiB below -broker-max-message-bytes if that is less)")
 	num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")
 	num(&c.perUserQueued, "per-user-queued", "SYNCD_PER_USER_QUEUED", 0, "a user's further requests that wait in order for a place; beyond them requests are answered Busy (0: prefetch*3/4 - per-user-in-flight; negative: none)")
 	dur(&c.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", 30*time.Second, "a replayed commit republishes its notification at most once per workspace and requestId in this window")
@@ -124,6 +124,9 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	if c.maxReplyBytes == 0 {
+		c.maxReplyBytes = min(rpc.DefaultMaxReplyBytes, c.maxMessageBytes-64<<10)
+	}
 	return c, c.validate()
 }
 
@@ -142,6 +145,10 @@ func (c config) validate() error {
 	}
 	if c.requestTimeout <= 0 || c.shutdownGrace <= 0 {
 		errs = append(errs, errors.New("-request-timeout and -shutdown-grace must be positive"))
+	}
+	if c.maxMessageBytes < 1<<20 || c.maxReplyBytes >= c.maxMessageBytes {
+		errs = append(errs, fmt.Errorf("-broker-max-message-bytes %d must be at least 1 MiB and above -max-reply-bytes %d (the broker closes the channel of a larger message)",
+			c.maxMessageBytes, c.maxReplyBytes))
 	}
 	if c.maxInFlightBytes < 1 || c.maxReplyBytes < 1 || c.maxResultBytes < 1 || c.pageBytes < 1 || c.replayWindow <= 0 {
 		errs = append(errs, errors.New("-max-in-flight-bytes, -max-reply-bytes, -max-result-bytes, -page-bytes and -replay-window must be positive"))

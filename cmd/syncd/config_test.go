@@ -34,3 +34,24 @@ func TestConfigLimits(t *testing.T) {
 		}
 	}
 }
+
+// Replies stay below the broker's maximum message size: by default 96 MiB, or just
+// below a smaller broker limit; a reply limit at or above the broker's is refused.
+func TestReplyBytesFollowTheBrokerLimit(t *testing.T) {
+	for _, c := range []struct {
+		args      []string
+		wantReply int
+		ok        bool
+	}{
+		{nil, 96 << 20, true},
+		{[]string{"-broker-max-message-bytes", "17825792"}, 17825792 - 64<<10, true},
+		{[]string{"-broker-max-message-bytes", "17825792", "-max-reply-bytes", "16777216"}, 16 << 20, true},
+		{[]string{"-broker-max-message-bytes", "17825792", "-max-reply-bytes", "17825792"}, 0, false},
+		{[]string{"-broker-max-message-bytes", "1000"}, 0, false},
+	} {
+		cfg, err := parseConfig(c.args, func(string) string { return "" }, io.Discard)
+		if (err == nil) != c.ok || (c.ok && cfg.maxReplyBytes != c.wantReply) {
+			t.Errorf("%v: reply limit %d, err %v; want %d, ok %v", c.args, cfg.maxReplyBytes, err, c.wantReply, c.ok)
+		}
+	}
+}

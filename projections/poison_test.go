@@ -223,3 +223,36 @@ func TestTransientFailuresNeverSetAside(t *testing.T) {
 	}
 	checkAgainstSimulation(t, e, g)
 }
+
+// TestBatchesAreBoundedInBytes (issue 12, finding 7): the projector applies large events
+// in transactions of at most BatchBytes of event data (one event at least), so a run of
+// 4 MiB events can never add up past PostgreSQL's 1 GB message limit and be retried
+// forever. Here 24 events of ~256 KiB go through with a 1 MiB bound.
+func TestBatchesAreBoundedInBytes(t *testing.T) {
+	e := newEnv(t)
+	g := newGen(t, 23)
+	e.append(t, g.history(1, 1, 0))
+	w := g.ws[0]
+	const events, chunkBytes = 24, 256 << 10
+	chunks := make([]string, chunkBytes/256)
+	for i := range chunks {
+		chunks[i] = strings.Repeat(string(rune('a'+i%26)), 255)
+	}
+	for i := 0; i < events; i++ {
+		md := g.newItem(w, nil, false, "big")
+		md.Chunks = chunks
+		e.append(t, []batch{{w.stream, []eventstore.Record{g.committed(w, []domain.ItemOutcome{w.store(md)})}}})
+	}
+	var txs atomic.Int64
+	p := e.projector(t, ModelWorkspaces, func(c *Config) {
+		c.BatchBytes = 1 << 20
+		c.OnApplied = func() { txs.Add(1) }
+	})
+	run(t, p.Run)
+	e.caughtUp(t, ModelWorkspaces)
+	checkAgainstSimulation(t, e, g)
+	// Each transaction holds at most three of the ~260 KiB events: at least 8 of them.
+	if n := txs.Load(); n < events/3 {
+		t.Fatalf("%d events of %d KiB applied in %d transactions; a 1 MiB bound needs at least %d", events, chunkBytes>>10, n, events/3)
+	}
+}

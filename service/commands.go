@@ -50,8 +50,9 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 			return CommitResult{}, fmt.Errorf("%w: device %s is not registered to user %s", ErrUnauthorized, req.DeviceID, req.UserID)
 		}
 	}
-	// Refused before any id is reserved; the domain checks the same bound.
-	if n := len(req.Items); n == 0 || n > s.cfg.Limits.MaxCommitItems {
+	// Refused before any id is reserved; the domain checks the same bounds (an empty
+	// commit is left to it: a repeated requestId with no items is a replay, §5).
+	if n := len(req.Items); n > s.cfg.Limits.MaxCommitItems {
 		return CommitResult{}, fmt.Errorf("%w: commit %q has %d items, the limit is 1 to %d per commit",
 			ErrInvalid, req.RequestID, n, s.cfg.Limits.MaxCommitItems)
 	}

@@ -136,6 +136,11 @@ func TestCommitThenReadsAndReplay(t *testing.T) {
 	if !again.Replayed || again.EventID != res.EventID || again.Event.WorkspaceVersion != 1 {
 		t.Fatalf("replay: %+v", again)
 	}
+	// §5: any repeat of a processed requestId replays, whatever its body, an empty one too.
+	empty, err := s.Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev})
+	if err != nil || !empty.Replayed || empty.EventID != res.EventID {
+		t.Fatalf("replay with no items: %+v, %v", empty, err)
+	}
 
 	testenv.Eventually(t, 10*time.Second, func() error {
 		items, err := s.Changes(ctx, user, ws)

@@ -43,6 +43,9 @@ type config struct {
 	maxReplyBytes    int
 	perUserInFlight  int
 	perUserQueued    int
+	queuedTotal      int
+	perUserBytes     int
+	replayBytes      int
 	replayWindow     time.Duration
 	maxResultBytes   int
 	pageBytes        int
@@ -103,8 +106,11 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
 	num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", 0, "largest reply published; a larger one is answered ResultTooLarge (0: 96 MiB, or 64 KiB below -broker-max-message-bytes if that is less)")
 	num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")
-	num(&c.perUserQueued, "per-user-queued", "SYNCD_PER_USER_QUEUED", 0, "a user's further requests that wait in order for a place; beyond them requests are answered Busy (0: prefetch*3/4 - per-user-in-flight; negative: none)")
-	dur(&c.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", 30*time.Second, "a replayed commit republishes its notification at most once per workspace and requestId in this window")
+	num(&c.perUserQueued, "per-user-queued", "SYNCD_PER_USER_QUEUED", 0, "a user's further requests that wait in order for a place; beyond them requests are answered Busy (0: prefetch/4; negative: none)")
+	num(&c.queuedTotal, "queued-total", "SYNCD_QUEUED_TOTAL", 0, "requests of all users waiting for a place together (0: prefetch/2; negative: none)")
+	num(&c.perUserBytes, "per-user-bytes", "SYNCD_PER_USER_BYTES", 0, "request bodies one user may have taken and not yet answered; beyond, Busy (0: max-in-flight-bytes/4, at least 16 MiB)")
+	num(&c.replayBytes, "replay-bytes", "SYNCD_REPLAY_BYTES", 16<<20, "notification bytes one user's replayed commits may republish per replay window")
+	dur(&c.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", 10*time.Second, "a replayed commit republishes its notification at most once per workspace and requestId in this window")
 	num(&c.maxResultBytes, "max-result-bytes", "SYNCD_MAX_RESULT_BYTES", projections.DefaultMaxResultBytes, "largest getChanges or getItemVersions answer (estimated while reading); larger ones are answered ResultTooLarge")
 	num(&c.pageBytes, "page-bytes", "SYNCD_PAGE_BYTES", projections.DefaultPageBytes, "a getChangesSince page ends at the first whole version past this many bytes")
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")

@@ -179,7 +179,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength},
 			Logger:       log, Metrics: m,
 			MaxInFlightBytes: int64(cfg.maxInFlightBytes), MaxReplyBytes: cfg.maxReplyBytes,
-			PerUserInFlight: cfg.perUserInFlight, PerUserQueued: cfg.perUserQueued, ReplayWindow: cfg.replayWindow,
+			PerUserInFlight: cfg.perUserInFlight, PerUserQueued: cfg.perUserQueued,
+			QueuedTotal: cfg.queuedTotal, PerUserBytes: int64(cfg.perUserBytes), ReplayBytes: int64(cfg.replayBytes), ReplayWindow: cfg.replayWindow,
 			// updateDevice answers once the binder bound the device's queue; a repeated
 			// commit is republished only once the notifier published it the first time.
 			Bound: binderAt,

@@ -44,6 +44,14 @@ func (p *Pool) Acquire(ctx context.Context, n int64) (*Reservation, error) {
 	return &Reservation{p: p, held: n}, nil
 }
 
+// TryAcquire takes n bytes without waiting; false if the pool has no room for them.
+func (p *Pool) TryAcquire(n int64) (*Reservation, bool) {
+	if n > p.size || !p.sem.TryAcquire(n) {
+		return nil, false
+	}
+	return &Reservation{p: p, held: n}, true
+}
+
 // Reservation is bytes held by one request. It is safe for concurrent use.
 type Reservation struct {
 	p    *Pool

@@ -96,20 +96,30 @@ type Config struct {
 	// bound (PerUserQueued is then ignored).
 	PerUserInFlight int
 	// PerUserQueued bounds one user's further requests that wait, in the order they
-	// arrived, for one of the user's PerUserInFlight places: a device may pipeline that
-	// many requests without ever being told Busy. A request beyond both bounds is
-	// answered Busy at once and nothing is done, so one user's flood is drained from the
-	// request queue quickly and never holds every prefetched delivery. Default
-	// Prefetch*3/4 - PerUserInFlight (at least 0): the others keep a quarter of the
-	// prefetch window. Negative: none wait.
+	// arrived, for one of the user's PerUserInFlight places, and QueuedTotal the waiting
+	// requests of all users together: a device may pipeline PerUserInFlight +
+	// PerUserQueued requests without being told Busy. A request beyond these bounds is
+	// answered Busy at once and nothing is done, so a flood is drained from the request
+	// queue quickly and the waiting requests never hold more than QueuedTotal of the
+	// Prefetch window (the rest stays open for the others). Defaults Prefetch/4 and
+	// Prefetch/2. Negative: none wait.
 	PerUserQueued int
+	QueuedTotal   int
+	// PerUserBytes bounds the request bodies one user has taken and not yet answered
+	// (handled or waiting); beyond it a request is answered Busy. Default
+	// MaxInFlightBytes/4, at least wire.MaxBodySize.
+	PerUserBytes int64
 	// BusyRetryAfter is the retryAfterMs of the Busy answers of these limits. Default
 	// 500ms.
 	BusyRetryAfter time.Duration
 	// ReplayWindow: a replayed commit republishes its original notification at most
 	// once per (workspace, requestId) within this window, per server process; further
-	// replays in it publish nothing. Default 30s.
+	// replays in it publish nothing. Default 10s.
 	ReplayWindow time.Duration
+	// ReplayBytes bounds the notification bytes one user's replays republish within a
+	// ReplayWindow, per server process; replays beyond it publish nothing (the devices
+	// catch up with getChangesSince). Default 16 MiB.
+	ReplayBytes int64
 }
 
 // Defaults of the byte bounds.
@@ -185,16 +195,26 @@ func (c *Config) validateLimits() error {
 			c.PerUserInFlight, c.Concurrency)
 	}
 	if c.PerUserQueued == 0 {
-		c.PerUserQueued = max(0, c.Prefetch*3/4-max(c.PerUserInFlight, 0))
+		c.PerUserQueued = c.Prefetch / 4
 	}
-	if c.PerUserQueued < 0 {
-		c.PerUserQueued = 0
+	if c.QueuedTotal == 0 {
+		c.QueuedTotal = c.Prefetch / 2
+	}
+	c.PerUserQueued, c.QueuedTotal = max(c.PerUserQueued, 0), max(c.QueuedTotal, 0)
+	if c.PerUserBytes == 0 {
+		c.PerUserBytes = max(c.MaxInFlightBytes/4, wire.MaxBodySize)
+	}
+	if c.PerUserBytes < wire.MaxBodySize {
+		return fmt.Errorf("rpc: PerUserBytes %d is below the largest body (%d)", c.PerUserBytes, wire.MaxBodySize)
 	}
 	if c.BusyRetryAfter == 0 {
 		c.BusyRetryAfter = 500 * time.Millisecond
 	}
+	if c.ReplayBytes == 0 {
+		c.ReplayBytes = 16 << 20
+	}
 	if c.ReplayWindow == 0 {
-		c.ReplayWindow = 30 * time.Second
+		c.ReplayWindow = 10 * time.Second
 	}
 	return nil
 }

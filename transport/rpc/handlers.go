@@ -57,24 +57,25 @@ var handlers = map[string]handlerFunc{
 	wire.MethodCreateShareProposal: (*Server).createShareProposal,
 }
 
-// refuseBusy answers a delivery beyond its user's places and queue Busy at once.
-func (s *Server) refuseBusy(hctx context.Context, sess *session, d amqp.Delivery) {
-	s.countBusy(BusyUserInFlight)
+// refuseBusy answers a delivery beyond its user's share, or beyond the bytes the
+// server holds, Busy at once (reason: BusyUserInFlight or BusyInFlightBytes).
+func (s *Server) refuseBusy(hctx context.Context, sess *session, d amqp.Delivery, reason string) {
+	s.countBusy(reason)
 	s.refuse(hctx, sess, d, "unread", &service.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
 }
 
 // serve handles an admitted delivery whose body bytes res holds: it waits for the
-// user's place (ticket) and then for a request slot, or for the session to stop (then
-// the delivery stays unacked, to be redelivered).
+// user's place and then for a request slot, or for the session to stop (then the
+// delivery stays unacked, to be redelivered).
 func (s *Server) serve(ctx, hctx context.Context, sess *session, d amqp.Delivery, res *budget.Reservation, sem chan struct{},
-	user string, ticket chan struct{}) {
+	adm admission) {
 	select {
-	case <-ticket:
+	case <-adm.ticket:
 	case <-ctx.Done():
-		s.users.abandon(user, ticket)
+		s.users.abandon(adm)
 		return
 	}
-	defer s.users.leave(user)
+	defer s.users.leave(adm)
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
@@ -233,6 +234,11 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 			service.ErrResultTooLarge, len(body), s.cfg.MaxReplyBytes)
 		s.log.Warn("reply too large; answering ResultTooLarge", "method", out.method, "bytes", len(body), "limit", s.cfg.MaxReplyBytes)
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
+	}
+	// A read's reply counts against the bytes the server holds (no room: Busy, nothing
+	// was done). A write's reply is small and its work is done: it is always sent.
+	if !readOnly[out.method] {
+		return body
 	}
 	if err := budget.Grow(ctx, int64(len(body))); err != nil {
 		s.countBusy(BusyInFlightBytes)
@@ -480,16 +486,22 @@ func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, re
 	// read models and the bindings caught up. Wait for that (bounded); if it does not
 	// come in time, the notifier still owes the notification and will publish it.
 	if res.Replayed && s.waitPast(ctx, s.cfg.Published, res.Position) == nil {
-		ws := res.Event.WorkspaceID
-		// At most once per ReplayWindow: a device retrying in a loop must not fill every
-		// member's queue with copies (queues are bounded in messages, not bytes).
-		if !s.replays.claim(ws, r.RequestID) {
-			s.log.Debug("replayed commit: notification already republished within the window; nothing published",
+		ws, user := res.Event.WorkspaceID, r.UserID.String()
+		body, err := wire.EncodeNotifyCommit(res.EventID.String(), res.Event)
+		if err != nil {
+			return nil, fmt.Errorf("commit %s: encode the notification of workspace %s version %d: %w",
+				r.RequestID, ws, res.Event.WorkspaceVersion, err)
+		}
+		// At most once per ReplayWindow, and at most ReplayBytes per user in it: a device
+		// retrying in a loop must not fill every member's queue with copies (queues are
+		// bounded in messages, not bytes).
+		if !s.replays.claim(ws, r.RequestID, user, int64(len(body))) {
+			s.log.Debug("replayed commit: notification already republished within the window, or the user's replays are over their bytes; nothing published",
 				"workspace", ws, "request_id", r.RequestID, "window", s.cfg.ReplayWindow)
 			return nil, nil
 		}
-		if err := sess.republish(ctx, res); err != nil {
-			s.replays.release(ws, r.RequestID)
+		if err := sess.republish(ctx, ws, body); err != nil {
+			s.replays.release(ws, r.RequestID, user, int64(len(body)))
 			return nil, fmt.Errorf("commit %s: republish the notification of workspace %s version %d: %w",
 				r.RequestID, ws, res.Event.WorkspaceVersion, err)
 		}
@@ -497,14 +509,9 @@ func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, re
 	return nil, nil
 }
 
-// republish publishes a recorded commit's notifyCommit again to its workspace's
+// republish publishes a recorded commit's notifyCommit (body) again to its workspace's
 // exchange, persistent, and waits for the broker's confirm.
-func (sess *session) republish(ctx context.Context, res service.CommitResult) error {
-	body, err := wire.EncodeNotifyCommit(res.EventID.String(), res.Event)
-	if err != nil {
-		return err
-	}
-	ws := res.Event.WorkspaceID
+func (sess *session) republish(ctx context.Context, ws uuid.UUID, body []byte) error {
 	return sess.withChannel(func(ch *amqp.Channel) error {
 		if err := ch.Confirm(false); err != nil {
 			return fmt.Errorf("confirm mode: %w", err)

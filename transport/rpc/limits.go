@@ -12,7 +12,7 @@ import (
 // Reasons for which the server itself answers Busy (BusyMetrics).
 const (
 	BusyUserInFlight  = "user_in_flight"  // the user has PerUserInFlight requests in flight
-	BusyInFlightBytes = "in_flight_bytes" // MaxInFlightBytes has no room for the answer
+	BusyInFlightBytes = "in_flight_bytes" // MaxInFlightBytes or PerUserBytes has no room for the body or the answer
 	BusyReadDeadline  = "read_deadline"   // a read outlived RequestTimeout
 )
 
@@ -55,36 +55,47 @@ func (s *Server) userKey(d *amqp.Delivery) string {
 	return anonymous
 }
 
-// userLimiter admits each user's requests: at most max handled at once and at most
-// queued more waiting, in arrival order, for one of those places.
+// userLimiter admits each user's requests: at most max handled at once, at most queued
+// more waiting in arrival order for one of those places (and at most total waiting
+// across users), and at most maxBytes of request bodies taken.
 type userLimiter struct {
-	max, queued int // max <= 0: no bound
-	mu          sync.Mutex
-	users       map[string]*userSlots
+	max, queued, total int // max <= 0: no bound on counts
+	maxBytes           int64
+	mu                 sync.Mutex
+	waiting            int // across users
+	users              map[string]*userSlots
 }
 
-// userSlots is one user's admitted requests: held places and the waiters, first come
-// first served.
+// userSlots is one user's admitted requests: held places, the waiters (first come
+// first served) and the bytes of their bodies.
 type userSlots struct {
 	held    int
 	waiting []chan struct{}
+	bytes   int64
 }
 
-func newUserLimiter(perUser, queued int) *userLimiter {
-	return &userLimiter{max: perUser, queued: max(queued, 0), users: map[string]*userSlots{}}
+// admission is what enter gave one request: its user, its body's bytes and the ticket
+// that is closed once it holds a place.
+type admission struct {
+	user   string
+	bytes  int64
+	ticket chan struct{}
+}
+
+func newUserLimiter(perUser, queued, total int, maxBytes int64) *userLimiter {
+	return &userLimiter{max: perUser, queued: max(queued, 0), total: max(total, 0), maxBytes: maxBytes, users: map[string]*userSlots{}}
 }
 
 // granted is the ticket of a request admitted straight to a place.
 var granted = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// enter admits a request of user, unless the user already has max places held and
-// queued waiting. The ticket is closed once the request holds a place: at once, or
-// when an earlier request of the user leaves (in the order enter was called). An
-// admitted request ends with leave once it held its place, or with abandon.
-func (l *userLimiter) enter(user string) (ticket chan struct{}, ok bool) {
-	if l.max <= 0 {
-		return granted, true
-	}
+// enter admits a request of user whose body has n bytes, unless that would pass the
+// user's places and queue, the shared queue or the user's bytes: then it returns the
+// reason (BusyUserInFlight or BusyInFlightBytes). Its ticket is closed
+// once the request holds a place: at once, or when an earlier request of the user
+// leaves (in the order enter was called). An admitted request ends with leave once it
+// held its place, or with abandon.
+func (l *userLimiter) enter(user string, n int64) (admission, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	u := l.users[user]
@@ -92,63 +103,84 @@ func (l *userLimiter) enter(user string) (ticket chan struct{}, ok bool) {
 		u = &userSlots{}
 		l.users[user] = u
 	}
+	a := admission{user: user, bytes: n, ticket: granted}
+	refused := ""
 	switch {
-	case u.held < l.max:
+	case l.maxBytes > 0 && u.bytes+n > l.maxBytes:
+		refused = BusyInFlightBytes
+	case l.max <= 0 || u.held < l.max:
 		u.held++
-		return granted, true
-	case len(u.waiting) < l.queued:
-		t := make(chan struct{})
-		u.waiting = append(u.waiting, t)
-		return t, true
+	case len(u.waiting) < l.queued && l.waiting < l.total:
+		a.ticket = make(chan struct{})
+		u.waiting = append(u.waiting, a.ticket)
+		l.waiting++
+	default:
+		refused = BusyUserInFlight
 	}
-	return nil, false
+	if refused != "" {
+		l.forget(user, u)
+		return admission{}, refused
+	}
+	u.bytes += n
+	return a, ""
 }
 
-// leave gives up a held place: to the user's first waiter, if any.
-func (l *userLimiter) leave(user string) {
-	if l.max <= 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u := l.users[user]
-	if len(u.waiting) > 0 {
-		close(u.waiting[0])
-		u.waiting = u.waiting[1:]
-		return
-	}
-	if u.held--; u.held == 0 {
+// forget drops a user's entry once nothing of theirs is admitted.
+func (l *userLimiter) forget(user string, u *userSlots) {
+	if u.held == 0 && len(u.waiting) == 0 && u.bytes == 0 {
 		delete(l.users, user)
 	}
 }
 
-// abandon ends an admitted request that stopped waiting (its session ended): it leaves
-// the queue, or gives up the place it was granted meanwhile.
-func (l *userLimiter) abandon(user string, ticket chan struct{}) {
-	if l.max <= 0 {
+// leave ends a request that held its place: the place goes to the user's first
+// waiter, if any.
+func (l *userLimiter) leave(a admission) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.users[a.user]
+	u.bytes -= a.bytes
+	if len(u.waiting) > 0 {
+		close(u.waiting[0])
+		u.waiting = u.waiting[1:]
+		l.waiting--
 		return
 	}
+	u.held--
+	l.forget(a.user, u)
+}
+
+// abandon ends an admitted request that stopped waiting (its session ended, or the
+// server had no bytes for it): it leaves the queue, or gives up the place it was
+// granted meanwhile.
+func (l *userLimiter) abandon(a admission) {
 	l.mu.Lock()
-	u := l.users[user]
+	u := l.users[a.user]
 	for i, t := range u.waiting {
-		if t == ticket {
+		if t == a.ticket {
 			u.waiting = append(u.waiting[:i], u.waiting[i+1:]...)
+			l.waiting--
+			u.bytes -= a.bytes
+			l.forget(a.user, u)
 			l.mu.Unlock()
 			return
 		}
 	}
 	l.mu.Unlock()
-	l.leave(user) // granted meanwhile
+	l.leave(a) // granted meanwhile (or at once)
 }
 
 // replayGate lets a replayed commit's notification be republished at most once per
-// (workspace, requestId) within a window.
+// (workspace, requestId) within a window, and at most maxBytes of republished
+// notifications per user within a window: a user replaying many large commits cannot
+// flood the members' queues either.
 type replayGate struct {
-	window time.Duration
-	now    func() time.Time
+	window   time.Duration
+	maxBytes int64
+	now      func() time.Time
 
 	mu        sync.Mutex
 	last      map[replayKey]time.Time // when each was last republished (or is being)
+	users     map[string]*replaySpend
 	nextPrune int
 }
 
@@ -157,13 +189,21 @@ type replayKey struct {
 	requestID string
 }
 
-func newReplayGate(window time.Duration) *replayGate {
-	return &replayGate{window: window, now: time.Now, last: map[replayKey]time.Time{}, nextPrune: 1024}
+// replaySpend is the bytes a user had republished since start (one window).
+type replaySpend struct {
+	start time.Time
+	bytes int64
 }
 
-// claim reports whether the notification of (ws, requestID) may be republished now,
-// and if so records it; release undoes a claim whose republish failed.
-func (g *replayGate) claim(ws uuid.UUID, requestID string) bool {
+func newReplayGate(window time.Duration, maxBytes int64) *replayGate {
+	return &replayGate{window: window, maxBytes: maxBytes, now: time.Now, last: map[replayKey]time.Time{},
+		users: map[string]*replaySpend{}, nextPrune: 1024}
+}
+
+// claim reports whether the notification of (ws, requestID), of n bytes, may be
+// republished now for user, and if so records it; release undoes a claim whose
+// republish failed.
+func (g *replayGate) claim(ws uuid.UUID, requestID, user string, n int64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
@@ -171,20 +211,42 @@ func (g *replayGate) claim(ws uuid.UUID, requestID string) bool {
 	if t, ok := g.last[k]; ok && now.Sub(t) < g.window {
 		return false
 	}
+	sp := g.users[user]
+	if sp == nil || now.Sub(sp.start) >= g.window {
+		sp = &replaySpend{start: now}
+		g.users[user] = sp
+	}
+	if g.maxBytes > 0 && sp.bytes+n > g.maxBytes {
+		return false
+	}
+	sp.bytes += n
 	g.last[k] = now
-	if len(g.last) >= g.nextPrune {
-		for k, t := range g.last {
-			if now.Sub(t) >= g.window {
-				delete(g.last, k)
-			}
-		}
-		g.nextPrune = max(1024, 2*len(g.last))
+	if len(g.last)+len(g.users) >= g.nextPrune {
+		g.prune(now)
 	}
 	return true
 }
 
-func (g *replayGate) release(ws uuid.UUID, requestID string) {
+// prune forgets what is older than the window.
+func (g *replayGate) prune(now time.Time) {
+	for k, t := range g.last {
+		if now.Sub(t) >= g.window {
+			delete(g.last, k)
+		}
+	}
+	for u, sp := range g.users {
+		if now.Sub(sp.start) >= g.window {
+			delete(g.users, u)
+		}
+	}
+	g.nextPrune = max(1024, 2*(len(g.last)+len(g.users)))
+}
+
+func (g *replayGate) release(ws uuid.UUID, requestID, user string, n int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.last, replayKey{ws, requestID})
+	if sp := g.users[user]; sp != nil {
+		sp.bytes = max(0, sp.bytes-n)
+	}
 }

@@ -15,30 +15,30 @@ import (
 
 func TestReplayGateWindow(t *testing.T) {
 	now := time.Unix(1000, 0)
-	g := newReplayGate(30 * time.Second)
+	g := newReplayGate(30*time.Second, 0)
 	g.now = func() time.Time { return now }
 	ws := uuid.New()
-	if !g.claim(ws, "r") {
+	if !g.claim(ws, "r", "u", 10) {
 		t.Fatal("first replay not let through")
 	}
 	now = now.Add(29 * time.Second)
-	if g.claim(ws, "r") {
+	if g.claim(ws, "r", "u", 10) {
 		t.Fatal("a second replay within the window let through")
 	}
-	if !g.claim(ws, "other") || !g.claim(uuid.New(), "r") {
+	if !g.claim(ws, "other", "u", 10) || !g.claim(uuid.New(), "r", "u", 10) {
 		t.Fatal("another requestId or workspace held back")
 	}
 	now = now.Add(time.Second)
-	if !g.claim(ws, "r") {
+	if !g.claim(ws, "r", "u", 10) {
 		t.Fatal("a replay after the window held back")
 	}
-	g.release(ws, "r") // the republish failed: the next replay may try again
-	if !g.claim(ws, "r") {
+	g.release(ws, "r", "u", 10) // the republish failed: the next replay may try again
+	if !g.claim(ws, "r", "u", 10) {
 		t.Fatal("a replay after a failed republish held back")
 	}
 	// Expired entries are pruned as the map grows.
 	for i := range 5000 {
-		g.claim(ws, fmt.Sprint(i))
+		g.claim(ws, fmt.Sprint(i), fmt.Sprint("u", i%7), 10)
 		now = now.Add(time.Second)
 	}
 	if len(g.last) > 2048 {
@@ -46,8 +46,35 @@ func TestReplayGateWindow(t *testing.T) {
 	}
 }
 
+// A user's replays republish at most maxBytes per window, whatever the requestIds;
+// other users are not held back, and the budget is whole again in the next window.
+func TestReplayGateBytesPerUser(t *testing.T) {
+	now := time.Unix(1000, 0)
+	g := newReplayGate(10*time.Second, 100)
+	g.now = func() time.Time { return now }
+	ws := uuid.New()
+	for i := range 4 {
+		if !g.claim(ws, fmt.Sprint("r", i), "u", 25) {
+			t.Fatalf("replay %d within the user's 100 bytes held back", i)
+		}
+	}
+	if g.claim(ws, "r4", "u", 1) {
+		t.Fatal("a replay past the user's bytes let through")
+	}
+	if !g.claim(ws, "r4", "v", 100) {
+		t.Fatal("another user held back")
+	}
+	g.release(ws, "r3", "u", 25)
+	if !g.claim(ws, "r5", "u", 25) {
+		t.Fatal("bytes of a failed republish not given back")
+	}
+	now = now.Add(10 * time.Second)
+	if !g.claim(ws, "r6", "u", 100) {
+		t.Fatal("the next window's bytes held back")
+	}
+}
+
 func TestUserLimiter(t *testing.T) {
-	l := newUserLimiter(2, 2)
 	isOpen := func(c chan struct{}) bool {
 		select {
 		case <-c:
@@ -56,36 +83,46 @@ func TestUserLimiter(t *testing.T) {
 			return false
 		}
 	}
-	enter := func(user string, wantOK, wantGranted bool) chan struct{} {
+	l := newUserLimiter(2, 2, 3, 100)
+	enter := func(user string, n int64, want string, wantGranted bool) admission {
 		t.Helper()
-		tk, ok := l.enter(user)
-		if ok != wantOK || (ok && isOpen(tk) != wantGranted) {
-			t.Fatalf("enter(%s): ok=%v granted=%v, want %v %v", user, ok, ok && isOpen(tk), wantOK, wantGranted)
+		a, refused := l.enter(user, n)
+		if refused != want || (want == "" && isOpen(a.ticket) != wantGranted) {
+			t.Fatalf("enter(%s, %d): refused %q granted=%v, want %q %v", user, n, refused, want == "" && isOpen(a.ticket), want, wantGranted)
 		}
-		return tk
+		return a
 	}
-	enter("a", true, true)
-	enter("a", true, true)
-	w1 := enter("a", true, false) // queued first
-	w2 := enter("a", true, false) // queued second
-	enter("a", false, false)      // beyond two places and two queued: refused
-	enter("b", true, true)        // another user is not held back
-	l.leave("a")
-	if !isOpen(w1) || isOpen(w2) {
+	a1 := enter("a", 10, "", true)
+	a2 := enter("a", 10, "", true)
+	w1 := enter("a", 10, "", false)           // queued first
+	w2 := enter("a", 10, "", false)           // queued second
+	enter("a", 10, BusyUserInFlight, false)   // beyond two places and two queued
+	b1 := enter("b", 10, "", true)            // another user is not held back
+	b2 := enter("b", 10, "", true)            //
+	b3 := enter("b", 10, "", false)           // the shared queue's third place
+	enter("b", 10, BusyUserInFlight, false)   // the shared queue (3) is full
+	enter("c", 101, BusyInFlightBytes, false) // over the user's bytes
+	l.leave(a1)
+	if !isOpen(w1.ticket) || isOpen(w2.ticket) {
 		t.Fatal("a leaving place did not go to the first waiter (and only to it)")
 	}
-	l.abandon("a", w2) // gives up waiting
-	enter("a", true, false)
-	l.leave("a") // its place goes to the re-queued one
-	l.leave("a")
-	l.leave("a")
-	l.leave("b")
-	if len(l.users) != 0 {
-		t.Fatalf("users left: %v", l.users)
+	l.abandon(w2) // gives up waiting
+	w3 := enter("a", 10, "", false)
+	l.leave(a2) // its place goes to the re-queued one
+	if !isOpen(w3.ticket) {
+		t.Fatal("the re-queued request did not get the place")
 	}
-	unbounded := newUserLimiter(-1, 0)
+	l.leave(w1)
+	l.leave(w3)
+	l.abandon(b3)
+	l.leave(b1)
+	l.leave(b2)
+	if len(l.users) != 0 || l.waiting != 0 {
+		t.Fatalf("users left: %v, %d waiting", l.users, l.waiting)
+	}
+	unbounded := newUserLimiter(-1, 0, 0, 0)
 	for range 100 {
-		if tk, ok := unbounded.enter("a"); !ok || !isOpen(tk) {
+		if a, refused := unbounded.enter("a", 1<<30); refused != "" || !isOpen(a.ticket) {
 			t.Fatal("a negative bound refused or queued")
 		}
 	}
@@ -97,7 +134,8 @@ func TestConfigLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.PerUserInFlight != 8 || c.MaxReplyBytes != DefaultMaxReplyBytes || c.MaxInFlightBytes != DefaultMaxInFlightBytes ||
-		c.ReplayWindow != 30*time.Second || c.BusyRetryAfter != 500*time.Millisecond {
+		c.ReplayWindow != 10*time.Second || c.ReplayBytes != 16<<20 || c.BusyRetryAfter != 500*time.Millisecond ||
+		c.PerUserQueued != 16 || c.QueuedTotal != 32 || c.PerUserBytes != DefaultMaxInFlightBytes/4 {
 		t.Errorf("defaults: %+v", c)
 	}
 	c = Config{URL: "amqp://x", Concurrency: 4}
@@ -157,5 +195,38 @@ func TestEncodeReplyBounds(t *testing.T) {
 	body = s.encodeReply(context.Background(), &out)
 	if wire.CodeOf(out.err) != wire.CodeResultTooLarge || len(body) > cfg.MaxReplyBytes || !strings.Contains(string(body), "ResultTooLarge") {
 		t.Fatalf("a reply over MaxReplyBytes: %v %s", out.err, body)
+	}
+}
+
+// With the server's bytes exhausted, a read's reply is Busy (nothing was done), but a
+// write's reply is sent as it is: its work is done, and Busy would say it was not.
+func TestWriteRepliesAreNeverBusy(t *testing.T) {
+	cfg := Config{URL: "amqp://x"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	pool := budget.NewPool(64)
+	res, ok := pool.TryAcquire(64) // every byte held
+	if !ok {
+		t.Fatal("acquire the whole pool")
+	}
+	ctx := budget.NewContext(context.Background(), res)
+	for _, c := range []struct {
+		method   string
+		result   any
+		wantBusy bool
+	}{
+		{wire.MethodUpdateDevice, uuid.New().String(), false},
+		{wire.MethodUpdateWorkspace, nil, false},
+		{wire.MethodGetWorkspaces, []string{"x"}, true},
+		{wire.MethodGetChanges, []string{"x"}, true},
+	} {
+		out := &outcome{method: c.method, id: "1", result: c.result}
+		body := s.encodeReply(ctx, out)
+		busy := strings.Contains(string(body), `"Busy"`)
+		if busy != c.wantBusy {
+			t.Errorf("%s with no bytes left: %s (busy %v, want %v)", c.method, body, busy, c.wantBusy)
+		}
 	}
 }

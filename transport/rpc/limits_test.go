@@ -333,3 +333,59 @@ func TestPerUserQueueKeepsOrder(t *testing.T) {
 		t.Fatalf("commits handled in the order %v, want %v", order, corrs[:4])
 	}
 }
+
+// One user's bodies waiting in the server are bounded in bytes (PerUserBytes): beyond,
+// a request is answered Busy at once, and the consumer keeps taking others' requests.
+func TestPerUserBytesAreBounded(t *testing.T) {
+	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) {
+		c.PerUserInFlight, c.PerUserQueued, c.QueuedTotal = 2, 40, 40
+		c.PerUserBytes = wire.MaxBodySize
+		c.Prefetch = 64
+	})
+	flooder := dialRaw(t, e.url, e.user, "")
+	release := make(chan struct{})
+	e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
+		if c.Method == "Workspaces" && c.User == e.user {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	pad := strings.Repeat("p", 1<<20-200) // bodies of just under 1 MiB
+	sent := map[string]bool{}
+	for range 20 {
+		corr := uuid.NewString()
+		sent[corr] = true
+		flooder.send(request(wire.MethodGetWorkspaces, map[string]any{"requestId": "w", "userId": e.user.String(), "pad": pad}, false, corr), corr, nil)
+	}
+	// 16 fit in 16 MiB (two handled, the rest waiting); the last four are Busy at once.
+	for busy := 0; busy < 4; {
+		select {
+		case d := <-flooder.replies:
+			resp := decodeResponse(t, d)
+			if !sent[d.CorrelationId] || resp.Error == nil || resp.Error.Type != wire.CodeBusy {
+				t.Fatalf("reply %s while 16 MiB are held: %.200s", d.CorrelationId, d.Body)
+			}
+			delete(sent, d.CorrelationId)
+			busy++
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d Busy replies after 20s, want 4", busy)
+		}
+	}
+	other := uuid.New()
+	e.svc.AddUser(other, "bob", "bob@example.com")
+	rb := dialRaw(t, e.url, other, "")
+	rb.ok(wire.MethodGetWorkspaces, map[string]any{"requestId": "w", "userId": other.String()}, nil)
+	close(release)
+	for corr := range sent {
+		if resp := decodeResponse(t, flooder.await(corr)); resp.Error != nil {
+			t.Errorf("held request %s: %+v", corr, resp.Error)
+		}
+	}
+	if n := e.mets.count("busy/" + rpc.BusyInFlightBytes); n != 4 {
+		t.Errorf("busy/%s counted %d, want 4: %s", rpc.BusyInFlightBytes, n, e.mets)
+	}
+}

@@ -77,8 +77,8 @@ func NewServer(cfg Config, svc Service) (*Server, error) {
 		return nil, errors.New("rpc: a Service is required")
 	}
 	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "rpc"),
-		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight, cfg.PerUserQueued),
-		replays: newReplayGate(cfg.ReplayWindow)}, nil
+		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight, cfg.PerUserQueued, cfg.QueuedTotal, cfg.PerUserBytes),
+		replays: newReplayGate(cfg.ReplayWindow, cfg.ReplayBytes)}, nil
 }
 
 // Run serves until ctx ends or Close is called, reconnecting after a broker loss and
@@ -206,27 +206,30 @@ loop:
 				continue
 			}
 			// Counted against its user here, in delivery order, so that a user's requests
-			// are handled in the order they arrived.
-			user := s.userKey(&d)
-			ticket, ok := s.users.enter(user)
-			if !ok {
+			// are handled in the order they arrived; never waiting, so that the loop keeps
+			// taking (and, beyond the bounds, refusing) deliveries whatever one user does.
+			adm, refused := s.users.enter(s.userKey(&d), int64(len(d.Body)))
+			var res *budget.Reservation
+			if refused == "" {
+				var ok bool
+				if res, ok = s.bytes.TryAcquire(int64(len(d.Body))); !ok {
+					s.users.abandon(adm)
+					refused = BusyInFlightBytes
+				}
+			}
+			if refused != "" {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					s.refuseBusy(hctx, sess, d)
+					s.refuseBusy(hctx, sess, d, refused)
 				}()
 				continue
-			}
-			res, err := s.bytes.Acquire(ctx, int64(len(d.Body)))
-			if err != nil {
-				s.users.abandon(user, ticket)
-				break loop // ctx ended; d stays unacked and the broker redelivers it
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer res.Release()
-				s.serve(ctx, hctx, sess, d, res, sem, user, ticket)
+				s.serve(ctx, hctx, sess, d, res, sem, adm)
 			}()
 		}
 	}

@@ -207,9 +207,13 @@ func TestBadInputIsAnsweredAndAcked(t *testing.T) {
 	if n := len(e.svc.Calls()); n != before {
 		t.Errorf("malformed requests reached the service: %d calls", n-before)
 	}
-	if e.mets.count("invalid/InvalidRequest") == 0 || e.mets.count("unknown/InvalidRequest") != 1 {
-		t.Errorf("metrics: %v", e.mets)
-	}
+	// A request is counted after its reply is sent: poll.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if e.mets.count("invalid/InvalidRequest") == 0 || e.mets.count("unknown/InvalidRequest") != 1 {
+			return fmt.Errorf("metrics: %v", e.mets)
+		}
+		return nil
+	})
 
 	// The service's own checks.
 	r.fails(wire.MethodGetChanges, map[string]any{"requestId": "x", "userId": u, "workspaceId": uuid.NewString()}, wire.CodeWorkspaceNotFound)

@@ -135,7 +135,7 @@ func responseCases() map[string]responseCase {
 		"getChanges":       {result: wire.FromItems([]domain.ItemMetadata{gFolder(), gFile(), gDeleted()})},
 		"getChanges-empty": {result: wire.FromItems(nil)},
 		"getChangesSince": {result: wire.FromChangesPage(service.ChangesPage{
-			Items: []domain.ItemMetadata{gFile(), gDeleted()}, FromVersion: 12, ToVersion: 15, HasMore: true, WorkspaceVersion: 17})},
+			Items: []domain.ItemMetadata{gFolder(), gFile(), gDeleted()}, FromVersion: 12, ToVersion: 15, HasMore: true, WorkspaceVersion: 17})},
 		"getChangesSince-last-empty": {result: wire.FromChangesPage(service.ChangesPage{
 			Items: nil, FromVersion: 17, ToVersion: 17, HasMore: false, WorkspaceVersion: 17})},
 		"getItemVersions":      {result: wire.FromItems(gVersions())},
@@ -250,7 +250,8 @@ func eventCases() map[string]domain.Committed {
 func TestGoldenEvents(t *testing.T) {
 	cases := eventCases()
 	checkGoldenDir(t, "events", keys(cases), func(name string) []byte {
-		b, err := wire.EncodeNotifyCommit("ev-"+name, cases[name])
+		// The envelope id is the stored event's id, a UUID.
+		b, err := wire.EncodeNotifyCommit(uuid.NewSHA1(uuid.NameSpaceOID, []byte(name)).String(), cases[name])
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

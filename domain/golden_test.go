@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,11 +91,34 @@ func TestGoldenEvents(t *testing.T) {
 	}
 	types := EventTypes()
 	slices.Sort(types)
+	// The files on disk drive the test: each golden names a known type (a released type
+	// is never unregistered), and each known type has a golden.
+	files, err := filepath.Glob(filepath.Join("testdata", "events", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onDisk []string
+	for _, f := range files {
+		typ, ok := strings.CutSuffix(filepath.Base(f), ".json")
+		if !ok {
+			t.Errorf("%s: not a golden event file (want <type>.json)", f)
+			continue
+		}
+		onDisk = append(onDisk, typ)
+		if !slices.Contains(types, typ) {
+			t.Errorf("golden %s has no registered event type (known: %v)", f, types)
+		}
+	}
 	for _, typ := range types {
+		if !slices.Contains(onDisk, typ) {
+			t.Errorf("registered event type %s has no golden file %s", typ, goldenPath(typ))
+		}
+	}
+	for _, typ := range onDisk {
 		t.Run(typ, func(t *testing.T) {
 			golden, err := os.ReadFile(goldenPath(typ))
 			if err != nil {
-				t.Fatalf("no golden for released event type %s: %v", typ, err)
+				t.Fatal(err)
 			}
 			e, err := Decode(typ, golden)
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,12 +65,28 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) service(t *testing.T) *service.Service {
 	t.Helper()
+	return e.serviceOn(t, e.store)
+}
+
+// serviceOn makes a Service over store (the env's store, or a wrapper of it).
+func (e *env) serviceOn(t *testing.T, store eventstore.Store) *service.Service {
+	t.Helper()
 	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler)},
-		e.store, service.Projections{Q: e.q}, e.pool)
+		store, service.Projections{Q: e.q}, e.pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// streamVersion returns a stream's version in the store; an error fails the test.
+func (e *env) streamVersion(t *testing.T, stream string) uint64 {
+	t.Helper()
+	v, err := e.store.StreamVersion(context.Background(), stream)
+	if err != nil {
+		t.Fatalf("version of %s: %v", stream, err)
+	}
+	return v
 }
 
 // userWithDevice creates a user and registers a device; it waits until the account is
@@ -193,8 +210,7 @@ func TestRequestLevelRefusalsStoreNothing(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
 		}
 	}
-	after, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(aliceWS))
-	if after != before {
+	if after := e.streamVersion(t, domain.WorkspaceStream(aliceWS)); after != before {
 		t.Fatalf("refused commits appended %d events", after-before)
 	}
 	if _, err := s.Changes(ctx, bob, aliceWS); !errors.Is(err, service.ErrUnauthorized) {
@@ -208,13 +224,45 @@ func TestRequestLevelRefusalsStoreNothing(t *testing.T) {
 	}
 }
 
+// conflictCounter is a store that counts the appends refused on the expected version
+// (each one is a decide-append attempt the service had to retry), through Append and,
+// so that group commit stays on, AppendBatch.
+type conflictCounter struct {
+	eventstore.Store
+	conflicts atomic.Int64
+}
+
+func (c *conflictCounter) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, recs ...eventstore.Record) (eventstore.AppendResult, error) {
+	res, err := c.Store.Append(ctx, stream, expected, recs...)
+	if errors.Is(err, eventstore.ErrWrongVersion) {
+		c.conflicts.Add(1)
+	}
+	return res, err
+}
+
+func (c *conflictCounter) AppendBatch(ctx context.Context, appends []eventstore.StreamAppend) []eventstore.BatchResult {
+	res := c.Store.(eventstore.BatchAppender).AppendBatch(ctx, appends)
+	for _, r := range res {
+		if errors.Is(r.Err, eventstore.ErrWrongVersion) {
+			c.conflicts.Add(1)
+		}
+	}
+	return res
+}
+
 // DESIGN invariants 2 and 3 with several service instances (as several syncd processes):
 // workspace versions stay gap-free, and of racing commits of the same item version
-// exactly one wins while the others get wrongVersion with the winner's metadata.
+// exactly one wins while the others get wrongVersion with the winner's metadata. The
+// instances' caches are left at different versions before the race, so at least one
+// append is refused on its expected version and retried: the store counts it.
 func TestRacingInstances(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	instances := []*service.Service{e.service(t), e.service(t), e.service(t)}
+	if _, ok := e.store.(eventstore.BatchAppender); !ok {
+		t.Fatal("the PostgreSQL store no longer batches: conflictCounter must follow")
+	}
+	store := &conflictCounter{Store: e.store}
+	instances := []*service.Service{e.serviceOn(t, store), e.serviceOn(t, store), e.serviceOn(t, store)}
 	user, ws, dev := userWithDevice(t, e, instances[0], "carol")
 	res, err := instances[0].Commit(ctx, service.CommitRequest{RequestID: "base", UserID: user, WorkspaceID: ws, DeviceID: dev,
 		Items: []domain.ItemMetadata{file(-1, "shared.txt", nil, 5)}})
@@ -222,6 +270,19 @@ func TestRacingInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := *res.Event.Items[0].Metadata.ID
+	// Instances 1 and 2 each read the workspace and append to it: instance 0 now caches
+	// version 1 of a stream at version 3, instance 1 version 2.
+	for i, s := range instances[1:] {
+		warm, err := s.Commit(ctx, service.CommitRequest{RequestID: fmt.Sprintf("warm-%d", i), UserID: user, WorkspaceID: ws, DeviceID: dev,
+			Items: []domain.ItemMetadata{file(-1, fmt.Sprintf("other-%d.txt", i), nil, 1)}})
+		if err != nil || warm.Event.WorkspaceVersion != int64(i+2) {
+			t.Fatalf("warm-up commit %d: %+v, %v", i, warm.Event, err)
+		}
+	}
+	const before = 3 // workspace version before the race
+	if n := store.conflicts.Load(); n != 0 {
+		t.Fatalf("%d conflicts before the race", n)
+	}
 
 	const racers = 12
 	var wg sync.WaitGroup
@@ -251,6 +312,9 @@ func TestRacingInstances(t *testing.T) {
 			winner = o.Metadata
 		}
 	}
+	if n := store.conflicts.Load(); n == 0 {
+		t.Fatal("no append was refused on its expected version: the race never exercised the retry")
+	}
 	if winners != 1 {
 		t.Fatalf("%d racers won version 2", winners)
 	}
@@ -260,11 +324,12 @@ func TestRacingInstances(t *testing.T) {
 			t.Fatalf("loser %d got %+v, want wrongVersion with the winner's metadata %+v", i, o, winner)
 		}
 	}
-	for v := int64(2); v <= racers+1; v++ {
+	for v := int64(before + 1); v <= before+racers; v++ {
 		if !seen[v] {
 			t.Fatalf("workspace versions not gap-free: %d missing in %v", v, seen)
 		}
 	}
+	t.Logf("%d appends refused on the expected version and retried", store.conflicts.Load())
 }
 
 func TestQuotaExceeded(t *testing.T) {
@@ -471,11 +536,11 @@ func TestOversizeCommitIsInvalid(t *testing.T) {
 			items[i].Chunks[k] = fmt.Sprintf("chk-%0120d", i*100+k)
 		}
 	}
-	before, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws))
+	before := e.streamVersion(t, domain.WorkspaceStream(ws))
 	if _, err := s.Commit(ctx, service.CommitRequest{RequestID: "huge", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items}); !errors.Is(err, service.ErrInvalid) {
 		t.Fatalf("oversize commit: %v, want InvalidRequest", err)
 	}
-	if after, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws)); after != before {
+	if after := e.streamVersion(t, domain.WorkspaceStream(ws)); after != before {
 		t.Fatal("an oversize commit changed the workspace")
 	}
 }
@@ -505,13 +570,13 @@ func TestReusedRequestIDsAcrossDevicesAndMembers(t *testing.T) {
 	if err := s.AddMember(ctx, ws, member, ""); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws))
+	before := e.streamVersion(t, domain.WorkspaceStream(ws))
 	for _, u := range []uuid.UUID{user, member} {
 		if err := s.UpdateWorkspace(ctx, service.UpdateWorkspaceRequest{RequestID: "1", UserID: u, WorkspaceID: ws, Name: "mine"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if after, _ := e.store.StreamVersion(ctx, domain.WorkspaceStream(ws)); after != before+2 {
+	if after := e.streamVersion(t, domain.WorkspaceStream(ws)); after != before+2 {
 		t.Fatalf("two members' updateWorkspace with one requestId stored %d events, want 2", after-before)
 	}
 }

@@ -5,11 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,23 +66,19 @@ type proc struct {
 	exited chan struct{}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// reHTTPAddr finds the address syncd's HTTP server bound ("http listening", text or
+// JSON log).
+var reHTTPAddr = regexp.MustCompile(`"?msg"?[=:]"http listening".*"?addr"?[=:]"?([^"\s]+)`)
 
 // startSyncd starts a syncd process on the test's services and waits until it is ready.
 // It is stopped (SIGTERM, then SIGKILL) when the test ends; its log is shown if the test
 // failed.
 func startSyncd(t *testing.T, s services, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, http: freePort(t), exited: make(chan struct{})}
-	all := append([]string{"-pg", s.dsn, "-amqp", s.amqp, "-http", p.http, "-log-level", "debug", "-shutdown-grace", "5s"}, args...)
+	// Port 0: syncd binds a free port itself and logs it (a port picked here and
+	// released before syncd binds it could be taken meanwhile).
+	p := &proc{t: t, exited: make(chan struct{})}
+	all := append([]string{"-pg", s.dsn, "-amqp", s.amqp, "-http", "127.0.0.1:0", "-log-level", "debug", "-shutdown-grace", "5s"}, args...)
 	p.cmd = exec.Command(filepath.Join(binDir, "syncd"), all...)
 	p.cmd.Env = append(os.Environ(), "SYNC_PG_DSN=")
 	out, err := p.cmd.StderrPipe()
@@ -109,6 +105,13 @@ func startSyncd(t *testing.T, s services, args ...string) *proc {
 			return fmt.Errorf("syncd exited: %v", p.cmd.ProcessState)
 		default:
 		}
+		if p.http == "" {
+			addr, err := p.logged(reHTTPAddr)
+			if err != nil {
+				return err
+			}
+			p.http = addr
+		}
 		resp, err := http.Get("http://" + p.http + "/readyz")
 		if err != nil {
 			return err
@@ -130,6 +133,18 @@ func (p *proc) collect(r io.Reader) {
 		p.logs = append(p.logs, sc.Text())
 		p.mu.Unlock()
 	}
+}
+
+// logged returns the first submatch of re in syncd's log so far.
+func (p *proc) logged(re *regexp.Regexp) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.logs {
+		if m := re.FindStringSubmatch(l); m != nil {
+			return m[1], nil
+		}
+	}
+	return "", fmt.Errorf("syncd has not logged %v yet", re)
 }
 
 // waitLog returns nil once a log line contains s.

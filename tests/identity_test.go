@@ -114,11 +114,9 @@ func TestIdentityAndAccess(t *testing.T) {
 	if n := queueDepth(t, s, aQueue); n != 1 {
 		t.Fatalf("A's event queue holds %d messages, want only A's own commit", n)
 	}
-	select {
-	case m := <-devA.replies:
-		t.Fatalf("A's reply queue received %s", m.Body)
-	default:
-	}
+	// The server confirms a reply before it answers the request that caused it, so
+	// anything it sent to A's reply queue is queued ahead of a marker sent now.
+	nothingBefore(t, s, devA, "A's reply queue received")
 
 	// A request without user_id (RabbitMQ checks user_id only when it is set) is refused
 	// in broker mode and answered to nobody: its reply_to could name anyone's queue.
@@ -146,6 +144,41 @@ func TestTrustModeTakesIdentityFromBody(t *testing.T) {
 	mustJSON(t, b, &ws)
 	if len(ws) != 1 || ws[0].ID != a.workspace.String() || ws[0].IsShared {
 		t.Fatalf("workspaces %s", b)
+	}
+}
+
+// nothingBefore puts a marker in d's reply queue (through the server's own account: a
+// device may not publish to the default exchange) and requires it to be the next reply
+// d receives: a reply queued before it fails the test as what. A bounded wait for a
+// positive control, instead of a look at the channel that would miss a message still on
+// its way.
+func nothingBefore(t *testing.T, s services, d *rawDevice, what string) {
+	t.Helper()
+	conn, err := amqp.Dial(s.amqp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := "marker-" + uuid.NewString()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ch.PublishWithContext(ctx, "", d.replyQ, true, false, amqp.Publishing{CorrelationId: marker, Body: []byte(marker)}); err != nil {
+		t.Fatalf("publish marker: %v", err)
+	}
+	select {
+	case m, ok := <-d.replies:
+		if !ok {
+			t.Fatalf("%s: reply consumer closed before the marker arrived", what)
+		}
+		if m.CorrelationId != marker {
+			t.Fatalf("%s %s", what, m.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("marker not received within 10s (%s)", what)
 	}
 }
 

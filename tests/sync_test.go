@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -106,9 +107,18 @@ func TestSyncEndToEnd(t *testing.T) {
 	if r.Error != nil {
 		t.Fatalf("retried commit: %+v", r.Error)
 	}
+	var orig *wire.CommitNotification
+	for i := range results {
+		if results[i].RequestID == "a2-v3" {
+			orig = &results[i]
+		}
+	}
+	if orig == nil || (orig.WorkspaceVersion != 2 && orig.WorkspaceVersion != 3) {
+		t.Fatalf("a2-v3's first notification is missing or misnumbered: %+v", results)
+	}
 	again, _ := inB1.next(10 * time.Second)
-	if again.RequestID != "a2-v3" || again.WorkspaceVersion > 3 {
-		t.Fatalf("replay: %+v", again)
+	if !reflect.DeepEqual(again, *orig) {
+		t.Fatalf("replay differs from the first notification:\n%+v\n%+v", again, *orig)
 	}
 	if p := b1.changesSince(ws, 0); p.WorkspaceVersion != 3 {
 		t.Fatalf("a retried commit added an event: workspace at %d", p.WorkspaceVersion)

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -231,7 +232,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.httpAddr != "" {
 		hs := &http.Server{Addr: cfg.httpAddr, Handler: httpHandler(reg, ready), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
-			if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			l, err := net.Listen("tcp", cfg.httpAddr)
+			if err != nil {
+				return fmt.Errorf("http %s: %w", cfg.httpAddr, err)
+			}
+			// The bound address: with port 0 (tests) the only place it is told.
+			log.Info("http listening", "addr", l.Addr().String())
+			if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("http %s: %w", cfg.httpAddr, err)
 			}
 			return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -210,12 +211,61 @@ func TestGapCatchUpInvalidRequestResetsToZero(t *testing.T) {
 	}
 }
 
+// restartWaits records the waits the client's event consumer chooses before starting
+// over (the "after" of its "event consumer failed; restarting" log), and passes every
+// record on to next.
+type restartWaits struct {
+	next  slog.Handler
+	mu    *sync.Mutex
+	waits *[]time.Duration
+}
+
+func newRestartWaits(next slog.Handler) restartWaits {
+	return restartWaits{next: next, mu: &sync.Mutex{}, waits: new([]time.Duration)}
+}
+
+func (h restartWaits) Enabled(ctx context.Context, l slog.Level) bool { return true }
+
+func (h restartWaits) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "event consumer failed; restarting" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "after" && a.Value.Kind() == slog.KindDuration {
+				h.mu.Lock()
+				*h.waits = append(*h.waits, a.Value.Duration())
+				h.mu.Unlock()
+			}
+			return true
+		})
+	}
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h restartWaits) WithAttrs(as []slog.Attr) slog.Handler {
+	h.next = h.next.WithAttrs(as)
+	return h
+}
+
+func (h restartWaits) WithGroup(name string) slog.Handler {
+	h.next = h.next.WithGroup(name)
+	return h
+}
+
+func (h restartWaits) get() []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(*h.waits)
+}
+
 // TestGapCatchUpTransientFailureIsRetriedWithBackoff: while getChangesSince fails with
 // Internal, the gap's event stays unacked and is retried, with a growing wait between
 // attempts (not in a hot loop); once the service answers again it is delivered.
 func TestGapCatchUpTransientFailureIsRetriedWithBackoff(t *testing.T) {
 	e := newEnv(t)
-	c := e.dial() // MinBackoff 50ms, MaxBackoff 500ms
+	waits := newRestartWaits(rpctest.TestLogger(t).Handler())
+	c := e.dial(func(c *client.Config) { c.Logger = slog.New(waits) }) // MinBackoff 50ms, MaxBackoff 500ms
 	ctx := ctxT(t)
 	dev, err := c.UpdateDevice(ctx, nil)
 	if err != nil {
@@ -233,26 +283,27 @@ func TestGapCatchUpTransientFailureIsRetriedWithBackoff(t *testing.T) {
 	if err := rpctest.PublishNotification(ctx, e.url, v2); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if n := refuse.refused.Load(); n < 5 {
-			return fmt.Errorf("%d refusals: the event is not being retried", n)
+	const attempts = 6
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n, w := refuse.refused.Load(), len(waits.get()); n < attempts || w < attempts-1 {
+			return fmt.Errorf("%d refusals, %d restarts: the event is not being retried", n, w)
 		}
 		return nil
 	})
-	// Each attempt is one catch-up call; the waits between attempts are 50, 100, 200,
-	// 400… ms (the test's MinBackoff doubled), never a hot loop.
+	// Each attempt is one catch-up call, and the consumer's chosen wait before the next
+	// one doubles from MinBackoff up to MaxBackoff: 50, 100, 200, 400, 500ms.
+	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 500 * time.Millisecond}
+	if got := waits.get()[:len(want)]; !slices.Equal(got, want) {
+		t.Errorf("waits before restarting %v, want %v", got, want)
+	}
+	// And the consumer did wait: the next attempt comes after the chosen wait, never
+	// sooner (a lower bound only; the wait starts after the refusal, so it cannot fail
+	// on a slow machine).
 	at := refuse.times()
-	var gaps []time.Duration
-	for i := 1; i < len(at); i++ {
-		gaps = append(gaps, at[i].Sub(at[i-1]))
-	}
-	for _, g := range gaps {
-		if g < 40*time.Millisecond {
-			t.Errorf("retry after %v (gaps %v): no backoff", g, gaps)
+	for i, w := range want {
+		if gap := at[i+1].Sub(at[i]); gap < w {
+			t.Errorf("attempt %d came %v after attempt %d, before the chosen wait of %v: a hot loop", i+2, gap, i+1, w)
 		}
-	}
-	if gaps[3] < 2*gaps[0] {
-		t.Errorf("the wait between retries does not grow: %v", gaps)
 	}
 	if len(col.snapshot()) != 0 {
 		t.Fatalf("updates delivered while the catch-up fails: %+v", col.snapshot())

@@ -299,12 +299,10 @@ func TestIdentity(t *testing.T) {
 			}
 			return nil
 		})
+		// The refusals are counted after their replies (had there been any) were
+		// confirmed by the broker, so a marker sent now queues behind them.
 		for _, r := range []*raw{guest, asGuest} {
-			select {
-			case d := <-r.replies:
-				t.Fatalf("an unverified request was answered: %s", d.Body)
-			default:
-			}
+			nothingBefore(t, r.ch, r.replies, "", r.replyQ, "an unverified request was answered")
 		}
 
 		// A real user's verified user_id with another user's id in the body.
@@ -386,11 +384,7 @@ func TestCommitAsyncAndReplay(t *testing.T) {
 	})
 	// A sync round trip afterwards: the only reply that arrives is its own.
 	r.ok(wire.MethodGetWorkspaces, map[string]any{"requestId": "w", "userId": u}, nil)
-	select {
-	case d := <-r.replies:
-		t.Errorf("unexpected reply %s", d.Body)
-	default:
-	}
+	nothingBefore(t, r.ch, r.replies, "", r.replyQ, "unexpected reply")
 	if len(r.stash) != 0 {
 		t.Errorf("a successful async commit was answered: %v", r.stash)
 	}
@@ -435,10 +429,32 @@ func TestCommitAsyncAndReplay(t *testing.T) {
 	if n.RequestID != "c1" || n.WorkspaceVersion != 1 || len(n.Items) != 1 || *n.Items[0].Metadata.Filename != "a" {
 		t.Errorf("republished notification: %+v", n)
 	}
+	// The republish was confirmed before the reply: a second one would be queued ahead
+	// of a marker published now.
+	nothingBefore(t, spy, events, topology.EventExchange(e.ws), "", "a second event")
+}
+
+// nothingBefore publishes a marker to exchange/key (where from must receive it) and
+// requires it to be the next delivery of from: whatever was queued for from before the
+// marker fails the test as what. A bounded wait for a positive control, instead of a
+// look at the channel that would miss a message still on its way.
+func nothingBefore(t *testing.T, ch *amqp.Channel, from <-chan amqp.Delivery, exchange, key, what string) {
+	t.Helper()
+	marker := "marker-" + uuid.NewString()
+	if err := ch.PublishWithContext(context.Background(), exchange, key, false, false,
+		amqp.Publishing{CorrelationId: marker, Body: []byte(marker)}); err != nil {
+		t.Fatalf("publish marker: %v", err)
+	}
 	select {
-	case d := <-events:
-		t.Errorf("a second event: %s", d.Body)
-	default:
+	case d, ok := <-from:
+		if !ok {
+			t.Fatalf("%s: consumer closed before the marker arrived", what)
+		}
+		if d.CorrelationId != marker {
+			t.Fatalf("%s: %s", what, d.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("marker not received within 10s (%s)", what)
 	}
 }
 
@@ -521,37 +537,79 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConcurrencyIsBounded: with Concurrency 2, eight requests delivered at once run
+// two at a time. The handlers block until the test releases them one by one, so the
+// limit is reached for certain and never depends on timing.
 func TestConcurrencyIsBounded(t *testing.T) {
-	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) { c.Concurrency = 2 })
+	const limit, total = 2, 8
+	// Every request is delivered at once (Prefetch), and the handlers are held as long
+	// as the test needs (RequestTimeout).
+	e := newEnv(t, rpc.AuthTrust, func(c *rpc.Config) {
+		c.Concurrency, c.Prefetch, c.RequestTimeout = limit, total, time.Minute
+	})
 	r := dialRaw(t, e.url, e.user, "")
 	var mu sync.Mutex
-	running, peak := 0, 0
+	running, peak, entered := 0, 0, 0
+	release := make(chan struct{})
 	e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
 		mu.Lock()
 		running++
+		entered++
 		peak = max(peak, running)
 		mu.Unlock()
-		time.Sleep(50 * time.Millisecond) // hold the slot so that requests overlap
-		mu.Lock()
-		running--
-		mu.Unlock()
-		return nil
+		defer func() {
+			mu.Lock()
+			running--
+			mu.Unlock()
+		}()
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	})
+	state := func() (int, int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return running, peak, entered
+	}
 	var corrs []string
-	for i := 0; i < 8; i++ {
+	for range total {
 		corr := uuid.NewString()
 		corrs = append(corrs, corr)
 		r.send(request(wire.MethodGetWorkspaces, map[string]any{"requestId": corr, "userId": e.user.String()}, false, corr), corr, nil)
+	}
+	// Every request has reached the server (none is ready in the queue) and the limit
+	// is taken: the other six wait in the server, not in the broker.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		n, err := queueDepth(t, e.url, topology.RequestQueue)
+		if err != nil {
+			return err
+		}
+		if run, _, _ := state(); n != 0 || run != limit {
+			return fmt.Errorf("%d requests ready in the queue, %d handlers running", n, run)
+		}
+		return nil
+	})
+	// Each release ends one handler, which lets exactly one waiting request in.
+	for i := range total {
+		release <- struct{}{}
+		want := min(limit+i+1, total)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if _, _, in := state(); in != want {
+				return fmt.Errorf("%d handlers entered after %d releases, want %d", in, i+1, want)
+			}
+			return nil
+		})
 	}
 	for _, corr := range corrs {
 		if resp := decodeResponse(t, r.await(corr)); resp.Error != nil {
 			t.Errorf("request %s: %+v", corr, resp.Error)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if peak != 2 {
-		t.Errorf("peak concurrency %d, want 2", peak)
+	if _, p, in := state(); p != limit || in != total {
+		t.Errorf("peak concurrency %d (of %d handled), want %d", p, in, limit)
 	}
 }
 

@@ -101,8 +101,10 @@ type Config struct {
 	// PerUserQueued requests without being told Busy. A request beyond these bounds is
 	// answered Busy at once and nothing is done, so a flood is drained from the request
 	// queue quickly and the waiting requests never hold more than QueuedTotal of the
-	// Prefetch window (the rest stays open for the others). Defaults Prefetch/4 and
-	// Prefetch/2. Negative: none wait.
+	// Prefetch window (the rest stays open for the others; every user always has their
+	// PerUserInFlight places). Defaults QueuedTotal and Prefetch/2: a backlog of a
+	// device's requests that built up while no server ran is taken whole. Negative:
+	// none wait.
 	PerUserQueued int
 	QueuedTotal   int
 	// PerUserBytes bounds the request bodies one user has taken and not yet answered
@@ -194,11 +196,11 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("rpc: PerUserInFlight %d must be below Concurrency %d, so that one user leaves slots to the others",
 			c.PerUserInFlight, c.Concurrency)
 	}
-	if c.PerUserQueued == 0 {
-		c.PerUserQueued = c.Prefetch / 4
-	}
 	if c.QueuedTotal == 0 {
 		c.QueuedTotal = c.Prefetch / 2
+	}
+	if c.PerUserQueued == 0 {
+		c.PerUserQueued = c.QueuedTotal
 	}
 	c.PerUserQueued, c.QueuedTotal = max(c.PerUserQueued, 0), max(c.QueuedTotal, 0)
 	if c.PerUserBytes == 0 {

@@ -135,7 +135,7 @@ func TestConfigLimits(t *testing.T) {
 	}
 	if c.PerUserInFlight != 8 || c.MaxReplyBytes != DefaultMaxReplyBytes || c.MaxInFlightBytes != DefaultMaxInFlightBytes ||
 		c.ReplayWindow != 10*time.Second || c.ReplayBytes != 16<<20 || c.BusyRetryAfter != 500*time.Millisecond ||
-		c.PerUserQueued != 16 || c.QueuedTotal != 32 || c.PerUserBytes != DefaultMaxInFlightBytes/4 {
+		c.PerUserQueued != 32 || c.QueuedTotal != 32 || c.PerUserBytes != DefaultMaxInFlightBytes/4 {
 		t.Errorf("defaults: %+v", c)
 	}
 	c = Config{URL: "amqp://x", Concurrency: 4}

@@ -138,8 +138,8 @@ func TestNackKeepsProgress(t *testing.T) {
 	}
 }
 
-// A message the broker refuses every time is set aside after MaxAttempts: recorded
-// with its error, counted, and the events after it are published.
+// A message the broker refuses every time is set aside after MaxAttempts spanning
+// PoisonAfter: recorded with its error, counted, and the events after it are published.
 func TestRefusedMessageSetAside(t *testing.T) {
 	e := newEnv(t)
 	wsA, wsX := uuid.New(), uuid.New()
@@ -151,6 +151,7 @@ func TestRefusedMessageSetAside(t *testing.T) {
 	a3, _ := commit(t, e.store, wsA, 3)
 	cfg := fastConfig(t, e)
 	cfg.MaxAttempts = 3
+	cfg.PoisonAfter = time.Millisecond
 	n, err := New(cfg, e.store)
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +173,53 @@ func TestRefusedMessageSetAside(t *testing.T) {
 	}
 	if err := n.Healthy(); err != nil {
 		t.Fatalf("Healthy() = %v after setting the event aside", err)
+	}
+}
+
+// Nacks that last less than PoisonAfter never set the message aside, however many:
+// the notifier keeps retrying it with back-off, and publishes it once the broker takes
+// it again (a nack is usually the broker's condition, not the message's fault).
+func TestNackWithinPoisonAfterNotSetAside(t *testing.T) {
+	e := newEnv(t)
+	wsA, wsX := uuid.New(), uuid.New()
+	la, lx := listen(t, e.amqp, wsA), listen(t, e.amqp, wsX)
+	remove := refuse(t, e.amqp, wsX)
+	commit(t, e.store, wsA, 1)
+	x, _ := commit(t, e.store, wsX, 1)
+	a2, _ := commit(t, e.store, wsA, 2)
+	cfg := fastConfig(t, e)
+	cfg.MaxAttempts = 2
+	cfg.PoisonAfter = time.Hour
+	n, err := New(cfg, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n.Run)
+	xPos := positionOf(t, e.store, x.ID)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := n.Status(); st.Failures < 4*uint64(cfg.MaxAttempts) {
+			return fmt.Errorf("status %+v, want at least %d refusals", st, 4*cfg.MaxAttempts)
+		}
+		return nil
+	})
+	if st := n.Status(); st.Skipped != 0 || !st.Position.Less(xPos) {
+		t.Fatalf("status %+v after nacks within PoisonAfter: want nothing set aside and the checkpoint before %v", st, xPos)
+	}
+	remove()
+	waitVersions(t, lx, 1, 20*time.Second)
+	waitVersions(t, la, 2, 20*time.Second)
+	lastPos := positionOf(t, e.store, a2.ID)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := n.Status(); st.Position != lastPos {
+			return fmt.Errorf("status %+v, want position %v", st, lastPos)
+		}
+		return nil
+	})
+	if st := n.Status(); st.Skipped != 0 {
+		t.Fatalf("status %+v: nothing should be set aside", st)
+	}
+	if got := setAsideOf(t, e.dsn, "notifier"); len(got) != 0 {
+		t.Fatalf("set aside %+v, want none", got)
 	}
 }
 

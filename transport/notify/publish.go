@@ -215,7 +215,10 @@ func (p *publisher) await(ctx context.Context, w inflight, alone bool) error {
 		}
 		return nil
 	case !p.ch.IsClosed():
-		return poison(fmt.Errorf("event %s: the broker nacked it: %w", w.rec.ID, errNotConfirmed))
+		// A nack is as often the broker's condition (a quorum queue without a leader, a
+		// full disk) as the message's fault: it sets the event aside only once the
+		// nacks have lasted PoisonAfter.
+		return poisonAfter(fmt.Errorf("event %s: the broker nacked it: %w", w.rec.ID, errNotConfirmed), p.cfg.PoisonAfter)
 	}
 	var reason *amqp.Error
 	select {

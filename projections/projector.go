@@ -127,36 +127,21 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 // follow migrates the model's tables, then applies the global order from the stored
-// checkpoint: catching up, then following live, until ctx ends or a batch fails. When
-// the stored checkpoint moved under it (a rebuild swapped fresh tables in), it resumes
-// from the stored one.
+// checkpoint: catching up, then following live, until ctx ends (the role is lost, or
+// shutdown). When the stored checkpoint moved under it (a rebuild swapped fresh tables
+// in), it resumes from the stored one. A failure is retried after LeaderRetry while
+// this process keeps the role, so that Healthy reports a projector whose batches keep
+// failing (the failures' time adds up) and a standby is never reported for its own
+// earlier failures: its health starts afresh with each term.
 func (p *Projector) follow(ctx context.Context) error {
 	if err := migrateSchema(ctx, p.cfg.Pool, p.model, p.model.Schema()); err != nil {
 		return err
 	}
+	p.health.reset()
 	p.active.Store(true)
 	defer p.active.Store(false)
 	for {
-		cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
-		if err != nil {
-			return err
-		}
-		p.setCheckpoint(cp)
-		pos := cp.Position
-		p.log.Info("following the global order", "from", pos.String())
-		err = p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
-			for len(batch) > 0 {
-				n := len(eventstore.TrimToBytes(batch[:min(len(batch), p.cfg.BatchSize)], p.cfg.BatchBytes))
-				next, err := p.applyBatch(ctx, pos, batch[:n])
-				if err != nil {
-					return err
-				}
-				pos = next
-				batch = batch[n:]
-			}
-			p.health.progressed()
-			return nil
-		})
+		err := p.followOnce(ctx)
 		if errors.Is(err, errCheckpointMoved) && ctx.Err() == nil {
 			p.log.Warn("checkpoint moved by another writer; resuming from it", "err", err)
 			continue
@@ -166,8 +151,41 @@ func (p *Projector) follow(ctx context.Context) error {
 		}
 		err = fmt.Errorf("projector %s: %w", p.model.name, err)
 		p.health.failed(err)
+		if errors.Is(err, eventstore.ErrClosed) {
+			return err
+		}
+		p.log.Warn("following failed; retrying", "err", err, "in", p.cfg.LeaderRetry)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(p.cfg.LeaderRetry):
+		}
+	}
+}
+
+// followOnce reads the stored checkpoint and follows the global order from it until
+// ctx ends or a batch fails.
+func (p *Projector) followOnce(ctx context.Context) error {
+	cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
+	if err != nil {
 		return err
 	}
+	p.setCheckpoint(cp)
+	pos := cp.Position
+	p.log.Info("following the global order", "from", pos.String())
+	return p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
+		for len(batch) > 0 {
+			n := len(eventstore.TrimToBytes(batch[:min(len(batch), p.cfg.BatchSize)], p.cfg.BatchBytes))
+			next, err := p.applyBatch(ctx, pos, batch[:n])
+			if err != nil {
+				return err
+			}
+			pos = next
+			batch = batch[n:]
+		}
+		p.health.progressed()
+		return nil
+	})
 }
 
 // applyBatch applies evs after expected and returns the new position: in one
@@ -187,7 +205,9 @@ func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position
 		}
 	})
 	if err != nil {
-		p.health.failed(err)
+		if ctx.Err() == nil { // not a failure of the model: the role was lost, or shutdown
+			p.health.failed(err)
+		}
 		return expected, err
 	}
 	return cp.Position, nil

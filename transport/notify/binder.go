@@ -154,8 +154,8 @@ func (b *Binder) Run(ctx context.Context) error {
 			}); err != nil {
 				return err
 			}
-			b.f.update(func(s *Status) { s.Leader = true })
-			defer b.f.update(func(s *Status) { s.Leader = false })
+			b.f.lead(true)
+			defer b.f.lead(false)
 			bc := broker.Config{URL: b.cfg.AMQPURL, Name: "syncd-" + b.cfg.Name, MinBackoff: b.cfg.RetryMin, MaxBackoff: b.cfg.RetryMax, Logger: b.log}
 			return broker.Run(ctx, bc, b.session)
 		})

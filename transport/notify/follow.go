@@ -232,6 +232,19 @@ func (f *follower) healthy(what string) error {
 		what, f.name, stalled.Round(time.Second), f.status.Position, why)
 }
 
+// lead records whether this instance holds the role. A new term starts the follower's
+// health afresh: what an earlier term saw pending, its failures and its last progress
+// belong to a checkpoint another instance may have moved since, and must not make a
+// new leader (or a standby) unhealthy.
+func (f *follower) lead(leader bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.Leader = leader
+	f.status.HeldByHorizon = false
+	f.oldest, f.lastErr = time.Time{}, nil
+	f.progress = time.Now()
+}
+
 func (f *follower) snapshot() Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -206,8 +206,8 @@ func (n *Notifier) Run(ctx context.Context) error {
 			if err := Migrate(ctx, pool); err != nil {
 				return err
 			}
-			n.f.update(func(s *Status) { s.Leader = true })
-			defer n.f.update(func(s *Status) { s.Leader = false })
+			n.f.lead(true)
+			defer n.f.lead(false)
 			bc := broker.Config{URL: n.cfg.AMQPURL, Name: "syncd-" + n.cfg.Name, MinBackoff: n.cfg.RetryMin, MaxBackoff: n.cfg.RetryMax, Logger: n.log}
 			return broker.Run(ctx, bc, n.session)
 		})
@@ -259,7 +259,7 @@ func (n *Notifier) waitForTopology(ctx context.Context, conn *amqp.Connection) e
 	for first := true; ; first = false {
 		ok, err := topology.MarkerExists(conn)
 		if err != nil {
-			if conn.IsClosed() {
+			if conn.IsClosed() || ctx.Err() != nil {
 				return fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 			}
 			n.f.failed(err)

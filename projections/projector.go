@@ -42,7 +42,8 @@ type Config struct {
 	// pending (a batch failing again and again, or one applying for that long) before
 	// Healthy reports it. Default 30s.
 	StallAfter time.Duration
-	// LagScanLimit bounds how many events Lag reads to count the backlog. Default 10,000.
+	// LagScanLimit bounds how many events Lag counts in the backlog (without reading
+	// their data where the store can: eventstore.LagReader). Default 10,000.
 	LagScanLimit int
 	// LeaderRetry is how often a standby tries to become the active projector. Default 1s.
 	LeaderRetry time.Duration
@@ -276,19 +277,23 @@ func (p *Projector) Lag(ctx context.Context) (Lag, error) {
 	return lagAfter(ctx, p.cfg.Source, cp.Position, p.cfg.LagScanLimit, time.Now())
 }
 
+// lagAfter counts the events after pos (up to limit, then Capped) and the age of the
+// first, without reading their data where the store can count (eventstore.LagReader,
+// the PostgreSQL store: a key-only query), and otherwise in pages bounded in bytes: it
+// runs on every /metrics scrape and `syncctl projections status`.
 func lagAfter(ctx context.Context, src Source, pos eventstore.Position, limit int, now time.Time) (Lag, error) {
-	evs, err := src.ReadAll(ctx, pos, limit+1)
+	n, oldest, err := eventstore.CountAfter(ctx, src, pos, limit+1)
 	if err != nil {
 		return Lag{}, fmt.Errorf("measure lag after %s: %w", pos, err)
 	}
 	var l Lag
-	if len(evs) > limit {
+	if n > limit {
 		l.Events, l.Capped = limit, true
 	} else {
-		l.Events = len(evs)
+		l.Events = n
 	}
-	if len(evs) > 0 {
-		l.Behind = max(now.Sub(evs[0].RecordedAt), 0)
+	if n > 0 {
+		l.Behind = max(now.Sub(oldest), 0)
 	}
 	return l, nil
 }

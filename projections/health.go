@@ -14,6 +14,13 @@ type health struct {
 	lastErr    error
 }
 
+// reset forgets every earlier failure and batch: a new term as the active projector.
+func (h *health) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stuckSince, h.busySince, h.lastErr = time.Time{}, time.Time{}, nil
+}
+
 func (h *health) started() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -47,13 +54,17 @@ func (h *health) failed(err error) {
 	h.lastErr = err
 }
 
-// Healthy returns nil while the projector makes progress, and an error naming the
-// model, its checkpoint and the last error once it has made none for longer than
+// Healthy returns nil while the projector makes progress, or is not the active one (a
+// standby, whatever happened in an earlier term), and an error naming the model, its
+// checkpoint and the last error once it has made none for longer than
 // Config.StallAfter while events are pending: its batches keep failing (a transient
 // failure that does not pass: the database refuses the writes) or one batch has been
 // applying for that long. Set-aside events do not count: they are isolated, and listed
 // by SetAsideOf. syncd's /readyz reports it.
 func (p *Projector) Healthy() error {
+	if !p.active.Load() {
+		return nil
+	}
 	p.health.mu.Lock()
 	stuck, busy, last := p.health.stuckSince, p.health.busySince, p.health.lastErr
 	p.health.mu.Unlock()

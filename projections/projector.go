@@ -42,7 +42,8 @@ type Config struct {
 	// pending (a batch failing again and again, or one applying for that long) before
 	// Healthy reports it. Default 30s.
 	StallAfter time.Duration
-	// LagScanLimit bounds how many events Lag reads to count the backlog. Default 10,000.
+	// LagScanLimit bounds how many events Lag counts in the backlog (without reading
+	// their data where the store can: eventstore.LagReader). Default 10,000.
 	LagScanLimit int
 	// LeaderRetry is how often a standby tries to become the active projector. Default 1s.
 	LeaderRetry time.Duration
@@ -127,36 +128,21 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 // follow migrates the model's tables, then applies the global order from the stored
-// checkpoint: catching up, then following live, until ctx ends or a batch fails. When
-// the stored checkpoint moved under it (a rebuild swapped fresh tables in), it resumes
-// from the stored one.
+// checkpoint: catching up, then following live, until ctx ends (the role is lost, or
+// shutdown). When the stored checkpoint moved under it (a rebuild swapped fresh tables
+// in), it resumes from the stored one. A failure is retried after LeaderRetry while
+// this process keeps the role, so that Healthy reports a projector whose batches keep
+// failing (the failures' time adds up) and a standby is never reported for its own
+// earlier failures: its health starts afresh with each term.
 func (p *Projector) follow(ctx context.Context) error {
 	if err := migrateSchema(ctx, p.cfg.Pool, p.model, p.model.Schema()); err != nil {
 		return err
 	}
+	p.health.reset()
 	p.active.Store(true)
 	defer p.active.Store(false)
 	for {
-		cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
-		if err != nil {
-			return err
-		}
-		p.setCheckpoint(cp)
-		pos := cp.Position
-		p.log.Info("following the global order", "from", pos.String())
-		err = p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
-			for len(batch) > 0 {
-				n := len(eventstore.TrimToBytes(batch[:min(len(batch), p.cfg.BatchSize)], p.cfg.BatchBytes))
-				next, err := p.applyBatch(ctx, pos, batch[:n])
-				if err != nil {
-					return err
-				}
-				pos = next
-				batch = batch[n:]
-			}
-			p.health.progressed()
-			return nil
-		})
+		err := p.followOnce(ctx)
 		if errors.Is(err, errCheckpointMoved) && ctx.Err() == nil {
 			p.log.Warn("checkpoint moved by another writer; resuming from it", "err", err)
 			continue
@@ -166,8 +152,41 @@ func (p *Projector) follow(ctx context.Context) error {
 		}
 		err = fmt.Errorf("projector %s: %w", p.model.name, err)
 		p.health.failed(err)
+		if errors.Is(err, eventstore.ErrClosed) {
+			return err
+		}
+		p.log.Warn("following failed; retrying", "err", err, "in", p.cfg.LeaderRetry)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(p.cfg.LeaderRetry):
+		}
+	}
+}
+
+// followOnce reads the stored checkpoint and follows the global order from it until
+// ctx ends or a batch fails.
+func (p *Projector) followOnce(ctx context.Context) error {
+	cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
+	if err != nil {
 		return err
 	}
+	p.setCheckpoint(cp)
+	pos := cp.Position
+	p.log.Info("following the global order", "from", pos.String())
+	return p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
+		for len(batch) > 0 {
+			n := len(eventstore.TrimToBytes(batch[:min(len(batch), p.cfg.BatchSize)], p.cfg.BatchBytes))
+			next, err := p.applyBatch(ctx, pos, batch[:n])
+			if err != nil {
+				return err
+			}
+			pos = next
+			batch = batch[n:]
+		}
+		p.health.progressed()
+		return nil
+	})
 }
 
 // applyBatch applies evs after expected and returns the new position: in one
@@ -187,7 +206,9 @@ func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position
 		}
 	})
 	if err != nil {
-		p.health.failed(err)
+		if ctx.Err() == nil { // not a failure of the model: the role was lost, or shutdown
+			p.health.failed(err)
+		}
 		return expected, err
 	}
 	return cp.Position, nil
@@ -256,19 +277,23 @@ func (p *Projector) Lag(ctx context.Context) (Lag, error) {
 	return lagAfter(ctx, p.cfg.Source, cp.Position, p.cfg.LagScanLimit, time.Now())
 }
 
+// lagAfter counts the events after pos (up to limit, then Capped) and the age of the
+// first, without reading their data where the store can count (eventstore.LagReader,
+// the PostgreSQL store: a key-only query), and otherwise in pages bounded in bytes: it
+// runs on every /metrics scrape and `syncctl projections status`.
 func lagAfter(ctx context.Context, src Source, pos eventstore.Position, limit int, now time.Time) (Lag, error) {
-	evs, err := src.ReadAll(ctx, pos, limit+1)
+	n, oldest, err := eventstore.CountAfter(ctx, src, pos, limit+1)
 	if err != nil {
 		return Lag{}, fmt.Errorf("measure lag after %s: %w", pos, err)
 	}
 	var l Lag
-	if len(evs) > limit {
+	if n > limit {
 		l.Events, l.Capped = limit, true
 	} else {
-		l.Events = len(evs)
+		l.Events = n
 	}
-	if len(evs) > 0 {
-		l.Behind = max(now.Sub(evs[0].RecordedAt), 0)
+	if n > 0 {
+		l.Behind = max(now.Sub(oldest), 0)
 	}
 	return l, nil
 }

@@ -41,7 +41,8 @@ const visibleTimeout = 20 * time.Second
 
 // Run runs the conformance suite. newStore must return a fresh, empty store for each
 // subtest; Run closes it when the subtest ends. Tests of the optional interfaces
-// (Holder, eventstore.BatchAppender, eventstore.BoundedReader) skip for stores that do not implement them.
+// (Holder, eventstore.BatchAppender, eventstore.BoundedReader) skip for stores that do not implement them;
+// CountAfter runs for every store (eventstore.LagReader, or the bounded-read fallback).
 func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 	tests := []struct {
 		name string
@@ -58,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"ReadAllOrderAndPaging", testReadAllOrderAndPaging},
 		{"ReadStreamBounded", testReadStreamBounded},
 		{"ReadAllBounded", testReadAllBounded},
+		{"CountAfter", testCountAfter},
 		{"ReadAllNeverSkipsHeldTransaction", testReadAllHeldTransaction},
 		{"ReadAllNeverSkipsUnderConcurrency", testReadAllConcurrentWriters},
 		{"GlobalOrderKeepsStreamOrder", testGlobalOrderKeepsStreamOrder},

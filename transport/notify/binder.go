@@ -154,8 +154,8 @@ func (b *Binder) Run(ctx context.Context) error {
 			}); err != nil {
 				return err
 			}
-			b.f.update(func(s *Status) { s.Leader = true })
-			defer b.f.update(func(s *Status) { s.Leader = false })
+			b.f.lead(true)
+			defer b.f.lead(false)
 			bc := broker.Config{URL: b.cfg.AMQPURL, Name: "syncd-" + b.cfg.Name, MinBackoff: b.cfg.RetryMin, MaxBackoff: b.cfg.RetryMax, Logger: b.log}
 			return broker.Run(ctx, bc, b.session)
 		})
@@ -658,17 +658,23 @@ func membershipOf(rec eventstore.RecordedEvent) (membership, bool, error) {
 	return m, true, nil
 }
 
-// streamPage is the page size of stream reads.
-const streamPage = 1000
+// streamPage and streamPageBytes bound one page of a stream read: in events, and in
+// event data (a commit event may hold up to eventstore.MaxRecordSize).
+const (
+	streamPage      = 1000
+	streamPageBytes = 16 << 20
+)
 
 // stillMember reports whether the membership m added is still in force at the end of the
 // workspace stream: no later event of the stream removed the user (or removed and
-// re-added them, which counts as in force).
+// re-added them, which counts as in force). It reads the rest of the stream in pages
+// bounded in bytes (the store contract has no read by event type), so memory stays
+// within streamPageBytes plus one event whatever the commits after m hold.
 func stillMember(ctx context.Context, s eventstore.Store, m membership) (bool, error) {
 	stream := domain.WorkspaceStream(m.workspace)
 	member := true
 	for from := m.streamVersion + 1; ; {
-		evs, err := s.ReadStream(ctx, stream, from, streamPage)
+		evs, err := eventstore.ReadStreamBounded(ctx, s, stream, from, streamPage, streamPageBytes)
 		if err != nil {
 			return false, fmt.Errorf("read %s from %d: %w", stream, from, err)
 		}
@@ -682,7 +688,7 @@ func stillMember(ctx context.Context, s eventstore.Store, m membership) (bool, e
 			}
 			member = later.member
 		}
-		if len(evs) < streamPage {
+		if !eventstore.MayHaveMore(evs, streamPage, streamPageBytes) {
 			return member, nil
 		}
 		from = evs[len(evs)-1].StreamVersion + 1

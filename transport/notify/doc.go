@@ -28,7 +28,8 @@
 // broker (bindings) absorb as duplicates.
 //
 // An event either follower can never handle (undecodable, refused by the broker
-// MaxAttempts times, larger than the broker accepts) is set aside: recorded in
+// MaxAttempts times, nacked that often over at least Config.PoisonAfter, larger than
+// the broker accepts) is set aside: recorded in
 // notify_set_aside (ListSetAside), logged and counted, and passed over, so that one
 // event never stops every workspace. Lost connections and database failures are retried
 // without limit and never set aside. Healthy reports a follower stuck past a bound.

@@ -180,8 +180,16 @@ type follower struct {
 
 // attempt counts the poison failures of one event.
 type attempt struct {
-	n   int
-	err error
+	n     int
+	err   error
+	first time.Time     // of the first failure
+	span  time.Duration // the failures must span this long before the event is set aside
+}
+
+// exhausted reports whether the event has failed often enough, and over a long enough
+// time, to be set aside.
+func (a *attempt) exhausted(maxAttempts int, now time.Time) bool {
+	return a.n >= maxAttempts && now.Sub(a.first) >= a.span
 }
 
 // readAllBounded reads at most limit events after from, holding at most maxBytes of
@@ -222,6 +230,19 @@ func (f *follower) healthy(what string) error {
 	}
 	return fmt.Errorf("%s %s: no progress for %s at checkpoint %s with events pending: %s",
 		what, f.name, stalled.Round(time.Second), f.status.Position, why)
+}
+
+// lead records whether this instance holds the role. A new term starts the follower's
+// health afresh: what an earlier term saw pending, its failures and its last progress
+// belong to a checkpoint another instance may have moved since, and must not make a
+// new leader (or a standby) unhealthy.
+func (f *follower) lead(leader bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.Leader = leader
+	f.status.HeldByHorizon = false
+	f.oldest, f.lastErr = time.Time{}, nil
+	f.progress = time.Now()
 }
 
 func (f *follower) snapshot() Status {
@@ -332,7 +353,8 @@ func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eve
 // saving the checkpoint past what handle finished (with what it returned to persist),
 // until ctx ends or handle fails. After a failure of handle, the event it stopped at
 // counts an attempt if the failure was its own (poison); once it has maxAttempts of
-// them, the next run sets it aside instead of handing it to handle again.
+// them (spanning the time the poison error asks for, see poisonAfter), the next run
+// sets it aside instead of handing it to handle again.
 func (f *follower) run(ctx context.Context, handle handler) error {
 	var pos eventstore.Position
 	if err := f.retry(ctx, "load checkpoint", func(ctx context.Context) error {
@@ -367,7 +389,7 @@ func (f *follower) run(ctx context.Context, handle handler) error {
 			continue
 		}
 		wait = f.pollMin
-		if a := f.attempts[evs[0].ID]; a != nil && a.n >= f.maxAttempts {
+		if a := f.attempts[evs[0].ID]; a != nil && a.exhausted(f.maxAttempts, time.Now()) {
 			f.setAside(evs[0], a.err, a.n)
 			if pos, err = f.advance(ctx, evs[:1], nil, more); err != nil {
 				return err
@@ -396,13 +418,14 @@ func (f *follower) countAttempt(rec eventstore.RecordedEvent, err error) {
 	}
 	a := f.attempts[rec.ID]
 	if a == nil {
-		a = &attempt{}
+		a = &attempt{first: time.Now()}
 		f.attempts[rec.ID] = a
 	}
 	a.n++
 	a.err = err
+	a.span = poisonSpan(err) // the latest failure says how sure it is
 	f.log.Warn("event failed for a reason of its own", "event", rec.ID, "stream", rec.Stream, "position", rec.Position,
-		"attempt", a.n, "of", f.maxAttempts, "err", err)
+		"attempt", a.n, "of", f.maxAttempts, "failing_for", time.Since(a.first).Round(time.Millisecond), "set_aside_after", a.span, "err", err)
 }
 
 // advance saves the checkpoint at the last of handled (recording the events set aside

@@ -51,6 +51,38 @@ func refuse(t *testing.T, amqpURL string, ws uuid.UUID) (remove func()) {
 	}
 }
 
+// refuseLarger binds to the exchange of ws a queue that nacks every message whose body
+// is over maxBytes (x-max-length-bytes, x-overflow reject-publish; nothing consumes it,
+// and it holds at most one small message at a time here). The returned func deletes it.
+func refuseLarger(t *testing.T, amqpURL string, ws uuid.UUID, maxBytes int) (remove func()) {
+	t.Helper()
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.DeclareEventExchange(ch, ws); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("refuse-large-"+ws.String(), false, false, false, false,
+		amqp.Table{"x-max-length-bytes": int32(maxBytes), "x-overflow": "reject-publish"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "", topology.EventExchange(ws), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := ch.QueueDelete(q.Name, false, false, false); err != nil {
+			t.Fatalf("delete %s: %v", q.Name, err)
+		}
+	}
+}
+
 // deliveries counts the messages of l per event id (MessageId).
 func (l *listener) deliveries() map[string]int {
 	out := map[string]int{}
@@ -138,8 +170,8 @@ func TestNackKeepsProgress(t *testing.T) {
 	}
 }
 
-// A message the broker refuses every time is set aside after MaxAttempts: recorded
-// with its error, counted, and the events after it are published.
+// A message the broker refuses every time is set aside after MaxAttempts spanning
+// PoisonAfter: recorded with its error, counted, and the events after it are published.
 func TestRefusedMessageSetAside(t *testing.T) {
 	e := newEnv(t)
 	wsA, wsX := uuid.New(), uuid.New()
@@ -151,6 +183,7 @@ func TestRefusedMessageSetAside(t *testing.T) {
 	a3, _ := commit(t, e.store, wsA, 3)
 	cfg := fastConfig(t, e)
 	cfg.MaxAttempts = 3
+	cfg.PoisonAfter = time.Millisecond
 	n, err := New(cfg, e.store)
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +206,107 @@ func TestRefusedMessageSetAside(t *testing.T) {
 	if err := n.Healthy(); err != nil {
 		t.Fatalf("Healthy() = %v after setting the event aside", err)
 	}
+}
+
+// Nacks that last less than PoisonAfter never set the message aside, however many:
+// the notifier keeps retrying it with back-off, and publishes it once the broker takes
+// it again (a nack is usually the broker's condition, not the message's fault).
+func TestNackWithinPoisonAfterNotSetAside(t *testing.T) {
+	e := newEnv(t)
+	wsA, wsX := uuid.New(), uuid.New()
+	la, lx := listen(t, e.amqp, wsA), listen(t, e.amqp, wsX)
+	remove := refuse(t, e.amqp, wsX)
+	commit(t, e.store, wsA, 1)
+	x, _ := commit(t, e.store, wsX, 1)
+	a2, _ := commit(t, e.store, wsA, 2)
+	cfg := fastConfig(t, e)
+	cfg.MaxAttempts = 2
+	cfg.PoisonAfter = time.Hour
+	n, err := New(cfg, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n.Run)
+	xPos := positionOf(t, e.store, x.ID)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := n.Status(); st.Failures < 4*uint64(cfg.MaxAttempts) {
+			return fmt.Errorf("status %+v, want at least %d refusals", st, 4*cfg.MaxAttempts)
+		}
+		return nil
+	})
+	if st := n.Status(); st.Skipped != 0 || !st.Position.Less(xPos) {
+		t.Fatalf("status %+v after nacks within PoisonAfter: want nothing set aside and the checkpoint before %v", st, xPos)
+	}
+	remove()
+	waitVersions(t, lx, 1, 20*time.Second)
+	waitVersions(t, la, 2, 20*time.Second)
+	lastPos := positionOf(t, e.store, a2.ID)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := n.Status(); st.Position != lastPos {
+			return fmt.Errorf("status %+v, want position %v", st, lastPos)
+		}
+		return nil
+	})
+	if st := n.Status(); st.Skipped != 0 {
+		t.Fatalf("status %+v: nothing should be set aside", st)
+	}
+	if got := setAsideOf(t, e.dsn, "notifier"); len(got) != 0 {
+		t.Fatalf("set aside %+v, want none", got)
+	}
+}
+
+// When the broker nacks a workspace's message and confirms a later one of the same
+// workspace in the same window, the later one is not remembered as done: it is
+// published again after the nacked one, so the workspace's notifications end in
+// workspaceVersion order (the last arrival of each is in order).
+func TestNackedMessageRepublishesLaterOfItsWorkspace(t *testing.T) {
+	e := newEnv(t)
+	ws := uuid.New()
+	l := listen(t, e.amqp, ws)
+	remove := refuseLarger(t, e.amqp, ws, 3000)
+	id := domain.ItemID(1)
+	big := domain.Committed{WorkspaceID: ws, WorkspaceVersion: 1, RequestID: "big", UserID: uuid.New(), DeviceID: uuid.New(),
+		CommittedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		Items: []domain.ItemOutcome{{CommittedVersion: 1, Succeeded: true, Stored: true,
+			Metadata: &domain.ItemMetadata{ID: &id, Version: 1, WorkspaceID: ws, Status: domain.StatusNew, Filename: "big",
+				Chunks: chunks(100)}}}}
+	appendEvent(t, e.store, domain.WorkspaceStream(ws), big) // about 7 KB: refused
+	small, _ := commit(t, e.store, ws, 2)                    // under 1000 bytes: confirmed
+	cfg := fastConfig(t, e)
+	cfg.MaxAttempts = 1_000_000 // never set aside here
+	n, err := New(cfg, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n.Run)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := n.Status(); st.Failures < 3 {
+			return fmt.Errorf("status %+v, want several refusals", st)
+		}
+		return nil
+	})
+	remove()
+	lastPos := positionOf(t, e.store, small.ID)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := n.Status(); st.Position != lastPos {
+			return fmt.Errorf("status %+v, want position %v", st, lastPos)
+		}
+		return nil
+	})
+	testenv.Eventually(t, 20*time.Second, func() error {
+		vs := l.versions(t)
+		last := map[int64]int{}
+		for i, v := range vs {
+			last[v] = i
+		}
+		i1, ok1 := last[1]
+		i2, ok2 := last[2]
+		if !ok1 || !ok2 || i2 < i1 {
+			return fmt.Errorf("arrivals %v: want version 2 again after the last version 1", vs)
+		}
+		return nil
+	})
+	t.Logf("arrivals %v; status %+v", l.versions(t), n.Status())
 }
 
 // A notification larger than MaxMessageBytes is set aside unpublished (the broker would
@@ -359,10 +493,15 @@ func TestReadAllBounded(t *testing.T) {
 	for v := int64(1); v <= 4; v++ {
 		commit(t, e.store, ws, v)
 	}
-	all, err := e.store.ReadAll(ctxT(t), eventstore.Start, 10)
-	if err != nil || len(all) != 4 {
-		t.Fatalf("read all: %d events, %v", len(all), err)
-	}
+	var all []eventstore.RecordedEvent
+	testenv.Eventually(t, 20*time.Second, func() error { // visible once older transactions of the cluster end
+		var err error
+		all, err = e.store.ReadAll(ctxT(t), eventstore.Start, 10)
+		if err == nil && len(all) != 4 {
+			err = fmt.Errorf("read all: %d events of 4", len(all))
+		}
+		return err
+	})
 	size := len(all[0].Data) + len(all[0].Metadata)
 	two := size + len(all[1].Data) + len(all[1].Metadata)
 	for _, c := range []struct{ budget, want int }{{1, 1}, {size, 1}, {two - 1, 1}, {two, 2}, {1 << 30, 4}} {

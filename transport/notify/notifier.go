@@ -62,6 +62,14 @@ type Config struct {
 	// (notify_set_aside, ListSetAside). Confirm timeouts, lost connections and failed
 	// declares are not counted: they are retried without limit. Default 5.
 	MaxAttempts int
+	// PoisonAfter is the least time a message's nacks must span, besides MaxAttempts
+	// of them, before its event is set aside: a nack usually reports a condition of the
+	// broker (a quorum queue without a leader, a resource alarm) rather than of the
+	// message, so a nacked message is retried with back-off until both hold. A 406
+	// while the message was alone in flight, and a notification over MaxMessageBytes,
+	// are the message's own and not held back by it. Default 1 minute
+	// (DefaultPoisonAfter).
+	PoisonAfter time.Duration
 	// StallAfter is how long the notifier may make no progress while events are
 	// pending (held by the horizon included) before Healthy reports it. Default 30s.
 	StallAfter time.Duration
@@ -107,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 128 << 20
+	}
+	if c.PoisonAfter <= 0 {
+		c.PoisonAfter = DefaultPoisonAfter
 	}
 	isolationDefaults(&c.BatchBytes, &c.MaxAttempts, &c.StallAfter)
 	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
@@ -195,8 +206,8 @@ func (n *Notifier) Run(ctx context.Context) error {
 			if err := Migrate(ctx, pool); err != nil {
 				return err
 			}
-			n.f.update(func(s *Status) { s.Leader = true })
-			defer n.f.update(func(s *Status) { s.Leader = false })
+			n.f.lead(true)
+			defer n.f.lead(false)
 			bc := broker.Config{URL: n.cfg.AMQPURL, Name: "syncd-" + n.cfg.Name, MinBackoff: n.cfg.RetryMin, MaxBackoff: n.cfg.RetryMax, Logger: n.log}
 			return broker.Run(ctx, bc, n.session)
 		})
@@ -248,7 +259,7 @@ func (n *Notifier) waitForTopology(ctx context.Context, conn *amqp.Connection) e
 	for first := true; ; first = false {
 		ok, err := topology.MarkerExists(conn)
 		if err != nil {
-			if conn.IsClosed() {
+			if conn.IsClosed() || ctx.Err() != nil {
 				return fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 			}
 			n.f.failed(err)

@@ -80,6 +80,7 @@ func (p *publisher) close() { _ = p.ch.Close() }
 type inflight struct {
 	idx      int // in the batch
 	rec      eventstore.RecordedEvent
+	ws       uuid.UUID // the workspace the message goes to
 	dc       *amqp.DeferredConfirmation
 	deadline time.Time
 	size     int
@@ -99,7 +100,7 @@ func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent)
 	settle := func() error {
 		if err := p.await(ctx, window[0], len(window) == 1); err != nil {
 			p.st.suspect = window[0].rec.ID
-			p.keepConfirmed(ctx, window[1:])
+			p.keepConfirmed(ctx, window[0].ws, window[1:])
 			return err
 		}
 		finished[window[0].idx] = true
@@ -121,10 +122,10 @@ func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent)
 		}
 		dc, err := p.send(ctx, rec, ws, msg)
 		if err != nil {
-			p.keepConfirmed(ctx, window)
+			p.keepConfirmed(ctx, uuid.Nil, window)
 			return prefix(finished), err
 		}
-		window = append(window, inflight{idx: i, rec: rec, dc: dc, deadline: time.Now().Add(p.cfg.ConfirmTimeout), size: len(msg.Body)})
+		window = append(window, inflight{idx: i, rec: rec, ws: ws, dc: dc, deadline: time.Now().Add(p.cfg.ConfirmTimeout), size: len(msg.Body)})
 		bytes += len(msg.Body)
 		p.peak = max(p.peak, len(window))
 		if alone {
@@ -215,7 +216,10 @@ func (p *publisher) await(ctx context.Context, w inflight, alone bool) error {
 		}
 		return nil
 	case !p.ch.IsClosed():
-		return poison(fmt.Errorf("event %s: the broker nacked it: %w", w.rec.ID, errNotConfirmed))
+		// A nack is as often the broker's condition (a quorum queue without a leader, a
+		// full disk) as the message's fault: it sets the event aside only once the
+		// nacks have lasted PoisonAfter.
+		return poisonAfter(fmt.Errorf("event %s: the broker nacked it: %w", w.rec.ID, errNotConfirmed), p.cfg.PoisonAfter)
 	}
 	var reason *amqp.Error
 	select {
@@ -228,12 +232,20 @@ func (p *publisher) await(ctx context.Context, w inflight, alone bool) error {
 	return fmt.Errorf("event %s: channel closed (%v): %w", w.rec.ID, reason, errNotConfirmed)
 }
 
-// keepConfirmed remembers which messages of rest (after a failed one) the broker
-// confirmed, so that the retry does not publish them again. While the channel lives
-// (the failure was a nack) it waits for each until its deadline.
-func (p *publisher) keepConfirmed(ctx context.Context, rest []inflight) {
+// keepConfirmed remembers which messages of rest (after a failed one, to workspace
+// failedWS; uuid.Nil when the failed message is not before rest) the broker confirmed,
+// so that the retry does not publish them again. A confirmed message is not
+// remembered when an earlier message of the same workspace was not confirmed: the
+// retry publishes it again after that one, so that the workspace's notifications end
+// in workspaceVersion order (PROTOCOL.md §5). While the channel lives (the failure was
+// a nack) it waits for each until its deadline.
+func (p *publisher) keepConfirmed(ctx context.Context, failedWS uuid.UUID, rest []inflight) {
 	if p.st.ahead == nil || len(p.st.ahead) >= maxTracked {
 		p.st.ahead = map[uuid.UUID]bool{}
+	}
+	unconfirmed := map[uuid.UUID]bool{} // workspaces with an earlier message to publish again
+	if failedWS != uuid.Nil {
+		unconfirmed[failedWS] = true
 	}
 	for _, w := range rest {
 		if !p.ch.IsClosed() {
@@ -241,10 +253,15 @@ func (p *publisher) keepConfirmed(ctx context.Context, rest []inflight) {
 			_, _ = w.dc.WaitContext(wctx)
 			cancel()
 		}
-		if w.dc.Acked() {
-			p.published++
-			p.st.ahead[w.rec.ID] = true
+		if !w.dc.Acked() {
+			unconfirmed[w.ws] = true
+			continue
 		}
+		p.published++
+		if unconfirmed[w.ws] {
+			continue // published again after the earlier one
+		}
+		p.st.ahead[w.rec.ID] = true
 	}
 }
 

@@ -19,6 +19,10 @@ import (
 // before it sets the event aside.
 const DefaultMaxAttempts = 5
 
+// DefaultPoisonAfter is the least time the broker's nacks of one notification must span
+// (besides MaxAttempts of them) before the notifier sets its event aside.
+const DefaultPoisonAfter = time.Minute
+
 // DefaultStallAfter is how long a follower may make no progress while events are
 // pending before Healthy reports it.
 const DefaultStallAfter = 30 * time.Second
@@ -66,14 +70,33 @@ func ListSetAside(ctx context.Context, db *pgxpool.Pool, follower string, limit 
 
 // poisonError marks a failure of one event for a reason of its own (not of the broker
 // or the database as a whole): it counts as an attempt of that event, and after
-// MaxAttempts of them the event is set aside.
-type poisonError struct{ err error }
+// MaxAttempts of them the event is set aside, provided the attempts span at least after
+// (0: at once).
+type poisonError struct {
+	err   error
+	after time.Duration
+}
 
 func (e *poisonError) Error() string { return e.err.Error() }
 func (e *poisonError) Unwrap() error { return e.err }
 
 // poison marks err as a failure of the event being handled.
-func poison(err error) error { return &poisonError{err} }
+func poison(err error) error { return &poisonError{err: err} }
+
+// poisonAfter marks err as a failure that may be the event's own or a passing broker
+// condition (a nack): it counts as an attempt of the event, but the event is set aside
+// only once its failed attempts span at least d as well.
+func poisonAfter(err error, d time.Duration) error { return &poisonError{err: err, after: d} }
+
+// poisonSpan is the time the attempts failing with err must span before the event is
+// set aside (0 when err is not poison or is poison at once).
+func poisonSpan(err error) time.Duration {
+	var p *poisonError
+	if errors.As(err, &p) {
+		return p.after
+	}
+	return 0
+}
 
 // isPoison reports whether err is a failure of the event being handled.
 func isPoison(err error) bool {

@@ -28,18 +28,28 @@ func (s *Server) countBusy(reason string) {
 	}
 }
 
-// anonymous is the user of requests that name none.
-const anonymous = "anonymous"
+// anonymous is the user of requests that name none; anonymousLarge that of trust-mode
+// bodies over trustParseMax, whose userId is not read to find their user.
+const (
+	anonymous      = "anonymous"
+	anonymousLarge = "anonymous-large"
+	trustParseMax  = 1 << 20
+)
 
 // userKey is whom a delivery counts against for PerUserInFlight: the broker-verified
 // user_id; in trust mode without one, the body's userId (read without the rest of the
-// request's checks); else anonymous.
+// request's checks) of a body up to 1 MiB; else anonymous.
 func (s *Server) userKey(d *amqp.Delivery) string {
 	if id, err := uuid.Parse(d.UserId); err == nil {
 		return id.String()
 	}
 	if s.cfg.Auth != AuthTrust {
 		return anonymous
+	}
+	if len(d.Body) > trustParseMax {
+		// Reading the body's userId costs its size on the consumer's own goroutine:
+		// large unverified bodies share one bucket instead.
+		return anonymousLarge
 	}
 	var env struct {
 		Params []struct {

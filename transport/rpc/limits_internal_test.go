@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/internal/budget"
 	"github.com/stacksync-es/syncservice/transport/wire"
@@ -227,6 +228,30 @@ func TestWriteRepliesAreNeverBusy(t *testing.T) {
 		busy := strings.Contains(string(body), `"Busy"`)
 		if busy != c.wantBusy {
 			t.Errorf("%s with no bytes left: %s (busy %v, want %v)", c.method, body, busy, c.wantBusy)
+		}
+	}
+}
+
+// Whom a delivery counts against: the verified user_id; in trust mode the body's userId
+// of a body up to 1 MiB (a larger one is not parsed on the consumer's goroutine).
+func TestUserKey(t *testing.T) {
+	u := uuid.New()
+	body := []byte(`{"method":"getWorkspaces","params":[{"requestId":"r","userId":"` + u.String() + `"}]}`)
+	large := append(append([]byte{}, body[:len(body)-1]...), []byte(strings.Repeat(" ", trustParseMax)+"}")...)
+	for _, c := range []struct {
+		auth AuthMode
+		d    amqp.Delivery
+		want string
+	}{
+		{AuthBroker, amqp.Delivery{UserId: u.String(), Body: body}, u.String()},
+		{AuthBroker, amqp.Delivery{Body: body}, anonymous},
+		{AuthTrust, amqp.Delivery{Body: body}, u.String()},
+		{AuthTrust, amqp.Delivery{Body: large}, anonymousLarge},
+		{AuthTrust, amqp.Delivery{Body: []byte("garbage")}, anonymous},
+	} {
+		s := &Server{cfg: Config{Auth: c.auth}}
+		if got := s.userKey(&c.d); got != c.want {
+			t.Errorf("auth %v, body of %d bytes, user_id %q: %s, want %s", c.auth, len(c.d.Body), c.d.UserId, got, c.want)
 		}
 	}
 }

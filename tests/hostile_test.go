@@ -67,6 +67,17 @@ func (b *bystander) commitNotified(bound time.Duration) time.Duration {
 	return took
 }
 
+// registerDevices registers n devices of d's user and returns their ids in order.
+func (d *rawDevice) registerDevices(n int) []uuid.UUID {
+	d.t.Helper()
+	d.waitWorkspaces()
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		mustJSON(d.t, d.ok("updateDevice", params(d, "deviceId", nil, "deviceName", fmt.Sprint("dev", i), "os", "linux")), &ids[i])
+	}
+	return ids
+}
+
 // params builds a request object with the caller's identity filled in.
 func params(d *rawDevice, kv ...any) map[string]any {
 	m := map[string]any{"requestId": uuid.NewString(), "userId": d.user}
@@ -216,15 +227,7 @@ func TestDeviceCap(t *testing.T) {
 	startSyncd(t, s)
 	a := addUser(t, s, "Hoarder")
 	d := dialRaw(t, userURL(t, s, a), a.id)
-	d.waitWorkspaces()
-	var first uuid.UUID
-	for i := 0; i < 100; i++ {
-		var id uuid.UUID
-		mustJSON(t, d.ok("updateDevice", params(d, "deviceId", nil, "deviceName", fmt.Sprint("dev", i), "os", "linux")), &id)
-		if i == 0 {
-			first = id
-		}
-	}
+	first := d.registerDevices(100)[0]
 	r := d.call("updateDevice", params(d, "deviceId", nil, "deviceName", "one-too-many", "os", "linux"), callOpts{})
 	if r.Error == nil || r.Error.Type != wire.CodeInvalidRequest || !strings.Contains(r.Error.Message, "100") {
 		t.Fatalf("101st device: got %+v, want InvalidRequest naming the limit", r.Error)
@@ -383,11 +386,7 @@ func TestFanOutFloodLeavesOthersNotified(t *testing.T) {
 	startSyncd(t, s)
 	a := addUser(t, s, "Fanout")
 	d := dialRaw(t, userURL(t, s, a), a.id)
-	d.waitWorkspaces()
-	var dev uuid.UUID
-	for i := 0; i < 100; i++ {
-		mustJSON(t, d.ok("updateDevice", params(d, "deviceId", nil, "deviceName", fmt.Sprint("dev", i), "os", "linux")), &dev)
-	}
+	dev := d.registerDevices(100)[99]
 	in := d.listen(dev)
 	by := newBystander(t, s)
 	const commits = 400

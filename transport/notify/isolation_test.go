@@ -23,38 +23,19 @@ import (
 // cannot hold (x-max-length 0, x-overflow reject-publish): the broker nacks every
 // message published to that exchange while it exists. The returned func deletes it.
 func refuse(t *testing.T, amqpURL string, ws uuid.UUID) (remove func()) {
-	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.DeclareEventExchange(ch, ws); err != nil {
-		t.Fatal(err)
-	}
-	q, err := ch.QueueDeclare("refuse-"+ws.String(), false, false, false, false,
-		amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(q.Name, "", topology.EventExchange(ws), false, nil); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		if _, err := ch.QueueDelete(q.Name, false, false, false); err != nil {
-			t.Fatalf("delete %s: %v", q.Name, err)
-		}
-	}
+	return refusingQueue(t, amqpURL, ws, "refuse-", amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
 }
 
 // refuseLarger binds to the exchange of ws a queue that nacks every message whose body
 // is over maxBytes (x-max-length-bytes, x-overflow reject-publish; nothing consumes it,
 // and it holds at most one small message at a time here). The returned func deletes it.
 func refuseLarger(t *testing.T, amqpURL string, ws uuid.UUID, maxBytes int) (remove func()) {
+	return refusingQueue(t, amqpURL, ws, "refuse-large-", amqp.Table{"x-max-length-bytes": int32(maxBytes), "x-overflow": "reject-publish"})
+}
+
+// refusingQueue declares a queue with args bound to the exchange of ws; the returned
+// func deletes it.
+func refusingQueue(t *testing.T, amqpURL string, ws uuid.UUID, prefix string, args amqp.Table) (remove func()) {
 	t.Helper()
 	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
@@ -68,8 +49,7 @@ func refuseLarger(t *testing.T, amqpURL string, ws uuid.UUID, maxBytes int) (rem
 	if err := topology.DeclareEventExchange(ch, ws); err != nil {
 		t.Fatal(err)
 	}
-	q, err := ch.QueueDeclare("refuse-large-"+ws.String(), false, false, false, false,
-		amqp.Table{"x-max-length-bytes": int32(maxBytes), "x-overflow": "reject-publish"})
+	q, err := ch.QueueDeclare(prefix+ws.String(), false, false, false, false, args)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
@@ -127,6 +128,80 @@ func TestCrashBetweenDurableAndPublish(t *testing.T) {
 		"itemId": *p.Items[0].ID}), &versions)
 	if len(versions) != 1 || *versions[0].Filename != "f3" {
 		t.Fatalf("getItemVersions of c3's item: %+v", versions)
+	}
+	verifyHistory(t, s)
+}
+
+// failCommitsOf makes PostgreSQL refuse, at COMMIT, every transaction that wrote an
+// event whose data contains marker: a deferred constraint trigger on the event table
+// fires after the append's rows were written (their positions taken) and raises, so the
+// whole append transaction rolls back at its very last step. It is removed with the test
+// database.
+func failCommitsOf(t *testing.T, dsn, marker string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`CREATE FUNCTION safety_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS
+			$$ BEGIN RAISE EXCEPTION 'injected failure at commit of event %', NEW.event_id; END $$`,
+		fmt.Sprintf(`CREATE CONSTRAINT TRIGGER safety_fail_at_commit AFTER INSERT ON es_events
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+			WHEN (position(%s::bytea IN NEW.data) > 0) EXECUTE FUNCTION safety_fail_at_commit()`,
+			"'"+strings.ReplaceAll(marker, "'", "''")+"'"),
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("install the failure at commit: %v", err)
+		}
+	}
+}
+
+// The inverse of the crash window (DESIGN invariant 4: no notification before
+// durability): an append transaction that fails at its COMMIT, after its rows were
+// written and its position taken, i.e. after every point where a publish could be
+// attempted, is never notified. The device gets an error reply; the device's event
+// queue (bound to the workspace's exchange) receives the next commit as the same
+// workspaceVersion and nothing for the failed one, within a bounded wait after that
+// positive control; nothing of it is readable or stored.
+func TestFailedAppendIsNeverNotified(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s)
+	a := addUser(t, s, "Rollback")
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	dev := d.register("rollback-pc")
+	in := d.listen(dev)
+	d.commit(a.workspace, dev, "c1", itemJSON(-1, "f1", false, nil, 1))
+	if n, _ := in.next(20 * time.Second); n.WorkspaceVersion != 1 || n.RequestID != "c1" {
+		t.Fatalf("got %s v%d, want c1 v1", n.RequestID, n.WorkspaceVersion)
+	}
+
+	ghost := "ghost-" + uuid.NewString()
+	failCommitsOf(t, s.dsn, ghost)
+	r := d.call("commit", map[string]any{"requestId": ghost, "userId": a.id, "workspaceId": a.workspace, "deviceId": dev,
+		"items": []any{itemJSON(-2, "ghost.txt", false, nil, 2)}}, callOpts{async: true})
+	if r.Error == nil {
+		t.Fatalf("a commit whose transaction failed was answered %+v, want an error", r)
+	}
+
+	// Positive control: the next commit takes the version the failed one would have had.
+	d.commit(a.workspace, dev, "c2", itemJSON(-3, "f2", false, nil, 3))
+	if n, _ := in.next(20 * time.Second); n.WorkspaceVersion != 2 || n.RequestID != "c2" {
+		t.Fatalf("after the failed append got %s v%d, want c2 v2", n.RequestID, n.WorkspaceVersion)
+	}
+	in.none(2 * time.Second)
+	p := d.changesSince(a.workspace, 0)
+	if p.WorkspaceVersion != 2 || len(p.Items) != 2 {
+		b, _ := json.Marshal(p)
+		t.Fatalf("workspace after a failed and a good commit: %s", b)
+	}
+	for _, it := range p.Items {
+		if *it.Filename == "ghost.txt" {
+			t.Fatalf("the failed commit's item is readable: %+v", it)
+		}
 	}
 	verifyHistory(t, s)
 }

@@ -124,8 +124,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return notify.LoadCheckpoint(ctx, pool, binderName)
 	}
 	if cfg.has("notifier") {
+		crash, err := crashBeforePublish(os.Getenv(crashBeforePublishEnv), log)
+		if err != nil {
+			return err
+		}
 		n, err := notify.New(notify.Config{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Name: notifierName, Logger: log,
-			MaxMessageBytes: cfg.maxMessageBytes,
+			MaxMessageBytes: cfg.maxMessageBytes, BeforePublish: crash,
 			// Publish a commit only when the workspace read model has applied it (reads
 			// see what was notified) and the binder has applied every membership and device
 			// change before it (the commit reaches exactly the devices of its members).

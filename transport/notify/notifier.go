@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -91,6 +92,13 @@ type Config struct {
 	// where no Binder runs at all (tests of the notifier alone).
 	SkipTopologyCheck bool
 	Logger            *slog.Logger
+	// BeforePublish is a fault-injection seam for tests, nil (off) in production: when
+	// set, it is called with the workspace and workspaceVersion of every commit the
+	// notifier is about to publish, after the event was read from the store (so it is
+	// durable) and before its message goes to the broker. syncd sets it only from the
+	// environment variable SYNCD_TEST_CRASH_BEFORE_PUBLISH (cmd/syncd/fault.go), to kill
+	// itself in the window between a commit's durability and its notification.
+	BeforePublish func(workspace uuid.UUID, workspaceVersion int64)
 }
 
 // Validate fills defaults and checks required fields.

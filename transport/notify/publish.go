@@ -179,6 +179,9 @@ func (p *publisher) message(rec eventstore.RecordedEvent) (msg amqp.Publishing, 
 		clear(p.last)
 	}
 	p.last[ws] = v
+	if p.cfg.BeforePublish != nil {
+		p.cfg.BeforePublish(ws, v)
+	}
 	return msg, ws, true
 }
 

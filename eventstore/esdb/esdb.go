@@ -1,6 +1,7 @@
-// Package esdbstore owns the EventStoreDB/KurrentDB backend of the eventstore contract,
-// over the gRPC client github.com/EventStore/EventStore-Client-Go/v4/esdb (the package is
-// named esdbstore so that it does not clash with the client's package esdb).
+// Package esdb owns the EventStoreDB/KurrentDB backend of the eventstore contract, over
+// the gRPC client github.com/EventStore/EventStore-Client-Go/v4/esdb. That client's
+// package is also named esdb: inside this package, esdb.X always names the client's X
+// (a package cannot qualify its own names).
 //
 // Mapping. A stream of the contract is the EventStoreDB stream Config.StreamPrefix+name;
 // our version n is the server's stream revision n-1, so Exact(0)/NoStream map to
@@ -39,7 +40,7 @@
 // This package must never import the rest of the project, log through the global
 // logger, or retry an append on its own (a timeout leaves the outcome unknown: the
 // caller retries, and the idempotency above makes that safe).
-package esdbstore
+package esdb
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package esdbstore
+package esdb
 
 // Tests of the parts that need no server: batch recognition over given events, error
 // classification, the abandonable call and the $all filter. The server-facing behaviour

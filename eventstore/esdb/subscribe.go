@@ -1,4 +1,4 @@
-package esdbstore
+package esdb
 
 import (
 	"context"

@@ -98,24 +98,7 @@ func (s *Store) follow(ctx context.Context, c *conn, after *eventstore.Position,
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		defer close(events)
-		for {
-			ev := sub.Recv()
-			switch {
-			case ev.SubscriptionDropped != nil:
-				dropErr = ev.SubscriptionDropped.Error
-				if dropErr == nil {
-					dropErr = errors.New("subscription dropped")
-				}
-				return
-			case ev.EventAppeared != nil:
-				select {
-				case events <- ev.EventAppeared.OriginalEvent():
-				case <-fctx.Done():
-					return
-				}
-			}
-		}
+		receive(fctx, sub, events, &dropErr)
 	}()
 	stop := func() {
 		fcancel()
@@ -136,33 +119,7 @@ func (s *Store) follow(ctx context.Context, c *conn, after *eventstore.Position,
 			stop()
 			return delivered, dropErr
 		}
-		raw := []*esdb.RecordedEvent{first}
-	drain:
-		for len(raw) < s.cfg.SubscribeBatch {
-			select {
-			case e, ok := <-events:
-				if !ok {
-					break drain
-				}
-				raw = append(raw, e)
-			default:
-				break drain
-			}
-		}
-		batch := make([]eventstore.RecordedEvent, 0, len(raw))
-		for _, e := range raw {
-			if e == nil {
-				continue
-			}
-			p := position(e.Position)
-			if !after.Less(p) {
-				continue // at or before the resume point
-			}
-			*after = p
-			if s.ours(e) {
-				batch = append(batch, s.convert(e))
-			}
-		}
+		batch := s.batch(first, events, after)
 		if len(batch) == 0 {
 			continue
 		}
@@ -172,4 +129,61 @@ func (s *Store) follow(ctx context.Context, c *conn, after *eventstore.Position,
 		}
 		delivered = true
 	}
+}
+
+// receive turns sub's Recv into events, which it closes when it returns: when the
+// subscription drops (setting *dropErr to why) or ctx ends.
+func receive(ctx context.Context, sub *esdb.Subscription, events chan<- *esdb.RecordedEvent, dropErr *error) {
+	defer close(events)
+	for {
+		ev := sub.Recv()
+		switch {
+		case ev.SubscriptionDropped != nil:
+			*dropErr = ev.SubscriptionDropped.Error
+			if *dropErr == nil {
+				*dropErr = errors.New("subscription dropped")
+			}
+			return
+		case ev.EventAppeared != nil:
+			select {
+			case events <- ev.EventAppeared.OriginalEvent():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// batch takes first and the events already waiting in events, up to SubscribeBatch in
+// all, and returns those of this store's order after *after, advancing *after past
+// every event taken.
+func (s *Store) batch(first *esdb.RecordedEvent, events <-chan *esdb.RecordedEvent, after *eventstore.Position) []eventstore.RecordedEvent {
+	raw := []*esdb.RecordedEvent{first}
+drain:
+	for len(raw) < s.cfg.SubscribeBatch {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				break drain
+			}
+			raw = append(raw, e)
+		default:
+			break drain
+		}
+	}
+	batch := make([]eventstore.RecordedEvent, 0, len(raw))
+	for _, e := range raw {
+		if e == nil {
+			continue
+		}
+		p := position(e.Position)
+		if !after.Less(p) {
+			continue // at or before the resume point
+		}
+		*after = p
+		if s.ours(e) {
+			batch = append(batch, s.convert(e))
+		}
+	}
+	return batch
 }

@@ -163,114 +163,147 @@ func (t *commitTxn) version(id ItemID, n int64) *ItemMetadata {
 	return nil
 }
 
-// item decides one item of the request.
+// item decides one item of the request (PROTOCOL.md §5 rules 1 to 6).
 func (t *commitTxn) item(req *ItemMetadata) ItemOutcome {
 	out := ItemOutcome{CommittedVersion: req.Version}
-	fail := func(r Reason, cur *ItemMetadata) ItemOutcome {
-		out.Reason = r
-		if cur != nil {
-			m := failedMetadata(cur)
-			out.Metadata = &m
-		}
-		return out
-	}
 
 	// Rule 1: resolve parent and id through this request's tempIds, then a new item
-	// through the (device, tempId) pairs of earlier commits.
-	// A tempId whose creation failed earlier in this request resolves to no item (id
-	// 0 is never assigned), so its children fail with parentNotFound instead of landing
-	// under an unrelated item whose id happens to equal the tempId.
-	resolve := func(x ItemID) ItemID {
-		if id, ok := t.local[int64(x)]; ok {
-			return id
-		}
-		if t.failed[int64(x)] {
-			return 0
-		}
-		return x
-	}
-	parent := clonePtr(req.ParentID)
-	if parent != nil {
-		r := resolve(*parent)
-		parent = &r
-	}
-	var id ItemID
-	known := req.ID != nil
-	if known {
-		// An id resolves only through the tempIds of items created earlier in this
-		// request (§5 rule 1); anything else is a real id, taken as it is.
-		id = *req.ID
-		if x, ok := t.created[int64(id)]; ok {
-			id = x
-		}
-	} else if req.TempID != nil {
-		if x, ok := t.local[*req.TempID]; ok {
-			id, known = x, true
-		} else if x, ok := t.w.tempIDs[tempKey{t.c.DeviceID, *req.TempID}]; ok {
-			id, known = x, true
-			t.local[*req.TempID] = x
-		}
-	}
+	// through the (device, tempId) pairs of earlier commits. The parent is resolved
+	// first: resolving the id may add the item's tempId to this request's own.
+	parent := t.resolveParent(req.ParentID)
+	id, known := t.resolveID(req)
 
 	// Rule 2: a new item.
 	if !known {
-		switch {
-		case req.Version < 1:
-			return fail(ReasonInvalidItem, nil)
-		case req.Version != 1:
-			return fail(ReasonWrongVersion, nil)
-		case req.Status != StatusNew:
-			return fail(ReasonInvalidItem, nil)
-		}
-		newID := t.c.NewItemIDs[t.nextNew]
-		m := t.build(req, newID, parent, nil)
-		if r := t.validate(req, &m, nil); r != "" {
-			return fail(r, nil)
-		}
-		t.nextNew++
-		t.store(m)
-		if req.TempID != nil {
-			t.local[*req.TempID] = newID
-			t.created[*req.TempID] = newID
-		}
-		return t.accepted(out, m)
+		return t.newItem(out, req, parent)
 	}
 
 	if !validItemID(id) {
-		return fail(ReasonInvalidItem, nil)
+		return failItem(out, ReasonInvalidItem, nil)
 	}
 	cur, ok := t.latest(id)
 	if !ok {
-		return fail(ReasonInvalidItem, nil)
+		return failItem(out, ReasonInvalidItem, nil)
 	}
 	// Rule 3: the version.
-	s := cur.Version
 	switch {
 	case req.Version < 1:
-		return fail(ReasonInvalidItem, cur)
-	case req.Version <= s:
-		stored := t.version(id, req.Version)
-		if stored == nil {
-			return fail(ReasonWrongVersion, cur)
-		}
-		norm := t.build(req, id, parent, t.version(id, req.Version-1))
-		if !sameContent(&norm, stored) {
-			return fail(ReasonWrongVersion, cur)
-		}
-		m := stored.Clone()
-		out.Succeeded = true
-		out.Metadata = &m
-		return out
-	case req.Version != s+1:
-		return fail(ReasonWrongVersion, cur)
+		return failItem(out, ReasonInvalidItem, cur)
+	case req.Version <= cur.Version:
+		return t.resent(out, req, id, parent, cur)
+	case req.Version != cur.Version+1:
+		return failItem(out, ReasonWrongVersion, cur)
 	}
 	// Rules 4–6: the next version.
 	m := t.build(req, id, parent, cur)
 	if r := t.validate(req, &m, cur); r != "" {
-		return fail(r, cur)
+		return failItem(out, r, cur)
 	}
 	t.store(m)
 	return t.accepted(out, m)
+}
+
+// failItem is out failed for reason r; cur, the item's current version as this request
+// sees it, is copied into the outcome when the item exists (see failedMetadata).
+func failItem(out ItemOutcome, r Reason, cur *ItemMetadata) ItemOutcome {
+	out.Reason = r
+	if cur != nil {
+		m := failedMetadata(cur)
+		out.Metadata = &m
+	}
+	return out
+}
+
+// resolve maps x through this request's tempIds (rule 1). A tempId whose creation
+// failed earlier in this request resolves to no item (id 0 is never assigned), so its
+// children fail with parentNotFound instead of landing under an unrelated item whose id
+// happens to equal the tempId.
+func (t *commitTxn) resolve(x ItemID) ItemID {
+	if id, ok := t.local[int64(x)]; ok {
+		return id
+	}
+	if t.failed[int64(x)] {
+		return 0
+	}
+	return x
+}
+
+// resolveParent returns a copy of the requested parent id, resolved (rule 1).
+func (t *commitTxn) resolveParent(p *ItemID) *ItemID {
+	parent := clonePtr(p)
+	if parent != nil {
+		r := t.resolve(*parent)
+		parent = &r
+	}
+	return parent
+}
+
+// resolveID returns the id of the item req names and whether it names an existing
+// item (rule 1). A new item's tempId that an earlier commit of the same device created
+// is remembered as this request's own.
+func (t *commitTxn) resolveID(req *ItemMetadata) (ItemID, bool) {
+	if req.ID != nil {
+		// An id resolves only through the tempIds of items created earlier in this
+		// request (§5 rule 1); anything else is a real id, taken as it is.
+		id := *req.ID
+		if x, ok := t.created[int64(id)]; ok {
+			id = x
+		}
+		return id, true
+	}
+	if req.TempID != nil {
+		if x, ok := t.local[*req.TempID]; ok {
+			return x, true
+		}
+		if x, ok := t.w.tempIDs[tempKey{t.c.DeviceID, *req.TempID}]; ok {
+			t.local[*req.TempID] = x
+			return x, true
+		}
+	}
+	return 0, false
+}
+
+// newItem decides an item that names no existing item (rule 2): version 1 with status
+// NEW, stored under the next of the command's new item ids.
+func (t *commitTxn) newItem(out ItemOutcome, req *ItemMetadata, parent *ItemID) ItemOutcome {
+	switch {
+	case req.Version < 1:
+		return failItem(out, ReasonInvalidItem, nil)
+	case req.Version != 1:
+		return failItem(out, ReasonWrongVersion, nil)
+	case req.Status != StatusNew:
+		return failItem(out, ReasonInvalidItem, nil)
+	}
+	newID := t.c.NewItemIDs[t.nextNew]
+	m := t.build(req, newID, parent, nil)
+	if r := t.validate(req, &m, nil); r != "" {
+		return failItem(out, r, nil)
+	}
+	t.nextNew++
+	t.store(m)
+	if req.TempID != nil {
+		t.local[*req.TempID] = newID
+		t.created[*req.TempID] = newID
+	}
+	return t.accepted(out, m)
+}
+
+// resent decides a version the item already has (rule 3): it succeeds, storing
+// nothing, when the request holds what that version holds once built on the version
+// before it; otherwise it fails with wrongVersion.
+func (t *commitTxn) resent(out ItemOutcome, req *ItemMetadata, id ItemID, parent *ItemID, cur *ItemMetadata) ItemOutcome {
+	stored := t.version(id, req.Version)
+	if stored == nil {
+		return failItem(out, ReasonWrongVersion, cur)
+	}
+	norm := t.build(req, id, parent, t.version(id, req.Version-1))
+	if !sameContent(&norm, stored) {
+		return failItem(out, ReasonWrongVersion, cur)
+	}
+	m := stored.Clone()
+	out.Succeeded = true
+	out.Metadata = &m
+	return out
 }
 
 // failedMetadata is the copy of the server's current version cur that a failed item's

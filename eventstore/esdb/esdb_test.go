@@ -1,4 +1,4 @@
-package esdbstore_test
+package esdb_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/eventstore"
-	esdbstore "github.com/stacksync-es/syncservice/eventstore/esdb"
+	"github.com/stacksync-es/syncservice/eventstore/esdb"
 	"github.com/stacksync-es/syncservice/eventstore/storetest"
 )
 
@@ -59,11 +59,11 @@ func (w *tWriter) Write(p []byte) (int, error) {
 // open returns a store whose streams carry a fresh prefix: the server is shared by every
 // test and run, so the prefix gives each store an empty namespace of its own, both for
 // its streams and for the global order it reads.
-func open(t *testing.T) *esdbstore.Store {
+func open(t *testing.T) *esdb.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := esdbstore.Open(ctx, esdbstore.Config{
+	s, err := esdb.Open(ctx, esdb.Config{
 		URL:          serverURL(t),
 		Logger:       testLogger(t),
 		StreamPrefix: "storetest-" + uuid.NewString() + "-",
@@ -82,16 +82,16 @@ func TestConformance(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	cases := []struct {
 		name string
-		cfg  esdbstore.Config
+		cfg  esdb.Config
 		ok   bool
 	}{
-		{"minimal", esdbstore.Config{URL: "esdb://localhost:2113?tls=false"}, true},
-		{"prefix", esdbstore.Config{URL: "esdb://localhost:2113?tls=false", StreamPrefix: "prod-"}, true},
-		{"no url", esdbstore.Config{}, false},
-		{"bad scheme", esdbstore.Config{URL: "http://localhost:2113"}, false},
-		{"system prefix", esdbstore.Config{URL: "esdb://localhost:2113", StreamPrefix: "$x"}, false},
-		{"negative window", esdbstore.Config{URL: "esdb://localhost:2113", DedupWindow: -1}, false},
-		{"read page 1", esdbstore.Config{URL: "esdb://localhost:2113", ReadPage: 1}, false},
+		{"minimal", esdb.Config{URL: "esdb://localhost:2113?tls=false"}, true},
+		{"prefix", esdb.Config{URL: "esdb://localhost:2113?tls=false", StreamPrefix: "prod-"}, true},
+		{"no url", esdb.Config{}, false},
+		{"bad scheme", esdb.Config{URL: "http://localhost:2113"}, false},
+		{"system prefix", esdb.Config{URL: "esdb://localhost:2113", StreamPrefix: "$x"}, false},
+		{"negative window", esdb.Config{URL: "esdb://localhost:2113", DedupWindow: -1}, false},
+		{"read page 1", esdb.Config{URL: "esdb://localhost:2113", ReadPage: 1}, false},
 	}
 	for _, c := range cases {
 		err := c.cfg.Validate()
@@ -107,7 +107,7 @@ func TestOpenUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	began := time.Now()
-	_, err := esdbstore.Open(ctx, esdbstore.Config{URL: "esdb://127.0.0.1:1?tls=false&maxDiscoverAttempts=2&discoveryInterval=10", Logger: testLogger(t)})
+	_, err := esdb.Open(ctx, esdb.Config{URL: "esdb://127.0.0.1:1?tls=false&maxDiscoverAttempts=2&discoveryInterval=10", Logger: testLogger(t)})
 	if err == nil {
 		t.Fatal("open of a closed port succeeded")
 	}
@@ -122,7 +122,7 @@ func TestOpenUnreachable(t *testing.T) {
 // TestSystemNamesRejected needs a server: '$' streams and types would be hidden from the
 // global order, so Append refuses them.
 func TestSystemNamesRejected(t *testing.T) {
-	s, err := esdbstore.Open(context.Background(), esdbstore.Config{URL: serverURL(t), Logger: testLogger(t)})
+	s, err := esdb.Open(context.Background(), esdb.Config{URL: serverURL(t), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

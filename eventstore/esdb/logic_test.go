@@ -1,4 +1,4 @@
-package esdbstore
+package esdb
 
 // Tests of the parts that need no server: batch recognition over given events, error
 // classification, the abandonable call and the $all filter. The server-facing behaviour
@@ -149,5 +149,39 @@ func TestOurs(t *testing.T) {
 	ev := s.convert(&esdb.RecordedEvent{StreamID: "p-ws", EventNumber: 4, Position: esdb.Position{Commit: 9, Prepare: 8}})
 	if ev.Stream != "ws" || ev.StreamVersion != 5 || ev.Position != (eventstore.Position{Commit: 9, Prepare: 8}) {
 		t.Errorf("convert: %+v", ev)
+	}
+}
+
+// TestBatch: a subscription batch is the first event plus those already waiting, up to
+// SubscribeBatch; events at or before the resume point are dropped, events of other
+// prefixes advance the resume point without being delivered.
+func TestBatch(t *testing.T) {
+	s := &Store{cfg: Config{StreamPrefix: "p-", SubscribeBatch: 3}}
+	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New(), uuid.New(), uuid.New()}
+	evs := events("p-a", 0, ids...)
+	evs[2].StreamID = "q-b" // another deployment's stream
+	ch := make(chan *esdb.RecordedEvent, 8)
+	for _, e := range evs[1:] {
+		ch <- e
+	}
+	after := position(evs[0].Position) // evs[0] was delivered before: at the resume point
+	got := s.batch(evs[0], ch, &after)
+	if len(got) != 1 || got[0].ID != ids[1] || got[0].Stream != "a" {
+		t.Fatalf("first batch %+v, want only %s of stream a", got, ids[1])
+	}
+	if want := position(evs[2].Position); after != want {
+		t.Fatalf("after %s, want %s (past the filtered event)", after, want)
+	}
+	if len(ch) != 2 {
+		t.Fatalf("%d events left waiting, want 2 (batch of 3)", len(ch))
+	}
+	close(ch)
+	first := <-ch
+	got = s.batch(first, ch, &after)
+	if len(got) != 2 || got[0].ID != ids[3] || got[1].ID != ids[4] {
+		t.Fatalf("second batch %+v, want %s and %s", got, ids[3], ids[4])
+	}
+	if want := position(evs[4].Position); after != want {
+		t.Fatalf("after %s, want %s", after, want)
 	}
 }

@@ -63,13 +63,7 @@ func testGlobalOrderKeepsStreamOrder(t *testing.T, s eventstore.Store) {
 		writers.Add(1)
 		go func() {
 			defer writers.Done()
-			for i := range perSingle {
-				stream := names[(w+i)%streams]
-				if _, err := s.Append(ctx, stream, eventstore.Any(), recs(1+(w+i)%2, fmt.Sprintf("s%d-%d", w, i))...); err != nil {
-					errc <- fmt.Errorf("appender %d append %d to %s: %w", w, i, stream, err)
-					return
-				}
-			}
+			appendSingles(ctx, s, names, w, perSingle, errc)
 		}()
 	}
 	if ba != nil {
@@ -77,22 +71,7 @@ func testGlobalOrderKeepsStreamOrder(t *testing.T, s eventstore.Store) {
 			writers.Add(1)
 			go func() {
 				defer writers.Done()
-				for i := range perBatch {
-					batch := make([]eventstore.StreamAppend, streams)
-					for k := range batch {
-						batch[k] = eventstore.StreamAppend{
-							Stream:   names[(w+i+k)%streams],
-							Expected: eventstore.Any(),
-							Records:  recs(1, fmt.Sprintf("b%d-%d", w, i)),
-						}
-					}
-					for k, res := range ba.AppendBatch(ctx, batch) {
-						if res.Err != nil {
-							errc <- fmt.Errorf("batcher %d batch %d append to %s: %w", w, i, batch[k].Stream, res.Err)
-							return
-						}
-					}
-				}
+				appendBatches(ctx, ba, names, w, perBatch, errc)
 			}()
 		}
 	}
@@ -103,32 +82,7 @@ func testGlobalOrderKeepsStreamOrder(t *testing.T, s eventstore.Store) {
 	followerDone := make(chan struct{})
 	go func() {
 		defer close(followerDone)
-		seen := map[uuid.UUID]bool{}
-		from := eventstore.Start
-		deadline := time.Now().Add(visibleTimeout + 20*time.Second)
-		for len(followed) < want {
-			if time.Now().After(deadline) {
-				errc <- fmt.Errorf("read all follower saw %d of %d events", len(followed), want)
-				return
-			}
-			evs, err := s.ReadAll(ctx, from, 5)
-			if err != nil {
-				errc <- fmt.Errorf("read all follower from %s: %w", from, err)
-				return
-			}
-			for _, e := range evs {
-				if seen[e.ID] || !from.Less(e.Position) {
-					errc <- fmt.Errorf("read all follower: event %s at %s after cursor %s (seen before: %v)", e.ID, e.Position, from, seen[e.ID])
-					return
-				}
-				seen[e.ID] = true
-				from = e.Position
-				followed = append(followed, e)
-			}
-			if len(evs) == 0 {
-				time.Sleep(time.Millisecond)
-			}
-		}
+		followed = followAll(ctx, s, want, errc)
 	}()
 
 	writers.Wait()
@@ -144,22 +98,7 @@ func testGlobalOrderKeepsStreamOrder(t *testing.T, s eventstore.Store) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(visibleTimeout)
-	for {
-		c.mu.Lock()
-		n, err := len(c.events), c.err
-		c.mu.Unlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n >= want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscription delivered %d of %d events after %v", n, want, visibleTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	c.waitCount(t, want)
 	if err := stopSub(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("subscription ended with %v, want context.Canceled", err)
 	}
@@ -174,6 +113,98 @@ func testGlobalOrderKeepsStreamOrder(t *testing.T, s eventstore.Store) {
 	}
 	for _, n := range names {
 		wantVersion(t, s, n, uint64(countStream(followed, n)))
+	}
+}
+
+// appendSingles is single appender w of testGlobalOrderKeepsStreamOrder: n appends of
+// one or two records, to the streams in turn. It reports the first failure on errc.
+func appendSingles(ctx context.Context, s eventstore.Store, names []string, w, n int, errc chan<- error) {
+	streams := len(names)
+	for i := range n {
+		stream := names[(w+i)%streams]
+		if _, err := s.Append(ctx, stream, eventstore.Any(), recs(1+(w+i)%2, fmt.Sprintf("s%d-%d", w, i))...); err != nil {
+			errc <- fmt.Errorf("appender %d append %d to %s: %w", w, i, stream, err)
+			return
+		}
+	}
+}
+
+// appendBatches is batch appender w of testGlobalOrderKeepsStreamOrder: n batches of
+// one record to every stream, starting at a different stream each time. It reports the
+// first failure on errc.
+func appendBatches(ctx context.Context, ba eventstore.BatchAppender, names []string, w, n int, errc chan<- error) {
+	streams := len(names)
+	for i := range n {
+		batch := make([]eventstore.StreamAppend, streams)
+		for k := range batch {
+			batch[k] = eventstore.StreamAppend{
+				Stream:   names[(w+i+k)%streams],
+				Expected: eventstore.Any(),
+				Records:  recs(1, fmt.Sprintf("b%d-%d", w, i)),
+			}
+		}
+		for k, res := range ba.AppendBatch(ctx, batch) {
+			if res.Err != nil {
+				errc <- fmt.Errorf("batcher %d batch %d append to %s: %w", w, i, batch[k].Stream, res.Err)
+				return
+			}
+		}
+	}
+}
+
+// followAll follows the global order with ReadAll in pages of 5 until it has seen want
+// events, and returns what it saw. It reports on errc, and stops at, a duplicate, a
+// position at or before its cursor, a read error or a timeout.
+func followAll(ctx context.Context, s eventstore.Store, want int, errc chan<- error) []eventstore.RecordedEvent {
+	var followed []eventstore.RecordedEvent
+	seen := map[uuid.UUID]bool{}
+	from := eventstore.Start
+	deadline := time.Now().Add(visibleTimeout + 20*time.Second)
+	for len(followed) < want {
+		if time.Now().After(deadline) {
+			errc <- fmt.Errorf("read all follower saw %d of %d events", len(followed), want)
+			return followed
+		}
+		evs, err := s.ReadAll(ctx, from, 5)
+		if err != nil {
+			errc <- fmt.Errorf("read all follower from %s: %w", from, err)
+			return followed
+		}
+		for _, e := range evs {
+			if seen[e.ID] || !from.Less(e.Position) {
+				errc <- fmt.Errorf("read all follower: event %s at %s after cursor %s (seen before: %v)", e.ID, e.Position, from, seen[e.ID])
+				return followed
+			}
+			seen[e.ID] = true
+			from = e.Position
+			followed = append(followed, e)
+		}
+		if len(evs) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return followed
+}
+
+// waitCount waits until the subscription has delivered at least want events, failing on
+// the collector's error or after visibleTimeout.
+func (c *collector) waitCount(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(visibleTimeout)
+	for {
+		c.mu.Lock()
+		n, err := len(c.events), c.err
+		c.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscription delivered %d of %d events after %v", n, want, visibleTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -49,7 +49,7 @@ func openAdmin(ctx context.Context) (*adminEnv, error) {
 		return nil, fmt.Errorf("migrate read models: %w", err)
 	}
 	q := projections.NewQueries(pool)
-	svc, err := service.New(ctx, service.Config{Logger: log}, store, service.Projections{Q: q}, pool)
+	svc, err := service.New(ctx, service.Config{Logger: log}, store, q, pool)
 	if err != nil {
 		closeAll()
 		return nil, err

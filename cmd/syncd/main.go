@@ -163,7 +163,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			for _, w := range wake {
 				w()
 			}
-		}}, store, service.Projections{Q: queries}, pool)
+		}}, store, queries, pool)
 	if err != nil {
 		return err
 	}

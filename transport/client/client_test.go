@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/client"
@@ -120,7 +121,7 @@ func TestCalls(t *testing.T) {
 	if err != nil || acct.UserID != e.user || acct.Name != "alice" {
 		t.Fatalf("GetAccountInfo = %+v, %v", acct, err)
 	}
-	if _, err := c.GetAccountInfo(ctx, "nobody@example.com"); !errors.Is(err, service.ErrUserNotFound) {
+	if _, err := c.GetAccountInfo(ctx, "nobody@example.com"); !errors.Is(err, protocol.ErrUserNotFound) {
 		t.Errorf("unknown e-mail: %v", err)
 	}
 	dev, err := c.UpdateDevice(ctx, nil)
@@ -131,7 +132,7 @@ func TestCalls(t *testing.T) {
 		t.Errorf("UpdateDevice(existing) = %s, %v", again, err)
 	}
 	bogus := uuid.New()
-	if _, err := c.UpdateDevice(ctx, &bogus); !errors.Is(err, service.ErrDeviceNotValid) {
+	if _, err := c.UpdateDevice(ctx, &bogus); !errors.Is(err, protocol.ErrDeviceNotValid) {
 		t.Errorf("UpdateDevice(unknown) = %v", err)
 	}
 	wss, err := c.GetWorkspaces(ctx)
@@ -168,7 +169,7 @@ func TestCalls(t *testing.T) {
 	}
 	_, err = c.GetChanges(ctx, uuid.New())
 	var ce *client.Error
-	if !errors.Is(err, service.ErrWorkspaceNotFound) || !errors.As(err, &ce) || ce.Code != wire.CodeWorkspaceNotFound || ce.Message == "" {
+	if !errors.Is(err, protocol.ErrWorkspaceNotFound) || !errors.As(err, &ce) || ce.Code != wire.CodeWorkspaceNotFound || ce.Message == "" {
 		t.Errorf("GetChanges(unknown) = %v", err)
 	}
 }
@@ -407,7 +408,7 @@ func TestEventsInOrderWithGapCatchUp(t *testing.T) {
 	}
 	// A commit refused as a whole comes back as an error.
 	_, err = c.CommitAndWait(ctx, &client.CommitRequest{WorkspaceID: uuid.New(), Items: []domain.ItemMetadata{newItem(6, "x")}})
-	if !errors.Is(err, service.ErrWorkspaceNotFound) {
+	if !errors.Is(err, protocol.ErrWorkspaceNotFound) {
 		t.Errorf("CommitAndWait to an unknown workspace: %v", err)
 	}
 }
@@ -484,7 +485,7 @@ func TestBusyIsRetriedAndBadLoginFails(t *testing.T) {
 	e.svc.SetHook(func(ctx context.Context, call rpctest.Call) error {
 		var busy error
 		if call.Method == "Workspaces" {
-			once.Do(func() { busy = &service.BusyError{RetryAfter: 20 * time.Millisecond} })
+			once.Do(func() { busy = &protocol.BusyError{RetryAfter: 20 * time.Millisecond} })
 		}
 		return busy
 	})
@@ -495,10 +496,10 @@ func TestBusyIsRetriedAndBadLoginFails(t *testing.T) {
 	if n := e.svc.CountCalls("Workspaces", ""); n != 2 {
 		t.Errorf("Workspaces calls = %d, want 2", n)
 	}
-	e.svc.SetHook(func(context.Context, rpctest.Call) error { return &service.BusyError{RetryAfter: time.Millisecond} })
+	e.svc.SetHook(func(context.Context, rpctest.Call) error { return &protocol.BusyError{RetryAfter: time.Millisecond} })
 	_, err := c.GetWorkspaces(ctxT(t))
 	var ce *client.Error
-	if !errors.Is(err, service.ErrBusy) || !errors.As(err, &ce) || ce.RetryAfter != time.Millisecond {
+	if !errors.Is(err, protocol.ErrBusy) || !errors.As(err, &ce) || ce.RetryAfter != time.Millisecond {
 		t.Errorf("always Busy: %v", err)
 	}
 	if err := c.Close(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/service"
 )
 
@@ -27,7 +28,7 @@ type Call struct {
 }
 
 type memWorkspace struct {
-	info     service.WorkspaceInfo
+	info     protocol.WorkspaceInfo
 	members  map[uuid.UUID]bool
 	version  int64
 	items    map[domain.ItemID][]domain.ItemMetadata // every version, oldest first
@@ -44,7 +45,7 @@ type MemService struct {
 	Hook func(ctx context.Context, c Call) error
 
 	mu         sync.Mutex
-	users      map[uuid.UUID]service.Account
+	users      map[uuid.UUID]protocol.Account
 	devices    map[uuid.UUID]uuid.UUID // device → user
 	registered map[string]uuid.UUID    // updateDevice requestId → device
 	workspaces map[uuid.UUID]*memWorkspace
@@ -55,7 +56,7 @@ type MemService struct {
 
 // NewMemService returns an empty service.
 func NewMemService() *MemService {
-	return &MemService{users: map[uuid.UUID]service.Account{}, devices: map[uuid.UUID]uuid.UUID{},
+	return &MemService{users: map[uuid.UUID]protocol.Account{}, devices: map[uuid.UUID]uuid.UUID{},
 		registered: map[string]uuid.UUID{}, workspaces: map[uuid.UUID]*memWorkspace{}, nextItem: 1}
 }
 
@@ -63,7 +64,7 @@ func NewMemService() *MemService {
 func (s *MemService) AddUser(id uuid.UUID, name, email string) uuid.UUID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.users[id] = service.Account{UserID: id, Name: name, Email: email}
+	s.users[id] = protocol.Account{UserID: id, Name: name, Email: email}
 	return s.addWorkspaceLocked(id, name, false)
 }
 
@@ -77,7 +78,7 @@ func (s *MemService) AddWorkspace(owner uuid.UUID, name string) uuid.UUID {
 func (s *MemService) addWorkspaceLocked(owner uuid.UUID, name string, shared bool) uuid.UUID {
 	id := uuid.New()
 	s.workspaces[id] = &memWorkspace{
-		info:    service.WorkspaceInfo{ID: id, Name: name, OwnerID: owner, IsShared: shared},
+		info:    protocol.WorkspaceInfo{ID: id, Name: name, OwnerID: owner, IsShared: shared},
 		members: map[uuid.UUID]bool{owner: true}, items: map[domain.ItemID][]domain.ItemMetadata{},
 		changed: map[int64][]domain.ItemID{}, at: map[domain.ItemID][]int64{},
 		commits: map[string]service.CommitResult{}, byTempID: map[string]domain.ItemID{},
@@ -133,22 +134,22 @@ func (s *MemService) SetHook(h func(ctx context.Context, c Call) error) {
 func (s *MemService) member(user, ws uuid.UUID) (*memWorkspace, error) {
 	w, ok := s.workspaces[ws]
 	if !ok {
-		return nil, fmt.Errorf("workspace %s: %w", ws, service.ErrWorkspaceNotFound)
+		return nil, fmt.Errorf("workspace %s: %w", ws, protocol.ErrWorkspaceNotFound)
 	}
 	if !w.members[user] {
-		return nil, fmt.Errorf("workspace %s user %s: %w", ws, user, service.ErrUnauthorized)
+		return nil, fmt.Errorf("workspace %s user %s: %w", ws, user, protocol.ErrUnauthorized)
 	}
 	return w, nil
 }
 
 // AccountInfo implements rpc.Service.
-func (s *MemService) AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (service.Account, error) {
+func (s *MemService) AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (protocol.Account, error) {
 	c := Call{Method: "AccountInfo"}
 	if caller != nil {
 		c.User = *caller
 	}
 	if err := s.enter(ctx, c); err != nil {
-		return service.Account{}, err
+		return protocol.Account{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,7 +163,7 @@ func (s *MemService) AccountInfo(ctx context.Context, caller *uuid.UUID, email s
 			return a, nil
 		}
 	}
-	return service.Account{}, fmt.Errorf("account %q: %w", email, service.ErrUserNotFound)
+	return protocol.Account{}, fmt.Errorf("account %q: %w", email, protocol.ErrUserNotFound)
 }
 
 func (w *memWorkspace) used() int64 {
@@ -174,18 +175,18 @@ func (w *memWorkspace) used() int64 {
 }
 
 // UpdateDevice implements rpc.Service.
-func (s *MemService) UpdateDevice(ctx context.Context, req service.UpdateDeviceRequest) (service.DeviceResult, error) {
+func (s *MemService) UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error) {
 	if err := s.enter(ctx, Call{Method: "UpdateDevice", RequestID: req.RequestID, User: req.UserID}); err != nil {
 		return service.DeviceResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.users[req.UserID]; !ok {
-		return service.DeviceResult{}, fmt.Errorf("user %s: %w", req.UserID, service.ErrUserNotFound)
+		return service.DeviceResult{}, fmt.Errorf("user %s: %w", req.UserID, protocol.ErrUserNotFound)
 	}
 	if req.DeviceID != nil {
 		if s.devices[*req.DeviceID] != req.UserID {
-			return service.DeviceResult{}, fmt.Errorf("device %s: %w", *req.DeviceID, service.ErrDeviceNotValid)
+			return service.DeviceResult{}, fmt.Errorf("device %s: %w", *req.DeviceID, protocol.ErrDeviceNotValid)
 		}
 		return service.DeviceResult{ID: *req.DeviceID}, nil
 	}
@@ -200,13 +201,13 @@ func (s *MemService) UpdateDevice(ctx context.Context, req service.UpdateDeviceR
 }
 
 // Workspaces implements rpc.Service: the personal workspace first.
-func (s *MemService) Workspaces(ctx context.Context, user uuid.UUID) ([]service.WorkspaceInfo, error) {
+func (s *MemService) Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error) {
 	if err := s.enter(ctx, Call{Method: "Workspaces", User: user}); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []service.WorkspaceInfo
+	var out []protocol.WorkspaceInfo
 	for _, id := range s.order {
 		w := s.workspaces[id]
 		if w.members[user] {
@@ -216,7 +217,7 @@ func (s *MemService) Workspaces(ctx context.Context, user uuid.UUID) ([]service.
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("user %s: %w", user, service.ErrNoWorkspaces)
+		return nil, fmt.Errorf("user %s: %w", user, protocol.ErrNoWorkspaces)
 	}
 	return out, nil
 }
@@ -255,15 +256,15 @@ func (w *memWorkspace) latest(upTo int64, ids map[domain.ItemID]bool) []domain.I
 }
 
 // ChangesSince implements rpc.Service.
-func (s *MemService) ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (service.ChangesPage, error) {
+func (s *MemService) ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error) {
 	if err := s.enter(ctx, Call{Method: "ChangesSince", User: user}); err != nil {
-		return service.ChangesPage{}, err
+		return protocol.ChangesPage{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w, err := s.member(user, ws)
 	if err != nil {
-		return service.ChangesPage{}, err
+		return protocol.ChangesPage{}, err
 	}
 	ids := map[domain.ItemID]bool{}
 	to := since
@@ -289,7 +290,7 @@ func (s *MemService) ChangesSince(ctx context.Context, user, ws uuid.UUID, since
 	if items == nil {
 		items = []domain.ItemMetadata{}
 	}
-	return service.ChangesPage{Items: items, FromVersion: since, ToVersion: to, HasMore: to < w.version, WorkspaceVersion: w.version}, nil
+	return protocol.ChangesPage{Items: items, FromVersion: since, ToVersion: to, HasMore: to < w.version, WorkspaceVersion: w.version}, nil
 }
 
 // ItemVersions implements rpc.Service.
@@ -313,7 +314,7 @@ func (s *MemService) ItemVersions(ctx context.Context, user, ws uuid.UUID, item 
 // Commit implements rpc.Service with the core of PROTOCOL.md §5: new items at version
 // 1, the next version of a known item, wrongVersion otherwise; one event per fresh
 // requestId; a repeated requestId is replayed.
-func (s *MemService) Commit(ctx context.Context, req service.CommitRequest) (service.CommitResult, error) {
+func (s *MemService) Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error) {
 	if err := s.enter(ctx, Call{Method: "Commit", RequestID: req.RequestID, User: req.UserID}); err != nil {
 		return service.CommitResult{}, err
 	}
@@ -324,7 +325,7 @@ func (s *MemService) Commit(ctx context.Context, req service.CommitRequest) (ser
 		return service.CommitResult{}, err
 	}
 	if s.devices[req.DeviceID] != req.UserID {
-		return service.CommitResult{}, fmt.Errorf("device %s: %w", req.DeviceID, service.ErrUnauthorized)
+		return service.CommitResult{}, fmt.Errorf("device %s: %w", req.DeviceID, protocol.ErrUnauthorized)
 	}
 	if res, ok := w.commits[req.RequestID]; ok {
 		res.Replayed = true
@@ -381,7 +382,7 @@ func (w *memWorkspace) store(m domain.ItemMetadata, at int64) {
 }
 
 // UpdateWorkspace implements rpc.Service.
-func (s *MemService) UpdateWorkspace(ctx context.Context, req service.UpdateWorkspaceRequest) error {
+func (s *MemService) UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error {
 	if err := s.enter(ctx, Call{Method: "UpdateWorkspace", RequestID: req.RequestID, User: req.UserID}); err != nil {
 		return err
 	}

@@ -1,8 +1,14 @@
 // Package service is the application layer between the wire and the domain: it loads
 // aggregate state (a bounded cache plus a catch-up read of the stream tail), asks the
 // domain to decide, appends the decision with the expected stream version, retries on a
-// concurrent append, and answers queries from the read models. It knows nothing of
-// AMQP or JSON wire shapes; transport calls it.
+// concurrent append, and answers queries from the read models. It takes requests and
+// gives results and error kinds in the protocol's vocabulary (domain/protocol).
+//
+// It depends on small interfaces only: an eventstore.Store, a ReadModel and an
+// IDAllocator. cmd wires the PostgreSQL implementations (eventstore/postgres,
+// projections.Queries, internal/itemids) and runs their migrations; unit tests may wire
+// in-memory ones. It must never depend on a database driver, on the projections or on
+// the transport: it knows nothing of SQL, AMQP or JSON wire shapes; transport calls it.
 package service
 
 import (

@@ -63,7 +63,7 @@ func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (Commi
 			newItems++
 		}
 	}
-	ids, err := s.ids.take(ctx, newItems)
+	ids, err := s.ids.Take(ctx, newItems)
 	if err != nil {
 		return CommitResult{}, err
 	}
@@ -110,7 +110,7 @@ func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *d
 			return 0, 0, err
 		}
 	}
-	elsewhere, err = read(ctx, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, owner, ws) })
+	elsewhere, err = read(ctx, s.reads, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, owner, ws) })
 	if err != nil {
 		return 0, 0, fmt.Errorf("quota of %s: %w", owner, err)
 	}
@@ -210,7 +210,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (user, personal uu
 		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: create user: name must be 1 to %d bytes of UTF-8 without '/' or NUL (it names the personal workspace)",
 			protocol.ErrInvalid, domain.MaxNameBytes)
 	}
-	if taken, err := read(ctx, func(ctx context.Context) (bool, error) {
+	if taken, err := read(ctx, s.reads, func(ctx context.Context) (bool, error) {
 		_, taken, err := s.reads.AccountByEmail(ctx, email)
 		return taken, err
 	}); err != nil {

@@ -14,14 +14,18 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/service"
 )
 
 func (e *env) serviceWith(t *testing.T, lim domain.Limits) *service.Service {
 	t.Helper()
-	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler), Limits: lim},
-		e.store, e.q, e.pool)
+	if err := itemids.Migrate(context.Background(), e.pool); err != nil {
+		t.Fatal(err)
+	}
+	s, err := service.New(service.Config{Logger: slog.New(slog.DiscardHandler), Limits: lim},
+		e.store, e.q, itemids.NewPostgres(e.pool))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func (s *Service) AccountInfo(ctx context.Context, caller *uuid.UUID, email stri
 		acct protocol.Account
 		ok   bool
 	}
-	f, err := read(ctx, func(ctx context.Context) (found, error) {
+	f, err := read(ctx, s.reads, func(ctx context.Context) (found, error) {
 		a, ok, err := s.reads.AccountByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
 		return found{a, ok}, err
 	})
@@ -34,7 +34,7 @@ func (s *Service) AccountInfo(ctx context.Context, caller *uuid.UUID, email stri
 	if !ok || (caller != nil && acct.UserID != *caller) {
 		return protocol.Account{}, fmt.Errorf("%w: %s", protocol.ErrUserNotFound, email)
 	}
-	used, err := read(ctx, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, acct.UserID, uuid.Nil) })
+	used, err := read(ctx, s.reads, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, acct.UserID, uuid.Nil) })
 	if err != nil {
 		return protocol.Account{}, fmt.Errorf("account of %s: %w", email, err)
 	}
@@ -44,7 +44,7 @@ func (s *Service) AccountInfo(ctx context.Context, caller *uuid.UUID, email stri
 
 // Workspaces answers getWorkspaces: the user's workspaces, the personal one first.
 func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error) {
-	ws, err := read(ctx, func(ctx context.Context) ([]protocol.WorkspaceInfo, error) { return s.reads.WorkspacesOf(ctx, user) })
+	ws, err := read(ctx, s.reads, func(ctx context.Context) ([]protocol.WorkspaceInfo, error) { return s.reads.WorkspacesOf(ctx, user) })
 	if err != nil {
 		return nil, fmt.Errorf("workspaces of %s: %w", user, err)
 	}
@@ -56,7 +56,7 @@ func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.Wo
 
 // authorize checks that ws exists and user is a member (PROTOCOL.md §4 order).
 func (s *Service) authorize(ctx context.Context, user, ws uuid.UUID) error {
-	m, err := read(ctx, func(ctx context.Context) ([2]bool, error) {
+	m, err := read(ctx, s.reads, func(ctx context.Context) ([2]bool, error) {
 		exists, member, err := s.reads.Membership(ctx, ws, user)
 		return [2]bool{exists, member}, err
 	})
@@ -78,7 +78,7 @@ func (s *Service) Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.Ite
 	if err := s.authorize(ctx, user, ws); err != nil {
 		return nil, err
 	}
-	items, err := read(ctx, func(ctx context.Context) ([]domain.ItemMetadata, error) {
+	items, err := read(ctx, s.reads, func(ctx context.Context) ([]domain.ItemMetadata, error) {
 		items, _, err := s.reads.Changes(ctx, ws)
 		return items, err
 	})
@@ -93,7 +93,7 @@ func (s *Service) ChangesSince(ctx context.Context, user, ws uuid.UUID, since in
 	if err := s.authorize(ctx, user, ws); err != nil {
 		return protocol.ChangesPage{}, err
 	}
-	p, err := read(ctx, func(ctx context.Context) (protocol.ChangesPage, error) {
+	p, err := read(ctx, s.reads, func(ctx context.Context) (protocol.ChangesPage, error) {
 		return s.reads.ChangesSince(ctx, ws, since, limit)
 	})
 	if err != nil {
@@ -113,7 +113,7 @@ func (s *Service) ItemVersions(ctx context.Context, user, ws uuid.UUID, item dom
 	if err := s.authorize(ctx, user, ws); err != nil {
 		return nil, err
 	}
-	vs, err := read(ctx, func(ctx context.Context) ([]domain.ItemMetadata, error) { return s.reads.ItemVersions(ctx, ws, item) })
+	vs, err := read(ctx, s.reads, func(ctx context.Context) ([]domain.ItemMetadata, error) { return s.reads.ItemVersions(ctx, ws, item) })
 	if err != nil {
 		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
@@ -32,6 +31,17 @@ type ReadModel interface {
 	// OwnerUsageExcept sums the used bytes of the workspaces owner owns, except the one
 	// named (uuid.Nil: all of them).
 	OwnerUsageExcept(ctx context.Context, owner, except uuid.UUID) (int64, error)
+	// Transient reports whether a failed read is worth trying again (a lost connection,
+	// a server shutting a session down): reads change nothing, so the service retries
+	// them a few times.
+	Transient(err error) bool
+}
+
+// IDAllocator hands out fresh item ids, unique across every process of the service
+// (internal/itemids: blocks reserved in PostgreSQL in a server, a counter in unit tests).
+type IDAllocator interface {
+	// Take returns n ids never handed out before.
+	Take(ctx context.Context, n int) ([]domain.ItemID, error)
 }
 
 // Config configures a Service.
@@ -106,7 +116,7 @@ type Service struct {
 	cfg   Config
 	store eventstore.Store
 	reads ReadModel
-	ids   *idAllocator
+	ids   IDAllocator
 	log   *slog.Logger
 	group *groupAppender // nil: one transaction per append
 
@@ -114,17 +124,15 @@ type Service struct {
 	users      *cache[*domain.User]
 }
 
-// New builds a Service. db is the service's PostgreSQL database (item-id blocks are
-// reserved there; its migrations are applied here).
-func New(ctx context.Context, cfg Config, store eventstore.Store, reads ReadModel, db *pgxpool.Pool) (*Service, error) {
+// New builds a Service over an event store, the read models it answers queries from,
+// and the allocator of new items' ids. It does no I/O: whatever store, reads and ids
+// need (migrations, connections) is the caller's to prepare.
+func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, db); err != nil {
-		return nil, fmt.Errorf("service: %w", err)
-	}
 	s := &Service{
-		cfg: cfg, store: store, reads: reads, ids: &idAllocator{db: db}, log: cfg.Logger,
+		cfg: cfg, store: store, reads: reads, ids: ids, log: cfg.Logger,
 		workspaces: newCache(cfg.CacheSize, func(id uuid.UUID) *domain.Workspace { return domain.NewWorkspace(id) }),
 		users:      newCache(cfg.CacheSize, func(id uuid.UUID) *domain.User { return domain.NewUser(id) }),
 	}

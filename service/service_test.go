@@ -17,9 +17,17 @@ import (
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
+)
+
+// The PostgreSQL implementations a server wires into the service.
+var (
+	_ service.ReadModel   = (*projections.Queries)(nil)
+	_ service.IDAllocator = (*itemids.Postgres)(nil)
+	_ service.IDAllocator = (*itemids.Memory)(nil)
 )
 
 // env is one database with the store, the running projectors and a way to make any
@@ -72,8 +80,11 @@ func (e *env) service(t *testing.T) *service.Service {
 // serviceOn makes a Service over store (the env's store, or a wrapper of it).
 func (e *env) serviceOn(t *testing.T, store eventstore.Store) *service.Service {
 	t.Helper()
-	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler)},
-		store, e.q, e.pool)
+	if err := itemids.Migrate(context.Background(), e.pool); err != nil {
+		t.Fatal(err)
+	}
+	s, err := service.New(service.Config{Logger: slog.New(slog.DiscardHandler)},
+		store, e.q, itemids.NewPostgres(e.pool))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,10 @@ func TestDependencyDirection(t *testing.T) {
 			"the event store knows nothing of the project", 5},
 		{"service", func(p string) bool { return within(p, "transport") },
 			"the service does not depend on the transport", 1},
+		// The service depends on small interfaces (store, read model, id allocator); cmd
+		// wires the PostgreSQL implementations.
+		{"service", func(p string) bool { return isPgx(p) || within(p, "projections") },
+			"the service depends on neither pgx nor the projections", 1},
 		// A device program links the client: it must not carry the server's database
 		// stack, nor the service and its read models.
 		{"transport/client", func(p string) bool { return isPgx(p) || within(p, "service") || within(p, "projections") },

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t     *testing.T
 	url   string // guest on the test's vhost
-	svc   *rpctest.MemService
+	svc   *rpctest.Service
 	user  uuid.UUID
 	ws    uuid.UUID
 	login string // the user's own broker login
@@ -43,7 +43,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewMemService(), user: uuid.New()}
+	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewService(), user: uuid.New()}
 	e.ws = e.svc.AddUser(e.user, "alice", "alice@example.com")
 	e.login = rpctest.BrokerUser(t, testenv.ManagementURL(), e.url, e.user)
 	rpctest.StartServer(t, rpc.Config{URL: e.url, Concurrency: 4, RequestTimeout: 5 * time.Second}, e.svc)
@@ -175,7 +175,7 @@ func TestCalls(t *testing.T) {
 }
 
 func TestTrustModeWithoutUserID(t *testing.T) {
-	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewMemService(), user: uuid.New()}
+	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewService(), user: uuid.New()}
 	e.ws = e.svc.AddUser(e.user, "alice", "alice@example.com")
 	rpctest.StartServer(t, rpc.Config{URL: e.url, Auth: rpc.AuthTrust}, e.svc)
 	e.login = e.url // the shared guest login
@@ -455,7 +455,7 @@ func TestReconnectCatchesUp(t *testing.T) {
 // server (with the map-backed service), from parallel goroutines sharing one client.
 func BenchmarkCall(b *testing.B) {
 	url := testenv.AMQPURL(b)
-	svc := rpctest.NewMemService()
+	svc := rpctest.NewService()
 	user := uuid.New()
 	svc.AddUser(user, "alice", "alice@example.com")
 	rpctest.StartServer(b, rpc.Config{URL: url, Auth: rpc.AuthTrust, Logger: slogDiscard()}, svc)

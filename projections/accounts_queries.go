@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 // User is a user account.
@@ -55,6 +57,17 @@ func (q *Queries) User(ctx context.Context, id uuid.UUID) (User, bool, error) {
 func (q *Queries) UserByEmail(ctx context.Context, email string) (User, bool, error) {
 	return q.oneUser(ctx, email, userSelect+` WHERE lower(email) = lower($1)
 		ORDER BY removed, created_at DESC, user_id LIMIT 1`, email)
+}
+
+// AccountByEmail returns the account of the active (not removed) user with that e-mail
+// address, as getAccountInfo answers it before the quota used is added; ok is false if
+// there is none.
+func (q *Queries) AccountByEmail(ctx context.Context, email string) (acct protocol.Account, ok bool, err error) {
+	u, ok, err := q.UserByEmail(ctx, email)
+	if err != nil || !ok || u.Removed {
+		return protocol.Account{}, false, err
+	}
+	return protocol.Account{UserID: u.ID, Name: u.Name, Email: u.Email, QuotaLimit: u.QuotaLimit}, true, nil
 }
 
 // Users returns every user, by e-mail address.

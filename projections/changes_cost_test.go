@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 )
@@ -230,7 +231,7 @@ func TestResultTooLargeStopsEarly(t *testing.T) {
 	}
 	counter.take()
 	q.MaxResultBytes = 100 * itemFixedBytes // passed within the first chunk
-	if _, _, err := q.Changes(context.Background(), w.id); !errors.Is(err, ErrResultTooLarge) {
+	if _, _, err := q.Changes(context.Background(), w.id); !errors.Is(err, protocol.ErrResultTooLarge) {
 		t.Fatalf("getChanges over the limit: %v", err)
 	}
 	if rows := counter.take(); rows > 1+readChunk {

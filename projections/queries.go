@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 // ErrWorkspaceNotFound is returned by the workspace queries for a workspace the read
@@ -32,7 +33,7 @@ type Queries struct {
 	// PollInterval bounds the sleep between polls of WaitForWorkspaceVersion. Default 20ms.
 	PollInterval time.Duration
 	// MaxResultBytes bounds the estimated encoded size of a Changes or ItemVersions
-	// answer: past it they fail with ErrResultTooLarge, decided while the rows stream
+	// answer: past it they fail with protocol.ErrResultTooLarge, decided while the rows stream
 	// in. Default DefaultMaxResultBytes; set before use.
 	MaxResultBytes int64
 	// PageBytes is the byte budget of a ChangesSince page: a page ends at the first
@@ -122,7 +123,7 @@ func workspaceVersion(ctx context.Context, tx pgx.Tx, ws uuid.UUID) (int64, erro
 // Changes returns the latest version of every item of the workspace, deleted items
 // included, parents before children (depth first, siblings by id), and the workspace
 // version they describe, all read from one snapshot. It reads the items in keyset
-// chunks and fails with ErrResultTooLarge as soon as their estimated encoded size passes
+// chunks and fails with protocol.ErrResultTooLarge as soon as their estimated encoded size passes
 // MaxResultBytes.
 func (q *Queries) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error) {
 	var items []itemRow
@@ -150,18 +151,9 @@ func (q *Queries) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetad
 		}
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("changes of workspace %s: %w", ws, err)
+		return nil, 0, tooLarge(fmt.Errorf("changes of workspace %s: %w", ws, err))
 	}
 	return treeOrder(items), version, nil
-}
-
-// Page is one page of getChangesSince (PROTOCOL.md §4).
-type Page struct {
-	Items            []domain.ItemMetadata
-	FromVersion      int64
-	ToVersion        int64
-	HasMore          bool
-	WorkspaceVersion int64
 }
 
 // ChangesSince returns the page of changes after workspace version since: it covers the
@@ -172,15 +164,15 @@ type Page struct {
 // least one version. HasMore is ToVersion <
 // WorkspaceVersion; when it is false, ToVersion is WorkspaceVersion. A since at or past
 // the workspace's version gives an empty page with ToVersion = WorkspaceVersion.
-func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (Page, error) {
+func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error) {
 	if since < 0 {
-		return Page{}, fmt.Errorf("changes of workspace %s since %d: negative version", ws, since)
+		return protocol.ChangesPage{}, fmt.Errorf("changes of workspace %s since %d: negative version", ws, since)
 	}
 	if limit <= 0 {
 		limit = DefaultChangesLimit
 	}
 	limit = min(limit, MaxChangesLimit)
-	page := Page{FromVersion: since}
+	page := protocol.ChangesPage{FromVersion: since}
 	var items []itemRow
 	err := q.readTx(ctx, func(tx pgx.Tx) error {
 		var err error
@@ -215,7 +207,7 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 		return sz.flush()
 	})
 	if err != nil {
-		return Page{}, fmt.Errorf("changes of workspace %s since %d: %w", ws, since, err)
+		return protocol.ChangesPage{}, fmt.Errorf("changes of workspace %s since %d: %w", ws, since, err)
 	}
 	page.HasMore = page.ToVersion < page.WorkspaceVersion
 	page.Items = treeOrder(items)
@@ -278,7 +270,7 @@ func treeOrder(rows []itemRow) []domain.ItemMetadata {
 
 // ItemVersions returns every stored version of the item in the workspace, oldest first;
 // none if the workspace holds no such item. It reads them from one snapshot in keyset
-// chunks and fails with ErrResultTooLarge as soon as their estimated encoded size passes
+// chunks and fails with protocol.ErrResultTooLarge as soon as their estimated encoded size passes
 // MaxResultBytes.
 func (q *Queries) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error) {
 	var rs []itemRow
@@ -302,7 +294,7 @@ func (q *Queries) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.It
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("versions of item %d in %s: %w", item, ws, err)
+		return nil, tooLarge(fmt.Errorf("versions of item %d in %s: %w", item, ws, err))
 	}
 	out := make([]domain.ItemMetadata, len(rs))
 	for i, r := range rs {
@@ -311,20 +303,9 @@ func (q *Queries) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.It
 	return out, nil
 }
 
-// WorkspaceInfo is one workspace as a member sees it (getWorkspaces).
-type WorkspaceInfo struct {
-	ID             uuid.UUID
-	Name           string // the member's own name for it
-	OwnerID        uuid.UUID
-	IsShared       bool
-	IsEncrypted    bool
-	ParentItemID   *domain.ItemID // where the member mounts it
-	LatestRevision int64          // the workspace's current workspaceVersion
-}
-
 // WorkspacesOf returns the workspaces user is a member of: the personal workspace (the
 // non-shared one the user owns) first, then by the member's name and by id.
-func (q *Queries) WorkspacesOf(ctx context.Context, user uuid.UUID) ([]WorkspaceInfo, error) {
+func (q *Queries) WorkspacesOf(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error) {
 	rows, err := q.pool.Query(ctx, `SELECT w.workspace_id, m.name, w.owner_id, w.is_shared, w.is_encrypted,
 			m.parent_item_id, w.version
 		FROM proj_workspaces.workspaces w
@@ -334,8 +315,8 @@ func (q *Queries) WorkspacesOf(ctx context.Context, user uuid.UUID) ([]Workspace
 	if err != nil {
 		return nil, fmt.Errorf("workspaces of %s: %w", user, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WorkspaceInfo, error) {
-		var w WorkspaceInfo
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (protocol.WorkspaceInfo, error) {
+		var w protocol.WorkspaceInfo
 		var parent *int64
 		err := r.Scan(&w.ID, &w.Name, &w.OwnerID, &w.IsShared, &w.IsEncrypted, &parent, &w.LatestRevision)
 		w.ParentItemID = itemIDPtr(parent)
@@ -407,6 +388,21 @@ func (q *Queries) Workspace(ctx context.Context, ws uuid.UUID) (w Workspace, fou
 	}
 	w.CreatedAt = w.CreatedAt.UTC()
 	return w, found, nil
+}
+
+// Membership tells whether the workspace exists and whether user is one of its current
+// members.
+func (q *Queries) Membership(ctx context.Context, ws, user uuid.UUID) (exists, member bool, err error) {
+	w, found, err := q.Workspace(ctx, ws)
+	if err != nil || !found {
+		return false, false, err
+	}
+	for _, m := range w.Members {
+		if m.UserID == user {
+			return true, true, nil
+		}
+	}
+	return true, false, nil
 }
 
 // IsMember reports whether user is a current member of the workspace.

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
@@ -582,7 +583,7 @@ func TestChangesSinceByteBudget(t *testing.T) {
 }
 
 // TestResultTooLarge checks that getChanges and getItemVersions answers whose estimate
-// passes MaxResultBytes fail with ErrResultTooLarge, and fit under a larger bound.
+// passes MaxResultBytes fail with protocol.ErrResultTooLarge, and fit under a larger bound.
 func TestResultTooLarge(t *testing.T) {
 	e := newEnv(t)
 	f := newFixture(t)
@@ -619,11 +620,11 @@ func TestResultTooLarge(t *testing.T) {
 	} {
 		e.q.MaxResultBytes = tc.limit
 		_, _, err := e.q.Changes(ctx, f.w.id)
-		if tc.changes != (err == nil) || (err != nil && !errors.Is(err, ErrResultTooLarge)) {
+		if tc.changes != (err == nil) || (err != nil && !errors.Is(err, protocol.ErrResultTooLarge)) {
 			t.Errorf("limit %d (answer %d bytes): getChanges err %v", tc.limit, size, err)
 		}
 		_, err = e.q.ItemVersions(ctx, f.w.id, f.f1)
-		if tc.vers != (err == nil) || (err != nil && !errors.Is(err, ErrResultTooLarge)) {
+		if tc.vers != (err == nil) || (err != nil && !errors.Is(err, protocol.ErrResultTooLarge)) {
 			t.Errorf("limit %d (answer %d bytes): getItemVersions err %v", tc.limit, vsize, err)
 		}
 	}

@@ -7,12 +7,23 @@ import (
 	"unicode/utf8"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/budget"
 )
 
-// ErrResultTooLarge says an answer would exceed Queries.MaxResultBytes (PROTOCOL.md §4
-// ResultTooLarge). Check with errors.Is.
-var ErrResultTooLarge = errors.New("projections: result too large")
+// errTooLarge says an answer would exceed Queries.MaxResultBytes. The queries the
+// service calls return it marked with protocol.ErrResultTooLarge (see tooLarge), which
+// is what callers check with errors.Is.
+var errTooLarge = errors.New("projections: result too large")
+
+// tooLarge marks an answer refused as too large with protocol.ErrResultTooLarge
+// (PROTOCOL.md §4 ResultTooLarge); any other error is returned as it is.
+func tooLarge(err error) error {
+	if errors.Is(err, errTooLarge) {
+		return fmt.Errorf("%w: %w", protocol.ErrResultTooLarge, err)
+	}
+	return err
+}
 
 // Byte bounds of the answers (PROTOCOL.md §4).
 const (
@@ -93,7 +104,7 @@ func (s *sizer) add(md *domain.ItemMetadata) error {
 	n := itemSize(md)
 	s.total += n
 	if s.limit > 0 && s.total > s.limit {
-		return fmt.Errorf("%w: over %d bytes", ErrResultTooLarge, s.limit)
+		return fmt.Errorf("%w: over %d bytes", errTooLarge, s.limit)
 	}
 	s.pending += n
 	if s.pending >= growStep {

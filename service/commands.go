@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
@@ -18,20 +19,20 @@ func mapDomainErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, domain.ErrInvalidCommand), errors.Is(err, domain.ErrItemNotInHistory):
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", protocol.ErrInvalid, err)
 	case errors.Is(err, domain.ErrNotMember):
-		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return fmt.Errorf("%w: %w", protocol.ErrUnauthorized, err)
 	case errors.Is(err, domain.ErrDeviceNotValid):
-		return fmt.Errorf("%w: %w", ErrDeviceNotValid, err)
+		return fmt.Errorf("%w: %w", protocol.ErrDeviceNotValid, err)
 	case errors.Is(err, domain.ErrUserRemoved):
-		return fmt.Errorf("%w: %w", ErrUserNotFound, err)
+		return fmt.Errorf("%w: %w", protocol.ErrUserNotFound, err)
 	}
 	return err
 }
 
 // Commit decides a commit request and appends its one Committed event (PROTOCOL.md §5).
 // A request repeating a processed requestId returns the original event, Replayed.
-func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, error) {
+func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (CommitResult, error) {
 	// A cached state may lag a registration made through another process: only a
 	// positive answer is taken from the cache, a negative one is checked on the stream.
 	var user *domain.User
@@ -45,16 +46,16 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 		}
 		if fresh {
 			if !user.Exists() || user.Removed() {
-				return CommitResult{}, fmt.Errorf("%w: user %s", ErrUnauthorized, req.UserID)
+				return CommitResult{}, fmt.Errorf("%w: user %s", protocol.ErrUnauthorized, req.UserID)
 			}
-			return CommitResult{}, fmt.Errorf("%w: device %s is not registered to user %s", ErrUnauthorized, req.DeviceID, req.UserID)
+			return CommitResult{}, fmt.Errorf("%w: device %s is not registered to user %s", protocol.ErrUnauthorized, req.DeviceID, req.UserID)
 		}
 	}
 	// Refused before any id is reserved; the domain checks the same bounds (an empty
 	// commit is left to it: a repeated requestId with no items is a replay, §5).
 	if n := len(req.Items); n > s.cfg.Limits.MaxCommitItems {
 		return CommitResult{}, fmt.Errorf("%w: commit %q has %d items, the limit is 1 to %d per commit",
-			ErrInvalid, req.RequestID, n, s.cfg.Limits.MaxCommitItems)
+			protocol.ErrInvalid, req.RequestID, n, s.cfg.Limits.MaxCommitItems)
 	}
 	newItems := 0
 	for _, it := range req.Items {
@@ -62,7 +63,7 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 			newItems++
 		}
 	}
-	ids, err := s.ids.take(ctx, newItems)
+	ids, err := s.ids.Take(ctx, newItems)
 	if err != nil {
 		return CommitResult{}, err
 	}
@@ -71,10 +72,10 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 	out, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID), "commit:"+req.RequestID,
 		func(w *domain.Workspace, prev string) (domain.Decision, error) {
 			if !w.Exists() {
-				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, req.WorkspaceID)
+				return domain.Decision{}, fmt.Errorf("%w: %s", protocol.ErrWorkspaceNotFound, req.WorkspaceID)
 			}
 			if !w.IsMember(req.UserID) {
-				return domain.Decision{}, fmt.Errorf("%w: user %s is not a member of workspace %s", ErrUnauthorized, req.UserID, req.WorkspaceID)
+				return domain.Decision{}, fmt.Errorf("%w: user %s is not a member of workspace %s", protocol.ErrUnauthorized, req.UserID, req.WorkspaceID)
 			}
 			if owner := w.OwnerID(); owner != quotaOwner {
 				quotaOwner = owner
@@ -94,7 +95,7 @@ func (s *Service) Commit(ctx context.Context, req CommitRequest) (CommitResult, 
 	}
 	c, ok := out.event.(domain.Committed)
 	if !ok {
-		return CommitResult{}, fmt.Errorf("%w: requestId %q was used by a %s in workspace %s", ErrInvalid, req.RequestID, out.event.EventType(), req.WorkspaceID)
+		return CommitResult{}, fmt.Errorf("%w: requestId %q was used by a %s in workspace %s", protocol.ErrInvalid, req.RequestID, out.event.EventType(), req.WorkspaceID)
 	}
 	return CommitResult{EventID: out.eventID, Event: c, Position: out.position, Replayed: out.replayed}, nil
 }
@@ -109,7 +110,7 @@ func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *d
 			return 0, 0, err
 		}
 	}
-	elsewhere, err = read(ctx, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsage(ctx, owner, ws) })
+	elsewhere, err = read(ctx, s.reads, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, owner, ws) })
 	if err != nil {
 		return 0, 0, fmt.Errorf("quota of %s: %w", owner, err)
 	}
@@ -118,7 +119,7 @@ func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *d
 
 // UpdateDevice registers a device (DeviceID nil) or updates one of the user's devices,
 // and returns its id. Registering again with the same requestId returns the same id.
-func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (DeviceResult, error) {
+func (s *Service) UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (DeviceResult, error) {
 	fresh := uuid.New()
 	// The event id's key has the scope in which the domain recognises a repeated request:
 	// registrations per user by requestId; updates (not deduplicated by the domain) per
@@ -131,7 +132,7 @@ func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (De
 	out, err := execute(ctx, s, s.users, req.UserID, domain.UserStream(req.UserID), key,
 		func(u *domain.User, prev string) (domain.Decision, error) {
 			if !u.Exists() || u.Removed() {
-				return domain.Decision{}, fmt.Errorf("%w: %s", ErrUserNotFound, req.UserID)
+				return domain.Decision{}, fmt.Errorf("%w: %s", protocol.ErrUserNotFound, req.UserID)
 			}
 			now := s.cfg.Now().UTC()
 			var d domain.Decision
@@ -154,7 +155,7 @@ func (s *Service) UpdateDevice(ctx context.Context, req UpdateDeviceRequest) (De
 	case domain.DeviceUpdated:
 		return DeviceResult{ID: ev.DeviceID, Position: out.position}, nil
 	}
-	return DeviceResult{}, fmt.Errorf("%w: requestId %q was used by a %s", ErrInvalid, req.RequestID, out.event.EventType())
+	return DeviceResult{}, fmt.Errorf("%w: requestId %q was used by a %s", protocol.ErrInvalid, req.RequestID, out.event.EventType())
 }
 
 // RemoveDevice unregisters one of a user's devices (syncctl device remove), freeing a
@@ -173,12 +174,12 @@ func (s *Service) RemoveDevice(ctx context.Context, user, device uuid.UUID) (eve
 }
 
 // UpdateWorkspace sets the caller's own name and mount point for a workspace.
-func (s *Service) UpdateWorkspace(ctx context.Context, req UpdateWorkspaceRequest) error {
+func (s *Service) UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error {
 	_, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID),
 		"member:"+req.UserID.String()+"\x00"+req.RequestID, // per member, as the domain deduplicates
 		func(w *domain.Workspace, prev string) (domain.Decision, error) {
 			if !w.Exists() {
-				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, req.WorkspaceID)
+				return domain.Decision{}, fmt.Errorf("%w: %s", protocol.ErrWorkspaceNotFound, req.WorkspaceID)
 			}
 			d, err := w.Decide(domain.UpdateMemberWorkspace{RequestID: req.RequestID, WorkspaceID: req.WorkspaceID,
 				UserID: req.UserID, Name: req.Name, ParentItemID: req.ParentItemID, At: s.cfg.Now().UTC(), PrevHash: prev})
@@ -203,19 +204,19 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (user, personal uu
 	// Checked before the e-mail is looked up (PostgreSQL refuses NUL); the name also
 	// names the personal workspace, so it must be a valid workspace name.
 	if err := domain.CheckText("email", email, domain.MaxEmailBytes); err != nil {
-		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: create user: %w", ErrInvalid, err)
+		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: create user: %w", protocol.ErrInvalid, err)
 	}
 	if !domain.ValidName(nu.Name) {
 		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: create user: name must be 1 to %d bytes of UTF-8 without '/' or NUL (it names the personal workspace)",
-			ErrInvalid, domain.MaxNameBytes)
+			protocol.ErrInvalid, domain.MaxNameBytes)
 	}
-	if taken, err := read(ctx, func(ctx context.Context) (bool, error) {
-		_, taken, err := s.reads.UserByEmail(ctx, email)
+	if taken, err := read(ctx, s.reads, func(ctx context.Context) (bool, error) {
+		_, taken, err := s.reads.AccountByEmail(ctx, email)
 		return taken, err
 	}); err != nil {
 		return uuid.Nil, uuid.Nil, fmt.Errorf("create user: %w", err)
 	} else if taken {
-		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: e-mail %s is taken", ErrInvalid, email)
+		return uuid.Nil, uuid.Nil, fmt.Errorf("%w: e-mail %s is taken", protocol.ErrInvalid, email)
 	}
 	user = uuid.New()
 	if _, err := execute(ctx, s, s.users, user, domain.UserStream(user), "create",
@@ -255,7 +256,7 @@ func (s *Service) RemoveUser(ctx context.Context, user uuid.UUID) error {
 
 func mapUserErr(user uuid.UUID, err error) error {
 	if errors.Is(err, domain.ErrNotFound) {
-		return fmt.Errorf("%w: %s", ErrUserNotFound, user)
+		return fmt.Errorf("%w: %s", protocol.ErrUserNotFound, user)
 	}
 	return mapDomainErr(err)
 }
@@ -286,7 +287,7 @@ func (s *Service) AddMember(ctx context.Context, ws, user uuid.UUID, name string
 	_, err := execute(ctx, s, s.workspaces, ws, domain.WorkspaceStream(ws), "",
 		func(w *domain.Workspace, prev string) (domain.Decision, error) {
 			if !w.Exists() {
-				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, ws)
+				return domain.Decision{}, fmt.Errorf("%w: %s", protocol.ErrWorkspaceNotFound, ws)
 			}
 			d, err := w.Decide(domain.AddMember{WorkspaceID: ws, UserID: user, Name: name, At: s.cfg.Now().UTC(), PrevHash: prev})
 			return d, mapDomainErr(err)
@@ -299,7 +300,7 @@ func (s *Service) RemoveMember(ctx context.Context, ws, user uuid.UUID) error {
 	_, err := execute(ctx, s, s.workspaces, ws, domain.WorkspaceStream(ws), "",
 		func(w *domain.Workspace, prev string) (domain.Decision, error) {
 			if !w.Exists() {
-				return domain.Decision{}, fmt.Errorf("%w: %s", ErrWorkspaceNotFound, ws)
+				return domain.Decision{}, fmt.Errorf("%w: %s", protocol.ErrWorkspaceNotFound, ws)
 			}
 			d, err := w.Decide(domain.RemoveMember{WorkspaceID: ws, UserID: user, At: s.cfg.Now().UTC(), PrevHash: prev})
 			return d, mapDomainErr(err)
@@ -313,7 +314,7 @@ func (s *Service) requireUser(ctx context.Context, id uuid.UUID) error {
 		return err
 	}
 	if !u.Exists() || u.Removed() {
-		return fmt.Errorf("%w: %s", ErrUserNotFound, id)
+		return fmt.Errorf("%w: %s", protocol.ErrUserNotFound, id)
 	}
 	return nil
 }

@@ -12,15 +12,20 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/service"
 )
 
 func (e *env) serviceWith(t *testing.T, lim domain.Limits) *service.Service {
 	t.Helper()
-	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler), Limits: lim},
-		e.store, service.Projections{Q: e.q}, e.pool)
+	if err := itemids.Migrate(context.Background(), e.pool); err != nil {
+		t.Fatal(err)
+	}
+	s, err := service.New(service.Config{Logger: slog.New(slog.DiscardHandler), Limits: lim},
+		e.store, e.q, itemids.NewPostgres(e.pool))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,19 +77,19 @@ func TestRequestFieldBounds(t *testing.T) {
 			return err
 		},
 		"register deviceName NUL": func() error {
-			_, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "r1", UserID: user, Name: "a\x00", OS: "linux"})
+			_, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "r1", UserID: user, Name: "a\x00", OS: "linux"})
 			return err
 		},
 		"register appVersion of 256 bytes": func() error {
-			_, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "r2", UserID: user, Name: "a", OS: "linux", AppVersion: &long})
+			_, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "r2", UserID: user, Name: "a", OS: "linux", AppVersion: &long})
 			return err
 		},
 		"update ip NUL": func() error {
-			_, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "r3", UserID: user, DeviceID: &dev, Name: "a", OS: "linux", IP: ptr("\x00")})
+			_, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "r3", UserID: user, DeviceID: &dev, Name: "a", OS: "linux", IP: ptr("\x00")})
 			return err
 		},
 		"updateWorkspace name of 256 bytes": func() error {
-			return s.UpdateWorkspace(ctx, service.UpdateWorkspaceRequest{RequestID: "r4", UserID: user, WorkspaceID: ws, Name: long})
+			return s.UpdateWorkspace(ctx, protocol.UpdateWorkspaceRequest{RequestID: "r4", UserID: user, WorkspaceID: ws, Name: long})
 		},
 		"create workspace name NUL": func() error { _, err := s.CreateWorkspace(ctx, user, "w\x00", false); return err },
 		"add member name of 256 bytes": func() error {
@@ -94,11 +99,11 @@ func TestRequestFieldBounds(t *testing.T) {
 	}
 	for name, call := range cases {
 		err := call()
-		if !errors.Is(err, service.ErrInvalid) {
+		if !errors.Is(err, protocol.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
-	if _, err := s.AccountInfo(ctx, &user, strings.Repeat("c", 242)+"@example.com"); !errors.Is(err, service.ErrUserNotFound) {
+	if _, err := s.AccountInfo(ctx, &user, strings.Repeat("c", 242)+"@example.com"); !errors.Is(err, protocol.ErrUserNotFound) {
 		t.Errorf("an e-mail of 254 bytes: %v, want UserNotFound", err)
 	}
 }
@@ -110,29 +115,29 @@ func TestDeviceCapAndRemoveDevice(t *testing.T) {
 	s := e.serviceWith(t, domain.Limits{MaxDevicesPerUser: 2})
 	ctx := context.Background()
 	user, ws, first := userWithDevice(t, e, s, "erin")
-	if _, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "second", UserID: user, Name: "b", OS: "linux"}); err != nil {
+	if _, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "second", UserID: user, Name: "b", OS: "linux"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "third", UserID: user, Name: "c", OS: "linux"})
-	if !errors.Is(err, service.ErrInvalid) || !strings.Contains(err.Error(), "limit is 2 devices per user") ||
+	_, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "third", UserID: user, Name: "c", OS: "linux"})
+	if !errors.Is(err, protocol.ErrInvalid) || !strings.Contains(err.Error(), "limit is 2 devices per user") ||
 		!strings.Contains(err.Error(), "syncctl device remove") {
 		t.Fatalf("third device: %v", err)
 	}
 	if _, err := s.RemoveDevice(ctx, user, first); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RemoveDevice(ctx, user, first); !errors.Is(err, service.ErrDeviceNotValid) {
+	if _, err := s.RemoveDevice(ctx, user, first); !errors.Is(err, protocol.ErrDeviceNotValid) {
 		t.Fatalf("removing it again: %v", err)
 	}
-	if _, err := s.RemoveDevice(ctx, uuid.New(), first); !errors.Is(err, service.ErrUserNotFound) {
+	if _, err := s.RemoveDevice(ctx, uuid.New(), first); !errors.Is(err, protocol.ErrUserNotFound) {
 		t.Fatalf("removing a device of no user: %v", err)
 	}
-	_, err = s.Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: first,
+	_, err = s.Commit(ctx, protocol.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: first,
 		Items: []domain.ItemMetadata{folder(-1, "docs")}})
-	if !errors.Is(err, service.ErrUnauthorized) {
+	if !errors.Is(err, protocol.ErrUnauthorized) {
 		t.Fatalf("commit from the removed device: %v", err)
 	}
-	if _, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "third", UserID: user, Name: "c", OS: "linux"}); err != nil {
+	if _, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "third", UserID: user, Name: "c", OS: "linux"}); err != nil {
 		t.Fatalf("registration after a removal: %v", err)
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -161,15 +166,15 @@ func TestCommitBounds(t *testing.T) {
 	ctx := context.Background()
 	user, ws, dev := userWithDevice(t, e, s, "frank")
 	items := []domain.ItemMetadata{folder(-1, "a"), folder(-2, "b"), folder(-3, "c"), folder(-4, "d")}
-	_, err := s.Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items})
-	if !errors.Is(err, service.ErrInvalid) || !strings.Contains(err.Error(), "limit is 1 to 3 per commit") {
+	_, err := s.Commit(ctx, protocol.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items})
+	if !errors.Is(err, protocol.ErrInvalid) || !strings.Contains(err.Error(), "limit is 1 to 3 per commit") {
 		t.Fatalf("4 items: %v", err)
 	}
-	_, err = s.Commit(ctx, service.CommitRequest{RequestID: "c2", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items[:3]})
-	if !errors.Is(err, service.ErrInvalid) || !errors.Is(err, domain.ErrEventTooLarge) || !strings.Contains(err.Error(), "split it") {
+	_, err = s.Commit(ctx, protocol.CommitRequest{RequestID: "c2", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items[:3]})
+	if !errors.Is(err, protocol.ErrInvalid) || !errors.Is(err, domain.ErrEventTooLarge) || !strings.Contains(err.Error(), "split it") {
 		t.Fatalf("3 items over 1,200 bytes: %v", err)
 	}
-	res, err := s.Commit(ctx, service.CommitRequest{RequestID: "c3", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items[:1]})
+	res, err := s.Commit(ctx, protocol.CommitRequest{RequestID: "c3", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items[:1]})
 	if err != nil || res.Event.WorkspaceVersion != 1 {
 		t.Fatalf("1 item: %+v %v (the refused commits must have appended nothing)", res, err)
 	}

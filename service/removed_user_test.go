@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/service"
 )
 
@@ -35,7 +36,7 @@ func TestRemovedUserCommitIsUnauthorized(t *testing.T) {
 
 	// Before the removal, the same commits are accepted.
 	for _, ws := range workspaces {
-		res, err := s.Commit(ctx, service.CommitRequest{RequestID: "before-" + ws.name, UserID: user, WorkspaceID: ws.id, DeviceID: dev,
+		res, err := s.Commit(ctx, protocol.CommitRequest{RequestID: "before-" + ws.name, UserID: user, WorkspaceID: ws.id, DeviceID: dev,
 			Items: []domain.ItemMetadata{file(-1, "a", nil, 1)}})
 		if err != nil || !res.Event.Items[0].Succeeded {
 			t.Fatalf("%s: commit before the removal: %+v, %v", ws.name, res, err)
@@ -51,9 +52,9 @@ func TestRemovedUserCommitIsUnauthorized(t *testing.T) {
 	}{{"the removing process", s}, {"another process", e.service(t)}} {
 		for _, ws := range workspaces {
 			before := e.streamVersion(t, domain.WorkspaceStream(ws.id))
-			_, err := by.s.Commit(ctx, service.CommitRequest{RequestID: "after-" + ws.name, UserID: user, WorkspaceID: ws.id, DeviceID: dev,
+			_, err := by.s.Commit(ctx, protocol.CommitRequest{RequestID: "after-" + ws.name, UserID: user, WorkspaceID: ws.id, DeviceID: dev,
 				Items: []domain.ItemMetadata{file(-2, "b", nil, 1)}})
-			if !errors.Is(err, service.ErrUnauthorized) {
+			if !errors.Is(err, protocol.ErrUnauthorized) {
 				t.Errorf("%s, %s workspace: commit by a removed user: %v, want Unauthorized", by.name, ws.name, err)
 			}
 			if after := e.streamVersion(t, domain.WorkspaceStream(ws.id)); after != before {

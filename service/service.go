@@ -10,26 +10,38 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
-// ReadModel is what the service asks of the read models (implemented over the
-// projections' PostgreSQL tables).
+// ReadModel is what the service asks of the read models: projections.Queries over the
+// PostgreSQL tables in a server, an in-memory model in unit tests.
 type ReadModel interface {
 	Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error)
-	ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (ChangesPage, error)
+	ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	// WorkspacesOf lists the user's workspaces, the personal one first.
-	WorkspacesOf(ctx context.Context, user uuid.UUID) ([]WorkspaceInfo, error)
+	WorkspacesOf(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
 	// Membership tells whether the workspace exists and whether user is a member.
 	Membership(ctx context.Context, ws, user uuid.UUID) (exists, member bool, err error)
-	// UserByEmail finds a user (not removed) by e-mail; ok false if there is none.
-	UserByEmail(ctx context.Context, email string) (acct Account, ok bool, err error)
-	// OwnerUsage sums the used bytes of the workspaces owner owns, except the one named.
-	OwnerUsage(ctx context.Context, owner, except uuid.UUID) (int64, error)
+	// AccountByEmail finds a user (not removed) by e-mail; ok false if there is none.
+	AccountByEmail(ctx context.Context, email string) (acct protocol.Account, ok bool, err error)
+	// OwnerUsageExcept sums the used bytes of the workspaces owner owns, except the one
+	// named (uuid.Nil: all of them).
+	OwnerUsageExcept(ctx context.Context, owner, except uuid.UUID) (int64, error)
+	// Transient reports whether a failed read is worth trying again (a lost connection,
+	// a server shutting a session down): reads change nothing, so the service retries
+	// them a few times.
+	Transient(err error) bool
+}
+
+// IDAllocator hands out fresh item ids, unique across every process of the service
+// (internal/itemids: blocks reserved in PostgreSQL in a server, a counter in unit tests).
+type IDAllocator interface {
+	// Take returns n ids never handed out before.
+	Take(ctx context.Context, n int) ([]domain.ItemID, error)
 }
 
 // Config configures a Service.
@@ -104,7 +116,7 @@ type Service struct {
 	cfg   Config
 	store eventstore.Store
 	reads ReadModel
-	ids   *idAllocator
+	ids   IDAllocator
 	log   *slog.Logger
 	group *groupAppender // nil: one transaction per append
 
@@ -112,17 +124,15 @@ type Service struct {
 	users      *cache[*domain.User]
 }
 
-// New builds a Service. db is the service's PostgreSQL database (item-id blocks are
-// reserved there; its migrations are applied here).
-func New(ctx context.Context, cfg Config, store eventstore.Store, reads ReadModel, db *pgxpool.Pool) (*Service, error) {
+// New builds a Service over an event store, the read models it answers queries from,
+// and the allocator of new items' ids. It does no I/O: whatever store, reads and ids
+// need (migrations, connections) is the caller's to prepare.
+func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, db); err != nil {
-		return nil, fmt.Errorf("service: %w", err)
-	}
 	s := &Service{
-		cfg: cfg, store: store, reads: reads, ids: &idAllocator{db: db}, log: cfg.Logger,
+		cfg: cfg, store: store, reads: reads, ids: ids, log: cfg.Logger,
 		workspaces: newCache(cfg.CacheSize, func(id uuid.UUID) *domain.Workspace { return domain.NewWorkspace(id) }),
 		users:      newCache(cfg.CacheSize, func(id uuid.UUID) *domain.User { return domain.NewUser(id) }),
 	}
@@ -292,12 +302,12 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 			}
 			orig, err := s.readOriginal(ctx, stream, res.StreamVersion)
 			if err == nil && orig.event.EventType() != ev.EventType() {
-				return outcome{}, fmt.Errorf("%w: requestId %q was used by a %s", ErrInvalid, requestKey, orig.event.EventType())
+				return outcome{}, fmt.Errorf("%w: requestId %q was used by a %s", protocol.ErrInvalid, requestKey, orig.event.EventType())
 			}
 			return orig, err
 		case errors.Is(err, eventstore.ErrRecordTooLarge):
 			return outcome{}, fmt.Errorf("%w: the request's record would exceed %d bytes: split it into smaller requests",
-				ErrInvalid, eventstore.MaxRecordSize)
+				protocol.ErrInvalid, eventstore.MaxRecordSize)
 		case errors.Is(err, eventstore.ErrWrongVersion):
 			continue
 		case eventstore.Transient(err):
@@ -316,7 +326,7 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 			return outcome{}, fmt.Errorf("append %s@%d: %w", stream, e.state.StreamVersion(), err)
 		}
 	}
-	return outcome{}, &BusyError{RetryAfter: s.cfg.BusyRetryAfter}
+	return outcome{}, &protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter}
 }
 
 // append writes one record, through group commit when it is on.

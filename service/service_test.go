@@ -14,11 +14,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
+)
+
+// The PostgreSQL implementations a server wires into the service.
+var (
+	_ service.ReadModel   = (*projections.Queries)(nil)
+	_ service.IDAllocator = (*itemids.Postgres)(nil)
+	_ service.IDAllocator = (*itemids.Memory)(nil)
 )
 
 // env is one database with the store, the running projectors and a way to make any
@@ -71,8 +80,11 @@ func (e *env) service(t *testing.T) *service.Service {
 // serviceOn makes a Service over store (the env's store, or a wrapper of it).
 func (e *env) serviceOn(t *testing.T, store eventstore.Store) *service.Service {
 	t.Helper()
-	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler)},
-		store, service.Projections{Q: e.q}, e.pool)
+	if err := itemids.Migrate(context.Background(), e.pool); err != nil {
+		t.Fatal(err)
+	}
+	s, err := service.New(service.Config{Logger: slog.New(slog.DiscardHandler)},
+		store, e.q, itemids.NewPostgres(e.pool))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +110,7 @@ func userWithDevice(t *testing.T, e *env, s *service.Service, name string) (user
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "reg-" + name, UserID: user, Name: name + "-laptop", OS: "linux"})
+	res, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "reg-" + name, UserID: user, Name: name + "-laptop", OS: "linux"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +138,7 @@ func TestCommitThenReadsAndReplay(t *testing.T) {
 	ctx := context.Background()
 	user, ws, dev := userWithDevice(t, e, s, "alice")
 
-	res, err := s.Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev,
+	res, err := s.Commit(ctx, protocol.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev,
 		Items: []domain.ItemMetadata{folder(-1, "docs"), file(-2, "a.txt", ptr(domain.ItemID(-1)), 10)}})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +157,7 @@ func TestCommitThenReadsAndReplay(t *testing.T) {
 	}
 
 	// A retried copy (same requestId, even from another instance) replays the original.
-	again, err := e.service(t).Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev,
+	again, err := e.service(t).Commit(ctx, protocol.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev,
 		Items: []domain.ItemMetadata{file(-9, "other.txt", nil, 1)}})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +166,7 @@ func TestCommitThenReadsAndReplay(t *testing.T) {
 		t.Fatalf("replay: %+v", again)
 	}
 	// §5: any repeat of a processed requestId replays, whatever its body, an empty one too.
-	empty, err := s.Commit(ctx, service.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev})
+	empty, err := s.Commit(ctx, protocol.CommitRequest{RequestID: "c1", UserID: user, WorkspaceID: ws, DeviceID: dev})
 	if err != nil || !empty.Replayed || empty.EventID != res.EventID {
 		t.Fatalf("replay with no items: %+v, %v", empty, err)
 	}
@@ -173,7 +185,7 @@ func TestCommitThenReadsAndReplay(t *testing.T) {
 	if err != nil || page.WorkspaceVersion != 1 || page.HasMore || len(page.Items) != 2 {
 		t.Fatalf("changesSince = %+v, %v", page, err)
 	}
-	if _, err := s.ChangesSince(ctx, user, ws, 7, 1000); !errors.Is(err, service.ErrInvalid) {
+	if _, err := s.ChangesSince(ctx, user, ws, 7, 1000); !errors.Is(err, protocol.ErrInvalid) {
 		t.Fatalf("changesSince ahead of the workspace: %v, want InvalidRequest", err)
 	}
 	acct, err := s.AccountInfo(ctx, &user, "ALICE@example.com")
@@ -195,14 +207,14 @@ func TestRequestLevelRefusalsStoreNothing(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		req  service.CommitRequest
+		req  protocol.CommitRequest
 		want error
 	}{
-		{"non-member", service.CommitRequest{RequestID: "x1", UserID: bob, WorkspaceID: aliceWS, DeviceID: bobDev}, service.ErrUnauthorized},
-		{"device of another user", service.CommitRequest{RequestID: "x2", UserID: alice, WorkspaceID: aliceWS, DeviceID: bobDev}, service.ErrUnauthorized},
-		{"unknown device", service.CommitRequest{RequestID: "x3", UserID: alice, WorkspaceID: aliceWS, DeviceID: uuid.New()}, service.ErrUnauthorized},
-		{"unknown user", service.CommitRequest{RequestID: "x4", UserID: uuid.New(), WorkspaceID: aliceWS, DeviceID: aliceDev}, service.ErrUnauthorized},
-		{"unknown workspace", service.CommitRequest{RequestID: "x5", UserID: alice, WorkspaceID: uuid.New(), DeviceID: aliceDev}, service.ErrWorkspaceNotFound},
+		{"non-member", protocol.CommitRequest{RequestID: "x1", UserID: bob, WorkspaceID: aliceWS, DeviceID: bobDev}, protocol.ErrUnauthorized},
+		{"device of another user", protocol.CommitRequest{RequestID: "x2", UserID: alice, WorkspaceID: aliceWS, DeviceID: bobDev}, protocol.ErrUnauthorized},
+		{"unknown device", protocol.CommitRequest{RequestID: "x3", UserID: alice, WorkspaceID: aliceWS, DeviceID: uuid.New()}, protocol.ErrUnauthorized},
+		{"unknown user", protocol.CommitRequest{RequestID: "x4", UserID: uuid.New(), WorkspaceID: aliceWS, DeviceID: aliceDev}, protocol.ErrUnauthorized},
+		{"unknown workspace", protocol.CommitRequest{RequestID: "x5", UserID: alice, WorkspaceID: uuid.New(), DeviceID: aliceDev}, protocol.ErrWorkspaceNotFound},
 	}
 	for _, c := range cases {
 		c.req.Items = []domain.ItemMetadata{file(-1, "f", nil, 1)}
@@ -213,13 +225,13 @@ func TestRequestLevelRefusalsStoreNothing(t *testing.T) {
 	if after := e.streamVersion(t, domain.WorkspaceStream(aliceWS)); after != before {
 		t.Fatalf("refused commits appended %d events", after-before)
 	}
-	if _, err := s.Changes(ctx, bob, aliceWS); !errors.Is(err, service.ErrUnauthorized) {
+	if _, err := s.Changes(ctx, bob, aliceWS); !errors.Is(err, protocol.ErrUnauthorized) {
 		t.Errorf("bob reads alice's workspace: %v", err)
 	}
-	if _, err := s.AccountInfo(ctx, &bob, "alice@example.com"); !errors.Is(err, service.ErrUserNotFound) {
+	if _, err := s.AccountInfo(ctx, &bob, "alice@example.com"); !errors.Is(err, protocol.ErrUserNotFound) {
 		t.Errorf("bob reads alice's account: %v", err)
 	}
-	if _, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "u", UserID: bob, DeviceID: &aliceDev, Name: "x", OS: "y"}); !errors.Is(err, service.ErrDeviceNotValid) {
+	if _, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "u", UserID: bob, DeviceID: &aliceDev, Name: "x", OS: "y"}); !errors.Is(err, protocol.ErrDeviceNotValid) {
 		t.Errorf("bob updates alice's device: %v", err)
 	}
 }
@@ -264,7 +276,7 @@ func TestRacingInstances(t *testing.T) {
 	store := &conflictCounter{Store: e.store}
 	instances := []*service.Service{e.serviceOn(t, store), e.serviceOn(t, store), e.serviceOn(t, store)}
 	user, ws, dev := userWithDevice(t, e, instances[0], "carol")
-	res, err := instances[0].Commit(ctx, service.CommitRequest{RequestID: "base", UserID: user, WorkspaceID: ws, DeviceID: dev,
+	res, err := instances[0].Commit(ctx, protocol.CommitRequest{RequestID: "base", UserID: user, WorkspaceID: ws, DeviceID: dev,
 		Items: []domain.ItemMetadata{file(-1, "shared.txt", nil, 5)}})
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +285,7 @@ func TestRacingInstances(t *testing.T) {
 	// Instances 1 and 2 each read the workspace and append to it: instance 0 now caches
 	// version 1 of a stream at version 3, instance 1 version 2.
 	for i, s := range instances[1:] {
-		warm, err := s.Commit(ctx, service.CommitRequest{RequestID: fmt.Sprintf("warm-%d", i), UserID: user, WorkspaceID: ws, DeviceID: dev,
+		warm, err := s.Commit(ctx, protocol.CommitRequest{RequestID: fmt.Sprintf("warm-%d", i), UserID: user, WorkspaceID: ws, DeviceID: dev,
 			Items: []domain.ItemMetadata{file(-1, fmt.Sprintf("other-%d.txt", i), nil, 1)}})
 		if err != nil || warm.Event.WorkspaceVersion != int64(i+2) {
 			t.Fatalf("warm-up commit %d: %+v, %v", i, warm.Event, err)
@@ -294,7 +306,7 @@ func TestRacingInstances(t *testing.T) {
 			defer wg.Done()
 			it := file(0, "shared.txt", nil, int64(100+i))
 			it.TempID, it.ID, it.Version, it.Status = nil, &id, 2, domain.StatusChanged
-			results[i], errs[i] = instances[i%len(instances)].Commit(ctx, service.CommitRequest{
+			results[i], errs[i] = instances[i%len(instances)].Commit(ctx, protocol.CommitRequest{
 				RequestID: fmt.Sprintf("race-%d", i), UserID: user, WorkspaceID: ws, DeviceID: dev, Items: []domain.ItemMetadata{it}})
 		}()
 	}
@@ -340,7 +352,7 @@ func TestQuotaExceeded(t *testing.T) {
 	if err := s.SetQuota(ctx, user, 100); err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Commit(ctx, service.CommitRequest{RequestID: "q", UserID: user, WorkspaceID: ws, DeviceID: dev,
+	res, err := s.Commit(ctx, protocol.CommitRequest{RequestID: "q", UserID: user, WorkspaceID: ws, DeviceID: dev,
 		Items: []domain.ItemMetadata{file(-1, "a", nil, 60), file(-2, "b", nil, 60)}})
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +376,7 @@ func TestQuotaExceeded(t *testing.T) {
 		}
 		return nil
 	})
-	res, err = s.Commit(ctx, service.CommitRequest{RequestID: "q2", UserID: user, WorkspaceID: other, DeviceID: dev,
+	res, err = s.Commit(ctx, protocol.CommitRequest{RequestID: "q2", UserID: user, WorkspaceID: other, DeviceID: dev,
 		Items: []domain.ItemMetadata{file(-1, "c", nil, 50)}})
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +387,7 @@ func TestQuotaExceeded(t *testing.T) {
 	if err := s.SetQuota(ctx, user, 0); err != nil {
 		t.Fatal(err)
 	}
-	res, err = s.Commit(ctx, service.CommitRequest{RequestID: "q3", UserID: user, WorkspaceID: other, DeviceID: dev,
+	res, err = s.Commit(ctx, protocol.CommitRequest{RequestID: "q3", UserID: user, WorkspaceID: other, DeviceID: dev,
 		Items: []domain.ItemMetadata{file(-1, "c", nil, 50)}})
 	if err != nil {
 		t.Fatal(err)
@@ -394,16 +406,16 @@ func TestDeviceRegisteredElsewhereIsAcceptedAtOnce(t *testing.T) {
 	ctx := context.Background()
 	a, b := e.service(t), e.service(t)
 	user, ws, dev := userWithDevice(t, e, a, "lena")
-	if _, err := b.Commit(ctx, service.CommitRequest{RequestID: "warm", UserID: user, WorkspaceID: ws, DeviceID: dev,
+	if _, err := b.Commit(ctx, protocol.CommitRequest{RequestID: "warm", UserID: user, WorkspaceID: ws, DeviceID: dev,
 		Items: []domain.ItemMetadata{file(-1, "a", nil, 1)}}); err != nil {
 		t.Fatal(err) // b now caches the user with one device
 	}
-	reg, err := a.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "second", UserID: user, Name: "phone", OS: "android"})
+	reg, err := a.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "second", UserID: user, Name: "phone", OS: "android"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dev2 := reg.ID
-	res, err := b.Commit(ctx, service.CommitRequest{RequestID: "from-phone", UserID: user, WorkspaceID: ws, DeviceID: dev2,
+	res, err := b.Commit(ctx, protocol.CommitRequest{RequestID: "from-phone", UserID: user, WorkspaceID: ws, DeviceID: dev2,
 		Items: []domain.ItemMetadata{file(-2, "b", nil, 1)}})
 	if err != nil || !res.Event.Items[0].Succeeded || res.Event.WorkspaceVersion != 2 {
 		t.Fatalf("commit from a device registered elsewhere: %+v, %v", res, err)
@@ -430,7 +442,7 @@ func TestManyWorkspacesAtOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := instances[(i+j)%2].Commit(ctx, service.CommitRequest{RequestID: fmt.Sprintf("m-%d", j), UserID: a.user,
+				res, err := instances[(i+j)%2].Commit(ctx, protocol.CommitRequest{RequestID: fmt.Sprintf("m-%d", j), UserID: a.user,
 					WorkspaceID: a.ws, DeviceID: a.dev, Items: []domain.ItemMetadata{file(int64(-1-j), fmt.Sprintf("f%d", j), nil, 1)}})
 				if err == nil && !res.Event.Items[0].Succeeded {
 					err = fmt.Errorf("item refused: %s", res.Event.Items[0].Reason)
@@ -480,14 +492,14 @@ func TestRetriedUpdateDeviceIsAnswered(t *testing.T) {
 	ctx := context.Background()
 	s := e.service(t)
 	user, _, dev := userWithDevice(t, e, s, "nina")
-	upd := service.UpdateDeviceRequest{RequestID: "restart-1", UserID: user, DeviceID: &dev, Name: "laptop", OS: "linux"}
+	upd := protocol.UpdateDeviceRequest{RequestID: "restart-1", UserID: user, DeviceID: &dev, Name: "laptop", OS: "linux"}
 	for i := range 3 {
 		res, err := s.UpdateDevice(ctx, upd)
 		if err != nil || res.ID != dev {
 			t.Fatalf("attempt %d: %+v, %v", i, res, err)
 		}
 	}
-	reg := service.UpdateDeviceRequest{RequestID: "reg-nina", UserID: user, Name: "laptop", OS: "linux"}
+	reg := protocol.UpdateDeviceRequest{RequestID: "reg-nina", UserID: user, Name: "laptop", OS: "linux"}
 	res, err := e.service(t).UpdateDevice(ctx, reg) // the original registration, retried through another instance
 	if err != nil || res.ID != dev {
 		t.Fatalf("retried registration: %+v, %v (want %s)", res, err, dev)
@@ -507,14 +519,14 @@ func TestMemberAddedElsewhereIsServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Commit(ctx, service.CommitRequest{RequestID: "warm", UserID: owner, WorkspaceID: ws, DeviceID: ownerDev,
+	if _, err := b.Commit(ctx, protocol.CommitRequest{RequestID: "warm", UserID: owner, WorkspaceID: ws, DeviceID: ownerDev,
 		Items: []domain.ItemMetadata{file(-1, "a", nil, 1)}}); err != nil {
 		t.Fatal(err) // b caches the workspace without pete
 	}
 	if err := a.AddMember(ctx, ws, member, ""); err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.Commit(ctx, service.CommitRequest{RequestID: "pete-1", UserID: member, WorkspaceID: ws, DeviceID: memberDev,
+	res, err := b.Commit(ctx, protocol.CommitRequest{RequestID: "pete-1", UserID: member, WorkspaceID: ws, DeviceID: memberDev,
 		Items: []domain.ItemMetadata{file(-2, "b", nil, 1)}})
 	if err != nil || !res.Event.Items[0].Succeeded {
 		t.Fatalf("new member through a stale process: %+v, %v", res, err)
@@ -537,7 +549,7 @@ func TestOversizeCommitIsInvalid(t *testing.T) {
 		}
 	}
 	before := e.streamVersion(t, domain.WorkspaceStream(ws))
-	if _, err := s.Commit(ctx, service.CommitRequest{RequestID: "huge", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items}); !errors.Is(err, service.ErrInvalid) {
+	if _, err := s.Commit(ctx, protocol.CommitRequest{RequestID: "huge", UserID: user, WorkspaceID: ws, DeviceID: dev, Items: items}); !errors.Is(err, protocol.ErrInvalid) {
 		t.Fatalf("oversize commit: %v, want InvalidRequest", err)
 	}
 	if after := e.streamVersion(t, domain.WorkspaceStream(ws)); after != before {
@@ -552,12 +564,12 @@ func TestReusedRequestIDsAcrossDevicesAndMembers(t *testing.T) {
 	ctx := context.Background()
 	s := e.service(t)
 	user, _, devX := userWithDevice(t, e, s, "rosa")
-	regY, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "reg-y", UserID: user, Name: "y", OS: "linux"})
+	regY, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "reg-y", UserID: user, Name: "y", OS: "linux"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, dev := range []uuid.UUID{devX, regY.ID} {
-		res, err := s.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "1", UserID: user, DeviceID: &dev, Name: "n", OS: "linux"})
+		res, err := s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "1", UserID: user, DeviceID: &dev, Name: "n", OS: "linux"})
 		if err != nil || res.ID != dev {
 			t.Fatalf("update of %s with requestId 1: %+v, %v", dev, res, err)
 		}
@@ -572,7 +584,7 @@ func TestReusedRequestIDsAcrossDevicesAndMembers(t *testing.T) {
 	}
 	before := e.streamVersion(t, domain.WorkspaceStream(ws))
 	for _, u := range []uuid.UUID{user, member} {
-		if err := s.UpdateWorkspace(ctx, service.UpdateWorkspaceRequest{RequestID: "1", UserID: u, WorkspaceID: ws, Name: "mine"}); err != nil {
+		if err := s.UpdateWorkspace(ctx, protocol.UpdateWorkspaceRequest{RequestID: "1", UserID: u, WorkspaceID: ws, Name: "mine"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -35,6 +35,10 @@ func modulePackages(t *testing.T) map[string][]string {
 	return pkgs
 }
 
+// isPgx reports whether p is part of the PostgreSQL driver (pgx, pgconn, pgxpool and
+// the jackc packages they pull in).
+func isPgx(p string) bool { return strings.HasPrefix(p, "github.com/jackc/") }
+
 func isStd(p string) bool { return !strings.Contains(strings.SplitN(p, "/", 2)[0], ".") }
 
 // within reports whether p is the module's package dir or one below it.
@@ -43,7 +47,9 @@ func within(p, dir string) bool {
 }
 
 // STYLE.md: the domain is pure (standard library and google/uuid only), and the event
-// store knows nothing of the project; the dependency direction stays checkable. Each
+// store knows nothing of the project; the dependency direction stays checkable. The
+// protocol's vocabulary (domain/protocol) is part of the domain, so it is pure too; the
+// device library and the wire use it instead of the service. Each
 // rule holds for every package in its directory, including packages added later.
 func TestDependencyDirection(t *testing.T) {
 	rules := []struct {
@@ -58,6 +64,17 @@ func TestDependencyDirection(t *testing.T) {
 			"the event store knows nothing of the project", 5},
 		{"service", func(p string) bool { return within(p, "transport") },
 			"the service does not depend on the transport", 1},
+		// The service depends on small interfaces (store, read model, id allocator); cmd
+		// wires the PostgreSQL implementations.
+		{"service", func(p string) bool { return isPgx(p) || within(p, "projections") },
+			"the service depends on neither pgx nor the projections", 1},
+		// A device program links the client: it must not carry the server's database
+		// stack, nor the service and its read models.
+		{"transport/client", func(p string) bool { return isPgx(p) || within(p, "service") || within(p, "projections") },
+			"the device library depends on no pgx package, not on the service, not on the projections", 1},
+		// The wire converts between JSON and the protocol's vocabulary (domain/protocol).
+		{"transport/wire", func(p string) bool { return within(p, "service") },
+			"the wire does not depend on the service", 1},
 	}
 	pkgs := modulePackages(t)
 	var names []string

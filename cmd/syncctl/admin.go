@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/internal/rabbitadmin"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
@@ -48,8 +49,12 @@ func openAdmin(ctx context.Context) (*adminEnv, error) {
 		closeAll()
 		return nil, fmt.Errorf("migrate read models: %w", err)
 	}
+	if err := itemids.Migrate(ctx, pool); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("migrate item ids: %w", err)
+	}
 	q := projections.NewQueries(pool)
-	svc, err := service.New(ctx, service.Config{Logger: log}, store, service.Projections{Q: q}, pool)
+	svc, err := service.New(service.Config{Logger: log}, store, q, itemids.NewPostgres(pool))
 	if err != nil {
 		closeAll()
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/rabbitadmin"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/client"
@@ -213,7 +214,7 @@ func benchSetup(ctx context.Context, bf benchConfig) ([]benchUser, error) {
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, service.ErrNoWorkspaces) || time.Now().After(deadline) {
+			if !errors.Is(err, protocol.ErrNoWorkspaces) || time.Now().After(deadline) {
 				return nil, fmt.Errorf("user %s: getWorkspaces: %w", u.id, err)
 			}
 			time.Sleep(20 * time.Millisecond)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/service"
 )
@@ -23,7 +24,7 @@ func TestDeviceRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := a.svc.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "r", UserID: user, Name: "phone", OS: "android"})
+	dev, err := a.svc.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "r", UserID: user, Name: "phone", OS: "android"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,12 +32,12 @@ func TestDeviceRemove(t *testing.T) {
 	if err := rootCmd.ExecuteContext(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.svc.UpdateDevice(ctx, service.UpdateDeviceRequest{RequestID: "u", UserID: user, DeviceID: &dev.ID, Name: "phone", OS: "android"})
-	if !errors.Is(err, service.ErrDeviceNotValid) {
+	_, err = a.svc.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "u", UserID: user, DeviceID: &dev.ID, Name: "phone", OS: "android"})
+	if !errors.Is(err, protocol.ErrDeviceNotValid) {
 		t.Fatalf("update of the removed device: %v, want ErrDeviceNotValid", err)
 	}
 	rootCmd.SetArgs([]string{"--pg", globals.pgDSN, "device", "remove", "--user", user.String(), "--device", dev.ID.String()})
-	if err := rootCmd.ExecuteContext(ctx); !errors.Is(err, service.ErrDeviceNotValid) {
+	if err := rootCmd.ExecuteContext(ctx); !errors.Is(err, protocol.ErrDeviceNotValid) {
 		t.Fatalf("removing it again: %v", err)
 	}
 }

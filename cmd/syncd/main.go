@@ -31,6 +31,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/notify"
@@ -81,6 +82,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	if err := notify.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("migrate notifier and binder tables: %w", err)
+	}
+	if err := itemids.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("migrate item ids: %w", err)
 	}
 	queries := projections.NewQueries(pool)
 	queries.MaxResultBytes, queries.PageBytes = int64(cfg.maxResultBytes), int64(cfg.pageBytes)
@@ -162,12 +166,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		wake = append(wake, b.Wake)
 		followers = append(followers, b.Run)
 	}
-	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"), NoGroupCommit: !cfg.groupCommit,
+	svc, err := service.New(service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"), NoGroupCommit: !cfg.groupCommit,
 		Limits: cfg.limits, OnAppend: func() {
 			for _, w := range wake {
 				w()
 			}
-		}}, store, service.Projections{Q: queries}, pool)
+		}}, store, queries, itemids.NewPostgres(pool))
 	if err != nil {
 		return err
 	}

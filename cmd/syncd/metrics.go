@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
@@ -139,7 +140,7 @@ type countingService struct {
 }
 
 // Commit implements rpc.Service.
-func (c countingService) Commit(ctx context.Context, req service.CommitRequest) (service.CommitResult, error) {
+func (c countingService) Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error) {
 	res, err := c.Service.Commit(ctx, req)
 	if err == nil {
 		c.m.commit(res)

@@ -3,7 +3,8 @@
 // retries that re-send the same requestId and correlation id, and a consumer of the
 // device's event queue that delivers notifyCommit events in workspaceVersion order,
 // catching up with getChangesSince at start, after a reconnect and on every gap. Tests
-// and the load generator use it.
+// and the load generator use it. It speaks the protocol's vocabulary (domain/protocol)
+// and links neither the service nor the server's database stack.
 //
 // It owns its reply queue and nothing else on the broker: it must never declare or
 // bind the device's event queue (the server does, on updateDevice), and it never
@@ -109,8 +110,8 @@ var ErrClosed = errors.New("client: closed")
 // ErrTimeout is returned when no attempt of a call was answered in time.
 var ErrTimeout = errors.New("client: no reply")
 
-// Error is an error answer of the server. errors.Is(err, service.ErrXxx) holds for the
-// service error its code stands for (wire.ErrInternal for Internal).
+// Error is an error answer of the server. errors.Is(err, protocol.ErrXxx) holds for the
+// protocol error kind its code stands for (wire.ErrInternal for Internal).
 type Error struct {
 	Method     string
 	Code       string // the wire error type
@@ -120,7 +121,7 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Method, e.Code, e.Message) }
 
-// Unwrap returns the service error the code stands for.
+// Unwrap returns the protocol error kind the code stands for.
 func (e *Error) Unwrap() error { return wire.ErrOf(e.Code) }
 
 // Client is a connected device. Its methods are safe for concurrent use.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/client"
@@ -34,7 +35,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t     *testing.T
 	url   string // guest on the test's vhost
-	svc   *rpctest.MemService
+	svc   *rpctest.Service
 	user  uuid.UUID
 	ws    uuid.UUID
 	login string // the user's own broker login
@@ -42,7 +43,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewMemService(), user: uuid.New()}
+	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewService(), user: uuid.New()}
 	e.ws = e.svc.AddUser(e.user, "alice", "alice@example.com")
 	e.login = rpctest.BrokerUser(t, testenv.ManagementURL(), e.url, e.user)
 	rpctest.StartServer(t, rpc.Config{URL: e.url, Concurrency: 4, RequestTimeout: 5 * time.Second}, e.svc)
@@ -120,7 +121,7 @@ func TestCalls(t *testing.T) {
 	if err != nil || acct.UserID != e.user || acct.Name != "alice" {
 		t.Fatalf("GetAccountInfo = %+v, %v", acct, err)
 	}
-	if _, err := c.GetAccountInfo(ctx, "nobody@example.com"); !errors.Is(err, service.ErrUserNotFound) {
+	if _, err := c.GetAccountInfo(ctx, "nobody@example.com"); !errors.Is(err, protocol.ErrUserNotFound) {
 		t.Errorf("unknown e-mail: %v", err)
 	}
 	dev, err := c.UpdateDevice(ctx, nil)
@@ -131,7 +132,7 @@ func TestCalls(t *testing.T) {
 		t.Errorf("UpdateDevice(existing) = %s, %v", again, err)
 	}
 	bogus := uuid.New()
-	if _, err := c.UpdateDevice(ctx, &bogus); !errors.Is(err, service.ErrDeviceNotValid) {
+	if _, err := c.UpdateDevice(ctx, &bogus); !errors.Is(err, protocol.ErrDeviceNotValid) {
 		t.Errorf("UpdateDevice(unknown) = %v", err)
 	}
 	wss, err := c.GetWorkspaces(ctx)
@@ -168,13 +169,13 @@ func TestCalls(t *testing.T) {
 	}
 	_, err = c.GetChanges(ctx, uuid.New())
 	var ce *client.Error
-	if !errors.Is(err, service.ErrWorkspaceNotFound) || !errors.As(err, &ce) || ce.Code != wire.CodeWorkspaceNotFound || ce.Message == "" {
+	if !errors.Is(err, protocol.ErrWorkspaceNotFound) || !errors.As(err, &ce) || ce.Code != wire.CodeWorkspaceNotFound || ce.Message == "" {
 		t.Errorf("GetChanges(unknown) = %v", err)
 	}
 }
 
 func TestTrustModeWithoutUserID(t *testing.T) {
-	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewMemService(), user: uuid.New()}
+	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewService(), user: uuid.New()}
 	e.ws = e.svc.AddUser(e.user, "alice", "alice@example.com")
 	rpctest.StartServer(t, rpc.Config{URL: e.url, Auth: rpc.AuthTrust}, e.svc)
 	e.login = e.url // the shared guest login
@@ -407,7 +408,7 @@ func TestEventsInOrderWithGapCatchUp(t *testing.T) {
 	}
 	// A commit refused as a whole comes back as an error.
 	_, err = c.CommitAndWait(ctx, &client.CommitRequest{WorkspaceID: uuid.New(), Items: []domain.ItemMetadata{newItem(6, "x")}})
-	if !errors.Is(err, service.ErrWorkspaceNotFound) {
+	if !errors.Is(err, protocol.ErrWorkspaceNotFound) {
 		t.Errorf("CommitAndWait to an unknown workspace: %v", err)
 	}
 }
@@ -454,7 +455,7 @@ func TestReconnectCatchesUp(t *testing.T) {
 // server (with the map-backed service), from parallel goroutines sharing one client.
 func BenchmarkCall(b *testing.B) {
 	url := testenv.AMQPURL(b)
-	svc := rpctest.NewMemService()
+	svc := rpctest.NewService()
 	user := uuid.New()
 	svc.AddUser(user, "alice", "alice@example.com")
 	rpctest.StartServer(b, rpc.Config{URL: url, Auth: rpc.AuthTrust, Logger: slogDiscard()}, svc)
@@ -484,7 +485,7 @@ func TestBusyIsRetriedAndBadLoginFails(t *testing.T) {
 	e.svc.SetHook(func(ctx context.Context, call rpctest.Call) error {
 		var busy error
 		if call.Method == "Workspaces" {
-			once.Do(func() { busy = &service.BusyError{RetryAfter: 20 * time.Millisecond} })
+			once.Do(func() { busy = &protocol.BusyError{RetryAfter: 20 * time.Millisecond} })
 		}
 		return busy
 	})
@@ -495,10 +496,10 @@ func TestBusyIsRetriedAndBadLoginFails(t *testing.T) {
 	if n := e.svc.CountCalls("Workspaces", ""); n != 2 {
 		t.Errorf("Workspaces calls = %d, want 2", n)
 	}
-	e.svc.SetHook(func(context.Context, rpctest.Call) error { return &service.BusyError{RetryAfter: time.Millisecond} })
+	e.svc.SetHook(func(context.Context, rpctest.Call) error { return &protocol.BusyError{RetryAfter: time.Millisecond} })
 	_, err := c.GetWorkspaces(ctxT(t))
 	var ce *client.Error
-	if !errors.Is(err, service.ErrBusy) || !errors.As(err, &ce) || ce.RetryAfter != time.Millisecond {
+	if !errors.Is(err, protocol.ErrBusy) || !errors.As(err, &ce) || ce.RetryAfter != time.Millisecond {
 		t.Errorf("always Busy: %v", err)
 	}
 	if err := c.Close(); err != nil {

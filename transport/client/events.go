@@ -13,7 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
@@ -278,7 +278,7 @@ func (e *events) catchUp(ctx context.Context, c *Client, ws uuid.UUID) (skipped 
 			switch {
 			case !permanent(err):
 				return false, err
-			case errors.Is(err, service.ErrInvalid) && last > 0 && !reset:
+			case errors.Is(err, protocol.ErrInvalid) && last > 0 && !reset:
 				c.log.Warn("catch-up refused (version ahead of the workspace?); catching up from 0",
 					"workspace", ws, "last", last, "err", err)
 				reset = true
@@ -306,8 +306,8 @@ func permanent(err error) bool {
 	if !errors.As(err, &ce) {
 		return false
 	}
-	return errors.Is(ce, service.ErrUnauthorized) || errors.Is(ce, service.ErrWorkspaceNotFound) ||
-		errors.Is(ce, service.ErrInvalid)
+	return errors.Is(ce, protocol.ErrUnauthorized) || errors.Is(ce, protocol.ErrWorkspaceNotFound) ||
+		errors.Is(ce, protocol.ErrInvalid)
 }
 
 // process handles one event: wakes a CommitAndWait, drops duplicates, catches up a

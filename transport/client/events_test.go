@@ -15,6 +15,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/client"
@@ -126,7 +127,7 @@ func TestGapCatchUpUnauthorizedIsSkipped(t *testing.T) {
 	commitTo(t, e, c, shared, "s2", 2)
 	s3 := commitTo(t, e, c, shared, "s3", 3)
 
-	refuse := &refuseChangesSince{err: fmt.Errorf("removed from the workspace: %w", service.ErrUnauthorized)}
+	refuse := &refuseChangesSince{err: fmt.Errorf("removed from the workspace: %w", protocol.ErrUnauthorized)}
 	refuse.armed.Store(true)
 	e.svc.SetHook(refuse.hook)
 	// Version 3 of the shared workspace with version 2 never notified: a gap whose
@@ -184,7 +185,7 @@ func TestGapCatchUpInvalidRequestResetsToZero(t *testing.T) {
 	commitTo(t, e, c, e.ws, "two", 2)
 	v3 := commitTo(t, e, c, e.ws, "three", 3)
 
-	refuse := &refuseChangesSince{err: fmt.Errorf("sinceVersion ahead of the workspace: %w", service.ErrInvalid), onlyOne: true}
+	refuse := &refuseChangesSince{err: fmt.Errorf("sinceVersion ahead of the workspace: %w", protocol.ErrInvalid), onlyOne: true}
 	refuse.armed.Store(true)
 	e.svc.SetHook(refuse.hook)
 	// A gap (3 after 1): the catch-up from 1 is refused, the one from 0 answers.

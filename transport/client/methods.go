@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -26,17 +26,17 @@ func (c *Client) DeviceID() uuid.UUID {
 
 // GetAccountInfo returns the account with e-mail email (the caller's own, unless the
 // server runs in trust mode).
-func (c *Client) GetAccountInfo(ctx context.Context, email string) (service.Account, error) {
+func (c *Client) GetAccountInfo(ctx context.Context, email string) (protocol.Account, error) {
 	var r wire.AccountInfo
 	err := c.call(ctx, wire.MethodGetAccountInfo, map[string]any{"requestId": uuid.NewString(), "email": email}, &r)
 	if err != nil {
-		return service.Account{}, err
+		return protocol.Account{}, err
 	}
 	id, err := uuid.Parse(r.UserID)
 	if err != nil {
-		return service.Account{}, fmt.Errorf("getAccountInfo: userId %q: %w", r.UserID, err)
+		return protocol.Account{}, fmt.Errorf("getAccountInfo: userId %q: %w", r.UserID, err)
 	}
-	return service.Account{UserID: id, Name: r.Name, Email: r.Email, QuotaLimit: r.QuotaLimit, QuotaUsed: r.QuotaUsed}, nil
+	return protocol.Account{UserID: id, Name: r.Name, Email: r.Email, QuotaLimit: r.QuotaLimit, QuotaUsed: r.QuotaUsed}, nil
 }
 
 // UpdateDevice registers the device (device nil) or updates it, and remembers its id.
@@ -70,19 +70,19 @@ func (c *Client) UpdateDevice(ctx context.Context, device *uuid.UUID) (uuid.UUID
 }
 
 // GetWorkspaces returns the user's workspaces, the personal one first.
-func (c *Client) GetWorkspaces(ctx context.Context) ([]service.WorkspaceInfo, error) {
+func (c *Client) GetWorkspaces(ctx context.Context) ([]protocol.WorkspaceInfo, error) {
 	var r []wire.Workspace
 	if err := c.call(ctx, wire.MethodGetWorkspaces, c.common(), &r); err != nil {
 		return nil, err
 	}
-	out := make([]service.WorkspaceInfo, len(r))
+	out := make([]protocol.WorkspaceInfo, len(r))
 	for i, w := range r {
 		id, err1 := uuid.Parse(w.ID)
 		owner, err2 := uuid.Parse(w.Owner.ID)
 		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("getWorkspaces: workspace %d: %w", i, err)
 		}
-		out[i] = service.WorkspaceInfo{ID: id, Name: w.Name, OwnerID: owner, IsShared: w.IsShared,
+		out[i] = protocol.WorkspaceInfo{ID: id, Name: w.Name, OwnerID: owner, IsShared: w.IsShared,
 			IsEncrypted: w.IsEncrypted, LatestRevision: w.LatestRevision}
 		if w.ParentItem != nil {
 			p := domain.ItemID(w.ParentItem.ID)
@@ -103,7 +103,7 @@ func (c *Client) GetChanges(ctx context.Context, ws uuid.UUID) ([]domain.ItemMet
 
 // GetChangesSince returns one page of the changes of ws after version since; limit 0
 // uses the server's default.
-func (c *Client) GetChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (service.ChangesPage, error) {
+func (c *Client) GetChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error) {
 	p := c.workspace(ws)
 	p["sinceVersion"] = since
 	if limit > 0 {
@@ -111,13 +111,13 @@ func (c *Client) GetChangesSince(ctx context.Context, ws uuid.UUID, since int64,
 	}
 	var r wire.ChangesPage
 	if err := c.call(ctx, wire.MethodGetChangesSince, p, &r); err != nil {
-		return service.ChangesPage{}, err
+		return protocol.ChangesPage{}, err
 	}
 	items, err := toItems(wire.MethodGetChangesSince, r.Items)
 	if err != nil {
-		return service.ChangesPage{}, err
+		return protocol.ChangesPage{}, err
 	}
-	return service.ChangesPage{Items: items, FromVersion: r.FromVersion, ToVersion: r.ToVersion, HasMore: r.HasMore,
+	return protocol.ChangesPage{Items: items, FromVersion: r.FromVersion, ToVersion: r.ToVersion, HasMore: r.HasMore,
 		WorkspaceVersion: r.WorkspaceVersion}, nil
 }
 

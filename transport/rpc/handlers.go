@@ -11,9 +11,9 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/budget"
-	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
@@ -61,7 +61,7 @@ var handlers = map[string]handlerFunc{
 // server holds, Busy at once (reason: BusyUserInFlight or BusyInFlightBytes).
 func (s *Server) refuseBusy(hctx context.Context, sess *session, d amqp.Delivery, reason string) {
 	s.countBusy(reason)
-	s.refuse(hctx, sess, d, "unread", &service.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
+	s.refuse(hctx, sess, d, "unread", &protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
 }
 
 // serve handles an admitted delivery whose body bytes res holds: it waits for the
@@ -176,7 +176,7 @@ func (s *Server) dispatch(ctx context.Context, sess *session, d *amqp.Delivery) 
 	h, ok := handlers[req.Method]
 	if !ok {
 		out.method = "unknown"
-		out.err = &codedError{fmt.Sprintf("unknown method %q", req.Method), service.ErrInvalid}
+		out.err = &codedError{fmt.Sprintf("unknown method %q", req.Method), protocol.ErrInvalid}
 		return out
 	}
 	out.method = req.Method
@@ -186,12 +186,12 @@ func (s *Server) dispatch(ctx context.Context, sess *session, d *amqp.Delivery) 
 		// outcome is unknown then; it stays an error, and its retry with the same
 		// requestId is safe.)
 		s.countBusy(BusyReadDeadline)
-		out.err = &service.BusyError{RetryAfter: time.Second}
+		out.err = &protocol.BusyError{RetryAfter: time.Second}
 	}
 	if errors.Is(out.err, budget.ErrExhausted) {
 		// The answer did not fit in MaxInFlightBytes (only reads grow a reservation).
 		s.countBusy(BusyInFlightBytes)
-		out.err = &service.BusyError{RetryAfter: s.cfg.BusyRetryAfter}
+		out.err = &protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter}
 	}
 	return out
 }
@@ -231,7 +231,7 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 	if len(body) > s.cfg.MaxReplyBytes {
 		out.result = nil
 		out.err = fmt.Errorf("%s: %w: the reply of %d bytes exceeds the limit of %d", out.method,
-			service.ErrResultTooLarge, len(body), s.cfg.MaxReplyBytes)
+			protocol.ErrResultTooLarge, len(body), s.cfg.MaxReplyBytes)
 		s.log.Warn("reply too large; answering ResultTooLarge", "method", out.method, "bytes", len(body), "limit", s.cfg.MaxReplyBytes)
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
 	}
@@ -244,7 +244,7 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 		s.countBusy(BusyInFlightBytes)
 		out.result = nil
 		out.err = fmt.Errorf("%s: reply of %d bytes: %w", out.method, len(body),
-			&service.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
+			&protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
 	}
 	return body
@@ -281,7 +281,7 @@ func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, bod
 }
 
 func unauthorized(format string, args ...any) error {
-	return &codedError{fmt.Sprintf(format, args...), service.ErrUnauthorized}
+	return &codedError{fmt.Sprintf(format, args...), protocol.ErrUnauthorized}
 }
 
 // identify returns the caller of a request whose body names bodyUser (when hasBody).
@@ -372,7 +372,7 @@ func (s *Server) waitPast(ctx context.Context, progress func(context.Context) (e
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return &service.BusyError{RetryAfter: s.cfg.ProgressWait}
+			return &protocol.BusyError{RetryAfter: s.cfg.ProgressWait}
 		}
 		select {
 		case <-ctx.Done():
@@ -555,5 +555,5 @@ func (s *Server) updateWorkspace(ctx context.Context, _ *session, d *amqp.Delive
 
 // createShareProposal belongs to a later milestone (PROTOCOL.md §4).
 func (s *Server) createShareProposal(context.Context, *session, *amqp.Delivery, wire.Request) (any, error) {
-	return nil, &codedError{"createShareProposal is not implemented", service.ErrInvalid}
+	return nil, &codedError{"createShareProposal is not implemented", protocol.ErrInvalid}
 }

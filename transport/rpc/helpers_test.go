@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t    *testing.T
 	url  string // guest on the test's vhost
-	svc  *rpctest.MemService
+	svc  *rpctest.Service
 	srv  *rpc.Server
 	name string // the server's connection name
 	mets *countMetrics
@@ -41,7 +41,7 @@ type env struct {
 
 func newEnv(t *testing.T, auth rpc.AuthMode, tweak ...func(*rpc.Config)) *env {
 	t.Helper()
-	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewMemService(), mets: &countMetrics{n: map[string]int{}}}
+	e := &env{t: t, url: testenv.AMQPURL(t), svc: rpctest.NewService(), mets: &countMetrics{n: map[string]int{}}}
 	e.user = uuid.New()
 	e.ws = e.svc.AddUser(e.user, "alice", "alice@example.com")
 	e.name = "rpc-test-" + uuid.NewString()[:8]

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/budget"
-	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/rpc"
 	"github.com/stacksync-es/syncservice/transport/rpc/rpctest"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -54,7 +54,7 @@ func TestReplyOverLimitIsResultTooLarge(t *testing.T) {
 	// The service's own refusal (the read models' estimate) has the same code.
 	e.svc.SetHook(func(ctx context.Context, c rpctest.Call) error {
 		if c.Method == "ItemVersions" {
-			return fmt.Errorf("versions: %w", service.ErrResultTooLarge)
+			return fmt.Errorf("versions: %w", protocol.ErrResultTooLarge)
 		}
 		return nil
 	})

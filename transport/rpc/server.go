@@ -23,6 +23,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/budget"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/broker"
@@ -32,14 +33,14 @@ import (
 
 // Service is what the server needs of the application layer.
 type Service interface {
-	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (service.Account, error) // caller nil = trust mode: any e-mail
-	UpdateDevice(ctx context.Context, req service.UpdateDeviceRequest) (service.DeviceResult, error)
-	Workspaces(ctx context.Context, user uuid.UUID) ([]service.WorkspaceInfo, error)
+	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (protocol.Account, error) // caller nil = trust mode: any e-mail
+	UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error)
+	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
 	Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error)
-	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (service.ChangesPage, error)
+	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
-	Commit(ctx context.Context, req service.CommitRequest) (service.CommitResult, error)
-	UpdateWorkspace(ctx context.Context, req service.UpdateWorkspaceRequest) error
+	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
+	UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error
 }
 
 // ErrClosed is returned by Run after Close.

@@ -13,8 +13,8 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/testenv"
-	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/rpc"
 	"github.com/stacksync-es/syncservice/transport/rpc/rpctest"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -233,7 +233,7 @@ func TestBadInputIsAnsweredAndAcked(t *testing.T) {
 		case "ItemVersions":
 			return errors.New("disk on fire")
 		case "ChangesSince":
-			return &service.BusyError{RetryAfter: 300 * time.Millisecond}
+			return &protocol.BusyError{RetryAfter: 300 * time.Millisecond}
 		}
 		return nil
 	})

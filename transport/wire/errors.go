@@ -3,7 +3,7 @@ package wire
 import (
 	"errors"
 
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 // Error codes (error.type) of PROTOCOL.md §4. This table is append-only.
@@ -19,19 +19,19 @@ const (
 	CodeResultTooLarge    = "ResultTooLarge"
 )
 
-// codes maps each wire code to the service error it stands for, both ways.
+// codes maps each wire code to the protocol error kind it stands for, both ways.
 var codes = []struct {
 	code string
 	err  error
 }{
-	{CodeInvalidRequest, service.ErrInvalid},
-	{CodeUnauthorized, service.ErrUnauthorized},
-	{CodeUserNotFound, service.ErrUserNotFound},
-	{CodeNoWorkspaces, service.ErrNoWorkspaces},
-	{CodeWorkspaceNotFound, service.ErrWorkspaceNotFound},
-	{CodeDeviceNotValid, service.ErrDeviceNotValid},
-	{CodeBusy, service.ErrBusy},
-	{CodeResultTooLarge, service.ErrResultTooLarge},
+	{CodeInvalidRequest, protocol.ErrInvalid},
+	{CodeUnauthorized, protocol.ErrUnauthorized},
+	{CodeUserNotFound, protocol.ErrUserNotFound},
+	{CodeNoWorkspaces, protocol.ErrNoWorkspaces},
+	{CodeWorkspaceNotFound, protocol.ErrWorkspaceNotFound},
+	{CodeDeviceNotValid, protocol.ErrDeviceNotValid},
+	{CodeBusy, protocol.ErrBusy},
+	{CodeResultTooLarge, protocol.ErrResultTooLarge},
 }
 
 // ErrInternal stands for the Internal code on the client side.
@@ -59,7 +59,7 @@ func ErrorOf(err error) *Error {
 	if code == CodeInternal {
 		e.Message = "internal error"
 	}
-	var busy *service.BusyError
+	var busy *protocol.BusyError
 	if errors.As(err, &busy) {
 		ms := BusyRetryAfterMs(busy.RetryAfter)
 		e.RetryAfterMs = &ms
@@ -67,11 +67,11 @@ func ErrorOf(err error) *Error {
 	return e
 }
 
-// ErrOf returns the service error a wire code stands for (ErrInternal for Internal and
+// ErrOf returns the protocol error kind a wire code stands for (ErrInternal for Internal and
 // unknown codes), for clients.
 func ErrOf(code string) error {
 	if code == CodeInvalidRequest {
-		return service.ErrInvalid
+		return protocol.ErrInvalid
 	}
 	for _, c := range codes {
 		if c.code == code {

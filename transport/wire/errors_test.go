@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 // TestErrorCodesAppendOnly pins the code table: released codes keep their place and
@@ -24,13 +24,13 @@ func TestErrorCodesAppendOnly(t *testing.T) {
 }
 
 func TestResultTooLargeCode(t *testing.T) {
-	err := fmt.Errorf("changes of w: %w", fmt.Errorf("%w: over 64 MiB", service.ErrResultTooLarge))
+	err := fmt.Errorf("changes of w: %w", fmt.Errorf("%w: over 64 MiB", protocol.ErrResultTooLarge))
 	e := ErrorOf(err)
 	if e.Type != CodeResultTooLarge || e.Message != err.Error() || e.RetryAfterMs != nil {
 		t.Fatalf("ErrorOf = %+v", e)
 	}
-	if !errors.Is(ErrOf(CodeResultTooLarge), service.ErrResultTooLarge) {
-		t.Fatal("ResultTooLarge does not map back to service.ErrResultTooLarge")
+	if !errors.Is(ErrOf(CodeResultTooLarge), protocol.ErrResultTooLarge) {
+		t.Fatal("ResultTooLarge does not map back to protocol.ErrResultTooLarge")
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 // Method names of ISyncService (PROTOCOL.md §4).
@@ -87,7 +87,7 @@ func ParseGetAccountInfo(params json.RawMessage) (GetAccountInfoRequest, error) 
 }
 
 // ParseUpdateDevice decodes updateDevice's request object.
-func ParseUpdateDevice(params json.RawMessage) (service.UpdateDeviceRequest, error) {
+func ParseUpdateDevice(params json.RawMessage) (protocol.UpdateDeviceRequest, error) {
 	var r struct {
 		commonFields
 		DeviceID   *string `json:"deviceId"`
@@ -97,23 +97,23 @@ func ParseUpdateDevice(params json.RawMessage) (service.UpdateDeviceRequest, err
 		AppVersion *string `json:"appVersion"`
 	}
 	if err := strictObject(params, &r); err != nil {
-		return service.UpdateDeviceRequest{}, invalid("updateDevice: %v", err)
+		return protocol.UpdateDeviceRequest{}, invalid("updateDevice: %v", err)
 	}
 	c, err := r.parse(true)
 	if err != nil {
-		return service.UpdateDeviceRequest{}, err
+		return protocol.UpdateDeviceRequest{}, err
 	}
 	dev, err := parseOptUUID("deviceId", r.DeviceID)
 	if err != nil {
-		return service.UpdateDeviceRequest{}, err
+		return protocol.UpdateDeviceRequest{}, err
 	}
 	if r.DeviceName == nil || *r.DeviceName == "" {
-		return service.UpdateDeviceRequest{}, invalid("deviceName missing")
+		return protocol.UpdateDeviceRequest{}, invalid("deviceName missing")
 	}
 	if r.OS == nil {
-		return service.UpdateDeviceRequest{}, invalid("os missing")
+		return protocol.UpdateDeviceRequest{}, invalid("os missing")
 	}
-	return service.UpdateDeviceRequest{RequestID: c.RequestID, UserID: c.UserID, DeviceID: dev,
+	return protocol.UpdateDeviceRequest{RequestID: c.RequestID, UserID: c.UserID, DeviceID: dev,
 		Name: *r.DeviceName, OS: *r.OS, IP: r.IP, AppVersion: r.AppVersion}, nil
 }
 
@@ -233,57 +233,57 @@ func ParseGetItemVersions(params json.RawMessage) (GetItemVersionsRequest, error
 const MaxCommitItems = domain.DefaultMaxCommitItems
 
 // ParseCommit decodes commit's request object.
-func ParseCommit(params json.RawMessage) (service.CommitRequest, error) {
+func ParseCommit(params json.RawMessage) (protocol.CommitRequest, error) {
 	var r struct {
 		workspaceFields
 		DeviceID *string         `json:"deviceId"`
 		Items    *[]ItemMetadata `json:"items"`
 	}
 	if err := strictObject(params, &r); err != nil {
-		return service.CommitRequest{}, invalid("commit: %v", err)
+		return protocol.CommitRequest{}, invalid("commit: %v", err)
 	}
 	ws, err := r.workspaceFields.parse()
 	if err != nil {
-		return service.CommitRequest{}, err
+		return protocol.CommitRequest{}, err
 	}
 	dev, err := parseUUID("deviceId", r.DeviceID)
 	if err != nil {
-		return service.CommitRequest{}, err
+		return protocol.CommitRequest{}, err
 	}
 	if r.Items == nil || len(*r.Items) == 0 {
-		return service.CommitRequest{}, invalid("items missing or empty")
+		return protocol.CommitRequest{}, invalid("items missing or empty")
 	}
 	if len(*r.Items) > MaxCommitItems {
-		return service.CommitRequest{}, invalid("%d items exceed the limit of %d per commit", len(*r.Items), MaxCommitItems)
+		return protocol.CommitRequest{}, invalid("%d items exceed the limit of %d per commit", len(*r.Items), MaxCommitItems)
 	}
 	items := make([]domain.ItemMetadata, len(*r.Items))
 	for i, w := range *r.Items {
 		if items[i], err = w.ToItem(i); err != nil {
-			return service.CommitRequest{}, err
+			return protocol.CommitRequest{}, err
 		}
 	}
-	return service.CommitRequest{RequestID: ws.RequestID, UserID: ws.UserID, WorkspaceID: ws.WorkspaceID,
+	return protocol.CommitRequest{RequestID: ws.RequestID, UserID: ws.UserID, WorkspaceID: ws.WorkspaceID,
 		DeviceID: dev, Items: items}, nil
 }
 
 // ParseUpdateWorkspace decodes updateWorkspace's request object.
-func ParseUpdateWorkspace(params json.RawMessage) (service.UpdateWorkspaceRequest, error) {
+func ParseUpdateWorkspace(params json.RawMessage) (protocol.UpdateWorkspaceRequest, error) {
 	var r struct {
 		workspaceFields
 		WorkspaceName *string `json:"workspaceName"`
 		ParentItemID  *int64  `json:"parentItemId"`
 	}
 	if err := strictObject(params, &r); err != nil {
-		return service.UpdateWorkspaceRequest{}, invalid("updateWorkspace: %v", err)
+		return protocol.UpdateWorkspaceRequest{}, invalid("updateWorkspace: %v", err)
 	}
 	ws, err := r.workspaceFields.parse()
 	if err != nil {
-		return service.UpdateWorkspaceRequest{}, err
+		return protocol.UpdateWorkspaceRequest{}, err
 	}
 	if r.WorkspaceName == nil {
-		return service.UpdateWorkspaceRequest{}, invalid("workspaceName missing")
+		return protocol.UpdateWorkspaceRequest{}, invalid("workspaceName missing")
 	}
-	out := service.UpdateWorkspaceRequest{RequestID: ws.RequestID, UserID: ws.UserID, WorkspaceID: ws.WorkspaceID, Name: *r.WorkspaceName}
+	out := protocol.UpdateWorkspaceRequest{RequestID: ws.RequestID, UserID: ws.UserID, WorkspaceID: ws.WorkspaceID, Name: *r.WorkspaceName}
 	if r.ParentItemID != nil {
 		out.ParentItemID = ptr(domain.ItemID(*r.ParentItemID))
 	}
@@ -300,7 +300,7 @@ type AccountInfo struct {
 }
 
 // FromAccount renders an account.
-func FromAccount(a service.Account) AccountInfo {
+func FromAccount(a protocol.Account) AccountInfo {
 	return AccountInfo{UserID: a.UserID.String(), Name: a.Name, Email: a.Email, QuotaLimit: a.QuotaLimit, QuotaUsed: a.QuotaUsed}
 }
 
@@ -321,7 +321,7 @@ type Workspace struct {
 }
 
 // FromWorkspaces renders getWorkspaces' result (never null).
-func FromWorkspaces(ws []service.WorkspaceInfo) []Workspace {
+func FromWorkspaces(ws []protocol.WorkspaceInfo) []Workspace {
 	out := make([]Workspace, len(ws))
 	for i, w := range ws {
 		out[i] = Workspace{ID: w.ID.String(), Name: w.Name, Owner: IDRef[string]{w.OwnerID.String()},
@@ -343,7 +343,7 @@ type ChangesPage struct {
 }
 
 // FromChangesPage renders a page.
-func FromChangesPage(p service.ChangesPage) ChangesPage {
+func FromChangesPage(p protocol.ChangesPage) ChangesPage {
 	return ChangesPage{Items: FromItems(p.Items), FromVersion: p.FromVersion, ToVersion: p.ToVersion,
 		HasMore: p.HasMore, WorkspaceVersion: p.WorkspaceVersion}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -52,11 +52,11 @@ func requestCases() map[string]requestCase {
 			want:  wire.GetAccountInfoRequest{Common: common("acct-2"), Email: "carol@example.org"}},
 		"updateDevice-register": {method: wire.MethodUpdateDevice, id: "corr-reg-1", async: false,
 			parse: parser(wire.ParseUpdateDevice),
-			want: service.UpdateDeviceRequest{RequestID: "reg-1", UserID: gUser, DeviceID: nil, Name: "laptop",
+			want: protocol.UpdateDeviceRequest{RequestID: "reg-1", UserID: gUser, DeviceID: nil, Name: "laptop",
 				OS: "Linux 6.8", IP: nil, AppVersion: nil}},
 		"updateDevice-update": {method: wire.MethodUpdateDevice, id: "corr-upd-1", async: false,
 			parse: parser(wire.ParseUpdateDevice),
-			want: service.UpdateDeviceRequest{RequestID: "upd-1", UserID: gUser, DeviceID: &gDev, Name: "work laptop",
+			want: protocol.UpdateDeviceRequest{RequestID: "upd-1", UserID: gUser, DeviceID: &gDev, Name: "work laptop",
 				OS: "Windows 11", IP: str("192.0.2.10"), AppVersion: str("2.1.0")}},
 		"getWorkspaces": {method: wire.MethodGetWorkspaces, id: "corr-ws-1", async: false,
 			parse: parser(wire.ParseGetWorkspaces), want: common("ws-1")},
@@ -73,15 +73,15 @@ func requestCases() map[string]requestCase {
 			want:  wire.GetItemVersionsRequest{WorkspaceRequest: inWS("iv-1", gWS), ItemID: 1<<53 - 1}},
 		"updateWorkspace": {method: wire.MethodUpdateWorkspace, id: "corr-uw-1", async: false,
 			parse: parser(wire.ParseUpdateWorkspace),
-			want: service.UpdateWorkspaceRequest{RequestID: "uw-1", UserID: gUser, WorkspaceID: gShared,
+			want: protocol.UpdateWorkspaceRequest{RequestID: "uw-1", UserID: gUser, WorkspaceID: gShared,
 				Name: "Shared with Bob", ParentItemID: iid(4001)}},
 		"updateWorkspace-root": {method: wire.MethodUpdateWorkspace, id: "corr-uw-2", async: false,
 			parse: parser(wire.ParseUpdateWorkspace),
-			want: service.UpdateWorkspaceRequest{RequestID: "uw-2", UserID: gUser, WorkspaceID: gShared,
+			want: protocol.UpdateWorkspaceRequest{RequestID: "uw-2", UserID: gUser, WorkspaceID: gShared,
 				Name: "Bob's", ParentItemID: nil}},
 		"commit": {method: wire.MethodCommit, id: "corr-commit-1", async: true,
 			parse: parser(wire.ParseCommit),
-			want: service.CommitRequest{RequestID: "laptop-1700000000000", UserID: gUser, WorkspaceID: gWS, DeviceID: gDev,
+			want: protocol.CommitRequest{RequestID: "laptop-1700000000000", UserID: gUser, WorkspaceID: gWS, DeviceID: gDev,
 				Items: []domain.ItemMetadata{
 					{ID: nil, TempID: i64(7), Version: 1, DeviceID: gDev, WorkspaceID: gWS, ParentID: nil, ParentVersion: nil,
 						Status: domain.StatusNew, ModifiedAt: at("2026-11-30T04:05:06.789Z"), Checksum: 0, Chunks: []string{},
@@ -199,11 +199,11 @@ func showGo(v reflect.Value) string {
 
 // TestDiffGo: the request comparison reports what a decoder could get wrong.
 func TestDiffGo(t *testing.T) {
-	base := service.UpdateWorkspaceRequest{RequestID: "r", UserID: gUser, WorkspaceID: gWS, Name: "n", ParentItemID: iid(1)}
-	cases := map[string]func(*service.UpdateWorkspaceRequest){
-		".UserID":       func(r *service.UpdateWorkspaceRequest) { r.UserID = gOwner },
-		".ParentItemID": func(r *service.UpdateWorkspaceRequest) { r.ParentItemID = nil },
-		".Name":         func(r *service.UpdateWorkspaceRequest) { r.Name = "m" },
+	base := protocol.UpdateWorkspaceRequest{RequestID: "r", UserID: gUser, WorkspaceID: gWS, Name: "n", ParentItemID: iid(1)}
+	cases := map[string]func(*protocol.UpdateWorkspaceRequest){
+		".UserID":       func(r *protocol.UpdateWorkspaceRequest) { r.UserID = gOwner },
+		".ParentItemID": func(r *protocol.UpdateWorkspaceRequest) { r.ParentItemID = nil },
+		".Name":         func(r *protocol.UpdateWorkspaceRequest) { r.Name = "m" },
 	}
 	for field, mutate := range cases {
 		got := base

@@ -42,7 +42,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -122,43 +122,43 @@ type responseCase struct {
 func responseCases() map[string]responseCase {
 	_, parseErr := wire.ParseRequest([]byte(`{"method":"getChanges","params":[]}`))
 	return map[string]responseCase{
-		"getAccountInfo": {result: wire.FromAccount(service.Account{UserID: gUser, Name: "Ann Example",
+		"getAccountInfo": {result: wire.FromAccount(protocol.Account{UserID: gUser, Name: "Ann Example",
 			Email: "ann@example.org", QuotaLimit: 1 << 30, QuotaUsed: 600000})},
-		"getAccountInfo-nolimit": {result: wire.FromAccount(service.Account{UserID: gOwner, Name: "Bob",
+		"getAccountInfo-nolimit": {result: wire.FromAccount(protocol.Account{UserID: gOwner, Name: "Bob",
 			Email: "bob@example.org", QuotaLimit: 0, QuotaUsed: 7})},
 		"updateDevice": {result: gDev.String()},
-		"getWorkspaces": {result: wire.FromWorkspaces([]service.WorkspaceInfo{
+		"getWorkspaces": {result: wire.FromWorkspaces([]protocol.WorkspaceInfo{
 			{ID: gWS, Name: "stacksync", OwnerID: gUser, IsShared: false, IsEncrypted: false, ParentItemID: nil, LatestRevision: 17},
 			{ID: gShared, Name: "Shared with Bob", OwnerID: gOwner, IsShared: true, IsEncrypted: false, ParentItemID: iid(4001), LatestRevision: 3},
 			{ID: gSecret, Name: "Secret", OwnerID: gUser, IsShared: true, IsEncrypted: true, ParentItemID: iid(4002), LatestRevision: 1},
 		})},
 		"getChanges":       {result: wire.FromItems([]domain.ItemMetadata{gFolder(), gFile(), gDeleted()})},
 		"getChanges-empty": {result: wire.FromItems(nil)},
-		"getChangesSince": {result: wire.FromChangesPage(service.ChangesPage{
+		"getChangesSince": {result: wire.FromChangesPage(protocol.ChangesPage{
 			Items: []domain.ItemMetadata{gFolder(), gFile(), gDeleted()}, FromVersion: 12, ToVersion: 15, HasMore: true, WorkspaceVersion: 17})},
-		"getChangesSince-last-empty": {result: wire.FromChangesPage(service.ChangesPage{
+		"getChangesSince-last-empty": {result: wire.FromChangesPage(protocol.ChangesPage{
 			Items: nil, FromVersion: 17, ToVersion: 17, HasMore: false, WorkspaceVersion: 17})},
 		"getItemVersions":      {result: wire.FromItems(gVersions())},
 		"updateWorkspace":      {result: nil}, // void: no result field at all
-		"error-InvalidRequest": {err: parseErr, errIs: service.ErrInvalid},
+		"error-InvalidRequest": {err: parseErr, errIs: protocol.ErrInvalid},
 		"error-InvalidRequest-service": {err: fmt.Errorf("%w: register device: deviceName of 300 bytes; the limit is 255",
-			service.ErrInvalid), errIs: service.ErrInvalid},
+			protocol.ErrInvalid), errIs: protocol.ErrInvalid},
 		"error-Unauthorized": {err: fmt.Errorf("userId %s does not match the broker user %s: %w", gUser, gOwner,
-			service.ErrUnauthorized), errIs: service.ErrUnauthorized},
-		"error-UserNotFoundException": {err: fmt.Errorf("account carol@example.org: %w", service.ErrUserNotFound),
-			errIs: service.ErrUserNotFound},
-		"error-NoWorkspacesFoundException": {err: fmt.Errorf("workspaces of %s: %w", gUser, service.ErrNoWorkspaces),
-			errIs: service.ErrNoWorkspaces},
-		"error-WorkspaceNotFound": {err: fmt.Errorf("changes of %s: %w", gShared, service.ErrWorkspaceNotFound),
-			errIs: service.ErrWorkspaceNotFound},
-		"error-DeviceNotValidException": {err: fmt.Errorf("commit: device %s: %w", gOtherDv, service.ErrDeviceNotValid),
-			errIs: service.ErrDeviceNotValid},
-		"error-Busy": {err: fmt.Errorf("commit r1: %w", &service.BusyError{RetryAfter: 1500 * time.Millisecond}),
-			errIs: service.ErrBusy},
+			protocol.ErrUnauthorized), errIs: protocol.ErrUnauthorized},
+		"error-UserNotFoundException": {err: fmt.Errorf("account carol@example.org: %w", protocol.ErrUserNotFound),
+			errIs: protocol.ErrUserNotFound},
+		"error-NoWorkspacesFoundException": {err: fmt.Errorf("workspaces of %s: %w", gUser, protocol.ErrNoWorkspaces),
+			errIs: protocol.ErrNoWorkspaces},
+		"error-WorkspaceNotFound": {err: fmt.Errorf("changes of %s: %w", gShared, protocol.ErrWorkspaceNotFound),
+			errIs: protocol.ErrWorkspaceNotFound},
+		"error-DeviceNotValidException": {err: fmt.Errorf("commit: device %s: %w", gOtherDv, protocol.ErrDeviceNotValid),
+			errIs: protocol.ErrDeviceNotValid},
+		"error-Busy": {err: fmt.Errorf("commit r1: %w", &protocol.BusyError{RetryAfter: 1500 * time.Millisecond}),
+			errIs: protocol.ErrBusy},
 		// A retry-after below a millisecond is rendered as 1, never 0.
-		"error-Busy-floor": {err: &service.BusyError{RetryAfter: 300 * time.Microsecond}, errIs: service.ErrBusy},
+		"error-Busy-floor": {err: &protocol.BusyError{RetryAfter: 300 * time.Microsecond}, errIs: protocol.ErrBusy},
 		"error-ResultTooLarge": {err: fmt.Errorf("%s: %w: the reply of %d bytes exceeds the limit of %d", wire.MethodGetChanges,
-			service.ErrResultTooLarge, 70_000_000, 64<<20), errIs: service.ErrResultTooLarge},
+			protocol.ErrResultTooLarge, 70_000_000, 64<<20), errIs: protocol.ErrResultTooLarge},
 		// Internal errors never carry their detail.
 		"error-Internal": {err: errors.New("append workspace-x@3: connection to 10.0.0.3 refused"), errIs: wire.ErrInternal},
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 func TestErrorCodesRoundTrip(t *testing.T) {
@@ -29,7 +29,7 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 	if e := ErrorOf(errors.New("secret detail")); strings.Contains(e.Message, "secret") {
 		t.Errorf("internal error leaks its detail: %q", e.Message)
 	}
-	e := ErrorOf(&service.BusyError{RetryAfter: 250 * time.Millisecond})
+	e := ErrorOf(&protocol.BusyError{RetryAfter: 250 * time.Millisecond})
 	if e.Type != CodeBusy || e.RetryAfterMs == nil || *e.RetryAfterMs != 250 {
 		t.Errorf("busy error = %+v", e)
 	}
@@ -231,12 +231,12 @@ func TestRequestFieldBoundsAreInvalidRequest(t *testing.T) {
 	if _, err := ParseGetWorkspaces(json.RawMessage(body)); !errors.Is(err, ErrInvalid) {
 		t.Errorf("requestId with NUL: %v, want InvalidRequest", err)
 	}
-	err := fmt.Errorf("%w: register device: %w", service.ErrInvalid, domain.CheckText("deviceName", strings.Repeat("x", 70000), domain.MaxLabelBytes))
+	err := fmt.Errorf("%w: register device: %w", protocol.ErrInvalid, domain.CheckText("deviceName", strings.Repeat("x", 70000), domain.MaxLabelBytes))
 	if e := ErrorOf(err); e.Type != CodeInvalidRequest || !strings.Contains(e.Message, "deviceName") ||
 		!strings.Contains(e.Message, "limit is 255") || len(e.Message) > 300 {
 		t.Errorf("error %+v", e)
 	}
-	err = fmt.Errorf("%w: %w", service.ErrInvalid, domain.ErrEventTooLarge)
+	err = fmt.Errorf("%w: %w", protocol.ErrInvalid, domain.ErrEventTooLarge)
 	if e := ErrorOf(err); e.Type != CodeInvalidRequest || !strings.Contains(e.Message, "split it") {
 		t.Errorf("event too large: %+v", e)
 	}

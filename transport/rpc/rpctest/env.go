@@ -1,3 +1,8 @@
+// Package rpctest holds what the transport's tests share: Service, the real service
+// (package service) on memstore with an in-memory read model and id allocator, wrapped
+// with a call hook and a call record; and helpers that start a real rpc.Server on a
+// test's own RabbitMQ vhost. It holds no rules of its own: every request is decided by
+// the service and the domain. It must never be used by a server process.
 package rpctest
 
 import (

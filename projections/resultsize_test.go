@@ -1,16 +1,16 @@
-package service
+package projections
 
 import (
 	"errors"
 	"fmt"
 	"testing"
 
-	"github.com/stacksync-es/syncservice/projections"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 func TestTooLargeIsResultTooLarge(t *testing.T) {
-	err := tooLarge(fmt.Errorf("changes of w: %w", projections.ErrResultTooLarge))
-	if !errors.Is(err, ErrResultTooLarge) || !errors.Is(err, projections.ErrResultTooLarge) {
+	err := tooLarge(fmt.Errorf("changes of w: %w", errTooLarge))
+	if !errors.Is(err, protocol.ErrResultTooLarge) || !errors.Is(err, errTooLarge) {
 		t.Fatalf("tooLarge = %v: not ErrResultTooLarge", err)
 	}
 	other := errors.New("conn reset")

@@ -1,0 +1,323 @@
+// Package memmodel is an in-memory read model for unit tests: it answers every query the
+// service asks of its read models (service.ReadModel) from the events of any event
+// store, memstore in tests, folded with the domain's own aggregates. It catches up with
+// the store's global order before every query, so a read sees every event appended
+// before it. It keeps everything in memory and never forgets: it must never serve a
+// server process (projections.Queries does, over PostgreSQL).
+package memmodel
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// Paging of ChangesSince, as projections.Queries pages (PROTOCOL.md §4).
+const (
+	defaultChangesLimit = 1000
+	maxChangesLimit     = 10000
+)
+
+// Model is the in-memory read model over one store. It is safe for concurrent use.
+type Model struct {
+	store eventstore.Store
+
+	mu         sync.Mutex
+	pos        eventstore.Position // the last event folded
+	workspaces map[uuid.UUID]*workspace
+	users      map[uuid.UUID]*domain.User
+}
+
+// workspace is one workspace's state and, for each stored item version, the workspace
+// version that stored it.
+type workspace struct {
+	state    *domain.Workspace
+	storedAt map[domain.ItemID][]int64 // item → workspace version of each of its versions
+	changed  map[int64][]domain.ItemID // workspace version → items it stored
+}
+
+// New returns a read model of store's events.
+func New(store eventstore.Store) *Model {
+	return &Model{store: store, workspaces: map[uuid.UUID]*workspace{}, users: map[uuid.UUID]*domain.User{}}
+}
+
+// catchUp folds the events appended since the last query; the caller holds m.mu.
+func (m *Model) catchUp(ctx context.Context) error {
+	for {
+		recs, err := m.store.ReadAll(ctx, m.pos, 1000)
+		if err != nil {
+			return fmt.Errorf("memmodel: read all after %v: %w", m.pos, err)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		for i := range recs {
+			m.fold(&recs[i])
+			m.pos = recs[i].Position
+		}
+	}
+}
+
+// fold applies one event; events it cannot decode change nothing (like Evolve).
+func (m *Model) fold(r *eventstore.RecordedEvent) {
+	ev, err := domain.Decode(r.Type, r.Data)
+	if err != nil {
+		return
+	}
+	switch {
+	case strings.HasPrefix(r.Stream, "workspace-"):
+		id, err := uuid.Parse(strings.TrimPrefix(r.Stream, "workspace-"))
+		if err != nil {
+			return
+		}
+		w := m.workspaces[id]
+		if w == nil {
+			w = &workspace{state: domain.NewWorkspace(id), storedAt: map[domain.ItemID][]int64{}, changed: map[int64][]domain.ItemID{}}
+			m.workspaces[id] = w
+		}
+		w.state.Evolve(ev)
+		if c, ok := ev.(domain.Committed); ok {
+			w.record(c)
+		}
+	case strings.HasPrefix(r.Stream, "user-"):
+		id, err := uuid.Parse(strings.TrimPrefix(r.Stream, "user-"))
+		if err != nil {
+			return
+		}
+		u := m.users[id]
+		if u == nil {
+			u = domain.NewUser(id)
+			m.users[id] = u
+		}
+		u.Evolve(ev)
+	}
+}
+
+// record notes the item versions the aggregate stored from c, at its workspace version.
+func (w *workspace) record(c domain.Committed) {
+	v := w.state.Version()
+	for _, o := range c.Items {
+		if o.Metadata == nil || o.Metadata.ID == nil {
+			continue
+		}
+		id := *o.Metadata.ID
+		if n := len(w.state.ItemVersions(id)); n > len(w.storedAt[id]) {
+			w.storedAt[id] = append(w.storedAt[id], v)
+			w.changed[v] = append(w.changed[v], id)
+		}
+	}
+}
+
+// existing returns the workspace ws, caught up, or an error if it does not exist.
+func (m *Model) existing(ctx context.Context, ws uuid.UUID) (*workspace, error) {
+	if err := m.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	w := m.workspaces[ws]
+	if w == nil || !w.state.Exists() {
+		return nil, fmt.Errorf("memmodel: workspace %s not found", ws)
+	}
+	return w, nil
+}
+
+// Changes returns the latest version of every item, parents first, and the version.
+func (m *Model) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, err := m.existing(ctx, ws)
+	if err != nil {
+		return nil, 0, err
+	}
+	return w.state.Items(), w.state.Version(), nil
+}
+
+// ChangesSince returns the page of changes after version since: whole versions, at most
+// limit items unless the first version alone has more, each item in its state as of the
+// page's last version, parents before children.
+func (m *Model) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if since < 0 {
+		return protocol.ChangesPage{}, fmt.Errorf("memmodel: changes of %s since %d: negative version", ws, since)
+	}
+	w, err := m.existing(ctx, ws)
+	if err != nil {
+		return protocol.ChangesPage{}, err
+	}
+	if limit <= 0 {
+		limit = defaultChangesLimit
+	}
+	limit = min(limit, maxChangesLimit)
+	cur := w.state.Version()
+	page := protocol.ChangesPage{FromVersion: since, ToVersion: max(since, cur), WorkspaceVersion: cur, Items: []domain.ItemMetadata{}}
+	if since >= cur {
+		page.ToVersion = cur
+		return page, nil
+	}
+	ids := map[domain.ItemID]bool{}
+	to := since
+	for v := since + 1; v <= cur; v++ {
+		n := len(ids)
+		for _, id := range w.changed[v] {
+			if !ids[id] {
+				n++
+			}
+		}
+		if to > since && n > limit {
+			break
+		}
+		for _, id := range w.changed[v] {
+			ids[id] = true
+		}
+		to = v
+	}
+	page.ToVersion, page.HasMore = to, to < cur
+	var items []domain.ItemMetadata
+	for id := range ids {
+		vs := w.state.ItemVersions(id)
+		for i := len(vs) - 1; i >= 0; i-- {
+			if w.storedAt[id][i] <= to {
+				items = append(items, vs[i])
+				break
+			}
+		}
+	}
+	page.Items = append(page.Items, treeOrder(items)...)
+	return page, nil
+}
+
+// treeOrder orders items parents first (depth first from the items whose parent is not
+// among them), siblings by ascending id.
+func treeOrder(items []domain.ItemMetadata) []domain.ItemMetadata {
+	slices.SortFunc(items, func(a, b domain.ItemMetadata) int { return cmp.Compare(*a.ID, *b.ID) })
+	in := map[domain.ItemID]bool{}
+	children := map[domain.ItemID][]domain.ItemMetadata{}
+	for _, it := range items {
+		in[*it.ID] = true
+	}
+	var roots []domain.ItemMetadata
+	for _, it := range items {
+		if it.ParentID != nil && in[*it.ParentID] {
+			children[*it.ParentID] = append(children[*it.ParentID], it)
+		} else {
+			roots = append(roots, it)
+		}
+	}
+	out := make([]domain.ItemMetadata, 0, len(items))
+	var walk func([]domain.ItemMetadata)
+	walk = func(its []domain.ItemMetadata) {
+		for _, it := range its {
+			out = append(out, it)
+			walk(children[*it.ID])
+		}
+	}
+	walk(roots)
+	return out
+}
+
+// ItemVersions returns every stored version of the item, oldest first.
+func (m *Model) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, err := m.existing(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	out := w.state.ItemVersions(item)
+	if out == nil {
+		out = []domain.ItemMetadata{}
+	}
+	return out, nil
+}
+
+// WorkspacesOf lists the user's workspaces: the personal one (not shared, owned by the
+// user) first, then by the member's name for them and by id.
+func (m *Model) WorkspacesOf(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	var out []protocol.WorkspaceInfo
+	for id, w := range m.workspaces {
+		s := w.state
+		if !s.Exists() || !s.IsMember(user) {
+			continue
+		}
+		for _, mb := range s.Members() {
+			if mb.UserID == user {
+				out = append(out, protocol.WorkspaceInfo{ID: id, Name: mb.Name, OwnerID: s.OwnerID(), IsShared: s.IsShared(),
+					IsEncrypted: s.IsEncrypted(), ParentItemID: mb.ParentItemID, LatestRevision: s.Version()})
+			}
+		}
+	}
+	personal := func(w protocol.WorkspaceInfo) bool { return w.OwnerID == user && !w.IsShared }
+	slices.SortFunc(out, func(a, b protocol.WorkspaceInfo) int {
+		if pa, pb := personal(a), personal(b); pa != pb {
+			if pa {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID.String(), b.ID.String()))
+	})
+	return out, nil
+}
+
+// Membership tells whether the workspace exists and whether user is a member.
+func (m *Model) Membership(ctx context.Context, ws, user uuid.UUID) (exists, member bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.catchUp(ctx); err != nil {
+		return false, false, err
+	}
+	w := m.workspaces[ws]
+	if w == nil || !w.state.Exists() {
+		return false, false, nil
+	}
+	return true, w.state.IsMember(user), nil
+}
+
+// AccountByEmail finds the user (not removed) with that e-mail, compared
+// case-insensitively.
+func (m *Model) AccountByEmail(ctx context.Context, email string) (protocol.Account, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.catchUp(ctx); err != nil {
+		return protocol.Account{}, false, err
+	}
+	for _, u := range m.users {
+		if u.Exists() && !u.Removed() && strings.EqualFold(u.Email(), email) {
+			return protocol.Account{UserID: u.ID(), Name: u.Name(), Email: u.Email(), QuotaLimit: u.QuotaLimit()}, true, nil
+		}
+	}
+	return protocol.Account{}, false, nil
+}
+
+// OwnerUsageExcept sums the used bytes of the workspaces owner owns, except one.
+func (m *Model) OwnerUsageExcept(ctx context.Context, owner, except uuid.UUID) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.catchUp(ctx); err != nil {
+		return 0, err
+	}
+	var used int64
+	for id, w := range m.workspaces {
+		if id != except && w.state.Exists() && w.state.OwnerID() == owner {
+			used += w.state.Used()
+		}
+	}
+	return used, nil
+}
+
+// Transient reports false: an in-memory read fails only for good.
+func (m *Model) Transient(error) bool { return false }

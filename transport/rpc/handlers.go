@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,14 +76,18 @@ func (s *Server) serve(ctx, hctx context.Context, sess *session, d amqp.Delivery
 		s.users.abandon(adm)
 		return
 	}
-	defer s.users.leave(adm)
+	// The user's place is given back as soon as the work is done, before the reply is
+	// published: a device that sends its next request the moment it has the answer
+	// must find its place free.
+	leave := sync.OnceFunc(func() { s.users.leave(adm) })
+	defer leave()
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
 		return
 	}
 	defer func() { <-sem }()
-	s.handle(budget.NewContext(hctx, res), sess, d)
+	s.handle(budget.NewContext(hctx, res), sess, d, leave)
 }
 
 // refuse answers a delivery with err without reading its body (method is the metrics
@@ -103,12 +108,14 @@ func (s *Server) refuse(base context.Context, sess *session, d amqp.Delivery, me
 	s.cfg.Metrics.Request(method, code, time.Since(start))
 }
 
-// handle serves one delivery: dispatch, reply when due, ack.
-func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery) {
+// handle serves one delivery: dispatch, then done (the work is over), reply when due,
+// ack.
+func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery, done func()) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
 	defer cancel()
 	out := s.dispatch(ctx, sess, &d)
+	done()
 	if base.Err() != nil {
 		// Cut off by a shutdown that outlasted ShutdownTimeout: neither answer nor ack,
 		// so the broker hands the request to another consumer (a write is idempotent

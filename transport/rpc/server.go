@@ -134,31 +134,13 @@ func (s *Server) Close() error {
 // requests finish) or when one of its channels fails; in the latter case it closes the
 // connection so that broker.Run starts over.
 func (s *Server) session(ctx context.Context, conn *amqp.Connection) error {
-	ch, err := conn.Channel()
+	ch, pub, err := s.openChannels(conn)
 	if err != nil {
-		return fmt.Errorf("rpc: open consumer channel: %w", err)
+		_ = conn.Close()
+		return err
 	}
 	defer ch.Close()
-	if err := topology.DeclareRPC(ch, s.cfg.RequestQueue); err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rpc: declare topology: %w", err)
-	}
-	if err := ch.Qos(s.cfg.Prefetch, 0, false); err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rpc: set prefetch %d: %w", s.cfg.Prefetch, err)
-	}
-	pub, err := conn.Channel()
-	if err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rpc: open reply channel: %w", err)
-	}
 	defer pub.Close()
-	// Replies are confirmed: one the broker dropped because the channel was closing
-	// leaves its request unacked, to be redelivered and answered on a new connection.
-	if err := pub.Confirm(false); err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rpc: confirm mode on the reply channel: %w", err)
-	}
 	tag := s.cfg.Name + "-" + uuid.NewString()
 	deliveries, err := ch.Consume(s.cfg.RequestQueue, tag, false, false, false, false, nil)
 	if err != nil {
@@ -173,8 +155,7 @@ func (s *Server) session(ctx context.Context, conn *amqp.Connection) error {
 	// off when the drain takes longer than ShutdownTimeout.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
-	sem := make(chan struct{}, s.cfg.Concurrency)
-	var wg sync.WaitGroup
+	w := &workers{sem: make(chan struct{}, s.cfg.Concurrency)}
 	s.consuming.Store(true)
 	defer s.consuming.Store(false)
 	s.log.Info("serving requests", "queue", s.cfg.RequestQueue, "concurrency", s.cfg.Concurrency, "auth", s.cfg.Auth.String())
@@ -196,42 +177,7 @@ loop:
 				failure = errors.New("rpc: delivery stream ended")
 				break loop
 			}
-			if err := wire.CheckBodySize(len(d.Body)); err != nil {
-				// Refused before anything reads it (the broker's max_message_size caps
-				// what the client library buffered).
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s.refuse(hctx, sess, d, "invalid", err)
-				}()
-				continue
-			}
-			// Counted against its user here, in delivery order, so that a user's requests
-			// are handled in the order they arrived; never waiting, so that the loop keeps
-			// taking (and, beyond the bounds, refusing) deliveries whatever one user does.
-			adm, refused := s.users.enter(s.userKey(&d), int64(len(d.Body)))
-			var res *budget.Reservation
-			if refused == "" {
-				var ok bool
-				if res, ok = s.bytes.TryAcquire(int64(len(d.Body))); !ok {
-					s.users.abandon(adm)
-					refused = BusyInFlightBytes
-				}
-			}
-			if refused != "" {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s.refuseBusy(hctx, sess, d, refused)
-				}()
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer res.Release()
-				s.serve(ctx, hctx, sess, d, res, sem, adm)
-			}()
+			s.take(ctx, hctx, sess, w, d)
 		}
 	}
 	if !ch.IsClosed() {
@@ -239,10 +185,10 @@ loop:
 			s.log.Debug("cancel consumer", "err", err)
 		}
 	}
-	if !waitTimeout(&wg, s.cfg.ShutdownTimeout) {
+	if !waitTimeout(&w.wg, s.cfg.ShutdownTimeout) {
 		s.log.Warn("in-flight requests did not finish in time; cancelling them", "timeout", s.cfg.ShutdownTimeout)
 		hcancel()
-		wg.Wait()
+		w.wg.Wait()
 	}
 	if failure != nil {
 		s.log.Warn("session failed; reconnecting", "err", failure)
@@ -250,6 +196,80 @@ loop:
 		return failure
 	}
 	return ctx.Err()
+}
+
+// openChannels opens the consumer channel (declaring the RPC topology, with the
+// prefetch) and the reply channel (in confirm mode: a reply the broker dropped because
+// the channel was closing leaves its request unacked, to be redelivered and answered
+// on a new connection).
+func (s *Server) openChannels(conn *amqp.Connection) (ch, pub *amqp.Channel, err error) {
+	if ch, err = conn.Channel(); err != nil {
+		return nil, nil, fmt.Errorf("rpc: open consumer channel: %w", err)
+	}
+	if err := topology.DeclareRPC(ch, s.cfg.RequestQueue); err != nil {
+		_ = ch.Close()
+		return nil, nil, fmt.Errorf("rpc: declare topology: %w", err)
+	}
+	if err := ch.Qos(s.cfg.Prefetch, 0, false); err != nil {
+		_ = ch.Close()
+		return nil, nil, fmt.Errorf("rpc: set prefetch %d: %w", s.cfg.Prefetch, err)
+	}
+	if pub, err = conn.Channel(); err != nil {
+		_ = ch.Close()
+		return nil, nil, fmt.Errorf("rpc: open reply channel: %w", err)
+	}
+	if err := pub.Confirm(false); err != nil {
+		_ = ch.Close()
+		_ = pub.Close()
+		return nil, nil, fmt.Errorf("rpc: confirm mode on the reply channel: %w", err)
+	}
+	return ch, pub, nil
+}
+
+// workers are a session's handler goroutines: sem bounds those handling a request at
+// once (Concurrency), wg waits for all of them.
+type workers struct {
+	sem chan struct{}
+	wg  sync.WaitGroup
+}
+
+// goRun runs f on a worker goroutine the session waits for.
+func (w *workers) goRun(f func()) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		f()
+	}()
+}
+
+// take starts the work of one delivery without ever waiting, so that the loop keeps
+// taking (and, beyond the bounds, refusing) deliveries whatever one user does: an
+// oversize body is refused before anything reads it (the broker's max_message_size
+// caps what the client library buffered); a delivery beyond its user's share or the
+// server's bytes is answered Busy; any other is counted against its user here, in
+// delivery order, so that a user's requests are handled in the order they arrived.
+func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d amqp.Delivery) {
+	if err := wire.CheckBodySize(len(d.Body)); err != nil {
+		w.goRun(func() { s.refuse(hctx, sess, d, "invalid", err) })
+		return
+	}
+	adm, refused := s.users.enter(s.userKey(&d), int64(len(d.Body)))
+	var res *budget.Reservation
+	if refused == "" {
+		var ok bool
+		if res, ok = s.bytes.TryAcquire(int64(len(d.Body))); !ok {
+			s.users.abandon(adm)
+			refused = BusyInFlightBytes
+		}
+	}
+	if refused != "" {
+		w.goRun(func() { s.refuseBusy(hctx, sess, d, refused) })
+		return
+	}
+	w.goRun(func() {
+		defer res.Release()
+		s.serve(ctx, hctx, sess, d, res, w.sem, adm)
+	})
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +18,9 @@ import (
 
 func (e *env) serviceWith(t *testing.T, lim domain.Limits) *service.Service {
 	t.Helper()
-	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler), Limits: lim},
-		e.store, service.Projections{Q: e.q}, e.pool)
+	cfg := service.DefaultConfig()
+	cfg.Limits = lim
+	s, err := service.New(context.Background(), cfg, e.store, service.Projections{Q: e.q}, e.pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func (e *env) serviceWith(t *testing.T, lim domain.Limits) *service.Service {
 }
 
 func TestConfigLimits(t *testing.T) {
-	c := service.Config{}
+	c := service.DefaultConfig()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,8 +70,7 @@ func (e *env) service(t *testing.T) *service.Service {
 // serviceOn makes a Service over store (the env's store, or a wrapper of it).
 func (e *env) serviceOn(t *testing.T, store eventstore.Store) *service.Service {
 	t.Helper()
-	s, err := service.New(context.Background(), service.Config{Logger: slog.New(slog.DiscardHandler)},
-		store, service.Projections{Q: e.q}, e.pool)
+	s, err := service.New(context.Background(), service.DefaultConfig(), store, service.Projections{Q: e.q}, e.pool)
 	if err != nil {
 		t.Fatal(err)
 	}

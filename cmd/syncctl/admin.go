@@ -50,7 +50,9 @@ func openAdmin(ctx context.Context) (*adminEnv, error) {
 		return nil, fmt.Errorf("migrate read models: %w", err)
 	}
 	q := projections.NewQueries(pool)
-	svc, err := service.New(ctx, service.Config{Logger: log}, store, service.Projections{Q: q}, pool)
+	scfg := service.DefaultConfig()
+	scfg.Logger = log
+	svc, err := service.New(ctx, scfg, store, service.Projections{Q: q}, pool)
 	if err != nil {
 		closeAll()
 		return nil, err

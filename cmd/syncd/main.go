@@ -158,12 +158,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		wake = append(wake, b.Wake)
 		followers = append(followers, b.Run)
 	}
-	svc, err := service.New(ctx, service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"), NoGroupCommit: !cfg.groupCommit,
-		Limits: cfg.limits, OnAppend: func() {
-			for _, w := range wake {
-				w()
-			}
-		}}, store, service.Projections{Q: queries}, pool)
+	scfg := service.DefaultConfig()
+	scfg.CacheSize, scfg.Logger, scfg.GroupCommit = cfg.cacheSize, log.With("component", "service"), cfg.groupCommit
+	scfg.Limits = cfg.limits // MaxEventBytes 0: the event store's record limit
+	scfg.OnAppend = func() {
+		for _, w := range wake {
+			w()
+		}
+	}
+	svc, err := service.New(ctx, scfg, store, service.Projections{Q: queries}, pool)
 	if err != nil {
 		return err
 	}

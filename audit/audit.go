@@ -62,7 +62,17 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Validate reports a setting out of range.
+// DefaultConfig returns the defaults (the zero Config means the same).
+func DefaultConfig() Config {
+	return Config{
+		PageSize:       DefaultPageSize,
+		FollowInterval: DefaultFollowInterval,
+		DecodeWorkers:  runtime.GOMAXPROCS(0),
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// Validate checks c (a zero field stands for its default); it changes nothing.
 func (c Config) Validate() error {
 	if c.PageSize < 0 || c.PageSize > MaxPageSize {
 		return fmt.Errorf("audit config: page size %d out of range [0, %d]", c.PageSize, MaxPageSize)
@@ -76,18 +86,20 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// withDefaults returns c with every zero field set from DefaultConfig.
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.PageSize == 0 {
-		c.PageSize = DefaultPageSize
+		c.PageSize = d.PageSize
 	}
 	if c.FollowInterval == 0 {
-		c.FollowInterval = DefaultFollowInterval
+		c.FollowInterval = d.FollowInterval
 	}
 	if c.DecodeWorkers == 0 {
-		c.DecodeWorkers = runtime.GOMAXPROCS(0)
+		c.DecodeWorkers = d.DecodeWorkers
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = d.Logger
 	}
 	return c
 }
@@ -105,10 +117,10 @@ func New(r Reader, cfg Config) (*Auditor, error) {
 	if r == nil {
 		return nil, errors.New("audit: nil reader")
 	}
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	return &Auditor{r: r, cfg: cfg, log: cfg.Logger.With("component", "audit")}, nil
 }
 

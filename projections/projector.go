@@ -58,31 +58,53 @@ type Config struct {
 	afterApply func() error
 }
 
-// Validate fills defaults and checks required fields.
-func (c *Config) Validate() error {
+// DefaultConfig returns the defaults; Model, DSN, Pool and Source are left to the
+// caller.
+func DefaultConfig() Config {
+	return Config{
+		BatchSize:    500,
+		BatchBytes:   32 << 20,
+		StallAfter:   30 * time.Second,
+		LagScanLimit: 10000,
+		LeaderRetry:  time.Second,
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+}
+
+// withDefaults returns c with every zero field set from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.BatchSize == 0 {
+		c.BatchSize = d.BatchSize
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = d.BatchBytes
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = d.StallAfter
+	}
+	if c.LagScanLimit == 0 {
+		c.LagScanLimit = d.LagScanLimit
+	}
+	if c.LeaderRetry == 0 {
+		c.LeaderRetry = d.LeaderRetry
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return c
+}
+
+// Validate checks c (a zero field stands for its default); it changes nothing.
+func (c Config) Validate() error {
 	if c.Model == "" || c.DSN == "" || c.Pool == nil || c.Source == nil {
 		return errors.New("projections: Model, DSN, Pool and Source are required")
 	}
 	if _, err := ModelNamed(c.Model); err != nil {
 		return err
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 500
-	}
-	if c.BatchBytes <= 0 {
-		c.BatchBytes = 32 << 20
-	}
-	if c.StallAfter <= 0 {
-		c.StallAfter = 30 * time.Second
-	}
-	if c.LagScanLimit <= 0 {
-		c.LagScanLimit = 10000
-	}
-	if c.LeaderRetry <= 0 {
-		c.LeaderRetry = time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if c.BatchSize < 0 || c.BatchBytes < 0 || c.StallAfter < 0 || c.LagScanLimit < 0 || c.LeaderRetry < 0 {
+		return errors.New("projections: BatchSize, BatchBytes, StallAfter, LagScanLimit and LeaderRetry must not be negative")
 	}
 	return nil
 }
@@ -105,6 +127,7 @@ type Projector struct {
 
 // New returns a projector for cfg.Model.
 func New(cfg Config) (*Projector, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

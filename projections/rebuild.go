@@ -42,25 +42,45 @@ type RebuildConfig struct {
 	Logger *slog.Logger
 }
 
-// Validate fills defaults and checks required fields.
-func (c *RebuildConfig) Validate() error {
+// DefaultRebuildConfig returns the defaults; Pool and Source are left to the caller.
+func DefaultRebuildConfig() RebuildConfig {
+	return RebuildConfig{
+		BatchSize:    5000,
+		BatchBytes:   32 << 20,
+		LockTimeout:  2 * time.Second,
+		SwapAttempts: 10,
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+}
+
+// withDefaults returns c with every zero field set from DefaultRebuildConfig.
+func (c RebuildConfig) withDefaults() RebuildConfig {
+	d := DefaultRebuildConfig()
+	if c.BatchSize == 0 {
+		c.BatchSize = d.BatchSize
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = d.BatchBytes
+	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = d.LockTimeout
+	}
+	if c.SwapAttempts == 0 {
+		c.SwapAttempts = d.SwapAttempts
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return c
+}
+
+// Validate checks c (a zero field stands for its default); it changes nothing.
+func (c RebuildConfig) Validate() error {
 	if c.Pool == nil || c.Source == nil {
 		return errors.New("projections: rebuild needs Pool and Source")
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 5000
-	}
-	if c.BatchBytes <= 0 {
-		c.BatchBytes = 32 << 20
-	}
-	if c.LockTimeout <= 0 {
-		c.LockTimeout = 2 * time.Second
-	}
-	if c.SwapAttempts <= 0 {
-		c.SwapAttempts = 10
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if c.BatchSize < 0 || c.BatchBytes < 0 || c.LockTimeout < 0 || c.SwapAttempts < 0 {
+		return errors.New("projections: rebuild's BatchSize, BatchBytes, LockTimeout and SwapAttempts must not be negative")
 	}
 	return nil
 }
@@ -99,6 +119,7 @@ type RebuildResult struct {
 // dropped after the swap. On failure or interrupt the live tables are untouched and the
 // fresh schema is dropped.
 func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResult, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return RebuildResult{}, err
 	}
@@ -442,6 +463,7 @@ type VerifyResult struct {
 // the live checkpoint while comparing, which pauses it for that long. The scratch tables
 // are dropped at the end.
 func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) (VerifyResult, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return VerifyResult{}, err
 	}

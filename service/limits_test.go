@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +23,9 @@ func (e *env) serviceWith(t *testing.T, lim domain.Limits) *service.Service {
 	if err := itemids.Migrate(context.Background(), e.pool); err != nil {
 		t.Fatal(err)
 	}
-	s, err := service.New(service.Config{Logger: slog.New(slog.DiscardHandler), Limits: lim},
-		e.store, e.q, itemids.NewPostgres(e.pool))
+	cfg := service.DefaultConfig()
+	cfg.Limits = lim
+	s, err := service.New(cfg, e.store, e.q, itemids.NewPostgres(e.pool))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func (e *env) serviceWith(t *testing.T, lim domain.Limits) *service.Service {
 }
 
 func TestConfigLimits(t *testing.T) {
-	c := service.Config{}
+	c := service.DefaultConfig()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

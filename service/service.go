@@ -44,7 +44,9 @@ type IDAllocator interface {
 	Take(ctx context.Context, n int) ([]domain.ItemID, error)
 }
 
-// Config configures a Service.
+// Config configures a Service. Start from DefaultConfig: a zero numeric field, a nil
+// Logger or Now take their defaults in New, but a boolean is what it says (GroupCommit
+// is on only if set, as DefaultConfig does).
 type Config struct {
 	// CacheSize bounds the aggregates kept in memory. Default 4096.
 	CacheSize int
@@ -63,8 +65,8 @@ type Config struct {
 	Now func() time.Time
 	// GroupCommit, when the store supports it (eventstore.BatchAppender), writes
 	// concurrent commands' appends to different streams in shared transactions.
-	// Default on; NoGroupCommit turns it off.
-	NoGroupCommit bool
+	// DefaultConfig turns it on.
+	GroupCommit bool
 	// OnAppend, if set, is called after every successful append (a latency hint for
 	// in-process followers such as the notifier; it must not block).
 	OnAppend func()
@@ -75,36 +77,63 @@ type Config struct {
 	Limits domain.Limits
 }
 
-// Validate fills defaults and checks the limits.
-func (c *Config) Validate() error {
+// DefaultConfig returns the defaults of every field.
+func DefaultConfig() Config {
+	lim := domain.DefaultLimits()
+	lim.MaxEventBytes = eventstore.MaxRecordSize
+	return Config{
+		CacheSize:      4096,
+		MaxAttempts:    20,
+		BusyRetryAfter: 200 * time.Millisecond,
+		UserStaleness:  time.Second,
+		Logger:         slog.New(slog.DiscardHandler),
+		Now:            time.Now,
+		GroupCommit:    true,
+		Limits:         lim,
+	}
+}
+
+// withDefaults returns c with every zero numeric field (and a nil Logger or Now) set
+// from DefaultConfig. Booleans are left as they are.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Limits.MaxEventBytes == 0 {
+		c.Limits.MaxEventBytes = d.Limits.MaxEventBytes
+	}
+	c.Limits = c.Limits.WithDefaults()
+	if c.CacheSize == 0 {
+		c.CacheSize = d.CacheSize
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = d.MaxAttempts
+	}
+	if c.BusyRetryAfter == 0 {
+		c.BusyRetryAfter = d.BusyRetryAfter
+	}
+	if c.UserStaleness == 0 {
+		c.UserStaleness = d.UserStaleness
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	if c.Now == nil {
+		c.Now = d.Now
+	}
+	return c
+}
+
+// Validate checks c (a zero field stands for its default); it changes nothing.
+func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("service config: %w", err)
-	}
-	if c.Limits.MaxEventBytes == 0 {
-		c.Limits.MaxEventBytes = eventstore.MaxRecordSize
 	}
 	if c.Limits.MaxEventBytes > eventstore.MaxRecordSize {
 		return fmt.Errorf("service config: Limits.MaxEventBytes %d exceeds the event store's record limit %d",
 			c.Limits.MaxEventBytes, eventstore.MaxRecordSize)
 	}
-	c.Limits = c.Limits.WithDefaults()
-	if c.CacheSize <= 0 {
-		c.CacheSize = 4096
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 20
-	}
-	if c.BusyRetryAfter <= 0 {
-		c.BusyRetryAfter = 200 * time.Millisecond
-	}
-	if c.UserStaleness == 0 {
-		c.UserStaleness = time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.CacheSize < 0 || c.MaxAttempts < 0 || c.BusyRetryAfter < 0 {
+		return fmt.Errorf("service config: CacheSize %d, MaxAttempts %d and BusyRetryAfter %v must not be negative",
+			c.CacheSize, c.MaxAttempts, c.BusyRetryAfter)
 	}
 	return nil
 }
@@ -128,6 +157,7 @@ type Service struct {
 // and the allocator of new items' ids. It does no I/O: whatever store, reads and ids
 // need (migrations, connections) is the caller's to prepare.
 func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (*Service, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -136,7 +166,7 @@ func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (
 		workspaces: newCache(cfg.CacheSize, func(id uuid.UUID) *domain.Workspace { return domain.NewWorkspace(id) }),
 		users:      newCache(cfg.CacheSize, func(id uuid.UUID) *domain.User { return domain.NewUser(id) }),
 	}
-	if b, ok := store.(eventstore.BatchAppender); ok && !cfg.NoGroupCommit {
+	if b, ok := store.(eventstore.BatchAppender); ok && cfg.GroupCommit {
 		s.group = &groupAppender{store: b, maxFlushers: 4, maxBatch: 64, timeout: 30 * time.Second}
 	}
 	return s, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,8 +82,7 @@ func (e *env) serviceOn(t *testing.T, store eventstore.Store) *service.Service {
 	if err := itemids.Migrate(context.Background(), e.pool); err != nil {
 		t.Fatal(err)
 	}
-	s, err := service.New(service.Config{Logger: slog.New(slog.DiscardHandler)},
-		store, e.q, itemids.NewPostgres(e.pool))
+	s, err := service.New(service.DefaultConfig(), store, e.q, itemids.NewPostgres(e.pool))
 	if err != nil {
 		t.Fatal(err)
 	}

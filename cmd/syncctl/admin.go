@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -54,7 +55,9 @@ func openAdmin(ctx context.Context) (*adminEnv, error) {
 		return nil, fmt.Errorf("migrate item ids: %w", err)
 	}
 	q := projections.NewQueries(pool)
-	svc, err := service.New(service.Config{Logger: log}, store, q, itemids.NewPostgres(pool))
+	scfg := service.DefaultConfig()
+	scfg.Logger = log
+	svc, err := service.New(scfg, store, q, itemids.NewPostgres(pool))
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -114,7 +117,7 @@ func userAddCmd() *cobra.Command {
 					return fmt.Errorf("user %s was created but their broker account was not (run `syncctl user broker-account %s` to retry): %w", user, user, err)
 				}
 				fmt.Printf("broker     login %s  password %s  vhost %s\n", user, password, adminFlags.vhost)
-				fmt.Printf("\nA device connects as amqp://%s:<password>@<broker>:5672/ and calls updateDevice to register.\n", user)
+				fmt.Printf("\nA device connects as %s and calls updateDevice to register.\n", deviceURL(user, adminFlags.vhost))
 				return nil
 			})
 		},
@@ -125,6 +128,12 @@ func userAddCmd() *cobra.Command {
 	c.Flags().StringVar(&password, "password", "", "broker password (default: a random one, printed)")
 	c.Flags().BoolVar(&noBroker, "no-broker-account", false, "do not create a RabbitMQ account (trust-mode deployments)")
 	return c
+}
+
+// deviceURL is the broker URL a user's device connects with: the vhost is the URL's
+// path, escaped (the default vhost "/" is "%2F").
+func deviceURL(user uuid.UUID, vhost string) string {
+	return fmt.Sprintf("amqp://%s:<password>@<broker>:5672/%s", user, url.PathEscape(vhost))
 }
 
 func userBrokerAccountCmd() *cobra.Command {

@@ -197,7 +197,7 @@ func benchSetup(ctx context.Context, bf benchConfig) ([]benchUser, error) {
 			}
 			u.User = url.UserPassword(id.String(), pw)
 		} else {
-			cfg.NoUserID = true
+			cfg.SharedLogin = true
 		}
 		cfg.URL = u.String()
 		cl, err := client.Dial(ctx, cfg)

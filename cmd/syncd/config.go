@@ -65,22 +65,26 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		}
 		fs.StringVar(p, name, def, usage+" (env "+env+")")
 	}
-	num := func(p *int, name, env string, def int, usage string) {
-		if v, err := strconv.Atoi(getenv(env)); err == nil {
-			def = v
+	// An environment value that does not parse is an error naming the variable (even
+	// when a flag overrides it): a typo must not fall back to the default unnoticed.
+	var envErrs []error
+	fromEnv := func(env string, parse func(string) error) {
+		if v := getenv(env); v != "" {
+			if err := parse(v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
 		}
+	}
+	num := func(p *int, name, env string, def int, usage string) {
+		fromEnv(env, func(v string) (err error) { def, err = parseInt(v); return err })
 		fs.IntVar(p, name, def, usage+" (env "+env+")")
 	}
 	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
-		if v, err := time.ParseDuration(getenv(env)); err == nil {
-			def = v
-		}
+		fromEnv(env, func(v string) (err error) { def, err = parseDuration(v); return err })
 		fs.DurationVar(p, name, def, usage+" (env "+env+")")
 	}
 	boolean := func(p *bool, name, env string, def bool, usage string) {
-		if v, err := strconv.ParseBool(getenv(env)); err == nil {
-			def = v
-		}
+		fromEnv(env, func(v string) (err error) { def, err = parseBool(v); return err })
 		fs.BoolVar(p, name, def, usage+" (env "+env+")")
 	}
 	pgDefault := "postgres://postgres@127.0.0.1:5432/syncservice?sslmode=disable"
@@ -126,6 +130,9 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if len(envErrs) > 0 {
+		return c, errors.Join(envErrs...)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -177,6 +184,32 @@ func (c config) validate() error {
 		errs = append(errs, fmt.Errorf("-log-format must be text or json, not %q", c.logFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// parseInt, parseDuration and parseBool read an environment value (integers in
+// decimal, as they always were).
+func parseInt(s string) (int, error) {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, errors.New("not a decimal integer")
+	}
+	return v, nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("not a duration (such as 30s or 5m)")
+	}
+	return v, nil
+}
+
+func parseBool(s string) (bool, error) {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, errors.New("not a boolean (true or false)")
+	}
+	return v, nil
 }
 
 func (c config) has(role string) bool {

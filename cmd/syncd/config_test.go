@@ -2,7 +2,9 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stacksync-es/syncservice/domain"
 )
@@ -53,5 +55,42 @@ func TestReplyBytesFollowTheBrokerLimit(t *testing.T) {
 		if (err == nil) != c.ok || (c.ok && cfg.maxReplyBytes != c.wantReply) {
 			t.Errorf("%v: reply limit %d, err %v; want %d, ok %v", c.args, cfg.maxReplyBytes, err, c.wantReply, c.ok)
 		}
+	}
+}
+
+// A value that does not parse is an error at start-up naming the variable or flag,
+// never a silent fall-back to the default.
+func TestConfigInvalidValuesAreErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		name string // the error names it
+	}{
+		{env: map[string]string{"SYNCD_PREFETCH": "abc"}, name: "SYNCD_PREFETCH"},
+		{env: map[string]string{"SYNCD_PREFETCH": "64 "}, name: "SYNCD_PREFETCH"},
+		{env: map[string]string{"SYNCD_REQUEST_TIMEOUT": "30"}, name: "SYNCD_REQUEST_TIMEOUT"},
+		{env: map[string]string{"SYNCD_GROUP_COMMIT": "off"}, name: "SYNCD_GROUP_COMMIT"},
+		{env: map[string]string{"SYNCD_CREATE_DB": "yes"}, name: "SYNCD_CREATE_DB"},
+		{env: map[string]string{"SYNCD_MAX_CHUNKS": "1e3"}, name: "SYNCD_MAX_CHUNKS"},
+		// a flag does not hide a broken environment value
+		{args: []string{"-prefetch", "8"}, env: map[string]string{"SYNCD_PREFETCH": "eight"}, name: "SYNCD_PREFETCH"},
+		{args: []string{"-prefetch", "abc"}, name: "-prefetch"},
+		{args: []string{"-shutdown-grace", "20"}, name: "-shutdown-grace"},
+		{args: []string{"-group-commit=maybe"}, name: "-group-commit"},
+	} {
+		_, err := parseConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("args %v env %v: err %v, want an error naming %s", c.args, c.env, err, c.name)
+		}
+	}
+	// Valid values are taken, as before.
+	cfg, err := parseConfig(nil, func(k string) string {
+		return map[string]string{"SYNCD_PREFETCH": "12", "SYNCD_REQUEST_TIMEOUT": "5s", "SYNCD_GROUP_COMMIT": "false"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.prefetch != 12 || cfg.requestTimeout != 5*time.Second || cfg.groupCommit {
+		t.Errorf("prefetch %d, request timeout %v, group commit %v", cfg.prefetch, cfg.requestTimeout, cfg.groupCommit)
 	}
 }

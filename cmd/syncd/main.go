@@ -166,12 +166,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		wake = append(wake, b.Wake)
 		followers = append(followers, b.Run)
 	}
-	svc, err := service.New(service.Config{CacheSize: cfg.cacheSize, Logger: log.With("component", "service"), NoGroupCommit: !cfg.groupCommit,
-		Limits: cfg.limits, OnAppend: func() {
-			for _, w := range wake {
-				w()
-			}
-		}}, store, queries, itemids.NewPostgres(pool))
+	scfg := service.DefaultConfig()
+	scfg.CacheSize, scfg.Logger, scfg.GroupCommit = cfg.cacheSize, log.With("component", "service"), cfg.groupCommit
+	scfg.Limits = cfg.limits // MaxEventBytes 0: the event store's record limit
+	scfg.OnAppend = func() {
+		for _, w := range wake {
+			w()
+		}
+	}
+	svc, err := service.New(scfg, store, queries, itemids.NewPostgres(pool))
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Validate reports whether cfg can be used, before defaults are applied.
+// DefaultConfig returns the defaults; DSN is left to the caller.
+func DefaultConfig() Config {
+	return Config{MaxConns: DefaultMaxConns, PollInterval: DefaultPollInterval, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// Validate checks cfg (a zero field stands for its default); it changes nothing.
 func (cfg Config) Validate() error {
 	if cfg.DSN == "" {
 		return errors.New("postgres store config: DSN is required")
@@ -72,15 +77,17 @@ func (cfg Config) Validate() error {
 	return nil
 }
 
+// withDefaults returns cfg with every zero field set from DefaultConfig.
 func (cfg Config) withDefaults() Config {
+	d := DefaultConfig()
 	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
+		cfg.MaxConns = d.MaxConns
 	}
 	if cfg.PollInterval == 0 {
-		cfg.PollInterval = DefaultPollInterval
+		cfg.PollInterval = d.PollInterval
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = d.Logger
 	}
 	return cfg
 }
@@ -104,10 +111,10 @@ var _ eventstore.Store = (*Store)(nil)
 // Open connects to PostgreSQL, applies the embedded schema (under an advisory lock, so
 // concurrent Opens are safe) and returns the store, which owns its pool until Close.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: parse DSN: %w", err)

@@ -36,19 +36,33 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Validate fills defaults and checks required fields.
-func (c *Config) Validate() error {
+// DefaultConfig returns the defaults; DSN and Name are left to the caller.
+func DefaultConfig() Config {
+	return Config{Retry: time.Second, Check: time.Second, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// withDefaults returns c with every zero field set from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Retry == 0 {
+		c.Retry = d.Retry
+	}
+	if c.Check == 0 {
+		c.Check = d.Check
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return c
+}
+
+// Validate checks c (a zero field stands for its default); it changes nothing.
+func (c Config) Validate() error {
 	if c.DSN == "" || c.Name == "" {
 		return errors.New("leader: DSN and Name are required")
 	}
-	if c.Retry <= 0 {
-		c.Retry = time.Second
-	}
-	if c.Check <= 0 {
-		c.Check = time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if c.Retry < 0 || c.Check < 0 {
+		return errors.New("leader: Retry and Check must not be negative")
 	}
 	return nil
 }
@@ -58,6 +72,7 @@ func (c *Config) Validate() error {
 // (with or without error) is restarted after Retry while the lock is still wanted. Run
 // returns ctx.Err() when ctx ends.
 func Run(ctx context.Context, cfg Config, task func(ctx context.Context) error) error {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

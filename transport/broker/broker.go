@@ -25,28 +25,44 @@ type Config struct {
 	Logger                 *slog.Logger
 }
 
-// Validate fills defaults and checks required fields.
-func (c *Config) Validate() error {
+// DefaultConfig returns the defaults; URL is left to the caller.
+func DefaultConfig() Config {
+	return Config{Name: "syncservice", MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second,
+		Logger: slog.New(slog.DiscardHandler)}
+}
+
+// withDefaults returns c with every zero field set from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Name == "" {
+		c.Name = d.Name
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = d.MinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = d.MaxBackoff
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return c
+}
+
+// Validate checks c (a zero field stands for its default); it changes nothing.
+func (c Config) Validate() error {
 	if c.URL == "" {
 		return errors.New("broker: URL is required")
 	}
-	if c.Name == "" {
-		c.Name = "syncservice"
-	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = 100 * time.Millisecond
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 5 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if c.MinBackoff < 0 || c.MaxBackoff < 0 {
+		return errors.New("broker: MinBackoff and MaxBackoff must not be negative")
 	}
 	return nil
 }
 
 // Dial opens one connection (no reconnecting).
 func Dial(ctx context.Context, cfg Config) (*amqp.Connection, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -83,6 +99,7 @@ func Dial(ctx context.Context, cfg Config) (*amqp.Connection, error) {
 // session that returns while its connection is still open ends Run with its error (nil
 // included). Run returns ctx.Err() when ctx ends.
 func Run(ctx context.Context, cfg Config, session func(ctx context.Context, conn *amqp.Connection) error) error {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

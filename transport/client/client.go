@@ -39,11 +39,11 @@ type Config struct {
 	// DeviceName, OS and AppVersion describe the device on UpdateDevice. Defaults
 	// "go-client", runtime.GOOS, "".
 	DeviceName, OS, AppVersion string
-	// NoUserID stops the client from setting the AMQP user_id property, for servers in
-	// trust mode whose clients log in with a shared account. By default user_id is set
-	// to the URL's user name when that is UserID (RabbitMQ refuses a user_id other than
-	// the login).
-	NoUserID bool
+	// SharedLogin says the URL's login is not the user's own but an account several
+	// users share (servers in trust mode): the client then never sets the AMQP user_id
+	// property. Otherwise user_id is set to the URL's user name when that is UserID
+	// (RabbitMQ refuses a user_id other than the login).
+	SharedLogin bool
 	// Timeout bounds each attempt of a call. Default 5s.
 	Timeout time.Duration
 	// Retries is how many times a call is re-sent (same requestId, same correlation
@@ -63,8 +63,54 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Validate fills defaults and checks the configuration.
-func (c *Config) Validate() error {
+// DefaultConfig returns the defaults; URL and UserID are left to the caller, and Name
+// defaults to "syncclient-<UserID>" in Dial.
+func DefaultConfig() Config {
+	return Config{
+		DeviceName:   "go-client",
+		OS:           runtime.GOOS,
+		Timeout:      5 * time.Second,
+		Retries:      3,
+		ChangesLimit: wire.DefaultChangesLimit,
+		Prefetch:     100,
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+}
+
+// withDefaults returns c with every empty field set from DefaultConfig (and Name from
+// UserID).
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.DeviceName == "" {
+		c.DeviceName = d.DeviceName
+	}
+	if c.OS == "" {
+		c.OS = d.OS
+	}
+	if c.Timeout == 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.Retries == 0 {
+		c.Retries = d.Retries
+	}
+	if c.ChangesLimit == 0 {
+		c.ChangesLimit = d.ChangesLimit
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = d.Prefetch
+	}
+	if c.Name == "" {
+		c.Name = "syncclient-" + c.UserID.String()
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return c
+}
+
+// Validate checks the configuration (an empty field stands for its default); it changes
+// nothing.
+func (c Config) Validate() error {
 	if c.URL == "" {
 		return errors.New("client: URL is required")
 	}
@@ -76,30 +122,6 @@ func (c *Config) Validate() error {
 	}
 	if c.ChangesLimit > wire.MaxChangesLimit {
 		return fmt.Errorf("client: ChangesLimit %d exceeds %d", c.ChangesLimit, wire.MaxChangesLimit)
-	}
-	if c.DeviceName == "" {
-		c.DeviceName = "go-client"
-	}
-	if c.OS == "" {
-		c.OS = runtime.GOOS
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 5 * time.Second
-	}
-	if c.Retries == 0 {
-		c.Retries = 3
-	}
-	if c.ChangesLimit == 0 {
-		c.ChangesLimit = wire.DefaultChangesLimit
-	}
-	if c.Prefetch == 0 {
-		c.Prefetch = 100
-	}
-	if c.Name == "" {
-		c.Name = "syncclient-" + c.UserID.String()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
@@ -158,6 +180,7 @@ type response struct {
 
 // Dial connects and returns a client that keeps itself connected until Close.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -168,7 +191,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "client", "user", cfg.UserID),
 		ready: make(chan struct{}), pending: map[string]chan response{}, done: make(chan struct{})}
 	c.ev.init()
-	if !cfg.NoUserID && uri.Username == cfg.UserID.String() {
+	if !cfg.SharedLogin && uri.Username == cfg.UserID.String() {
 		c.userProp = uri.Username
 	}
 	bcfg := broker.Config{URL: cfg.URL, Name: cfg.Name, MinBackoff: cfg.MinBackoff, MaxBackoff: cfg.MaxBackoff, Logger: cfg.Logger}

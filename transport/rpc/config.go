@@ -130,71 +130,62 @@ const (
 	DefaultMaxReplyBytes    = 96 << 20
 )
 
-// Validate fills defaults and checks the configuration.
-func (c *Config) Validate() error {
-	if c.URL == "" {
-		return errors.New("rpc: URL is required")
+// DefaultConfig returns the defaults that stand alone; URL is left to the caller, and
+// the defaults derived from other fields (Prefetch, MaxInFlightBytes, PerUserInFlight,
+// PerUserQueued, QueuedTotal, PerUserBytes) stay zero: WithDefaults derives them.
+func DefaultConfig() Config {
+	return Config{
+		Name:            "syncd-rpc",
+		RequestQueue:    topology.RequestQueue,
+		Concurrency:     32,
+		RequestTimeout:  30 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+		ProgressWait:    5 * time.Second,
+		MaxReplyBytes:   DefaultMaxReplyBytes,
+		BusyRetryAfter:  500 * time.Millisecond,
+		ReplayWindow:    10 * time.Second,
+		ReplayBytes:     16 << 20,
+		Logger:          slog.New(slog.DiscardHandler),
+		Metrics:         noMetrics{},
 	}
-	if c.Name == "" {
-		c.Name = "syncd-rpc"
+}
+
+// WithDefaults returns c with every zero field set: from DefaultConfig, or derived from
+// the other fields as each field's comment says. A negative PerUserQueued or
+// QueuedTotal becomes 0 (none wait). NewServer calls it before Validate.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	setStr := func(p *string, def string) {
+		if *p == "" {
+			*p = def
+		}
 	}
-	if c.RequestQueue == "" {
-		c.RequestQueue = topology.RequestQueue
+	setDur := func(p *time.Duration, def time.Duration) {
+		if *p == 0 {
+			*p = def
+		}
 	}
-	if c.Concurrency < 0 || c.Prefetch < 0 || c.RequestTimeout < 0 || c.ShutdownTimeout < 0 {
-		return errors.New("rpc: Concurrency, Prefetch and timeouts must not be negative")
-	}
-	if c.ProgressWait <= 0 {
-		c.ProgressWait = 5 * time.Second
-	}
+	setStr(&c.Name, d.Name)
+	setStr(&c.RequestQueue, d.RequestQueue)
+	setDur(&c.ProgressWait, d.ProgressWait)
+	setDur(&c.RequestTimeout, d.RequestTimeout)
+	setDur(&c.ShutdownTimeout, d.ShutdownTimeout)
+	setDur(&c.BusyRetryAfter, d.BusyRetryAfter)
+	setDur(&c.ReplayWindow, d.ReplayWindow)
 	if c.Concurrency == 0 {
-		c.Concurrency = 32
+		c.Concurrency = d.Concurrency
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = 2 * c.Concurrency
 	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 30 * time.Second
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
-	if err := c.validateLimits(); err != nil {
-		return err
-	}
-	if c.Auth != AuthBroker && c.Auth != AuthTrust {
-		return fmt.Errorf("rpc: unknown auth mode %d", int(c.Auth))
-	}
-	if c.Metrics == nil {
-		c.Metrics = noMetrics{}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
-}
-
-// validateLimits fills the defaults of the memory and fairness bounds and checks them.
-func (c *Config) validateLimits() error {
-	if c.MaxInFlightBytes < 0 || c.MaxReplyBytes < 0 || c.BusyRetryAfter < 0 || c.ReplayWindow < 0 {
-		return errors.New("rpc: MaxInFlightBytes, MaxReplyBytes, BusyRetryAfter and ReplayWindow must not be negative")
-	}
 	if c.MaxReplyBytes == 0 {
-		c.MaxReplyBytes = DefaultMaxReplyBytes
+		c.MaxReplyBytes = d.MaxReplyBytes
 	}
 	if c.MaxInFlightBytes == 0 {
 		c.MaxInFlightBytes = max(DefaultMaxInFlightBytes, int64(wire.MaxBodySize+c.MaxReplyBytes))
 	}
-	if c.MaxInFlightBytes < int64(wire.MaxBodySize+c.MaxReplyBytes) {
-		return fmt.Errorf("rpc: MaxInFlightBytes %d is below the largest body plus the largest reply (%d)",
-			c.MaxInFlightBytes, wire.MaxBodySize+c.MaxReplyBytes)
-	}
 	if c.PerUserInFlight == 0 {
 		c.PerUserInFlight = max(1, min(8, c.Concurrency/2))
-	}
-	if c.PerUserInFlight > 0 && c.Concurrency > 1 && c.PerUserInFlight >= c.Concurrency {
-		return fmt.Errorf("rpc: PerUserInFlight %d must be below Concurrency %d, so that one user leaves slots to the others",
-			c.PerUserInFlight, c.Concurrency)
 	}
 	if c.QueuedTotal == 0 {
 		c.QueuedTotal = c.Prefetch / 2
@@ -206,17 +197,43 @@ func (c *Config) validateLimits() error {
 	if c.PerUserBytes == 0 {
 		c.PerUserBytes = max(c.MaxInFlightBytes/4, wire.MaxBodySize)
 	}
+	if c.ReplayBytes == 0 {
+		c.ReplayBytes = d.ReplayBytes
+	}
+	if c.Metrics == nil {
+		c.Metrics = d.Metrics
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return c
+}
+
+// Validate checks the configuration that WithDefaults makes of c; it changes nothing.
+func (c Config) Validate() error {
+	if c.URL == "" {
+		return errors.New("rpc: URL is required")
+	}
+	if c.Concurrency < 0 || c.Prefetch < 0 || c.RequestTimeout < 0 || c.ShutdownTimeout < 0 || c.ProgressWait < 0 {
+		return errors.New("rpc: Concurrency, Prefetch and timeouts must not be negative")
+	}
+	if c.MaxInFlightBytes < 0 || c.MaxReplyBytes < 0 || c.BusyRetryAfter < 0 || c.ReplayWindow < 0 {
+		return errors.New("rpc: MaxInFlightBytes, MaxReplyBytes, BusyRetryAfter and ReplayWindow must not be negative")
+	}
+	c = c.WithDefaults()
+	if c.MaxInFlightBytes < int64(wire.MaxBodySize+c.MaxReplyBytes) {
+		return fmt.Errorf("rpc: MaxInFlightBytes %d is below the largest body plus the largest reply (%d)",
+			c.MaxInFlightBytes, wire.MaxBodySize+c.MaxReplyBytes)
+	}
+	if c.PerUserInFlight > 0 && c.Concurrency > 1 && c.PerUserInFlight >= c.Concurrency {
+		return fmt.Errorf("rpc: PerUserInFlight %d must be below Concurrency %d, so that one user leaves slots to the others",
+			c.PerUserInFlight, c.Concurrency)
+	}
 	if c.PerUserBytes < wire.MaxBodySize {
 		return fmt.Errorf("rpc: PerUserBytes %d is below the largest body (%d)", c.PerUserBytes, wire.MaxBodySize)
 	}
-	if c.BusyRetryAfter == 0 {
-		c.BusyRetryAfter = 500 * time.Millisecond
-	}
-	if c.ReplayBytes == 0 {
-		c.ReplayBytes = 16 << 20
-	}
-	if c.ReplayWindow == 0 {
-		c.ReplayWindow = 10 * time.Second
+	if c.Auth != AuthBroker && c.Auth != AuthTrust {
+		return fmt.Errorf("rpc: unknown auth mode %d", int(c.Auth))
 	}
 	return nil
 }

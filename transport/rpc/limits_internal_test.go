@@ -130,7 +130,7 @@ func TestUserLimiter(t *testing.T) {
 }
 
 func TestConfigLimits(t *testing.T) {
-	c := Config{URL: "amqp://x"}
+	c := Config{URL: "amqp://x"}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestConfigLimits(t *testing.T) {
 		c.PerUserQueued != 32 || c.QueuedTotal != 32 || c.PerUserBytes != DefaultMaxInFlightBytes/4 {
 		t.Errorf("defaults: %+v", c)
 	}
-	c = Config{URL: "amqp://x", Concurrency: 4}
+	c = Config{URL: "amqp://x", Concurrency: 4}.WithDefaults()
 	if err := c.Validate(); err != nil || c.PerUserInFlight != 2 {
 		t.Errorf("Concurrency 4: PerUserInFlight %d, %v", c.PerUserInFlight, err)
 	}
@@ -165,7 +165,7 @@ func (b *busyCount) Busy(reason string) { b.n[reason]++ }
 // over MaxReplyBytes into ResultTooLarge, before anything is published.
 func TestEncodeReplyBounds(t *testing.T) {
 	mets := &busyCount{n: map[string]int{}}
-	cfg := Config{URL: "amqp://x", MaxReplyBytes: 2000, Metrics: mets}
+	cfg := Config{URL: "amqp://x", MaxReplyBytes: 2000, Metrics: mets}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestEncodeReplyBounds(t *testing.T) {
 // With the server's bytes exhausted, a read's reply is Busy (nothing was done), but a
 // write's reply is sent as it is: its work is done, and Busy would say it was not.
 func TestWriteRepliesAreNeverBusy(t *testing.T) {
-	cfg := Config{URL: "amqp://x"}
+	cfg := Config{URL: "amqp://x"}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,7 @@ func (s *Server) Consuming() bool { return s.consuming.Load() }
 
 // NewServer checks cfg and registers the metrics; Run starts serving.
 func NewServer(cfg Config, svc Service) (*Server, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -525,7 +525,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := (&rpc.Config{}).Validate(); err == nil {
 		t.Error("empty URL accepted")
 	}
-	c := rpc.Config{URL: "amqp://x"}
+	c := rpc.Config{URL: "amqp://x"}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

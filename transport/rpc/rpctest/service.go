@@ -43,7 +43,9 @@ type Service struct {
 // NewService returns a service over an empty store.
 func NewService() *Service {
 	store := memstore.New()
-	svc, err := service.New(service.Config{Logger: slog.New(slog.DiscardHandler)}, store, memmodel.New(store), &itemids.Memory{})
+	cfg := service.DefaultConfig()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	svc, err := service.New(cfg, store, memmodel.New(store), &itemids.Memory{})
 	if err != nil {
 		panic(fmt.Sprintf("rpctest: new service: %v", err)) // a fixed, valid config
 	}

@@ -67,6 +67,25 @@ func (b *bystander) commitNotified(bound time.Duration) time.Duration {
 	return took
 }
 
+// scene is a hostile test's cast: a syncd on the test's own services, the user who
+// misbehaves (a, through the raw device d) and a bystander who must not suffer for it.
+type scene struct {
+	s  services
+	p  *proc
+	a  account
+	d  *rawDevice
+	by *bystander
+}
+
+// newScene starts syncd (with args) and the cast; name is the misbehaving user's.
+func newScene(t *testing.T, name string, args ...string) *scene {
+	t.Helper()
+	s := newServices(t)
+	p := startSyncd(t, s, args...)
+	a := addUser(t, s, name)
+	return &scene{s: s, p: p, a: a, d: dialRaw(t, userURL(t, s, a), a.id), by: newBystander(t, s)}
+}
+
 // registerDevices registers n devices of d's user and returns their ids in order.
 func (d *rawDevice) registerDevices(n int) []uuid.UUID {
 	d.t.Helper()
@@ -90,12 +109,9 @@ func params(d *rawDevice, kv ...any) map[string]any {
 // Finding 1: U+0000 and 70,000-byte strings are refused where they enter; nothing is
 // stored, no follower wedges.
 func TestHostileStringsAreRefused(t *testing.T) {
-	s := newServices(t)
-	p := startSyncd(t, s)
-	a := addUser(t, s, "Mallory")
-	d := dialRaw(t, userURL(t, s, a), a.id)
+	sc := newScene(t, "Mallory")
+	p, a, d, by := sc.p, sc.a, sc.d, sc.by
 	dev := d.register("m-pc")
-	by := newBystander(t, s)
 	long := strings.Repeat("x", 70000)
 
 	for name, req := range map[string]map[string]any{
@@ -248,13 +264,10 @@ func TestDeviceCap(t *testing.T) {
 // Finding 3: a failed item's metadata does not copy a huge chunk list, so a tiny
 // wrongVersion commit stays tiny; replays do not multiply notifications.
 func TestFailedOutcomesAndReplaysStaySmall(t *testing.T) {
-	s := newServices(t)
-	startSyncd(t, s)
-	a := addUser(t, s, "Amplifier")
-	d := dialRaw(t, userURL(t, s, a), a.id)
+	sc := newScene(t, "Amplifier")
+	a, d, by := sc.a, sc.d, sc.by
 	dev := d.register("amp-pc")
 	in := d.listen(dev)
-	by := newBystander(t, s)
 
 	big := itemJSON(-1, "big.bin", false, nil, 1<<30)
 	chunks := make([]string, 5000)
@@ -318,13 +331,10 @@ func TestFailedOutcomesAndReplaysStaySmall(t *testing.T) {
 // Finding 6: folders are at most 256 levels deep, so a move's cycle check is bounded;
 // one user's flood of requests leaves others served.
 func TestDeepTreesAndFloodsDoNotStarveOthers(t *testing.T) {
-	s := newServices(t)
-	startSyncd(t, s)
-	a := addUser(t, s, "Flooder")
-	d := dialRaw(t, userURL(t, s, a), a.id)
+	sc := newScene(t, "Flooder")
+	a, d, by := sc.a, sc.d, sc.by
 	dev := d.register("flood-pc")
 	in := d.listen(dev)
-	by := newBystander(t, s)
 
 	chain := make([]map[string]any, 257)
 	for i := range chain {
@@ -382,13 +392,10 @@ func httpGet(t *testing.T, url string) (int, string) {
 // Finding 2: a user at the device cap floods their workspace with commits; every
 // notification fans out to 100 queues, and another user is still notified promptly.
 func TestFanOutFloodLeavesOthersNotified(t *testing.T) {
-	s := newServices(t)
-	startSyncd(t, s)
-	a := addUser(t, s, "Fanout")
-	d := dialRaw(t, userURL(t, s, a), a.id)
+	sc := newScene(t, "Fanout")
+	a, d, by := sc.a, sc.d, sc.by
 	dev := d.registerDevices(100)[99]
 	in := d.listen(dev)
-	by := newBystander(t, s)
 	const commits = 400
 	items := map[string]map[string]any{}
 	for i := 0; i < commits; i++ {
@@ -444,12 +451,9 @@ func (d *rawDevice) publishCommit(ws, dev uuid.UUID, requestID string, items ...
 // limit is lowered to 1 MiB here); the shared reply channel stays up for everyone, and
 // the device pages with getChangesSince instead.
 func TestHugeResultIsRefusedNotBroadcastToTheBroker(t *testing.T) {
-	s := newServices(t)
-	startSyncd(t, s, "-max-result-bytes", fmt.Sprint(1<<20))
-	a := addUser(t, s, "Hoarder")
-	d := dialRaw(t, userURL(t, s, a), a.id)
+	sc := newScene(t, "Hoarder", "-max-result-bytes", fmt.Sprint(1<<20))
+	a, d, by := sc.a, sc.d, sc.by
 	dev := d.register("h-pc")
-	by := newBystander(t, s)
 	items := make([]map[string]any, 2000)
 	for i := range items {
 		items[i] = itemJSON(int64(-i-1), fmt.Sprintf("file-%04d.bin", i), false, nil, 1)
@@ -484,12 +488,9 @@ func TestHugeResultIsRefusedNotBroadcastToTheBroker(t *testing.T) {
 // Finding 5: bodies over 16 MiB are refused before they are parsed, also several at
 // once, and others are served meanwhile.
 func TestOversizeBodiesAreRefused(t *testing.T) {
-	s := newServices(t)
-	startSyncd(t, s)
-	a := addUser(t, s, "Bloater")
-	d := dialRaw(t, userURL(t, s, a), a.id)
+	sc := newScene(t, "Bloater")
+	a, d, by := sc.a, sc.d, sc.by
 	d.waitWorkspaces()
-	by := newBystander(t, s)
 	body := []byte(`{"method":"getWorkspaces","params":[{"requestId":"r","userId":"` + a.id.String() + `","pad":"` +
 		strings.Repeat("x", wire.MaxBodySize+1) + `"}]}`)
 	corrs := map[string]bool{}

@@ -1,0 +1,133 @@
+package service_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/projections/memmodel"
+	"github.com/stacksync-es/syncservice/service"
+)
+
+// The in-memory read model the RPC tests run on (projections/memmodel) answers exactly
+// as the PostgreSQL read models do, on the same history: every query of
+// service.ReadModel, over a history with a tree, changes, renames, moves, deletes, failed
+// items, a second member and a shared workspace.
+func TestMemModelAnswersAsThePostgreSQLReadModel(t *testing.T) {
+	e := newEnv(t)
+	s := e.service(t)
+	ctx := context.Background()
+	alice, home, dev := userWithDevice(t, e, s, "alice")
+	bob, bobHome, _ := userWithDevice(t, e, s, "bob")
+	shared, err := s.CreateWorkspace(ctx, alice, "team", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMember(ctx, shared, bob, "alice's team"); err != nil {
+		t.Fatal(err)
+	}
+
+	commit := func(ws uuid.UUID, req string, items ...domain.ItemMetadata) service.CommitResult {
+		t.Helper()
+		res, err := s.Commit(ctx, protocol.CommitRequest{RequestID: req, UserID: alice, WorkspaceID: ws, DeviceID: dev, Items: items})
+		if err != nil {
+			t.Fatalf("commit %s: %v", req, err)
+		}
+		return res
+	}
+	// next is the version v of m with the given status.
+	next := func(m domain.ItemMetadata, status domain.Status, v int64) domain.ItemMetadata {
+		m.ID, m.TempID, m.Version, m.Status = ptr(*m.ID), nil, v, status
+		m.Size, m.Chunks = 99, []string{"c2", "c3"}
+		return m
+	}
+	for _, ws := range []uuid.UUID{home, shared} {
+		res := commit(ws, "tree", folder(-1, "docs"), file(-2, "a.txt", ptr(domain.ItemID(-1)), 10), file(-3, "c.txt", nil, 5))
+		docs, a := *res.Event.Items[0].Metadata, *res.Event.Items[1].Metadata
+		renamed := next(a, domain.StatusRenamed, 3)
+		renamed.Filename = "b.txt"
+		moved := next(a, domain.StatusMoved, 4)
+		moved.Filename, moved.ParentID = "b.txt", nil
+		deleted := next(docs, domain.StatusDeleted, 2)
+		deleted.Size, deleted.Chunks = 0, []string{}
+		commit(ws, "changed", next(a, domain.StatusChanged, 2))
+		commit(ws, "renamed", renamed)
+		commit(ws, "moved", moved, next(a, domain.StatusChanged, 2)) // the second: wrongVersion
+		commit(ws, "deleted", deleted)
+	}
+
+	mem := memmodel.New(e.store)
+	users := map[uuid.UUID]string{alice: "alice@example.com", bob: "bob@example.com"}
+	wss := []uuid.UUID{home, bobHome, shared}
+	// The PostgreSQL models are projected asynchronously: compare once they caught up.
+	testenv.Eventually(t, 15*time.Second, func() error {
+		for _, ws := range wss {
+			want, wv, err := mem.Changes(ctx, ws)
+			if err != nil {
+				return err
+			}
+			got, gv, err := e.q.Changes(ctx, ws)
+			if err != nil {
+				return err
+			}
+			if wv != gv || !reflect.DeepEqual(want, got) {
+				return fmt.Errorf("Changes(%s): memmodel v%d %+v, PostgreSQL v%d %+v", ws, wv, want, gv, got)
+			}
+		}
+		return nil
+	})
+	for _, ws := range wss {
+		for _, limit := range []int{1, 2, 1000} {
+			for since := int64(0); ; {
+				want, err1 := mem.ChangesSince(ctx, ws, since, limit)
+				got, err2 := e.q.ChangesSince(ctx, ws, since, limit)
+				if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
+					t.Fatalf("ChangesSince(%s, %d, %d): memmodel %+v %v, PostgreSQL %+v %v", ws, since, limit, want, err1, got, err2)
+				}
+				if !got.HasMore {
+					break
+				}
+				since = got.ToVersion
+			}
+		}
+		items, _, _ := mem.Changes(ctx, ws)
+		for _, it := range items {
+			want, err1 := mem.ItemVersions(ctx, ws, *it.ID)
+			got, err2 := e.q.ItemVersions(ctx, ws, *it.ID)
+			if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
+				t.Fatalf("ItemVersions(%d): memmodel %+v %v, PostgreSQL %+v %v", *it.ID, want, err1, got, err2)
+			}
+		}
+	}
+	for u, email := range users {
+		same(t, "WorkspacesOf", func(r service.ReadModel) (any, error) { return r.WorkspacesOf(ctx, u) }, mem, e.q)
+		same(t, "AccountByEmail", func(r service.ReadModel) (any, error) {
+			a, ok, err := r.AccountByEmail(ctx, email)
+			return fmt.Sprint(a, ok), err
+		}, mem, e.q)
+		same(t, "OwnerUsageExcept", func(r service.ReadModel) (any, error) { return r.OwnerUsageExcept(ctx, u, uuid.Nil) }, mem, e.q)
+		for _, ws := range append(wss, uuid.New()) {
+			same(t, "Membership", func(r service.ReadModel) (any, error) {
+				ex, mb, err := r.Membership(ctx, ws, u)
+				return fmt.Sprint(ex, mb), err
+			}, mem, e.q)
+		}
+	}
+}
+
+// same requires q to give the same answer on both read models.
+func same(t *testing.T, what string, q func(service.ReadModel) (any, error), a, b service.ReadModel) {
+	t.Helper()
+	want, err1 := q(a)
+	got, err2 := q(b)
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
+		t.Fatalf("%s: memmodel %+v %v, PostgreSQL %+v %v", what, want, err1, got, err2)
+	}
+}

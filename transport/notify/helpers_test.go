@@ -92,6 +92,35 @@ func start(t testing.TB, fn func(ctx context.Context) error) (stop func()) {
 	return stop
 }
 
+// mustNotifier builds a notifier of cfg over store; an error fails the test.
+func mustNotifier(t testing.TB, cfg Config, store eventstore.Store) *Notifier {
+	t.Helper()
+	n, err := New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// exchangeChannel dials amqpURL (closed when the test ends) and returns a channel on
+// which the exchange of ws is declared, as the server declares it.
+func exchangeChannel(t testing.TB, amqpURL string, ws uuid.UUID) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.DeclareEventExchange(ch, ws); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
 func fastConfig(t testing.TB, e *env) Config {
 	return Config{
 		DSN: e.dsn, AMQPURL: e.amqp,
@@ -175,18 +204,7 @@ type listener struct {
 // exchange as the server does) and collects its messages until the test ends.
 func listen(t testing.TB, amqpURL string, ws uuid.UUID) *listener {
 	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.DeclareEventExchange(ch, ws); err != nil {
-		t.Fatal(err)
-	}
+	ch := exchangeChannel(t, amqpURL, ws)
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		t.Fatal(err)

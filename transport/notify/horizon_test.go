@@ -57,10 +57,7 @@ func TestHorizonIsTheWorkspaceProjection(t *testing.T) {
 	cfg.Horizon = func(ctx context.Context) (eventstore.Position, error) {
 		return projections.Checkpoint(ctx, pool, projections.ModelWorkspaces)
 	}
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if st := n.Status(); !st.Leader || !st.HeldByHorizon {

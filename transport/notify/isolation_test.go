@@ -37,18 +37,7 @@ func refuseLarger(t *testing.T, amqpURL string, ws uuid.UUID, maxBytes int) (rem
 // func deletes it.
 func refusingQueue(t *testing.T, amqpURL string, ws uuid.UUID, prefix string, args amqp.Table) (remove func()) {
 	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.DeclareEventExchange(ch, ws); err != nil {
-		t.Fatal(err)
-	}
+	ch := exchangeChannel(t, amqpURL, ws)
 	q, err := ch.QueueDeclare(prefix+ws.String(), false, false, false, false, args)
 	if err != nil {
 		t.Fatal(err)
@@ -121,10 +110,7 @@ func TestNackKeepsProgress(t *testing.T) {
 	prefix := positionOf(t, e.store, ids[2])
 	cfg := fastConfig(t, e)
 	cfg.MaxAttempts = 1_000_000 // never set aside here
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if st := n.Status(); st.Position != prefix || st.Failures < 3 {
@@ -164,10 +150,7 @@ func TestRefusedMessageSetAside(t *testing.T) {
 	cfg := fastConfig(t, e)
 	cfg.MaxAttempts = 3
 	cfg.PoisonAfter = time.Millisecond
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	waitVersions(t, la, 3, 20*time.Second)
 	lastPos := positionOf(t, e.store, a3.ID)
@@ -202,10 +185,7 @@ func TestNackWithinPoisonAfterNotSetAside(t *testing.T) {
 	cfg := fastConfig(t, e)
 	cfg.MaxAttempts = 2
 	cfg.PoisonAfter = time.Hour
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	xPos := positionOf(t, e.store, x.ID)
 	testenv.Eventually(t, 20*time.Second, func() error {
@@ -254,10 +234,7 @@ func TestNackedMessageRepublishesLaterOfItsWorkspace(t *testing.T) {
 	small, _ := commit(t, e.store, ws, 2)                    // under 1000 bytes: confirmed
 	cfg := fastConfig(t, e)
 	cfg.MaxAttempts = 1_000_000 // never set aside here
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if st := n.Status(); st.Failures < 3 {
@@ -306,10 +283,7 @@ func TestOversizedNotificationSetAside(t *testing.T) {
 	c3, _ := commit(t, e.store, ws, 3)
 	cfg := fastConfig(t, e)
 	cfg.MaxMessageBytes = 3000 // an ordinary commit's notification is under 1000 bytes
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	lastPos := positionOf(t, e.store, c3.ID)
 	testenv.Eventually(t, 20*time.Second, func() error {
@@ -345,10 +319,7 @@ func TestNotifierHealthy(t *testing.T) {
 		defer mu.Unlock()
 		return horizon, nil
 	}
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	if err := n.Healthy(); err != nil {
 		t.Fatalf("Healthy() = %v before Run", err)
 	}

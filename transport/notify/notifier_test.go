@@ -180,10 +180,7 @@ func TestHorizon(t *testing.T) {
 		defer mu.Unlock()
 		return horizon, nil
 	}
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if st := n.Status(); st.Position != pos3 || !st.HeldByHorizon || st.Lag <= 0 {
@@ -264,10 +261,7 @@ func TestBrokerOutage(t *testing.T) {
 	la, lb := listen(t, e.amqp, wsA), listen(t, e.amqp, wsB)
 	cfg := fastConfig(t, e)
 	cfg.BatchSize = 16
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 
 	// The writer keeps appending until the kills are done, so that each kill lands

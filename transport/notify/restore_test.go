@@ -213,10 +213,7 @@ func TestBinderRestoresBindingsAfterBrokerLostThem(t *testing.T) {
 
 	cfg := fastConfig(t, e)
 	cfg.SkipTopologyCheck = false
-	n, err := New(cfg, e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if n.Status().Leader {

@@ -494,6 +494,11 @@ func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, re
 	// come in time, the notifier still owes the notification and will publish it.
 	if res.Replayed && s.waitPast(ctx, s.cfg.Published, res.Position) == nil {
 		ws, user := res.Event.WorkspaceID, r.UserID.String()
+		if s.replays.recent(ws, r.RequestID) { // a device retrying in a loop costs no encoding
+			s.log.Debug("replayed commit: notification already republished within the window; nothing published",
+				"workspace", ws, "request_id", r.RequestID, "window", s.cfg.ReplayWindow)
+			return nil, nil
+		}
 		body, err := wire.EncodeNotifyCommit(res.EventID.String(), res.Event)
 		if err != nil {
 			return nil, fmt.Errorf("commit %s: encode the notification of workspace %s version %d: %w",

@@ -246,3 +246,24 @@ func queueDepth(t *testing.T, url, q string) (int, error) {
 	}
 	return st.Messages, nil
 }
+
+// spyQueue declares, on a channel of r's connection, the workspace's exchange and a
+// private queue bound to it, which sees what the server publishes there.
+func spyQueue(t *testing.T, r *raw, ws uuid.UUID) (*amqp.Channel, amqp.Queue) {
+	t.Helper()
+	spy, err := r.conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.DeclareEventExchange(spy, ws); err != nil {
+		t.Fatal(err)
+	}
+	q, err := spy.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.QueueBind(q.Name, "", topology.EventExchange(ws), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	return spy, q
+}

@@ -210,6 +210,15 @@ func newReplayGate(window time.Duration, maxBytes int64) *replayGate {
 		users: map[string]*replaySpend{}, nextPrune: 1024}
 }
 
+// recent reports whether the notification of (ws, requestID) was republished within
+// the window: a cheap check before the notification is even encoded.
+func (g *replayGate) recent(ws uuid.UUID, requestID string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t, ok := g.last[replayKey{ws, requestID}]
+	return ok && g.now().Sub(t) < g.window
+}
+
 // claim reports whether the notification of (ws, requestID), of n bytes, may be
 // republished now for user, and if so records it; release undoes a claim whose
 // republish failed.

@@ -23,6 +23,9 @@ func TestReplayGateWindow(t *testing.T) {
 		t.Fatal("first replay not let through")
 	}
 	now = now.Add(29 * time.Second)
+	if !g.recent(ws, "r") || g.recent(ws, "other") {
+		t.Fatal("recent does not tell a republish within the window")
+	}
 	if g.claim(ws, "r", "u", 10) {
 		t.Fatal("a second replay within the window let through")
 	}

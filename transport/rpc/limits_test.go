@@ -178,20 +178,7 @@ func TestReplayRepublishedOncePerWindow(t *testing.T) {
 	e := newEnv(t, rpc.AuthTrust)
 	r := dialRaw(t, e.url, e.user, "")
 	dev := register(t, r, e.user, "reg")
-	spy, err := r.conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.DeclareEventExchange(spy, e.ws); err != nil {
-		t.Fatal(err)
-	}
-	q, err := spy.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := spy.QueueBind(q.Name, "", topology.EventExchange(e.ws), false, nil); err != nil {
-		t.Fatal(err)
-	}
+	spy, q := spyQueue(t, r, e.ws)
 	commit := map[string]any{"requestId": "c1", "userId": e.user.String(), "workspaceId": e.ws.String(),
 		"deviceId": dev.String(), "items": []any{item(1, "a")}}
 	r.ok(wire.MethodCommit, commit, nil) // first: the notifier's to publish (none here)

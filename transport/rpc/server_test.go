@@ -352,20 +352,7 @@ func TestCommitAsyncAndReplay(t *testing.T) {
 	dev := register(t, r, e.user, "reg")
 
 	// A spy queue on the workspace's exchange sees what the server publishes.
-	spy, err := r.conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.DeclareEventExchange(spy, e.ws); err != nil {
-		t.Fatal(err)
-	}
-	q, err := spy.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := spy.QueueBind(q.Name, "", topology.EventExchange(e.ws), false, nil); err != nil {
-		t.Fatal(err)
-	}
+	spy, q := spyQueue(t, r, e.ws)
 	events, err := spy.Consume(q.Name, "", true, true, false, false, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,21 +75,11 @@ func DefaultConfig() Config {
 // withDefaults returns c with every zero field set from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.BatchSize == 0 {
-		c.BatchSize = d.BatchSize
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = d.BatchBytes
-	}
-	if c.StallAfter == 0 {
-		c.StallAfter = d.StallAfter
-	}
-	if c.LagScanLimit == 0 {
-		c.LagScanLimit = d.LagScanLimit
-	}
-	if c.LeaderRetry == 0 {
-		c.LeaderRetry = d.LeaderRetry
-	}
+	c.BatchSize = cmp.Or(c.BatchSize, d.BatchSize)
+	c.BatchBytes = cmp.Or(c.BatchBytes, d.BatchBytes)
+	c.StallAfter = cmp.Or(c.StallAfter, d.StallAfter)
+	c.LagScanLimit = cmp.Or(c.LagScanLimit, d.LagScanLimit)
+	c.LeaderRetry = cmp.Or(c.LeaderRetry, d.LeaderRetry)
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}

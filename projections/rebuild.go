@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,18 +57,10 @@ func DefaultRebuildConfig() RebuildConfig {
 // withDefaults returns c with every zero field set from DefaultRebuildConfig.
 func (c RebuildConfig) withDefaults() RebuildConfig {
 	d := DefaultRebuildConfig()
-	if c.BatchSize == 0 {
-		c.BatchSize = d.BatchSize
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = d.BatchBytes
-	}
-	if c.LockTimeout == 0 {
-		c.LockTimeout = d.LockTimeout
-	}
-	if c.SwapAttempts == 0 {
-		c.SwapAttempts = d.SwapAttempts
-	}
+	c.BatchSize = cmp.Or(c.BatchSize, d.BatchSize)
+	c.BatchBytes = cmp.Or(c.BatchBytes, d.BatchBytes)
+	c.LockTimeout = cmp.Or(c.LockTimeout, d.LockTimeout)
+	c.SwapAttempts = cmp.Or(c.SwapAttempts, d.SwapAttempts)
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}

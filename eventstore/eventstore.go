@@ -48,6 +48,10 @@ type RecordedEvent struct {
 	Metadata      []byte
 	Position      Position // place in the global order
 	RecordedAt    time.Time
+	// Inline reports that the store's inline hook (PostgreSQL: Config.Inline) wrote the
+	// read models for this event in the append's own transaction; a follower that keeps
+	// the same read models need not apply it again. Always false for other backends.
+	Inline bool
 }
 
 // Position is a place in the global order of all events. Its two numbers are the

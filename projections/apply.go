@@ -101,7 +101,9 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 	}
 	res := applyResult{setAside: aside}
 	if len(ds) > 0 {
-		if err := m.apply(ctx, tx, ds, bulk); err != nil {
+		b := &pgx.Batch{}
+		m.queue(b, ds, bulk)
+		if err := sendBatch(ctx, tx, b); err != nil {
 			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
 		}
 	}
@@ -166,7 +168,7 @@ var workspacesModel = &Model{
 		{"items", []string{"workspace_id", "item_id"}},
 		{"item_history", []string{"workspace_id", "item_id", "version"}},
 	},
-	apply:      applyWorkspaces,
+	queue:      queueWorkspaces,
 	bulkLoaded: []string{"item_history"},
 }
 
@@ -263,13 +265,12 @@ type wsState struct {
 	at            time.Time
 }
 
-// applyWorkspaces applies workspace-stream events. Every write is guarded so that
+// queueWorkspaces applies workspace-stream events. Every write is guarded so that
 // applying an event twice changes nothing: workspaces and members are created with ON
 // CONFLICT, member changes apply only over an older stream version, items only over an
 // older item version, history rows are inserted once, and a workspace's version and
 // used bytes only move forward.
-func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded, bulk bool) error {
-	b := &pgx.Batch{}
+func queueWorkspaces(b *pgx.Batch, evs []decoded, bulk bool) {
 	var history, latest itemRows
 	latestIdx := map[itemKey]int{}
 	var latestMD []*domain.ItemMetadata
@@ -363,7 +364,6 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded, bulk bool) e
 			FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(id, v, used, at)
 			WHERE w.workspace_id = u.id AND w.version < u.v`, ids, vers, used, ats)
 	}
-	return sendBatch(ctx, tx, b)
 }
 
 // --- the accounts model ---
@@ -376,13 +376,12 @@ var accountsModel = &Model{
 		{"users", []string{"user_id"}},
 		{"devices", []string{"device_id"}},
 	},
-	apply: applyAccounts,
+	queue: queueAccounts,
 }
 
-// applyAccounts applies user-stream events, each write guarded by the stream version of
+// queueAccounts applies user-stream events, each write guarded by the stream version of
 // the row's last applied event, so applying an event twice changes nothing.
-func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded, _ bool) error {
-	b := &pgx.Batch{}
+func queueAccounts(b *pgx.Batch, evs []decoded, _ bool) {
 	for _, d := range evs {
 		sv := int64(d.rec.StreamVersion)
 		switch e := d.event.(type) {
@@ -409,5 +408,4 @@ func applyAccounts(ctx context.Context, tx pgx.Tx, evs []decoded, _ bool) error 
 			b.Queue(`DELETE FROM devices WHERE device_id = $1 AND user_id = $2 AND stream_version < $3`, e.DeviceID, e.UserID, sv)
 		}
 	}
-	return sendBatch(ctx, tx, b)
 }

@@ -37,9 +37,11 @@ type Model struct {
 	name         string
 	streamPrefix string  // the streams whose events the model applies
 	tables       []table // in lock order; the checkpoint first
-	// apply writes decoded events; in bulk mode the bulkLoaded tables have no unique
-	// indexes (a fresh replay, where the checkpoint alone rules out repeats).
-	apply func(ctx context.Context, tx pgx.Tx, evs []decoded, bulk bool) error
+	// queue queues the statements that write decoded events; in bulk mode the
+	// bulkLoaded tables have no unique indexes (a fresh replay, where the checkpoint
+	// alone rules out repeats). The statements name the tables without a schema: they
+	// run with the search_path set to the model's schema.
+	queue func(b *pgx.Batch, evs []decoded, bulk bool)
 	// bulkLoaded tables have their indexes dropped while a replay loads them and built
 	// once at the end, which is much faster than maintaining them row by row.
 	bulkLoaded []string

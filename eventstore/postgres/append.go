@@ -36,12 +36,16 @@ const (
 	UPDATE es_streams SET version = version + $6 WHERE stream_id = $1 AND version = $7
 	RETURNING version - $6 AS prev)
 `
-	appendTail = `INSERT INTO es_events (stream_id, stream_pos, event_id, event_type, data, metadata)
-SELECT $1, s.prev + e.ord, e.id, e.typ, coalesce(e.dat, '\x'::bytea), coalesce(e.meta, '\x'::bytea)
+	appendTail = `INSERT INTO es_events (stream_id, stream_pos, event_id, event_type, data, metadata, inline)
+SELECT $1, s.prev + e.ord, e.id, e.typ, coalesce(e.dat, '\x'::bytea), coalesce(e.meta, '\x'::bytea), `
+	appendTailRest = `
 FROM s, unnest($2::uuid[], $3::text[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS e(id, typ, dat, meta, ord)
 ORDER BY e.ord
 RETURNING stream_pos, tx_id, global_pos`
 )
+
+// tails are the insert of appendTail for appends without and with Config.Inline.
+var tails = [2]string{appendTail + "false" + appendTailRest, appendTail + "true" + appendTailRest}
 
 // querier is a pool or a transaction.
 type querier interface {
@@ -50,7 +54,11 @@ type querier interface {
 }
 
 // appendStatement returns the SQL and arguments of one append.
-func appendStatement(stream string, expected eventstore.ExpectedVersion, records []eventstore.Record) (string, []any) {
+func appendStatement(stream string, expected eventstore.ExpectedVersion, records []eventstore.Record, inline bool) (string, []any) {
+	tail := tails[0]
+	if inline {
+		tail = tails[1]
+	}
 	n := len(records)
 	ids := make([]uuid.UUID, n)
 	types := make([]string, n)
@@ -63,11 +71,11 @@ func appendStatement(stream string, expected eventstore.ExpectedVersion, records
 	v, ok := expected.Version()
 	switch {
 	case !ok:
-		return appendHeadAny + appendTail, args
+		return appendHeadAny + tail, args
 	case v == 0:
-		return appendHeadNoStream + appendTail, args
+		return appendHeadNoStream + tail, args
 	default:
-		return appendHeadExact + appendTail, append(args, int64(v))
+		return appendHeadExact + tail, append(args, int64(v))
 	}
 }
 
@@ -76,6 +84,15 @@ type appendOutcome struct {
 	res      eventstore.AppendResult
 	written  bool // false: the expected version did not hold; nothing was written
 	idExists bool // an event id is already stored; nothing was written
+	// placed holds each written record's stream version and position, in record order
+	// (only when asked for: the inline projection needs them).
+	placed []placement
+}
+
+// placement is where one record was written.
+type placement struct {
+	version  uint64
+	position eventstore.Position
 }
 
 // execAppend runs one append statement in tx, after taking the stream's advisory lock.
@@ -86,12 +103,17 @@ func execAppend(ctx context.Context, tx pgx.Tx, stream string, expected eventsto
 	if _, err := tx.Exec(ctx, lockStreamSQL, k.hi, k.lo); err != nil {
 		return appendOutcome{}, fmt.Errorf("lock stream: %w", err)
 	}
-	sql, args := appendStatement(stream, expected, records)
+	sql, args := appendStatement(stream, expected, records, false)
 	return readAppend(tx.Query(ctx, sql, args...))
 }
 
 // readAppend reads the rows of one append statement.
-func readAppend(rows pgx.Rows, err error) (appendOutcome, error) {
+func readAppend(rows pgx.Rows, err error) (appendOutcome, error) { return readRows(rows, err, false) }
+
+// readPlaced reads the rows of one append statement and where each record went.
+func readPlaced(rows pgx.Rows, err error) (appendOutcome, error) { return readRows(rows, err, true) }
+
+func readRows(rows pgx.Rows, err error, place bool) (appendOutcome, error) {
 	if isEventIDConflict(err) {
 		return appendOutcome{idExists: true}, nil
 	}
@@ -110,6 +132,9 @@ func readAppend(rows pgx.Rows, err error) (appendOutcome, error) {
 			}
 		}
 		out.written = true
+		if place {
+			out.placed = append(out.placed, placement{uint64(streamPos), eventstore.Position{Commit: txID, Prepare: uint64(globalPos)}})
+		}
 		return nil
 	})
 	if isEventIDConflict(err) {

@@ -103,20 +103,13 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 // record id (the transaction then rolled back, nothing was written); or an error of the
 // whole transaction.
 func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppend) (outs []appendOutcome, failed int, err error) {
-	b := &pgx.Batch{}
-	if len(appends) == 1 {
-		k := streamLockKey(appends[0].Stream)
-		b.Queue(lockStreamSQL, k.hi, k.lo)
-	} else {
-		streams := make([]string, len(appends))
-		for i, a := range appends {
-			streams[i] = a.Stream
-		}
-		his, los := streamLockKeys(streams)
-		b.Queue(lockStreamsSQL, his, los)
+	if s.cfg.Inline != nil {
+		return s.sendAppendsInline(ctx, appends)
 	}
+	b := &pgx.Batch{}
+	queueLocks(b, appends)
 	for _, a := range appends {
-		sql, args := appendStatement(a.Stream, a.Expected, a.Records)
+		sql, args := appendStatement(a.Stream, a.Expected, a.Records, false)
 		b.Queue(sql, args...)
 	}
 	br := s.pool.SendBatch(ctx, b)
@@ -147,4 +140,19 @@ func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppe
 		return nil, failed, nil
 	}
 	return outs, -1, nil
+}
+
+// queueLocks queues the statement that takes the advisory locks of the appends' streams.
+func queueLocks(b *pgx.Batch, appends []eventstore.StreamAppend) {
+	if len(appends) == 1 {
+		k := streamLockKey(appends[0].Stream)
+		b.Queue(lockStreamSQL, k.hi, k.lo)
+	} else {
+		streams := make([]string, len(appends))
+		for i, a := range appends {
+			streams[i] = a.Stream
+		}
+		his, los := streamLockKeys(streams)
+		b.Queue(lockStreamsSQL, his, los)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/eventstore"
@@ -53,6 +54,13 @@ type Config struct {
 	PollInterval time.Duration
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
+	// Inline, if set, is called inside every append's transaction once its records are
+	// written (positions set), to queue further statements into b: read models kept in
+	// the same transaction as the events (an inline projection). They run in order after
+	// the append and before its commit; if one fails, or Inline returns an error, nothing
+	// of the append is written and the append fails with that error. A failed append
+	// (wrong expected version, a repeated record id) never calls it.
+	Inline func(recs []eventstore.RecordedEvent, b *pgx.Batch) error
 }
 
 // DefaultConfig returns the defaults; DSN is left to the caller.

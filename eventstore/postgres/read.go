@@ -13,7 +13,7 @@ import (
 )
 
 const (
-	readStreamSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at
+	readStreamSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at, inline
 FROM es_events WHERE stream_id = $1 AND stream_pos >= $2
 ORDER BY stream_pos LIMIT $3`
 
@@ -25,7 +25,7 @@ ORDER BY stream_pos LIMIT $3`
 	// cursor (EXPLAIN ANALYZE at 50,000 of 100,000 rows: 2.5ms versus 24ms per page, so
 	// a full read was quadratic). Run it as a single statement outside any explicit
 	// transaction, so the reader holds no xid of its own.
-	readAllSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at
+	readAllSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at, inline
 FROM es_events
 WHERE (tx_id, global_pos) > ($1::xid8, $2::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -104,8 +104,9 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]eventstor
 		id                   uuid.UUID
 		data, meta           []byte
 		at                   time.Time
+		inline               bool
 	)
-	_, err = pgx.ForEachRow(rows, []any{&globalPos, &txID, &stream, &streamPos, &id, &typ, &data, &meta, &at}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&globalPos, &txID, &stream, &streamPos, &id, &typ, &data, &meta, &at, &inline}, func() error {
 		out = append(out, eventstore.RecordedEvent{
 			ID:            id,
 			Stream:        stream,
@@ -115,6 +116,7 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]eventstor
 			Metadata:      nonEmpty(meta),
 			Position:      eventstore.Position{Commit: txID, Prepare: uint64(globalPos)},
 			RecordedAt:    at,
+			Inline:        inline,
 		})
 		return nil
 	})

@@ -22,7 +22,7 @@ const (
   WINDOW w AS (ORDER BY tx_id, global_pos ROWS UNBOUNDED PRECEDING)
   ORDER BY tx_id, global_pos LIMIT $3
 )
-SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at
+SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at, e.inline
 FROM page p JOIN es_events e ON e.tx_id = p.tx_id AND e.global_pos = p.global_pos
 WHERE p.n = 1 OR p.running <= $4
 ORDER BY e.tx_id, e.global_pos`
@@ -35,7 +35,7 @@ ORDER BY e.tx_id, e.global_pos`
   WINDOW w AS (ORDER BY stream_pos ROWS UNBOUNDED PRECEDING)
   ORDER BY stream_pos LIMIT $3
 )
-SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at
+SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at, e.inline
 FROM page p JOIN es_events e ON e.stream_id = $1 AND e.stream_pos = p.stream_pos
 WHERE p.n = 1 OR p.running <= $4
 ORDER BY e.stream_pos`

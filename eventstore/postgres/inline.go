@@ -1,0 +1,106 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+)
+
+// sendAppendsInline is sendAppends with Config.Inline: the same statements in an
+// explicit transaction on one connection, in two round trips. The first sends BEGIN,
+// the stream locks and the appends; once their rows say what was written, the second
+// sends the statements Inline queued for the written records, then COMMIT. A failing
+// statement aborts the transaction, so COMMIT answers ROLLBACK and nothing is written.
+func (s *Store) sendAppendsInline(ctx context.Context, appends []eventstore.StreamAppend) (outs []appendOutcome, failed int, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, -1, fmt.Errorf("acquire: %w", err)
+	}
+	// A connection left inside a transaction (an error, a cancelled ctx) is not reused:
+	// the pool destroys a released connection that is not idle.
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	queueLocks(b, appends)
+	for _, a := range appends {
+		sql, args := appendStatement(a.Stream, a.Expected, a.Records, true)
+		b.Queue(sql, args...)
+	}
+	br := conn.SendBatch(ctx, b)
+	for _, what := range []string{"begin", "lock streams"} {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, -1, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	outs = make([]appendOutcome, len(appends))
+	failed = -1
+	for k := range appends {
+		out, err := readPlaced(br.Query())
+		if err != nil {
+			br.Close()
+			return nil, -1, err
+		}
+		if out.idExists {
+			failed = k
+			break
+		}
+		outs[k] = out
+	}
+	if err := br.Close(); err != nil && !(failed >= 0 && isEventIDConflict(err)) {
+		return nil, -1, err
+	}
+	if failed >= 0 {
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return nil, -1, fmt.Errorf("rollback: %w", err)
+		}
+		return nil, failed, nil
+	}
+	if err := s.commitInline(ctx, conn.Conn(), appends, outs); err != nil {
+		return nil, -1, err
+	}
+	return outs, -1, nil
+}
+
+// errInlineRolledBack is an inline statement's failure seen only as COMMIT's answer.
+var errInlineRolledBack = errors.New("the transaction was rolled back")
+
+// commitInline queues Inline's statements for the written records and COMMIT, and
+// reports whether the transaction committed.
+func (s *Store) commitInline(ctx context.Context, conn *pgx.Conn, appends []eventstore.StreamAppend, outs []appendOutcome) error {
+	var recs []eventstore.RecordedEvent
+	for k, a := range appends {
+		for i, p := range outs[k].placed {
+			r := a.Records[i]
+			recs = append(recs, eventstore.RecordedEvent{ID: r.ID, Stream: a.Stream, StreamVersion: p.version,
+				Type: r.Type, Data: r.Data, Metadata: r.Metadata, Position: p.position, Inline: true})
+		}
+	}
+	b := &pgx.Batch{}
+	if len(recs) > 0 {
+		if err := s.cfg.Inline(recs, b); err != nil {
+			return fmt.Errorf("inline: %w", err)
+		}
+	}
+	n := b.Len()
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	defer br.Close()
+	for i := 0; i < n; i++ {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("inline statement %d of %d: %w", i+1, n, err)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("commit: %w (%s)", errInlineRolledBack, tag)
+	}
+	return br.Close()
+}

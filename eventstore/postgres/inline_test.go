@@ -1,0 +1,201 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/eventstore/storetest"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+)
+
+// mirrorSQL creates the side table the tests' Inline hook writes: one row per record, as
+// a read model kept in the append's transaction would.
+const mirrorSQL = `CREATE TABLE IF NOT EXISTS inline_mirror (
+	event_id uuid PRIMARY KEY, stream_id text NOT NULL, stream_pos bigint NOT NULL,
+	tx_id xid8 NOT NULL, global_pos bigint NOT NULL)`
+
+// mirror is an Inline hook that records each written record with the version and
+// position the store reports for it. failOn, if set, makes the hook's statement fail
+// for records of that type (a read model that cannot apply them).
+func mirror(failOn string) func([]eventstore.RecordedEvent, *pgx.Batch) error {
+	return func(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
+		for _, r := range recs {
+			if r.Type == failOn {
+				b.Queue(`SELECT 1/0`)
+				continue
+			}
+			b.Queue(`INSERT INTO inline_mirror VALUES ($1, $2, $3, $4::text::xid8, $5)`,
+				r.ID, r.Stream, int64(r.StreamVersion), fmt.Sprint(r.Position.Commit), int64(r.Position.Prepare))
+		}
+		return nil
+	}
+}
+
+func openInline(t testing.TB, dsn string, hook func([]eventstore.RecordedEvent, *pgx.Batch) error) *postgres.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, postgres.Config{DSN: dsn, MaxConns: 8, PollInterval: 50 * time.Millisecond,
+		Logger: testLogger(t), Inline: hook})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, mirrorSQL); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The whole contract holds with an inline projection in the append's transaction.
+func TestConformanceInline(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) eventstore.Store {
+		return openInline(t, testenv.PostgresDSN(t), mirror(""))
+	})
+}
+
+// mirrored returns the side table's rows, keyed by event id.
+func mirrored(t *testing.T, dsn string) map[uuid.UUID]eventstore.RecordedEvent {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT event_id, stream_id, stream_pos, tx_id::text::bigint, global_pos FROM inline_mirror`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uuid.UUID]eventstore.RecordedEvent{}
+	var r eventstore.RecordedEvent
+	var pos, tx, gp int64
+	if _, err := pgx.ForEachRow(rows, []any{&r.ID, &r.Stream, &pos, &tx, &gp}, func() error {
+		r.StreamVersion, r.Position = uint64(pos), eventstore.Position{Commit: uint64(tx), Prepare: uint64(gp)}
+		out[r.ID] = r
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func rec(typ string) eventstore.Record {
+	return eventstore.Record{ID: uuid.New(), Type: typ, Data: []byte(`{}`)}
+}
+
+// The hook sees exactly the records written, with the versions and positions the
+// store reads back, in single appends and group commits; an append that writes nothing
+// (wrong version, a retry of a stored append) does not call it.
+func TestInlineSeesWhatWasWritten(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	s := openInline(t, dsn, mirror(""))
+	ctx := context.Background()
+	a, b := "ws-"+uuid.NewString(), "ws-"+uuid.NewString()
+	r1, r2, r3 := rec("E"), rec("E"), rec("E")
+	if _, err := s.Append(ctx, a, eventstore.NoStream(), r1, r2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, a, eventstore.NoStream(), rec("E")); !errors.Is(err, eventstore.ErrWrongVersion) {
+		t.Fatalf("append at a wrong version: %v", err)
+	}
+	if res, err := s.Append(ctx, a, eventstore.NoStream(), r1, r2); err != nil || !res.Duplicate {
+		t.Fatalf("retried append: %+v, %v", res, err)
+	}
+	res := s.AppendBatch(ctx, []eventstore.StreamAppend{
+		{Stream: b, Expected: eventstore.NoStream(), Records: []eventstore.Record{r3}},
+		{Stream: a, Expected: eventstore.Exact(7), Records: []eventstore.Record{rec("E")}}, // wrong version
+	})
+	if res[0].Err != nil || !errors.Is(res[1].Err, eventstore.ErrWrongVersion) {
+		t.Fatalf("batch: %+v", res)
+	}
+	all, err := s.ReadAll(ctx, eventstore.Position{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mirrored(t, dsn)
+	want := 0
+	for _, e := range all {
+		if e.Stream != a && e.Stream != b {
+			continue
+		}
+		want++
+		if !e.Inline {
+			t.Errorf("event %s@%d read back with Inline false", e.Stream, e.StreamVersion)
+		}
+		m, ok := got[e.ID]
+		if !ok || m.Stream != e.Stream || m.StreamVersion != e.StreamVersion || m.Position != e.Position {
+			t.Errorf("event %s@%d %s: mirrored as %+v (present %v)", e.Stream, e.StreamVersion, e.Position, m, ok)
+		}
+	}
+	if want != 3 || len(got) < 3 {
+		t.Fatalf("stored %d events of the test's streams, mirrored %d rows", want, len(got))
+	}
+	for _, id := range []uuid.UUID{r1.ID, r2.ID, r3.ID} {
+		if _, ok := got[id]; !ok {
+			t.Errorf("record %s not mirrored", id)
+		}
+	}
+}
+
+// A failing inline statement fails the append and writes nothing: neither the events
+// nor the read model; the stream stays usable, and in a group commit the others fail
+// with it (one transaction) and are then appended on retry.
+func TestInlineFailureWritesNothing(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	s := openInline(t, dsn, mirror("Poison"))
+	ctx := context.Background()
+	a := "ws-" + uuid.NewString()
+	bad := rec("Poison")
+	if _, err := s.Append(ctx, a, eventstore.NoStream(), rec("E"), bad); err == nil {
+		t.Fatal("append with a failing inline statement succeeded")
+	}
+	if recs, err := s.ReadStream(ctx, a, 1, 10); err != nil || len(recs) != 0 {
+		t.Fatalf("stream after a failed append: %d events, %v", len(recs), err)
+	}
+	if got := mirrored(t, dsn); len(got) != 0 {
+		for _, m := range got {
+			if m.Stream == a {
+				t.Fatalf("read model row of a failed append: %+v", m)
+			}
+		}
+	}
+	good := rec("E")
+	if res, err := s.Append(ctx, a, eventstore.NoStream(), good); err != nil || res.StreamVersion != 1 {
+		t.Fatalf("append after the failure: %+v, %v", res, err)
+	}
+	if _, ok := mirrored(t, dsn)[good.ID]; !ok {
+		t.Fatal("the next append was not mirrored")
+	}
+}
+
+// Without Config.Inline, events read back with Inline false, whichever read serves them.
+func TestPlainAppendNotInline(t *testing.T) {
+	s := openStore(t, testenv.PostgresDSN(t))
+	ctx := context.Background()
+	a := "ws-" + uuid.NewString()
+	if _, err := s.Append(ctx, a, eventstore.NoStream(), rec("E")); err != nil {
+		t.Fatal(err)
+	}
+	byStream, err := s.ReadStream(ctx, a, 1, 10)
+	if err != nil || len(byStream) != 1 || byStream[0].Inline {
+		t.Fatalf("ReadStream: %+v, %v", byStream, err)
+	}
+	bounded, err := s.ReadStreamBytes(ctx, a, 1, 10, 1<<20)
+	if err != nil || len(bounded) != 1 || bounded[0].Inline {
+		t.Fatalf("ReadStreamBytes: %+v, %v", bounded, err)
+	}
+}

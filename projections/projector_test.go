@@ -162,10 +162,10 @@ func TestApplyIdempotent(t *testing.T) {
 						}
 						ds = append(ds, d)
 					}
-					if len(ds) > 0 {
-						if err := m.apply(ctx, tx, ds, false); err != nil {
-							return err
-						}
+					b := &pgx.Batch{}
+					m.queue(b, ds, false)
+					if err := sendBatch(ctx, tx, b); err != nil {
+						return err
 					}
 				}
 				return nil

@@ -43,6 +43,9 @@ type prepared struct {
 	evs   []eventstore.RecordedEvent
 	ds    []decoded    // the model's decodable events, in order
 	aside []asideEvent // the model's events that cannot be applied, in order
+	// skipInline: do not apply the events their append already applied (the live
+	// projector; a replay applies everything).
+	skipInline bool
 }
 
 // prepare decodes the events of evs that the model applies. It needs no database, so a
@@ -100,9 +103,12 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 		return applyResult{checkpoint: cp}, nil
 	}
 	res := applyResult{setAside: aside}
+	if b.skipInline {
+		ds = withoutInline(ds, cp.InlineFrom)
+	}
 	if len(ds) > 0 {
 		b := &pgx.Batch{}
-		m.queue(b, ds, bulk)
+		m.queue(b, schema, ds, bulk)
 		if err := sendBatch(ctx, tx, b); err != nil {
 			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
 		}
@@ -131,6 +137,25 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 	}
 	res.checkpoint = checkpointRow{Position: last.Position, Events: cp.Events + int64(len(evs)), LastEventAt: last.RecordedAt}
 	return res, nil
+}
+
+// qualifier returns a function naming a table of schema in SQL. The models' statements
+// name their tables with it, so they run in any schema (live, rebuilt, scratch) and in
+// any transaction, such as an append's (Inline), whatever its search_path.
+func qualifier(schema string) func(table string) string {
+	return func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
+}
+
+// withoutInline drops the events their own append already applied: inline events of
+// transactions from inlineFrom on.
+func withoutInline(ds []decoded, inlineFrom uint64) []decoded {
+	out := ds[:0:0]
+	for _, d := range ds {
+		if !d.rec.Inline || d.rec.Position.Commit < inlineFrom {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func decode(rec *eventstore.RecordedEvent) (decoded, error) {
@@ -270,7 +295,8 @@ type wsState struct {
 // CONFLICT, member changes apply only over an older stream version, items only over an
 // older item version, history rows are inserted once, and a workspace's version and
 // used bytes only move forward.
-func queueWorkspaces(b *pgx.Batch, evs []decoded, bulk bool) {
+func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, bulk bool) {
+	t := qualifier(schema)
 	var history, latest itemRows
 	latestIdx := map[itemKey]int{}
 	var latestMD []*domain.ItemMetadata
@@ -282,18 +308,18 @@ func queueWorkspaces(b *pgx.Batch, evs []decoded, bulk bool) {
 		sv := int64(d.rec.StreamVersion)
 		switch e := d.event.(type) {
 		case domain.WorkspaceCreated:
-			b.Queue(`INSERT INTO workspaces (workspace_id, name, owner_id, is_shared, is_encrypted, created_at)
+			b.Queue(`INSERT INTO `+t("workspaces")+` (workspace_id, name, owner_id, is_shared, is_encrypted, created_at)
 				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id) DO NOTHING`,
 				e.WorkspaceID, pgText(e.Name), e.OwnerID, e.IsShared, e.IsEncrypted, e.At)
-			b.Queue(`INSERT INTO members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
+			b.Queue(`INSERT INTO `+t("members")+` AS members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (workspace_id, user_id) DO NOTHING`, e.WorkspaceID, e.OwnerID, pgText(e.Name), sv)
 		case domain.MemberAdded:
-			b.Queue(`INSERT INTO members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
+			b.Queue(`INSERT INTO `+t("members")+` AS members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = EXCLUDED.name, parent_item_id = NULL,
 				removed = false, stream_version = EXCLUDED.stream_version
 				WHERE members.stream_version < EXCLUDED.stream_version`, e.WorkspaceID, e.UserID, pgText(e.Name), sv)
 		case domain.MemberRemoved:
-			b.Queue(`UPDATE members SET removed = true, stream_version = $3
+			b.Queue(`UPDATE `+t("members")+` SET removed = true, stream_version = $3
 				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $3`, e.WorkspaceID, e.UserID, sv)
 		case domain.MemberWorkspaceUpdated:
 			var parent *int64
@@ -301,7 +327,7 @@ func queueWorkspaces(b *pgx.Batch, evs []decoded, bulk bool) {
 				v := int64(*e.ParentItemID)
 				parent = &v
 			}
-			b.Queue(`UPDATE members SET name = $3, parent_item_id = $4, stream_version = $5
+			b.Queue(`UPDATE `+t("members")+` SET name = $3, parent_item_id = $4, stream_version = $5
 				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $5`, e.WorkspaceID, e.UserID, pgText(e.Name), parent, sv)
 		case domain.Committed:
 			for _, o := range e.Items {
@@ -336,13 +362,13 @@ func queueWorkspaces(b *pgx.Batch, evs []decoded, bulk bool) {
 		if bulk {
 			onConflict = "" // no unique index during a bulk load
 		}
-		b.Queue(`INSERT INTO item_history (`+itemColumns+`) `+itemsFromUnnest+onConflict, history.args()...)
+		b.Queue(`INSERT INTO `+t("item_history")+` (`+itemColumns+`) `+itemsFromUnnest+onConflict, history.args()...)
 	}
 	for i, md := range latestMD {
 		latest.add(latestWS[i], latestWSV[i], md)
 	}
 	if len(latest.id) > 0 {
-		b.Queue(`INSERT INTO items (`+itemColumns+`) `+itemsFromUnnest+`
+		b.Queue(`INSERT INTO `+t("items")+` AS items (`+itemColumns+`) `+itemsFromUnnest+`
 			ON CONFLICT (workspace_id, item_id) DO UPDATE SET version = EXCLUDED.version,
 			ws_version = EXCLUDED.ws_version, device_id = EXCLUDED.device_id, parent_id = EXCLUDED.parent_id,
 			parent_version = EXCLUDED.parent_version, temp_id = EXCLUDED.temp_id, status = EXCLUDED.status,
@@ -360,7 +386,7 @@ func queueWorkspaces(b *pgx.Batch, evs []decoded, bulk bool) {
 			st := wsUpdates[id]
 			ids[i], vers[i], used[i], ats[i] = [16]byte(id), st.version, st.used, st.at
 		}
-		b.Queue(`UPDATE workspaces w SET version = u.v, used_bytes = u.used, committed_at = u.at
+		b.Queue(`UPDATE `+t("workspaces")+` w SET version = u.v, used_bytes = u.used, committed_at = u.at
 			FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(id, v, used, at)
 			WHERE w.workspace_id = u.id AND w.version < u.v`, ids, vers, used, ats)
 	}
@@ -381,31 +407,32 @@ var accountsModel = &Model{
 
 // queueAccounts applies user-stream events, each write guarded by the stream version of
 // the row's last applied event, so applying an event twice changes nothing.
-func queueAccounts(b *pgx.Batch, evs []decoded, _ bool) {
+func queueAccounts(b *pgx.Batch, schema string, evs []decoded, _ bool) {
+	t := qualifier(schema)
 	for _, d := range evs {
 		sv := int64(d.rec.StreamVersion)
 		switch e := d.event.(type) {
 		case domain.UserCreated:
-			b.Queue(`INSERT INTO users (user_id, name, email, quota_limit, created_at, stream_version)
+			b.Queue(`INSERT INTO `+t("users")+` (user_id, name, email, quota_limit, created_at, stream_version)
 				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING`,
 				e.UserID, pgText(e.Name), pgText(e.Email), e.QuotaLimit, e.At, sv)
 		case domain.UserQuotaChanged:
-			b.Queue(`UPDATE users SET quota_limit = $2, stream_version = $3 WHERE user_id = $1 AND stream_version < $3`,
+			b.Queue(`UPDATE `+t("users")+` SET quota_limit = $2, stream_version = $3 WHERE user_id = $1 AND stream_version < $3`,
 				e.UserID, e.QuotaLimit, sv)
 		case domain.UserRemoved:
-			b.Queue(`UPDATE users SET removed = true, removed_at = $2, stream_version = $3
+			b.Queue(`UPDATE `+t("users")+` SET removed = true, removed_at = $2, stream_version = $3
 				WHERE user_id = $1 AND stream_version < $3`, e.UserID, e.At, sv)
 		case domain.DeviceRegistered:
-			b.Queue(`INSERT INTO devices (device_id, user_id, name, os, ip, app_version, registered_at, updated_at, stream_version)
+			b.Queue(`INSERT INTO `+t("devices")+` (device_id, user_id, name, os, ip, app_version, registered_at, updated_at, stream_version)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
 				ON CONFLICT (device_id) DO NOTHING`, e.DeviceID, e.UserID, pgText(e.Name), pgText(e.OS), pgTextPtr(e.IP),
 				pgTextPtr(e.AppVersion), e.At, sv)
 		case domain.DeviceUpdated:
-			b.Queue(`UPDATE devices SET name = $3, os = $4, ip = $5, app_version = $6, updated_at = $7, stream_version = $8
+			b.Queue(`UPDATE `+t("devices")+` SET name = $3, os = $4, ip = $5, app_version = $6, updated_at = $7, stream_version = $8
 				WHERE device_id = $1 AND user_id = $2 AND stream_version < $8`,
 				e.DeviceID, e.UserID, pgText(e.Name), pgText(e.OS), pgTextPtr(e.IP), pgTextPtr(e.AppVersion), e.At, sv)
 		case domain.DeviceRemoved:
-			b.Queue(`DELETE FROM devices WHERE device_id = $1 AND user_id = $2 AND stream_version < $3`, e.DeviceID, e.UserID, sv)
+			b.Queue(`DELETE FROM `+t("devices")+` WHERE device_id = $1 AND user_id = $2 AND stream_version < $3`, e.DeviceID, e.UserID, sv)
 		}
 	}
 }

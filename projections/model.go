@@ -37,11 +37,10 @@ type Model struct {
 	name         string
 	streamPrefix string  // the streams whose events the model applies
 	tables       []table // in lock order; the checkpoint first
-	// queue queues the statements that write decoded events; in bulk mode the
-	// bulkLoaded tables have no unique indexes (a fresh replay, where the checkpoint
-	// alone rules out repeats). The statements name the tables without a schema: they
-	// run with the search_path set to the model's schema.
-	queue func(b *pgx.Batch, evs []decoded, bulk bool)
+	// queue queues the statements that write decoded events into the model's tables
+	// in schema; in bulk mode the bulkLoaded tables have no unique indexes (a fresh
+	// replay, where the checkpoint alone rules out repeats).
+	queue func(b *pgx.Batch, schema string, evs []decoded, bulk bool)
 	// bulkLoaded tables have their indexes dropped while a replay loads them and built
 	// once at the end, which is much faster than maintaining them row by row.
 	bulkLoaded []string
@@ -163,19 +162,22 @@ type checkpointRow struct {
 	Position    eventstore.Position
 	Events      int64
 	LastEventAt time.Time // zero if no event was processed
+	// InlineFrom: inline events (written into the model by their own append) of
+	// transactions from this id on are already applied; see 003_inline_from.sql.
+	InlineFrom uint64
 }
 
 // readCheckpoint reads the checkpoint of the model tables in schema; forUpdate locks it.
 // Missing tables read as the start.
 func readCheckpoint(ctx context.Context, db Querier, schema string, forUpdate bool) (checkpointRow, error) {
-	q := `SELECT commit_pos, prepare_pos, events, last_event_at FROM ` + pgx.Identifier{schema, "checkpoint"}.Sanitize()
+	q := `SELECT commit_pos, prepare_pos, events, last_event_at, inline_from FROM ` + pgx.Identifier{schema, "checkpoint"}.Sanitize()
 	if forUpdate {
 		q += ` FOR UPDATE`
 	}
-	var c, p int64
+	var c, p, from int64
 	var cp checkpointRow
 	var last *time.Time
-	if err := db.QueryRow(ctx, q).Scan(&c, &p, &cp.Events, &last); err != nil {
+	if err := db.QueryRow(ctx, q).Scan(&c, &p, &cp.Events, &last, &from); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
 			return checkpointRow{}, nil // undefined table or schema: nothing applied yet
@@ -183,6 +185,7 @@ func readCheckpoint(ctx context.Context, db Querier, schema string, forUpdate bo
 		return checkpointRow{}, fmt.Errorf("read checkpoint of %s: %w", schema, err)
 	}
 	cp.Position = eventstore.Position{Commit: uint64(c), Prepare: uint64(p)}
+	cp.InlineFrom = uint64(from)
 	if last != nil {
 		cp.LastEventAt = *last
 	}

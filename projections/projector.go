@@ -235,6 +235,7 @@ func (p *Projector) applyOwnTx(ctx context.Context, expected eventstore.Position
 		return applyResult{}, fmt.Errorf("projector %s: begin: %w", p.model.name, err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	b.skipInline = true
 	res, err := applyTx(ctx, tx, p.model, p.model.Schema(), expected, b, false, p.cfg.afterApply)
 	if err != nil {
 		return applyResult{}, err

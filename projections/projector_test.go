@@ -163,7 +163,7 @@ func TestApplyIdempotent(t *testing.T) {
 						ds = append(ds, d)
 					}
 					b := &pgx.Batch{}
-					m.queue(b, ds, false)
+					m.queue(b, m.Schema(), ds, false)
 					if err := sendBatch(ctx, tx, b); err != nil {
 						return err
 					}

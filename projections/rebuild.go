@@ -348,14 +348,19 @@ func applyOwnTx(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string
 
 // lockLive locks the model's tables in schema, the checkpoint first, in mode.
 func lockLive(ctx context.Context, tx pgx.Tx, m *Model, schema, mode string) error {
-	names := make([]string, len(m.tables))
-	for i, t := range m.tables {
-		names[i] = pgx.Identifier{schema, t.name}.Sanitize()
-	}
-	if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(names, ", ")+` IN `+mode+` MODE`); err != nil {
+	if _, err := tx.Exec(ctx, lockTablesSQL(schema, m.tables, mode)); err != nil {
 		return fmt.Errorf("lock %s: %w", schema, err)
 	}
 	return nil
+}
+
+// lockTablesSQL locks tables of schema in mode, in the order given.
+func lockTablesSQL(schema string, tables []table, mode string) string {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{schema, t.name}.Sanitize()
+	}
+	return `LOCK TABLE ` + strings.Join(names, ", ") + ` IN ` + mode + ` MODE`
 }
 
 // swap catches the fresh schema up and puts it in the live one's place, in one
@@ -371,6 +376,13 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 	}
 	if err := lockLive(ctx, tx, m, live, "ACCESS EXCLUSIVE"); err != nil {
 		return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
+	}
+	// Inline appends that wrote into the live tables have committed (the locks waited for
+	// them) and so have smaller transaction ids than this one; later ones will write into
+	// the fresh tables. The live projector must apply the former again.
+	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{next, "checkpoint"}.Sanitize()+
+		` SET inline_from = pg_current_xact_id()::text::bigint`); err != nil {
+		return checkpointRow{}, fmt.Errorf("swap %s: mark inline events: %w", m.name, err)
 	}
 	liveCP, err := readCheckpoint(ctx, tx, live, false)
 	if err != nil {
@@ -541,8 +553,10 @@ func compareAt(ctx context.Context, pool *pgxpool.Pool, m *Model, live, scratch 
 		for i, k := range t.key {
 			keys[i] = "t." + pgx.Identifier{k}.Sanitize()
 		}
+		// The checkpoint's inline_from is where the live projector's duties began after
+		// a swap, not something the history determines.
 		side := func(schema string) string {
-			return `SELECT jsonb_build_array(` + strings.Join(keys, ", ") + `) AS k, to_jsonb(t) AS r FROM ` +
+			return `SELECT jsonb_build_array(` + strings.Join(keys, ", ") + `) AS k, to_jsonb(t) - 'inline_from' AS r FROM ` +
 				pgx.Identifier{schema, t.name}.Sanitize() + ` t`
 		}
 		rows, err := tx.Query(ctx, `SELECT coalesce(l.k, s.k)::text, coalesce(l.r::text, ''), coalesce(s.r::text, '')

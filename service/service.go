@@ -70,6 +70,11 @@ type Config struct {
 	// OnAppend, if set, is called after every successful append (a latency hint for
 	// in-process followers such as the notifier; it must not block).
 	OnAppend func()
+	// OnCommitted, if set, is called after each commit this process appended, while the
+	// workspace is still held, so in workspaceVersion order per workspace (syncd
+	// publishes the notification from here; see notify.Direct). It must not block for
+	// long: other commands on the workspace wait.
+	OnCommitted func(ctx context.Context, c AppendedCommit)
 	// Limits are the protocol's limits (PROTOCOL.md §4) the domain enforces: devices per
 	// user, chunks per item, folder depth, items per commit, and the size of one event.
 	// Zero fields take domain.DefaultLimits, except MaxEventBytes, which defaults to (and
@@ -172,6 +177,17 @@ func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (
 	return s, nil
 }
 
+// AppendedCommit is one commit this process appended, for Config.OnCommitted.
+type AppendedCommit struct {
+	EventID  uuid.UUID
+	Event    domain.Committed
+	Position eventstore.Position // the commit's place in the global order
+	// Prev is the place of the stream's event before the commit; MembersAt that of the
+	// stream's latest membership change (creation, a member added or removed). Zero
+	// when unknown to this process, which a consumer must treat as "not yet passed".
+	Prev, MembersAt eventstore.Position
+}
+
 // aggregate is what both aggregates offer the generic command loop.
 type aggregate interface {
 	Evolve(domain.Event)
@@ -188,6 +204,18 @@ type entry[A aggregate] struct {
 	elem     *list.Element
 	// readAt is when the state was last caught up with the stream (zero: never).
 	readAt time.Time
+	// lastPos is the global position of the stream's last event read or written;
+	// membersAt that of its latest membership change (see AppendedCommit).
+	lastPos, membersAt eventstore.Position
+}
+
+// track records the position of an event just applied to the entry's state.
+func (e *entry[A]) track(typ string, pos eventstore.Position) {
+	e.lastPos = pos
+	switch typ {
+	case domain.TypeWorkspaceCreated, domain.TypeMemberAdded, domain.TypeMemberRemoved:
+		e.membersAt = pos
+	}
 }
 
 // cache is a bounded LRU of aggregates.
@@ -227,6 +255,7 @@ func (e *entry[A]) reset(fresh func(uuid.UUID) A) {
 	e.state = fresh(e.id)
 	e.lastHash = ""
 	e.readAt = time.Time{}
+	e.lastPos, e.membersAt = eventstore.Position{}, eventstore.Position{}
 }
 
 // catchUp pages: at most catchUpPage events and catchUpBytes of event data per read
@@ -253,6 +282,7 @@ func catchUp[A aggregate](ctx context.Context, store eventstore.Store, stream st
 			}
 			e.state.Evolve(ev)
 			e.lastHash = domain.ChainHash(r.Type, r.Data)
+			e.track(r.Type, r.Position)
 		}
 		if !eventstore.MayHaveMore(recs, catchUpPage, catchUpBytes) {
 			e.readAt = time.Now()
@@ -317,11 +347,16 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		res, err := s.append(ctx, stream, eventstore.Exact(e.state.StreamVersion()), eventstore.Record{ID: evID, Type: typ, Data: data})
 		switch {
 		case err == nil && !res.Duplicate:
+			prev := e.lastPos
 			e.state.Evolve(ev)
 			e.lastHash = domain.ChainHash(typ, data)
 			e.readAt = time.Now()
+			e.track(typ, res.Position)
 			if s.cfg.OnAppend != nil {
 				s.cfg.OnAppend()
+			}
+			if c, ok := ev.(domain.Committed); ok && s.cfg.OnCommitted != nil {
+				s.cfg.OnCommitted(ctx, AppendedCommit{EventID: evID, Event: c, Position: res.Position, Prev: prev, MembersAt: e.membersAt})
 			}
 			return outcome{event: ev, eventID: evID, position: res.Position}, nil
 		case err == nil && res.Duplicate:

@@ -204,3 +204,29 @@ func checkReadsReflect(t *testing.T, d *rawDevice, n wire.CommitNotification) {
 		t.Fatalf("getAccountInfo after %s: quotaUsed %d, below the notified usedQuota %d", show(), acct.QuotaUsed, n.UsedQuota)
 	}
 }
+
+// PROTOCOL.md §4: a synchronous write's effect is visible to every read sent after its
+// reply arrived. An outside client saw updateWorkspace followed by getWorkspaces show
+// the old name in about half of the attempts while the read model was projected
+// asynchronously. Two processes serve requests (either may take each one) and only one
+// of them projects; 200 renames, each read back at once.
+func TestUpdateWorkspaceThenGetWorkspaces(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s, "-roles", "rpc,notifier,binder")
+	startSyncd(t, s, "-roles", "rpc,projector")
+	alice := addUser(t, s, "Renamer")
+	dev := dialRaw(t, userURL(t, s, alice), alice.id)
+	dev.waitWorkspaces()
+	for i := range 200 {
+		name := fmt.Sprintf("name-%d", i)
+		dev.ok("updateWorkspace", map[string]any{"requestId": "rename-" + name, "userId": alice.id,
+			"workspaceId": alice.workspace, "workspaceName": name, "parentItemId": nil})
+		var got []wire.Workspace
+		mustJSON(t, dev.ok("getWorkspaces", map[string]any{"requestId": "list-" + name, "userId": alice.id}), &got)
+		for _, w := range got {
+			if w.ID == alice.workspace.String() && w.Name != name {
+				t.Fatalf("rename %d: getWorkspaces right after updateWorkspace shows %q, want %q", i, w.Name, name)
+			}
+		}
+	}
+}

@@ -35,6 +35,8 @@ type config struct {
 	maxMessageBytes int
 	cacheSize       int
 	groupCommit     bool
+	inline          bool
+	directPublish   bool
 	logLevel        string
 	logFormat       string
 	shutdownGrace   time.Duration
@@ -107,6 +109,10 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		"the broker's max_message_size (RabbitMQ's default is 128 MiB): larger notifications are set aside, not sent, and replies stay below it")
 	num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
 	boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
+	boolean(&c.inline, "inline-projection", "SYNCD_INLINE_PROJECTION", true,
+		"write the read models in each append's own transaction (reads and notifications need not wait for the projectors)")
+	boolean(&c.directPublish, "direct-publish", "SYNCD_DIRECT_PUBLISH", true,
+		"publish a commit's notification from the process that appended it, right away (needs -inline-projection; the notifier stays the backstop)")
 	num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
 	num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", 0, "largest reply published; a larger one is answered ResultTooLarge (0: 96 MiB, or 64 KiB below -broker-max-message-bytes if that is less)")
 	num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -67,7 +68,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 	}
-	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.pgDSN, Logger: log.With("component", "eventstore")})
+	scfg := postgres.Config{DSN: cfg.pgDSN, Logger: log.With("component", "eventstore")}
+	if cfg.inline {
+		// The read models' tables must exist before the first append: they are
+		// migrated below, before any role runs.
+		scfg.Inline = projections.Inline
+	}
+	store, err := postgres.Open(ctx, scfg)
 	if err != nil {
 		return fmt.Errorf("open event store: %w", err)
 	}
@@ -127,21 +134,41 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	binderAt := func(ctx context.Context) (eventstore.Position, error) {
 		return notify.LoadCheckpoint(ctx, pool, binderName)
 	}
-	if cfg.has("notifier") {
-		crash, err := crashBeforePublish(os.Getenv(crashBeforePublishEnv), log)
+	crash, err := crashBeforePublish(os.Getenv(crashBeforePublishEnv), log)
+	if err != nil {
+		return err
+	}
+	// The process that appends a commit publishes its notification at once when it can
+	// (the read models were written inline); the notifier is the backstop.
+	var direct *notify.Direct
+	if cfg.has("rpc") && cfg.inline && cfg.directPublish {
+		direct, err = notify.NewDirect(notify.DirectConfig{AMQPURL: cfg.amqpURL, Logger: log,
+			MaxMessageBytes: cfg.maxMessageBytes, BeforePublish: crash, Bound: binderAt,
+			Published: func(ctx context.Context) (eventstore.Position, error) {
+				return notify.LoadCheckpoint(ctx, pool, notifierName)
+			}})
 		if err != nil {
 			return err
 		}
+		m.watchDirect(direct)
+		followers = append(followers, direct.Run)
+	}
+	var notifierWake func() // set when this process notifies
+	if cfg.has("notifier") {
+		var ahead func(context.Context, uuid.UUID) bool
+		if direct != nil {
+			ahead = direct.Ahead
+		}
 		n, err := notify.New(notify.Config{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Name: notifierName, Logger: log,
-			MaxMessageBytes: cfg.maxMessageBytes, BeforePublish: crash,
-			// Publish a commit only when the workspace read model has applied it (reads
-			// see what was notified) and the binder has applied every membership and device
-			// change before it (the commit reaches exactly the devices of its members).
-			Horizon: notify.MinHorizon(
-				func(ctx context.Context) (eventstore.Position, error) {
-					return projections.Checkpoint(ctx, pool, projections.ModelWorkspaces)
-				},
-				binderAt),
+			MaxMessageBytes: cfg.maxMessageBytes, BeforePublish: crash, Ahead: ahead,
+			// Publish a commit only when the binder has applied every membership and
+			// device change before it (the commit reaches exactly the devices of its
+			// members) and the workspace read model has it (reads see what was notified):
+			// at once for an inline append, else once the projector applied it.
+			Horizon: binderAt,
+			ModelHorizon: func(ctx context.Context) (eventstore.Position, error) {
+				return projections.Checkpoint(ctx, pool, projections.ModelWorkspaces)
+			},
 		}, store)
 		if err != nil {
 			return err
@@ -151,13 +178,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		// it set aside does not count.
 		ready = append(ready, func(context.Context) error { return n.Healthy() })
 		wake = append(wake, n.Wake)
-		notifierWake := n.Wake
+		notifierWake = n.Wake
 		applied.Store(&notifierWake)
 		followers = append(followers, n.Run)
 	}
 	if cfg.has("binder") {
 		b, err := notify.NewBinder(notify.BinderConfig{DSN: cfg.pgDSN, AMQPURL: cfg.amqpURL, Name: binderName, Logger: log,
-			QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength}}, store)
+			QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength},
+			OnAdvanced:   notifierWake}, store)
 		if err != nil {
 			return err
 		}
@@ -166,15 +194,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		wake = append(wake, b.Wake)
 		followers = append(followers, b.Run)
 	}
-	scfg := service.DefaultConfig()
-	scfg.CacheSize, scfg.Logger, scfg.GroupCommit = cfg.cacheSize, log.With("component", "service"), cfg.groupCommit
-	scfg.Limits = cfg.limits // MaxEventBytes 0: the event store's record limit
-	scfg.OnAppend = func() {
+	svcCfg := service.DefaultConfig()
+	svcCfg.CacheSize, svcCfg.Logger, svcCfg.GroupCommit = cfg.cacheSize, log.With("component", "service"), cfg.groupCommit
+	svcCfg.Limits = cfg.limits // MaxEventBytes 0: the event store's record limit
+	svcCfg.OnAppend = func() {
 		for _, w := range wake {
 			w()
 		}
 	}
-	svc, err := service.New(scfg, store, queries, itemids.NewPostgres(pool))
+	if direct != nil {
+		svcCfg.OnCommitted = func(ctx context.Context, c service.AppendedCommit) {
+			direct.Publish(ctx, notify.Commit{EventID: c.EventID, Event: c.Event, Position: c.Position,
+				Prev: c.Prev, MembersAt: c.MembersAt, Inline: true})
+		}
+	}
+	svc, err := service.New(svcCfg, store, queries, itemids.NewPostgres(pool))
 	if err != nil {
 		return err
 	}

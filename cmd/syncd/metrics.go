@@ -147,3 +147,15 @@ func (c countingService) Commit(ctx context.Context, req protocol.CommitRequest)
 	}
 	return res, err
 }
+
+// watchDirect exports what the direct publisher did.
+func (m *metrics) watchDirect(d *notify.Direct) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_direct_published_total",
+			Help: "Commits whose notifyCommit the appending process published itself (the notifier skips those the broker confirmed)."},
+			func() float64 { sent, _ := d.Counts(); return float64(sent) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_direct_declined_total",
+			Help: "Commits the appending process left to the notifier (out of order, binder behind, broker away)."},
+			func() float64 { _, declined := d.Counts(); return float64(declined) }),
+	)
+}

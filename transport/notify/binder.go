@@ -51,6 +51,10 @@ type BinderConfig struct {
 	// other arguments is kept as it is.
 	QueueOptions topology.QueueOptions
 	Logger       *slog.Logger
+	// OnAdvanced, if set, is called each time the binder's checkpoint moved (it must
+	// not block): syncd wakes its notifier, whose horizon is this checkpoint, instead of
+	// leaving it to find out at its next poll.
+	OnAdvanced func()
 }
 
 // Validate fills defaults and checks required fields.
@@ -114,7 +118,7 @@ func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
 			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
 			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
 			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-			log: log, kick: make(chan struct{}, 1),
+			log: log, kick: make(chan struct{}, 1), onAdvance: cfg.OnAdvanced,
 		},
 	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -160,12 +161,17 @@ type follower struct {
 	retryMin    time.Duration
 	retryMax    time.Duration
 	horizon     func(context.Context) (eventstore.Position, error)
+	// modelHorizon holds back only events that are not Inline (see Config.ModelHorizon).
+	modelHorizon func(context.Context) (eventstore.Position, error)
 	// read is the store read of one batch: at most limit events after from, cut after
 	// the event that reaches maxBytes of data (at least one event). It is the seam for
 	// a store-side bounded read; readAllBounded by default.
 	read func(ctx context.Context, s eventstore.Store, from eventstore.Position, limit, maxBytes int) ([]eventstore.RecordedEvent, error)
 	log  *slog.Logger
 	kick chan struct{}
+	// onAdvance, if set, is called after every checkpoint move (a latency hint for
+	// whoever waits on this follower's checkpoint).
+	onAdvance func()
 
 	// Owned by the goroutine in run.
 	attempts map[uuid.UUID]*attempt // events that failed for a reason of their own
@@ -320,25 +326,15 @@ func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eve
 		oldest = evs[0].RecordedAt
 	}
 	more = eventstore.MayHaveMore(evs, f.batch, int64(f.batchBytes))
-	held := false
-	if f.horizon != nil && len(evs) > 0 {
-		var h eventstore.Position
-		if err := f.retry(ctx, "read horizon", func(ctx context.Context) error {
-			var err error
-			h, err = f.horizon(ctx)
-			return err
-		}); err != nil {
-			return nil, false, err
-		}
-		n := 0
-		for n < len(evs) && !h.Less(evs[n].Position) {
-			n++
-		}
-		if n < len(evs) {
-			held, more = true, true
-		}
-		evs = evs[:n]
+	n, err := f.allowed(ctx, evs)
+	if err != nil {
+		return nil, false, err
 	}
+	held := n < len(evs)
+	if held {
+		more = true
+	}
+	evs = evs[:n]
 	f.mu.Lock()
 	f.status.HeldByHorizon = held
 	f.oldest = oldest
@@ -347,6 +343,46 @@ func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eve
 	}
 	f.mu.Unlock()
 	return evs, more, nil
+}
+
+// allowed returns how many of evs, from the first, the horizons let through.
+func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	read := func(name string, h func(context.Context) (eventstore.Position, error)) (eventstore.Position, error) {
+		var p eventstore.Position
+		err := f.retry(ctx, "read "+name, func(ctx context.Context) error {
+			var err error
+			p, err = h(ctx)
+			return err
+		})
+		return p, err
+	}
+	n := len(evs)
+	if f.horizon != nil {
+		h, err := read("horizon", f.horizon)
+		if err != nil {
+			return 0, err
+		}
+		n = 0
+		for n < len(evs) && !h.Less(evs[n].Position) {
+			n++
+		}
+	}
+	if f.modelHorizon == nil || !slices.ContainsFunc(evs[:n], func(e eventstore.RecordedEvent) bool { return !e.Inline }) {
+		return n, nil
+	}
+	h, err := read("model horizon", f.modelHorizon)
+	if err != nil {
+		return 0, err
+	}
+	for i := range evs[:n] {
+		if !evs[i].Inline && h.Less(evs[i].Position) {
+			return i, nil
+		}
+	}
+	return n, nil
 }
 
 // run follows the store from the saved checkpoint, calling handle with each batch and
@@ -467,6 +503,9 @@ func (f *follower) advance(ctx context.Context, handled []eventstore.RecordedEve
 		f.oldest = time.Time{}
 	}
 	f.mu.Unlock()
+	if f.onAdvance != nil {
+		f.onAdvance()
+	}
 	return last, nil
 }
 

@@ -35,12 +35,20 @@ type Config struct {
 	// with different names publish everything twice.
 	Name string
 	// Horizon, when set, returns the position up to which events may be published; the
-	// notifier never publishes an event beyond it. syncd passes the read models'
-	// checkpoints (projections.Checkpoint of the workspaces model, combined with
-	// MinHorizon with every other model a read of PROTOCOL.md §5 depends on), so every
-	// notified commit is already readable. It is called once per batch read; an error
-	// is retried with back-off and publishes nothing.
+	// notifier never publishes an event beyond it. syncd passes the binder's checkpoint,
+	// so a commit reaches exactly the devices of its workspace's members. It is called
+	// once per batch read; an error is retried with back-off and publishes nothing.
 	Horizon func(ctx context.Context) (eventstore.Position, error)
+	// Ahead, when set, reports whether the notification of a commit event was already
+	// confirmed by the broker on another channel of this process (a Direct publisher),
+	// waiting while that publish is in flight; the notifier then skips it.
+	Ahead func(ctx context.Context, eventID uuid.UUID) bool
+	// ModelHorizon, when set, is a further horizon for the events whose read models
+	// were not written by their own append (RecordedEvent.Inline false): syncd passes
+	// the workspaces model's checkpoint, so every notified commit is already readable
+	// (PROTOCOL.md §5). An inline event is readable the moment it is stored. It is read
+	// only for batches holding such events.
+	ModelHorizon func(ctx context.Context) (eventstore.Position, error)
 	// BatchSize is the most events read as one batch. Default 256.
 	BatchSize int
 	// BatchBytes bounds the event data of one batch read: the batch ends with the event
@@ -133,24 +141,6 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// MinHorizon combines horizons: an event may be published only when every one of hs
-// allows it. It fails if any of them fails.
-func MinHorizon(hs ...func(ctx context.Context) (eventstore.Position, error)) func(ctx context.Context) (eventstore.Position, error) {
-	return func(ctx context.Context) (eventstore.Position, error) {
-		var out eventstore.Position
-		for i, h := range hs {
-			p, err := h(ctx)
-			if err != nil {
-				return eventstore.Position{}, fmt.Errorf("horizon %d: %w", i, err)
-			}
-			if i == 0 || p.Less(out) {
-				out = p
-			}
-		}
-		return out, nil
-	}
-}
-
 // Notifier publishes a notifyCommit event for every Committed event of the store, in
 // the store's global order, at least once, after the event is durable (PROTOCOL.md §5).
 type Notifier struct {
@@ -179,7 +169,7 @@ func New(cfg Config, store eventstore.Store) (*Notifier, error) {
 			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
 			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
 			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-			horizon: cfg.Horizon, log: log, kick: make(chan struct{}, 1),
+			horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, log: log, kick: make(chan struct{}, 1),
 		},
 	}, nil
 }

@@ -109,7 +109,7 @@ func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent)
 		return nil
 	}
 	for i, rec := range evs {
-		msg, ws, ok := p.message(rec)
+		msg, ws, ok := p.message(ctx, rec)
 		if !ok {
 			finished[i] = true
 			continue
@@ -152,14 +152,18 @@ func prefix(finished []bool) int {
 }
 
 // message renders the notification of rec. ok is false when there is nothing to
-// publish: rec is not a commit, was confirmed on an earlier channel, or was set aside
+// publish: rec is not a commit, was confirmed on an earlier channel or by the process
+// that appended it (Config.Ahead), or was set aside
 // (it does not decode, or is larger than the broker accepts).
-func (p *publisher) message(rec eventstore.RecordedEvent) (msg amqp.Publishing, ws uuid.UUID, ok bool) {
+func (p *publisher) message(ctx context.Context, rec eventstore.RecordedEvent) (msg amqp.Publishing, ws uuid.UUID, ok bool) {
 	if rec.Type != domain.TypeCommitted {
 		return msg, ws, false
 	}
 	if p.st.ahead[rec.ID] {
 		delete(p.st.ahead, rec.ID)
+		return msg, ws, false
+	}
+	if p.cfg.Ahead != nil && p.cfg.Ahead(ctx, rec.ID) {
 		return msg, ws, false
 	}
 	msg, ws, v, err := notification(rec)

@@ -1,0 +1,308 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/transport/topology"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// Direct publishes a commit's notifyCommit from the process that appended it, right
+// after the append's transaction committed, instead of leaving it to the notifier's
+// next read of the store (DESIGN.md: "the process that committed may publish first").
+// The Notifier stays the backstop: it publishes every commit Direct did not get
+// confirmed (Direct declined it, the broker was away, the process crashed between the
+// append and the confirm), and skips, through Ahead, those it did.
+//
+// Direct publishes only what the notifier would publish at that moment, in the same
+// order: the commit's read models must already hold it (the append applied them
+// inline), the binder must have applied the workspace's latest membership change, and
+// the workspace's previous commit must have gone out first, on this channel or as
+// confirmed by the notifier's checkpoint. Anything else is declined and left to the
+// notifier.
+type Direct struct {
+	cfg DirectConfig
+	log *slog.Logger
+
+	mu       sync.Mutex // serialises publishing and the channel's state
+	ch       *amqp.Channel
+	declared map[uuid.UUID]bool
+	last     map[uuid.UUID]int64 // per workspace: the version last sent on ch
+	tags     map[uint64]uuid.UUID
+	nextTag  uint64
+	state    map[uuid.UUID]*directState // event id → publish in flight or done
+	order    []uuid.UUID                // state's keys, oldest first, to bound it
+
+	bound     atomic.Pointer[eventstore.Position] // the binder's last known position
+	published atomic.Pointer[eventstore.Position] // the notifier's last known checkpoint
+
+	sent, declined atomic.Int64
+}
+
+// directState is one event's publish through Direct.
+type directState struct {
+	done chan struct{} // closed once the outcome is known
+	ok   bool          // the broker confirmed it
+}
+
+// DirectConfig configures a Direct publisher.
+type DirectConfig struct {
+	// AMQPURL is the broker to publish to. Required.
+	AMQPURL string
+	// Bound returns the binder's checkpoint; Published the notifier's. Both required.
+	// Direct reads them only when what it knows already does not let a commit through.
+	Bound, Published func(ctx context.Context) (eventstore.Position, error)
+	// MaxMessageBytes: larger notifications are left to the notifier (which sets them
+	// aside). Default 128 MiB.
+	MaxMessageBytes int
+	// ConfirmTimeout bounds how long Ahead waits for a confirm. Default 5s.
+	ConfirmTimeout time.Duration
+	// Remember bounds the events whose outcome Direct keeps for the notifier. Default
+	// 65,536.
+	Remember int
+	// BeforePublish is the notifier's fault-injection seam (Config.BeforePublish).
+	BeforePublish func(workspace uuid.UUID, workspaceVersion int64)
+	Logger        *slog.Logger
+}
+
+// Commit is what Direct needs to know of one appended commit.
+type Commit struct {
+	EventID  uuid.UUID
+	Event    domain.Committed
+	Position eventstore.Position // the commit's place in the global order
+	// Prev is the place of the workspace stream's event before this one (zero for
+	// none), MembersAt that of the stream's latest membership change.
+	Prev, MembersAt eventstore.Position
+	// Inline reports that the append wrote the read models itself.
+	Inline bool
+}
+
+// NewDirect checks cfg and returns a Direct publisher; it connects in Run.
+func NewDirect(cfg DirectConfig) (*Direct, error) {
+	if cfg.AMQPURL == "" || cfg.Bound == nil || cfg.Published == nil {
+		return nil, errors.New("notify: direct publisher needs AMQPURL, Bound and Published")
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 128 << 20
+	}
+	if cfg.ConfirmTimeout <= 0 {
+		cfg.ConfirmTimeout = 5 * time.Second
+	}
+	if cfg.Remember <= 0 {
+		cfg.Remember = 1 << 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Direct{cfg: cfg, log: cfg.Logger.With("component", "direct-publisher"), state: map[uuid.UUID]*directState{}}, nil
+}
+
+// Run keeps a confirming channel to the broker open until ctx ends, reconnecting with
+// back-off; while it has none, Publish declines everything.
+func (d *Direct) Run(ctx context.Context) error {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := d.session(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		d.log.Warn("direct publishing paused; the notifier publishes meanwhile", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	return ctx.Err()
+}
+
+// session serves one connection: it installs a confirming channel and records the
+// broker's confirms until the channel or connection closes.
+func (d *Direct) session(ctx context.Context) error {
+	conn, err := amqp.DialConfig(d.cfg.AMQPURL, amqp.Config{Properties: amqp.Table{"connection_name": "syncd direct publisher"}})
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return fmt.Errorf("confirm mode: %w", err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	d.mu.Lock()
+	d.ch, d.declared, d.last, d.tags, d.nextTag = ch, map[uuid.UUID]bool{}, map[uuid.UUID]int64{}, map[uint64]uuid.UUID{}, 0
+	d.mu.Unlock()
+	d.log.Info("direct publishing on")
+	defer d.drop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case c, ok := <-confirms:
+			if !ok {
+				return errors.New("channel closed")
+			}
+			d.confirmed(c)
+		case err := <-closed:
+			return fmt.Errorf("channel closed: %w", err)
+		}
+	}
+}
+
+// confirmed records the broker's answer to one publish.
+func (d *Direct) confirmed(c amqp.Confirmation) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id, ok := d.tags[c.DeliveryTag]
+	if !ok {
+		return
+	}
+	delete(d.tags, c.DeliveryTag)
+	if st := d.state[id]; st != nil {
+		st.ok = c.Ack
+		close(st.done)
+	}
+	if !c.Ack {
+		// The order of what follows on this channel is no longer certain.
+		clear(d.last)
+	}
+}
+
+// drop retires ch: every publish still waiting for its confirm has an unknown outcome,
+// which the notifier resolves by publishing it again.
+func (d *Direct) drop(ch *amqp.Channel) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ch != ch {
+		return
+	}
+	for _, id := range d.tags {
+		if st := d.state[id]; st != nil {
+			close(st.done)
+		}
+	}
+	d.ch, d.tags, d.last = nil, nil, nil
+}
+
+// Publish sends c's notifyCommit if the notifier would publish it now, and reports
+// whether it did (the confirm comes later; Ahead reports it). It never blocks on the
+// broker beyond writing the message, and reads a checkpoint from the database only
+// when the positions it knows do not let c through. The caller calls it in
+// workspaceVersion order per workspace (the service does, holding the workspace).
+func (d *Direct) Publish(ctx context.Context, c Commit) bool {
+	ws, v := c.Event.WorkspaceID, c.Event.WorkspaceVersion
+	if !c.Inline || !d.passed(ctx, &d.bound, d.cfg.Bound, c.MembersAt) {
+		d.declined.Add(1)
+		return false
+	}
+	d.mu.Lock()
+	inOrder := d.ch != nil && (v == 1 || d.last[ws] == v-1)
+	d.mu.Unlock()
+	if !inOrder && !d.passed(ctx, &d.published, d.cfg.Published, c.Prev) {
+		d.declined.Add(1)
+		return false
+	}
+	body, err := wire.EncodeNotifyCommit(c.EventID.String(), c.Event)
+	if err != nil || len(body) > d.cfg.MaxMessageBytes {
+		d.declined.Add(1)
+		return false
+	}
+	if d.cfg.BeforePublish != nil {
+		d.cfg.BeforePublish(ws, v)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ch == nil {
+		d.declined.Add(1)
+		return false
+	}
+	if !d.declared[ws] {
+		if err := topology.DeclareEventExchange(d.ch, ws); err != nil {
+			d.log.Warn("declare event exchange", "workspace", ws, "err", err)
+			d.declined.Add(1)
+			return false
+		}
+		d.declared[ws] = true
+	}
+	msg := amqp.Publishing{ContentType: ContentType, Type: MessageType, AppId: ws.String(), CorrelationId: uuid.NewString(),
+		MessageId: c.EventID.String(), DeliveryMode: amqp.Persistent, Body: body}
+	if err := d.ch.PublishWithContext(ctx, topology.EventExchange(ws), "", false, false, msg); err != nil {
+		d.declined.Add(1)
+		return false
+	}
+	d.nextTag++
+	d.tags[d.nextTag] = c.EventID
+	d.remember(c.EventID)
+	if len(d.last) >= maxTracked {
+		clear(d.last)
+	}
+	d.last[ws] = v
+	d.sent.Add(1)
+	return true
+}
+
+// remember starts tracking id's outcome, forgetting the oldest beyond Remember.
+func (d *Direct) remember(id uuid.UUID) {
+	d.state[id] = &directState{done: make(chan struct{})}
+	d.order = append(d.order, id)
+	for len(d.order) > d.cfg.Remember {
+		delete(d.state, d.order[0])
+		d.order = d.order[1:]
+	}
+}
+
+// passed reports whether the position known in cache (refreshed through read when it
+// falls short) has reached at.
+func (d *Direct) passed(ctx context.Context, cache *atomic.Pointer[eventstore.Position], read func(context.Context) (eventstore.Position, error), at eventstore.Position) bool {
+	if p := cache.Load(); p != nil && !p.Less(at) {
+		return true
+	}
+	if at == (eventstore.Position{}) {
+		return true
+	}
+	p, err := read(ctx)
+	if err != nil {
+		return false
+	}
+	cache.Store(&p)
+	return !p.Less(at)
+}
+
+// Ahead reports whether Direct got the broker's confirm for event id, waiting (at most
+// ConfirmTimeout) while that publish is in flight. The notifier skips such events.
+func (d *Direct) Ahead(ctx context.Context, id uuid.UUID) bool {
+	d.mu.Lock()
+	st := d.state[id]
+	d.mu.Unlock()
+	if st == nil {
+		return false
+	}
+	t := time.NewTimer(d.cfg.ConfirmTimeout)
+	defer t.Stop()
+	select {
+	case <-st.done:
+		return st.ok
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Counts returns how many commits Direct sent and declined since it started.
+func (d *Direct) Counts() (sent, declined int64) { return d.sent.Load(), d.declined.Load() }

@@ -21,9 +21,12 @@ import (
 // CommitResult is the outcome of a commit: the recorded event, and whether it is the
 // original record of an earlier copy of the same request (nothing new was appended).
 type CommitResult struct {
-	EventID  uuid.UUID // id of the stored event (the notifyCommit envelope's id)
-	Event    domain.Committed
-	Position eventstore.Position // the event's place in the store's global order
+	EventID uuid.UUID // id of the stored event (the notifyCommit envelope's id)
+	Event   domain.Committed
+	// Position is the event's place in the store's global order, or a later place in
+	// the same transaction: commits appended together (one workspace's batch) all carry
+	// the position of the batch's last event, which they become visible with.
+	Position eventstore.Position
 	Replayed bool
 }
 

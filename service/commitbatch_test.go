@@ -446,10 +446,20 @@ func TestHotWorkspaceBatch(t *testing.T) {
 				want = append(want, sent[i].RequestID)
 			}
 		}
+		// A commit after the batch is decided on the state the batch left, without a
+		// conflict (the batch's events are in the cached state and its chain hash).
+		after := h.req("after", h.change(1))
+		after.Items[0].Version = 3
+		reqs["after"] = hotReq{after, 800_000}
+		if res, err := h.s.Commit(withIDs(context.Background(), 800_000), after); err != nil || !res.Event.Items[0].Succeeded {
+			t.Fatalf("commit after the batch: %+v, %v", res.Event, err)
+		}
+		want = append(want, "after")
 		h.checkStream(want)
-		records, _, _ := h.gate.appended()
-		if !reflect.DeepEqual(records, []int{1, len(want) - 1}) {
-			t.Fatalf("appends of %v records, want the lead alone and then one of %d", records, len(want)-1)
+		records, _, wrong := h.gate.appended()
+		if !reflect.DeepEqual(records, []int{1, len(want) - 2, 1}) || wrong != 0 {
+			t.Fatalf("appends of %v records, %d refused on the version; want the lead alone, one of %d, one, and no refusal",
+				records, wrong, len(want)-2)
 		}
 		h.checkSequential(reqs)
 	})
@@ -524,23 +534,23 @@ func TestHotWorkspaceCallerGivesUp(t *testing.T) {
 		h.waitQueued(h.s, 3)
 		h.letOne()
 		h.waitEntered(2) // the batch of c-0, c-2, c-3 is being appended
-		cancels[2]()
-		if o := recv(t, "c-2", outs[2]); !errors.Is(o.err, context.Canceled) {
-			t.Fatalf("c-2, given up while appended: %+v, %v", o.res, o.err)
+		cancels[3]()
+		if o := recv(t, "c-3", outs[3]); !errors.Is(o.err, context.Canceled) {
+			t.Fatalf("c-3, given up while appended: %+v, %v", o.res, o.err)
 		}
 		h.open()
 		if o := recv(t, "lead", lead); o.err != nil {
 			t.Fatal(o.err)
 		}
-		for _, i := range []int{0, 3} {
+		for _, i := range []int{0, 2} {
 			if o := recv(t, fmt.Sprint("c-", i), outs[i]); o.err != nil || o.res.Event.RequestID != fmt.Sprint("c-", i) {
 				t.Fatalf("c-%d: %+v, %v", i, o.res.Event, o.err)
 			}
 		}
 		h.checkStream([]string{"lead", "c-0", "c-2", "c-3"})
-		again, err := h.s.Commit(context.Background(), h.req("c-2", file(-102, "n-2.txt", nil, 1)))
-		if err != nil || !again.Replayed || again.Event.WorkspaceVersion != h.base+3 {
-			t.Fatalf("c-2 retried: %+v, %v; want a replay of version %d", again.Event, err, h.base+3)
+		again, err := h.s.Commit(context.Background(), h.req("c-3", file(-103, "n-3.txt", nil, 1)))
+		if err != nil || !again.Replayed || again.Event.WorkspaceVersion != h.base+4 {
+			t.Fatalf("c-3 retried: %+v, %v; want a replay of version %d", again.Event, err, h.base+4)
 		}
 	})
 }

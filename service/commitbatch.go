@@ -229,11 +229,11 @@ func (s *Service) decideCommit(ctx context.Context, w *domain.Workspace, prev st
 func (s *Service) quotaOf(ctx context.Context, w *domain.Workspace, caller *domain.User, q *batchQuota) (limit, elsewhere int64, err error) {
 	owner := w.OwnerID()
 	if !q.haveUsage || q.owner != owner {
-		q.elsewhere, err = read(ctx, s.reads, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, owner, w.ID()) })
+		usage, err := read(ctx, s.reads, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, owner, w.ID()) })
 		if err != nil {
 			return 0, 0, fmt.Errorf("quota of %s: %w", owner, err)
 		}
-		*q = batchQuota{owner: owner, haveUsage: true, elsewhere: q.elsewhere}
+		*q = batchQuota{owner: owner, haveUsage: true, elsewhere: usage}
 	}
 	if owner == caller.ID() {
 		return caller.QuotaLimit(), q.elsewhere, nil

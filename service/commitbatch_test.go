@@ -633,3 +633,40 @@ func TestHotWorkspaceBatchBounds(t *testing.T) {
 		}
 	})
 }
+
+// A caller that gives up after its commit was taken into a batch but before the batch
+// was decided (here the batch waits for another command on the workspace) has nothing
+// written, and the commits after it are served.
+func TestHotWorkspaceCallerGivesUpBeforeDecision(t *testing.T) {
+	forHotStores(t, func(t *testing.T, h *hot) {
+		h.gate.armed.Store(true)
+		update := make(chan error, 1)
+		go func() {
+			update <- h.s.UpdateWorkspace(context.Background(), protocol.UpdateWorkspaceRequest{RequestID: "u", UserID: h.user, WorkspaceID: h.ws, Name: "renamed"})
+		}()
+		h.waitEntered(1) // the update holds the workspace while its append is held
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		first := commitAsync(ctx, h.s, h.req("c-0", file(-100, "n-0.txt", nil, 1)))
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if !h.s.RunningCommits(h.ws) || h.s.WaitingCommits(h.ws) != 0 {
+				return errors.New("c-0 not taken into a batch yet")
+			}
+			return nil
+		})
+		cancel()
+		second := commitAsync(context.Background(), h.s, h.req("c-1", file(-101, "n-1.txt", nil, 1)))
+		h.waitQueued(h.s, 1)
+		h.open()
+		if err := <-update; err != nil {
+			t.Fatal(err)
+		}
+		if o := recv(t, "c-0", first); !errors.Is(o.err, context.Canceled) {
+			t.Fatalf("c-0: %+v, %v; want canceled", o.res.Event, o.err)
+		}
+		if o := recv(t, "c-1", second); o.err != nil {
+			t.Fatalf("c-1: %v", o.err)
+		}
+		h.checkStream([]string{"c-1"})
+	})
+}

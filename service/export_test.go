@@ -11,3 +11,11 @@ func (s *Service) WaitingCommits(ws uuid.UUID) int {
 	}
 	return 0
 }
+
+// RunningCommits reports whether a goroutine runs ws's queue.
+func (s *Service) RunningCommits(ws uuid.UUID) bool {
+	s.hot.mu.Lock()
+	defer s.hot.mu.Unlock()
+	q := s.hot.byWS[ws]
+	return q != nil && q.running
+}

@@ -1,7 +1,8 @@
 // Package service is the application layer between the wire and the domain: it loads
 // aggregate state (a bounded cache plus a catch-up read of the stream tail), asks the
 // domain to decide, appends the decision with the expected stream version, retries on a
-// concurrent append, and answers queries from the read models. It takes requests and
+// concurrent append, and answers queries from the read models. The commits waiting for
+// one workspace in a process are decided in turn and appended together (commitqueue.go). It takes requests and
 // gives results and error kinds in the protocol's vocabulary (domain/protocol).
 //
 // It depends on small interfaces only: an eventstore.Store, a ReadModel and an

@@ -1,7 +1,8 @@
 // Package service is the application layer between the wire and the domain: it loads
 // aggregate state (a bounded cache plus a catch-up read of the stream tail), asks the
 // domain to decide, appends the decision with the expected stream version, retries on a
-// concurrent append, and answers queries from the read models. It takes requests and
+// concurrent append, and answers queries from the read models. The commits waiting for
+// one workspace in a process are decided in turn and appended together (commitqueue.go). It takes requests and
 // gives results and error kinds in the protocol's vocabulary (domain/protocol).
 //
 // It depends on small interfaces only: an eventstore.Store, a ReadModel and an
@@ -21,9 +22,12 @@ import (
 // CommitResult is the outcome of a commit: the recorded event, and whether it is the
 // original record of an earlier copy of the same request (nothing new was appended).
 type CommitResult struct {
-	EventID  uuid.UUID // id of the stored event (the notifyCommit envelope's id)
-	Event    domain.Committed
-	Position eventstore.Position // the event's place in the store's global order
+	EventID uuid.UUID // id of the stored event (the notifyCommit envelope's id)
+	Event   domain.Committed
+	// Position is the event's place in the store's global order, or a later place in
+	// the same transaction: commits appended together (one workspace's batch) all carry
+	// the position of the batch's last event, which they become visible with.
+	Position eventstore.Position
 	Replayed bool
 }
 

@@ -32,6 +32,8 @@ func mapDomainErr(err error) error {
 
 // Commit decides a commit request and appends its one Committed event (PROTOCOL.md §5).
 // A request repeating a processed requestId returns the original event, Replayed.
+// Commits to one workspace that wait for each other in this process are decided one
+// after another and appended together (commitqueue.go, commitbatch.go).
 func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (CommitResult, error) {
 	// A cached state may lag a registration made through another process: only a
 	// positive answer is taken from the cache, a negative one is checked on the stream.
@@ -67,29 +69,7 @@ func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (Commi
 	if err != nil {
 		return CommitResult{}, err
 	}
-	var limit, elsewhere int64
-	var quotaOwner uuid.UUID
-	out, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID), "commit:"+req.RequestID,
-		func(w *domain.Workspace, prev string) (domain.Decision, error) {
-			if !w.Exists() {
-				return domain.Decision{}, fmt.Errorf("%w: %s", protocol.ErrWorkspaceNotFound, req.WorkspaceID)
-			}
-			if !w.IsMember(req.UserID) {
-				return domain.Decision{}, fmt.Errorf("%w: user %s is not a member of workspace %s", protocol.ErrUnauthorized, req.UserID, req.WorkspaceID)
-			}
-			if owner := w.OwnerID(); owner != quotaOwner {
-				quotaOwner = owner
-				if limit, elsewhere, err = s.ownerQuota(ctx, owner, req.WorkspaceID, user); err != nil {
-					return domain.Decision{}, err
-				}
-			}
-			d, err := w.Decide(domain.Commit{
-				RequestID: req.RequestID, WorkspaceID: req.WorkspaceID, UserID: req.UserID, DeviceID: req.DeviceID,
-				Items: req.Items, At: s.cfg.Now().UTC(), NewItemIDs: ids,
-				QuotaLimit: limit, OwnerUsedElsewhere: elsewhere, Limits: s.cfg.Limits, PrevHash: prev,
-			})
-			return d, mapDomainErr(err)
-		})
+	out, err := s.commitQueued(&queuedCommit{ctx: ctx, req: req, user: user, ids: ids, done: make(chan commitAnswer, 1)})
 	if err != nil {
 		return CommitResult{}, err
 	}
@@ -100,22 +80,8 @@ func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (Commi
 	return CommitResult{EventID: out.eventID, Event: c, Position: out.position, Replayed: out.replayed}, nil
 }
 
-// ownerQuota returns the owner's limit and the bytes they use in their other
-// workspaces (the notification's usedQuota counts them whether a limit is set or not).
-// caller is the committing user's state, reused when the caller owns the workspace.
-func (s *Service) ownerQuota(ctx context.Context, owner, ws uuid.UUID, caller *domain.User) (limit, elsewhere int64, err error) {
-	u := caller
-	if owner != caller.ID() {
-		if u, err = s.loadUser(ctx, owner, false); err != nil {
-			return 0, 0, err
-		}
-	}
-	elsewhere, err = read(ctx, s.reads, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, owner, ws) })
-	if err != nil {
-		return 0, 0, fmt.Errorf("quota of %s: %w", owner, err)
-	}
-	return u.QuotaLimit(), elsewhere, nil
-}
+// commitKey is the request key of a commit's event id.
+func commitKey(requestID string) string { return "commit:" + requestID }
 
 // UpdateDevice registers a device (DeviceID nil) or updates one of the user's devices,
 // and returns its id. Registering again with the same requestId returns the same id.

@@ -28,14 +28,14 @@ type groupAppender struct {
 type appendReq struct {
 	stream   string
 	expected eventstore.ExpectedVersion
-	rec      eventstore.Record
+	recs     []eventstore.Record
 	done     chan eventstore.BatchResult // buffered 1
 }
 
-// append writes one record to stream with the expected version, possibly together with
+// append writes records to stream with the expected version, possibly together with
 // other streams' appends. Its result is the store's for that append alone.
-func (g *groupAppender) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, rec eventstore.Record) (eventstore.AppendResult, error) {
-	r := &appendReq{stream: stream, expected: expected, rec: rec, done: make(chan eventstore.BatchResult, 1)}
+func (g *groupAppender) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, recs []eventstore.Record) (eventstore.AppendResult, error) {
+	r := &appendReq{stream: stream, expected: expected, recs: recs, done: make(chan eventstore.BatchResult, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, r)
 	flush := g.flushers < g.maxFlushers
@@ -116,7 +116,7 @@ func (g *groupAppender) take() []*appendReq {
 func (g *groupAppender) write(batch []*appendReq) {
 	appends := make([]eventstore.StreamAppend, len(batch))
 	for i, r := range batch {
-		appends[i] = eventstore.StreamAppend{Stream: r.stream, Expected: r.expected, Records: []eventstore.Record{r.rec}}
+		appends[i] = eventstore.StreamAppend{Stream: r.stream, Expected: r.expected, Records: r.recs}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()

@@ -38,8 +38,8 @@ func (c *countingBatcher) AppendBatch(ctx context.Context, a []eventstore.Stream
 	return c.BatchAppender.AppendBatch(ctx, a)
 }
 
-func rec() eventstore.Record {
-	return eventstore.Record{ID: uuid.New(), Type: "T", Data: []byte("{}")}
+func rec() []eventstore.Record {
+	return []eventstore.Record{{ID: uuid.New(), Type: "T", Data: []byte("{}")}}
 }
 
 // Appends to different streams that queue behind an in-flight transaction share the

@@ -80,6 +80,11 @@ func TestMemModelAnswersAsThePostgreSQLReadModel(t *testing.T) {
 			if wv != gv || !reflect.DeepEqual(want, got) {
 				return fmt.Errorf("Changes(%s): memmodel v%d %+v, PostgreSQL v%d %+v", ws, wv, want, gv, got)
 			}
+			wp, err1 := mem.ChangesSince(ctx, ws, 0, 1000)
+			gp, err2 := e.q.ChangesSince(ctx, ws, 0, 1000)
+			if err1 != nil || err2 != nil || wp.WorkspaceVersion != gp.WorkspaceVersion {
+				return fmt.Errorf("ChangesSince(%s): memmodel v%d %v, PostgreSQL v%d %v", ws, wp.WorkspaceVersion, err1, gp.WorkspaceVersion, err2)
+			}
 		}
 		// The accounts model is projected by its own projector, which may lag.
 		for u := range users {

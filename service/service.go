@@ -67,6 +67,11 @@ type Config struct {
 	// concurrent commands' appends to different streams in shared transactions.
 	// DefaultConfig turns it on.
 	GroupCommit bool
+	// MaxCommitBatch bounds how many commits waiting for one workspace in this process
+	// are decided one after another and appended together, as one append of several
+	// events (a batch also stays within maxBatchBytes of event data). 1 decides and
+	// appends each commit alone. Default 64.
+	MaxCommitBatch int
 	// OnAppend, if set, is called after every successful append (a latency hint for
 	// in-process followers such as the notifier; it must not block).
 	OnAppend func()
@@ -94,6 +99,7 @@ func DefaultConfig() Config {
 		Logger:         slog.New(slog.DiscardHandler),
 		Now:            time.Now,
 		GroupCommit:    true,
+		MaxCommitBatch: 64,
 		Limits:         lim,
 	}
 }
@@ -111,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = d.MaxAttempts
+	}
+	if c.MaxCommitBatch == 0 {
+		c.MaxCommitBatch = d.MaxCommitBatch
 	}
 	if c.BusyRetryAfter == 0 {
 		c.BusyRetryAfter = d.BusyRetryAfter
@@ -136,9 +145,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("service config: Limits.MaxEventBytes %d exceeds the event store's record limit %d",
 			c.Limits.MaxEventBytes, eventstore.MaxRecordSize)
 	}
-	if c.CacheSize < 0 || c.MaxAttempts < 0 || c.BusyRetryAfter < 0 {
-		return fmt.Errorf("service config: CacheSize %d, MaxAttempts %d and BusyRetryAfter %v must not be negative",
-			c.CacheSize, c.MaxAttempts, c.BusyRetryAfter)
+	if c.CacheSize < 0 || c.MaxAttempts < 0 || c.BusyRetryAfter < 0 || c.MaxCommitBatch < 0 {
+		return fmt.Errorf("service config: CacheSize %d, MaxAttempts %d, BusyRetryAfter %v and MaxCommitBatch %d must not be negative",
+			c.CacheSize, c.MaxAttempts, c.BusyRetryAfter, c.MaxCommitBatch)
 	}
 	return nil
 }
@@ -153,6 +162,7 @@ type Service struct {
 	ids   IDAllocator
 	log   *slog.Logger
 	group *groupAppender // nil: one transaction per append
+	hot   *commitQueues  // commits waiting per workspace (commitqueue.go)
 
 	workspaces *cache[*domain.Workspace]
 	users      *cache[*domain.User]
@@ -170,6 +180,7 @@ func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (
 		cfg: cfg, store: store, reads: reads, ids: ids, log: cfg.Logger,
 		workspaces: newCache(cfg.CacheSize, func(id uuid.UUID) *domain.Workspace { return domain.NewWorkspace(id) }),
 		users:      newCache(cfg.CacheSize, func(id uuid.UUID) *domain.User { return domain.NewUser(id) }),
+		hot:        newCommitQueues(),
 	}
 	if b, ok := store.(eventstore.BatchAppender); ok && cfg.GroupCommit {
 		s.group = &groupAppender{store: b, maxFlushers: 4, maxBatch: 64, timeout: 30 * time.Second}
@@ -181,10 +192,12 @@ func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (
 type AppendedCommit struct {
 	EventID  uuid.UUID
 	Event    domain.Committed
-	Position eventstore.Position // the commit's place in the global order
-	// Prev is the place of the stream's event before the commit; MembersAt that of the
-	// stream's latest membership change (creation, a member added or removed). Zero
-	// when unknown to this process, which a consumer must treat as "not yet passed".
+	// Position is the commit's place in the global order; commits appended together
+	// (a hot workspace's batch) all carry the append's last position.
+	Position eventstore.Position
+	// Prev is the place of the stream's event before the commit (for the later commits
+	// of a batch, the batch's position: never before the true one); MembersAt that of
+	// the stream's latest membership change (creation, a member added or removed).
 	Prev, MembersAt eventstore.Position
 }
 
@@ -207,15 +220,13 @@ type entry[A aggregate] struct {
 	// lastPos is the global position of the stream's last event read or written;
 	// membersAt that of its latest membership change (see AppendedCommit).
 	lastPos, membersAt eventstore.Position
-}
-
-// track records the position of an event just applied to the entry's state.
-func (e *entry[A]) track(typ string, pos eventstore.Position) {
-	e.lastPos = pos
-	switch typ {
-	case domain.TypeWorkspaceCreated, domain.TypeMemberAdded, domain.TypeMemberRemoved:
-		e.membersAt = pos
-	}
+	// spare, when hasSpare, is a second copy of state, kept in step with it by apply. A
+	// batch of commands decides on it (each decision must see the events of the ones
+	// before it, which are not stored yet) while state stays as stored; a failed batch
+	// drops it. Only workspaces that had a batch of several commands have one: it saves
+	// such a batch a copy of the whole state, for twice the memory.
+	spare    A
+	hasSpare bool
 }
 
 // cache is a bounded LRU of aggregates.
@@ -256,6 +267,27 @@ func (e *entry[A]) reset(fresh func(uuid.UUID) A) {
 	e.lastHash = ""
 	e.readAt = time.Time{}
 	e.lastPos, e.membersAt = eventstore.Position{}, eventstore.Position{}
+	e.dropSpare()
+}
+
+// apply folds a stored event (typ: its type, hash: its chain hash, pos: its place in
+// the global order) into the state and the spare.
+func (e *entry[A]) apply(ev domain.Event, typ, hash string, pos eventstore.Position) {
+	e.state.Evolve(ev)
+	if e.hasSpare {
+		e.spare.Evolve(ev)
+	}
+	e.lastHash = hash
+	e.lastPos = pos
+	switch typ {
+	case domain.TypeWorkspaceCreated, domain.TypeMemberAdded, domain.TypeMemberRemoved:
+		e.membersAt = pos
+	}
+}
+
+func (e *entry[A]) dropSpare() {
+	var none A
+	e.spare, e.hasSpare = none, false
 }
 
 // catchUp pages: at most catchUpPage events and catchUpBytes of event data per read
@@ -280,9 +312,7 @@ func catchUp[A aggregate](ctx context.Context, store eventstore.Store, stream st
 			if err != nil {
 				return fmt.Errorf("read %s@%d: %w", stream, r.StreamVersion, err)
 			}
-			e.state.Evolve(ev)
-			e.lastHash = domain.ChainHash(r.Type, r.Data)
-			e.track(r.Type, r.Position)
+			e.apply(ev, r.Type, domain.ChainHash(r.Type, r.Data), r.Position)
 		}
 		if !eventstore.MayHaveMore(recs, catchUpPage, catchUpBytes) {
 			e.readAt = time.Now()
@@ -342,16 +372,14 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		}
 		evID := uuid.New()
 		if requestKey != "" {
-			evID = uuid.NewSHA1(eventIDSpace, []byte(stream+"\x00"+requestKey))
+			evID = eventID(stream, requestKey)
 		}
 		res, err := s.append(ctx, stream, eventstore.Exact(e.state.StreamVersion()), eventstore.Record{ID: evID, Type: typ, Data: data})
 		switch {
 		case err == nil && !res.Duplicate:
 			prev := e.lastPos
-			e.state.Evolve(ev)
-			e.lastHash = domain.ChainHash(typ, data)
+			e.apply(ev, typ, domain.ChainHash(typ, data), res.Position)
 			e.readAt = time.Now()
-			e.track(typ, res.Position)
 			if s.cfg.OnAppend != nil {
 				s.cfg.OnAppend()
 			}
@@ -394,16 +422,22 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 	return outcome{}, &protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter}
 }
 
-// append writes one record, through group commit when it is on.
-func (s *Service) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, rec eventstore.Record) (eventstore.AppendResult, error) {
+// append writes records to one stream in one append, through group commit when it is on.
+func (s *Service) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, recs ...eventstore.Record) (eventstore.AppendResult, error) {
 	if s.group != nil {
-		return s.group.append(ctx, stream, expected, rec)
+		return s.group.append(ctx, stream, expected, recs)
 	}
-	return s.store.Append(ctx, stream, expected, rec)
+	return s.store.Append(ctx, stream, expected, recs...)
 }
 
 // eventIDSpace namespaces deterministic event ids (UUIDv5 of stream and request id).
 var eventIDSpace = uuid.MustParse("6f1d8a52-3c0e-4b7e-9a55-0c1f4e2b9d71")
+
+// eventID is the deterministic id of the event that records the request key on stream:
+// a retried append of the same request is recognised by the store.
+func eventID(stream, requestKey string) uuid.UUID {
+	return uuid.NewSHA1(eventIDSpace, []byte(stream+"\x00"+requestKey))
+}
 
 func (s *Service) readOriginal(ctx context.Context, stream string, version uint64) (outcome, error) {
 	recs, err := s.store.ReadStream(ctx, stream, version, 1)

@@ -38,7 +38,7 @@ type env struct {
 	q     *projections.Queries
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dsn := testenv.PostgresDSN(t)

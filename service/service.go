@@ -190,8 +190,8 @@ func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (
 
 // AppendedCommit is one commit this process appended, for Config.OnCommitted.
 type AppendedCommit struct {
-	EventID  uuid.UUID
-	Event    domain.Committed
+	EventID uuid.UUID
+	Event   domain.Committed
 	// Position is the commit's place in the global order; commits appended together
 	// (a hot workspace's batch) all carry the append's last position.
 	Position eventstore.Position

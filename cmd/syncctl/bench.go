@@ -199,7 +199,7 @@ func addBenchFlags(c *cobra.Command) *benchFlagSet {
 	f.DurationVar(&b.duration, "duration", 0, "run each scenario and baseline this long instead of --commits")
 	f.IntVar(&b.commitItems, "commit-items", b.commitItems, "new files per commit")
 	f.IntVar(&b.items, "items", b.items, "getchanges: items of the workspace")
-	f.IntVar(&b.fillBatch, "fill-batch", b.fillBatch, "getchanges: items per commit while filling the workspace (the server's -max-commit-items at most)")
+	f.IntVar(&b.fillBatch, "fill-batch", b.fillBatch, "getchanges: items per commit while filling the workspace (halved while the server refuses a commit as too large)")
 	f.IntVar(&b.reads, "reads", b.reads, "getchanges: getChanges calls timed")
 	f.StringVar(&b.metricsURL, "metrics-url", "", "syncd's /metrics (e.g. http://127.0.0.1:9464/metrics): CPU per commit, resident memory")
 	f.BoolVar(&b.baselines, "baselines", true, "measure the INSERT and floor baselines in the same run")
@@ -227,10 +227,16 @@ func runBench(cmd *cobra.Command, cfg benchConfig) error {
 		fmt.Fprintf(out, "bench %s (load average %s, %d CPUs)\n", strings.Join(cfg.scenarios, ","), rep.Load, rep.CPUs)
 	}
 	var failed int64
+	var errs []string
 	for _, name := range cfg.scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		// A scenario that fails is reported with what it measured; the next one runs.
 		res, err := env.runScenario(ctx, name)
 		if err != nil {
-			return fmt.Errorf("scenario %s: %w", name, err)
+			res.Error = err.Error()
+			errs = append(errs, fmt.Sprintf("scenario %s: %v", name, err))
 		}
 		res.Ratios = ratiosOf(res)
 		failed += res.Server.Failed
@@ -253,6 +259,9 @@ func runBench(cmd *cobra.Command, cfg benchConfig) error {
 		if !cfg.jsonOut {
 			fmt.Fprintf(out, "plot written to %s\n", cfg.plotFile)
 		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench: %s", strings.Join(errs, "; "))
 	}
 	if failed > 0 {
 		return &exitError{code: 1, msg: fmt.Sprintf("bench: %d server operations failed", failed)}

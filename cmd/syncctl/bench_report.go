@@ -44,6 +44,7 @@ type scenarioResult struct {
 	Workspaces int    `json:"workspaces"`
 	Workers    int    `json:"workers"` // operations in flight
 	Items      int    `json:"items,omitempty"`
+	FillBatch  int    `json:"fill_batch,omitempty"` // getchanges: items per commit that the server took
 	// Server is the measured syncd; Insert the one-row INSERTs; Floor the trivial
 	// responder through the same client path. The baselines are absent with
 	// --baselines=false, and Insert for getchanges.
@@ -55,6 +56,8 @@ type scenarioResult struct {
 	// per operation, and the resident memory after it.
 	ServerCPUMsPerOp *float64 `json:"server_cpu_ms_per_op,omitempty"`
 	ServerRSSBytes   *int64   `json:"server_rss_bytes,omitempty"`
+	// Error ends the scenario early: its figures are those measured before it.
+	Error string `json:"error,omitempty"`
 }
 
 // phaseResult is one measured phase. Latencies are of the operations that succeeded.
@@ -136,7 +139,7 @@ func ratiosOf(s scenarioResult) ratios {
 func printScenario(w io.Writer, s scenarioResult) {
 	fmt.Fprintf(w, "%s: %d device(s), %d workspace(s), %d in flight", s.Name, s.Devices, s.Workspaces, s.Workers)
 	if s.Items > 0 {
-		fmt.Fprintf(w, ", %d items", s.Items)
+		fmt.Fprintf(w, ", %d items (filled in commits of %d)", s.Items, s.FillBatch)
 	}
 	fmt.Fprintln(w)
 	line := func(what string, p *phaseResult) {
@@ -168,6 +171,9 @@ func printScenario(w io.Writer, s scenarioResult) {
 	}
 	if s.ServerRSSBytes != nil {
 		fmt.Fprintf(w, "  server RSS after: %.1f MB\n", float64(*s.ServerRSSBytes)/1e6)
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "  ERROR: %s\n", s.Error)
 	}
 }
 

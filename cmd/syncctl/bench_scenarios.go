@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/stacksync-es/syncservice/domain/protocol"
 )
 
 // layout is how a scenario's devices are spread: users (each with their personal
@@ -112,7 +115,7 @@ func (e *benchEnv) runGetChanges(ctx context.Context) (scenarioResult, error) {
 		return res, err
 	}
 	d := devs[0]
-	if err := fill(ctx, d, e.run+"-fill", e.cfg.items, e.cfg.fillBatch); err != nil {
+	if res.FillBatch, err = fill(ctx, d, e.run+"-fill", e.cfg.items, e.cfg.fillBatch); err != nil {
 		return res, err
 	}
 	items, err := d.cl.GetChanges(ctx, d.workspace) // untimed: warm, and the count to expect
@@ -167,14 +170,22 @@ func (e *benchEnv) runGetChanges(ctx context.Context) (scenarioResult, error) {
 	return res, ctx.Err()
 }
 
-// fill commits n new files to the device's workspace in commits of at most batch.
-func fill(ctx context.Context, d benchDevice, tag string, n, batch int) error {
+// fill commits n new files to the device's workspace in commits of at most batch,
+// halving the batch while the server refuses a commit as invalid (its event would be
+// over the store's record limit, or the items over -max-commit-items); it returns the
+// batch it ended with.
+func fill(ctx context.Context, d benchDevice, tag string, n, batch int) (int, error) {
 	for seq := int64(0); n > 0; seq++ {
 		size := min(n, batch)
-		if err := commitOp([]benchDevice{d}, tag, size)(ctx, 0, seq); err != nil {
-			return fmt.Errorf("fill the workspace: %w", err)
+		err := commitOp([]benchDevice{d}, tag, size)(ctx, 0, seq)
+		if errors.Is(err, protocol.ErrInvalid) && batch > 1 {
+			batch /= 2
+			continue
+		}
+		if err != nil {
+			return batch, fmt.Errorf("fill the workspace (commits of %d items): %w", size, err)
 		}
 		n -= size
 	}
-	return nil
+	return batch, nil
 }

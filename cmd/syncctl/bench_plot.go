@@ -88,7 +88,9 @@ func throughputPlot(s scenarioResult) (*plot.Plot, error) {
 	}
 	p.Y.Min = 0
 	var names []string
+	var top float64
 	for i, sr := range seriesOf(s) {
+		top = max(top, sr.phase.PerSecond)
 		bar, err := plotter.NewBarChart(plotter.Values{sr.phase.PerSecond}, vg.Points(40))
 		if err != nil {
 			return nil, fmt.Errorf("--plot: %w", err)
@@ -99,6 +101,9 @@ func throughputPlot(s scenarioResult) (*plot.Plot, error) {
 		names = append(names, fmt.Sprintf("%s %.0f/s", sr.name, sr.phase.PerSecond))
 	}
 	p.NominalX(names...)
+	if top > 0 {
+		p.Y.Max = top * 1.1
+	}
 	p.Add(plotter.NewGrid())
 	return p, nil
 }
@@ -110,7 +115,9 @@ func latencyPlot(s scenarioResult) (*plot.Plot, error) {
 	p.Y.Min = 0
 	series := seriesOf(s)
 	width := vg.Points(18)
+	var top float64
 	for i, sr := range series {
+		top = max(top, sr.phase.P99Ms)
 		bar, err := plotter.NewBarChart(plotter.Values{sr.phase.P50Ms, sr.phase.P95Ms, sr.phase.P99Ms}, width)
 		if err != nil {
 			return nil, fmt.Errorf("--plot: %w", err)
@@ -123,6 +130,9 @@ func latencyPlot(s scenarioResult) (*plot.Plot, error) {
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Legend.XOffs = vg.Millimeter * 2
 	p.NominalX("p50", "p95", "p99")
+	if top > 0 {
+		p.Y.Max = top * 1.25 // room for the legend
+	}
 	p.Add(plotter.NewGrid())
 	return p, nil
 }

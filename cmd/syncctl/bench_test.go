@@ -340,7 +340,8 @@ func TestDrawPlot(t *testing.T) {
 	s1 := scenarioResult{Name: "sequential", Unit: "commit", Workers: 1, Server: phaseResult{PerSecond: 180, P50Ms: 4.6, P95Ms: 6, P99Ms: 26},
 		Floor: &phaseResult{PerSecond: 973, P50Ms: 0.8, P95Ms: 2, P99Ms: 4.3}, Insert: &phaseResult{PerSecond: 4000, P50Ms: 0.2, P95Ms: 0.3, P99Ms: 0.4}}
 	s2 := scenarioResult{Name: "getchanges", Unit: "getChanges", Workers: 1, Server: phaseResult{PerSecond: 7, P50Ms: 148, P95Ms: 150, P99Ms: 160}}
-	if err := drawPlot(file, benchReport{Scenarios: []scenarioResult{s1, s2}}); err != nil {
+	s3 := scenarioResult{Name: "hot", Unit: "commit", Workers: 8, Error: "every commit failed"} // nothing measured
+	if err := drawPlot(file, benchReport{Scenarios: []scenarioResult{s1, s2, s3}}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(file)
@@ -352,8 +353,8 @@ func TestDrawPlot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not a PNG: %v", err)
 	}
-	if b := img.Bounds(); b.Dx() < 500 || b.Dy() < b.Dx()/2 {
-		t.Errorf("image %v: want two rows of panels", b)
+	if b := img.Bounds(); b.Dx() < 500 || b.Dy()*11 < b.Dx()*3*3 { // 11 inches wide, 3.4 per row
+		t.Errorf("image %v: want three rows of panels", b)
 	}
 	if err := drawPlot(file, benchReport{}); err == nil {
 		t.Error("a plot of no scenario was drawn")

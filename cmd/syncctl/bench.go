@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -222,7 +223,7 @@ func runBench(cmd *cobra.Command, cfg benchConfig) error {
 		return err
 	}
 	defer env.close()
-	rep := benchReport{Started: time.Now().UTC(), Load: loadAverage(), CPUs: numCPU(), Config: reportConfig(cfg)}
+	rep := benchReport{Started: time.Now().UTC(), Load: loadAverage(), CPUs: runtime.NumCPU(), Config: reportConfig(cfg)}
 	if !cfg.jsonOut {
 		fmt.Fprintf(out, "bench %s (load average %s, %d CPUs)\n", strings.Join(cfg.scenarios, ","), rep.Load, rep.CPUs)
 	}

@@ -62,11 +62,12 @@ func startFloor(ctx context.Context, cfg benchConfig, run string, base *url.URL)
 		f.close(ctx)
 		return nil, fmt.Errorf("floor: connect: %w", err)
 	}
-	f.conn = conn
 	if f.resp, err = newResponder(conn, logger()); err != nil {
+		_ = conn.Close()
 		f.close(ctx)
 		return nil, err
 	}
+	f.conn = conn // close waits for the responder only once it runs
 	go func() { defer close(f.done); f.resp.run() }()
 	return f, nil
 }

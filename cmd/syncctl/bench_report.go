@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -203,5 +202,3 @@ func loadAverage() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-
-func numCPU() int { return runtime.NumCPU() }

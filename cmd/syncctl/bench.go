@@ -1,41 +1,183 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"sort"
-	"sync"
-	"sync/atomic"
+	"runtime"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/domain/protocol"
-	"github.com/stacksync-es/syncservice/internal/rabbitadmin"
-	"github.com/stacksync-es/syncservice/service"
-	"github.com/stacksync-es/syncservice/transport/client"
 )
 
-// benchFlags configure `syncctl bench`.
-var benchFlags benchConfig
+// The files of `syncctl bench`: bench.go (command, flags, the run), bench_env.go (the
+// server's users and devices), bench_drive.go (workers and the measured phases),
+// bench_scenarios.go (the four scenarios), bench_floor.go (the trivial responder),
+// bench_insert.go (the one-row INSERT baseline), bench_report.go (statistics, ratios,
+// text and JSON), bench_plot.go (the PNG) and bench_metrics.go (syncd's /metrics).
+
+// Scenario names of --scenario.
+const (
+	scenarioSequential = "sequential"
+	scenarioSpread     = "spread"
+	scenarioHot        = "hot"
+	scenarioGetChanges = "getchanges"
+)
+
+var allScenarios = []string{scenarioSequential, scenarioSpread, scenarioHot, scenarioGetChanges}
+
+// benchConfig is every setting of `syncctl bench`.
+type benchConfig struct {
+	amqpURL   string
+	rabbitAPI string
+	vhost     string
+	trust     bool
+
+	scenarios   []string
+	workspaces  int // spread: devices, each in its own workspace
+	workers     int // spread: workers in all (0: one per workspace); the old --concurrency
+	devices     int // hot: devices of the one user
+	inFlight    int // hot: commits in flight per device
+	commits     int
+	duration    time.Duration // instead of commits when > 0
+	commitItems int
+	items       int // getchanges: items of the workspace
+	fillBatch   int // getchanges: items per commit while filling
+	reads       int // getchanges: calls timed
+	metricsURL  string
+	baselines   bool
+	jsonOut     bool
+	plotFile    string
+}
+
+// defaultBenchConfig is the configuration of a bare `syncctl bench` (broker settings
+// come from the environment in benchCmd).
+func defaultBenchConfig() benchConfig {
+	return benchConfig{vhost: "/", scenarios: []string{scenarioSpread}, workspaces: 16, devices: 2, inFlight: 4,
+		commits: 2000, commitItems: 1, items: 10000, fillBatch: domain.DefaultMaxCommitItems, reads: 20, baselines: true}
+}
+
+// validate checks the configuration; it changes nothing.
+func (c benchConfig) validate() error {
+	var errs []error
+	if len(c.scenarios) == 0 {
+		errs = append(errs, errors.New("--scenario: name at least one of "+strings.Join(allScenarios, ", ")))
+	}
+	for _, s := range c.scenarios {
+		if !slices.Contains(allScenarios, s) {
+			errs = append(errs, fmt.Errorf("--scenario: unknown scenario %q (scenarios: %s)", s, strings.Join(allScenarios, ", ")))
+		}
+	}
+	if c.workspaces < 1 || c.devices < 1 || c.inFlight < 1 || c.workers < 0 {
+		errs = append(errs, errors.New("--workspaces, --devices and --in-flight must be at least 1 (--concurrency at least 0)"))
+	}
+	if c.duration < 0 || (c.duration == 0 && c.commits < 1) {
+		errs = append(errs, errors.New("--commits must be at least 1, or --duration positive"))
+	}
+	if c.commitItems < 1 || c.commitItems > domain.DefaultMaxCommitItems {
+		errs = append(errs, fmt.Errorf("--commit-items must be 1..%d", domain.DefaultMaxCommitItems))
+	}
+	if c.items < 1 || c.reads < 1 {
+		errs = append(errs, errors.New("--items and --reads must be at least 1"))
+	}
+	if c.fillBatch < 1 || c.fillBatch > domain.DefaultMaxCommitItems {
+		errs = append(errs, fmt.Errorf("--fill-batch must be 1..%d (the wire refuses larger commits)", domain.DefaultMaxCommitItems))
+	}
+	if c.plotFile != "" && !strings.HasSuffix(strings.ToLower(c.plotFile), ".png") {
+		errs = append(errs, fmt.Errorf("--plot %q: the file name must end in .png", c.plotFile))
+	}
+	if c.metricsURL != "" && !strings.HasPrefix(c.metricsURL, "http://") && !strings.HasPrefix(c.metricsURL, "https://") {
+		errs = append(errs, fmt.Errorf("--metrics-url %q: not an http(s) URL", c.metricsURL))
+	}
+	return errors.Join(errs...)
+}
+
+// parseScenarios splits a comma list, dropping blanks and repeats.
+func parseScenarios(s string) []string {
+	var out []string
+	for _, name := range strings.Split(s, ",") {
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name != "" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// benchFlagSet holds the flags of one `syncctl bench` command before they become a
+// benchConfig (the scenario list is a string, and two old flags map onto new ones).
+type benchFlagSet struct {
+	cfg       benchConfig
+	scenarios string
+	users     int // old name of --workspaces
+}
+
+// config returns the validated configuration; changed reports the flags given.
+func (f *benchFlagSet) config(changed func(string) bool) (benchConfig, error) {
+	c := f.cfg
+	c.scenarios = parseScenarios(f.scenarios)
+	if changed("users") {
+		if changed("workspaces") {
+			return c, errors.New("--users is the old name of --workspaces: give one of them")
+		}
+		c.workspaces = f.users
+	}
+	if changed("commits") && changed("duration") {
+		return c, errors.New("--commits and --duration are alternatives: give one of them")
+	}
+	if c.duration > 0 {
+		c.commits = 0
+	}
+	return c, c.validate()
+}
 
 func benchCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "Load a running syncd end to end through RabbitMQ: commits/s and commit-to-notification latency, getChanges latency",
-		Long: `bench creates --users users (with broker accounts unless --trust), connects one device per
-user with the Go client library, and runs --concurrency workers that each commit new files
-into their user's personal workspace and wait for the commit's own notifyCommit, until
---commits commits are done. It reports throughput and latency percentiles, then times
---reads getChanges calls. Run it against a scratch database: the users stay.`,
-		Args: cobra.NoArgs,
-		RunE: runBench,
+		Short: "Load a running syncd end to end through RabbitMQ, with baselines measured in the same run",
+		Long:  benchLong,
+		Args:  cobra.NoArgs,
 	}
+	fs := addBenchFlags(c)
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := fs.config(cmd.Flags().Changed)
+		if err != nil {
+			return err
+		}
+		return runBench(cmd, cfg)
+	}
+	return c
+}
+
+const benchLong = `bench drives a running syncd with the Go client library, one scenario after another:
+
+  sequential  1 device, 1 worker, commits of --commit-items new files; a commit is done
+              when its own notifyCommit arrives on the device's event queue
+  spread      --workspaces devices, each in its own user's workspace, one worker each
+  hot         one workspace, --devices devices of its user, --in-flight commits each
+  getchanges  a workspace of --items items (filled in commits of --fill-batch), then
+              --reads getChanges calls timed end to end
+
+Each scenario runs --commits commits (or for --duration). Unless --baselines=false, each
+scenario also measures, in the same run and with the same concurrency, one-row INSERTs
+into a scratch table of the --pg database (each its own transaction, synchronous_commit
+on) and the "floor": an in-process responder on a scratch vhost of the same broker that
+answers every commit at once with a notifyCommit-shaped event (no database, no decision),
+driven through the same client path. It prints server/floor and server/insert ratios.
+With --metrics-url (syncd's /metrics) it reports the server's CPU per commit and, after
+getChanges, its resident memory.
+
+Run it against a scratch database: the users it creates stay (their broker accounts are
+deleted at the end). The management API (--rabbitmq-api) is needed for the broker
+accounts (unless --trust) and for the floor's scratch vhost.`
+
+// addBenchFlags registers the flags of `syncctl bench` on c.
+func addBenchFlags(c *cobra.Command) *benchFlagSet {
 	amqpDefault := os.Getenv("SYNCD_AMQP_URL")
 	if amqpDefault == "" {
 		amqpDefault = "amqp://guest:guest@127.0.0.1:5672/"
@@ -44,201 +186,88 @@ into their user's personal workspace and wait for the commit's own notifyCommit,
 	if api == "" {
 		api = "http://guest:guest@127.0.0.1:15672"
 	}
-	f := c.Flags()
-	f.StringVar(&benchFlags.amqpURL, "amqp", amqpDefault, "broker URL (its host and vhost are used; with --trust also its login)")
-	f.StringVar(&benchFlags.rabbitAPI, "rabbitmq-api", api, "management API with administrator credentials, to create the users' broker accounts")
-	f.StringVar(&benchFlags.vhost, "vhost", "/", "the vhost syncd serves")
-	f.BoolVar(&benchFlags.trust, "trust", false, "the server runs with -auth trust: connect with --amqp's login, no user_id")
-	f.IntVar(&benchFlags.users, "users", 4, "users (one device each)")
-	f.IntVar(&benchFlags.concurrency, "concurrency", 16, "workers committing at once")
-	f.IntVar(&benchFlags.commits, "commits", 2000, "commits in all")
-	f.IntVar(&benchFlags.items, "items", 1, "new files per commit")
-	f.IntVar(&benchFlags.reads, "reads", 200, "getChanges calls timed after the commits")
-	return c
+	fs := &benchFlagSet{cfg: defaultBenchConfig()}
+	f, b := c.Flags(), &fs.cfg
+	f.StringVar(&b.amqpURL, "amqp", amqpDefault, "broker URL (its host and vhost are used; with --trust also its login; the floor uses its login)")
+	f.StringVar(&b.rabbitAPI, "rabbitmq-api", api, "management API with administrator credentials: users' broker accounts, the floor's scratch vhost")
+	f.StringVar(&b.vhost, "vhost", b.vhost, "the vhost syncd serves")
+	f.BoolVar(&b.trust, "trust", false, "the server runs with -auth trust: connect with --amqp's login, no user_id")
+	f.StringVar(&fs.scenarios, "scenario", strings.Join(b.scenarios, ","), "comma list of scenarios: "+strings.Join(allScenarios, ", "))
+	f.IntVar(&b.workspaces, "workspaces", b.workspaces, "spread: devices, each in its own workspace")
+	f.IntVar(&b.devices, "devices", b.devices, "hot: devices of the workspace's user")
+	f.IntVar(&b.inFlight, "in-flight", b.inFlight, "hot: commits each device keeps in flight")
+	f.IntVar(&b.commits, "commits", b.commits, "commits per scenario and baseline")
+	f.DurationVar(&b.duration, "duration", 0, "run each scenario and baseline this long instead of --commits")
+	f.IntVar(&b.commitItems, "commit-items", b.commitItems, "new files per commit")
+	f.IntVar(&b.items, "items", b.items, "getchanges: items of the workspace")
+	f.IntVar(&b.fillBatch, "fill-batch", b.fillBatch, "getchanges: items per commit while filling the workspace (halved while the server refuses a commit as too large)")
+	f.IntVar(&b.reads, "reads", b.reads, "getchanges: getChanges calls timed")
+	f.StringVar(&b.metricsURL, "metrics-url", "", "syncd's /metrics (e.g. http://127.0.0.1:9464/metrics): CPU per commit, resident memory")
+	f.BoolVar(&b.baselines, "baselines", true, "measure the INSERT and floor baselines in the same run")
+	f.BoolVar(&b.jsonOut, "json", false, "print one JSON document instead of text")
+	f.StringVar(&b.plotFile, "plot", "", "draw throughput and latency percentiles per scenario into this PNG file")
+	// The flags of the first bench, mapped: --users N is --workspaces N; --concurrency C
+	// runs spread with C workers over the workspaces.
+	f.IntVar(&fs.users, "users", 0, "old name of --workspaces")
+	f.IntVar(&b.workers, "concurrency", 0, "spread: workers in all, over the workspaces (0: one per workspace)")
+	_ = f.MarkDeprecated("users", "use --workspaces")
+	return fs
 }
 
-type benchUser struct {
-	id        uuid.UUID
-	workspace uuid.UUID
-	cl        *client.Client
-}
-
-func runBench(cmd *cobra.Command, _ []string) error {
+// runBench runs the scenarios one after another and reports them.
+func runBench(cmd *cobra.Command, cfg benchConfig) error {
 	ctx := cmd.Context()
-	bf := benchFlags
-	if bf.users < 1 || bf.concurrency < 1 || bf.commits < 1 || bf.items < 1 || bf.items > 10000 {
-		return errors.New("--users, --concurrency, --commits must be >= 1 and --items 1..10000")
-	}
-	users, err := benchSetup(ctx, bf)
+	out := cmd.OutOrStdout()
+	env, err := openBenchEnv(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, u := range users {
-			u.cl.Close()
+	defer env.close()
+	rep := benchReport{Started: time.Now().UTC(), Load: loadAverage(), CPUs: runtime.NumCPU(), Config: reportConfig(cfg)}
+	if !cfg.jsonOut {
+		fmt.Fprintf(out, "bench %s (load average %s, %d CPUs)\n", strings.Join(cfg.scenarios, ","), rep.Load, rep.CPUs)
+	}
+	var failed int64
+	var errs []string
+	for _, name := range cfg.scenarios {
+		if ctx.Err() != nil {
+			break
 		}
-	}()
-
-	fmt.Printf("committing: %d commits of %d item(s), %d workers, %d users\n", bf.commits, bf.items, bf.concurrency, bf.users)
-	var next atomic.Int64
-	latencies := make([]time.Duration, bf.commits)
-	var failed atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range bf.concurrency {
-		u := users[w%len(users)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(bf.commits) || ctx.Err() != nil {
-					return
-				}
-				items := make([]domain.ItemMetadata, bf.items)
-				for k := range items {
-					temp := -(i*int64(bf.items) + int64(k) + 1)
-					items[k] = domain.ItemMetadata{TempID: &temp, Version: 1, Status: domain.StatusNew,
-						ModifiedAt: time.Now().UTC(), Filename: fmt.Sprintf("bench-%d-%d.bin", i, k), Mimetype: "application/octet-stream",
-						Size: 1024, Checksum: i, Chunks: []string{fmt.Sprintf("chk-%d-%d", i, k)}}
-				}
-				t0 := time.Now()
-				n, err := u.cl.CommitAndWait(ctx, &client.CommitRequest{WorkspaceID: u.workspace, Items: items})
-				latencies[i] = time.Since(t0)
-				if err == nil && !n.Items[0].CommitSucceed {
-					err = fmt.Errorf("item refused: %s", n.Items[0].Reason)
-				}
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	done := min(next.Load(), int64(bf.commits))
-	fmt.Printf("  %d commits in %v: %.0f commits/s, %.0f items/s; failed %d\n", done, elapsed.Round(time.Millisecond),
-		float64(done)/elapsed.Seconds(), float64(done*int64(bf.items))/elapsed.Seconds(), failed.Load())
-	printLatencies("  commit → own notifyCommit", latencies[:done])
-	if firstErr != nil {
-		fmt.Printf("  first error: %v\n", firstErr)
-	}
-
-	if bf.reads > 0 {
-		u := users[0]
-		lat := make([]time.Duration, bf.reads)
-		var n int
-		for i := range bf.reads {
-			t0 := time.Now()
-			items, err := u.cl.GetChanges(ctx, u.workspace)
-			lat[i] = time.Since(t0)
-			if err != nil {
-				return fmt.Errorf("getChanges: %w", err)
-			}
-			n = len(items)
+		// A scenario that fails is reported with what it measured; the next one runs.
+		res, err := env.runScenario(ctx, name)
+		if err != nil {
+			res.Error = err.Error()
+			errs = append(errs, fmt.Sprintf("scenario %s: %v", name, err))
 		}
-		printLatencies(fmt.Sprintf("  getChanges (%d items)", n), lat)
+		res.Ratios = ratiosOf(res)
+		failed += res.Server.Failed
+		rep.Scenarios = append(rep.Scenarios, res)
+		if !cfg.jsonOut {
+			printScenario(out, res)
+		}
 	}
-	if failed.Load() > 0 {
-		return &exitError{code: 1, msg: fmt.Sprintf("bench: %d commits failed", failed.Load())}
+	if cfg.jsonOut {
+		e := json.NewEncoder(out)
+		e.SetIndent("", "  ")
+		if err := e.Encode(rep); err != nil {
+			return fmt.Errorf("bench: write JSON: %w", err)
+		}
+	}
+	if cfg.plotFile != "" {
+		if err := drawPlot(cfg.plotFile, rep); err != nil {
+			return err
+		}
+		if !cfg.jsonOut {
+			fmt.Fprintf(out, "plot written to %s\n", cfg.plotFile)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench: %s", strings.Join(errs, "; "))
+	}
+	if failed > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("bench: %d server operations failed", failed)}
 	}
 	return ctx.Err()
-}
-
-type benchConfig = struct {
-	amqpURL     string
-	rabbitAPI   string
-	vhost       string
-	trust       bool
-	users       int
-	concurrency int
-	commits     int
-	items       int
-	reads       int
-}
-
-// benchSetup creates the users and connects their devices.
-func benchSetup(ctx context.Context, bf benchConfig) ([]benchUser, error) {
-	a, err := openAdmin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer a.close()
-	var admin *rabbitadmin.Client
-	if !bf.trust {
-		if admin, err = rabbitadmin.New(bf.rabbitAPI, bf.vhost); err != nil {
-			return nil, err
-		}
-	}
-	base, err := url.Parse(bf.amqpURL)
-	if err != nil {
-		return nil, fmt.Errorf("--amqp: %w", err)
-	}
-	run := uuid.NewString()[:8]
-	var users []benchUser
-	for i := range bf.users {
-		id, ws, err := a.svc.CreateUser(ctx, service.NewUser{Name: fmt.Sprintf("bench-%s-%d", run, i),
-			Email: fmt.Sprintf("bench-%s-%d@example.invalid", run, i)})
-		if err != nil {
-			return nil, err
-		}
-		u := *base
-		cfg := client.Config{UserID: id, DeviceName: fmt.Sprintf("bench-%d", i), Timeout: 30 * time.Second, Logger: logger()}
-		if admin != nil {
-			pw, err := rabbitadmin.NewPassword()
-			if err != nil {
-				return nil, err
-			}
-			if err := admin.PutUser(ctx, id, pw); err != nil {
-				return nil, err
-			}
-			u.User = url.UserPassword(id.String(), pw)
-		} else {
-			cfg.SharedLogin = true
-		}
-		cfg.URL = u.String()
-		cl, err := client.Dial(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("connect user %s: %w", id, err)
-		}
-		users = append(users, benchUser{id: id, workspace: ws, cl: cl})
-	}
-	// Accounts reach the read models asynchronously: wait until each user sees a workspace.
-	for _, u := range users {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			_, err := u.cl.GetWorkspaces(ctx)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, protocol.ErrNoWorkspaces) || time.Now().After(deadline) {
-				return nil, fmt.Errorf("user %s: getWorkspaces: %w", u.id, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if _, err := u.cl.UpdateDevice(ctx, nil); err != nil {
-			return nil, fmt.Errorf("user %s: register: %w", u.id, err)
-		}
-		if err := u.cl.Subscribe(client.SubscribeOptions{Handler: func(client.Update) {}}); err != nil {
-			return nil, fmt.Errorf("user %s: subscribe: %w", u.id, err)
-		}
-	}
-	return users, nil
-}
-
-func printLatencies(what string, ds []time.Duration) {
-	if len(ds) == 0 {
-		return
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	q := func(p float64) time.Duration {
-		return s[min(len(s)-1, int(p*float64(len(s))))].Round(10 * time.Microsecond)
-	}
-	fmt.Printf("%s: p50 %v  p95 %v  p99 %v  max %v\n", what, q(0.50), q(0.95), q(0.99), s[len(s)-1].Round(10*time.Microsecond))
 }
 
 func init() { rootCmd.AddCommand(benchCmd()) }

@@ -40,6 +40,8 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	shutdownGrace   time.Duration
+	// pprof mounts net/http/pprof under /debug/pprof/ on the HTTP listener (-http).
+	pprof bool
 
 	maxInFlightBytes int
 	maxReplyBytes    int
@@ -125,6 +127,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	num(&c.pageBytes, "page-bytes", "SYNCD_PAGE_BYTES", projections.DefaultPageBytes, "a getChangesSince page ends at the first whole version past this many bytes")
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
+	boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
 	num(&c.limits.MaxDevicesPerUser, "max-devices", "SYNCD_MAX_DEVICES", domain.DefaultMaxDevicesPerUser, "devices registered to one user at a time")
 	num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")
@@ -185,6 +188,9 @@ func (c config) validate() error {
 	}
 	if _, err := parseLevel(c.logLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.pprof && c.httpAddr == "" {
+		errs = append(errs, errors.New("-pprof needs -http (the profiles are served on its listener)"))
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format must be text or json, not %q", c.logFormat))

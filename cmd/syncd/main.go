@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -275,7 +276,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		})
 	}
 	if cfg.httpAddr != "" {
-		hs := &http.Server{Addr: cfg.httpAddr, Handler: httpHandler(reg, ready), ReadHeaderTimeout: 5 * time.Second}
+		hs := &http.Server{Addr: cfg.httpAddr, Handler: httpHandler(reg, ready, cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			l, err := net.Listen("tcp", cfg.httpAddr)
 			if err != nil {
@@ -296,7 +297,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		})
 	}
 	log.Info("syncd started", "roles", cfg.roles, "auth", cfg.auth, "database", redact(cfg.pgDSN), "broker", redact(cfg.amqpURL),
-		"http", cfg.httpAddr, "request_queue", cfg.requestQueue)
+		"http", cfg.httpAddr, "pprof", cfg.pprof, "request_queue", cfg.requestQueue)
 	fmt.Fprintf(os.Stderr, "\nsyncd is running. Next steps:\n"+
 		"  add a user (prints their id, personal workspace and broker credentials):\n"+
 		"    go run ./cmd/syncctl user add --name Alice --email alice@example.com\n"+
@@ -366,8 +367,18 @@ func redact(s string) string {
 	return u.String()
 }
 
-func httpHandler(reg *prometheus.Registry, ready []func(context.Context) error) http.Handler {
+// httpHandler serves /healthz, /readyz and /metrics, and with withPprof the profiles of
+// net/http/pprof under /debug/pprof/ (the index lists them: heap, goroutine, allocs,
+// block, mutex; /debug/pprof/profile is a CPU profile, /debug/pprof/trace a trace).
+func httpHandler(reg *prometheus.Registry, ready []func(context.Context) error, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -18,7 +18,7 @@ func TestReadyzNamesTheFailingCheck(t *testing.T) {
 	h := httpHandler(prometheus.NewRegistry(), []func(context.Context) error{
 		func(context.Context) error { return nil },
 		func(context.Context) error { return stuck },
-	})
+	}, false)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "projector workspaces stuck") {

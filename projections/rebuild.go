@@ -39,6 +39,11 @@ type RebuildConfig struct {
 	SwapAttempts int
 	// Progress, if set, is called after every applied batch.
 	Progress func(Progress)
+	// InlineAfter, set when appends write the read models themselves (the PostgreSQL
+	// store's inline hook: pass postgres.ReadInlineAfter), reads in Verify's comparison
+	// snapshot the inline events after a position: the live tables hold them before
+	// the projector's checkpoint passes them, so Verify applies them to its rebuild too.
+	InlineAfter func(ctx context.Context, tx pgx.Tx, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error)
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -443,6 +448,27 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 	return cp, nil
 }
 
+// applyInlineAfter applies to the scratch tables, in tx (the comparison's snapshot), the
+// model's inline events after pos that the snapshot sees: what the live tables hold
+// beyond their checkpoint. The writes go no further than tx, which is rolled back.
+func applyInlineAfter(ctx context.Context, tx pgx.Tx, cfg RebuildConfig, m *Model, scratch string, pos eventstore.Position) error {
+	for {
+		evs, err := cfg.InlineAfter(ctx, tx, pos, cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		b := &pgx.Batch{}
+		m.queue(b, scratch, prepare(m, evs).ds, true) // scratch has no unique indexes
+		if err := sendBatch(ctx, tx, b); err != nil {
+			return fmt.Errorf("apply inline events after %s: %w", pos, err)
+		}
+		pos = evs[len(evs)-1].Position
+	}
+}
+
 // Diff is one row that differs between the live model and its rebuild. Live or Rebuilt
 // is empty when the row is missing on that side.
 type Diff struct {
@@ -511,7 +537,7 @@ func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) 
 		if err != nil {
 			return VerifyResult{}, err
 		}
-		res, same, err := compareAt(ctx, cfg.Pool, m, live, scratch, cp.Position, attempt > 3, maxDiffs)
+		res, same, err := compareAt(ctx, cfg, m, live, scratch, cp.Position, attempt > 3, maxDiffs)
 		if err != nil {
 			return VerifyResult{}, err
 		}
@@ -527,9 +553,9 @@ func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) 
 
 // compareAt compares live and scratch in one snapshot if the live checkpoint is at
 // pos in it; same is false when it moved on.
-func compareAt(ctx context.Context, pool *pgxpool.Pool, m *Model, live, scratch string, pos eventstore.Position,
+func compareAt(ctx context.Context, cfg RebuildConfig, m *Model, live, scratch string, pos eventstore.Position,
 	hold bool, maxDiffs int) (res VerifyResult, same bool, err error) {
-	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	tx, err := cfg.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
 		return VerifyResult{}, false, fmt.Errorf("verify %s: begin: %w", m.name, err)
 	}
@@ -546,6 +572,11 @@ func compareAt(ctx context.Context, pool *pgxpool.Pool, m *Model, live, scratch 
 	}
 	if liveCP.Position != pos {
 		return VerifyResult{}, false, nil
+	}
+	if cfg.InlineAfter != nil {
+		if err := applyInlineAfter(ctx, tx, cfg, m, scratch, pos); err != nil {
+			return VerifyResult{}, false, fmt.Errorf("verify %s: %w", m.name, err)
+		}
 	}
 	res.Position = pos
 	for _, t := range m.tables {

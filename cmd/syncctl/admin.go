@@ -36,7 +36,9 @@ type adminEnv struct {
 // Lists come from the read models, which syncd's projectors keep up to date.
 func openAdmin(ctx context.Context) (*adminEnv, error) {
 	log := logger()
-	store, err := postgres.Open(ctx, postgres.Config{DSN: globals.pgDSN, Logger: log})
+	// Appends write the read models inline, as syncd's do (the tables are migrated
+	// below, before anything is appended): what syncctl changes is readable at once.
+	store, err := postgres.Open(ctx, postgres.Config{DSN: globals.pgDSN, Logger: log, Inline: projections.Inline})
 	if err != nil {
 		return nil, fmt.Errorf("open event store: %w", err)
 	}

@@ -90,12 +90,45 @@ func (s *Store) readAll(ctx context.Context, from eventstore.Position, limit int
 	return s.query(ctx, readAllSQL, from.Commit, int64(from.Prepare), limit)
 }
 
+// readInlineSQL reads the inline events after ($1, $2) that the caller's snapshot sees,
+// with no horizon: see ReadInlineAfter.
+const readInlineSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at, inline
+FROM es_events
+WHERE (tx_id, global_pos) > ($1::xid8, $2::bigint) AND inline
+ORDER BY tx_id, global_pos LIMIT $3`
+
+// ReadInlineAfter reads, in the caller's transaction tx on the store's database, at most
+// limit events appended with Config.Inline after from, in global order, as tx's snapshot
+// sees them: with no horizon, so it is no reader of the global order (a later commit may
+// still take a place before the last one read). It tells a comparison made in that same
+// snapshot what the inline appends put into the read models beyond a projector's
+// checkpoint (projections.Verify).
+func ReadInlineAfter(ctx context.Context, tx pgx.Tx, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error) {
+	if from.Prepare > math.MaxInt64 {
+		return nil, fmt.Errorf("read inline events after %s: position out of range", from)
+	}
+	rows, err := tx.Query(ctx, readInlineSQL, from.Commit, int64(from.Prepare), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read inline events after %s: %w", from, err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read inline events after %s: %w", from, err)
+	}
+	return evs, nil
+}
+
 // query runs a read returning event rows.
 func (s *Store) query(ctx context.Context, sql string, args ...any) ([]eventstore.RecordedEvent, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
+	return scanEvents(rows)
+}
+
+// scanEvents reads event rows (the columns of readAllSQL).
+func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
 	var out []eventstore.RecordedEvent
 	var (
 		globalPos, streamPos int64
@@ -106,7 +139,7 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]eventstor
 		at                   time.Time
 		inline               bool
 	)
-	_, err = pgx.ForEachRow(rows, []any{&globalPos, &txID, &stream, &streamPos, &id, &typ, &data, &meta, &at, &inline}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&globalPos, &txID, &stream, &streamPos, &id, &typ, &data, &meta, &at, &inline}, func() error {
 		out = append(out, eventstore.RecordedEvent{
 			ID:            id,
 			Stream:        stream,

@@ -30,9 +30,13 @@ var followerCheckpoints = map[string]string{
 // delivered by none of them (each has first reached the events before the held one: the
 // positive control); once the held append commits, it is notified first and every
 // follower moves past both.
+//
+// The followers are what this test is about: syncd runs without the inline read models
+// and direct publishing, which would make the later commit readable and notified at
+// once, rightly (it is durable), without asking any follower.
 func TestFollowersNeverSkipAHeldAppend(t *testing.T) {
 	s := newServices(t)
-	startSyncd(t, s)
+	startSyncd(t, s, "-inline-projection=false", "-direct-publish=false")
 	a := addUser(t, s, "Follower")
 	other := sharedWorkspace(t, s, a, "Other")
 	d := dialRaw(t, userURL(t, s, a), a.id)
@@ -69,7 +73,9 @@ func TestFollowersNeverSkipAHeldAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	// A cleanup, not a defer: Close waits for the held append's connection, which the
+	// cleanup registered below releases first (cleanups run last in, first out).
+	t.Cleanup(func() { st.Close() })
 	stream := domain.WorkspaceStream(a.workspace)
 	recs, err := st.ReadStream(ctx, stream, 1, 1000)
 	if err != nil || len(recs) == 0 {

@@ -229,7 +229,13 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 	if out.err != nil {
 		e = wire.ErrorOf(out.err)
 	}
-	body, err := wire.EncodeResponse(out.id, out.result, e)
+	var body []byte
+	var err error
+	if raw, ok := out.result.(rawResult); ok && e == nil {
+		body = wire.EncodeRawResponse(out.id, raw)
+	} else {
+		body, err = wire.EncodeResponse(out.id, out.result, e)
+	}
 	if err != nil {
 		s.log.Error("encode reply", "method", out.method, "err", err)
 		out.err = err
@@ -437,12 +443,16 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 	if _, err := s.identify(d, r.UserID, true); err != nil {
 		return nil, err
 	}
-	items, err := s.svc.Changes(ctx, r.UserID, r.WorkspaceID)
+	body, err := s.svc.EncodedChanges(ctx, r.UserID, r.WorkspaceID, wire.AppendItem, s.changes)
 	if err != nil {
 		return nil, err
 	}
-	return wire.FromItems(items), nil
+	return rawResult(body), nil
 }
+
+// rawResult is a result already encoded as JSON (getChanges): encodeReply puts it in the
+// envelope as it is.
+type rawResult []byte
 
 func (s *Server) getChangesSince(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
 	r, err := wire.ParseGetChangesSince(req.Params)

@@ -200,6 +200,26 @@ func TestEncodeReplyBounds(t *testing.T) {
 	if wire.CodeOf(out.err) != wire.CodeResultTooLarge || len(body) > cfg.MaxReplyBytes || !strings.Contains(string(body), "ResultTooLarge") {
 		t.Fatalf("a reply over MaxReplyBytes: %v %s", out.err, body)
 	}
+	// An already encoded result (getChanges) is held to the same bounds.
+	raw := rawResult(`["` + big + big + `"]`)
+	out = outcome{method: "getChanges", id: "4", result: raw}
+	body = s.encodeReply(context.Background(), &out)
+	if wire.CodeOf(out.err) != wire.CodeResultTooLarge || len(body) > cfg.MaxReplyBytes {
+		t.Fatalf("an encoded reply over MaxReplyBytes: %v %s", out.err, body)
+	}
+	res, err = pool.Acquire(context.Background(), 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = budget.NewContext(context.Background(), res)
+	out = outcome{method: "getChanges", id: "5", result: raw[:1500]}
+	if body = s.encodeReply(ctx, &out); wire.CodeOf(out.err) != wire.CodeBusy || mets.n[BusyInFlightBytes] != 2 {
+		t.Fatalf("an encoded reply without room: %v %s", out.err, body)
+	}
+	out = outcome{method: "getChanges", id: "6", result: rawResult(`["` + big[:500] + `"]`)}
+	if body = s.encodeReply(ctx, &out); out.err != nil || string(body) != `{"result":["`+big[:500]+`"],"id":"6","idOmq":"ISyncService"}` {
+		t.Fatalf("an encoded reply with room: %v %s", out.err, body)
+	}
 }
 
 // With the server's bytes exhausted, a read's reply is Busy (nothing was done), but a

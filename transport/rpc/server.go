@@ -36,7 +36,9 @@ type Service interface {
 	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (protocol.Account, error) // caller nil = trust mode: any e-mail
 	UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error)
 	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
-	Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error)
+	// EncodedChanges answers getChanges as the array of the items enc renders, kept in
+	// cache (may be nil) by workspace version.
+	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder, cache *service.ChangesCache) ([]byte, error)
 	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
@@ -60,9 +62,10 @@ type Server struct {
 
 	consuming atomic.Bool // a session is consuming the request queue
 
-	bytes   *budget.Pool // MaxInFlightBytes
-	users   *userLimiter // PerUserInFlight
-	replays *replayGate  // ReplayWindow
+	bytes   *budget.Pool          // MaxInFlightBytes
+	users   *userLimiter          // PerUserInFlight
+	replays *replayGate           // ReplayWindow
+	changes *service.ChangesCache // ChangesCacheBytes; nil: none
 }
 
 // Consuming reports whether the server is consuming its request queue now (for
@@ -80,7 +83,7 @@ func NewServer(cfg Config, svc Service) (*Server, error) {
 	}
 	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "rpc"),
 		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight, cfg.PerUserQueued, cfg.QueuedTotal, cfg.PerUserBytes),
-		replays: newReplayGate(cfg.ReplayWindow, cfg.ReplayBytes)}, nil
+		replays: newReplayGate(cfg.ReplayWindow, cfg.ReplayBytes), changes: service.NewChangesCache(cfg.ChangesCacheBytes)}, nil
 }
 
 // Run serves until ctx ends or Close is called, reconnecting after a broker loss and

@@ -208,12 +208,12 @@ func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.Wo
 	return s.svc.Workspaces(ctx, user)
 }
 
-// Changes implements rpc.Service.
-func (s *Service) Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error) {
+// EncodedChanges implements rpc.Service.
+func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder, cache *service.ChangesCache) ([]byte, error) {
 	if err := s.enter(ctx, Call{Method: "Changes", User: user}); err != nil {
 		return nil, err
 	}
-	return s.svc.Changes(ctx, user, ws)
+	return s.svc.EncodedChanges(ctx, user, ws, enc, cache)
 }
 
 // ChangesSince implements rpc.Service.

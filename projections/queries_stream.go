@@ -49,17 +49,65 @@ const changesSelect = `SELECT item_id, version, device_id, parent_id, parent_ver
 // encodedItem is where one item's encoding lies in the arena of EncodedChanges.
 type encodedItem struct {
 	id, parent int64 // parent: -1 none (item ids are positive)
-	start, end int
+	block      int32
+	start, end int32 // the item's bytes; every item but the first has a comma before start
 }
+
+// Blocks of the arena: the first is small (most workspaces are), each next one twice
+// the last, up to arenaMaxBlock. An item is never split: one that does not fit in what
+// is left of a block starts the next (one larger than a block grows it).
+const (
+	arenaMinBlock = 4 << 10
+	arenaMaxBlock = 1 << 20
+)
+
+// arena holds the encoded items as they are rendered, in blocks that are never copied
+// to grow (a growing single buffer would copy the answer several times over), in item
+// id order, separated by commas.
+type arena struct {
+	blocks [][]byte
+	items  int
+}
+
+// add renders an item with enc into the arena (after a comma, but the first) and
+// returns where it lies.
+func (a *arena) add(enc ItemEncoder, md *domain.ItemMetadata) (block, start, end int32) {
+	n := len(a.blocks)
+	if n == 0 || cap(a.blocks[n-1])-len(a.blocks[n-1]) < arenaMinBlock/2 {
+		size := arenaMinBlock
+		if n > 0 {
+			size = min(2*cap(a.blocks[n-1]), arenaMaxBlock)
+		}
+		a.blocks = append(a.blocks, make([]byte, 0, size))
+		n++
+	}
+	b := a.blocks[n-1]
+	if a.items > 0 {
+		b = append(b, ',')
+	}
+	a.items++
+	s := len(b)
+	b = enc(b, md)
+	a.blocks[n-1] = b
+	return int32(n - 1), int32(s), int32(len(b))
+}
+
+// The pieces of an answer that are not in its arena.
+var (
+	openBracket  = []byte{'['}
+	closeBracket = []byte{']'}
+	comma        = []byte{','}
+)
 
 // EncodedChanges answers what Changes answers, as the JSON array of the items rendered
 // by enc (parents first, as Changes orders them), with the stamp (ChangesStamp) it was
-// read at, from one snapshot. Each row is rendered as it arrives, into one growing
-// buffer: no item is held as a struct. It stops with protocol.ErrResultTooLarge as soon
-// as the estimated size passes MaxResultBytes, and grows the request's memory
-// reservation as Changes does.
-func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (body []byte, version, tag int64, err error) {
-	var arena []byte
+// read at, from one snapshot. The array is the concatenation of pieces, which share
+// the buffers the rows were rendered into as they arrived: no item is held as a
+// struct, and nothing is copied (the reply is the one copy). It stops with
+// protocol.ErrResultTooLarge as soon as the estimated size passes MaxResultBytes, and
+// grows the request's memory reservation as Changes does.
+func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error) {
+	var a arena
 	var index []encodedItem
 	sz := newSizer(ctx, q.MaxResultBytes)
 	err = q.readTx(ctx, func(tx pgx.Tx) error {
@@ -69,7 +117,6 @@ func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEnco
 			}
 			return err
 		}
-		arena = append(arena, '[')
 		var dec rowDecoder
 		dec.md.WorkspaceID = ws
 		for after := int64(0); ; {
@@ -78,7 +125,7 @@ func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEnco
 				return err
 			}
 			n := len(index)
-			if arena, index, err = dec.encodeRows(rows, enc, sz, arena, index); err != nil {
+			if index, err = dec.encodeRows(rows, enc, sz, &a, index); err != nil {
 				return err
 			}
 			if len(index)-n < readChunk {
@@ -90,68 +137,75 @@ func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEnco
 	if err != nil {
 		return nil, 0, 0, tooLarge(fmt.Errorf("changes of workspace %s: %w", ws, err))
 	}
-	return treeOrderEncoded(arena, index), version, tag, nil
+	return a.treeOrdered(index), version, tag, nil
 }
 
-// encodeRows renders the rows of one changesSelect query into arena, each after a
-// comma but the first, and records where each lies.
-func (d *rowDecoder) encodeRows(rows pgx.Rows, enc ItemEncoder, sz *sizer, arena []byte,
-	index []encodedItem) ([]byte, []encodedItem, error) {
+// encodeRows renders the rows of one changesSelect query into a and records where
+// each lies.
+func (d *rowDecoder) encodeRows(rows pgx.Rows, enc ItemEncoder, sz *sizer, a *arena, index []encodedItem) ([]encodedItem, error) {
 	defer rows.Close()
 	for rows.Next() {
 		if err := d.decode(rows); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := sz.add(&d.md); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		if len(index) > 0 {
-			arena = append(arena, ',')
-		}
-		e := encodedItem{id: int64(*d.md.ID), parent: -1, start: len(arena)}
+		e := encodedItem{id: int64(*d.md.ID), parent: -1}
 		if d.md.ParentID != nil {
 			e.parent = int64(*d.md.ParentID)
 		}
-		arena = enc(arena, &d.md)
-		e.end = len(arena)
+		e.block, e.start, e.end = a.add(enc, &d.md)
 		index = append(index, e)
 	}
-	return arena, index, rows.Err()
+	return index, rows.Err()
 }
 
-// treeOrderEncoded returns the JSON array of the items of arena (whose entries, in
-// item id order, index holds) in the order treeOrder gives: depth first from the roots,
-// siblings by id, items on a parent cycle last by id. When that order is the id order
-// (the usual case: a parent is created before its children) arena is the answer; else
-// the items are copied once, in order, into a new buffer of the same size.
-func treeOrderEncoded(arena []byte, index []encodedItem) []byte {
-	order := encodedTreeOrder(index)
-	identity := true
-	for i, k := range order {
-		if int(k) != i {
-			identity = false
-			break
+// treeOrdered returns the pieces of the JSON array of the items of the arena (whose
+// entries, in item id order, index holds) in the order treeOrder gives: depth first
+// from the roots, siblings by id, items on a parent cycle last by id. Items that
+// follow each other in the arena and in that order (all of them, when the order is
+// the id order: a parent is usually made before its children) are one piece.
+func (a *arena) treeOrdered(index []encodedItem) [][]byte {
+	pieces := [][]byte{openBracket}
+	var cur []byte // the piece being extended
+	prev := int32(-1)
+	for i, k := range encodedTreeOrder(index) {
+		e := index[k]
+		switch {
+		case i > 0 && k == prev+1 && e.block == index[prev].block:
+			cur = cur[:len(cur)+int(e.end-index[prev].end)] // its comma and bytes follow
+		default:
+			if cur != nil {
+				pieces = append(pieces, slices.Clip(cur))
+			}
+			start := e.start
+			switch {
+			case i > 0 && k > 0:
+				start-- // with the comma before it
+			case i > 0:
+				pieces = append(pieces, comma) // the first by id has none
+			}
+			cur = a.blocks[e.block][start:e.end]
 		}
+		prev = k
 	}
-	if identity {
-		return append(arena, ']')
+	if cur != nil {
+		pieces = append(pieces, slices.Clip(cur))
 	}
-	out := make([]byte, 0, len(arena)+1)
-	out = append(out, '[')
-	for i, k := range order {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, arena[index[k].start:index[k].end]...)
-	}
-	return append(out, ']')
+	return append(pieces, closeBracket)
 }
 
 // encodedTreeOrder is treeOrder over index (sorted by id): the positions of its items,
 // parents before children.
 func encodedTreeOrder(index []encodedItem) []int32 {
 	n := len(index)
+	lastParent, lastPos := int64(-1), -1 // siblings come together: one search for them all
 	pos := func(id int64) int {
+		if id == lastParent {
+			return lastPos
+		}
+		lastParent = id
 		i, ok := slices.BinarySearchFunc(index, id, func(e encodedItem, id int64) int {
 			switch {
 			case e.id < id:
@@ -161,10 +215,11 @@ func encodedTreeOrder(index []encodedItem) []int32 {
 			}
 			return 0
 		})
+		lastPos = i
 		if !ok {
-			return -1
+			lastPos = -1
 		}
-		return i
+		return lastPos
 	}
 	// Children of each item, in id order, as one flat list (kids[first[p]:first[p+1]]).
 	parentPos := make([]int32, n)

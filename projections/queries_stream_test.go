@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -67,10 +71,11 @@ func TestEncodedChangesEqualsTheOldEncoding(t *testing.T) {
 	workspaces = append(workspaces, g.ws...)
 	for _, w := range workspaces {
 		want, wantV := oldEncoding(t, e.q, w.id)
-		got, v, tag, err := e.q.EncodedChanges(ctx, w.id, wire.AppendItem)
+		pieces, v, tag, err := e.q.EncodedChanges(ctx, w.id, wire.AppendItem)
 		if err != nil {
 			t.Fatal(err)
 		}
+		got := bytes.Join(pieces, nil)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("workspace %s: streamed body\n%s\nwant\n%s", w.id, got, want)
 		}
@@ -125,44 +130,75 @@ func TestEncodedChangesKeepsTheLimits(t *testing.T) {
 }
 
 // TestEncodedTreeOrder checks the order of the streamed answer against treeOrder on
-// hand-made shapes: a parent after its children, a missing parent, a cycle and its
-// descendants.
+// hand-made shapes (a parent after its children, a missing parent, a cycle and its
+// descendants, the first item by id placed later) and on random trees spanning many
+// arena blocks, and that the pieces make the items in that order, comma-separated.
 func TestEncodedTreeOrder(t *testing.T) {
-	for _, tc := range []struct {
+	type shape struct {
 		name    string
-		parents map[int64]int64 // id -> parent (absent: root); ids are taken in order
-	}{
-		{"flat", map[int64]int64{}},
-		{"parent after children", map[int64]int64{1: 5, 2: 5, 3: 2, 4: 9}},
-		{"missing parent", map[int64]int64{2: 100, 3: 2}},
-		{"cycle with descendants", map[int64]int64{1: 2, 2: 1, 3: 1, 5: 4}},
-		{"self parent", map[int64]int64{3: 3, 4: 3}},
-	} {
+		n       int
+		parents map[int64]int64 // id -> parent (absent: root); ids 1..n
+	}
+	shapes := []shape{
+		{"flat", 6, map[int64]int64{}},
+		{"parent after children", 6, map[int64]int64{1: 5, 2: 5, 3: 2, 4: 9}},
+		{"missing parent", 6, map[int64]int64{2: 100, 3: 2}},
+		{"cycle with descendants", 6, map[int64]int64{1: 2, 2: 1, 3: 1, 5: 4}},
+		{"self parent", 6, map[int64]int64{3: 3, 4: 3}},
+		{"first by id moved last", 6, map[int64]int64{1: 6}},
+		{"empty", 0, nil},
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 4 {
+		sh := shape{fmt.Sprintf("random %d", i), 2000, map[int64]int64{}}
+		for id := int64(1); id <= int64(sh.n); id++ {
+			if rng.IntN(4) > 0 {
+				sh.parents[id] = 1 + rng.Int64N(int64(sh.n)) // cycles too
+			}
+		}
+		shapes = append(shapes, sh)
+	}
+	enc := func(dst []byte, md *domain.ItemMetadata) []byte {
+		return fmt.Appendf(dst, `{"id":%d,"pad":"%s"}`, *md.ID, strings.Repeat("x", int(*md.ID%97)))
+	}
+	for _, tc := range shapes {
 		t.Run(tc.name, func(t *testing.T) {
 			var rows []itemRow
 			var index []encodedItem
-			for id := int64(1); id <= 6; id++ {
+			var a arena
+			for id := int64(1); id <= int64(tc.n); id++ {
 				md := domain.ItemMetadata{ID: itemID(id)}
 				e := encodedItem{id: id, parent: -1}
 				if p, ok := tc.parents[id]; ok {
 					md.ParentID = itemID(p)
 					e.parent = p
 				}
+				e.block, e.start, e.end = a.add(enc, &md)
 				rows = append(rows, itemRow{md: md})
 				index = append(index, e)
 			}
-			want := ids(treeOrder(rows))
+			ordered := treeOrder(rows)
 			var got []domain.ItemID
 			for _, k := range encodedTreeOrder(index) {
 				got = append(got, domain.ItemID(index[k].id))
 			}
-			if len(got) != len(want) {
+			if want := ids(ordered); !slices.Equal(got, want) {
 				t.Fatalf("order %v, want %v", got, want)
 			}
-			for i := range got {
-				if got[i] != want[i] {
-					t.Fatalf("order %v, want %v", got, want)
+			want := []byte{'['}
+			for i := range ordered {
+				if i > 0 {
+					want = append(want, ',')
 				}
+				want = enc(want, &ordered[i])
+			}
+			want = append(want, ']')
+			pieces := a.treeOrdered(index)
+			if body := bytes.Join(pieces, nil); !bytes.Equal(body, want) {
+				t.Fatalf("pieces make\n%s\nwant\n%s", body, want)
+			}
+			if tc.n > 1000 && len(a.blocks) < 5 {
+				t.Fatalf("%d items in %d blocks: the test should span several", tc.n, len(a.blocks))
 			}
 		})
 	}

@@ -21,17 +21,17 @@ type ItemEncoder = func(dst []byte, md *domain.ItemMetadata) []byte
 // answer rendered row by row with the stamp it was read at.
 type encodedReads interface {
 	ChangesStamp(ctx context.Context, ws uuid.UUID) (version, tag int64, err error)
-	EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (body []byte, version, tag int64, err error)
+	EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error)
 }
 
 // EncodedChanges answers getChanges as the array of the items enc renders, each
 // rendered as its row is read, parents first: "[" item "," item ... "]" (for a JSON enc,
-// a JSON array). With a cache, an answer is kept by workspace and stamp, and served
+// a JSON array), in pieces to be written one after the other. With a cache, an answer is kept by workspace and stamp, and served
 // again while the workspace's stamp, read at the time of the request, is the same: a
 // commit made visible before the request (and so notified before it) changes the
 // stamp, so no answer older than it is ever served. A cache holds the answers of one
-// enc only. The body may be shared with the cache: callers must not change it.
-func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc ItemEncoder, cache *ChangesCache) ([]byte, error) {
+// enc only. The pieces may be shared with the cache: callers must not change them.
+func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc ItemEncoder, cache *ChangesCache) ([][]byte, error) {
 	if err := s.authorize(ctx, user, ws); err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc It
 		if err != nil {
 			return nil, err
 		}
-		return encodeItems(items, enc), nil
+		return [][]byte{encodeItems(items, enc)}, nil
 	}
 	if cache != nil {
 		st, err := read(ctx, s.reads, func(ctx context.Context) (stamp, error) {
@@ -51,25 +51,25 @@ func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc It
 		if err != nil {
 			return nil, fmt.Errorf("changes of %s: %w", ws, err)
 		}
-		if body, ok := cache.get(ws, st); ok {
-			return body, nil
+		if pieces, ok := cache.get(ws, st); ok {
+			return pieces, nil
 		}
 	}
 	type answer struct {
-		body []byte
-		st   stamp
+		pieces [][]byte
+		st     stamp
 	}
 	a, err := read(ctx, s.reads, func(ctx context.Context) (answer, error) {
-		body, v, tag, err := er.EncodedChanges(ctx, ws, enc)
-		return answer{body, stamp{v, tag}}, err
+		pieces, v, tag, err := er.EncodedChanges(ctx, ws, enc)
+		return answer{pieces, stamp{v, tag}}, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("changes of %s: %w", ws, err)
 	}
 	if cache != nil {
-		cache.put(ws, a.st, a.body)
+		cache.put(ws, a.st, a.pieces)
 	}
-	return a.body, nil
+	return a.pieces, nil
 }
 
 func encodeItems(items []domain.ItemMetadata, enc ItemEncoder) []byte {
@@ -101,9 +101,10 @@ type ChangesCache struct {
 }
 
 type cached struct {
-	ws   uuid.UUID
-	st   stamp
-	body []byte
+	ws     uuid.UUID
+	st     stamp
+	pieces [][]byte
+	bytes  int64
 }
 
 // NewChangesCache returns a cache of at most maxBytes of answers (an answer larger than
@@ -132,31 +133,34 @@ func (c *ChangesCache) Stats() ChangesCacheStats {
 	return ChangesCacheStats{Entries: c.lru.Len(), Bytes: c.bytes, Hits: c.hits, Misses: c.miss}
 }
 
-func (c *ChangesCache) get(ws uuid.UUID, st stamp) ([]byte, bool) {
+func (c *ChangesCache) get(ws uuid.UUID, st stamp) ([][]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byWS[ws]; ok && e.Value.(*cached).st == st {
 		c.lru.MoveToFront(e)
 		c.hits++
-		return e.Value.(*cached).body, true
+		return e.Value.(*cached).pieces, true
 	}
 	c.miss++
 	return nil, false
 }
 
-// put keeps body as the workspace's answer at st, in place of any other of the
+// put keeps an answer as the workspace's answer at st, in place of any other of the
 // workspace (an older stamp is never asked for again: a workspace's stamp only moves on).
-func (c *ChangesCache) put(ws uuid.UUID, st stamp, body []byte) {
+func (c *ChangesCache) put(ws uuid.UUID, st stamp, pieces [][]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byWS[ws]; ok {
 		c.remove(e)
 	}
-	n := int64(len(body))
+	var n int64
+	for _, p := range pieces {
+		n += int64(len(p))
+	}
 	if n > c.maxBytes {
 		return
 	}
-	c.byWS[ws] = c.lru.PushFront(&cached{ws: ws, st: st, body: body})
+	c.byWS[ws] = c.lru.PushFront(&cached{ws: ws, st: st, pieces: pieces, bytes: n})
 	c.bytes += n
 	for c.bytes > c.maxBytes {
 		c.remove(c.lru.Back())
@@ -166,5 +170,5 @@ func (c *ChangesCache) put(ws uuid.UUID, st stamp, body []byte) {
 func (c *ChangesCache) remove(e *list.Element) {
 	v := c.lru.Remove(e).(*cached)
 	delete(c.byWS, v.ws)
-	c.bytes -= int64(len(v.body))
+	c.bytes -= v.bytes
 }

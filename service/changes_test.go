@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,10 +63,11 @@ func TestEncodedChangesCache(t *testing.T) {
 	}
 	get := func(want string, hits int64) {
 		t.Helper()
-		body, err := s.EncodedChanges(ctx, user, ws, testEnc, cache)
+		pieces, err := s.EncodedChanges(ctx, user, ws, testEnc, cache)
 		if err != nil {
 			t.Fatal(err)
 		}
+		body := bytes.Join(pieces, nil)
 		if string(body) != want {
 			t.Fatalf("answer %s, want %s", body, want)
 		}
@@ -125,11 +127,11 @@ func TestChangesCacheBound(t *testing.T) {
 		}
 		ms = append(ms, member{user, ws})
 	}
-	body, err := s.EncodedChanges(ctx, ms[0].user, ms[0].ws, testEnc, nil)
+	pieces, err := s.EncodedChanges(ctx, ms[0].user, ms[0].ws, testEnc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := int64(len(body)) // every answer has this size (ids have as many digits)
+	n := int64(len(bytes.Join(pieces, nil))) // every answer has this size (ids have as many digits)
 	cache := service.NewChangesCache(2 * n)
 	for _, i := range []int{0, 1, 0, 2} { // 1 is the least recently used when 2 comes
 		if _, err := s.EncodedChanges(ctx, ms[i].user, ms[i].ws, testEnc, cache); err != nil {

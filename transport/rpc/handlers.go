@@ -33,6 +33,7 @@ type outcome struct {
 	async  bool
 	result any
 	err    error
+	buf    []byte // the reply, in a buffer of Server.replyBufs to give back once published
 }
 
 // codedError carries an exact wire message for a code's sentinel error.
@@ -147,6 +148,7 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery, do
 	if body != nil {
 		ack = s.reply(ctx, sess, &d, body)
 	}
+	s.replyBufs.put(out.buf) // published (or lost): nothing refers to it any more
 	if ack {
 		if err := d.Ack(false); err != nil {
 			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
@@ -232,7 +234,9 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 	var body []byte
 	var err error
 	if raw, ok := out.result.(rawResult); ok && e == nil {
-		body = wire.EncodeRawResponse(out.id, raw)
+		out.buf = s.replyBufs.get(wire.RawResponseSize(out.id, raw...))
+		body = wire.AppendRawResponse(out.buf, out.id, raw...)
+		out.buf = body
 	} else {
 		body, err = wire.EncodeResponse(out.id, out.result, e)
 	}
@@ -247,6 +251,8 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 			protocol.ErrResultTooLarge, len(body), s.cfg.MaxReplyBytes)
 		s.log.Warn("reply too large; answering ResultTooLarge", "method", out.method, "bytes", len(body), "limit", s.cfg.MaxReplyBytes)
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
+		s.replyBufs.put(out.buf)
+		out.buf = nil
 	}
 	// A read's reply counts against the bytes the server holds (no room: Busy, nothing
 	// was done). A write's reply is small and its work is done: it is always sent.
@@ -259,6 +265,8 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 		out.err = fmt.Errorf("%s: reply of %d bytes: %w", out.method, len(body),
 			&protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
+		s.replyBufs.put(out.buf)
+		out.buf = nil
 	}
 	return body
 }
@@ -443,16 +451,42 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 	if _, err := s.identify(d, r.UserID, true); err != nil {
 		return nil, err
 	}
-	body, err := s.svc.EncodedChanges(ctx, r.UserID, r.WorkspaceID, wire.AppendItem, s.changes)
+	pieces, err := s.svc.EncodedChanges(ctx, r.UserID, r.WorkspaceID, wire.AppendItem, s.changes)
 	if err != nil {
 		return nil, err
 	}
-	return rawResult(body), nil
+	return rawResult(pieces), nil
 }
 
-// rawResult is a result already encoded as JSON (getChanges): encodeReply puts it in the
-// envelope as it is.
-type rawResult []byte
+// rawResult is a result already encoded as JSON, in pieces to be written one after the
+// other (getChanges): encodeReply puts it in the envelope as it is.
+type rawResult [][]byte
+
+// replyBufMin is the smallest reply worth a buffer from replyBuffers.
+const replyBufMin = 64 << 10
+
+// replyBuffers recycles the buffers of large encoded replies: a getChanges of a large
+// workspace answered again and again (from the cache) then reuses one buffer instead of
+// leaving one reply's worth of garbage per request. Buffers are dropped by the garbage
+// collector when not reused (sync.Pool).
+type replyBuffers struct{ p sync.Pool }
+
+// get returns an empty buffer of at least n bytes.
+func (r *replyBuffers) get(n int) []byte {
+	if n >= replyBufMin {
+		if b, ok := r.p.Get().(*[]byte); ok && cap(*b) >= n {
+			return (*b)[:0]
+		}
+	}
+	return make([]byte, 0, n)
+}
+
+// put gives back a buffer from get (nil: nothing) once nothing refers to it.
+func (r *replyBuffers) put(b []byte) {
+	if cap(b) >= replyBufMin {
+		r.p.Put(&b)
+	}
+}
 
 func (s *Server) getChangesSince(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
 	r, err := wire.ParseGetChangesSince(req.Params)

@@ -201,7 +201,7 @@ func TestEncodeReplyBounds(t *testing.T) {
 		t.Fatalf("a reply over MaxReplyBytes: %v %s", out.err, body)
 	}
 	// An already encoded result (getChanges) is held to the same bounds.
-	raw := rawResult(`["` + big + big + `"]`)
+	raw := rawResult{[]byte(`["` + big), []byte(big + `"]`)}
 	out = outcome{method: "getChanges", id: "4", result: raw}
 	body = s.encodeReply(context.Background(), &out)
 	if wire.CodeOf(out.err) != wire.CodeResultTooLarge || len(body) > cfg.MaxReplyBytes {
@@ -212,11 +212,11 @@ func TestEncodeReplyBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx = budget.NewContext(context.Background(), res)
-	out = outcome{method: "getChanges", id: "5", result: raw[:1500]}
+	out = outcome{method: "getChanges", id: "5", result: rawResult{[]byte(big)}}
 	if body = s.encodeReply(ctx, &out); wire.CodeOf(out.err) != wire.CodeBusy || mets.n[BusyInFlightBytes] != 2 {
 		t.Fatalf("an encoded reply without room: %v %s", out.err, body)
 	}
-	out = outcome{method: "getChanges", id: "6", result: rawResult(`["` + big[:500] + `"]`)}
+	out = outcome{method: "getChanges", id: "6", result: rawResult{[]byte(`["`), []byte(big[:500]), []byte(`"]`)}}
 	if body = s.encodeReply(ctx, &out); out.err != nil || string(body) != `{"result":["`+big[:500]+`"],"id":"6","idOmq":"ISyncService"}` {
 		t.Fatalf("an encoded reply with room: %v %s", out.err, body)
 	}

@@ -38,7 +38,7 @@ type Service interface {
 	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
 	// EncodedChanges answers getChanges as the array of the items enc renders, kept in
 	// cache (may be nil) by workspace version.
-	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder, cache *service.ChangesCache) ([]byte, error)
+	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder, cache *service.ChangesCache) ([][]byte, error)
 	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
@@ -62,10 +62,11 @@ type Server struct {
 
 	consuming atomic.Bool // a session is consuming the request queue
 
-	bytes   *budget.Pool          // MaxInFlightBytes
-	users   *userLimiter          // PerUserInFlight
-	replays *replayGate           // ReplayWindow
-	changes *service.ChangesCache // ChangesCacheBytes; nil: none
+	bytes     *budget.Pool          // MaxInFlightBytes
+	users     *userLimiter          // PerUserInFlight
+	replays   *replayGate           // ReplayWindow
+	changes   *service.ChangesCache // ChangesCacheBytes; nil: none
+	replyBufs replyBuffers
 }
 
 // Consuming reports whether the server is consuming its request queue now (for

@@ -1,8 +1,8 @@
 package wire
 
 import (
-	"encoding/json"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -39,7 +39,7 @@ func AppendItem(dst []byte, m *domain.ItemMetadata) []byte {
 	dst = append(dst, `,"status":`...)
 	dst = appendString(dst, string(m.Status))
 	dst = append(dst, `,"modifiedAt":"`...)
-	dst = m.ModifiedAt.UTC().Truncate(1e6).AppendFormat(dst, TimeLayout)
+	dst = appendTime(dst, m.ModifiedAt)
 	dst = append(dst, `","checksum":`...)
 	dst = strconv.AppendInt(dst, m.Checksum, 10)
 	dst = append(dst, `,"chunks":[`...)
@@ -60,18 +60,69 @@ func AppendItem(dst []byte, m *domain.ItemMetadata) []byte {
 	return append(dst, '}')
 }
 
-// EncodeRawResponse renders a success response whose result is already JSON (result
-// must be a valid JSON value), byte for byte what EncodeResponse gives for the decoded
-// result, with one copy of result.
-func EncodeRawResponse(id string, result []byte) []byte {
-	idJSON, _ := json.Marshal(id) // a string always encodes
-	const idOmq = `,"idOmq":"` + IDOmq + `"}`
-	out := make([]byte, 0, len(`{"result":,"id":`)+len(result)+len(idJSON)+len(idOmq))
-	out = append(out, `{"result":`...)
-	out = append(out, result...)
-	out = append(out, `,"id":`...)
-	out = append(out, idJSON...)
-	return append(out, idOmq...)
+// AppendRawResponse appends to dst a success response whose result is already JSON:
+// the pieces of result, one after the other, must make one JSON value. It is byte for
+// byte what EncodeResponse gives for the decoded result. RawResponseSize tells how much
+// it appends.
+func AppendRawResponse(dst []byte, id string, result ...[]byte) []byte {
+	dst = append(dst, `{"result":`...)
+	for _, p := range result {
+		dst = append(dst, p...)
+	}
+	dst = append(dst, `,"id":`...)
+	dst = appendString(dst, id)
+	return append(dst, rawResponseEnd...)
+}
+
+const rawResponseEnd = `,"idOmq":"` + IDOmq + `"}`
+
+// RawResponseSize returns the length of AppendRawResponse's response.
+func RawResponseSize(id string, result ...[]byte) int {
+	n := len(`{"result":,"id":`) + len(appendString(nil, id)) + len(rawResponseEnd)
+	for _, p := range result {
+		n += len(p)
+	}
+	return n
+}
+
+// EncodeRawResponse is AppendRawResponse into a buffer of its own.
+func EncodeRawResponse(id string, result ...[]byte) []byte {
+	return AppendRawResponse(make([]byte, 0, RawResponseSize(id, result...)), id, result...)
+}
+
+// appendTime appends t as FormatTime renders it, without its layout parsing.
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.Truncate(time.Millisecond).AppendFormat(dst, TimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	dst = append(dst, '.')
+	dst = appendDigits(dst, ms, 3)
+	return append(dst, 'Z')
+}
+
+// appendDigits appends v (0 <= v < 10^width) in width decimal digits.
+func appendDigits(dst []byte, v, width int) []byte {
+	var b [4]byte
+	for i := width - 1; i >= 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(dst, b[:width]...)
 }
 
 func appendOptInt(dst []byte, p *int64) []byte {

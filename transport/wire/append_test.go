@@ -29,8 +29,11 @@ func TestAppendItemIsTheMarshalledItem(t *testing.T) {
 	odd.ModifiedAt = time.Date(2026, 1, 2, 3, 4, 5, 999999999, time.FixedZone("x", -7*3600))
 	odd.TempID, odd.ParentVersion = new(int64(-1<<63)), new(int64(1<<63-1))
 	bare := domain.ItemMetadata{Status: domain.Status("WEIRD\"")} // no ids, nil chunks
+	far, past := gFile(), gFile()
+	far.ModifiedAt = time.Date(12345, 6, 7, 8, 9, 10, 11e6, time.UTC)
+	past.ModifiedAt = time.Date(-44, 3, 15, 12, 0, 0, 999e6, time.UTC)
 	for name, m := range map[string]domain.ItemMetadata{"folder": gFolder(), "file": gFile(), "deleted": gDeleted(),
-		"odd": odd, "bare": bare} {
+		"odd": odd, "bare": bare, "year 12345": far, "year -44": past} {
 		got := wire.AppendItem([]byte("prefix"), &m)
 		if want := append([]byte("prefix"), marshalled(t, m)...); !bytes.Equal(got, want) {
 			t.Errorf("%s:\n got %s\nwant %s", name, got, want)

@@ -209,7 +209,7 @@ func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.Wo
 }
 
 // EncodedChanges implements rpc.Service.
-func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder, cache *service.ChangesCache) ([]byte, error) {
+func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder, cache *service.ChangesCache) ([][]byte, error) {
 	if err := s.enter(ctx, Call{Method: "Changes", User: user}); err != nil {
 		return nil, err
 	}

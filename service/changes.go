@@ -1,10 +1,8 @@
 package service
 
 import (
-	"container/list"
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/google/uuid"
 
@@ -24,52 +22,67 @@ type encodedReads interface {
 	EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error)
 }
 
-// EncodedChanges answers getChanges as the array of the items enc renders, each
-// rendered as its row is read, parents first: "[" item "," item ... "]" (for a JSON enc,
-// a JSON array), in pieces to be written one after the other. With a cache, an answer is kept by workspace and stamp, and served
-// again while the workspace's stamp, read at the time of the request, is the same: a
-// commit made visible before the request (and so notified before it) changes the
-// stamp, so no answer older than it is ever served. A cache holds the answers of one
-// enc only. The pieces may be shared with the cache: callers must not change them.
-func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc ItemEncoder, cache *ChangesCache) ([][]byte, error) {
+// ChangesStamp names one content of a workspace's getChanges answer: an answer read at
+// a stamp may be served again while the workspace's stamp is the same. It changes with
+// every commit to the workspace, and whenever the read model rewrites the workspace (a
+// rebuild, a restore). The zero stamp names nothing.
+type ChangesStamp struct{ version, tag int64 }
+
+// Version is the workspace version the stamp names.
+func (s ChangesStamp) Version() int64 { return s.version }
+
+// ChangesStamp checks that user may read the workspace and returns its current stamp,
+// read at the time of the call (one indexed row): a commit visible before it (and so
+// notified before it, PROTOCOL.md §5) is in the answer any stamp as recent names. ok is
+// false when the read model has no stamps (the in-memory one): then no answer may be
+// served again.
+func (s *Service) ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st ChangesStamp, ok bool, err error) {
 	if err := s.authorize(ctx, user, ws); err != nil {
-		return nil, err
+		return ChangesStamp{}, false, err
 	}
 	er, ok := s.reads.(encodedReads)
-	if !ok { // a read model without streaming (the in-memory one): encode what Changes gives
+	if !ok {
+		return ChangesStamp{}, false, nil
+	}
+	st, err = read(ctx, s.reads, func(ctx context.Context) (ChangesStamp, error) {
+		v, tag, err := er.ChangesStamp(ctx, ws)
+		return ChangesStamp{v, tag}, err
+	})
+	if err != nil {
+		return ChangesStamp{}, false, fmt.Errorf("stamp of the changes of %s: %w", ws, err)
+	}
+	return st, true, nil
+}
+
+// EncodedChanges answers getChanges as the array of the items enc renders, parents
+// first: "[" item "," item ... "]" (a JSON array for a JSON enc), in pieces to be
+// written one after the other, and the stamp it was read at (zero when the read model
+// has none). A read model that streams renders each row as it is read: the workspace's
+// items are never held as structs.
+func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc ItemEncoder) ([][]byte, ChangesStamp, error) {
+	if err := s.authorize(ctx, user, ws); err != nil {
+		return nil, ChangesStamp{}, err
+	}
+	er, ok := s.reads.(encodedReads)
+	if !ok { // the in-memory read model: encode what Changes gives
 		items, err := s.Changes(ctx, user, ws)
 		if err != nil {
-			return nil, err
+			return nil, ChangesStamp{}, err
 		}
-		return [][]byte{encodeItems(items, enc)}, nil
-	}
-	if cache != nil {
-		st, err := read(ctx, s.reads, func(ctx context.Context) (stamp, error) {
-			v, tag, err := er.ChangesStamp(ctx, ws)
-			return stamp{v, tag}, err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("changes of %s: %w", ws, err)
-		}
-		if pieces, ok := cache.get(ws, st); ok {
-			return pieces, nil
-		}
+		return [][]byte{encodeItems(items, enc)}, ChangesStamp{}, nil
 	}
 	type answer struct {
 		pieces [][]byte
-		st     stamp
+		st     ChangesStamp
 	}
 	a, err := read(ctx, s.reads, func(ctx context.Context) (answer, error) {
 		pieces, v, tag, err := er.EncodedChanges(ctx, ws, enc)
-		return answer{pieces, stamp{v, tag}}, err
+		return answer{pieces, ChangesStamp{v, tag}}, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("changes of %s: %w", ws, err)
+		return nil, ChangesStamp{}, fmt.Errorf("changes of %s: %w", ws, err)
 	}
-	if cache != nil {
-		cache.put(ws, a.st, a.pieces)
-	}
-	return a.pieces, nil
+	return a.pieces, a.st, nil
 }
 
 func encodeItems(items []domain.ItemMetadata, enc ItemEncoder) []byte {
@@ -81,94 +94,4 @@ func encodeItems(items []domain.ItemMetadata, enc ItemEncoder) []byte {
 		out = enc(out, &items[i])
 	}
 	return append(out, ']')
-}
-
-// stamp names the content of a workspace's getChanges answer (encodedReads.ChangesStamp).
-type stamp struct{ version, tag int64 }
-
-// ChangesCache keeps encoded getChanges answers, one per workspace (the one at its
-// latest stamp seen), the least recently used dropped first once their bytes pass the
-// bound. It is safe for concurrent use.
-type ChangesCache struct {
-	maxBytes int64
-
-	mu    sync.Mutex
-	bytes int64
-	lru   *list.List // of *cached, most recently used first
-	byWS  map[uuid.UUID]*list.Element
-	hits  int64
-	miss  int64
-}
-
-type cached struct {
-	ws     uuid.UUID
-	st     stamp
-	pieces [][]byte
-	bytes  int64
-}
-
-// NewChangesCache returns a cache of at most maxBytes of answers (an answer larger than
-// maxBytes is not kept). maxBytes <= 0: nil, no cache.
-func NewChangesCache(maxBytes int64) *ChangesCache {
-	if maxBytes <= 0 {
-		return nil
-	}
-	return &ChangesCache{maxBytes: maxBytes, lru: list.New(), byWS: map[uuid.UUID]*list.Element{}}
-}
-
-// ChangesCacheStats are a cache's counters.
-type ChangesCacheStats struct {
-	Entries      int
-	Bytes        int64
-	Hits, Misses int64
-}
-
-// Stats returns the cache's counters (zero for a nil cache).
-func (c *ChangesCache) Stats() ChangesCacheStats {
-	if c == nil {
-		return ChangesCacheStats{}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return ChangesCacheStats{Entries: c.lru.Len(), Bytes: c.bytes, Hits: c.hits, Misses: c.miss}
-}
-
-func (c *ChangesCache) get(ws uuid.UUID, st stamp) ([][]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byWS[ws]; ok && e.Value.(*cached).st == st {
-		c.lru.MoveToFront(e)
-		c.hits++
-		return e.Value.(*cached).pieces, true
-	}
-	c.miss++
-	return nil, false
-}
-
-// put keeps an answer as the workspace's answer at st, in place of any other of the
-// workspace (an older stamp is never asked for again: a workspace's stamp only moves on).
-func (c *ChangesCache) put(ws uuid.UUID, st stamp, pieces [][]byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byWS[ws]; ok {
-		c.remove(e)
-	}
-	var n int64
-	for _, p := range pieces {
-		n += int64(len(p))
-	}
-	if n > c.maxBytes {
-		return
-	}
-	c.byWS[ws] = c.lru.PushFront(&cached{ws: ws, st: st, pieces: pieces, bytes: n})
-	c.bytes += n
-	for c.bytes > c.maxBytes {
-		c.remove(c.lru.Back())
-	}
-}
-
-func (c *ChangesCache) remove(e *list.Element) {
-	v := c.lru.Remove(e).(*cached)
-	delete(c.byWS, v.ws)
-	c.bytes -= v.bytes
 }

@@ -36,9 +36,9 @@ type Service interface {
 	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (protocol.Account, error) // caller nil = trust mode: any e-mail
 	UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error)
 	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
-	// EncodedChanges answers getChanges as the array of the items enc renders, kept in
-	// cache (may be nil) by workspace version.
-	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder, cache *service.ChangesCache) ([][]byte, error)
+	// ChangesStamp and EncodedChanges answer getChanges (service.Service documents them).
+	ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st service.ChangesStamp, ok bool, err error)
+	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder) ([][]byte, service.ChangesStamp, error)
 	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
@@ -62,11 +62,10 @@ type Server struct {
 
 	consuming atomic.Bool // a session is consuming the request queue
 
-	bytes     *budget.Pool          // MaxInFlightBytes
-	users     *userLimiter          // PerUserInFlight
-	replays   *replayGate           // ReplayWindow
-	changes   *service.ChangesCache // ChangesCacheBytes; nil: none
-	replyBufs replyBuffers
+	bytes   *budget.Pool  // MaxInFlightBytes
+	users   *userLimiter  // PerUserInFlight
+	replays *replayGate   // ReplayWindow
+	changes *changesCache // ChangesCacheBytes; nil: none
 }
 
 // Consuming reports whether the server is consuming its request queue now (for
@@ -84,7 +83,7 @@ func NewServer(cfg Config, svc Service) (*Server, error) {
 	}
 	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "rpc"),
 		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight, cfg.PerUserQueued, cfg.QueuedTotal, cfg.PerUserBytes),
-		replays: newReplayGate(cfg.ReplayWindow, cfg.ReplayBytes), changes: service.NewChangesCache(cfg.ChangesCacheBytes)}, nil
+		replays: newReplayGate(cfg.ReplayWindow, cfg.ReplayBytes), changes: newChangesCache(cfg.ChangesCacheBytes)}, nil
 }
 
 // Run serves until ctx ends or Close is called, reconnecting after a broker loss and
@@ -297,13 +296,14 @@ type session struct {
 	pub   *amqp.Channel
 }
 
-// publishReply publishes on the shared reply channel and waits for the broker's
-// confirm (outside the channel's lock, so replies do not wait on one another's
-// round trips).
-func (s *session) publishReply(ctx context.Context, key string, msg amqp.Publishing) error {
+// publishReply publishes on the shared reply channel, calls published (the body is
+// written: nothing refers to it any more), and waits for the broker's confirm (outside
+// the channel's lock, so replies do not wait on one another's round trips).
+func (s *session) publishReply(ctx context.Context, key string, msg amqp.Publishing, published func()) error {
 	s.pubMu.Lock()
 	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", key, false, false, msg)
 	s.pubMu.Unlock()
+	published()
 	if err != nil {
 		return err
 	}

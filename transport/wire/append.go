@@ -62,13 +62,26 @@ func AppendItem(dst []byte, m *domain.ItemMetadata) []byte {
 
 // AppendRawResponse appends to dst a success response whose result is already JSON:
 // the pieces of result, one after the other, must make one JSON value. It is byte for
-// byte what EncodeResponse gives for the decoded result. RawResponseSize tells how much
-// it appends.
+// byte what EncodeResponse gives for the decoded result, and AppendRawResult followed by
+// AppendResponseEnd. RawResponseSize tells how much it appends.
 func AppendRawResponse(dst []byte, id string, result ...[]byte) []byte {
+	return AppendResponseEnd(AppendRawResult(dst, result...), id)
+}
+
+// AppendRawResult appends the head of a success response, up to the end of its result
+// (the pieces of an encoded JSON value): a response's id comes after its result, so
+// one head serves the responses to any number of requests (AppendResponseEnd).
+func AppendRawResult(dst []byte, result ...[]byte) []byte {
 	dst = append(dst, `{"result":`...)
 	for _, p := range result {
 		dst = append(dst, p...)
 	}
+	return dst
+}
+
+// AppendResponseEnd appends the end of a success response to request id, after the
+// head AppendRawResult made.
+func AppendResponseEnd(dst []byte, id string) []byte {
 	dst = append(dst, `,"id":`...)
 	dst = appendString(dst, id)
 	return append(dst, rawResponseEnd...)

@@ -40,6 +40,12 @@ func (q *Queries) ChangesStamp(ctx context.Context, ws uuid.UUID) (version, tag 
 	return version, tag, nil
 }
 
+// streamChunk is how many rows one keyset query of EncodedChanges reads: more than
+// readChunk, as rendering the rows costs less than holding them (a round trip per 2,000
+// rows took a third of the time of a 100,000-item workspace); an answer refused as too
+// large still stops within a chunk of the limit.
+const streamChunk = 10000
+
 // changesSelect reads the items of Changes by item id from $2 on, $3 at most; its
 // columns are those decodeRow reads.
 const changesSelect = `SELECT item_id, version, device_id, parent_id, parent_version,
@@ -120,7 +126,7 @@ func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEnco
 		var dec rowDecoder
 		dec.md.WorkspaceID = ws
 		for after := int64(0); ; {
-			rows, err := tx.Query(ctx, changesSelect, ws, after, readChunk)
+			rows, err := tx.Query(ctx, changesSelect, ws, after, q.streamChunk)
 			if err != nil {
 				return err
 			}
@@ -128,7 +134,7 @@ func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEnco
 			if index, err = dec.encodeRows(rows, enc, sz, &a, index); err != nil {
 				return err
 			}
-			if len(index)-n < readChunk {
+			if len(index)-n < q.streamChunk {
 				return sz.flush()
 			}
 			after = index[len(index)-1].id

@@ -26,10 +26,10 @@ type encodedReads interface {
 // a stamp may be served again while the workspace's stamp is the same. It changes with
 // every commit to the workspace, and whenever the read model rewrites the workspace (a
 // rebuild, a restore). The zero stamp names nothing.
-type ChangesStamp struct{ version, tag int64 }
-
-// Version is the workspace version the stamp names.
-func (s ChangesStamp) Version() int64 { return s.version }
+type ChangesStamp struct {
+	Version int64 // the workspace's version
+	Tag     int64 // changes whenever the read model writes the workspace's row
+}
 
 // ChangesStamp checks that user may read the workspace and returns its current stamp,
 // read at the time of the call (one indexed row): a commit visible before it (and so
@@ -46,7 +46,7 @@ func (s *Service) ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st Chan
 	}
 	st, err = read(ctx, s.reads, func(ctx context.Context) (ChangesStamp, error) {
 		v, tag, err := er.ChangesStamp(ctx, ws)
-		return ChangesStamp{v, tag}, err
+		return ChangesStamp{Version: v, Tag: tag}, err
 	})
 	if err != nil {
 		return ChangesStamp{}, false, fmt.Errorf("stamp of the changes of %s: %w", ws, err)
@@ -77,7 +77,7 @@ func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc It
 	}
 	a, err := read(ctx, s.reads, func(ctx context.Context) (answer, error) {
 		pieces, v, tag, err := er.EncodedChanges(ctx, ws, enc)
-		return answer{pieces, ChangesStamp{v, tag}}, err
+		return answer{pieces, ChangesStamp{Version: v, Tag: tag}}, err
 	})
 	if err != nil {
 		return nil, ChangesStamp{}, fmt.Errorf("changes of %s: %w", ws, err)

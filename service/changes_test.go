@@ -84,7 +84,7 @@ func TestChangesStamp(t *testing.T) {
 	}
 	commit("c2", file(-3, "b.txt", nil, 5))
 	second := stamp()
-	if second == first || second.Version() != first.Version()+1 {
+	if second == first || second.Version != first.Version+1 {
 		t.Fatalf("a commit took the stamp from %+v to %+v", first, second)
 	}
 	// The read model rewritten at the same version (restored from a copy with other
@@ -95,7 +95,7 @@ func TestChangesStamp(t *testing.T) {
 	if _, err := e.pool.Exec(ctx, `UPDATE proj_workspaces.workspaces SET version = version WHERE workspace_id = $1`, ws); err != nil {
 		t.Fatal(err)
 	}
-	if restored := stamp(); restored == second || restored.Version() != second.Version() {
+	if restored := stamp(); restored == second || restored.Version != second.Version {
 		t.Fatalf("a rewrite took the stamp from %+v to %+v", second, restored)
 	}
 

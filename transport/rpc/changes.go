@@ -94,26 +94,41 @@ func newChangesCache(maxBytes int64) *changesCache {
 	return &changesCache{maxBytes: maxBytes, lru: list.New(), byWS: map[uuid.UUID]*list.Element{}}
 }
 
-// get returns the workspace's reply if it is the one at st, else nil.
+// get returns the workspace's reply if it is the one at st, else nil. A reply of the
+// workspace at another stamp of no later version is dropped at once: it will not be
+// asked for again, and the answer about to be read takes its place (a large workspace's
+// old answer is not held while the new one is built).
 func (c *changesCache) get(ws uuid.UUID, st service.ChangesStamp) *changesReply {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.byWS[ws]; ok && e.Value.(*changesReply).st == st {
-		c.lru.MoveToFront(e)
-		c.hits++
-		return e.Value.(*changesReply)
-	}
 	c.misses++
+	e, ok := c.byWS[ws]
+	if !ok {
+		return nil
+	}
+	r := e.Value.(*changesReply)
+	switch {
+	case r.st == st:
+		c.misses--
+		c.hits++
+		c.lru.MoveToFront(e)
+		return r
+	case r.st.Version <= st.Version:
+		c.remove(e)
+	}
 	return nil
 }
 
-// put keeps r in place of any other reply of its workspace (a workspace's stamp only
-// moves on: an older one is not asked for again). A reply larger than maxBytes is not
-// kept.
+// put keeps r in place of the reply of its workspace, unless that one is of a later
+// version (a request that read an older stamp finished last). A reply larger than
+// maxBytes is not kept.
 func (c *changesCache) put(r *changesReply) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byWS[r.ws]; ok {
+		if e.Value.(*changesReply).st.Version > r.st.Version {
+			return
+		}
 		c.remove(e)
 	}
 	if int64(cap(r.head)) > c.maxBytes {

@@ -45,4 +45,20 @@ func TestChangesCacheBound(t *testing.T) {
 	if cache.get(a, st) != nil {
 		t.Fatal("a's old reply should have gone with the new one")
 	}
+
+	// Stamps: a reply is served at its own stamp only; a request at a later version
+	// drops it at once; a reply read at an older version does not replace a newer one.
+	v1, v2, v2b := service.ChangesStamp{Version: 1, Tag: 5}, service.ChangesStamp{Version: 2, Tag: 6}, service.ChangesStamp{Version: 2, Tag: 9}
+	r2 := &changesReply{ws: c, st: v2, head: make([]byte, 10)}
+	cache.put(r2)
+	if cache.get(c, v2) != r2 || cache.get(c, v1) != nil || cache.get(c, v2) != r2 {
+		t.Fatal("a request at an older stamp should neither get nor drop the newer reply")
+	}
+	cache.put(&changesReply{ws: c, st: v1, head: make([]byte, 10)})
+	if cache.get(c, v2) != r2 {
+		t.Fatal("a reply of an older version replaced a newer one")
+	}
+	if cache.get(c, v2b) != nil || cache.stats().entries != 0 { // c's was the last one
+		t.Fatalf("a request at another stamp of the same version should drop the reply: %+v", cache.stats())
+	}
 }

@@ -38,7 +38,7 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 	if err != nil {
 		return nil, err
 	}
-	n := replyEndRoom
+	n := len(`{"result":`) + replyEndRoom
 	for _, p := range pieces {
 		n += len(p)
 	}

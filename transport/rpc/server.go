@@ -3,7 +3,9 @@
 // identity, calls the service, and publishes the reply. On updateDevice it declares and
 // binds the device's event queue; on a replayed commit it republishes the original
 // notifyCommit. Every delivery is acked exactly once after its work and reply are done:
-// bad input gets an error reply, never a requeue.
+// bad input gets an error reply, never a requeue. It keeps the encoded getChanges replies
+// of recently read workspaces (changes.go), each served again only at the workspace's
+// current stamp.
 //
 // It must never decide anything itself (that is the service's job), never publish a
 // fresh commit's notification (the notifier does, after durability), and never let one

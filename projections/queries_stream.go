@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -206,54 +207,7 @@ func (a *arena) treeOrdered(index []encodedItem) [][]byte {
 // parents before children.
 func encodedTreeOrder(index []encodedItem) []int32 {
 	n := len(index)
-	lastParent, lastPos := int64(-1), -1 // siblings come together: one search for them all
-	pos := func(id int64) int {
-		if id == lastParent {
-			return lastPos
-		}
-		lastParent = id
-		i, ok := slices.BinarySearchFunc(index, id, func(e encodedItem, id int64) int {
-			switch {
-			case e.id < id:
-				return -1
-			case e.id > id:
-				return 1
-			}
-			return 0
-		})
-		lastPos = i
-		if !ok {
-			lastPos = -1
-		}
-		return lastPos
-	}
-	// Children of each item, in id order, as one flat list (kids[first[p]:first[p+1]]).
-	parentPos := make([]int32, n)
-	first := make([]int32, n+1)
-	var roots []int32
-	for i, e := range index {
-		p := -1
-		if e.parent >= 0 {
-			p = pos(e.parent)
-		}
-		parentPos[i] = int32(p)
-		if p < 0 {
-			roots = append(roots, int32(i))
-		} else {
-			first[p+1]++
-		}
-	}
-	for i := range n {
-		first[i+1] += first[i]
-	}
-	kids := make([]int32, first[n])
-	fill := slices.Clone(first[:n])
-	for i, p := range parentPos {
-		if p >= 0 {
-			kids[fill[p]] = int32(i)
-			fill[p]++
-		}
-	}
+	roots, first, kids := encodedChildren(index)
 	order := make([]int32, 0, n)
 	done := make([]bool, n)
 	stack := slices.Clone(roots)
@@ -276,6 +230,52 @@ func encodedTreeOrder(index []encodedItem) []int32 {
 		}
 	}
 	return order
+}
+
+// encodedChildren returns the positions in index (sorted by id) of the roots (items
+// whose parent is none or not in index) and the children of each item, in id order, as
+// one flat list: the children of index[p] are kids[first[p]:first[p+1]].
+func encodedChildren(index []encodedItem) (roots, first, kids []int32) {
+	n := len(index)
+	lastParent, lastPos := int64(-1), -1 // siblings come together: one search for them all
+	pos := func(id int64) int {
+		if id == lastParent {
+			return lastPos
+		}
+		lastParent = id
+		i, ok := slices.BinarySearchFunc(index, id, func(e encodedItem, id int64) int { return cmp.Compare(e.id, id) })
+		lastPos = i
+		if !ok {
+			lastPos = -1
+		}
+		return lastPos
+	}
+	parentPos := make([]int32, n)
+	first = make([]int32, n+1)
+	for i, e := range index {
+		p := -1
+		if e.parent >= 0 {
+			p = pos(e.parent)
+		}
+		parentPos[i] = int32(p)
+		if p < 0 {
+			roots = append(roots, int32(i))
+		} else {
+			first[p+1]++
+		}
+	}
+	for i := range n {
+		first[i+1] += first[i]
+	}
+	kids = make([]int32, first[n])
+	fill := slices.Clone(first[:n])
+	for i, p := range parentPos {
+		if p >= 0 {
+			kids[fill[p]] = int32(i)
+			fill[p]++
+		}
+	}
+	return roots, first, kids
 }
 
 // rowDecoder reads changesSelect rows into one reused ItemMetadata, from the binary

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
@@ -67,6 +69,19 @@ func TestEncodedChangesEqualsTheOldEncoding(t *testing.T) {
 	e.caughtUp(t, ModelWorkspaces)
 	ctx := context.Background()
 
+	// A pool on the simple protocol gets text-format rows: those are scanned, not decoded.
+	cfg, err := pgxpool.ParseConfig(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	simple, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(simple.Close)
+	textQ := NewQueries(simple)
+
 	workspaces := []*wsSim{f.w, f.shared}
 	workspaces = append(workspaces, g.ws...)
 	for _, w := range workspaces {
@@ -76,6 +91,13 @@ func TestEncodedChangesEqualsTheOldEncoding(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := bytes.Join(pieces, nil)
+		textPieces, _, _, err := textQ.EncodedChanges(ctx, w.id, wire.AppendItem)
+		if err != nil {
+			t.Fatalf("text format: %v", err)
+		}
+		if text := bytes.Join(textPieces, nil); !bytes.Equal(text, want) {
+			t.Fatalf("workspace %s: body from text-format rows\n%s\nwant\n%s", w.id, text, want)
+		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("workspace %s: streamed body\n%s\nwant\n%s", w.id, got, want)
 		}

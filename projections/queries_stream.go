@@ -29,7 +29,8 @@ const stampSQL = `SELECT version, xmin::text::bigint FROM proj_workspaces.worksp
 // ChangesStamp returns the workspace's version and a tag that changes whenever its row
 // is written: together they name one content of the answer of Changes, so an answer
 // encoded at a stamp may be served again while the stamp is the same. One primary-key
-// lookup.
+// lookup. It holds because the projector writes a commit's items and the workspace's
+// new version in one transaction (apply.go): items never change without the row.
 func (q *Queries) ChangesStamp(ctx context.Context, ws uuid.UUID) (version, tag int64, err error) {
 	err = q.pool.QueryRow(ctx, stampSQL, ws).Scan(&version, &tag)
 	if errors.Is(err, pgx.ErrNoRows) {

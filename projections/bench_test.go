@@ -24,7 +24,9 @@ import (
 // commits of 1-3 items, many events per append) and measures the store's raw ReadAll
 // rate and the rebuild rate of each model in events/s. BenchmarkQueries builds a
 // workspace of SYNC_BENCH_ITEMS items (default 100,000) followed by 100 one-item commits
-// and measures getChanges over the whole workspace and getChangesSince over the 100.
+// and measures getChanges over the whole workspace (Changes, and EncodedChanges with an
+// encoder that only appends 400 bytes per item: the query and the rendering loop without
+// the JSON) and getChangesSince over the 100.
 
 func benchEnv(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 	dsn := testenv.PostgresDSN(b)
@@ -188,6 +190,17 @@ func BenchmarkQueries(b *testing.B) {
 			got, v, err := q.Changes(ctx, w.id)
 			if err != nil || len(got) != items || v != w.version {
 				b.Fatalf("changes: %d items at v%d, %v", len(got), v, err)
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("EncodedChanges/%d-items", items), func(b *testing.B) {
+		enc := func(dst []byte, md *domain.ItemMetadata) []byte { // about the size of the JSON, without its cost
+			return append(dst, make([]byte, 400)...)
+		}
+		for b.Loop() {
+			got, v, _, err := q.EncodedChanges(ctx, w.id, enc)
+			if err != nil || len(got) < 3 || v != w.version {
+				b.Fatalf("encoded changes: %d pieces at v%d, %v", len(got), v, err)
 			}
 		}
 	})

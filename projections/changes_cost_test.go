@@ -237,4 +237,11 @@ func TestResultTooLargeStopsEarly(t *testing.T) {
 	if rows := counter.take(); rows > 1+readChunk {
 		t.Errorf("a refused getChanges read %d rows of %d, want at most %d", rows, changes, 1+readChunk)
 	}
+	q.streamChunk = readChunk // the streamed getChanges, in chunks this workspace has several of
+	if _, _, _, err := q.EncodedChanges(context.Background(), w.id, func(dst []byte, _ *domain.ItemMetadata) []byte { return dst }); !errors.Is(err, protocol.ErrResultTooLarge) {
+		t.Fatalf("streamed getChanges over the limit: %v", err)
+	}
+	if rows := counter.take(); rows > 1+readChunk {
+		t.Errorf("a refused streamed getChanges read %d rows of %d, want at most %d", rows, changes, 1+readChunk)
+	}
 }

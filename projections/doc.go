@@ -14,7 +14,9 @@
 // crash at any point neither loses nor double-applies an event and two writers never
 // both apply a batch. Every write is also idempotent (version guards), so replaying an
 // event changes nothing. Checkpoint tells other components (the notifier) how far a model
-// has applied; Queries answers reads from the live models.
+// has applied; Queries answers reads from the live models (EncodedChanges renders
+// getChanges row by row with the caller's encoder, never holding the items as structs,
+// and ChangesStamp names the content of that answer for a cache).
 //
 // Rebuild replays the history from position 0 into a fresh schema and swaps it in
 // atomically (see Rebuild for how the swap and the live projector get along); Verify

@@ -40,12 +40,14 @@ type Queries struct {
 	// whole version after which its items' estimated size would pass it (a page still
 	// covers at least one version). Default DefaultPageBytes; set before use.
 	PageBytes int64
+
+	streamChunk int // rows per query of EncodedChanges: streamChunk (tests: less)
 }
 
 // NewQueries returns Queries over pool (the read models' database).
 func NewQueries(pool *pgxpool.Pool) *Queries {
 	return &Queries{pool: pool, PollInterval: 20 * time.Millisecond,
-		MaxResultBytes: DefaultMaxResultBytes, PageBytes: DefaultPageBytes}
+		MaxResultBytes: DefaultMaxResultBytes, PageBytes: DefaultPageBytes, streamChunk: streamChunk}
 }
 
 // readChunk is how many rows one keyset query of Changes and ItemVersions reads: an

@@ -122,12 +122,19 @@ type Config struct {
 	// ReplayWindow, per server process; replays beyond it publish nothing (the devices
 	// catch up with getChangesSince). Default 16 MiB.
 	ReplayBytes int64
+	// ChangesCacheBytes bounds the encoded getChanges answers kept in memory, each by
+	// its workspace's version (and row), so that a repeated getChanges of a workspace
+	// nothing was committed to since costs one indexed lookup; the least recently used
+	// go first. Default DefaultChangesCacheBytes (64 MiB); negative: no cache.
+	ChangesCacheBytes int64
 }
 
 // Defaults of the byte bounds.
 const (
 	DefaultMaxInFlightBytes = 256 << 20
 	DefaultMaxReplyBytes    = 96 << 20
+	// DefaultChangesCacheBytes is the default of ChangesCacheBytes.
+	DefaultChangesCacheBytes = 64 << 20
 )
 
 // DefaultConfig returns the defaults that stand alone; URL is left to the caller, and
@@ -135,18 +142,19 @@ const (
 // PerUserQueued, QueuedTotal, PerUserBytes) stay zero: WithDefaults derives them.
 func DefaultConfig() Config {
 	return Config{
-		Name:            "syncd-rpc",
-		RequestQueue:    topology.RequestQueue,
-		Concurrency:     32,
-		RequestTimeout:  30 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
-		ProgressWait:    5 * time.Second,
-		MaxReplyBytes:   DefaultMaxReplyBytes,
-		BusyRetryAfter:  500 * time.Millisecond,
-		ReplayWindow:    10 * time.Second,
-		ReplayBytes:     16 << 20,
-		Logger:          slog.New(slog.DiscardHandler),
-		Metrics:         noMetrics{},
+		Name:              "syncd-rpc",
+		RequestQueue:      topology.RequestQueue,
+		Concurrency:       32,
+		RequestTimeout:    30 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+		ProgressWait:      5 * time.Second,
+		MaxReplyBytes:     DefaultMaxReplyBytes,
+		BusyRetryAfter:    500 * time.Millisecond,
+		ReplayWindow:      10 * time.Second,
+		ReplayBytes:       16 << 20,
+		ChangesCacheBytes: DefaultChangesCacheBytes,
+		Logger:            slog.New(slog.DiscardHandler),
+		Metrics:           noMetrics{},
 	}
 }
 
@@ -199,6 +207,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ReplayBytes == 0 {
 		c.ReplayBytes = d.ReplayBytes
+	}
+	if c.ChangesCacheBytes == 0 {
+		c.ChangesCacheBytes = d.ChangesCacheBytes
 	}
 	if c.Metrics == nil {
 		c.Metrics = d.Metrics

@@ -33,6 +33,17 @@ type outcome struct {
 	async  bool
 	result any
 	err    error
+	// published, if set, must be called once the reply is published or given up: the
+	// reply is written in a cached answer's buffer, which the next reply reuses.
+	published func()
+}
+
+// done calls out.published, if set, once.
+func (out *outcome) done() {
+	if out.published != nil {
+		out.published()
+		out.published = nil
+	}
 }
 
 // codedError carries an exact wire message for a code's sentinel error.
@@ -100,7 +111,7 @@ func (s *Server) refuse(base context.Context, sess *session, d amqp.Delivery, me
 	code := wire.CodeOf(err)
 	s.log.Debug("request refused unread", "code", code, "correlation_id", d.CorrelationId, "user_id", d.UserId,
 		"bytes", len(d.Body), "err", err)
-	if s.reply(ctx, sess, &d, s.encodeReply(ctx, &out)) {
+	if s.reply(ctx, sess, &d, s.encodeReply(ctx, &out), out.done) {
 		if err := d.Ack(false); err != nil {
 			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
 		}
@@ -145,8 +156,9 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery, do
 	}
 	ack := true
 	if body != nil {
-		ack = s.reply(ctx, sess, &d, body)
+		ack = s.reply(ctx, sess, &d, body, out.done)
 	}
+	out.done()
 	if ack {
 		if err := d.Ack(false); err != nil {
 			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
@@ -229,7 +241,13 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 	if out.err != nil {
 		e = wire.ErrorOf(out.err)
 	}
-	body, err := wire.EncodeResponse(out.id, out.result, e)
+	var body []byte
+	var err error
+	if c, ok := out.result.(*changesReply); ok && e == nil {
+		body, out.published = c.body(out.id)
+	} else {
+		body, err = wire.EncodeResponse(out.id, out.result, e)
+	}
 	if err != nil {
 		s.log.Error("encode reply", "method", out.method, "err", err)
 		out.err = err
@@ -241,6 +259,7 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 			protocol.ErrResultTooLarge, len(body), s.cfg.MaxReplyBytes)
 		s.log.Warn("reply too large; answering ResultTooLarge", "method", out.method, "bytes", len(body), "limit", s.cfg.MaxReplyBytes)
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
+		out.done()
 	}
 	// A read's reply counts against the bytes the server holds (no room: Busy, nothing
 	// was done). A write's reply is small and its work is done: it is always sent.
@@ -253,14 +272,17 @@ func (s *Server) encodeReply(ctx context.Context, out *outcome) []byte {
 		out.err = fmt.Errorf("%s: reply of %d bytes: %w", out.method, len(body),
 			&protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter})
 		body, _ = wire.EncodeResponse(out.id, nil, wire.ErrorOf(out.err))
+		out.done()
 	}
 	return body
 }
 
-// reply publishes a response body to the request's reply_to. It reports whether the
-// request may be acked: false only when the reply channel is gone (the reply may be
+// reply publishes a response body to the request's reply_to and calls published once
+// the body is written (before the broker's confirm), or given up. It reports whether
+// the request may be acked: false only when the reply channel is gone (the reply may be
 // lost), so that the request is redelivered and answered on a new connection.
-func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, body []byte) bool {
+func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, body []byte, published func()) bool {
+	defer published()
 	if d.ReplyTo == "" {
 		s.log.Debug("request without reply_to; no reply sent", "correlation_id", d.CorrelationId)
 		return true
@@ -280,7 +302,7 @@ func (s *Server) reply(ctx context.Context, sess *session, d *amqp.Delivery, bod
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
 	defer cancel()
-	if err := sess.publishReply(pctx, d.ReplyTo, msg); err != nil {
+	if err := sess.publishReply(pctx, d.ReplyTo, msg, published); err != nil {
 		s.log.Warn("publish reply", "correlation_id", d.CorrelationId, "reply_to", d.ReplyTo, "err", err)
 		return !sess.pub.IsClosed()
 	}
@@ -427,21 +449,6 @@ func (s *Server) getWorkspaces(ctx context.Context, _ *session, d *amqp.Delivery
 		return nil, err
 	}
 	return wire.FromWorkspaces(wss), nil
-}
-
-func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
-	r, err := wire.ParseGetChanges(req.Params)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.identify(d, r.UserID, true); err != nil {
-		return nil, err
-	}
-	items, err := s.svc.Changes(ctx, r.UserID, r.WorkspaceID)
-	if err != nil {
-		return nil, err
-	}
-	return wire.FromItems(items), nil
 }
 
 func (s *Server) getChangesSince(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {

@@ -200,6 +200,52 @@ func TestEncodeReplyBounds(t *testing.T) {
 	if wire.CodeOf(out.err) != wire.CodeResultTooLarge || len(body) > cfg.MaxReplyBytes || !strings.Contains(string(body), "ResultTooLarge") {
 		t.Fatalf("a reply over MaxReplyBytes: %v %s", out.err, body)
 	}
+	// A getChanges reply (an encoded answer, maybe cached) is held to the same bounds,
+	// and its buffer is free again once the reply is refused or published.
+	encoded := func(pieces ...string) *changesReply {
+		var bs [][]byte
+		for _, p := range pieces {
+			bs = append(bs, []byte(p))
+		}
+		return &changesReply{head: wire.AppendRawResult(make([]byte, 0, 4096), bs...)}
+	}
+	free := func(c *changesReply) bool {
+		if !c.mu.TryLock() {
+			return false
+		}
+		c.mu.Unlock()
+		return true
+	}
+	c := encoded(`["`+big, big+`"]`)
+	out = outcome{method: "getChanges", id: "4", result: c}
+	body = s.encodeReply(context.Background(), &out)
+	if wire.CodeOf(out.err) != wire.CodeResultTooLarge || len(body) > cfg.MaxReplyBytes || !free(c) {
+		t.Fatalf("an encoded reply over MaxReplyBytes: %v %s (buffer free: %v)", out.err, body, free(c))
+	}
+	res, err = pool.Acquire(context.Background(), 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = budget.NewContext(context.Background(), res)
+	c = encoded(`"` + big + `"`)
+	out = outcome{method: "getChanges", id: "5", result: c}
+	if body = s.encodeReply(ctx, &out); wire.CodeOf(out.err) != wire.CodeBusy || mets.n[BusyInFlightBytes] != 2 || !free(c) {
+		t.Fatalf("an encoded reply without room: %v %s (buffer free: %v)", out.err, body, free(c))
+	}
+	c = encoded(`["`, big[:500], `"]`)
+	for _, id := range []string{"6", "7"} { // the same answer, twice
+		out = outcome{method: "getChanges", id: id, result: c}
+		if body = s.encodeReply(context.Background(), &out); out.err != nil || string(body) != `{"result":["`+big[:500]+`"],"id":"`+id+`","idOmq":"ISyncService"}` {
+			t.Fatalf("an encoded reply with room: %v %s", out.err, body)
+		}
+		if free(c) {
+			t.Fatal("the buffer of a reply not yet published is free")
+		}
+		out.done()
+		if !free(c) {
+			t.Fatal("the buffer of a published reply is still held")
+		}
+	}
 }
 
 // With the server's bytes exhausted, a read's reply is Busy (nothing was done), but a

@@ -3,7 +3,9 @@
 // identity, calls the service, and publishes the reply. On updateDevice it declares and
 // binds the device's event queue; on a replayed commit it republishes the original
 // notifyCommit. Every delivery is acked exactly once after its work and reply are done:
-// bad input gets an error reply, never a requeue.
+// bad input gets an error reply, never a requeue. It keeps the encoded getChanges replies
+// of recently read workspaces (changes.go), each served again only at the workspace's
+// current stamp.
 //
 // It must never decide anything itself (that is the service's job), never publish a
 // fresh commit's notification (the notifier does, after durability), and never let one
@@ -36,7 +38,9 @@ type Service interface {
 	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (protocol.Account, error) // caller nil = trust mode: any e-mail
 	UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error)
 	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
-	Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error)
+	// ChangesStamp and EncodedChanges answer getChanges (service.Service documents them).
+	ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st service.ChangesStamp, ok bool, err error)
+	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder) ([][]byte, service.ChangesStamp, error)
 	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
@@ -60,9 +64,10 @@ type Server struct {
 
 	consuming atomic.Bool // a session is consuming the request queue
 
-	bytes   *budget.Pool // MaxInFlightBytes
-	users   *userLimiter // PerUserInFlight
-	replays *replayGate  // ReplayWindow
+	bytes   *budget.Pool  // MaxInFlightBytes
+	users   *userLimiter  // PerUserInFlight
+	replays *replayGate   // ReplayWindow
+	changes *changesCache // ChangesCacheBytes; nil: none
 }
 
 // Consuming reports whether the server is consuming its request queue now (for
@@ -80,7 +85,7 @@ func NewServer(cfg Config, svc Service) (*Server, error) {
 	}
 	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "rpc"),
 		bytes: budget.NewPool(cfg.MaxInFlightBytes), users: newUserLimiter(cfg.PerUserInFlight, cfg.PerUserQueued, cfg.QueuedTotal, cfg.PerUserBytes),
-		replays: newReplayGate(cfg.ReplayWindow, cfg.ReplayBytes)}, nil
+		replays: newReplayGate(cfg.ReplayWindow, cfg.ReplayBytes), changes: newChangesCache(cfg.ChangesCacheBytes)}, nil
 }
 
 // Run serves until ctx ends or Close is called, reconnecting after a broker loss and
@@ -293,13 +298,14 @@ type session struct {
 	pub   *amqp.Channel
 }
 
-// publishReply publishes on the shared reply channel and waits for the broker's
-// confirm (outside the channel's lock, so replies do not wait on one another's
-// round trips).
-func (s *session) publishReply(ctx context.Context, key string, msg amqp.Publishing) error {
+// publishReply publishes on the shared reply channel, calls published (the body is
+// written: nothing refers to it any more), and waits for the broker's confirm (outside
+// the channel's lock, so replies do not wait on one another's round trips).
+func (s *session) publishReply(ctx context.Context, key string, msg amqp.Publishing, published func()) error {
 	s.pubMu.Lock()
 	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", key, false, false, msg)
 	s.pubMu.Unlock()
+	published()
 	if err != nil {
 		return err
 	}

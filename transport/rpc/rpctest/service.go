@@ -208,12 +208,17 @@ func (s *Service) Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.Wo
 	return s.svc.Workspaces(ctx, user)
 }
 
-// Changes implements rpc.Service.
-func (s *Service) Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error) {
+// ChangesStamp implements rpc.Service.
+func (s *Service) ChangesStamp(ctx context.Context, user, ws uuid.UUID) (service.ChangesStamp, bool, error) {
 	if err := s.enter(ctx, Call{Method: "Changes", User: user}); err != nil {
-		return nil, err
+		return service.ChangesStamp{}, false, err
 	}
-	return s.svc.Changes(ctx, user, ws)
+	return s.svc.ChangesStamp(ctx, user, ws)
+}
+
+// EncodedChanges implements rpc.Service.
+func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder) ([][]byte, service.ChangesStamp, error) {
+	return s.svc.EncodedChanges(ctx, user, ws, enc)
 }
 
 // ChangesSince implements rpc.Service.

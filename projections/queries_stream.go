@@ -1,0 +1,436 @@
+package projections
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+	"unsafe"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/domain"
+)
+
+// ItemEncoder appends the encoding of one item version to dst and returns it. md, its
+// strings and its chunks are only valid during the call: they alias the row being read.
+type ItemEncoder = func(dst []byte, md *domain.ItemMetadata) []byte
+
+// stampSQL reads what identifies a workspace's getChanges answer: its version, and the
+// transaction that last wrote its row (xmin). Every commit rewrites the row; so do a
+// rebuild and a restore, which may reach the same version with other items.
+const stampSQL = `SELECT version, xmin::text::bigint FROM proj_workspaces.workspaces WHERE workspace_id = $1`
+
+// ChangesStamp returns the workspace's version and a tag that changes whenever its row
+// is written: together they name one content of the answer of Changes, so an answer
+// encoded at a stamp may be served again while the stamp is the same. One primary-key
+// lookup. It holds because the projector writes a commit's items and the workspace's
+// new version in one transaction (apply.go): items never change without the row.
+func (q *Queries) ChangesStamp(ctx context.Context, ws uuid.UUID) (version, tag int64, err error) {
+	err = q.pool.QueryRow(ctx, stampSQL, ws).Scan(&version, &tag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = ErrWorkspaceNotFound
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("stamp of workspace %s: %w", ws, err)
+	}
+	return version, tag, nil
+}
+
+// streamChunk is how many rows one keyset query of EncodedChanges reads: more than
+// readChunk, as rendering the rows costs less than holding them (a round trip per 2,000
+// rows took a third of the time of a 100,000-item workspace); an answer refused as too
+// large still stops within a chunk of the limit.
+const streamChunk = 10000
+
+// changesSelect reads the items of Changes by item id from $2 on, $3 at most; its
+// columns are those decodeRow reads.
+const changesSelect = `SELECT item_id, version, device_id, parent_id, parent_version,
+	temp_id, status, modified_at, checksum, chunks, size, is_folder, filename, mimetype
+	FROM proj_workspaces.items WHERE workspace_id = $1 AND item_id > $2 ORDER BY item_id LIMIT $3`
+
+// encodedItem is where one item's encoding lies in the arena of EncodedChanges.
+type encodedItem struct {
+	id, parent int64 // parent: -1 none (item ids are positive)
+	block      int32
+	start, end int32 // the item's bytes; every item but the first has a comma before start
+}
+
+// Blocks of the arena: the first is small (most workspaces are), each next one twice
+// the last, up to arenaMaxBlock. An item is never split: one that does not fit in what
+// is left of a block starts the next (one larger than a block grows it).
+const (
+	arenaMinBlock = 4 << 10
+	arenaMaxBlock = 1 << 20
+)
+
+// arena holds the encoded items as they are rendered, in blocks that are never copied
+// to grow (a growing single buffer would copy the answer several times over), in item
+// id order, separated by commas.
+type arena struct {
+	blocks [][]byte
+	items  int
+}
+
+// add renders an item with enc into the arena (after a comma, but the first) and
+// returns where it lies.
+func (a *arena) add(enc ItemEncoder, md *domain.ItemMetadata) (block, start, end int32) {
+	n := len(a.blocks)
+	if n == 0 || cap(a.blocks[n-1])-len(a.blocks[n-1]) < arenaMinBlock/2 {
+		size := arenaMinBlock
+		if n > 0 {
+			size = min(2*cap(a.blocks[n-1]), arenaMaxBlock)
+		}
+		a.blocks = append(a.blocks, make([]byte, 0, size))
+		n++
+	}
+	b := a.blocks[n-1]
+	if a.items > 0 {
+		b = append(b, ',')
+	}
+	a.items++
+	s := len(b)
+	b = enc(b, md)
+	a.blocks[n-1] = b
+	return int32(n - 1), int32(s), int32(len(b))
+}
+
+// The pieces of an answer that are not in its arena.
+var (
+	openBracket  = []byte{'['}
+	closeBracket = []byte{']'}
+	comma        = []byte{','}
+)
+
+// EncodedChanges answers what Changes answers, as the JSON array of the items rendered
+// by enc (parents first, as Changes orders them), with the stamp (ChangesStamp) it was
+// read at, from one snapshot. The array is the concatenation of pieces, which share
+// the buffers the rows were rendered into as they arrived: no item is held as a
+// struct, and nothing is copied (the reply is the one copy). It stops with
+// protocol.ErrResultTooLarge as soon as the estimated size passes MaxResultBytes, and
+// grows the request's memory reservation as Changes does.
+func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error) {
+	var a arena
+	var index []encodedItem
+	sz := newSizer(ctx, q.MaxResultBytes)
+	err = q.readTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, stampSQL, ws).Scan(&version, &tag); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrWorkspaceNotFound
+			}
+			return err
+		}
+		var dec rowDecoder
+		dec.md.WorkspaceID = ws
+		for after := int64(0); ; {
+			rows, err := tx.Query(ctx, changesSelect, ws, after, q.streamChunk)
+			if err != nil {
+				return err
+			}
+			n := len(index)
+			if index, err = dec.encodeRows(rows, enc, sz, &a, index); err != nil {
+				return err
+			}
+			if len(index)-n < q.streamChunk {
+				return sz.flush()
+			}
+			after = index[len(index)-1].id
+		}
+	})
+	if err != nil {
+		return nil, 0, 0, tooLarge(fmt.Errorf("changes of workspace %s: %w", ws, err))
+	}
+	return a.treeOrdered(index), version, tag, nil
+}
+
+// encodeRows renders the rows of one changesSelect query into a and records where
+// each lies.
+func (d *rowDecoder) encodeRows(rows pgx.Rows, enc ItemEncoder, sz *sizer, a *arena, index []encodedItem) ([]encodedItem, error) {
+	defer rows.Close()
+	for rows.Next() {
+		if err := d.decode(rows); err != nil {
+			return nil, err
+		}
+		if err := sz.add(&d.md); err != nil {
+			return nil, err
+		}
+		e := encodedItem{id: int64(*d.md.ID), parent: -1}
+		if d.md.ParentID != nil {
+			e.parent = int64(*d.md.ParentID)
+		}
+		e.block, e.start, e.end = a.add(enc, &d.md)
+		index = append(index, e)
+	}
+	return index, rows.Err()
+}
+
+// treeOrdered returns the pieces of the JSON array of the items of the arena (whose
+// entries, in item id order, index holds) in the order treeOrder gives: depth first
+// from the roots, siblings by id, items on a parent cycle last by id. Items that
+// follow each other in the arena and in that order (all of them, when the order is
+// the id order: a parent is usually made before its children) are one piece.
+func (a *arena) treeOrdered(index []encodedItem) [][]byte {
+	pieces := [][]byte{openBracket}
+	var cur []byte // the piece being extended
+	prev := int32(-1)
+	for i, k := range encodedTreeOrder(index) {
+		e := index[k]
+		switch {
+		case i > 0 && k == prev+1 && e.block == index[prev].block:
+			cur = cur[:len(cur)+int(e.end-index[prev].end)] // its comma and bytes follow
+		default:
+			if cur != nil {
+				pieces = append(pieces, slices.Clip(cur))
+			}
+			start := e.start
+			switch {
+			case i > 0 && k > 0:
+				start-- // with the comma before it
+			case i > 0:
+				pieces = append(pieces, comma) // the first by id has none
+			}
+			cur = a.blocks[e.block][start:e.end]
+		}
+		prev = k
+	}
+	if cur != nil {
+		pieces = append(pieces, slices.Clip(cur))
+	}
+	return append(pieces, closeBracket)
+}
+
+// encodedTreeOrder is treeOrder over index (sorted by id): the positions of its items,
+// parents before children.
+func encodedTreeOrder(index []encodedItem) []int32 {
+	n := len(index)
+	roots, first, kids := encodedChildren(index)
+	order := make([]int32, 0, n)
+	done := make([]bool, n)
+	stack := slices.Clone(roots)
+	slices.Reverse(stack)
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if done[i] {
+			continue
+		}
+		done[i] = true
+		order = append(order, i)
+		for k := first[i+1] - 1; k >= first[i]; k-- {
+			stack = append(stack, kids[k])
+		}
+	}
+	for i := range n { // items on a parent cycle, by id
+		if !done[i] {
+			order = append(order, int32(i))
+		}
+	}
+	return order
+}
+
+// encodedChildren returns the positions in index (sorted by id) of the roots (items
+// whose parent is none or not in index) and the children of each item, in id order, as
+// one flat list: the children of index[p] are kids[first[p]:first[p+1]].
+func encodedChildren(index []encodedItem) (roots, first, kids []int32) {
+	n := len(index)
+	lastParent, lastPos := int64(-1), -1 // siblings come together: one search for them all
+	pos := func(id int64) int {
+		if id == lastParent {
+			return lastPos
+		}
+		lastParent = id
+		i, ok := slices.BinarySearchFunc(index, id, func(e encodedItem, id int64) int { return cmp.Compare(e.id, id) })
+		lastPos = i
+		if !ok {
+			lastPos = -1
+		}
+		return lastPos
+	}
+	parentPos := make([]int32, n)
+	first = make([]int32, n+1)
+	for i, e := range index {
+		p := -1
+		if e.parent >= 0 {
+			p = pos(e.parent)
+		}
+		parentPos[i] = int32(p)
+		if p < 0 {
+			roots = append(roots, int32(i))
+		} else {
+			first[p+1]++
+		}
+	}
+	for i := range n {
+		first[i+1] += first[i]
+	}
+	kids = make([]int32, first[n])
+	fill := slices.Clone(first[:n])
+	for i, p := range parentPos {
+		if p >= 0 {
+			kids[fill[p]] = int32(i)
+			fill[p]++
+		}
+	}
+	return roots, first, kids
+}
+
+// rowDecoder reads changesSelect rows into one reused ItemMetadata, from the binary
+// values of the row without copying its strings (they alias the row until the next
+// one is read).
+type rowDecoder struct {
+	md                    domain.ItemMetadata
+	id, parent            domain.ItemID // what md.ID and md.ParentID point to
+	parentVersion, tempID int64         // what md.ParentVersion and md.TempID point to
+	chunks                []string      // md.Chunks, reused
+	checked, binary       bool          // the result's format was looked at; it is binary
+}
+
+// pgEpoch is PostgreSQL's timestamp epoch (binary timestamptz counts microseconds from it).
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// decode reads the current row. Values come in binary format (pgx's default); a
+// connection that answers in text (the simple protocol) is read with Scan instead.
+func (d *rowDecoder) decode(rows pgx.Rows) error {
+	if !d.checked {
+		d.checked, d.binary = true, binaryRows(rows)
+	}
+	if !d.binary {
+		return d.scan(rows)
+	}
+	v := rows.RawValues()
+	if len(v) != 14 {
+		return fmt.Errorf("changes row: %d columns, want 14", len(v))
+	}
+	md := &d.md
+	d.id = domain.ItemID(int8Of(v[0]))
+	md.ID = &d.id
+	md.Version = int8Of(v[1])
+	if len(v[2]) != 16 {
+		return fmt.Errorf("changes row of item %d: device_id of %d bytes", d.id, len(v[2]))
+	}
+	md.DeviceID = uuid.UUID(v[2])
+	md.ParentID = nil
+	if v[3] != nil {
+		d.parent = domain.ItemID(int8Of(v[3]))
+		md.ParentID = &d.parent
+	}
+	md.ParentVersion = optInt8(v[4], &d.parentVersion)
+	md.TempID = optInt8(v[5], &d.tempID)
+	md.Status = domain.Status(aliasString(v[6]))
+	us := int8Of(v[7])
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return fmt.Errorf("changes row of item %d: modified_at is infinite", d.id)
+	}
+	md.ModifiedAt = pgEpoch.Add(time.Duration(us) * time.Microsecond)
+	md.Checksum = int8Of(v[8])
+	var err error
+	if d.chunks, err = textArray(v[9], d.chunks[:0]); err != nil {
+		return fmt.Errorf("changes row of item %d: chunks: %w", d.id, err)
+	}
+	md.Chunks = d.chunks
+	md.Size = int8Of(v[10])
+	md.IsFolder = len(v[11]) == 1 && v[11][0] != 0
+	md.Filename = aliasString(v[12])
+	md.Mimetype = aliasString(v[13])
+	return nil
+}
+
+// binaryRows reports whether the rows' non-text columns come in binary format.
+func binaryRows(rows pgx.Rows) bool {
+	for i, f := range rows.FieldDescriptions() {
+		switch i {
+		case 6, 12, 13: // text: the same bytes in either format
+		default:
+			if f.Format != pgx.BinaryFormatCode {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// scan reads the current row with pgx's Scan (allocating), for text-format results.
+func (d *rowDecoder) scan(rows pgx.Rows) error {
+	md := &d.md
+	var id int64
+	var parent *int64
+	if err := rows.Scan(&id, &md.Version, &md.DeviceID, &parent, &md.ParentVersion, &md.TempID, &md.Status,
+		&md.ModifiedAt, &md.Checksum, &md.Chunks, &md.Size, &md.IsFolder, &md.Filename, &md.Mimetype); err != nil {
+		return err
+	}
+	d.id = domain.ItemID(id)
+	md.ID = &d.id
+	md.ParentID = nil
+	if parent != nil {
+		d.parent = domain.ItemID(*parent)
+		md.ParentID = &d.parent
+	}
+	if md.Chunks == nil {
+		md.Chunks = []string{}
+	}
+	return nil
+}
+
+func int8Of(b []byte) int64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
+}
+
+func optInt8(b []byte, into *int64) *int64 {
+	if b == nil {
+		return nil
+	}
+	*into = int8Of(b)
+	return into
+}
+
+// aliasString views b as a string without copying: valid while b is.
+func aliasString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// textArray decodes a one-dimensional text[] in binary format into out (strings
+// aliasing b). A NULL array reads as empty; a NULL element is an error.
+func textArray(b []byte, out []string) ([]string, error) {
+	if b == nil {
+		return out, nil
+	}
+	if len(b) < 12 {
+		return nil, errors.New("short array header")
+	}
+	ndim := int32(binary.BigEndian.Uint32(b))
+	if ndim == 0 {
+		return out, nil
+	}
+	if ndim != 1 || len(b) < 20 {
+		return nil, fmt.Errorf("array of %d dimensions", ndim)
+	}
+	n := int(int32(binary.BigEndian.Uint32(b[12:])))
+	rest := b[20:]
+	for range n {
+		if len(rest) < 4 {
+			return nil, errors.New("short array element")
+		}
+		l := int(int32(binary.BigEndian.Uint32(rest)))
+		rest = rest[4:]
+		if l < 0 {
+			return nil, errors.New("NULL element")
+		}
+		if len(rest) < l {
+			return nil, errors.New("short array element")
+		}
+		out = append(out, aliasString(rest[:l]))
+		rest = rest[l:]
+	}
+	return out, nil
+}

@@ -1,0 +1,227 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// oldEncoding is the answer of getChanges as it was encoded before streaming: the items
+// of Changes as wire structs, marshalled in one piece.
+func oldEncoding(t *testing.T, q *Queries, ws uuid.UUID) ([]byte, int64) {
+	t.Helper()
+	items, v, err := q.Changes(context.Background(), ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(wire.FromItems(items))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, v
+}
+
+// unicodeCommit adds to the fixture's workspace a folder and files whose names and
+// chunks need every kind of JSON escape, one of them moved under a folder made after it.
+func unicodeCommit(t *testing.T, f *fixture) batch {
+	g, w := f.g, f.w
+	late := g.newItem(w, nil, false, "déjà vu 日本語 🎉 <a href=\"x\">&amp;</a> \u2028\u2029 tab\there\\")
+	late.Mimetype = "text/plain; charset=\"utf-8\" \x01\x1f\x7f"
+	late.Chunks = []string{"ü", "\n\r\b\f", "{NULL}", ""}
+	dir := g.newItem(w, nil, true, "Ω folder ‮")
+	mv := late
+	mv.Version, mv.Status, mv.TempID, mv.ParentID = 2, domain.StatusMoved, nil, dir.ID
+	mv.ModifiedAt = g.tick().Add(123456789) // sub-millisecond part: truncated on the wire
+	recs := []eventstore.Record{
+		g.committed(w, []domain.ItemOutcome{w.store(late), w.store(dir)}),
+		g.committed(w, []domain.ItemOutcome{w.store(mv)}),
+	}
+	return batch{w.stream, recs}
+}
+
+// TestEncodedChangesEqualsTheOldEncoding checks that the streamed getChanges body is
+// byte for byte the old one (Changes, wire.FromItems, json.Marshal) on the fixture
+// (deleted items, folders, moves, a child with a smaller id than its parent), on names
+// and chunks needing every JSON escape, and on a generated history of many workspaces.
+func TestEncodedChangesEqualsTheOldEncoding(t *testing.T) {
+	e := newEnv(t)
+	f := newFixture(t)
+	e.append(t, f.batches)
+	e.append(t, []batch{unicodeCommit(t, f)})
+	g := newGen(t, 77)
+	e.append(t, g.history(3, 6, 600))
+	e.projectAll(t)
+	e.caughtUp(t, ModelWorkspaces)
+	ctx := context.Background()
+
+	// A pool on the simple protocol gets text-format rows: those are scanned, not decoded.
+	cfg, err := pgxpool.ParseConfig(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	simple, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(simple.Close)
+	textQ := NewQueries(simple)
+
+	workspaces := []*wsSim{f.w, f.shared}
+	workspaces = append(workspaces, g.ws...)
+	for _, w := range workspaces {
+		want, wantV := oldEncoding(t, e.q, w.id)
+		pieces, v, tag, err := e.q.EncodedChanges(ctx, w.id, wire.AppendItem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := bytes.Join(pieces, nil)
+		textPieces, _, _, err := textQ.EncodedChanges(ctx, w.id, wire.AppendItem)
+		if err != nil {
+			t.Fatalf("text format: %v", err)
+		}
+		if text := bytes.Join(textPieces, nil); !bytes.Equal(text, want) {
+			t.Fatalf("workspace %s: body from text-format rows\n%s\nwant\n%s", w.id, text, want)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("workspace %s: streamed body\n%s\nwant\n%s", w.id, got, want)
+		}
+		if w == f.w {
+			for _, s := range []string{`日本語 🎉 \u003ca href=\"x\"\u003e\u0026amp;`, `\u2028\u2029 tab\there\\`, `\u0001\u001f`, `"\n\r\b\f"`, `"Ω folder ‮"`} {
+				if !bytes.Contains(got, []byte(s)) {
+					t.Errorf("the fixture's body lacks %s:\n%s", s, got)
+				}
+			}
+		}
+		sv, stag, err := e.q.ChangesStamp(ctx, w.id)
+		if err != nil || v != wantV || sv != v || stag != tag {
+			t.Fatalf("workspace %s: stamp (%d, %d) and read at (%d, %d), version %d: %v", w.id, sv, stag, v, tag, wantV, err)
+		}
+	}
+	if _, _, _, err := e.q.EncodedChanges(ctx, uuid.New(), wire.AppendItem); !errors.Is(err, ErrWorkspaceNotFound) {
+		t.Errorf("unknown workspace: %v, want ErrWorkspaceNotFound", err)
+	}
+	if _, _, err := e.q.ChangesStamp(ctx, uuid.New()); !errors.Is(err, ErrWorkspaceNotFound) {
+		t.Errorf("stamp of an unknown workspace: %v, want ErrWorkspaceNotFound", err)
+	}
+}
+
+// TestEncodedChangesKeepsTheLimits checks that the streamed getChanges refuses an
+// answer over MaxResultBytes as Changes does, at the same bound.
+func TestEncodedChangesKeepsTheLimits(t *testing.T) {
+	e := newEnv(t)
+	f := newFixture(t)
+	e.append(t, f.batches)
+	e.projectAll(t)
+	e.caughtUp(t, ModelWorkspaces)
+	ctx := context.Background()
+	all, _, err := e.q.Changes(ctx, f.w.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for i := range all {
+		size += itemSize(&all[i])
+	}
+	defer func(b int64) { e.q.MaxResultBytes = b }(e.q.MaxResultBytes)
+	for _, tc := range []struct {
+		limit int64
+		fits  bool
+	}{{size - 1, false}, {size, true}, {1, false}} {
+		e.q.MaxResultBytes = tc.limit
+		_, _, _, err := e.q.EncodedChanges(ctx, f.w.id, wire.AppendItem)
+		if tc.fits != (err == nil) || (err != nil && !errors.Is(err, protocol.ErrResultTooLarge)) {
+			t.Errorf("limit %d (answer estimated at %d bytes): err %v", tc.limit, size, err)
+		}
+	}
+}
+
+// TestEncodedTreeOrder checks the order of the streamed answer against treeOrder on
+// hand-made shapes (a parent after its children, a missing parent, a cycle and its
+// descendants, the first item by id placed later) and on random trees spanning many
+// arena blocks, and that the pieces make the items in that order, comma-separated.
+func TestEncodedTreeOrder(t *testing.T) {
+	type shape struct {
+		name    string
+		n       int
+		parents map[int64]int64 // id -> parent (absent: root); ids 1..n
+	}
+	shapes := []shape{
+		{"flat", 6, map[int64]int64{}},
+		{"parent after children", 6, map[int64]int64{1: 5, 2: 5, 3: 2, 4: 9}},
+		{"missing parent", 6, map[int64]int64{2: 100, 3: 2}},
+		{"cycle with descendants", 6, map[int64]int64{1: 2, 2: 1, 3: 1, 5: 4}},
+		{"self parent", 6, map[int64]int64{3: 3, 4: 3}},
+		{"first by id moved last", 6, map[int64]int64{1: 6}},
+		{"empty", 0, nil},
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 4 {
+		sh := shape{fmt.Sprintf("random %d", i), 2000, map[int64]int64{}}
+		for id := int64(1); id <= int64(sh.n); id++ {
+			if rng.IntN(4) > 0 {
+				sh.parents[id] = 1 + rng.Int64N(int64(sh.n)) // cycles too
+			}
+		}
+		shapes = append(shapes, sh)
+	}
+	enc := func(dst []byte, md *domain.ItemMetadata) []byte {
+		return fmt.Appendf(dst, `{"id":%d,"pad":"%s"}`, *md.ID, strings.Repeat("x", int(*md.ID%97)))
+	}
+	for _, tc := range shapes {
+		t.Run(tc.name, func(t *testing.T) {
+			var rows []itemRow
+			var index []encodedItem
+			var a arena
+			for id := int64(1); id <= int64(tc.n); id++ {
+				md := domain.ItemMetadata{ID: itemID(id)}
+				e := encodedItem{id: id, parent: -1}
+				if p, ok := tc.parents[id]; ok {
+					md.ParentID = itemID(p)
+					e.parent = p
+				}
+				e.block, e.start, e.end = a.add(enc, &md)
+				rows = append(rows, itemRow{md: md})
+				index = append(index, e)
+			}
+			ordered := treeOrder(rows)
+			var got []domain.ItemID
+			for _, k := range encodedTreeOrder(index) {
+				got = append(got, domain.ItemID(index[k].id))
+			}
+			if want := ids(ordered); !slices.Equal(got, want) {
+				t.Fatalf("order %v, want %v", got, want)
+			}
+			want := []byte{'['}
+			for i := range ordered {
+				if i > 0 {
+					want = append(want, ',')
+				}
+				want = enc(want, &ordered[i])
+			}
+			want = append(want, ']')
+			pieces := a.treeOrdered(index)
+			if body := bytes.Join(pieces, nil); !bytes.Equal(body, want) {
+				t.Fatalf("pieces make\n%s\nwant\n%s", body, want)
+			}
+			if tc.n > 1000 && len(a.blocks) < 5 {
+				t.Fatalf("%d items in %d blocks: the test should span several", tc.n, len(a.blocks))
+			}
+		})
+	}
+}

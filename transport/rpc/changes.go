@@ -1,0 +1,164 @@
+package rpc
+
+import (
+	"container/list"
+	"context"
+	"sync"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// getChanges answers from the cache when it holds the workspace's answer at the stamp
+// the service reads now (after checking the caller may read it); otherwise it has the
+// service render the items row by row into pieces, copies them once into the reply's
+// head and keeps that in the cache, by the stamp the items were read at.
+func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
+	r, err := wire.ParseGetChanges(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.identify(d, r.UserID, true); err != nil {
+		return nil, err
+	}
+	st, cacheable, err := s.svc.ChangesStamp(ctx, r.UserID, r.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	cacheable = cacheable && s.changes != nil
+	if cacheable {
+		if c := s.changes.get(r.WorkspaceID, st); c != nil {
+			return c, nil
+		}
+	}
+	pieces, at, err := s.svc.EncodedChanges(ctx, r.UserID, r.WorkspaceID, wire.AppendItem)
+	if err != nil {
+		return nil, err
+	}
+	n := len(`{"result":`) + replyEndRoom
+	for _, p := range pieces {
+		n += len(p)
+	}
+	c := &changesReply{ws: r.WorkspaceID, st: at, head: wire.AppendRawResult(make([]byte, 0, n), pieces...)}
+	if cacheable && len(c.head) <= s.cfg.MaxReplyBytes {
+		s.changes.put(c)
+	}
+	return c, nil
+}
+
+// replyEndRoom is the room a changesReply keeps after its head for the end of a
+// response (its id): a request's id longer than that costs a copy of the reply.
+const replyEndRoom = 256
+
+// changesReply is a getChanges reply up to its end (wire.AppendRawResult), with room
+// after it for the end (wire.AppendResponseEnd). The replies made of it are written in
+// that room one at a time, each under mu until it is published: a cached answer is
+// sent again and again without a copy.
+type changesReply struct {
+	ws   uuid.UUID
+	st   service.ChangesStamp
+	mu   sync.Mutex
+	head []byte // never appended to but under mu
+}
+
+// body returns the reply to request id, and the function that must be called once the
+// reply is published (or given up), and only then.
+func (c *changesReply) body(id string) ([]byte, func()) {
+	c.mu.Lock()
+	return wire.AppendResponseEnd(c.head, id), sync.OnceFunc(c.mu.Unlock)
+}
+
+// changesCache keeps getChanges replies, one per workspace (at the latest stamp put),
+// the least recently used dropped first once their bytes pass maxBytes. It is safe for
+// concurrent use.
+type changesCache struct {
+	maxBytes int64
+
+	mu     sync.Mutex
+	bytes  int64
+	lru    *list.List // of *changesReply, most recently used first
+	byWS   map[uuid.UUID]*list.Element
+	hits   int64
+	misses int64
+}
+
+// newChangesCache returns a cache of at most maxBytes of replies; none (nil) when
+// maxBytes <= 0.
+func newChangesCache(maxBytes int64) *changesCache {
+	if maxBytes <= 0 {
+		return nil
+	}
+	return &changesCache{maxBytes: maxBytes, lru: list.New(), byWS: map[uuid.UUID]*list.Element{}}
+}
+
+// get returns the workspace's reply if it is the one at st, else nil. A reply of the
+// workspace at another stamp of no later version is dropped at once: it will not be
+// asked for again, and the answer about to be read takes its place (a large workspace's
+// old answer is not held while the new one is built).
+func (c *changesCache) get(ws uuid.UUID, st service.ChangesStamp) *changesReply {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.misses++
+	e, ok := c.byWS[ws]
+	if !ok {
+		return nil
+	}
+	r := e.Value.(*changesReply)
+	switch {
+	case r.st == st:
+		c.misses--
+		c.hits++
+		c.lru.MoveToFront(e)
+		return r
+	case r.st.Version <= st.Version:
+		c.remove(e)
+	}
+	return nil
+}
+
+// put keeps r in place of the reply of its workspace, unless that one is of a later
+// version (a request that read an older stamp finished last). A reply larger than
+// maxBytes is not kept.
+func (c *changesCache) put(r *changesReply) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byWS[r.ws]; ok {
+		if e.Value.(*changesReply).st.Version > r.st.Version {
+			return
+		}
+		c.remove(e)
+	}
+	if int64(cap(r.head)) > c.maxBytes {
+		return
+	}
+	c.byWS[r.ws] = c.lru.PushFront(r)
+	c.bytes += int64(cap(r.head))
+	for c.bytes > c.maxBytes {
+		c.remove(c.lru.Back())
+	}
+}
+
+func (c *changesCache) remove(e *list.Element) {
+	r := c.lru.Remove(e).(*changesReply)
+	delete(c.byWS, r.ws)
+	c.bytes -= int64(cap(r.head))
+}
+
+// changesCacheStats are a cache's counters, for tests.
+type changesCacheStats struct {
+	entries      int
+	bytes        int64
+	hits, misses int64
+}
+
+func (c *changesCache) stats() changesCacheStats {
+	if c == nil {
+		return changesCacheStats{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return changesCacheStats{entries: c.lru.Len(), bytes: c.bytes, hits: c.hits, misses: c.misses}
+}

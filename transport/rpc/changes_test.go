@@ -1,0 +1,147 @@
+package rpc_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/itemids"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/projections"
+	"github.com/stacksync-es/syncservice/service"
+	"github.com/stacksync-es/syncservice/transport/rpc"
+	"github.com/stacksync-es/syncservice/transport/rpc/rpctest"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// pgService runs the real service over PostgreSQL (store, projectors, read models), as
+// a server does.
+func pgService(t *testing.T) (*service.Service, *projections.Queries, *pgxpool.Pool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dsn := testenv.PostgresDSN(t)
+	store, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := projections.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := itemids.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, m := range []string{projections.ModelWorkspaces, projections.ModelAccounts} {
+		p, err := projections.New(projections.Config{Model: m, DSN: dsn, Pool: pool, Source: store, LeaderRetry: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		pool.Close()
+		store.Close()
+	})
+	q := projections.NewQueries(pool)
+	svc, err := service.New(service.DefaultConfig(), store, q, itemids.NewPostgres(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, q, pool
+}
+
+// TestGetChangesCacheNeverStale checks, through RabbitMQ against the real service on
+// PostgreSQL, that a getChanges reply is byte for byte the old encoding (the items of
+// Changes as wire structs, one json.Marshal), that an unchanged workspace is answered
+// from the cache, and that a commit visible in the read model before the request (as it
+// is before its notification goes out, PROTOCOL.md §5) is always in the reply.
+func TestGetChangesCacheNeverStale(t *testing.T) {
+	svc, q, pool := pgService(t)
+	ctx := context.Background()
+	url := testenv.AMQPURL(t)
+	rpctest.StartServer(t, rpc.Config{URL: url, Auth: rpc.AuthTrust, Concurrency: 4, PerUserInFlight: -1}, svc)
+
+	user, ws, err := svc.CreateUser(ctx, service.NewUser{Name: "dora", Email: "dora@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := svc.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "reg", UserID: user, Name: "laptop", OS: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(req string, items ...domain.ItemMetadata) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, func() error { // the device is known once the user's events are read
+			res, err := svc.Commit(ctx, protocol.CommitRequest{RequestID: req, UserID: user, WorkspaceID: ws, DeviceID: dev.ID, Items: items})
+			if err != nil {
+				return err
+			}
+			return q.WaitForWorkspaceVersion(ctx, ws, res.Event.WorkspaceVersion)
+		})
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	item := func(temp int64, name string, parent *domain.ItemID, folder bool) domain.ItemMetadata {
+		md := domain.ItemMetadata{TempID: &temp, Version: 1, Status: domain.StatusNew, ModifiedAt: at, ParentID: parent,
+			IsFolder: folder, Filename: name, Mimetype: "text/plain", Chunks: []string{}}
+		if !folder {
+			md.Size, md.Checksum, md.Chunks = 3, 7, []string{"c-" + name}
+		}
+		return md
+	}
+	r := dialRaw(t, url, user, "")
+	params := map[string]any{"requestId": "g", "userId": user.String(), "workspaceId": ws.String()}
+	// getChanges returns the reply's body after checking it against the old encoding.
+	getChanges := func(wantOld bool) string {
+		t.Helper()
+		d, resp := r.call(wire.MethodGetChanges, params)
+		if resp.Error != nil {
+			t.Fatalf("getChanges: %+v", resp.Error)
+		}
+		items, err := svc.Changes(ctx, user, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := wire.EncodeResponse(resp.ID, wire.FromItems(items), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (string(d.Body) == string(old)) != wantOld {
+			t.Fatalf("reply\n%s\nthe old encoding of the read model now\n%s\n(want them equal: %v)", d.Body, old, wantOld)
+		}
+		return string(d.Body)
+	}
+
+	commit("c1", item(-1, "docs", nil, true), item(-2, "ünïcode <&> \u2028.txt", ptr(domain.ItemID(-1)), false))
+	first := getChanges(true)
+	// Rows changed behind the read model's back (no commit: the workspace's stamp is
+	// the same): the cached reply is what comes back.
+	if _, err := pool.Exec(ctx, `UPDATE proj_workspaces.items SET filename = 'behind the back' WHERE workspace_id = $1`, ws); err != nil {
+		t.Fatal(err)
+	}
+	head := func(body string) string { return body[:strings.LastIndex(body, `,"id":`)] } // the reply less its id
+	if again := getChanges(false); head(again) != head(first) {
+		t.Fatalf("an unchanged workspace was not answered from the cache:\n%s\nthen\n%s", first, again)
+	}
+	// A commit: visible in the read model before the request, so in the reply.
+	commit("c2", item(-3, "b.txt", nil, false))
+	if third := getChanges(true); !strings.Contains(third, `"b.txt"`) {
+		t.Fatalf("the reply after a commit lacks it: %s", third)
+	}
+	getChanges(true) // and again, from the cache
+}
+
+func ptr[T any](v T) *T { return &v }

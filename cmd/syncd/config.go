@@ -37,6 +37,8 @@ type config struct {
 	groupCommit     bool
 	inline          bool
 	directPublish   bool
+	commitBatch     int
+	changesCache    int
 	logLevel        string
 	logFormat       string
 	shutdownGrace   time.Duration
@@ -113,6 +115,10 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
 	boolean(&c.inline, "inline-projection", "SYNCD_INLINE_PROJECTION", true,
 		"write the read models in each append's own transaction (reads and notifications need not wait for the projectors)")
+	num(&c.commitBatch, "commit-batch", "SYNCD_COMMIT_BATCH", 64,
+		"commits waiting for one workspace decided in turn and appended as one (1: one at a time)")
+	num(&c.changesCache, "changes-cache-bytes", "SYNCD_CHANGES_CACHE_BYTES", rpc.DefaultChangesCacheBytes,
+		"encoded getChanges answers kept per process, one per workspace until its next commit (negative: none)")
 	boolean(&c.directPublish, "direct-publish", "SYNCD_DIRECT_PUBLISH", true,
 		"publish a commit's notification from the process that appended it, right away (needs -inline-projection; the notifier stays the backstop)")
 	num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
@@ -162,8 +168,11 @@ func (c config) validate() error {
 			errs = append(errs, fmt.Errorf("-roles: unknown role %q (roles: %s)", r, allRoles))
 		}
 	}
-	if c.prefetch < 1 || c.concurrency < 1 {
-		errs = append(errs, errors.New("-prefetch and -concurrency must be at least 1"))
+	if c.prefetch < 1 || c.concurrency < 1 || c.commitBatch < 1 {
+		errs = append(errs, errors.New("-prefetch, -concurrency and -commit-batch must be at least 1"))
+	}
+	if c.directPublish && !c.inline {
+		errs = append(errs, errors.New("-direct-publish needs -inline-projection (reads must see what was notified)"))
 	}
 	if c.requestTimeout <= 0 || c.shutdownGrace <= 0 {
 		errs = append(errs, errors.New("-request-timeout and -shutdown-grace must be positive"))

@@ -94,3 +94,26 @@ func TestConfigInvalidValuesAreErrors(t *testing.T) {
 		t.Errorf("prefetch %d, request timeout %v, group commit %v", cfg.prefetch, cfg.requestTimeout, cfg.groupCommit)
 	}
 }
+
+// The commit path's switches: on by default; direct publishing needs the inline read
+// models (else a device could read before the model has its notified commit); a commit
+// batch of at least one.
+func TestConfigCommitPath(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := parseConfig(nil, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.inline || !cfg.directPublish || cfg.commitBatch != 64 {
+		t.Fatalf("defaults: inline %v, direct %v, batch %d", cfg.inline, cfg.directPublish, cfg.commitBatch)
+	}
+	if _, err := parseConfig([]string{"-inline-projection=false"}, none, io.Discard); err == nil || !strings.Contains(err.Error(), "-direct-publish") {
+		t.Fatalf("direct publishing without inline read models: %v", err)
+	}
+	if _, err := parseConfig([]string{"-inline-projection=false", "-direct-publish=false"}, none, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseConfig([]string{"-commit-batch", "0"}, none, io.Discard); err == nil {
+		t.Fatal("-commit-batch 0 accepted")
+	}
+}

@@ -198,6 +198,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	svcCfg := service.DefaultConfig()
 	svcCfg.CacheSize, svcCfg.Logger, svcCfg.GroupCommit = cfg.cacheSize, log.With("component", "service"), cfg.groupCommit
 	svcCfg.Limits = cfg.limits // MaxEventBytes 0: the event store's record limit
+	svcCfg.MaxCommitBatch = cfg.commitBatch
 	svcCfg.OnAppend = func() {
 		for _, w := range wake {
 			w()
@@ -227,7 +228,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			Logger:       log, Metrics: m,
 			MaxInFlightBytes: int64(cfg.maxInFlightBytes), MaxReplyBytes: cfg.maxReplyBytes,
 			PerUserInFlight: cfg.perUserInFlight, PerUserQueued: cfg.perUserQueued,
-			QueuedTotal: cfg.queuedTotal, PerUserBytes: int64(cfg.perUserBytes), ReplayBytes: int64(cfg.replayBytes), ReplayWindow: cfg.replayWindow,
+			QueuedTotal: cfg.queuedTotal, ChangesCacheBytes: int64(cfg.changesCache), PerUserBytes: int64(cfg.perUserBytes), ReplayBytes: int64(cfg.replayBytes), ReplayWindow: cfg.replayWindow,
 			// updateDevice answers once the binder bound the device's queue; a repeated
 			// commit is republished only once the notifier published it the first time.
 			Bound: binderAt,

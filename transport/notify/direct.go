@@ -48,6 +48,7 @@ type Direct struct {
 	published atomic.Pointer[eventstore.Position] // the notifier's last known checkpoint
 
 	sent, declined atomic.Int64
+	waiting        atomic.Bool // connected, waiting for the topology marker
 }
 
 // directState is one event's publish through Direct.
@@ -144,6 +145,12 @@ func (d *Direct) session(ctx context.Context) error {
 	}
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	// A fresh or restarted broker has lost the workspace exchanges' bindings: a commit
+	// published before the binder restored them would reach no device, and its confirm
+	// would make the notifier skip it. Publish only once the binder's marker is back.
+	if err := d.waitForTopology(ctx, conn); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.ch, d.declared, d.last, d.tags, d.nextTag = ch, map[uuid.UUID]bool{}, map[uuid.UUID]int64{}, map[uint64]uuid.UUID{}, 0
 	d.mu.Unlock()
@@ -161,6 +168,29 @@ func (d *Direct) session(ctx context.Context) error {
 		case err := <-closed:
 			return fmt.Errorf("channel closed: %w", err)
 		}
+	}
+}
+
+// waitForTopology waits until the topology marker exists on the broker (see
+// Notifier.waitForTopology); meanwhile Publish declines everything.
+func (d *Direct) waitForTopology(ctx context.Context, conn *amqp.Connection) error {
+	wait := 20 * time.Millisecond
+	d.waiting.Store(true)
+	defer d.waiting.Store(false)
+	for {
+		ok, err := topology.MarkerExists(conn)
+		if err != nil {
+			return fmt.Errorf("check the topology marker: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, time.Second)
 	}
 }
 

@@ -1,0 +1,137 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/transport/topology"
+)
+
+// fixedPos is a checkpoint a test moves by hand.
+type fixedPos struct{ p atomic.Pointer[eventstore.Position] }
+
+func (f *fixedPos) set(p eventstore.Position) { f.p.Store(&p) }
+func (f *fixedPos) get(context.Context) (eventstore.Position, error) {
+	if p := f.p.Load(); p != nil {
+		return *p, nil
+	}
+	return eventstore.Position{}, nil
+}
+
+func at(n uint64) eventstore.Position { return eventstore.Position{Commit: n, Prepare: n} }
+
+func directCommit(ws uuid.UUID, v int64, prev, membersAt eventstore.Position) Commit {
+	return Commit{EventID: uuid.New(), Inline: true, Prev: prev, MembersAt: membersAt, Position: at(uint64(100 + v)),
+		Event: domain.Committed{WorkspaceID: ws, WorkspaceVersion: v, RequestID: fmt.Sprintf("req-%d", v),
+			UserID: uuid.New(), DeviceID: uuid.New(), CommittedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+}
+
+// declareMarker does what a binder does once the bindings are in place.
+func declareMarker(t *testing.T, url string) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.DeclareMarker(ch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Direct publishes only what the notifier would publish at that moment: nothing before
+// the binder's topology marker exists (a restarted broker lost the bindings); then a
+// workspace's commits in order, each once the binder passed the workspace's latest
+// membership change; a commit whose predecessor did not go out on its channel only once
+// the notifier's checkpoint passed that predecessor. Ahead reports what the broker
+// confirmed, so the notifier skips exactly those.
+func TestDirectPublishesOnlyWhatTheNotifierWould(t *testing.T) {
+	e := newEnv(t)
+	var bound, published fixedPos
+	bound.set(at(10))
+	d, err := NewDirect(DirectConfig{AMQPURL: e.amqp, Bound: bound.get, Published: published.get, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, d.Run)
+	ws := uuid.New()
+	l := listen(t, e.amqp, ws)
+	ctx := context.Background()
+
+	// Connected, but no marker yet: declined, and nothing reaches the queue.
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if !d.waiting.Load() {
+			return fmt.Errorf("not yet waiting for the topology marker")
+		}
+		return nil
+	})
+	c1 := directCommit(ws, 1, at(1), at(1))
+	if d.Publish(ctx, c1) {
+		t.Fatal("published before the topology marker existed")
+	}
+	declareMarker(t, e.amqp)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if !d.Publish(ctx, c1) {
+			return fmt.Errorf("still declining with the marker present")
+		}
+		return nil
+	})
+	if !d.Ahead(ctx, c1.EventID) {
+		t.Fatal("Ahead: the broker's confirm of version 1 not reported")
+	}
+	waitVersions(t, l, 1, 20*time.Second)
+
+	// The binder has not passed a membership change: declined; once it has, published.
+	c2 := directCommit(ws, 2, c1.Position, at(50))
+	if d.Publish(ctx, c2) {
+		t.Fatal("published before the binder passed the membership change")
+	}
+	bound.set(at(50))
+	if !d.Publish(ctx, c2) {
+		t.Fatal("declined with the binder past the membership change")
+	}
+	// Version 3 was left to the notifier (say, appended elsewhere): version 4 waits for
+	// the notifier's checkpoint to pass version 3.
+	c4 := directCommit(ws, 4, at(103), at(50))
+	if d.Publish(ctx, c4) || d.Ahead(ctx, c4.EventID) {
+		t.Fatal("published version 4 after 2, before version 3 went out")
+	}
+	published.set(at(103))
+	if !d.Publish(ctx, c4) || !d.Ahead(ctx, c4.EventID) {
+		t.Fatal("declined version 4 once the notifier passed version 3")
+	}
+	if d.Ahead(ctx, uuid.New()) {
+		t.Fatal("Ahead of an event never published")
+	}
+	if !c4.Inline {
+		t.Fatal("fixture")
+	}
+	c5 := directCommit(ws, 5, c4.Position, at(50))
+	c5.Inline = false // the read models do not have it yet
+	if d.Publish(ctx, c5) {
+		t.Fatal("published a commit whose append did not write the read models")
+	}
+	testenv.Eventually(t, 20*time.Second, func() error { // 1, 2, 4 as sent (3 is the notifier's)
+		if firsts, ordered := dedup(l.versions(t)); !ordered || fmt.Sprint(firsts) != "[1 2 4]" {
+			return fmt.Errorf("delivered %v", l.versions(t))
+		}
+		return nil
+	})
+	sent, declined := d.Counts()
+	if sent != 3 || declined < 4 {
+		t.Fatalf("counts: sent %d, declined %d", sent, declined)
+	}
+}

@@ -17,7 +17,9 @@ import (
 )
 
 // fixedPos is a checkpoint a test moves by hand.
-type fixedPos struct{ p atomic.Pointer[eventstore.Position] }
+type fixedPos struct {
+	p atomic.Pointer[eventstore.Position]
+}
 
 func (f *fixedPos) set(p eventstore.Position) { f.p.Store(&p) }
 func (f *fixedPos) get(context.Context) (eventstore.Position, error) {

@@ -89,7 +89,10 @@ func (s *Service) commitBatch(ws uuid.UUID, batch []*queuedCommit) (deferred []*
 			return p.deferred
 		}
 		base := e.state.StreamVersion()
+		owner := e.state.OwnerID()
+		s.usage.committing(owner, e.id)
 		res, err := s.append(ctx, stream, eventstore.Exact(base), p.records...)
+		s.usage.committing(owner, e.id) // a read that began during the append may miss it
 		if err == nil && !res.Duplicate {
 			prev := e.lastPos
 			p.recordIn(e, res.Position)
@@ -231,7 +234,7 @@ func (s *Service) decideCommit(ctx context.Context, w *domain.Workspace, prev st
 func (s *Service) quotaOf(ctx context.Context, w *domain.Workspace, caller *domain.User, q *batchQuota) (limit, elsewhere int64, err error) {
 	owner := w.OwnerID()
 	if !q.haveUsage || q.owner != owner {
-		usage, err := read(ctx, s.reads, func(ctx context.Context) (int64, error) { return s.reads.OwnerUsageExcept(ctx, owner, w.ID()) })
+		usage, err := s.usage.elsewhere(ctx, s, owner, w.ID())
 		if err != nil {
 			return 0, 0, fmt.Errorf("quota of %s: %w", owner, err)
 		}

@@ -55,7 +55,8 @@ type Config struct {
 	MaxAttempts int
 	// BusyRetryAfter is the retry delay suggested with Busy. Default 200ms.
 	BusyRetryAfter time.Duration
-	// UserStaleness is how old a cached user state (devices, quota limit, removal) may
+	// UserStaleness is how old a cached user state (devices, quota limit, removal, and
+	// the bytes the owner uses in other workspaces) may
 	// be when a commit checks the device and the owner's limit; older ones are caught up
 	// with the user's stream first. A device registered or a user removed through
 	// another process is seen within this time. Default 1s; negative: always catch up.
@@ -166,6 +167,7 @@ type Service struct {
 
 	workspaces *cache[*domain.Workspace]
 	users      *cache[*domain.User]
+	usage      *usageCache
 }
 
 // New builds a Service over an event store, the read models it answers queries from,
@@ -180,6 +182,7 @@ func New(cfg Config, store eventstore.Store, reads ReadModel, ids IDAllocator) (
 		cfg: cfg, store: store, reads: reads, ids: ids, log: cfg.Logger,
 		workspaces: newCache(cfg.CacheSize, func(id uuid.UUID) *domain.Workspace { return domain.NewWorkspace(id) }),
 		users:      newCache(cfg.CacheSize, func(id uuid.UUID) *domain.User { return domain.NewUser(id) }),
+		usage:      newUsageCache(cfg.UserStaleness, cfg.CacheSize),
 		hot:        newCommitQueues(),
 	}
 	if b, ok := store.(eventstore.BatchAppender); ok && cfg.GroupCommit {

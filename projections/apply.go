@@ -143,7 +143,8 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 		c, p, int64(len(evs)), last.RecordedAt); err != nil {
 		return applyResult{}, fmt.Errorf("apply to %s: save checkpoint %s: %w", schema, last.Position, err)
 	}
-	res.checkpoint = checkpointRow{Position: last.Position, Events: cp.Events + int64(len(evs)), LastEventAt: last.RecordedAt}
+	res.checkpoint = checkpointRow{Position: last.Position, Events: cp.Events + int64(len(evs)), LastEventAt: last.RecordedAt,
+		InlineFrom: cp.InlineFrom}
 	return res, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/eventstore"
@@ -110,6 +111,7 @@ type Projector struct {
 	position    eventstore.Position
 	events      int64     // events the model has processed, as stored with the checkpoint
 	lastEventAt time.Time // RecordedAt of the last processed event
+	inlineFrom  uint64    // the checkpoint's inline_from as last read or written
 	applied     atomic.Int64
 	setAside    atomic.Int64
 	active      atomic.Bool
@@ -230,6 +232,12 @@ func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position
 
 // applyOwnTx is the projector's applyFunc: one transaction with the checkpoint.
 func (p *Projector) applyOwnTx(ctx context.Context, expected eventstore.Position, b prepared) (applyResult, error) {
+	p.mu.Lock()
+	inlineFrom := p.inlineFrom
+	p.mu.Unlock()
+	if len(b.aside) == 0 && len(withoutInline(b.ds, inlineFrom)) == 0 && p.cfg.afterApply == nil && len(b.evs) > 0 {
+		return p.moveOnly(ctx, expected, inlineFrom, b.evs)
+	}
 	tx, err := p.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return applyResult{}, fmt.Errorf("projector %s: begin: %w", p.model.name, err)
@@ -246,10 +254,49 @@ func (p *Projector) applyOwnTx(ctx context.Context, expected eventstore.Position
 	return res, nil
 }
 
+// moveOnly moves the checkpoint from expected over evs, which hold nothing to apply
+// (other models' events, or events their appends applied inline), in one round trip:
+// an implicit transaction that moves it only if it is still at expected with the same
+// inline_from, and does not wait for its WAL flush (a lost move costs a skip again).
+func (p *Projector) moveOnly(ctx context.Context, expected eventstore.Position, inlineFrom uint64, evs []eventstore.RecordedEvent) (applyResult, error) {
+	last := evs[len(evs)-1]
+	vals := []uint64{last.Position.Commit, last.Position.Prepare, expected.Commit, expected.Prepare, inlineFrom}
+	args := make([]any, len(vals))
+	for i, v := range vals {
+		n, err := toInt64(v)
+		if err != nil {
+			return applyResult{}, err
+		}
+		args[i] = n
+	}
+	args = append(args, int64(len(evs)), last.RecordedAt)
+	schema := p.model.Schema()
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	var events int64
+	b.Queue(`UPDATE `+pgx.Identifier{schema, "checkpoint"}.Sanitize()+`
+		SET commit_pos = $1, prepare_pos = $2, events = events + $6, last_event_at = $7
+		WHERE commit_pos = $3 AND prepare_pos = $4 AND inline_from = $5 RETURNING events`, args...).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&events) })
+	err := p.cfg.Pool.SendBatch(ctx, b).Close()
+	if errors.Is(err, pgx.ErrNoRows) {
+		stored, rerr := readCheckpoint(ctx, p.cfg.Pool, schema, false)
+		if rerr != nil {
+			return applyResult{}, rerr
+		}
+		return applyResult{}, &checkpointMovedError{schema: schema, expected: expected, stored: stored.Position}
+	}
+	if err != nil {
+		return applyResult{}, fmt.Errorf("projector %s: move the checkpoint to %s: %w", p.model.name, last.Position, err)
+	}
+	return applyResult{checkpoint: checkpointRow{Position: last.Position, Events: events, LastEventAt: last.RecordedAt,
+		InlineFrom: inlineFrom}}, nil
+}
+
 func (p *Projector) setCheckpoint(cp checkpointRow) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.position, p.events, p.lastEventAt = cp.Position, cp.Events, cp.LastEventAt
+	p.position, p.events, p.lastEventAt, p.inlineFrom = cp.Position, cp.Events, cp.LastEventAt, cp.InlineFrom
 }
 
 // Status is a projector's progress as this process knows it.

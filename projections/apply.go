@@ -132,6 +132,11 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 }
 
 func decode(rec *eventstore.RecordedEvent) (decoded, error) {
+	if rec.Type == domain.TypeCommitted {
+		if e, ok := decodeCommitted(rec.Data); ok {
+			return decoded{rec: rec, event: e}, nil
+		}
+	}
 	ev, err := domain.Decode(rec.Type, rec.Data)
 	if err != nil {
 		return decoded{}, err

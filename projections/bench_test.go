@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"testing"
@@ -118,7 +119,11 @@ func BenchmarkRebuild(b *testing.B) {
 	for _, m := range Models() {
 		b.Run("Rebuild/"+m.Name(), func(b *testing.B) {
 			for b.Loop() {
-				res, err := Rebuild(ctx, RebuildConfig{Pool: pool, Source: store}, m.Name())
+				cfg := RebuildConfig{Pool: pool, Source: store}
+				if os.Getenv("SYNC_BENCH_LOG") != "" {
+					cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+				}
+				res, err := Rebuild(ctx, cfg, m.Name())
 				if err != nil {
 					b.Fatal(err)
 				}

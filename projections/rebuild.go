@@ -159,9 +159,11 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 		return RebuildResult{}, err
 	}
 	log.Info("replaying the history", "into", next, "live_events", liveCP.Events)
-	if _, err := replay(ctx, cfg, m, next, nil, true, liveCP.Events, start); err != nil {
+	replayed, err := replay(ctx, cfg, m, next, nil, true, liveCP.Events, start)
+	if err != nil {
 		return RebuildResult{}, err
 	}
+	log.Info("replayed the history", "events", replayed.Events, "took", time.Since(start).String())
 	built := time.Now()
 	for _, q := range restore {
 		if _, err := cfg.Pool.Exec(ctx, q); err != nil {

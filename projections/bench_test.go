@@ -96,6 +96,7 @@ func BenchmarkRebuild(b *testing.B) {
 	b.Logf("generated %d events in %v", total, time.Since(start).Round(time.Second))
 
 	b.Run("ReadAll", func(b *testing.B) {
+		self0, server0 := cpuTimes(b, pool)
 		for b.Loop() {
 			var pos eventstore.Position
 			read := 0
@@ -115,9 +116,11 @@ func BenchmarkRebuild(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "events/s")
+		reportCPU(b, pool, total*b.N, self0, server0)
 	})
 	for _, m := range Models() {
 		b.Run("Rebuild/"+m.Name(), func(b *testing.B) {
+			self0, server0 := cpuTimes(b, pool)
 			for b.Loop() {
 				cfg := RebuildConfig{Pool: pool, Source: store}
 				if os.Getenv("SYNC_BENCH_LOG") != "" {
@@ -132,6 +135,7 @@ func BenchmarkRebuild(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "events/s")
+			reportCPU(b, pool, total*b.N, self0, server0)
 		})
 	}
 	var rows int64

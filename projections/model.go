@@ -43,6 +43,9 @@ type Model struct {
 	// bulkLoaded tables have their indexes dropped while a replay loads them and built
 	// once at the end, which is much faster than maintaining them row by row.
 	bulkLoaded []string
+	// finishBulk, if set, completes the tables in schema after a bulk replay, before
+	// their indexes are built (the workspaces model fills items from item_history).
+	finishBulk func(ctx context.Context, pool *pgxpool.Pool, schema string) error
 }
 
 // table describes a read-model table for verify and for the swap's locks.

@@ -174,6 +174,7 @@ var workspacesModel = &Model{
 	apply:      applyWorkspaces,
 	bulkLoaded: []string{"items", "item_history"},
 	finishBulk: fillItems,
+	bulkFilled: []string{"items"},
 }
 
 // itemRows accumulates item versions column by column for one unnest statement.

@@ -3,38 +3,54 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/stacksync-es/syncservice/domain"
 )
 
+// bulkIndex is an index of a bulk-loaded table, dropped for the load: create builds it
+// again as the migrations made it, attach (if set) turns it back into the table's
+// primary key or unique constraint.
+type bulkIndex struct {
+	table          string
+	create, attach string
+}
+
 // dropBulkIndexes drops the constraints and indexes of the model's bulk-loaded tables in
-// schema and returns the statements that build them again, as the migrations made them.
-func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) (restore []string, err error) {
+// schema and returns what builds them again.
+func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) ([]bulkIndex, error) {
 	var drop []string
+	var restore []bulkIndex
 	for _, t := range m.bulkLoaded {
 		qt := pgx.Identifier{schema, t}.Sanitize()
-		rows, err := pool.Query(ctx, `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+		// A constraint's index is built alone (CREATE UNIQUE INDEX takes a lock that lets
+		// the other builds and readers of the table run) and attached to it afterwards.
+		rows, err := pool.Query(ctx, `SELECT conname, contype = 'p', pg_get_indexdef(conindid) FROM pg_constraint
 			WHERE conrelid = $1::regclass AND contype IN ('p', 'u') ORDER BY conname`, qt)
 		if err != nil {
 			return nil, fmt.Errorf("constraints of %s: %w", qt, err)
 		}
 		var constraints []string
-		for rows.Next() {
-			var name, def string
-			if err := rows.Scan(&name, &def); err != nil {
-				rows.Close()
-				return nil, err
+		var name, def string
+		var primary bool
+		_, err = pgx.ForEachRow(rows, []any{&name, &primary, &def}, func() error {
+			kind := "UNIQUE"
+			if primary {
+				kind = "PRIMARY KEY"
 			}
 			constraints = append(constraints, name)
 			drop = append(drop, `ALTER TABLE `+qt+` DROP CONSTRAINT `+pgx.Identifier{name}.Sanitize())
-			restore = append(restore, `ALTER TABLE `+qt+` ADD CONSTRAINT `+pgx.Identifier{name}.Sanitize()+` `+def)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			restore = append(restore, bulkIndex{table: t, create: def,
+				attach: `ALTER TABLE ` + qt + ` ADD CONSTRAINT ` + pgx.Identifier{name}.Sanitize() + ` ` + kind +
+					` USING INDEX ` + pgx.Identifier{name}.Sanitize()})
+			return nil
+		})
+		if err != nil {
 			return nil, fmt.Errorf("constraints of %s: %w", qt, err)
 		}
 		rows, err = pool.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes
@@ -42,17 +58,12 @@ func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema s
 		if err != nil {
 			return nil, fmt.Errorf("indexes of %s: %w", qt, err)
 		}
-		for rows.Next() {
-			var name, def string
-			if err := rows.Scan(&name, &def); err != nil {
-				rows.Close()
-				return nil, err
-			}
+		_, err = pgx.ForEachRow(rows, []any{&name, &def}, func() error {
 			drop = append(drop, `DROP INDEX `+pgx.Identifier{schema, name}.Sanitize())
-			restore = append(restore, def)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			restore = append(restore, bulkIndex{table: t, create: def})
+			return nil
+		})
+		if err != nil {
 			return nil, fmt.Errorf("indexes of %s: %w", qt, err)
 		}
 	}
@@ -64,21 +75,55 @@ func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema s
 	return restore, nil
 }
 
-// buildIndexes runs the statements dropBulkIndexes returned, in one transaction with
-// enough memory for the sorts of a large history.
-func buildIndexes(ctx context.Context, pool *pgxpool.Pool, restore []string) error {
+// completeBulk finishes a bulk load into schema: it completes the tables (finishBulk)
+// and builds their indexes again, on two connections: the tables finishBulk fills and
+// then their indexes on one, the other tables' indexes on the other. Constraints are
+// attached to their indexes at the end.
+func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, restore []bulkIndex) error {
+	var filled, other []string
+	var attach []string
+	for _, ix := range restore {
+		if slices.Contains(m.bulkFilled, ix.table) {
+			filled = append(filled, ix.create)
+		} else {
+			other = append(other, ix.create)
+		}
+		if ix.attach != "" {
+			attach = append(attach, ix.attach)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := finishBulk(gctx, pool, m, schema); err != nil {
+			return err
+		}
+		return execTx(gctx, pool, filled)
+	})
+	g.Go(func() error { return execTx(gctx, pool, other) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return execTx(ctx, pool, attach)
+}
+
+// execTx runs statements in one transaction, with enough memory for the sorts of index
+// builds over a large history.
+func execTx(ctx context.Context, pool *pgxpool.Pool, statements []string) error {
+	if len(statements) == 0 {
+		return nil
+	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("build indexes: begin: %w", err)
+		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	for _, q := range append([]string{`SET LOCAL maintenance_work_mem = '256MB'`}, restore...) {
+	for _, q := range append([]string{`SET LOCAL maintenance_work_mem = '256MB'`}, statements...) {
 		if _, err := tx.Exec(ctx, q); err != nil {
-			return fmt.Errorf("build indexes: %s: %w", q, err)
+			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("build indexes: commit: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }

@@ -46,6 +46,8 @@ type Model struct {
 	// finishBulk, if set, completes the tables in schema after a bulk replay, before
 	// their indexes are built (the workspaces model fills items from item_history).
 	finishBulk func(ctx context.Context, pool *pgxpool.Pool, schema string) error
+	// bulkFilled are the tables finishBulk writes; the others' indexes are built meanwhile.
+	bulkFilled []string
 }
 
 // table describes a read-model table for verify and for the swap's locks.

@@ -393,6 +393,15 @@ func TestRebuildAndVerify(t *testing.T) {
 	if rows.Close(); !reflect.DeepEqual(idx, []string{"item_history_pkey", "item_history_ws_version_idx", "items_pkey"}) {
 		t.Errorf("indexes of items and item_history after the rebuild: %v", idx)
 	}
+	var keys []string
+	if err := e.pool.QueryRow(ctx, `SELECT array_agg(conname::text ORDER BY conname) FROM pg_constraint
+		WHERE connamespace = 'proj_workspaces'::regnamespace AND contype = 'p'`).Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"checkpoint_pkey", "item_history_pkey", "items_pkey", "members_pkey", "schema_migrations_pkey",
+		"set_aside_pkey", "workspaces_pkey"}; !reflect.DeepEqual(keys, want) {
+		t.Errorf("primary keys after the rebuild: %v, want %v", keys, want)
+	}
 	for _, s := range []string{"proj_workspaces_next", "proj_workspaces_old", "proj_workspaces_verify"} {
 		if schemaExists(t, e, s) {
 			t.Errorf("schema %s left behind", s)

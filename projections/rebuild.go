@@ -170,11 +170,8 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 	}
 	log.Info("replayed the history", "events", replayed.Events, "took", time.Since(start).String())
 	built := time.Now()
-	if err := finishBulk(ctx, cfg.Pool, m, next); err != nil {
-		return RebuildResult{}, err
-	}
-	if err := buildIndexes(ctx, cfg.Pool, restore); err != nil {
-		return RebuildResult{}, fmt.Errorf("rebuild %s: %w", m.name, err)
+	if err := completeBulk(ctx, cfg.Pool, m, next, restore); err != nil {
+		return RebuildResult{}, fmt.Errorf("rebuild %s: build indexes: %w", m.name, err)
 	}
 	log.Info("completed the bulk-loaded tables and built their indexes", "took", time.Since(built).String())
 	// The fresh tables have no planner statistics until autovacuum reaches them; without

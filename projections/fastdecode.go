@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -72,7 +73,7 @@ func (s *scanner) outcomes(out *[]domain.ItemOutcome) bool {
 		*out = nil
 		return true
 	}
-	items := []domain.ItemOutcome{}
+	items := make([]domain.ItemOutcome, 0, 4)
 	ok := s.array(func() bool {
 		var o domain.ItemOutcome
 		var seen uint16
@@ -108,14 +109,20 @@ func (s *scanner) metadata(out **domain.ItemMetadata) bool {
 		*out = nil
 		return true
 	}
-	md := &domain.ItemMetadata{}
+	// One allocation for the metadata and the integers its pointers point to.
+	a := &struct {
+		md           domain.ItemMetadata
+		id, parent   domain.ItemID
+		temp, parVer int64
+	}{}
+	md := &a.md
 	var seen uint16
 	ok := s.object(func(key []byte) bool {
 		switch string(key) {
 		case "id":
-			return once(&seen, 0) && intPtr(s, &md.ID)
+			return once(&seen, 0) && intPtr(s, &md.ID, &a.id)
 		case "tempId":
-			return once(&seen, 1) && intPtr(s, &md.TempID)
+			return once(&seen, 1) && intPtr(s, &md.TempID, &a.temp)
 		case "version":
 			return once(&seen, 2) && s.int(&md.Version)
 		case "deviceId":
@@ -123,14 +130,11 @@ func (s *scanner) metadata(out **domain.ItemMetadata) bool {
 		case "workspaceId":
 			return once(&seen, 4) && s.uuid(&md.WorkspaceID)
 		case "parentId":
-			return once(&seen, 5) && intPtr(s, &md.ParentID)
+			return once(&seen, 5) && intPtr(s, &md.ParentID, &a.parent)
 		case "parentVersion":
-			return once(&seen, 6) && intPtr(s, &md.ParentVersion)
+			return once(&seen, 6) && intPtr(s, &md.ParentVersion, &a.parVer)
 		case "status":
-			var st string
-			ok := once(&seen, 7) && s.str(&st)
-			md.Status = domain.Status(st)
-			return ok
+			return once(&seen, 7) && s.status(&md.Status)
 		case "modifiedAt":
 			return once(&seen, 8) && s.time(&md.ModifiedAt)
 		case "checksum":
@@ -157,7 +161,7 @@ func (s *scanner) strs(out *[]string) bool {
 		*out = nil
 		return true
 	}
-	strs := []string{}
+	strs := make([]string, 0, 2)
 	ok := s.array(func() bool {
 		var v string
 		if !s.str(&v) {
@@ -170,8 +174,8 @@ func (s *scanner) strs(out *[]string) bool {
 	return ok
 }
 
-// intPtr decodes null as nil and an integer into a new *T.
-func intPtr[T ~int64](s *scanner, out **T) bool {
+// intPtr decodes null as nil and an integer into *store, pointing out at it.
+func intPtr[T ~int64](s *scanner, out **T, store *T) bool {
 	if s.null() {
 		*out = nil
 		return true
@@ -180,8 +184,8 @@ func intPtr[T ~int64](s *scanner, out **T) bool {
 	if !s.int(&v) {
 		return false
 	}
-	t := T(v)
-	*out = &t
+	*store = T(v)
+	*out = store
 	return true
 }
 
@@ -275,6 +279,22 @@ func (s *scanner) rawString() (contents, token []byte, escaped, ok bool) {
 		return nil, nil, false, false
 	}
 	start := s.i
+	// Most strings hold neither escapes nor control characters: find the closing quote
+	// at once and check what it encloses.
+	if n := bytes.IndexByte(s.b[start+1:], '"'); n >= 0 {
+		end := start + 1 + n
+		plain := true
+		for _, c := range s.b[start+1 : end] {
+			if c < 0x20 || c == '\\' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			s.i = end + 1
+			return s.b[start+1 : end], s.b[start : end+1], false, true
+		}
+	}
 	for j := start + 1; j < len(s.b); j++ {
 		switch c := s.b[j]; {
 		case c == '"':
@@ -301,6 +321,29 @@ func (s *scanner) str(out *string) bool {
 	}
 	// Escapes or invalid UTF-8 (which encoding/json replaces): let it unquote.
 	return json.Unmarshal(token, out) == nil
+}
+
+// status reads a string, sharing the statuses' constants instead of allocating.
+func (s *scanner) status(out *domain.Status) bool {
+	contents, _, escaped, ok := s.rawString()
+	if !ok || escaped || !utf8.Valid(contents) {
+		return false // domain.Decode unquotes or replaces
+	}
+	switch string(contents) {
+	case string(domain.StatusNew):
+		*out = domain.StatusNew
+	case string(domain.StatusChanged):
+		*out = domain.StatusChanged
+	case string(domain.StatusRenamed):
+		*out = domain.StatusRenamed
+	case string(domain.StatusMoved):
+		*out = domain.StatusMoved
+	case string(domain.StatusDeleted):
+		*out = domain.StatusDeleted
+	default:
+		*out = domain.Status(contents)
+	}
+	return true
 }
 
 func (s *scanner) uuid(out *uuid.UUID) bool {

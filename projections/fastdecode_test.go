@@ -122,3 +122,31 @@ func FuzzDecodeCommitted(f *testing.F) {
 		checkSameAsDomain(t, data)
 	})
 }
+
+// BenchmarkDecodeCommitted compares decodeCommitted with domain.Decode on generated
+// Committed events (go test -run '^$' -bench DecodeCommitted ./projections/).
+func BenchmarkDecodeCommitted(b *testing.B) {
+	g := newGen(b, 11)
+	var events [][]byte
+	for _, bt := range g.history(4, 8, 1000) {
+		for _, r := range bt.recs {
+			if r.Type == domain.TypeCommitted {
+				events = append(events, r.Data)
+			}
+		}
+	}
+	b.Run("domain.Decode", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, err := domain.Decode(domain.TypeCommitted, events[i%len(events)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decodeCommitted", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, ok := decodeCommitted(events[i%len(events)]); !ok {
+				b.Fatal("gave up")
+			}
+		}
+	})
+}

@@ -217,7 +217,7 @@ func (r *historyRows) Values() ([]any, error) {
 // fillItems sets the items table in schema from item_history after a bulk replay: for
 // every item its highest stored version, which is what upserting each batch's latest
 // version over an older one leaves (an item's versions are unique: item_history's
-// primary key).
+// primary key; were one stored twice, the earlier commit's row is taken, as there).
 func fillItems(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -229,7 +229,7 @@ func fillItems(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		`SET LOCAL work_mem = '256MB'`,
 		`TRUNCATE ` + items,
 		`INSERT INTO ` + items + ` (` + itemColumns + `) SELECT DISTINCT ON (workspace_id, item_id) ` + itemColumns +
-			` FROM ` + history + ` ORDER BY workspace_id, item_id, version DESC`,
+			` FROM ` + history + ` ORDER BY workspace_id, item_id, version DESC, ws_version`,
 	} {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return fmt.Errorf("fill items of %s: %w", schema, err)

@@ -209,3 +209,42 @@ func BenchmarkQueries(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkVerify lets the live projectors (the path that applies batch by batch with
+// upserts) catch up with a generated history of SYNC_BENCH_EVENTS events, then measures
+// Verify, which replays it in bulk mode (COPY, items filled at the end) into scratch
+// tables and compares them row by row with the live ones: it fails on any difference, so
+// it also checks at scale that a rebuild equals the live model.
+func BenchmarkVerify(b *testing.B) {
+	n := envInt(b, "SYNC_BENCH_EVENTS", 0)
+	if n == 0 {
+		b.Skip("set SYNC_BENCH_EVENTS (e.g. 200000) to run")
+	}
+	e := newEnv(b)
+	total := generate(b, e.store, n, 1000, 1000)
+	last := e.lastPosition(b)
+	e.projectAll(b)
+	start := time.Now()
+	testenv.Eventually(b, 30*time.Minute, func() error {
+		cp, err := Checkpoint(context.Background(), e.pool, ModelWorkspaces)
+		if err != nil || cp.Less(last) {
+			return fmt.Errorf("live projector at %s, want %s (%v)", cp, last, err)
+		}
+		return nil
+	})
+	b.Logf("the live projector applied %d events in %v", total, time.Since(start).Round(time.Second))
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := Verify(context.Background(), RebuildConfig{Pool: e.pool, Source: e.store}, ModelWorkspaces, 5)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, d := range res.Diffs {
+			b.Errorf("diff %s %s:\n live:    %s\n rebuilt: %s", d.Table, d.Key, d.Live, d.Rebuilt)
+		}
+		if res.Count != 0 || res.Events != int64(total) {
+			b.Fatalf("verify: %d differences over %d events (appended %d)", res.Count, res.Events, total)
+		}
+	}
+	b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "events/s")
+}

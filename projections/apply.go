@@ -115,9 +115,7 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 		}
 	}
 	if len(ds) > 0 {
-		b := &pgx.Batch{}
-		m.queue(b, schema, ds, bulk)
-		if err := sendBatch(ctx, tx, b); err != nil {
+		if err := m.write(ctx, tx, schema, ds, bulk); err != nil {
 			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
 		}
 	}
@@ -168,6 +166,11 @@ func withoutInline(ds []decoded, inlineFrom uint64) []decoded {
 }
 
 func decode(rec *eventstore.RecordedEvent) (decoded, error) {
+	if rec.Type == domain.TypeCommitted {
+		if e, ok := decodeCommitted(rec.Data); ok {
+			return decoded{rec: rec, event: e}, nil
+		}
+	}
 	ev, err := domain.Decode(rec.Type, rec.Data)
 	if err != nil {
 		return decoded{}, err
@@ -203,7 +206,10 @@ var workspacesModel = &Model{
 		{"item_history", []string{"workspace_id", "item_id", "version"}},
 	},
 	queue:      queueWorkspaces,
-	bulkLoaded: []string{"item_history"},
+	applyBulk:  applyWorkspacesBulk,
+	bulkLoaded: []string{"items", "item_history"},
+	finishBulk: fillItems,
+	bulkFilled: []string{"items"},
 }
 
 // itemRows accumulates item versions column by column for one unnest statement.
@@ -299,45 +305,91 @@ type wsState struct {
 	at            time.Time
 }
 
+// queueWorkspaceEvent queues the writes of a workspace-stream event other than
+// Committed (workspace creation and membership) into the tables t names, each guarded
+// so that applying it twice changes nothing.
+func queueWorkspaceEvent(b *pgx.Batch, t func(string) string, d decoded) {
+	sv := int64(d.rec.StreamVersion)
+	switch e := d.event.(type) {
+	case domain.WorkspaceCreated:
+		b.Queue(`INSERT INTO `+t("workspaces")+` (workspace_id, name, owner_id, is_shared, is_encrypted, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id) DO NOTHING`,
+			e.WorkspaceID, pgText(e.Name), e.OwnerID, e.IsShared, e.IsEncrypted, e.At)
+		b.Queue(`INSERT INTO `+t("members")+` AS members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (workspace_id, user_id) DO NOTHING`, e.WorkspaceID, e.OwnerID, pgText(e.Name), sv)
+	case domain.MemberAdded:
+		b.Queue(`INSERT INTO `+t("members")+` AS members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = EXCLUDED.name, parent_item_id = NULL,
+			removed = false, stream_version = EXCLUDED.stream_version
+			WHERE members.stream_version < EXCLUDED.stream_version`, e.WorkspaceID, e.UserID, pgText(e.Name), sv)
+	case domain.MemberRemoved:
+		b.Queue(`UPDATE `+t("members")+` SET removed = true, stream_version = $3
+			WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $3`, e.WorkspaceID, e.UserID, sv)
+	case domain.MemberWorkspaceUpdated:
+		var parent *int64
+		if e.ParentItemID != nil {
+			v := int64(*e.ParentItemID)
+			parent = &v
+		}
+		b.Queue(`UPDATE `+t("members")+` SET name = $3, parent_item_id = $4, stream_version = $5
+			WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $5`, e.WorkspaceID, e.UserID, pgText(e.Name), parent, sv)
+	}
+}
+
+// wsUpdates collects each workspace's latest version, used bytes and commit time over
+// a batch of commits, in the order the workspaces first appear.
+type wsUpdates struct {
+	state map[uuid.UUID]wsState
+	order []uuid.UUID
+}
+
+func (w *wsUpdates) add(e domain.Committed) {
+	if w.state == nil {
+		w.state = map[uuid.UUID]wsState{}
+	}
+	st, seen := w.state[e.WorkspaceID]
+	if !seen {
+		w.order = append(w.order, e.WorkspaceID)
+	}
+	if !seen || e.WorkspaceVersion > st.version {
+		w.state[e.WorkspaceID] = wsState{e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt}
+	}
+}
+
+// queue queues one statement that moves every collected workspace forward (never back).
+func (w *wsUpdates) queue(b *pgx.Batch, t func(string) string) {
+	if len(w.order) == 0 {
+		return
+	}
+	ids := make([][16]byte, len(w.order))
+	vers := make([]int64, len(w.order))
+	used := make([]int64, len(w.order))
+	ats := make([]time.Time, len(w.order))
+	for i, id := range w.order {
+		st := w.state[id]
+		ids[i], vers[i], used[i], ats[i] = [16]byte(id), st.version, st.used, st.at
+	}
+	b.Queue(`UPDATE `+t("workspaces")+` w SET version = u.v, used_bytes = u.used, committed_at = u.at
+		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(id, v, used, at)
+		WHERE w.workspace_id = u.id AND w.version < u.v`, ids, vers, used, ats)
+}
+
 // queueWorkspaces applies workspace-stream events. Every write is guarded so that
 // applying an event twice changes nothing: workspaces and members are created with ON
 // CONFLICT, member changes apply only over an older stream version, items only over an
 // older item version, history rows are inserted once, and a workspace's version and
-// used bytes only move forward.
-func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, bulk bool) {
+// used bytes only move forward. (A bulk replay into fresh tables goes through
+// applyWorkspacesBulk instead.)
+func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, _ bool) {
 	t := qualifier(schema)
 	var history, latest itemRows
 	latestIdx := map[itemKey]int{}
 	var latestMD []*domain.ItemMetadata
 	var latestWSV []int64
 	var latestWS []uuid.UUID
-	wsUpdates := map[uuid.UUID]wsState{}
-	var wsOrder []uuid.UUID
+	var ws wsUpdates
 	for _, d := range evs {
-		sv := int64(d.rec.StreamVersion)
 		switch e := d.event.(type) {
-		case domain.WorkspaceCreated:
-			b.Queue(`INSERT INTO `+t("workspaces")+` (workspace_id, name, owner_id, is_shared, is_encrypted, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id) DO NOTHING`,
-				e.WorkspaceID, pgText(e.Name), e.OwnerID, e.IsShared, e.IsEncrypted, e.At)
-			b.Queue(`INSERT INTO `+t("members")+` AS members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (workspace_id, user_id) DO NOTHING`, e.WorkspaceID, e.OwnerID, pgText(e.Name), sv)
-		case domain.MemberAdded:
-			b.Queue(`INSERT INTO `+t("members")+` AS members (workspace_id, user_id, name, stream_version) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = EXCLUDED.name, parent_item_id = NULL,
-				removed = false, stream_version = EXCLUDED.stream_version
-				WHERE members.stream_version < EXCLUDED.stream_version`, e.WorkspaceID, e.UserID, pgText(e.Name), sv)
-		case domain.MemberRemoved:
-			b.Queue(`UPDATE `+t("members")+` SET removed = true, stream_version = $3
-				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $3`, e.WorkspaceID, e.UserID, sv)
-		case domain.MemberWorkspaceUpdated:
-			var parent *int64
-			if e.ParentItemID != nil {
-				v := int64(*e.ParentItemID)
-				parent = &v
-			}
-			b.Queue(`UPDATE `+t("members")+` SET name = $3, parent_item_id = $4, stream_version = $5
-				WHERE workspace_id = $1 AND user_id = $2 AND stream_version < $5`, e.WorkspaceID, e.UserID, pgText(e.Name), parent, sv)
 		case domain.Committed:
 			for _, o := range e.Items {
 				if !o.Stored || o.Metadata == nil || o.Metadata.ID == nil {
@@ -357,21 +409,14 @@ func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, bulk bool) {
 				latestWSV = append(latestWSV, e.WorkspaceVersion)
 				latestWS = append(latestWS, e.WorkspaceID)
 			}
-			st, seen := wsUpdates[e.WorkspaceID]
-			if !seen {
-				wsOrder = append(wsOrder, e.WorkspaceID)
-			}
-			if !seen || e.WorkspaceVersion > st.version {
-				wsUpdates[e.WorkspaceID] = wsState{e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt}
-			}
+			ws.add(e)
+		default:
+			queueWorkspaceEvent(b, t, d)
 		}
 	}
 	if len(history.id) > 0 {
-		onConflict := ` ON CONFLICT (workspace_id, item_id, version) DO NOTHING`
-		if bulk {
-			onConflict = "" // no unique index during a bulk load
-		}
-		b.Queue(`INSERT INTO `+t("item_history")+` (`+itemColumns+`) `+itemsFromUnnest+onConflict, history.args()...)
+		b.Queue(`INSERT INTO `+t("item_history")+` (`+itemColumns+`) `+itemsFromUnnest+
+			` ON CONFLICT (workspace_id, item_id, version) DO NOTHING`, history.args()...)
 	}
 	for i, md := range latestMD {
 		latest.add(latestWS[i], latestWSV[i], md)
@@ -386,19 +431,7 @@ func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, bulk bool) {
 			mimetype = EXCLUDED.mimetype
 			WHERE items.version < EXCLUDED.version`, latest.args()...)
 	}
-	if len(wsOrder) > 0 {
-		ids := make([][16]byte, len(wsOrder))
-		vers := make([]int64, len(wsOrder))
-		used := make([]int64, len(wsOrder))
-		ats := make([]time.Time, len(wsOrder))
-		for i, id := range wsOrder {
-			st := wsUpdates[id]
-			ids[i], vers[i], used[i], ats[i] = [16]byte(id), st.version, st.used, st.at
-		}
-		b.Queue(`UPDATE `+t("workspaces")+` w SET version = u.v, used_bytes = u.used, committed_at = u.at
-			FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(id, v, used, at)
-			WHERE w.workspace_id = u.id AND w.version < u.v`, ids, vers, used, ats)
-	}
+	ws.queue(b, t)
 }
 
 // --- the accounts model ---

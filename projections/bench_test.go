@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"testing"
@@ -27,6 +28,9 @@ import (
 // and measures getChanges over the whole workspace (Changes, and EncodedChanges with an
 // encoder that only appends 400 bytes per item: the query and the rendering loop without
 // the JSON) and getChangesSince over the 100.
+// BenchmarkVerify checks that Verify finds the live model of a generated history equal to
+// its bulk rebuild, and measures it. Rebuild reports CPU seconds per million events
+// besides events/s (see cpu_test.go); SYNC_BENCH_LOG=1 logs its phases.
 
 func benchEnv(b *testing.B) (*postgres.Store, *pgxpool.Pool) {
 	dsn := testenv.PostgresDSN(b)
@@ -97,6 +101,7 @@ func BenchmarkRebuild(b *testing.B) {
 	b.Logf("generated %d events in %v", total, time.Since(start).Round(time.Second))
 
 	b.Run("ReadAll", func(b *testing.B) {
+		self0, server0 := cpuTimes(b, pool)
 		for b.Loop() {
 			var pos eventstore.Position
 			read := 0
@@ -116,11 +121,17 @@ func BenchmarkRebuild(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "events/s")
+		reportCPU(b, pool, total*b.N, self0, server0)
 	})
 	for _, m := range Models() {
 		b.Run("Rebuild/"+m.Name(), func(b *testing.B) {
+			self0, server0 := cpuTimes(b, pool)
 			for b.Loop() {
-				res, err := Rebuild(ctx, RebuildConfig{Pool: pool, Source: store}, m.Name())
+				cfg := RebuildConfig{Pool: pool, Source: store}
+				if os.Getenv("SYNC_BENCH_LOG") != "" {
+					cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+				}
+				res, err := Rebuild(ctx, cfg, m.Name())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -129,6 +140,7 @@ func BenchmarkRebuild(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "events/s")
+			reportCPU(b, pool, total*b.N, self0, server0)
 		})
 	}
 	var rows int64
@@ -212,4 +224,43 @@ func BenchmarkQueries(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkVerify lets the live projectors (the path that applies batch by batch with
+// upserts) catch up with a generated history of SYNC_BENCH_EVENTS events, then measures
+// Verify, which replays it in bulk mode (COPY, items filled at the end) into scratch
+// tables and compares them row by row with the live ones: it fails on any difference, so
+// it also checks at scale that a rebuild equals the live model.
+func BenchmarkVerify(b *testing.B) {
+	n := envInt(b, "SYNC_BENCH_EVENTS", 0)
+	if n == 0 {
+		b.Skip("set SYNC_BENCH_EVENTS (e.g. 200000) to run")
+	}
+	e := newEnv(b)
+	total := generate(b, e.store, n, 1000, 1000)
+	last := e.lastPosition(b)
+	e.projectAll(b)
+	start := time.Now()
+	testenv.Eventually(b, 30*time.Minute, func() error {
+		cp, err := Checkpoint(context.Background(), e.pool, ModelWorkspaces)
+		if err != nil || cp.Less(last) {
+			return fmt.Errorf("live projector at %s, want %s (%v)", cp, last, err)
+		}
+		return nil
+	})
+	b.Logf("the live projector applied %d events in %v", total, time.Since(start).Round(time.Second))
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := Verify(context.Background(), RebuildConfig{Pool: e.pool, Source: e.store}, ModelWorkspaces, 5)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, d := range res.Diffs {
+			b.Errorf("diff %s %s:\n live:    %s\n rebuilt: %s", d.Table, d.Key, d.Live, d.Rebuilt)
+		}
+		if res.Count != 0 || res.Events != int64(total) {
+			b.Fatalf("verify: %d differences over %d events (appended %d)", res.Count, res.Events, total)
+		}
+	}
+	b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "events/s")
 }

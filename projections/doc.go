@@ -20,7 +20,12 @@
 //
 // Rebuild replays the history from position 0 into a fresh schema and swaps it in
 // atomically (see Rebuild for how the swap and the live projector get along); Verify
-// rebuilds into scratch tables up to the live checkpoint and compares row by row.
+// rebuilds into scratch tables up to the live checkpoint and compares row by row. Both
+// replay in bulk mode (replay.go, bulk.go): pages are decoded in parallel and applied in
+// order, item versions are copied into tables without indexes, items is derived from
+// them at the end and the indexes are built last. Committed events, most of any
+// history, are decoded without reflection (fastdecode.go) wherever events are decoded,
+// live or replayed, with the same result as domain.Decode.
 //
 // The package must never write to the event store and never publish anything (replays
 // have no side effects). It keeps its write transactions short: while one holds a

@@ -41,15 +41,34 @@ type Model struct {
 	// in schema; in bulk mode the bulkLoaded tables have no unique indexes (a fresh
 	// replay, where the checkpoint alone rules out repeats).
 	queue func(b *pgx.Batch, schema string, evs []decoded, bulk bool)
+	// applyBulk, if set, writes decoded events in bulk mode instead of queue: a replay
+	// into fresh tables (the workspaces model copies item versions and leaves items to
+	// finishBulk).
+	applyBulk func(ctx context.Context, tx pgx.Tx, schema string, evs []decoded) error
 	// bulkLoaded tables have their indexes dropped while a replay loads them and built
 	// once at the end, which is much faster than maintaining them row by row.
 	bulkLoaded []string
+	// finishBulk, if set, completes the tables in schema after a bulk replay, before
+	// their indexes are built (the workspaces model fills items from item_history).
+	finishBulk func(ctx context.Context, pool *pgxpool.Pool, schema string) error
+	// bulkFilled are the tables finishBulk writes; the others' indexes are built meanwhile.
+	bulkFilled []string
 }
 
 // table describes a read-model table for verify and for the swap's locks.
 type table struct {
 	name string
 	key  []string // primary-key columns, for ordering and reporting differences
+}
+
+// write applies decoded events to the model's tables in schema within tx.
+func (m *Model) write(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, bulk bool) error {
+	if bulk && m.applyBulk != nil {
+		return m.applyBulk(ctx, tx, schema, evs)
+	}
+	b := &pgx.Batch{}
+	m.queue(b, schema, evs, bulk)
+	return sendBatch(ctx, tx, b)
 }
 
 // Name returns the model's name ("workspaces", "accounts").

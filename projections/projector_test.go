@@ -275,7 +275,7 @@ func TestRebuildAndVerify(t *testing.T) {
 			t.Fatalf("corrupt: %v", err)
 		}
 	}
-	cfg := RebuildConfig{Pool: e.pool, Source: e.store, BatchSize: 50, Logger: e.log}
+	cfg := RebuildConfig{Pool: e.pool, Source: e.store, BatchSize: 50, Decoders: 3, Logger: e.log}
 	res, err := Verify(ctx, cfg, ModelWorkspaces, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -380,7 +380,8 @@ func TestRebuildAndVerify(t *testing.T) {
 	checkAgainstSimulation(t, e, g)
 	mu.Unlock()
 	var idx []string
-	rows, err := e.pool.Query(ctx, `SELECT indexname FROM pg_indexes WHERE schemaname = 'proj_workspaces' AND tablename = 'item_history' ORDER BY 1`)
+	rows, err := e.pool.Query(ctx, `SELECT indexname FROM pg_indexes WHERE schemaname = 'proj_workspaces'
+		AND tablename IN ('items', 'item_history') ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,8 +390,17 @@ func TestRebuildAndVerify(t *testing.T) {
 		_ = rows.Scan(&n)
 		idx = append(idx, n)
 	}
-	if rows.Close(); !reflect.DeepEqual(idx, []string{"item_history_pkey", "item_history_ws_version_idx"}) {
-		t.Errorf("item_history indexes after the rebuild: %v", idx)
+	if rows.Close(); !reflect.DeepEqual(idx, []string{"item_history_pkey", "item_history_ws_version_idx", "items_pkey"}) {
+		t.Errorf("indexes of items and item_history after the rebuild: %v", idx)
+	}
+	var keys []string
+	if err := e.pool.QueryRow(ctx, `SELECT array_agg(conname::text ORDER BY conname) FROM pg_constraint
+		WHERE connamespace = 'proj_workspaces'::regnamespace AND contype = 'p'`).Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"checkpoint_pkey", "item_history_pkey", "items_pkey", "members_pkey", "schema_migrations_pkey",
+		"set_aside_pkey", "workspaces_pkey"}; !reflect.DeepEqual(keys, want) {
+		t.Errorf("primary keys after the rebuild: %v, want %v", keys, want)
 	}
 	for _, s := range []string{"proj_workspaces_next", "proj_workspaces_old", "proj_workspaces_verify"} {
 		if schemaExists(t, e, s) {

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/leader"
@@ -37,6 +37,9 @@ type RebuildConfig struct {
 	LockTimeout time.Duration
 	// SwapAttempts is how often the swap is tried when the locks time out. Default 10.
 	SwapAttempts int
+	// Decoders is how many goroutines decode the events of a replay while one reads and
+	// one writes. Default GOMAXPROCS.
+	Decoders int
 	// Progress, if set, is called after every applied batch.
 	Progress func(Progress)
 	// InlineAfter, set when appends write the read models themselves (the PostgreSQL
@@ -55,6 +58,7 @@ func DefaultRebuildConfig() RebuildConfig {
 		BatchBytes:   32 << 20,
 		LockTimeout:  2 * time.Second,
 		SwapAttempts: 10,
+		Decoders:     runtime.GOMAXPROCS(0),
 		Logger:       slog.New(slog.DiscardHandler),
 	}
 }
@@ -66,6 +70,7 @@ func (c RebuildConfig) withDefaults() RebuildConfig {
 	c.BatchBytes = cmp.Or(c.BatchBytes, d.BatchBytes)
 	c.LockTimeout = cmp.Or(c.LockTimeout, d.LockTimeout)
 	c.SwapAttempts = cmp.Or(c.SwapAttempts, d.SwapAttempts)
+	c.Decoders = cmp.Or(c.Decoders, d.Decoders)
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}
@@ -77,8 +82,8 @@ func (c RebuildConfig) Validate() error {
 	if c.Pool == nil || c.Source == nil {
 		return errors.New("projections: rebuild needs Pool and Source")
 	}
-	if c.BatchSize < 0 || c.BatchBytes < 0 || c.LockTimeout < 0 || c.SwapAttempts < 0 {
-		return errors.New("projections: rebuild's BatchSize, BatchBytes, LockTimeout and SwapAttempts must not be negative")
+	if c.BatchSize < 0 || c.BatchBytes < 0 || c.LockTimeout < 0 || c.SwapAttempts < 0 || c.Decoders < 0 {
+		return errors.New("projections: rebuild's BatchSize, BatchBytes, LockTimeout, SwapAttempts and Decoders must not be negative")
 	}
 	return nil
 }
@@ -164,16 +169,16 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 		return RebuildResult{}, err
 	}
 	log.Info("replaying the history", "into", next, "live_events", liveCP.Events)
-	if _, err := replay(ctx, cfg, m, next, nil, true, liveCP.Events, start); err != nil {
+	replayed, err := replay(ctx, cfg, m, next, nil, true, liveCP.Events, start)
+	if err != nil {
 		return RebuildResult{}, err
 	}
+	log.Info("replayed the history", "events", replayed.Events, "took", time.Since(start).String())
 	built := time.Now()
-	for _, q := range restore {
-		if _, err := cfg.Pool.Exec(ctx, q); err != nil {
-			return RebuildResult{}, fmt.Errorf("rebuild %s: build index: %s: %w", m.name, q, err)
-		}
+	if err := completeBulk(ctx, cfg.Pool, m, next, restore); err != nil {
+		return RebuildResult{}, fmt.Errorf("rebuild %s: build indexes: %w", m.name, err)
 	}
-	log.Info("built the bulk-loaded tables' indexes", "took", time.Since(built).String())
+	log.Info("completed the bulk-loaded tables and built their indexes", "took", time.Since(built).String())
 	// The fresh tables have no planner statistics until autovacuum reaches them; without
 	// them the planner misjudges their size and can trade the queries' bounded index
 	// scans (getChangesSince's pages) for full scans of a workspace's history.
@@ -254,84 +259,6 @@ func isLockTimeout(err error) bool {
 		}
 	}
 	return false
-}
-
-// replay applies the global order to the model tables in schema from their checkpoint
-// (in bulk mode the bulk-loaded tables have no indexes: see dropBulkIndexes),
-// one transaction per batch, until it has caught up with the store or, when upTo is set,
-// reached exactly *upTo. Reading the next batch overlaps applying the current one.
-func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upTo *eventstore.Position,
-	bulk bool, estimate int64, start time.Time) (checkpointRow, error) {
-	cp, err := readCheckpoint(ctx, cfg.Pool, schema, false)
-	if err != nil {
-		return checkpointRow{}, err
-	}
-	if upTo != nil && upTo.Less(cp.Position) {
-		return checkpointRow{}, fmt.Errorf("replay %s: already past %s (at %s)", schema, *upTo, cp.Position)
-	}
-	pages := make(chan prepared, 2)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer close(pages)
-		from := cp.Position
-		for {
-			if upTo != nil && from == *upTo {
-				return nil
-			}
-			evs, err := eventstore.ReadAllBounded(gctx, cfg.Source, from, cfg.BatchSize, cfg.BatchBytes)
-			if err != nil {
-				return fmt.Errorf("replay %s: read after %s: %w", schema, from, err)
-			}
-			full := eventstore.MayHaveMore(evs, cfg.BatchSize, cfg.BatchBytes)
-			if upTo != nil {
-				n := 0
-				for n < len(evs) && !upTo.Less(evs[n].Position) {
-					n++
-				}
-				if n < len(evs) {
-					full = false // reached the end of the range
-				}
-				evs = evs[:n]
-				if !full && (len(evs) == 0 || evs[len(evs)-1].Position != *upTo) {
-					return fmt.Errorf("replay %s: the store's visible history after %s does not reach %s", schema, from, *upTo)
-				}
-			}
-			if len(evs) > 0 {
-				select {
-				case pages <- prepare(m, evs):
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-				from = evs[len(evs)-1].Position
-			}
-			if !full {
-				return nil
-			}
-		}
-	})
-	g.Go(func() error {
-		apply := func(ctx context.Context, expected eventstore.Position, b prepared) (applyResult, error) {
-			return applyOwnTx(ctx, cfg.Pool, m, schema, expected, b, bulk)
-		}
-		for b := range pages {
-			_, err := isolating(gctx, m, cfg.Logger, cp.Position, b.evs, &b, apply, func(res applyResult) {
-				logAside(cfg.Logger, m.name, res.setAside)
-				cp = res.checkpoint
-			})
-			if err != nil {
-				return err
-			}
-			if cfg.Progress != nil {
-				cfg.Progress(Progress{Model: m.name, Events: cp.Events, Estimate: max(estimate, cp.Events),
-					Position: cp.Position, Elapsed: time.Since(start)})
-			}
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
-		return checkpointRow{}, err
-	}
-	return cp, nil
 }
 
 func applyOwnTx(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, expected eventstore.Position,
@@ -450,23 +377,31 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 
 // applyInlineAfter applies to the scratch tables, in tx (the comparison's snapshot), the
 // model's inline events after pos that the snapshot sees: what the live tables hold
-// beyond their checkpoint. The writes go no further than tx, which is rolled back.
+// beyond their checkpoint. It writes as the bulk replay before it did (the scratch
+// tables have no unique indexes) and completes the tables again. The writes go no
+// further than tx, which is rolled back.
 func applyInlineAfter(ctx context.Context, tx pgx.Tx, cfg RebuildConfig, m *Model, scratch string, pos eventstore.Position) error {
+	applied := false
 	for {
 		evs, err := cfg.InlineAfter(ctx, tx, pos, cfg.BatchSize)
 		if err != nil {
 			return err
 		}
 		if len(evs) == 0 {
-			return nil
+			break
 		}
-		b := &pgx.Batch{}
-		m.queue(b, scratch, prepare(m, evs).ds, true) // scratch has no unique indexes
-		if err := sendBatch(ctx, tx, b); err != nil {
-			return fmt.Errorf("apply inline events after %s: %w", pos, err)
+		if ds := prepare(m, evs).ds; len(ds) > 0 {
+			if err := m.write(ctx, tx, scratch, ds, true); err != nil {
+				return fmt.Errorf("apply inline events after %s: %w", pos, err)
+			}
+			applied = true
 		}
 		pos = evs[len(evs)-1].Position
 	}
+	if applied && m.finishBulk != nil {
+		return fillItemsTx(ctx, tx, scratch)
+	}
+	return nil
 }
 
 // Diff is one row that differs between the live model and its rebuild. Live or Rebuilt
@@ -535,6 +470,9 @@ func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) 
 		}
 		cp, err := replay(ctx, cfg, m, scratch, &liveCP.Position, true, liveCP.Events, start)
 		if err != nil {
+			return VerifyResult{}, err
+		}
+		if err := finishBulk(ctx, cfg.Pool, m, scratch); err != nil {
 			return VerifyResult{}, err
 		}
 		res, same, err := compareAt(ctx, cfg, m, live, scratch, cp.Position, attempt > 3, maxDiffs)

@@ -59,14 +59,16 @@ func TestConnectionSettings(t *testing.T) {
 	if got := s.pool.Config().MaxConns; got != DefaultMaxConns {
 		t.Errorf("pool MaxConns = %d, want %d", got, DefaultMaxConns)
 	}
-	var idle, syncCommit, app string
+	var idle, syncCommit, app, jit string
 	err = s.pool.QueryRow(ctx, `SELECT current_setting('idle_in_transaction_session_timeout'),
-		current_setting('synchronous_commit'), current_setting('application_name')`).Scan(&idle, &syncCommit, &app)
+		current_setting('synchronous_commit'), current_setting('application_name'), current_setting('jit')`).
+		Scan(&idle, &syncCommit, &app, &jit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if idle != "1min" || syncCommit != "on" || app != "syncservice-eventstore" {
-		t.Errorf("settings: idle_in_transaction_session_timeout=%s synchronous_commit=%s application_name=%s; want 1min, on, syncservice-eventstore", idle, syncCommit, app)
+	if idle != "1min" || syncCommit != "on" || app != "syncservice-eventstore" || jit != "off" {
+		t.Errorf("settings: idle_in_transaction_session_timeout=%s synchronous_commit=%s application_name=%s jit=%s; want 1min, on, syncservice-eventstore, off",
+			idle, syncCommit, app, jit)
 	}
 }
 

@@ -54,6 +54,12 @@ type Config struct {
 	// OnApplied, if set, is called after each batch is committed (a latency hint for
 	// followers gated on this model's checkpoint, such as the notifier; it must not block).
 	OnApplied func()
+	// Linger, if positive, is how long the projector waits after a batch smaller than
+	// BatchSize before it reads again, so that what arrives meanwhile goes into one batch
+	// (one transaction instead of one per event). syncd sets it when appends write the
+	// read models inline, which leaves the projector off every read's and notification's
+	// path. Zero: read again at once.
+	Linger time.Duration
 
 	// afterApply, set by tests, runs in the batch transaction after the rows are written
 	// and before the checkpoint is; an error rolls the transaction back.
@@ -191,6 +197,7 @@ func (p *Projector) followOnce(ctx context.Context) error {
 	pos := cp.Position
 	p.log.Info("following the global order", "from", pos.String())
 	return p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
+		small := len(batch) < p.cfg.BatchSize
 		for len(batch) > 0 {
 			n := len(eventstore.TrimToBytes(batch[:min(len(batch), p.cfg.BatchSize)], p.cfg.BatchBytes))
 			next, err := p.applyBatch(ctx, pos, batch[:n])
@@ -201,6 +208,13 @@ func (p *Projector) followOnce(ctx context.Context) error {
 			batch = batch[n:]
 		}
 		p.health.progressed()
+		if small && p.cfg.Linger > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(p.cfg.Linger):
+			}
+		}
 		return nil
 	})
 }

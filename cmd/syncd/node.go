@@ -121,6 +121,17 @@ func (n *node) notifierAt(ctx context.Context) (eventstore.Position, error) {
 	return notify.LoadCheckpoint(ctx, n.pool, notifierName)
 }
 
+// followerLinger is how long a follower gathers events before reading again when it is
+// off the commit path (offPath): the appends write the read models, and the appending
+// process publishes. A backstop then handles commits in batches instead of one
+// transaction per commit, which on a loaded machine competed with the commits.
+func (n *node) followerLinger(offPath bool) time.Duration {
+	if offPath {
+		return 20 * time.Millisecond
+	}
+	return 0
+}
+
 // addProjectors adds a projector per read model (role projector).
 func (n *node) addProjectors() error {
 	if !n.cfg.has("projector") {
@@ -136,7 +147,7 @@ func (n *node) addProjectors() error {
 			}
 		}
 		p, err := projections.New(projections.Config{Model: model.Name(), DSN: n.cfg.pgDSN, Pool: n.pool, Source: n.store,
-			Logger: n.log.With("component", "projector"), OnApplied: onApplied})
+			Logger: n.log.With("component", "projector"), OnApplied: onApplied, Linger: n.followerLinger(n.cfg.inline)})
 		if err != nil {
 			return err
 		}
@@ -178,6 +189,7 @@ func (n *node) addNotifier() error {
 	}
 	nt, err := notify.New(notify.Config{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: notifierName, Logger: n.log,
 		MaxMessageBytes: n.cfg.maxMessageBytes, BeforePublish: n.crash, Ahead: ahead,
+		Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish),
 		// Publish a commit only when the binder has applied every membership and device
 		// change before it (the commit reaches exactly the devices of its members) and
 		// the workspace read model has it (reads see what was notified): at once for an

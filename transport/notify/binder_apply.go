@@ -69,13 +69,14 @@ func (st *batchState) load(ctx context.Context, user uuid.UUID) error {
 	return nil
 }
 
-// persist returns the function that writes the first n statements.
+// persist returns the function that writes the first n statements; nil when there are
+// none (the checkpoint then moves alone, in one round trip).
 func (st *batchState) persist(n int) persistFunc {
 	stmts := st.stmts[:n]
+	if len(stmts) == 0 {
+		return nil
+	}
 	return func(ctx context.Context, tx pgx.Tx) error {
-		if len(stmts) == 0 {
-			return nil
-		}
 		batch := &pgx.Batch{}
 		for _, s := range stmts {
 			batch.Queue(s.sql, s.args...)

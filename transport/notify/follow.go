@@ -191,6 +191,8 @@ type follower struct {
 	horizon     func(context.Context) (eventstore.Position, error)
 	// modelHorizon holds back only events that are not Inline (see Config.ModelHorizon).
 	modelHorizon func(context.Context) (eventstore.Position, error)
+	// linger is the wait after a batch smaller than batch (see Config.Linger).
+	linger time.Duration
 	// read is the store read of one batch: at most limit events after from, cut after
 	// the event that reaches maxBytes of data (at least one event). It is the seam for
 	// a store-side bounded read; readAllBounded by default.
@@ -471,6 +473,11 @@ func (f *follower) run(ctx context.Context, handle handler) error {
 				f.countAttempt(evs[done], herr)
 			}
 			return herr
+		}
+		if f.linger > 0 && !more && len(evs) < f.batch {
+			if err := sleepCtx(ctx, f.linger); err != nil {
+				return err
+			}
 		}
 	}
 }

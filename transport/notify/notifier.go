@@ -85,6 +85,11 @@ type Config struct {
 	// PollMin and PollMax bound the adaptive wait between reads when nothing new can be
 	// published (it doubles from PollMin up to PollMax while idle). Defaults 2ms, 100ms.
 	PollMin, PollMax time.Duration
+	// Linger, if positive, is how long the notifier waits after a batch smaller than
+	// BatchSize before it reads again, so that what arrives meanwhile goes into one batch.
+	// syncd sets it when the appending process publishes itself (Direct), which leaves
+	// the notifier a backstop. Zero: read again at once.
+	Linger time.Duration
 	// RetryMin and RetryMax bound the back-off after a store, database or channel
 	// failure. Defaults 100ms, 5s.
 	RetryMin, RetryMax time.Duration
@@ -169,7 +174,7 @@ func New(cfg Config, store eventstore.Store) (*Notifier, error) {
 			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
 			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
 			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-			horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, log: log, kick: make(chan struct{}, 1),
+			horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, linger: cfg.Linger, log: log, kick: make(chan struct{}, 1),
 		},
 	}, nil
 }

@@ -107,20 +107,41 @@ func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppe
 		return s.sendAppendsInline(ctx, appends)
 	}
 	b := &pgx.Batch{}
+	queueAppends(b, appends, false)
+	// Reading up to the end of the implicit transaction: only a nil error means it
+	// committed.
+	outs, failed, err = readAppends(s.pool.SendBatch(ctx, b), appends, []string{"lock streams"}, readAppend)
+	if err != nil || failed >= 0 {
+		return nil, failed, err
+	}
+	return outs, -1, nil
+}
+
+// queueAppends queues the advisory locks of the appends' streams, then the appends, their
+// events marked inline or not.
+func queueAppends(b *pgx.Batch, appends []eventstore.StreamAppend, inline bool) {
 	queueLocks(b, appends)
 	for _, a := range appends {
-		sql, args := appendStatement(a.Stream, a.Expected, a.Records, false)
+		sql, args := appendStatement(a.Stream, a.Expected, a.Records, inline)
 		b.Queue(sql, args...)
 	}
-	br := s.pool.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return nil, -1, fmt.Errorf("lock streams: %w", err)
+}
+
+// readAppends reads a batch queued as first (statements without rows, named for errors)
+// and then the appends: what each append did, or the index of the first that hit an
+// existing record id (the statements after it did not run), or an error. It closes br.
+func readAppends(br pgx.BatchResults, appends []eventstore.StreamAppend, first []string,
+	read func(pgx.Rows, error) (appendOutcome, error)) (outs []appendOutcome, failed int, err error) {
+	for _, what := range first {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, -1, fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	outs = make([]appendOutcome, len(appends))
 	failed = -1
 	for k := range appends {
-		out, err := readAppend(br.Query())
+		out, err := read(br.Query())
 		if err != nil {
 			br.Close()
 			return nil, -1, err
@@ -131,15 +152,10 @@ func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppe
 		}
 		outs[k] = out
 	}
-	// Close reads up to the end of the implicit transaction: only a nil error here
-	// means it committed.
 	if err := br.Close(); err != nil && !(failed >= 0 && isEventIDConflict(err)) {
 		return nil, -1, err
 	}
-	if failed >= 0 {
-		return nil, failed, nil
-	}
-	return outs, -1, nil
+	return outs, failed, nil
 }
 
 // queueLocks queues the statement that takes the advisory locks of the appends' streams.

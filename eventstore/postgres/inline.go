@@ -25,33 +25,9 @@ func (s *Store) sendAppendsInline(ctx context.Context, appends []eventstore.Stre
 	defer conn.Release()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	queueLocks(b, appends)
-	for _, a := range appends {
-		sql, args := appendStatement(a.Stream, a.Expected, a.Records, true)
-		b.Queue(sql, args...)
-	}
-	br := conn.SendBatch(ctx, b)
-	for _, what := range []string{"begin", "lock streams"} {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return nil, -1, fmt.Errorf("%s: %w", what, err)
-		}
-	}
-	outs = make([]appendOutcome, len(appends))
-	failed = -1
-	for k := range appends {
-		out, err := readPlaced(br.Query())
-		if err != nil {
-			br.Close()
-			return nil, -1, err
-		}
-		if out.idExists {
-			failed = k
-			break
-		}
-		outs[k] = out
-	}
-	if err := br.Close(); err != nil && !(failed >= 0 && isEventIDConflict(err)) {
+	queueAppends(b, appends, true)
+	outs, failed, err = readAppends(conn.SendBatch(ctx, b), appends, []string{"begin", "lock streams"}, readPlaced)
+	if err != nil {
 		return nil, -1, err
 	}
 	if failed >= 0 {

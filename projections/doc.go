@@ -18,6 +18,10 @@
 // getChanges row by row with the caller's encoder, never holding the items as structs,
 // and ChangesStamp names the content of that answer for a cache).
 //
+// With the PostgreSQL store, appends may write the models themselves, in their own
+// transaction (Inline, the store's inline hook): the projector then only moves its
+// checkpoint over those events, and still applies every event appended without it.
+//
 // Rebuild replays the history from position 0 into a fresh schema and swaps it in
 // atomically (see Rebuild for how the swap and the live projector get along); Verify
 // rebuilds into scratch tables up to the live checkpoint and compares row by row. Both

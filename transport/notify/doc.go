@@ -1,11 +1,17 @@
-// Package notify owns the two broker-side followers of the event store's global order:
+// Package notify owns the two broker-side followers of the event store's global order,
+// and the direct publisher that lets the appending process notify first:
 //
 //   - the Notifier publishes every Committed event as a notifyCommit event to the
 //     workspace's fan-out exchange (PROTOCOL.md §2, §5): only after the event is durable,
 //     at least once, in global (hence per-workspace workspaceVersion) order, never beyond
-//     an optional horizon (the workspace projection's checkpoint, so that reads see what
-//     was notified), with publisher confirms, advancing its checkpoint only after the
-//     broker confirmed every message of a batch;
+//     its horizons (the binder's checkpoint; and, for events whose append did not write
+//     the read models itself, the workspace projection's checkpoint, so that reads see
+//     what was notified), with publisher confirms, advancing its checkpoint only after
+//     the broker confirmed every message of a batch; it skips what a Direct publisher of
+//     its process got confirmed;
+//   - Direct publishes a commit from the process that appended it, right after the
+//     append's transaction committed, whenever the Notifier would publish it at that
+//     moment, and declines (leaves it to the Notifier) otherwise;
 //   - the Binder keeps device event queues bound in step with workspace membership
 //     (PROTOCOL.md §1, §6): on WorkspaceCreated and MemberAdded it binds every device
 //     queue of the user to the workspace's exchange, on MemberRemoved it unbinds them, on
@@ -14,8 +20,8 @@
 //     its checkpoint) and, on a broker that lost its non-durable exchanges (a restart),
 //     binds every known queue again before it declares the topology marker.
 //
-// The marker (topology.Marker) couples the two: a notifier publishes on a new broker
-// connection only once the marker exists, so it never publishes into a workspace
+// The marker (topology.Marker) couples them: a notifier or a direct publisher publishes
+// on a new broker connection only once the marker exists, so it never publishes into a workspace
 // exchange whose bindings a restart took away and the binder has not restored yet.
 // A deployment therefore runs a binder wherever it runs a notifier (any syncd instance
 // with the binder role, on the same broker); a notifier without one waits and logs so

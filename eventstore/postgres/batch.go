@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -59,6 +60,14 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 			batch[k] = appends[i]
 		}
 		outs, failed, err := s.sendAppends(ctx, batch)
+		if errors.Is(err, errInline) && len(run) > 1 {
+			// One append's read-model write failed and took the shared transaction
+			// with it: each append goes again alone, so that it fails alone.
+			for _, i := range run {
+				results[i] = s.AppendBatch(ctx, appends[i:i+1])[0]
+			}
+			return results
+		}
 		if err != nil {
 			for _, i := range run {
 				results[i].Err = s.fail(ctx, op(i), err)

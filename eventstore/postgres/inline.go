@@ -45,6 +45,10 @@ func (s *Store) sendAppendsInline(ctx context.Context, appends []eventstore.Stre
 // errInlineRolledBack is an inline statement's failure seen only as COMMIT's answer.
 var errInlineRolledBack = errors.New("the transaction was rolled back")
 
+// errInline marks a failure of the Inline hook or of one of its statements: the
+// records were stored by none of the appends of the transaction.
+var errInline = errors.New("inline read-model write failed")
+
 // commitInline queues Inline's statements for the written records and COMMIT, and
 // reports whether the transaction committed.
 func (s *Store) commitInline(ctx context.Context, conn *pgx.Conn, appends []eventstore.StreamAppend, outs []appendOutcome) error {
@@ -59,7 +63,7 @@ func (s *Store) commitInline(ctx context.Context, conn *pgx.Conn, appends []even
 	b := &pgx.Batch{}
 	if len(recs) > 0 {
 		if err := s.cfg.Inline(recs, b); err != nil {
-			return fmt.Errorf("inline: %w", err)
+			return fmt.Errorf("%w: %w", errInline, err)
 		}
 	}
 	n := b.Len()
@@ -68,7 +72,7 @@ func (s *Store) commitInline(ctx context.Context, conn *pgx.Conn, appends []even
 	defer br.Close()
 	for i := 0; i < n; i++ {
 		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("inline statement %d of %d: %w", i+1, n, err)
+			return fmt.Errorf("%w: statement %d of %d: %w", errInline, i+1, n, err)
 		}
 	}
 	tag, err := br.Exec()
@@ -76,7 +80,7 @@ func (s *Store) commitInline(ctx context.Context, conn *pgx.Conn, appends []even
 		return fmt.Errorf("commit: %w", err)
 	}
 	if tag.String() != "COMMIT" {
-		return fmt.Errorf("commit: %w (%s)", errInlineRolledBack, tag)
+		return fmt.Errorf("commit: %w: %w (%s)", errInline, errInlineRolledBack, tag)
 	}
 	return br.Close()
 }

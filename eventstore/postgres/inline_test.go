@@ -202,3 +202,33 @@ func TestPlainAppendNotInline(t *testing.T) {
 		t.Fatalf("ReadStreamBytes: %+v, %v", bounded, err)
 	}
 }
+
+// In a group commit, an append whose read-model write fails does not take the others
+// with it: they are stored, it alone fails and writes nothing.
+func TestInlineFailureInAGroupCommitFailsAlone(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	s := openInline(t, dsn, mirror("Poison"))
+	ctx := context.Background()
+	a, b, c := "ws-"+uuid.NewString(), "ws-"+uuid.NewString(), "ws-"+uuid.NewString()
+	good1, bad, good2 := rec("E"), rec("Poison"), rec("E")
+	res := s.AppendBatch(ctx, []eventstore.StreamAppend{
+		{Stream: a, Expected: eventstore.NoStream(), Records: []eventstore.Record{good1}},
+		{Stream: b, Expected: eventstore.NoStream(), Records: []eventstore.Record{bad}},
+		{Stream: c, Expected: eventstore.NoStream(), Records: []eventstore.Record{good2}},
+	})
+	if res[0].Err != nil || res[2].Err != nil || res[0].Result.StreamVersion != 1 || res[2].Result.StreamVersion != 1 {
+		t.Fatalf("the good appends: %+v, %+v", res[0], res[2])
+	}
+	if res[1].Err == nil {
+		t.Fatal("the append whose read-model write fails succeeded")
+	}
+	if recs, err := s.ReadStream(ctx, b, 1, 10); err != nil || len(recs) != 0 {
+		t.Fatalf("failed stream: %d events, %v", len(recs), err)
+	}
+	got := mirrored(t, dsn)
+	for _, r := range []eventstore.Record{good1, good2} {
+		if _, ok := got[r.ID]; !ok {
+			t.Fatalf("record %s of a good append not mirrored", r.ID)
+		}
+	}
+}

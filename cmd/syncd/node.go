@@ -221,7 +221,7 @@ func (n *node) addBinder() error {
 	}
 	b, err := notify.NewBinder(notify.BinderConfig{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: binderName, Logger: n.log,
 		QueueOptions: topology.QueueOptions{Expiry: n.cfg.queueExpiry, MaxLength: n.cfg.queueMaxLength},
-		OnAdvanced:   n.notifierWake}, n.store)
+		OnAdvanced:   n.notifierWake, Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish)}, n.store)
 	if err != nil {
 		return err
 	}

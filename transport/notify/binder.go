@@ -55,6 +55,12 @@ type BinderConfig struct {
 	// not block): syncd wakes its notifier, whose horizon is this checkpoint, instead of
 	// leaving it to find out at its next poll.
 	OnAdvanced func()
+	// Linger, if positive, is how long the binder waits after a batch smaller than
+	// BatchSize before it reads again (see Config.Linger): syncd sets it when commits are
+	// published directly, which wait for the binder only after a membership change.
+	// It delays an updateDevice reply (which waits for its queue's binding) by at most
+	// that long.
+	Linger time.Duration
 }
 
 // Validate fills defaults and checks required fields.
@@ -118,7 +124,7 @@ func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
 			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
 			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
 			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-			log: log, kick: make(chan struct{}, 1), onAdvance: cfg.OnAdvanced,
+			log: log, kick: make(chan struct{}, 1), onAdvance: cfg.OnAdvanced, linger: cfg.Linger,
 		},
 	}, nil
 }

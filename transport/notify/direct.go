@@ -49,6 +49,10 @@ type Direct struct {
 
 	sent, declined atomic.Int64
 	waiting        atomic.Bool // connected, waiting for the topology marker
+	// blocked is set while the broker blocks this connection's publishers (a resource
+	// alarm): a publish would then wait in a socket write, holding the workspace of the
+	// commit (and amqp091's writes do not heed ctx), so Publish declines instead.
+	blocked atomic.Bool
 }
 
 // directState is one event's publish through Direct.
@@ -145,6 +149,8 @@ func (d *Direct) session(ctx context.Context) error {
 	}
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	blocking := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	defer d.blocked.Store(false)
 	// A fresh or restarted broker has lost the workspace exchanges' bindings: a commit
 	// published before the binder restored them would reach no device, and its confirm
 	// would make the notifier skip it. Publish only once the binder's marker is back.
@@ -167,6 +173,9 @@ func (d *Direct) session(ctx context.Context) error {
 			d.confirmed(c)
 		case err := <-closed:
 			return fmt.Errorf("channel closed: %w", err)
+		case b := <-blocking:
+			d.blocked.Store(b.Active)
+			d.log.Warn("broker blocks publishers; the notifier publishes meanwhile", "blocked", b.Active, "reason", b.Reason)
 		}
 	}
 }
@@ -236,7 +245,7 @@ func (d *Direct) drop(ch *amqp.Channel) {
 // workspaceVersion order per workspace (the service does, holding the workspace).
 func (d *Direct) Publish(ctx context.Context, c Commit) bool {
 	ws, v := c.Event.WorkspaceID, c.Event.WorkspaceVersion
-	if !c.Inline || !d.passed(ctx, &d.bound, d.cfg.Bound, c.MembersAt) {
+	if !c.Inline || d.blocked.Load() || !d.passed(ctx, &d.bound, d.cfg.Bound, c.MembersAt) {
 		d.declined.Add(1)
 		return false
 	}

@@ -118,6 +118,14 @@ func TestDirectPublishesOnlyWhatTheNotifierWould(t *testing.T) {
 	if d.Ahead(ctx, uuid.New()) {
 		t.Fatal("Ahead of an event never published")
 	}
+	// While the broker blocks publishers (connection.blocked), a publish would sit in a
+	// socket write holding the commit's workspace: declined, left to the notifier.
+	d.blocked.Store(true)
+	blockedCommit := directCommit(ws, 5, c4.Position, at(50))
+	if d.Publish(ctx, blockedCommit) {
+		t.Fatal("published while the broker blocks publishers")
+	}
+	d.blocked.Store(false)
 	if !c4.Inline {
 		t.Fatal("fixture")
 	}

@@ -27,9 +27,10 @@ const (
 	scenarioSpread     = "spread"
 	scenarioHot        = "hot"
 	scenarioGetChanges = "getchanges"
+	scenarioNotify     = "notify"
 )
 
-var allScenarios = []string{scenarioSequential, scenarioSpread, scenarioHot, scenarioGetChanges}
+var allScenarios = []string{scenarioSequential, scenarioSpread, scenarioHot, scenarioGetChanges, scenarioNotify}
 
 // benchConfig is every setting of `syncctl bench`.
 type benchConfig struct {
@@ -46,9 +47,10 @@ type benchConfig struct {
 	commits     int
 	duration    time.Duration // instead of commits when > 0
 	commitItems int
-	items       int // getchanges: items of the workspace
-	fillBatch   int // getchanges: items per commit while filling
-	reads       int // getchanges: calls timed
+	items       int     // getchanges: items of the workspace
+	fillBatch   int     // getchanges: items per commit while filling
+	reads       int     // getchanges: calls timed
+	rate        float64 // notify: commits per second in all (0: half of spread's throughput)
 	metricsURL  string
 	baselines   bool
 	jsonOut     bool
@@ -87,6 +89,12 @@ func (c benchConfig) validate() error {
 	}
 	if c.fillBatch < 1 || c.fillBatch > domain.DefaultMaxCommitItems {
 		errs = append(errs, fmt.Errorf("--fill-batch must be 1..%d (the wire refuses larger commits)", domain.DefaultMaxCommitItems))
+	}
+	if c.rate < 0 {
+		errs = append(errs, errors.New("--rate must not be negative"))
+	}
+	if i := slices.Index(c.scenarios, scenarioNotify); i >= 0 && c.rate == 0 && !slices.Contains(c.scenarios[:i], scenarioSpread) {
+		errs = append(errs, errors.New("--scenario notify: give --rate, or run spread before it (its pace is then half of spread's throughput)"))
 	}
 	if c.plotFile != "" && !strings.HasSuffix(strings.ToLower(c.plotFile), ".png") {
 		errs = append(errs, fmt.Errorf("--plot %q: the file name must end in .png", c.plotFile))
@@ -162,6 +170,10 @@ const benchLong = `bench drives a running syncd with the Go client library, one 
   hot         one workspace, --devices devices of its user, --in-flight commits each
   getchanges  a workspace of --items items (filled in commits of --fill-batch), then
               --reads getChanges calls timed end to end
+  notify      --workspaces users with two devices each: the first commits at a fixed
+              pace (--rate commits/s in all; by default half of spread's throughput
+              in this run), the second listens; a latency is from the commit's send
+              to the other device's notifyCommit (no baselines)
 
 Each scenario runs --commits commits (or for --duration). Unless --baselines=false, each
 scenario also measures, in the same run and with the same concurrency, one-row INSERTs
@@ -202,6 +214,7 @@ func addBenchFlags(c *cobra.Command) *benchFlagSet {
 	f.IntVar(&b.items, "items", b.items, "getchanges: items of the workspace")
 	f.IntVar(&b.fillBatch, "fill-batch", b.fillBatch, "getchanges: items per commit while filling the workspace (halved while the server refuses a commit as too large)")
 	f.IntVar(&b.reads, "reads", b.reads, "getchanges: getChanges calls timed")
+	f.Float64Var(&b.rate, "rate", 0, "notify: commits per second in all (0: half of the spread scenario's throughput measured before it)")
 	f.StringVar(&b.metricsURL, "metrics-url", "", "syncd's /metrics (e.g. http://127.0.0.1:9464/metrics): CPU per commit, resident memory")
 	f.BoolVar(&b.baselines, "baselines", true, "measure the INSERT and floor baselines in the same run")
 	f.BoolVar(&b.jsonOut, "json", false, "print one JSON document instead of text")
@@ -240,6 +253,9 @@ func runBench(cmd *cobra.Command, cfg benchConfig) error {
 			errs = append(errs, fmt.Sprintf("scenario %s: %v", name, err))
 		}
 		res.Ratios = ratiosOf(res)
+		if name == scenarioSpread && res.Error == "" {
+			env.spreadPeak = res.Server.PerSecond
+		}
 		failed += res.Server.Failed
 		rep.Scenarios = append(rep.Scenarios, res)
 		if !cfg.jsonOut {

@@ -193,3 +193,37 @@ func startTestSyncd(t *testing.T, dsn, amqpURL string) string {
 	})
 	return addr
 }
+
+// notify against a real syncd: every commit sent at the pace is timed at the other
+// device of its workspace, none fails, there are no baselines, and the pace is
+// reported.
+func TestBenchNotifyAgainstSyncd(t *testing.T) {
+	dsn, amqpURL := testenv.PostgresDSN(t), testenv.AMQPURL(t)
+	vhost := strings.TrimPrefix(mustParseURL(t, amqpURL).Path, "/")
+	addr := startTestSyncd(t, dsn, amqpURL)
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	defer rootCmd.SetOut(nil)
+	rootCmd.SetArgs([]string{"--pg", dsn, "bench", "--amqp", amqpURL, "--vhost", vhost, "--rabbitmq-api", testenv.ManagementURL(),
+		"--scenario", "notify", "--rate", "40", "--workspaces", "2", "--commits", "20",
+		"--metrics-url", "http://" + addr + "/metrics", "--json"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := rootCmd.ExecuteContext(ctx); err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	var rep benchReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not one JSON document: %v\n%s", err, out.String())
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("scenarios %+v", rep.Scenarios)
+	}
+	n := rep.Scenarios[0]
+	if n.Name != "notify" || n.Devices != 4 || n.Workspaces != 2 || n.RatePerSecond != 40 || n.Error != "" {
+		t.Errorf("notify: %+v", n)
+	}
+	if n.Server.Ops != 20 || n.Server.Failed != 0 || n.Server.P50Ms <= 0 || n.Floor != nil || n.Insert != nil {
+		t.Errorf("notify server: %+v", n.Server)
+	}
+}

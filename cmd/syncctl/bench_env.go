@@ -26,12 +26,15 @@ type benchEnv struct {
 
 	accounts []uuid.UUID // broker accounts created, deleted at the end
 	floor    *floorEnv   // started by the first scenario with baselines
+	// spreadPeak is the spread scenario's throughput in this run: notify's default pace.
+	spreadPeak float64
 }
 
 // benchDevice is one connected, subscribed device and the workspace it commits to.
 type benchDevice struct {
 	cl        *client.Client
 	workspace uuid.UUID
+	tap       *tap // its event handler, for scenarios that listen
 }
 
 func openBenchEnv(ctx context.Context, cfg benchConfig) (*benchEnv, error) {
@@ -95,8 +98,9 @@ func (e *benchEnv) serverDevices(ctx context.Context, scenario string, users, de
 			if err != nil {
 				return devs, fmt.Errorf("connect user %s: %w", id, err)
 			}
-			devs = append(devs, benchDevice{cl: cl, workspace: ws})
-			if err := registerWhenProjected(ctx, cl); err != nil {
+			d := benchDevice{cl: cl, workspace: ws, tap: &tap{}}
+			devs = append(devs, d)
+			if err := registerWhenProjected(ctx, cl, d.tap.handle); err != nil {
 				return devs, err
 			}
 		}
@@ -105,8 +109,9 @@ func (e *benchEnv) serverDevices(ctx context.Context, scenario string, users, de
 }
 
 // registerWhenProjected waits until the new user's account reached the read models (it
-// does asynchronously), then registers the device and subscribes to its event queue.
-func registerWhenProjected(ctx context.Context, cl *client.Client) error {
+// does asynchronously), then registers the device and subscribes to its event queue
+// with handler.
+func registerWhenProjected(ctx context.Context, cl *client.Client, handler func(client.Update)) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := cl.GetWorkspaces(ctx)
@@ -125,7 +130,7 @@ func registerWhenProjected(ctx context.Context, cl *client.Client) error {
 	if _, err := cl.UpdateDevice(ctx, nil); err != nil {
 		return fmt.Errorf("user %s: register: %w", cl.UserID(), err)
 	}
-	if err := cl.Subscribe(client.SubscribeOptions{Handler: func(client.Update) {}}); err != nil {
+	if err := cl.Subscribe(client.SubscribeOptions{Handler: handler}); err != nil {
 		return fmt.Errorf("user %s: subscribe: %w", cl.UserID(), err)
 	}
 	return nil

@@ -44,6 +44,8 @@ type scenarioResult struct {
 	Workers    int    `json:"workers"` // operations in flight
 	Items      int    `json:"items,omitempty"`
 	FillBatch  int    `json:"fill_batch,omitempty"` // getchanges: items per commit that the server took
+	// RatePerSecond is notify's pace: commits sent per second in all.
+	RatePerSecond float64 `json:"rate_per_second,omitempty"`
 	// Server is the measured syncd; Insert the one-row INSERTs; Floor the trivial
 	// responder through the same client path. The baselines are absent with
 	// --baselines=false, and Insert for getchanges.
@@ -139,6 +141,9 @@ func printScenario(w io.Writer, s scenarioResult) {
 	fmt.Fprintf(w, "%s: %d device(s), %d workspace(s), %d in flight", s.Name, s.Devices, s.Workspaces, s.Workers)
 	if s.Items > 0 {
 		fmt.Fprintf(w, ", %d items (filled in commits of %d)", s.Items, s.FillBatch)
+	}
+	if s.RatePerSecond > 0 {
+		fmt.Fprintf(w, ", paced at %.1f commits/s; latency: commit sent → the other device's notifyCommit", s.RatePerSecond)
 	}
 	fmt.Fprintln(w)
 	line := func(what string, p *phaseResult) {

@@ -35,8 +35,11 @@ func (e *benchEnv) stopRule() stopRule {
 }
 
 func (e *benchEnv) runScenario(ctx context.Context, name string) (scenarioResult, error) {
-	if name == scenarioGetChanges {
+	switch name {
+	case scenarioGetChanges:
 		return e.runGetChanges(ctx)
+	case scenarioNotify:
+		return e.runNotify(ctx)
 	}
 	return e.runCommits(ctx, name)
 }

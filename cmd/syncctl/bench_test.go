@@ -210,6 +210,12 @@ func TestBenchFlags(t *testing.T) {
 	if l := cfg.layoutOf("spread"); l != (layout{users: 4, devicesPerUser: 1, workers: 16}) {
 		t.Errorf("--users 4 --concurrency 16: layout %+v", l)
 	}
+	// notify's pace: --rate, or spread's throughput measured before it.
+	for _, args := range [][]string{{"--scenario", "spread,notify"}, {"--scenario", "notify", "--rate", "50"}} {
+		if _, err := parse(args...); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
 	cfg, err = parse("--duration", "3s")
 	if err != nil || cfg.duration != 3*time.Second || cfg.commits != 0 {
 		t.Errorf("--duration 3s: %+v, %v", cfg, err)
@@ -231,6 +237,9 @@ func TestBenchFlags(t *testing.T) {
 		{"--items", "0"},
 		{"--reads", "0"},
 		{"--plot", "out.svg"},
+		{"--scenario", "notify"},
+		{"--scenario", "notify,spread"},
+		{"--scenario", "notify", "--rate", "-1"},
 		{"--metrics-url", "127.0.0.1:9464/metrics"},
 	} {
 		if _, err := parse(args...); err == nil {

@@ -188,66 +188,12 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 	if err != nil {
 		return sr, fmt.Errorf("verify %s: %w", stream, err)
 	}
-	ws, isWorkspace := workspaceOf(stream)
-	user, isUser := userOf(stream)
-	var recent [recentHashes]struct {
-		version uint64
-		hash    string
-	}
-	prev := "" // chain hash of the previous event
-	want := uint64(1)
-	brk := func(rec eventstore.RecordedEvent, kind BreakKind, expected, found, detail string) (bool, error) {
-		sr.Break = &Break{Kind: kind, StreamVersion: rec.StreamVersion, Type: rec.Type, Expected: expected, Found: found, Detail: detail}
-		return true, nil
-	}
+	c := newStreamChecker(&sr)
 	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent, ev domain.Event, decodeErr error) (bool, error) {
-		if rec.StreamVersion != want {
-			detail := fmt.Sprintf("events %d to %d are missing (deleted or renumbered)", want, rec.StreamVersion-1)
-			if rec.StreamVersion == want+1 {
-				detail = fmt.Sprintf("event %d is missing (deleted or renumbered)", want)
-			}
-			if rec.StreamVersion < want {
-				detail = "stream versions repeat or go backwards (events inserted or reordered)"
-			}
-			return brk(rec, BreakVersionGap, fmt.Sprintf("stream version %d", want), fmt.Sprintf("stream version %d", rec.StreamVersion), detail)
+		if b := c.check(rec, ev, decodeErr); b != nil {
+			sr.Break = b
+			return true, nil
 		}
-		if decodeErr != nil {
-			return brk(rec, BreakUndecodable, "a released event type and its JSON", decodeErr.Error(), "the event's type or body was altered, or it was written by no version of this service")
-		}
-		if got := ev.Prev(); got != prev {
-			detail := fmt.Sprintf("the stored event %d is not the one this event was chained to: event %d was altered, or this event was altered, inserted, or moved here, or events before it were deleted", want-1, want-1)
-			if want == 1 {
-				detail = "the first event of a stream carries no previous hash: events before it were deleted, or it was altered or moved here"
-			}
-			for _, r := range recent {
-				if r.hash != "" && r.hash == got && r.version < want-1 {
-					detail = fmt.Sprintf("this event was chained to event %d: the events after that one (%d to %d) were inserted, or this event was moved here", r.version, r.version+1, want-1)
-				}
-			}
-			return brk(rec, BreakChain, hashOrNone(prev), hashOrNone(got), detail)
-		}
-		if isUser {
-			if id, ok := eventUser(ev); ok && id != user {
-				return brk(rec, BreakForeign, "user "+user.String(), "user "+id.String(), "an event of another user is stored in this stream")
-			}
-		}
-		if isWorkspace {
-			if id, ok := eventWorkspace(ev); ok && id != ws {
-				return brk(rec, BreakForeign, "workspace "+ws.String(), "workspace "+id.String(), "an event of another workspace is stored in this stream")
-			}
-			if c, ok := ev.(domain.Committed); ok {
-				if c.WorkspaceVersion != sr.WorkspaceVersion+1 {
-					return brk(rec, BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", c.WorkspaceVersion), "commits are not numbered 1, 2, 3, … without gaps")
-				}
-				sr.WorkspaceVersion = c.WorkspaceVersion
-			}
-		}
-		prev = domain.ChainHash(rec.Type, rec.Data)
-		recent[rec.StreamVersion%recentHashes].version = rec.StreamVersion
-		recent[rec.StreamVersion%recentHashes].hash = prev
-		sr.Events++
-		sr.Head = prev
-		want++
 		return false, nil
 	})
 	if err != nil {
@@ -257,12 +203,111 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 		sr.Break = &Break{Kind: BreakEmpty, Expected: "at least one event", Found: "no events",
 			Detail: "the stream has no history: it never existed (check the name) or it was deleted whole"}
 	}
-	if sr.Break == nil && want-1 != tail {
-		sr.Break = &Break{Kind: BreakTail, StreamVersion: want - 1, Expected: fmt.Sprintf("stream version %d at the end", tail),
-			Found: fmt.Sprintf("stream version %d at the end", want-1), Detail: "the store's stream version is past its last readable event: events at the end were deleted"}
+	if sr.Break == nil && c.want-1 != tail {
+		sr.Break = &Break{Kind: BreakTail, StreamVersion: c.want - 1, Expected: fmt.Sprintf("stream version %d at the end", tail),
+			Found: fmt.Sprintf("stream version %d at the end", c.want-1), Detail: "the store's stream version is past its last readable event: events at the end were deleted"}
 	}
 	a.log.Debug("verified", "stream", stream, "events", sr.Events, "ok", sr.Break == nil)
 	return sr, nil
+}
+
+// streamChecker checks a stream's events one after another, in stream order, and
+// records them in its report.
+type streamChecker struct {
+	sr          *StreamReport
+	ws          uuid.UUID // the stream's workspace, if it is a workspace stream
+	isWorkspace bool
+	user        uuid.UUID // the stream's user, if it is a user stream
+	isUser      bool
+	prev        string // chain hash of the previous event
+	want        uint64 // the stream version the next event must have
+	recent      [recentHashes]struct {
+		version uint64
+		hash    string
+	}
+}
+
+func newStreamChecker(sr *StreamReport) *streamChecker {
+	c := &streamChecker{sr: sr, want: 1}
+	c.ws, c.isWorkspace = workspaceOf(sr.Stream)
+	c.user, c.isUser = userOf(sr.Stream)
+	return c
+}
+
+// check checks the next event and returns the break it shows, or records it.
+func (c *streamChecker) check(rec eventstore.RecordedEvent, ev domain.Event, decodeErr error) *Break {
+	brk := func(kind BreakKind, expected, found, detail string) *Break {
+		return &Break{Kind: kind, StreamVersion: rec.StreamVersion, Type: rec.Type, Expected: expected, Found: found, Detail: detail}
+	}
+	if rec.StreamVersion != c.want {
+		return brk(BreakVersionGap, fmt.Sprintf("stream version %d", c.want), fmt.Sprintf("stream version %d", rec.StreamVersion), c.gapDetail(rec.StreamVersion))
+	}
+	if decodeErr != nil {
+		return brk(BreakUndecodable, "a released event type and its JSON", decodeErr.Error(), "the event's type or body was altered, or it was written by no version of this service")
+	}
+	if got := ev.Prev(); got != c.prev {
+		return brk(BreakChain, hashOrNone(c.prev), hashOrNone(got), c.chainDetail(got))
+	}
+	if b := c.checkOwner(ev, brk); b != nil {
+		return b
+	}
+	c.prev = domain.ChainHash(rec.Type, rec.Data)
+	c.recent[rec.StreamVersion%recentHashes].version = rec.StreamVersion
+	c.recent[rec.StreamVersion%recentHashes].hash = c.prev
+	c.sr.Events++
+	c.sr.Head = c.prev
+	c.want++
+	return nil
+}
+
+// gapDetail explains an event found at stream version got where c.want was due.
+func (c *streamChecker) gapDetail(got uint64) string {
+	switch {
+	case got < c.want:
+		return "stream versions repeat or go backwards (events inserted or reordered)"
+	case got == c.want+1:
+		return fmt.Sprintf("event %d is missing (deleted or renumbered)", c.want)
+	default:
+		return fmt.Sprintf("events %d to %d are missing (deleted or renumbered)", c.want, got-1)
+	}
+}
+
+// chainDetail explains an event chained to the hash got instead of its predecessor's.
+func (c *streamChecker) chainDetail(got string) string {
+	want := c.want
+	detail := fmt.Sprintf("the stored event %d is not the one this event was chained to: event %d was altered, or this event was altered, inserted, or moved here, or events before it were deleted", want-1, want-1)
+	if want == 1 {
+		detail = "the first event of a stream carries no previous hash: events before it were deleted, or it was altered or moved here"
+	}
+	for _, r := range c.recent {
+		if r.hash != "" && r.hash == got && r.version < want-1 {
+			detail = fmt.Sprintf("this event was chained to event %d: the events after that one (%d to %d) were inserted, or this event was moved here", r.version, r.version+1, want-1)
+		}
+	}
+	return detail
+}
+
+// checkOwner checks that an event of a user or workspace stream belongs to it, and
+// that a workspace's commits are numbered without gaps.
+func (c *streamChecker) checkOwner(ev domain.Event, brk func(kind BreakKind, expected, found, detail string) *Break) *Break {
+	if c.isUser {
+		if id, ok := eventUser(ev); ok && id != c.user {
+			return brk(BreakForeign, "user "+c.user.String(), "user "+id.String(), "an event of another user is stored in this stream")
+		}
+	}
+	if !c.isWorkspace {
+		return nil
+	}
+	if id, ok := eventWorkspace(ev); ok && id != c.ws {
+		return brk(BreakForeign, "workspace "+c.ws.String(), "workspace "+id.String(), "an event of another workspace is stored in this stream")
+	}
+	if cm, ok := ev.(domain.Committed); ok {
+		if cm.WorkspaceVersion != c.sr.WorkspaceVersion+1 {
+			return brk(BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", c.sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", cm.WorkspaceVersion), "commits are not numbered 1, 2, 3, … without gaps")
+		}
+		c.sr.WorkspaceVersion = cm.WorkspaceVersion
+	}
+	return nil
 }
 
 func hashOrNone(h string) string {

@@ -3,9 +3,9 @@ package domain
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 

@@ -350,7 +350,6 @@ func streamVersion(t *testing.T, store eventstore.Store, stream string) uint64 {
 	return v
 }
 
-
 // lostOutcomeStore stores the first multi append and then reports a transient failure,
 // as a connection lost during COMMIT would.
 type lostOutcomeStore struct {

@@ -235,11 +235,11 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 			if id, ok := eventWorkspace(ev); ok && id != ws {
 				return brk(rec, BreakForeign, "workspace "+ws.String(), "workspace "+id.String(), "an event of another workspace is stored in this stream")
 			}
-			if c, ok := ev.(domain.Committed); ok {
-				if c.WorkspaceVersion != sr.WorkspaceVersion+1 {
-					return brk(rec, BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", c.WorkspaceVersion), "commits are not numbered 1, 2, 3, … without gaps")
+			if v, ok := workspaceVersionOf(ev); ok {
+				if v != sr.WorkspaceVersion+1 {
+					return brk(rec, BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", v), "commits are not numbered 1, 2, 3, … without gaps")
 				}
-				sr.WorkspaceVersion = c.WorkspaceVersion
+				sr.WorkspaceVersion = v
 			}
 		}
 		prev = domain.ChainHash(rec.Type, rec.Data)
@@ -285,8 +285,26 @@ func eventWorkspace(ev domain.Event) (id uuid.UUID, ok bool) {
 		return e.WorkspaceID, true
 	case domain.MemberWorkspaceUpdated:
 		return e.WorkspaceID, true
+	case domain.ItemsMovedOut:
+		return e.WorkspaceID, true
+	case domain.ItemsMovedIn:
+		return e.WorkspaceID, true
 	}
 	return id, false
+}
+
+// workspaceVersionOf returns the workspaceVersion an event of a workspace stream takes:
+// commits, and the two halves of a share's move (PROTOCOL.md §8).
+func workspaceVersionOf(ev domain.Event) (int64, bool) {
+	switch e := ev.(type) {
+	case domain.Committed:
+		return e.WorkspaceVersion, true
+	case domain.ItemsMovedOut:
+		return e.WorkspaceVersion, true
+	case domain.ItemsMovedIn:
+		return e.WorkspaceVersion, true
+	}
+	return 0, false
 }
 
 // eventUser returns the user an event of a user stream names.

@@ -204,6 +204,14 @@ func testMultiRacingWritersAllOrNothing(t *testing.T, s eventstore.Store) {
 	for err := range errc {
 		t.Fatal(err)
 	}
+	checkAllOrNothing(t, s, tried)
+}
+
+// checkAllOrNothing checks that each multi append tried (its records in r-a and r-b)
+// was stored in both streams, together and in order, or in neither; that at least one
+// was stored; and that the streams are gap-free and fully readable in global order.
+func checkAllOrNothing(t *testing.T, s eventstore.Store, tried map[string][2]uuid.UUID) {
+	t.Helper()
 	stored := map[uuid.UUID]eventstore.RecordedEvent{}
 	for _, stream := range []string{"r-a", "r-b"} {
 		for i, e := range readStream(t, s, stream) {

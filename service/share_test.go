@@ -13,7 +13,9 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/eventstore/postgres"
 	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
 )
 
@@ -385,4 +387,37 @@ func TestShareLostOutcomeIsRetriedSafely(t *testing.T) {
 			t.Fatalf("shared workspace holds %d events, want 3", n)
 		}
 	})
+}
+
+// With the read models written in the append's own transaction (syncd's default), the
+// share's multi-stream append carries the inline hook for both streams: the events are
+// stored inline, and the new member sees the shared workspace as soon as Share returns.
+func TestShareWithInlineReadModels(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	store, err := postgres.Open(ctx, postgres.Config{DSN: e.dsn, Inline: projections.Inline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	sh := newSharer(t, &shareEnv{t: t, store: store, reads: e.q, ids: &ctxIDs{}})
+	res, err := sh.share("share-1", "bob@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := sh.s.Workspaces(ctx, sh.bob)
+	if err != nil || !slices.ContainsFunc(ws, func(w protocol.WorkspaceInfo) bool { return w.ID == res.WorkspaceID && w.IsShared }) {
+		t.Fatalf("bob's workspaces right after the share: %+v, %v", ws, err)
+	}
+	for _, stream := range []string{domain.WorkspaceStream(sh.home), domain.WorkspaceStream(res.WorkspaceID)} {
+		recs, err := store.ReadStream(ctx, stream, 1, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if !r.Inline {
+				t.Fatalf("%s@%d (%s) was not written inline", stream, r.StreamVersion, r.Type)
+			}
+		}
+	}
 }

@@ -77,7 +77,7 @@ func (a *Auditor) At(ctx context.Context, q AtQuery) (State, error) {
 		}
 		t := eventTime(ev)
 		if q.Version != nil {
-			if c, ok := ev.(domain.Committed); ok && c.WorkspaceVersion > *q.Version {
+			if v, ok := workspaceVersionOf(ev); ok && v > *q.Version {
 				return true, nil
 			}
 		} else if t.After(q.Time) {
@@ -126,6 +126,10 @@ func eventTime(ev domain.Event) time.Time {
 	case domain.DeviceUpdated:
 		return e.At
 	case domain.DeviceRemoved:
+		return e.At
+	case domain.ItemsMovedOut:
+		return e.At
+	case domain.ItemsMovedIn:
 		return e.At
 	}
 	return time.Time{}

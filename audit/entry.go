@@ -114,6 +114,12 @@ func entries(rec eventstore.RecordedEvent, ev domain.Event, ws uuid.UUID, carry 
 		base.UserID = e.UserID
 		base.RequestID = e.RequestID
 		base.Detail = fmt.Sprintf("member renamed the workspace to %q, mounted at %s", e.Name, parentText(e.ParentItemID))
+	case domain.ItemsMovedOut:
+		base.WorkspaceVersion, base.Time, base.RequestID, base.UserID = e.WorkspaceVersion, e.At.UTC(), e.RequestID, e.UserID
+		base.Detail = fmt.Sprintf("shared: %d items below folder %d moved to workspace %s", len(e.ItemIDs), e.FolderID, e.ToWorkspaceID)
+	case domain.ItemsMovedIn:
+		base.WorkspaceVersion, base.Time, base.RequestID, base.UserID = e.WorkspaceVersion, e.At.UTC(), e.RequestID, e.UserID
+		base.Detail = fmt.Sprintf("shared: %d items moved in from folder %d of workspace %s", len(e.Items), e.FolderID, e.FromWorkspaceID)
 	default:
 		base.Detail = "event of another stream kind: " + ev.EventType()
 	}

@@ -103,9 +103,9 @@ func (a *Auditor) Log(ctx context.Context, q LogQuery, out EntrySink) error {
 			return false, err
 		}
 		rows := entries(rec, ev, q.Workspace, carry)
-		if c, ok := ev.(domain.Committed); ok {
-			carry = c.WorkspaceVersion
-			if q.ToVersion != 0 && c.WorkspaceVersion > q.ToVersion {
+		if v, ok := workspaceVersionOf(ev); ok {
+			carry = v
+			if q.ToVersion != 0 && v > q.ToVersion {
 				return true, nil // versions only grow: nothing later can match
 			}
 		}
@@ -224,9 +224,12 @@ func (a *Auditor) ItemLife(ctx context.Context, ws uuid.UUID, item domain.ItemID
 			return false, err
 		}
 		rows := entries(rec, ev, ws, carry)
+		if v, ok := workspaceVersionOf(ev); ok {
+			carry = v
+		}
 		switch e := ev.(type) {
 		case domain.Committed:
-			carry = e.WorkspaceVersion
+			// its rows follow
 		case domain.MemberWorkspaceUpdated:
 			if e.ParentItemID != nil && *e.ParentItemID == item {
 				rows[0].ItemID = &item

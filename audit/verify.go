@@ -301,11 +301,11 @@ func (c *streamChecker) checkOwner(ev domain.Event, brk func(kind BreakKind, exp
 	if id, ok := eventWorkspace(ev); ok && id != c.ws {
 		return brk(BreakForeign, "workspace "+c.ws.String(), "workspace "+id.String(), "an event of another workspace is stored in this stream")
 	}
-	if cm, ok := ev.(domain.Committed); ok {
-		if cm.WorkspaceVersion != c.sr.WorkspaceVersion+1 {
-			return brk(BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", c.sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", cm.WorkspaceVersion), "commits are not numbered 1, 2, 3, … without gaps")
+	if v, ok := workspaceVersionOf(ev); ok {
+		if v != c.sr.WorkspaceVersion+1 {
+			return brk(BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", c.sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", v), "commits are not numbered 1, 2, 3, … without gaps")
 		}
-		c.sr.WorkspaceVersion = cm.WorkspaceVersion
+		c.sr.WorkspaceVersion = v
 	}
 	return nil
 }
@@ -330,8 +330,26 @@ func eventWorkspace(ev domain.Event) (id uuid.UUID, ok bool) {
 		return e.WorkspaceID, true
 	case domain.MemberWorkspaceUpdated:
 		return e.WorkspaceID, true
+	case domain.ItemsMovedOut:
+		return e.WorkspaceID, true
+	case domain.ItemsMovedIn:
+		return e.WorkspaceID, true
 	}
 	return id, false
+}
+
+// workspaceVersionOf returns the workspaceVersion an event of a workspace stream takes:
+// commits, and the two halves of a share's move (PROTOCOL.md §8).
+func workspaceVersionOf(ev domain.Event) (int64, bool) {
+	switch e := ev.(type) {
+	case domain.Committed:
+		return e.WorkspaceVersion, true
+	case domain.ItemsMovedOut:
+		return e.WorkspaceVersion, true
+	case domain.ItemsMovedIn:
+		return e.WorkspaceVersion, true
+	}
+	return 0, false
 }
 
 // eventUser returns the user an event of a user stream names.

@@ -29,6 +29,8 @@ var decoders = map[string]func([]byte) (Event, error){
 	TypeDeviceRegistered:       decodeAs[DeviceRegistered],
 	TypeDeviceUpdated:          decodeAs[DeviceUpdated],
 	TypeDeviceRemoved:          decodeAs[DeviceRemoved],
+	TypeItemsMovedOut:          decodeAs[ItemsMovedOut],
+	TypeItemsMovedIn:           decodeAs[ItemsMovedIn],
 }
 
 // EventTypes lists every released event type name, sorted.

@@ -86,4 +86,17 @@
 //     unknown type, another aggregate's id, a second creation, an item version out of
 //     sequence), because it is used as the expected version of the next append.
 //   - Decide and Evolve accept both values and pointers of commands and events.
+//   - Sharing (DecideShare, share_decide.go) decides on two states, the source and the
+//     target workspace, and returns events for both streams, to be appended together
+//     (eventstore.MultiAppender). The shared workspace's id is SharedWorkspaceID(caller,
+//     requestId). A share requestId is remembered per source workspace (apart from
+//     commit requestIds); a re-share, which only adds members, records no requestId: a
+//     retried one finds everyone a member and decides no event. ItemsMovedOut and
+//     ItemsMovedIn each take a workspaceVersion. Moved versions keep their ids, versions
+//     and content; their workspaceId becomes the shared workspace's and a parentId equal
+//     to the shared folder (with its parentVersion) becomes null. The source keeps the
+//     (device, tempId) pairs of moved items, so a retried creation fails with
+//     invalidItem instead of making a duplicate. Nested sharing is refused both ways:
+//     a folder below a mount point and a folder holding one. A share whose events
+//     exceed Limits.MaxEventBytes is refused (ErrShareTooLarge).
 package domain

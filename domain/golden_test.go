@@ -34,6 +34,15 @@ func goldenSamples() []Event {
 			ParentVersion: i64(1), Status: status, ModifiedAt: at.Add(-time.Hour), Checksum: 2882400018, Chunks: chunks,
 			Size: size, Filename: name, Mimetype: "application/pdf"}
 	}
+	shared := uuid.MustParse("0c9b8a7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d")
+	moved := func(m *ItemMetadata) ItemMetadata {
+		c := m.Clone()
+		c.WorkspaceID = shared
+		if c.ParentID == nil {
+			c.ParentVersion = nil
+		}
+		return c
+	}
 	folder := &ItemMetadata{ID: iid(4001), TempID: i64(-77), Version: 1, DeviceID: dev, WorkspaceID: ws, Status: StatusNew,
 		ModifiedAt: at.Add(-2 * time.Hour), Chunks: []string{}, IsFolder: true, Filename: "Documents", Mimetype: "inode/directory"}
 	return []Event{
@@ -62,6 +71,18 @@ func goldenSamples() []Event {
 		DeviceUpdated{PrevHash: "486ea46224d1bb4fb680f34f7c9ad96a8f24ec88be73ea8e5a6c65260e9cb8a7", UserID: usr, DeviceID: dev,
 			RequestID: "update-1", Name: "laptop", OS: "Linux 6.9", IP: nil, AppVersion: str("2.1.0"), At: at},
 		DeviceRemoved{PrevHash: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", UserID: usr, DeviceID: dev, At: at},
+		ItemsMovedOut{PrevHash: "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7", WorkspaceID: ws, WorkspaceVersion: 18,
+			RequestID: "share-1", UserID: usr, At: at, ToWorkspaceID: shared, FolderID: 4001, ItemIDs: []ItemID{4002, 4004},
+			LimitQuota: 1 << 30, UsedQuota: 600000, WorkspaceUsed: 75712},
+		ItemsMovedIn{PrevHash: "b1f51a511f1da0cd348b8f8598db32e61cb963e5fc69e2b41485bf2c3b0a3a0c", WorkspaceID: shared, WorkspaceVersion: 1,
+			RequestID: "share-1", UserID: usr, At: at, FromWorkspaceID: ws, FolderID: 4001,
+			Items: []MovedItem{
+				{ID: 4002, Versions: []ItemMetadata{moved(meta(4002, i64(-3), 1, nil, StatusNew, 524288, []string{"chk-a"}, "report.pdf")),
+					moved(meta(4002, nil, 2, nil, StatusChanged, 524288, []string{"chk-a", "chk-b"}, "report.pdf"))}},
+				{ID: 4004, Versions: []ItemMetadata{moved(meta(4004, nil, 1, iid(4002), StatusNew, 0, []string{}, "gone.pdf")),
+					moved(meta(4004, nil, 2, iid(4002), StatusDeleted, 0, []string{}, "gone.pdf"))}},
+			},
+			LimitQuota: 1 << 30, UsedQuota: 600000, WorkspaceUsed: 524288},
 	}
 }
 

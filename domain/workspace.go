@@ -3,6 +3,7 @@ package domain
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -32,7 +33,7 @@ type Workspace struct {
 	owner         uuid.UUID
 	shared        bool
 	encrypted     bool
-	version       int64  // number of Committed events applied
+	version       int64  // number of Committed and ItemsMoved{Out,In} events applied
 	streamVersion uint64 // number of events folded
 	used          int64  // sum of live sizes
 
@@ -45,6 +46,11 @@ type Workspace struct {
 	// event that recorded it (separate namespaces: a replay must find its own kind).
 	commits       map[string]uint64
 	memberUpdates map[string]uint64
+	// shares maps a folder of this workspace to the shared workspace it is the owner's
+	// mount point of; shareRequests a share's requestId to the stream version of its
+	// ItemsMovedOut (share.go).
+	shares        map[ItemID]uuid.UUID
+	shareRequests map[string]shareRecord
 }
 
 // NewWorkspace returns the empty state of the workspace id: not yet created.
@@ -56,6 +62,8 @@ func NewWorkspace(id uuid.UUID) *Workspace {
 		tempIDs:       map[tempKey]ItemID{},
 		commits:       map[string]uint64{},
 		memberUpdates: map[string]uint64{},
+		shares:        map[ItemID]uuid.UUID{},
+		shareRequests: map[string]shareRecord{},
 	}
 }
 
@@ -87,6 +95,8 @@ func (w *Workspace) Clone() *Workspace {
 	for k, v := range w.memberUpdates {
 		c.memberUpdates[k] = v
 	}
+	c.shares = maps.Clone(w.shares)
+	c.shareRequests = maps.Clone(w.shareRequests)
 	return &c
 }
 
@@ -108,7 +118,8 @@ func (w *Workspace) IsShared() bool { return w.shared }
 // IsEncrypted reports whether the workspace is encrypted.
 func (w *Workspace) IsEncrypted() bool { return w.encrypted }
 
-// Version is the workspaceVersion: the number of Committed events applied.
+// Version is the workspaceVersion: the number of Committed events applied, plus the
+// ItemsMovedOut and ItemsMovedIn of shares (each takes a workspaceVersion, PROTOCOL.md §8).
 func (w *Workspace) Version() int64 { return w.version }
 
 // StreamVersion is the number of events folded into w, which is the stream version
@@ -245,6 +256,18 @@ func (w *Workspace) Evolve(e Event) {
 	case *Committed:
 		if ev != nil {
 			w.applyCommitted(ev)
+		}
+	case ItemsMovedOut:
+		w.applyMovedOut(&ev)
+	case *ItemsMovedOut:
+		if ev != nil {
+			w.applyMovedOut(ev)
+		}
+	case ItemsMovedIn:
+		w.applyMovedIn(&ev)
+	case *ItemsMovedIn:
+		if ev != nil {
+			w.applyMovedIn(ev)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 // Package eventstore owns the one storage contract of the service: append records to a
 // stream with an expected version, read a stream, read every stream in one global order,
-// and subscribe to that order from a position.
+// and subscribe to that order from a position. Optional parts are interfaces a backend
+// may implement: BatchAppender (group commit), MultiAppender (an atomic append to several
+// streams; Supports tells whether a store has it, and Limited why not), BoundedReader
+// and LagReader.
 //
 // Records are opaque bytes with a type name: this package and its backends know nothing of
 // domain types, and must never import the rest of the project. Backends live in

@@ -9,7 +9,7 @@
 // expected versions), idempotency.go (retried batches), read.go (ReadStream, ReadAll and
 // the never-skip rule), bounded.go (eventstore.BoundedReader), lag.go (CountAfter),
 // order.go (stream order within the global order), subscribe.go (Subscribe), batch.go
-// (eventstore.BatchAppender), input.go (invalid input and the record size limit) and
+// (eventstore.BatchAppender), multi.go (eventstore.MultiAppender), input.go (invalid input and the record size limit) and
 // close.go (Close); helpers.go holds what they share.
 package storetest
 
@@ -40,7 +40,8 @@ const visibleTimeout = 20 * time.Second
 
 // Run runs the conformance suite. newStore must return a fresh, empty store for each
 // subtest; Run closes it when the subtest ends. Tests of the optional interfaces
-// (Holder, eventstore.BatchAppender, eventstore.BoundedReader) skip for stores that do not implement them;
+// (Holder, eventstore.BatchAppender, eventstore.BoundedReader) skip for stores that do not implement them,
+// those of eventstore.MultiAppender with the reason the store declares (eventstore.Supports);
 // CountAfter runs for every store (eventstore.LagReader, or the bounded-read fallback).
 func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 	tests := []struct {
@@ -74,6 +75,14 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"BatchRetryIsDuplicate", testBatchRetryIsDuplicate},
 		{"BatchConcurrentNoDeadlock", testBatchConcurrentNoDeadlock},
 		{"BatchClosed", testBatchClosed},
+		{"MultiRoundTrip", testMultiRoundTrip},
+		{"MultiWrongVersionWritesNothing", testMultiWrongVersionWritesNothing},
+		{"MultiConcurrentWriterFailsAll", testMultiConcurrentWriterFailsAll},
+		{"MultiRacingWritersAllOrNothing", testMultiRacingWritersAllOrNothing},
+		{"MultiIdempotency", testMultiIdempotency},
+		{"MultiBadInput", testMultiBadInput},
+		{"MultiWithBatchesNoDeadlock", testMultiWithBatchesNoDeadlock},
+		{"MultiClosed", testMultiClosed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
+
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	js "github.com/stacksync-es/syncservice/transport/legacy/javaser"
 )
@@ -101,3 +103,18 @@ func EncodeEvent(id, method string, param *js.Object) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// encodeResult renders a successful reply; result is nil (void) or a Java object.
+func encodeResult(id string, result any) ([]byte, error) {
+	if result == nil {
+		return EncodeResponse(id, nil, nil)
+	}
+	o, ok := result.(*js.Object)
+	if !ok {
+		return nil, fmt.Errorf("encode response %s: result %T is not a Java object", id, result)
+	}
+	return EncodeResponse(id, o, nil)
+}
+
+// jsUUID returns the userId of a call's request object.
+func jsUUID(c Call) (uuid.UUID, bool, error) { return js.AsUUID(c.Param.Get("userId")) }

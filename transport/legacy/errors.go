@@ -27,8 +27,9 @@ var declared = map[string]struct {
 	fallback string
 }{
 	MethodGetAccountInfo: {map[string]string{wire.CodeUserNotFound: ExcUserNotFound}, ExcRuntime},
-	MethodUpdateDevice: {map[string]string{wire.CodeUserNotFound: ExcUserNotFound, wire.CodeDeviceNotValid: ExcDeviceNotValid},
-		ExcDeviceNotUpdated},
+	// A device that is not the caller's is DeviceNotValid for the service and was
+	// DeviceNotUpdatedException from StackSync (golden 10): the latter, for the desktop.
+	MethodUpdateDevice:        {map[string]string{wire.CodeUserNotFound: ExcUserNotFound}, ExcDeviceNotUpdated},
 	MethodGetWorkspaces:       {nil, ExcNoWorkspacesFound},
 	MethodGetChanges:          {nil, ExcRuntime},
 	MethodUpdateWorkspace:     {map[string]string{wire.CodeUserNotFound: ExcUserNotFound}, ExcWorkspaceNotUpdated},

@@ -221,7 +221,7 @@ func TestExceptionOf(t *testing.T) {
 		{MethodGetAccountInfo, protocol.ErrUserNotFound, ExcUserNotFound, "UserNotFoundException: user not found"},
 		{MethodGetAccountInfo, &protocol.BusyError{}, ExcRuntime, "Busy: "},
 		{MethodUpdateDevice, protocol.ErrUnauthorized, ExcDeviceNotUpdated, "Unauthorized: "},
-		{MethodUpdateDevice, protocol.ErrDeviceNotValid, ExcDeviceNotValid, "DeviceNotValidException"},
+		{MethodUpdateDevice, protocol.ErrDeviceNotValid, ExcDeviceNotUpdated, "DeviceNotValidException"},
 		{MethodUpdateDevice, protocol.ErrUserNotFound, ExcUserNotFound, "UserNotFoundException"},
 		{MethodGetWorkspaces, protocol.ErrUnauthorized, ExcNoWorkspacesFound, "Unauthorized"},
 		{MethodGetChanges, protocol.ErrWorkspaceNotFound, ExcRuntime, "WorkspaceNotFound"},

@@ -53,6 +53,10 @@ type ServerConfig struct {
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the wait for in-flight requests on Close. Default 10s.
 	ShutdownTimeout time.Duration
+	// MaxReplyBytes bounds a reply's body: a larger result is answered with an
+	// exception (ResultTooLarge) instead, so the broker (max_message_size, 128 MiB by
+	// default) never refuses it and closes the reply channel. Default 96 MiB.
+	MaxReplyBytes int
 	// Storage is what getAccountInfo and getWorkspaces tell the desktop about Swift.
 	Storage Storage
 	Logger  *slog.Logger
@@ -76,6 +80,9 @@ func (c *ServerConfig) defaults() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = 96 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -251,6 +258,7 @@ func (s *Server) handle(base context.Context, c *conn, sem chan struct{}, d amqp
 			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
 		}
 	}
+	s.log.Debug("legacy request handled", "method", method, "correlation_id", d.CorrelationId, "acked", ack)
 }
 
 func (s *Server) logFailure(method string, d *amqp.Delivery, err error) {
@@ -410,8 +418,14 @@ func (s *Server) reply(ctx context.Context, c *conn, d *amqp.Delivery, call Call
 	} else {
 		body, err = encodeResult(id, result)
 	}
-	if err != nil {
+	if err == nil && len(body) > s.cfg.MaxReplyBytes {
+		err = fmt.Errorf("%s: %w: the reply of %d bytes exceeds the limit of %d", call.Method, protocol.ErrResultTooLarge,
+			len(body), s.cfg.MaxReplyBytes)
+		s.log.Warn("legacy: reply too large; answering with an exception", "method", call.Method, "bytes", len(body))
+	} else if err != nil {
 		s.log.Error("legacy: encode reply", "method", call.Method, "err", err)
+	}
+	if err != nil {
 		if body, err = EncodeResponse(id, nil, ExceptionOf(call.Method, err)); err != nil {
 			return true
 		}

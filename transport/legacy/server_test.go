@@ -61,7 +61,9 @@ func (f *fakeService) Commit(context.Context, protocol.CommitRequest) (service.C
 	f.mu.Unlock()
 	return service.CommitResult{}, nil
 }
-func (f *fakeService) UpdateWorkspace(context.Context, protocol.UpdateWorkspaceRequest) error { return nil }
+func (f *fakeService) UpdateWorkspace(context.Context, protocol.UpdateWorkspaceRequest) error {
+	return nil
+}
 
 // logWatch is a slog handler that reports messages containing a text.
 type logWatch struct {

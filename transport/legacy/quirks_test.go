@@ -236,3 +236,14 @@ func TestExceptionOf(t *testing.T) {
 		}
 	}
 }
+
+// A stored folder's chunks are an empty ArrayList even when the version holds none
+// (never null: StackSync never sent null chunks).
+func TestStoredFolderChunks(t *testing.T) {
+	id := domain.ItemID(1)
+	ch := roundTrip(t, Changes([]domain.ItemMetadata{{ID: &id, IsFolder: true}}))
+	l, ok, err := js.AsList(field(t, ch, "0", "chunks"))
+	if !ok || err != nil || len(l) != 0 || js.Describe(field(t, ch, "0", "chunks")) != js.ClassArrayList {
+		t.Errorf("folder chunks: %s (%v)", js.Describe(field(t, ch, "0", "chunks")), err)
+	}
+}

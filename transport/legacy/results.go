@@ -170,9 +170,9 @@ func (b *builder) item(m domain.ItemMetadata, stored bool, level *int32) *js.Obj
 	ms := m.ModifiedAt.UnixMilli()
 	if stored {
 		f["modifiedAt"] = timestamp(ms)
-		// StackSync's store returns a folder's (absent) chunks as a new ArrayList and a
-		// file's as Arrays.asList of its array (golden 24).
-		if m.IsFolder && m.Chunks != nil {
+		// StackSync's store returns a folder's (absent) chunks as a new, empty ArrayList
+		// and a file's as Arrays.asList of its array (golden 24).
+		if m.IsFolder {
 			f["chunks"] = js.NewArrayList(nil)
 		} else if m.Chunks != nil {
 			chunks := make([]js.Value, len(m.Chunks))

@@ -302,11 +302,11 @@ func checkField(f Field, v Value) error {
 	ok := true
 	switch x := v.(type) {
 	case *String:
-		ok = f.Sig == sigString || f.Sig == sigObject
+		ok = x == nil || f.Sig == sigString || f.Sig == sigObject
 	case *Array:
-		ok = f.Sig == sigObjects || f.Sig == sigObject
+		ok = x == nil || f.Sig == sigObjects || f.Sig == sigObject
 	case *Object:
-		ok = assignable(x.Class, f.Sig)
+		ok = x == nil || assignable(x.Class, f.Sig)
 	}
 	if !ok {
 		return fmt.Errorf("field %s of type %s cannot hold a %s", f.Name, f.Sig, Describe(v))

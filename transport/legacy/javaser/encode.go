@@ -60,6 +60,10 @@ func (e *encoder) content(v Value) error {
 		e.buf = append(e.buf, tcNull)
 		return nil
 	case *String:
+		if x == nil {
+			e.buf = append(e.buf, tcNull)
+			return nil
+		}
 		if !e.ref(x) {
 			e.str(x.S)
 			e.newHandle(x)

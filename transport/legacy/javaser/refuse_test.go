@@ -220,3 +220,21 @@ func TestModifiedUTF8(t *testing.T) {
 		t.Fatalf("long string round trip: %v", err)
 	}
 }
+
+// Typed nil pointers in a graph are Java nulls, never a panic.
+func TestEncodeTypedNils(t *testing.T) {
+	var s *String
+	var o *Object
+	var a *Array
+	b, err := Encode(New(ClassOmqResponse, map[string]Value{"id": s, "result": o, "error": o}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Encode(NewObjectArray(s, o, a)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Decode(b)
+	if err != nil || v.(*Object).Get("id") != nil {
+		t.Fatalf("decoded %v, %v", v, err)
+	}
+}

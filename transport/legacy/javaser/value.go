@@ -205,10 +205,19 @@ func Describe(v Value) string {
 	case nil:
 		return "null"
 	case *String:
+		if x == nil {
+			return "null"
+		}
 		return "String"
 	case *Object:
+		if x == nil || x.Class == nil {
+			return "null"
+		}
 		return x.Class.Name
 	case *Array:
+		if x == nil || x.Class == nil {
+			return "null"
+		}
 		return x.Class.Name
 	}
 	return fmt.Sprintf("%T", v)

@@ -1,7 +1,10 @@
 package tests
 
 import (
+	"bytes"
+	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -386,6 +389,17 @@ func TestLegacyDesktopEndToEnd(t *testing.T) {
 	java.send("junk-1", []byte(`{"method":"commit"}`))
 	if _, exc := java.reply("junk-1"); exc == nil {
 		t.Error("junk body: no exception")
+	}
+	golden, err := os.ReadFile("../transport/legacy/javaser/testdata/golden/01-req-getAccountInfo.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gadget := bytes.Replace(golden, []byte("\x00\x1aomq.common.message.Request"), []byte("\x00\x17java.util.PriorityQueue"), 1)
+	java.send("gadget-1", gadget)
+	if _, exc := java.reply("gadget-1"); exc == nil {
+		t.Error("gadget class: no exception")
+	} else if msg, _, _ := js.AsString(exc.Get("message")); !strings.Contains(msg, "not in the allowed set") {
+		t.Errorf("gadget class: %q", msg)
 	}
 	java.call(legacy.MethodCommit, true, req(js.ClassCommitRequest, "evil-1", &a.id, map[string]js.Value{
 		"deviceId": js.NewUUID(dev), "workspaceId": js.NewUUID(b.workspace), "items": js.NewArrayList([]js.Value{

@@ -56,6 +56,7 @@ type config struct {
 	maxResultBytes   int
 	pageBytes        int
 	limits           domain.Limits // MaxEventBytes stays 0: the event store's record limit
+	legacy           legacyConfig
 }
 
 const allRoles = "rpc,projector,notifier,binder"
@@ -134,6 +135,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
+	legacyFlags(&c.legacy, str)
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
 	num(&c.limits.MaxDevicesPerUser, "max-devices", "SYNCD_MAX_DEVICES", domain.DefaultMaxDevicesPerUser, "devices registered to one user at a time")
 	num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")

@@ -74,6 +74,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := n.addRPC(svc); err != nil {
 		return err
 	}
+	if err := n.addLegacy(ctx, svc); err != nil {
+		return err
+	}
 	return n.serve(ctx)
 }
 

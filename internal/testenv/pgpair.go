@@ -222,11 +222,25 @@ func (p *PGPair) KillPrimary() {
 	waitGone(group, 10*time.Second)
 }
 
-// Promote promotes the standby (pg_ctl promote, which waits until it accepts writes).
+// Promote promotes the standby and returns once it accepts writes (pg_is_in_recovery()
+// false, polled: pg_ctl's own wait reads the control file and was seen to return
+// seconds late).
 func (p *PGPair) Promote() {
 	p.t.Helper()
-	if err := p.run("pg_ctl", "-D", p.Standby.Data, "-w", "-t", "60", "promote"); err != nil {
+	if err := p.run("pg_ctl", "-D", p.Standby.Data, "-W", "promote"); err != nil {
 		p.t.Fatalf("pg pair: promote: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var recovering bool
+		err := p.queryRow(p.Standby, `SELECT pg_is_in_recovery()`, nil, &recovering)
+		if err == nil && !recovering {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("pg pair: standby not promoted after 60s (%v)\n%s", err, p.logs())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -236,6 +250,28 @@ func (p *PGPair) Failover() {
 	p.t.Helper()
 	p.KillPrimary()
 	p.Promote()
+}
+
+// StopWALSender freezes (SIGSTOP) the primary's WAL sender to the standby, as a cut
+// network would: the primary writes WAL the standby never receives. Synchronous commits
+// then wait (SyncRepWaiting counts them); asynchronous ones would be acknowledged and
+// lost to a failover. Killing the primary ends the frozen process too.
+func (p *PGPair) StopWALSender() {
+	p.t.Helper()
+	var pid int
+	if err := p.queryRow(p.Primary, `SELECT pid FROM pg_stat_replication WHERE application_name = $1`, []any{StandbyName}, &pid); err != nil {
+		p.t.Fatalf("pg pair: find the WAL sender: %v", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		p.t.Fatalf("pg pair: stop the WAL sender %d: %v", pid, err)
+	}
+}
+
+// SyncRepWaiting counts the primary's sessions waiting for the standby to confirm a commit.
+func (p *PGPair) SyncRepWaiting() (int, error) {
+	var n int
+	err := p.queryRow(p.Primary, `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'`, nil, &n)
+	return n, err
 }
 
 // PauseReplay stops the standby's WAL replay (WAL still arrives and is flushed, so

@@ -1,0 +1,214 @@
+//go:build cluster
+
+package tests
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/transport/wire"
+)
+
+// Ports of the PostgreSQL pair these tests make (testenv.PGPair); scripts/cluster uses
+// 5441/5442, the machine's server 5432.
+const (
+	pairPrimaryPort = 5451
+	pairStandbyPort = 5452
+)
+
+// acks records the commits devices saw acknowledged, by workspace, with the time of each.
+type acks struct {
+	mu    sync.Mutex
+	names map[uuid.UUID][]string
+	times []time.Time
+	errs  []error
+}
+
+func (a *acks) add(ws uuid.UUID, name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.names[ws] = append(a.names[ws], name)
+	a.times = append(a.times, time.Now())
+}
+
+func (a *acks) fail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.errs = append(a.errs, err)
+}
+
+// since counts the acknowledgements after t.
+func (a *acks) since(t time.Time) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, at := range a.times {
+		if at.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// stall is the longest time without an acknowledgement from t on: the gap between two
+// consecutive acknowledgements (or t and the first) ending after t.
+func (a *acks) stall(t time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ts := slices.Clone(a.times)
+	slices.SortFunc(ts, func(x, y time.Time) int { return x.Compare(y) })
+	var longest time.Duration
+	prev := t
+	for _, at := range ts {
+		if at.After(t) {
+			longest = max(longest, at.Sub(prev))
+		}
+		prev = at
+	}
+	return longest
+}
+
+// commitLoad commits a new file after another from one device until stop is closed,
+// each retried (same requestId) until acknowledged; an answer other than Busy or
+// Internal, or a commit never acknowledged within a minute, is an error.
+func commitLoad(d *rawDevice, ws, dev uuid.UUID, prefix string, stop <-chan struct{}, a *acks) {
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		name := fmt.Sprintf("%s-%d", prefix, n)
+		params := map[string]any{"requestId": name, "userId": d.user, "workspaceId": ws, "deviceId": dev,
+			"items": []any{itemJSON(int64(-1-n), name, false, nil, int64(n))}}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			r, err := d.tryCall("commit", params, false, 5*time.Second)
+			if err == nil && r.Error == nil {
+				a.add(ws, name)
+				break
+			}
+			if err == nil && r.Error.Type != wire.CodeBusy && r.Error.Type != wire.CodeInternal {
+				a.fail(fmt.Errorf("commit %s refused: %+v", name, r.Error))
+				return
+			}
+			if time.Now().After(deadline) {
+				a.fail(fmt.Errorf("commit %s not acknowledged within a minute (last: %v %+v)", name, err, r))
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// A commit acknowledged to a device survives a failover of the database: under load
+// from several devices the primary is SIGKILLed and the synchronous standby promoted;
+// syncd, given both hosts with target_session_attrs=read-write, finds the new primary
+// by itself, commits flow again, every acknowledged commit is in getChanges afterwards,
+// and the read models still equal a rebuild of the history.
+func TestPGFailoverLosesNoAcknowledgedCommit(t *testing.T) {
+	pair := testenv.StartPGPair(t, filepath.Join(testenv.PGPairRoot(), "failover"), pairPrimaryPort, pairStandbyPort)
+	s := services{dsn: pair.MultiHostDSN("syncservice"), amqp: testenv.AMQPURL(t)}
+	startSyncd(t, s)
+	type user struct {
+		a   account
+		d   *rawDevice
+		dev uuid.UUID
+	}
+	var users []user
+	for i := range 3 {
+		a := addUser(t, s, fmt.Sprintf("Fail%d", i))
+		d := dialRaw(t, userURL(t, s, a), a.id)
+		users = append(users, user{a, d, d.register(fmt.Sprintf("fail%d-pc", i))})
+	}
+	got := &acks{names: map[uuid.UUID][]string{}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, u := range users {
+		wg.Go(func() { commitLoad(u.d, u.a.workspace, u.dev, fmt.Sprintf("u%d", i), stop, got) })
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
+	waitAcks := func(after time.Time, n int, bound time.Duration) {
+		t.Helper()
+		testenv.Eventually(t, bound, func() error {
+			if err := errors.Join(got.errs...); err != nil {
+				t.Fatal(err)
+			}
+			if c := got.since(after); c < n {
+				return fmt.Errorf("%d commits acknowledged, want %d", c, n)
+			}
+			return nil
+		})
+	}
+	waitAcks(time.Time{}, 30, 60*time.Second)
+	// The standby stops receiving WAL before the primary dies: with synchronous
+	// replication the commits written meanwhile wait and are not acknowledged; were
+	// they acknowledged (asynchronous replication), they would be lost below.
+	pair.StopWALSender()
+	cut := time.Now()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := got.since(cut); n >= 5 {
+			return nil // acknowledged while the standby received nothing: the check below fails
+		}
+		if n, err := pair.SyncRepWaiting(); err != nil || n == 0 {
+			return fmt.Errorf("no commit waits for the standby yet (%d, %v)", n, err)
+		}
+		return nil
+	})
+	killed := time.Now()
+	pair.KillPrimary()
+	dead := time.Now()
+	pair.Promote()
+	promoted := time.Now()
+	waitAcks(promoted, 30, 90*time.Second)
+	stopLoad()
+	if err := errors.Join(got.errs...); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("failover: %d commits acknowledged while the standby received nothing; kill took %v, promote %v; commits stalled %v (longest time without an acknowledgement from the kill on); %d acknowledged",
+		got.since(cut)-got.since(killed), dead.Sub(killed).Round(time.Millisecond), promoted.Sub(dead).Round(time.Millisecond), got.stall(killed).Round(time.Millisecond), got.since(time.Time{}))
+
+	for _, u := range users {
+		want := got.names[u.a.workspace]
+		testenv.Eventually(t, 30*time.Second, func() error {
+			r, err := u.d.tryCall("getChanges", map[string]any{"requestId": "gc", "userId": u.a.id, "workspaceId": u.a.workspace}, false, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			if r.Error != nil {
+				return fmt.Errorf("getChanges: %+v", r.Error)
+			}
+			var items []wire.ItemMetadata
+			b, _ := json.Marshal(r.Result)
+			if err := json.Unmarshal(b, &items); err != nil {
+				return err
+			}
+			have := map[string]bool{}
+			for _, it := range items {
+				have[*it.Filename] = true
+			}
+			for _, name := range want {
+				if !have[name] {
+					return fmt.Errorf("acknowledged commit %s is not in getChanges of %s (%d items)", name, u.a.workspace, len(items))
+				}
+			}
+			return nil
+		})
+	}
+	// Every device was notified of every workspace version, those around the failover too.
+	for _, u := range users {
+		v := u.d.changesSince(u.a.workspace, 0).WorkspaceVersion
+		u.d.listen(u.dev).collectVersions(t, v, 60*time.Second)
+	}
+	verifyHistory(t, s)
+}

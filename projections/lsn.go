@@ -54,9 +54,10 @@ type coalescer[T any] struct {
 }
 
 type flight[T any] struct {
-	done chan struct{}
-	v    T
-	err  error
+	done    chan struct{}
+	v       T
+	err     error
+	waiters int // callers that joined it (under the coalescer's mu)
 }
 
 // get returns the result of a query. With fresh, the query started after get was
@@ -78,6 +79,7 @@ func (c *coalescer[T]) get(ctx context.Context, fresh bool) (T, error) {
 			c.pending = f
 		}
 	}
+	f.waiters++
 	c.mu.Unlock()
 	select {
 	case <-f.done:

@@ -212,3 +212,89 @@ func TestPGFailoverLosesNoAcknowledgedCommit(t *testing.T) {
 	}
 	verifyHistory(t, s)
 }
+
+// replicaReads counts syncd's routed reads by where they were served.
+func replicaReads(t *testing.T, p *proc, where string) float64 {
+	return metric(t, p, `syncd_replica_reads_total{where="`+where+`"}`)
+}
+
+// PROTOCOL.md §5 with reads from a standby (-pg-read): a read reflects every commit
+// acknowledged (and so notified) before it arrived. The standby serves reads once it has
+// caught up; with its replay paused, commits still complete (synchronous replication
+// waits for the standby's flush, not its replay), and getChanges, getChangesSince,
+// getItemVersions and getWorkspaces right after each commit still show it: they wait for
+// the standby, then read the primary. Replay resumed, the standby serves them again.
+func TestReadReplicaNeverStale(t *testing.T) {
+	pair := testenv.StartPGPair(t, filepath.Join(testenv.PGPairRoot(), "replica"), pairPrimaryPort, pairStandbyPort)
+	s := services{dsn: pair.Primary.DSN("syncservice"), amqp: testenv.AMQPURL(t)}
+	p := startSyncd(t, s, "-pg-read", pair.Standby.DSN("syncservice"), "-pg-read-max-wait", "100ms")
+	a := addUser(t, s, "Rita")
+	d := dialRaw(t, userURL(t, s, a), a.id)
+	dev := d.register("rita-pc")
+	commit := func(n int) {
+		t.Helper()
+		name := fmt.Sprintf("r%d", n)
+		d.ok("commit", map[string]any{"requestId": name, "userId": a.id, "workspaceId": a.workspace, "deviceId": dev,
+			"items": []any{itemJSON(int64(-1-n), name, false, nil, int64(n))}})
+	}
+	// Every read right after commit n must show it.
+	readsShow := func(n int) {
+		t.Helper()
+		name := fmt.Sprintf("r%d", n)
+		var id *int64
+		for _, it := range d.changes(a.workspace) {
+			if *it.Filename == name {
+				id = it.ID
+			}
+		}
+		if id == nil {
+			t.Fatalf("getChanges right after commit %s does not show it", name)
+		}
+		if p := d.changesSince(a.workspace, 0); p.WorkspaceVersion != int64(n+1) || len(p.Items) != n+1 {
+			t.Fatalf("getChangesSince right after commit %s: version %d with %d items, want %d", name, p.WorkspaceVersion, len(p.Items), n+1)
+		}
+		var vs []wire.ItemMetadata
+		mustJSON(t, d.ok("getItemVersions", map[string]any{"requestId": "iv", "userId": a.id, "workspaceId": a.workspace, "itemId": *id}), &vs)
+		if len(vs) != 1 {
+			t.Fatalf("getItemVersions of %s right after its commit: %d versions", name, len(vs))
+		}
+		var wss []wire.Workspace
+		mustJSON(t, d.ok("getWorkspaces", map[string]any{"requestId": "w", "userId": a.id}), &wss)
+		if len(wss) != 1 || wss[0].LatestRevision != int64(n+1) {
+			t.Fatalf("getWorkspaces right after commit %s: %+v, want latestRevision %d", name, wss, n+1)
+		}
+	}
+	commit(0)
+	readsShow(0)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		d.changes(a.workspace)
+		if replicaReads(t, p, "standby") == 0 {
+			return errors.New("no read served by the standby yet")
+		}
+		return nil
+	})
+
+	if err := pair.PauseReplay(); err != nil {
+		t.Fatal(err)
+	}
+	fellBack := replicaReads(t, p, "fallback")
+	for n := 1; n <= 3; n++ {
+		commit(n)
+		readsShow(n)
+	}
+	if f := replicaReads(t, p, "fallback"); f < fellBack+4*3 {
+		t.Fatalf("%v reads fell back to the primary while the standby's replay was paused, want at least %v", f-fellBack, 4*3)
+	}
+
+	if err := pair.ResumeReplay(); err != nil {
+		t.Fatal(err)
+	}
+	served := replicaReads(t, p, "standby")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		readsShow(3)
+		if replicaReads(t, p, "standby") < served+4 {
+			return errors.New("the standby serves no reads since replay resumed")
+		}
+		return nil
+	})
+}

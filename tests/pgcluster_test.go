@@ -223,7 +223,9 @@ func replicaReads(t *testing.T, p *proc, where string) float64 {
 // caught up; with its replay paused, commits still complete (synchronous replication
 // waits for the standby's flush, not its replay), and getChanges, getChangesSince,
 // getItemVersions and getWorkspaces right after each commit still show it: they wait for
-// the standby, then read the primary. Replay resumed, the standby serves them again.
+// the standby, then read the primary. Replay resumed, the standby serves them again;
+// once it died, the primary serves them (the dead standby also leaves synchronous
+// replication: an operator's first step, or commits would wait for it).
 func TestReadReplicaNeverStale(t *testing.T) {
 	pair := testenv.StartPGPair(t, filepath.Join(testenv.PGPairRoot(), "replica"), pairPrimaryPort, pairStandbyPort)
 	s := services{dsn: pair.Primary.DSN("syncservice"), amqp: testenv.AMQPURL(t)}
@@ -297,4 +299,19 @@ func TestReadReplicaNeverStale(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The standby dies: reads go on, from the primary.
+	pair.Kill(pair.Standby)
+	if err := pair.Exec(pair.Primary, `ALTER SYSTEM SET synchronous_standby_names = ''`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Exec(pair.Primary, `SELECT pg_reload_conf()`); err != nil {
+		t.Fatal(err)
+	}
+	fellBack = replicaReads(t, p, "fallback")
+	commit(4)
+	readsShow(4)
+	if f := replicaReads(t, p, "fallback"); f < fellBack+4 {
+		t.Fatalf("%v reads fell back to the primary with the standby dead, want at least 4", f-fellBack)
+	}
 }

@@ -206,11 +206,14 @@ func (p *PGPair) PID(n PGNode) int {
 
 // KillPrimary ends the primary as a dying host would: the postmaster and every one of its
 // processes are stopped, then SIGKILLed, so none of them writes or sends anything more.
-func (p *PGPair) KillPrimary() {
+func (p *PGPair) KillPrimary() { p.Kill(p.Primary) }
+
+// Kill ends a node as a dying host would (see KillPrimary).
+func (p *PGPair) Kill(n PGNode) {
 	p.t.Helper()
-	pid := p.PID(p.Primary)
+	pid := p.PID(n)
 	if pid == 0 {
-		p.t.Fatal("pg pair: the primary is not running")
+		p.t.Fatalf("pg pair: the %s is not running", n.Name)
 	}
 	group := append([]int{pid}, children(pid)...)
 	for _, c := range group {

@@ -87,7 +87,11 @@ func (p *PGPair) setUp() error {
 	if err := os.RemoveAll(p.Dir); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+	// The parents must let the postgres user through when the pair runs as root.
+	if err := os.MkdirAll(filepath.Dir(p.Dir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(p.Dir, 0o700); err != nil {
 		return err
 	}
 	if p.cred != nil {

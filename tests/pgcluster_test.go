@@ -113,12 +113,14 @@ func commitLoad(d *rawDevice, ws, dev uuid.UUID, prefix string, stop <-chan stru
 // A commit acknowledged to a device survives a failover of the database: under load
 // from several devices the primary is SIGKILLed and the synchronous standby promoted;
 // syncd, given both hosts with target_session_attrs=read-write, finds the new primary
-// by itself, commits flow again, every acknowledged commit is in getChanges afterwards,
-// and the read models still equal a rebuild of the history.
+// by itself, commits flow again, every acknowledged commit is in getChanges afterwards
+// (read through -pg-read, which named the standby: now the primary), and the read models
+// still equal a rebuild of the history.
 func TestPGFailoverLosesNoAcknowledgedCommit(t *testing.T) {
 	pair := testenv.StartPGPair(t, filepath.Join(testenv.PGPairRoot(), "failover"), pairPrimaryPort, pairStandbyPort)
 	s := services{dsn: pair.MultiHostDSN("syncservice"), amqp: testenv.AMQPURL(t)}
-	startSyncd(t, s)
+	// -pg-read names the standby: once promoted, it is read as the primary it became.
+	p := startSyncd(t, s, "-pg-read", pair.Standby.DSN("syncservice"))
 	type user struct {
 		a   account
 		d   *rawDevice
@@ -204,6 +206,9 @@ func TestPGFailoverLosesNoAcknowledgedCommit(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	if replicaReads(t, p, "primary") == 0 {
+		t.Fatal("no read counted as served by the promoted standby (where=primary)")
 	}
 	// Every device was notified of every workspace version, those around the failover too.
 	for _, u := range users {

@@ -292,6 +292,9 @@ func TestReadReplicaNeverStale(t *testing.T) {
 	if f := replicaReads(t, p, "fallback"); f < fellBack+4*3 {
 		t.Fatalf("%v reads fell back to the primary while the standby's replay was paused, want at least %v", f-fellBack, 4*3)
 	}
+	if lag, waited := metric(t, p, "syncd_replica_lag_bytes"), metric(t, p, "syncd_replica_wait_seconds_total"); lag <= 0 || waited < 12*0.1 {
+		t.Fatalf("replay paused: lag %v bytes, reads waited %vs in all; want a lag, and 12 reads waiting out -pg-read-max-wait", lag, waited)
+	}
 
 	if err := pair.ResumeReplay(); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,10 @@
 // getChanges row by row with the caller's encoder, never holding the items as structs,
 // and ChangesStamp names the content of that answer for a cache).
 //
+// Replica (replica.go) routes the heavy reads to a hot standby once it has replayed the
+// primary's WAL up to where it was when the read arrived, and to the primary otherwise, so
+// that reads from a standby still see every commit notified before them.
+//
 // With the PostgreSQL store, appends may write the models themselves, in their own
 // transaction (Inline, the store's inline hook): the projector then only moves its
 // checkpoint over those events, and still applies every event appended without it.
@@ -31,7 +35,7 @@
 // history, are decoded without reflection (fastdecode.go) wherever events are decoded,
 // live or replayed, with the same result as domain.Decode.
 //
-// The package must never write to the event store and never publish anything (replays
+// The package must never write to the event store or to a standby, and never publish anything (replays
 // have no side effects). It keeps its write transactions short: while one holds a
 // transaction id, the PostgreSQL store's global readers cannot see later commits.
 package projections

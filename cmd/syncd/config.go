@@ -19,6 +19,8 @@ import (
 // (the flag wins); the defaults work with the local services of a development machine.
 type config struct {
 	pgDSN          string
+	pgReadDSN      string        // a hot standby of pgDSN serving the heavy reads ('' none)
+	pgReadMaxWait  time.Duration // how long a read waits for the standby to catch up
 	createDB       bool
 	amqpURL        string
 	requestQueue   string
@@ -99,6 +101,8 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		pgDefault = v // shared with syncctl
 	}
 	str(&c.pgDSN, "pg", "SYNCD_PG_DSN", pgDefault, "PostgreSQL DSN: event store, read models and checkpoints (SYNC_PG_DSN is read too)")
+	str(&c.pgReadDSN, "pg-read", "SYNCD_PG_READ", "", "DSN of one hot standby of -pg: getChanges, getChangesSince, getItemVersions and getWorkspaces read it once it has replayed the primary's WAL position at the request ('' reads the primary)")
+	dur(&c.pgReadMaxWait, "pg-read-max-wait", "SYNCD_PG_READ_MAX_WAIT", projections.DefaultReplicaMaxWait, "how long a read waits for the -pg-read standby to catch up before it reads the primary")
 	boolean(&c.createDB, "create-db", "SYNCD_CREATE_DB", true, "create the database named in -pg if it does not exist")
 	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account")
 	str(&c.requestQueue, "request-queue", "SYNCD_REQUEST_QUEUE", "ISyncService", "request queue to consume (the protocol's name is ISyncService)")
@@ -175,6 +179,9 @@ func (c config) validate() error {
 	}
 	if c.directPublish && !c.inline {
 		errs = append(errs, errors.New("-direct-publish needs -inline-projection (reads must see what was notified)"))
+	}
+	if c.pgReadMaxWait < 0 {
+		errs = append(errs, errors.New("-pg-read-max-wait must not be negative"))
 	}
 	if c.requestTimeout <= 0 || c.shutdownGrace <= 0 {
 		errs = append(errs, errors.New("-request-timeout and -shutdown-grace must be positive"))

@@ -36,8 +36,11 @@ type node struct {
 	store   *postgres.Store
 	pool    *pgxpool.Pool
 	queries *projections.Queries
-	reg     *prometheus.Registry
-	m       *metrics
+	// readPool and replica route heavy reads to a standby (-pg-read; replica.go).
+	readPool *pgxpool.Pool
+	replica  *projections.Replica
+	reg      *prometheus.Registry
+	m        *metrics
 
 	ready     []func(context.Context) error // /readyz checks
 	wake      []func()                      // in-process followers to nudge after an append
@@ -97,6 +100,10 @@ func openNode(ctx context.Context, cfg config, log *slog.Logger) (*node, error) 
 	n.reg = prometheus.NewRegistry()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.m = newMetrics(n.reg)
+	if err := n.openReplica(ctx); err != nil {
+		n.close()
+		return nil, err
+	}
 	n.ready = append(n.ready, func(ctx context.Context) error { return n.pool.Ping(ctx) })
 	return n, nil
 }
@@ -106,6 +113,7 @@ func (n *node) close() {
 	if n.srv != nil {
 		n.srv.Close()
 	}
+	n.closeReplica()
 	n.pool.Close()
 	n.store.Close()
 }
@@ -249,7 +257,7 @@ func (n *node) newService() (*service.Service, error) {
 				Prev: ac.Prev, MembersAt: ac.MembersAt, Inline: true})
 		}
 	}
-	return service.New(c, n.store, n.queries, itemids.NewPostgres(n.pool))
+	return service.New(c, n.store, n.reads(), itemids.NewPostgres(n.pool))
 }
 
 // addRPC adds the RPC server on ISyncService (role rpc).

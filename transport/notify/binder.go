@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/leader"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -25,6 +26,9 @@ type BinderConfig struct {
 	AMQPURL string
 	// Name is the checkpoint row and the leader role. Default "binder".
 	Name string
+	// Reader reads the global order; nil: the store, read by this binder alone. syncd
+	// passes the process's shared follow.Tail.
+	Reader follow.Reader
 	// BatchSize is the most events read and applied as one batch. Default 256.
 	BatchSize int
 	// BatchBytes bounds the event data of one batch read. Default DefaultBatchBytes.
@@ -118,15 +122,14 @@ func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
 		return nil, errors.New("binder: store is required")
 	}
 	log := cfg.Logger.With("component", "binder", "name", cfg.Name)
-	return &Binder{
-		cfg: cfg, store: store, log: log,
-		f: &follower{
-			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
-			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
-			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-			log: log, kick: make(chan struct{}, 1), onAdvance: cfg.OnAdvanced, linger: cfg.Linger,
-		},
-	}, nil
+	f, err := newFollower(followerConfig{name: cfg.Name, reader: readerOr(cfg.Reader, store), maxAttempts: cfg.MaxAttempts, log: log},
+		follow.Config{BatchSize: cfg.BatchSize, BatchBytes: int64(cfg.BatchBytes), StallAfter: cfg.StallAfter,
+			PollMin: cfg.PollMin, PollMax: cfg.PollMax, RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax, Linger: cfg.Linger,
+			OnAdvance: cfg.OnAdvanced})
+	if err != nil {
+		return nil, fmt.Errorf("binder %s: %w", cfg.Name, err)
+	}
+	return &Binder{cfg: cfg, store: store, log: log, f: f}, nil
 }
 
 // Status reports the binder's progress.

@@ -155,6 +155,7 @@ func (n *node) addProjectors() error {
 		// Not ready while a projector is stuck (it names itself, its checkpoint and the
 		// error); events it set aside do not count.
 		n.ready = append(n.ready, func(context.Context) error { return p.Healthy() })
+		n.wake = append(n.wake, p.Wake)
 		n.followers = append(n.followers, p.Run)
 	}
 	return nil

@@ -274,6 +274,9 @@ func (f *Follower) Run(ctx context.Context, handle Handler) error {
 	f.log.Info("following the event store", "follower", f.cfg.Name, "from", pos)
 	wait := f.cfg.PollMin
 	for {
+		if err := ctx.Err(); err != nil {
+			return err // a read served from memory does not look at ctx
+		}
 		evs, more, err := f.next(ctx, pos)
 		if err != nil {
 			return err

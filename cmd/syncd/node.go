@@ -19,6 +19,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
@@ -49,6 +50,7 @@ type node struct {
 	applied      atomic.Pointer[func()]
 	notifierWake func() // set when this process notifies
 	direct       *notify.Direct
+	tail         *follow.Tail // the followers' shared reader (see reader)
 	srv          *rpc.Server
 }
 
@@ -146,7 +148,7 @@ func (n *node) addProjectors() error {
 				}
 			}
 		}
-		p, err := projections.New(projections.Config{Model: model.Name(), DSN: n.cfg.pgDSN, Pool: n.pool, Source: n.store,
+		p, err := projections.New(projections.Config{Model: model.Name(), DSN: n.cfg.pgDSN, Pool: n.pool, Source: n.store, Reader: n.reader(),
 			Logger: n.log.With("component", "projector"), OnApplied: onApplied, Linger: n.followerLinger(n.cfg.inline)})
 		if err != nil {
 			return err
@@ -189,7 +191,7 @@ func (n *node) addNotifier() error {
 		ahead = n.direct.Ahead
 	}
 	nt, err := notify.New(notify.Config{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: notifierName, Logger: n.log,
-		MaxMessageBytes: n.cfg.maxMessageBytes, BeforePublish: n.crash, Ahead: ahead,
+		MaxMessageBytes: n.cfg.maxMessageBytes, BeforePublish: n.crash, Ahead: ahead, Reader: n.reader(),
 		Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish),
 		// Publish a commit only when the binder has applied every membership and device
 		// change before it (the commit reaches exactly the devices of its members) and
@@ -222,7 +224,7 @@ func (n *node) addBinder() error {
 	}
 	b, err := notify.NewBinder(notify.BinderConfig{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: binderName, Logger: n.log,
 		QueueOptions: topology.QueueOptions{Expiry: n.cfg.queueExpiry, MaxLength: n.cfg.queueMaxLength},
-		OnAdvanced:   n.notifierWake, Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish)}, n.store)
+		OnAdvanced:   n.notifierWake, Reader: n.reader(), Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish)}, n.store)
 	if err != nil {
 		return err
 	}

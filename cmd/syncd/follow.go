@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stacksync-es/syncservice/internal/follow"
@@ -25,6 +27,16 @@ func (n *node) reader() follow.Reader {
 		watchTail(n.reg, t)
 	}
 	return n.tail
+}
+
+// addFollower registers a follower of the global order: run by serve, woken after each
+// append of this process, and on /readyz, which is not ready while the follower is stuck
+// (no progress with events pending; it names itself, its checkpoint and the last error;
+// events it set aside do not count).
+func (n *node) addFollower(run func(context.Context) error, healthy func() error, wake func()) {
+	n.ready = append(n.ready, func(context.Context) error { return healthy() })
+	n.wake = append(n.wake, wake)
+	n.followers = append(n.followers, run)
 }
 
 // watchTail exports the shared reader's counters.

@@ -154,11 +154,7 @@ func (n *node) addProjectors() error {
 			return err
 		}
 		n.m.watchProjector(p, n.store)
-		// Not ready while a projector is stuck (it names itself, its checkpoint and the
-		// error); events it set aside do not count.
-		n.ready = append(n.ready, func(context.Context) error { return p.Healthy() })
-		n.wake = append(n.wake, p.Wake)
-		n.followers = append(n.followers, p.Run)
+		n.addFollower(p.Run, p.Healthy, p.Wake)
 	}
 	return nil
 }
@@ -206,13 +202,9 @@ func (n *node) addNotifier() error {
 		return err
 	}
 	n.m.watchNotifier(nt)
-	// Not ready while the notifier is stuck (no progress with events pending); what it
-	// set aside does not count.
-	n.ready = append(n.ready, func(context.Context) error { return nt.Healthy() })
-	n.wake = append(n.wake, nt.Wake)
+	n.addFollower(nt.Run, nt.Healthy, nt.Wake)
 	n.notifierWake = nt.Wake
 	n.applied.Store(&n.notifierWake)
-	n.followers = append(n.followers, nt.Run)
 	return nil
 }
 
@@ -229,9 +221,7 @@ func (n *node) addBinder() error {
 		return err
 	}
 	n.m.watchBinder(b)
-	n.ready = append(n.ready, func(context.Context) error { return b.Healthy() })
-	n.wake = append(n.wake, b.Wake)
-	n.followers = append(n.followers, b.Run)
+	n.addFollower(b.Run, b.Healthy, b.Wake)
 	return nil
 }
 

@@ -67,23 +67,6 @@ type BinderConfig struct {
 	Linger time.Duration
 }
 
-// Validate fills defaults and checks required fields.
-func (c *BinderConfig) Validate() error {
-	if c.DSN == "" {
-		return errors.New("binder: DSN is required")
-	}
-	if c.AMQPURL == "" {
-		return errors.New("binder: AMQPURL is required")
-	}
-	if c.Name == "" {
-		c.Name = "binder"
-	}
-	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
-		5*time.Millisecond, 250*time.Millisecond)
-	isolationDefaults(&c.BatchBytes, &c.MaxAttempts, &c.StallAfter)
-	return nil
-}
-
 // Binder keeps the device event queues bound in step with workspace membership
 // (PROTOCOL.md §1, §6). It follows the store's global order and keeps its own tables of
 // memberships and devices (binder_members, binder_devices), changed in the transaction
@@ -115,6 +98,7 @@ type Binder struct {
 
 // NewBinder checks cfg and returns a Binder; it does no I/O until Run.
 func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -415,49 +415,5 @@ func (f *follower) onConnection(ctx context.Context, conn *amqp.Connection, what
 // sleepCtx waits d or until ctx ends.
 func sleepCtx(ctx context.Context, d time.Duration) error { return follow.Sleep(ctx, d) }
 
-// followDefaults fills the settings the notifier and the binder share: batch size 256,
-// polling between pollMin and pollMax, retries between 100ms and 5s, leader retry 1s,
-// a discarding logger.
-func followDefaults(batch *int, pollMin, pollMax, retryMin, retryMax, leaderRetry *time.Duration, log **slog.Logger,
-	defPollMin, defPollMax time.Duration) {
-	if *batch <= 0 {
-		*batch = 256
-	}
-	if *pollMin <= 0 {
-		*pollMin = defPollMin
-	}
-	if *pollMax <= 0 {
-		*pollMax = defPollMax
-	}
-	*pollMax = max(*pollMax, *pollMin)
-	if *retryMin <= 0 {
-		*retryMin = 100 * time.Millisecond
-	}
-	if *retryMax <= 0 {
-		*retryMax = 5 * time.Second
-	}
-	*retryMax = max(*retryMax, *retryMin)
-	if *leaderRetry <= 0 {
-		*leaderRetry = time.Second
-	}
-	if *log == nil {
-		*log = slog.New(slog.DiscardHandler)
-	}
-}
-
 // DefaultBatchBytes bounds the event data of one batch a follower reads.
 const DefaultBatchBytes = 16 << 20
-
-// isolationDefaults fills the settings of poison isolation and health the notifier and
-// the binder share.
-func isolationDefaults(batchBytes, maxAttempts *int, stallAfter *time.Duration) {
-	if *batchBytes <= 0 {
-		*batchBytes = DefaultBatchBytes
-	}
-	if *maxAttempts <= 0 {
-		*maxAttempts = DefaultMaxAttempts
-	}
-	if *stallAfter <= 0 {
-		*stallAfter = DefaultStallAfter
-	}
-}

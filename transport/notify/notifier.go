@@ -118,38 +118,6 @@ type Config struct {
 	BeforePublish func(workspace uuid.UUID, workspaceVersion int64)
 }
 
-// Validate fills defaults and checks required fields.
-func (c *Config) Validate() error {
-	if c.DSN == "" {
-		return errors.New("notify: DSN is required")
-	}
-	if c.AMQPURL == "" {
-		return errors.New("notify: AMQPURL is required")
-	}
-	if c.Name == "" {
-		c.Name = "notifier"
-	}
-	if c.ConfirmTimeout <= 0 {
-		c.ConfirmTimeout = 15 * time.Second
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 64
-	}
-	if c.MaxInFlightBytes <= 0 {
-		c.MaxInFlightBytes = 4 << 20
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 128 << 20
-	}
-	if c.PoisonAfter <= 0 {
-		c.PoisonAfter = DefaultPoisonAfter
-	}
-	isolationDefaults(&c.BatchBytes, &c.MaxAttempts, &c.StallAfter)
-	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
-		2*time.Millisecond, 100*time.Millisecond)
-	return nil
-}
-
 // Notifier publishes a notifyCommit event for every Committed event of the store, in
 // the store's global order, at least once, after the event is durable (PROTOCOL.md §5).
 type Notifier struct {
@@ -163,6 +131,7 @@ type Notifier struct {
 
 // New checks cfg and returns a Notifier; it does no I/O until Run.
 func New(cfg Config, store eventstore.Store) (*Notifier, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -43,13 +43,16 @@ func (n *node) addFollower(run func(context.Context) error, healthy func() error
 func watchTail(reg *prometheus.Registry, t *follow.Tail) {
 	reads := func(kind string, v func(follow.TailStats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "syncd_follow_reads_total",
-			Help: "Reads of the global order by the followers: served from the shared tail (memory), " +
-				"shared store reads at its end, own store reads of a follower behind it.",
+			Help: "Reads of the global order by the followers: served from the shared tail (memory), by a store read " +
+				"another follower started (joined); store reads at its end (shared; shared_empty: of those, the ones " +
+				"that found nothing new) and of a follower behind it (own).",
 			ConstLabels: prometheus.Labels{"source": kind}}, func() float64 { return float64(v(t.Stats())) })
 	}
 	reg.MustRegister(
 		reads("memory", func(s follow.TailStats) uint64 { return s.Hits }),
+		reads("joined", func(s follow.TailStats) uint64 { return s.Joined }),
 		reads("shared", func(s follow.TailStats) uint64 { return s.Shared }),
+		reads("shared_empty", func(s follow.TailStats) uint64 { return s.Empty }),
 		reads("own", func(s follow.TailStats) uint64 { return s.Own }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_follow_tail_bytes",
 			Help: "Event data the followers' shared tail holds (bounded by -follow-tail-bytes)."},

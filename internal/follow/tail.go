@@ -65,7 +65,7 @@ type Tail struct {
 	bytes   int64                      // eventstore.Bytes(evs)
 	reading *tailRead                  // the shared read at the end, if one is in flight
 
-	hits, shared, own atomic.Uint64
+	hits, joined, shared, own, empty atomic.Uint64
 }
 
 // tailRead is one shared read of the store after from.
@@ -91,7 +91,9 @@ func NewTail(cfg TailConfig) (*Tail, error) {
 // TailStats counts how the tail served reads.
 type TailStats struct {
 	Hits   uint64 // reads served from memory
+	Joined uint64 // reads served by a store read another follower started
 	Shared uint64 // store reads at the end, each serving every follower waiting on it
+	Empty  uint64 // of those, the ones that found nothing new
 	Own    uint64 // store reads of a follower behind the tail
 	Bytes  int64  // event data held
 	Events int    // events held
@@ -102,7 +104,8 @@ func (t *Tail) Stats() TailStats {
 	t.mu.Lock()
 	b, n := t.bytes, len(t.evs)
 	t.mu.Unlock()
-	return TailStats{Hits: t.hits.Load(), Shared: t.shared.Load(), Own: t.own.Load(), Bytes: b, Events: n}
+	return TailStats{Hits: t.hits.Load(), Joined: t.joined.Load(), Shared: t.shared.Load(), Empty: t.empty.Load(), Own: t.own.Load(),
+		Bytes: b, Events: n}
 }
 
 // ReadAfter returns at most limit events after from (bounded by maxBytes as
@@ -129,6 +132,8 @@ func (t *Tail) ReadAfter(ctx context.Context, from eventstore.Position, limit in
 			r = &tailRead{from: from, done: make(chan struct{})}
 			t.reading = r
 			go t.fetch(ctx, r)
+		} else {
+			t.joined.Add(1)
 		}
 		t.mu.Unlock()
 		select {
@@ -163,6 +168,9 @@ func (t *Tail) fetch(ctx context.Context, r *tailRead) {
 	defer cancel()
 	evs, err := eventstore.ReadAllBounded(rctx, t.cfg.Store, r.from, t.cfg.ReadLimit, t.cfg.ReadBytes)
 	t.shared.Add(1)
+	if err == nil && len(evs) == 0 {
+		t.empty.Add(1)
+	}
 	t.mu.Lock()
 	if err != nil {
 		r.err = fmt.Errorf("read the global order after %s: %w", r.from, err)

@@ -42,4 +42,3 @@ func TestFollowerHealthFollowsLeadership(t *testing.T) {
 		t.Fatalf("status %+v at the start of a new term, want a leader with no lag", st)
 	}
 }
-

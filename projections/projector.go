@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/leader"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Source is the event store. Required.
 	Source Source
+	// Reader reads the global order for the projector; nil: Source, read by this
+	// projector alone. syncd passes the process's shared follow.Tail.
+	Reader follow.Reader
 	// BatchSize is the most events applied in one transaction. Default 500.
 	BatchSize int
 	// BatchBytes bounds the events' bytes (eventstore.Size) applied in one transaction
@@ -112,6 +116,7 @@ type Projector struct {
 	cfg   Config
 	model *Model
 	log   *slog.Logger
+	f     *follow.Follower
 
 	mu          sync.Mutex
 	position    eventstore.Position
@@ -134,7 +139,20 @@ func New(cfg Config) (*Projector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Projector{cfg: cfg, model: m, log: cfg.Logger.With("projector", m.name)}, nil
+	p := &Projector{cfg: cfg, model: m, log: cfg.Logger.With("projector", m.name)}
+	reader := cfg.Reader
+	if reader == nil {
+		reader = follow.StoreReader{Store: cfg.Source}
+	}
+	// The projector keeps its own health (a batch applying for too long counts), so the
+	// follower's stall threshold is only the default.
+	p.f, err = follow.New(follow.Config{Name: "projector:" + m.name, Reader: reader, Load: p.load,
+		BatchSize: cfg.BatchSize, BatchBytes: cfg.BatchBytes, StallAfter: cfg.StallAfter, Linger: cfg.Linger,
+		Logger: p.log})
+	if err != nil {
+		return nil, fmt.Errorf("projector %s: %w", m.name, err)
+	}
+	return p, nil
 }
 
 // Run keeps the read model up to date until ctx ends, while this process holds the
@@ -189,35 +207,34 @@ func (p *Projector) follow(ctx context.Context) error {
 // followOnce reads the stored checkpoint and follows the global order from it until
 // ctx ends or a batch fails.
 func (p *Projector) followOnce(ctx context.Context) error {
-	cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
-	if err != nil {
-		return err
-	}
-	p.setCheckpoint(cp)
-	pos := cp.Position
-	p.log.Info("following the global order", "from", pos.String())
-	return p.cfg.Source.Subscribe(ctx, pos, func(ctx context.Context, batch []eventstore.RecordedEvent) error {
-		small := len(batch) < p.cfg.BatchSize
-		for len(batch) > 0 {
-			n := len(eventstore.TrimToBytes(batch[:min(len(batch), p.cfg.BatchSize)], p.cfg.BatchBytes))
-			next, err := p.applyBatch(ctx, pos, batch[:n])
-			if err != nil {
-				return err
+	return p.f.Run(ctx, func(ctx context.Context, batch []eventstore.RecordedEvent) (int, error) {
+		if _, err := p.applyBatch(ctx, p.Status().Position, batch); err != nil {
+			// The parts committed before the failure (see isolating) are done.
+			at := p.Status().Position
+			done := 0
+			for done < len(batch) && !at.Less(batch[done].Position) {
+				done++
 			}
-			pos = next
-			batch = batch[n:]
+			return done, err
 		}
 		p.health.progressed()
-		if small && p.cfg.Linger > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(p.cfg.Linger):
-			}
-		}
-		return nil
+		return len(batch), nil
 	})
 }
+
+// load is the follower's checkpoint: the model's stored one.
+func (p *Projector) load(ctx context.Context) (eventstore.Position, error) {
+	cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	p.setCheckpoint(cp)
+	return cp.Position, nil
+}
+
+// Wake makes an idle projector read the store now instead of at its next poll (a
+// latency hint only).
+func (p *Projector) Wake() { p.f.Wake() }
 
 // applyBatch applies evs after expected and returns the new position: in one
 // transaction with the checkpoint, or, when the batch holds an event the model cannot

@@ -96,10 +96,12 @@ func (s *Service) commitBatch(ws uuid.UUID, batch []*queuedCommit) (deferred []*
 		if err == nil && !res.Duplicate {
 			prev := e.lastPos
 			p.recordIn(e, res.Position)
+			// OnCommitted first: a follower woken by OnAppend (the notifier) then finds
+			// the direct publisher's publish registered and does not publish it again.
+			s.committed(ctx, p, prev, res.Position, e.membersAt)
 			if s.cfg.OnAppend != nil {
 				s.cfg.OnAppend()
 			}
-			s.committed(ctx, p, prev, res.Position, e.membersAt)
 			p.answerAppended(res.Position)
 			return p.deferred
 		}

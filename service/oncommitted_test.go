@@ -87,3 +87,32 @@ func TestOnCommittedInOrderWithPositions(t *testing.T) {
 		}
 	})
 }
+
+// The wake after an append (Config.OnAppend) comes after Config.OnCommitted heard of
+// its commits: a follower woken by it (the notifier) then finds the direct publisher's
+// publish registered (notify.Direct.Ahead) instead of publishing the commit a second
+// time.
+func TestOnAppendAfterOnCommitted(t *testing.T) {
+	forHotStores(t, func(t *testing.T, h *hot) {
+		var mu sync.Mutex
+		var calls []string
+		note := func(what string) {
+			mu.Lock()
+			calls = append(calls, what)
+			mu.Unlock()
+		}
+		s := h.service(h.gate, func(c *service.Config) {
+			c.OnCommitted = func(context.Context, service.AppendedCommit) { note("committed") }
+			c.OnAppend = func() { note("append") }
+		})
+		h.s = s
+		if o := recv(t, "commit", commitAsync(context.Background(), s, h.req("c", file(-1, "c.txt", nil, 1)))); o.err != nil {
+			t.Fatal(o.err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(calls) != 2 || calls[0] != "committed" || calls[1] != "append" {
+			t.Fatalf("hooks called %v, want [committed append]", calls)
+		}
+	})
+}

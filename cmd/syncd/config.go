@@ -40,6 +40,7 @@ type config struct {
 	inline          bool
 	directPublish   bool
 	commitBatch     int
+	followTailBytes int
 	changesCache    int
 	logLevel        string
 	logFormat       string
@@ -122,6 +123,8 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		"write the read models in each append's own transaction (reads and notifications need not wait for the projectors)")
 	num(&c.commitBatch, "commit-batch", "SYNCD_COMMIT_BATCH", 64,
 		"commits waiting for one workspace decided in turn and appended as one (1: one at a time)")
+	num(&c.followTailBytes, "follow-tail-bytes", "SYNCD_FOLLOW_TAIL_BYTES", 64<<20,
+		"event bytes of the global order kept for this process's followers to share one read of the store (0: each reads it itself)")
 	num(&c.changesCache, "changes-cache-bytes", "SYNCD_CHANGES_CACHE_BYTES", rpc.DefaultChangesCacheBytes,
 		"encoded getChanges answers kept per process, one per workspace until its next commit (negative: none)")
 	boolean(&c.directPublish, "direct-publish", "SYNCD_DIRECT_PUBLISH", true,

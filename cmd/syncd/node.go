@@ -19,6 +19,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
@@ -52,6 +53,7 @@ type node struct {
 	applied      atomic.Pointer[func()]
 	notifierWake func() // set when this process notifies
 	direct       *notify.Direct
+	tail         *follow.Tail // the followers' shared reader (see reader)
 	srv          *rpc.Server
 }
 
@@ -154,16 +156,13 @@ func (n *node) addProjectors() error {
 				}
 			}
 		}
-		p, err := projections.New(projections.Config{Model: model.Name(), DSN: n.cfg.pgDSN, Pool: n.pool, Source: n.store,
+		p, err := projections.New(projections.Config{Model: model.Name(), DSN: n.cfg.pgDSN, Pool: n.pool, Source: n.store, Reader: n.reader(),
 			Logger: n.log.With("component", "projector"), OnApplied: onApplied, Linger: n.followerLinger(n.cfg.inline)})
 		if err != nil {
 			return err
 		}
 		n.m.watchProjector(p, n.store)
-		// Not ready while a projector is stuck (it names itself, its checkpoint and the
-		// error); events it set aside do not count.
-		n.ready = append(n.ready, func(context.Context) error { return p.Healthy() })
-		n.followers = append(n.followers, p.Run)
+		n.addFollower(p.Run, p.Healthy, p.Wake)
 	}
 	return nil
 }
@@ -196,7 +195,7 @@ func (n *node) addNotifier() error {
 		ahead = n.direct.Ahead
 	}
 	nt, err := notify.New(notify.Config{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: notifierName, Logger: n.log,
-		MaxMessageBytes: n.cfg.maxMessageBytes, BeforePublish: n.crash, Ahead: ahead,
+		MaxMessageBytes: n.cfg.maxMessageBytes, BeforePublish: n.crash, Ahead: ahead, Reader: n.reader(),
 		Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish),
 		// Publish a commit only when the binder has applied every membership and device
 		// change before it (the commit reaches exactly the devices of its members) and
@@ -211,13 +210,9 @@ func (n *node) addNotifier() error {
 		return err
 	}
 	n.m.watchNotifier(nt)
-	// Not ready while the notifier is stuck (no progress with events pending); what it
-	// set aside does not count.
-	n.ready = append(n.ready, func(context.Context) error { return nt.Healthy() })
-	n.wake = append(n.wake, nt.Wake)
+	n.addFollower(nt.Run, nt.Healthy, nt.Wake)
 	n.notifierWake = nt.Wake
 	n.applied.Store(&n.notifierWake)
-	n.followers = append(n.followers, nt.Run)
 	return nil
 }
 
@@ -229,14 +224,12 @@ func (n *node) addBinder() error {
 	}
 	b, err := notify.NewBinder(notify.BinderConfig{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: binderName, Logger: n.log,
 		QueueOptions: topology.QueueOptions{Expiry: n.cfg.queueExpiry, MaxLength: n.cfg.queueMaxLength},
-		OnAdvanced:   n.notifierWake, Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish)}, n.store)
+		OnAdvanced:   n.notifierWake, Reader: n.reader(), Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish)}, n.store)
 	if err != nil {
 		return err
 	}
 	n.m.watchBinder(b)
-	n.ready = append(n.ready, func(context.Context) error { return b.Healthy() })
-	n.wake = append(n.wake, b.Wake)
-	n.followers = append(n.followers, b.Run)
+	n.addFollower(b.Run, b.Healthy, b.Wake)
 	return nil
 }
 

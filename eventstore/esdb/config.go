@@ -1,6 +1,7 @@
 package esdb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,25 +37,23 @@ type Config struct {
 	ResubscribeMaxBackoff time.Duration
 }
 
+// DefaultConfig returns the defaults; URL is left to the caller.
+func DefaultConfig() Config {
+	return Config{Logger: slog.New(slog.DiscardHandler), DedupWindow: 16, ReadPage: 1024, SubscribeBatch: 256,
+		ResubscribeBackoff: 100 * time.Millisecond, ResubscribeMaxBackoff: 5 * time.Second}
+}
+
+// setDefaults sets every zero field from DefaultConfig.
 func (c *Config) setDefaults() {
+	d := DefaultConfig()
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = d.Logger
 	}
-	if c.DedupWindow == 0 {
-		c.DedupWindow = 16
-	}
-	if c.ReadPage == 0 {
-		c.ReadPage = 1024
-	}
-	if c.SubscribeBatch == 0 {
-		c.SubscribeBatch = 256
-	}
-	if c.ResubscribeBackoff == 0 {
-		c.ResubscribeBackoff = 100 * time.Millisecond
-	}
-	if c.ResubscribeMaxBackoff == 0 {
-		c.ResubscribeMaxBackoff = 5 * time.Second
-	}
+	c.DedupWindow = cmp.Or(c.DedupWindow, d.DedupWindow)
+	c.ReadPage = cmp.Or(c.ReadPage, d.ReadPage)
+	c.SubscribeBatch = cmp.Or(c.SubscribeBatch, d.SubscribeBatch)
+	c.ResubscribeBackoff = cmp.Or(c.ResubscribeBackoff, d.ResubscribeBackoff)
+	c.ResubscribeMaxBackoff = cmp.Or(c.ResubscribeMaxBackoff, d.ResubscribeMaxBackoff)
 }
 
 // Validate reports a configuration Open would refuse. Zero values take their defaults.

@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/leader"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -25,6 +26,9 @@ type BinderConfig struct {
 	AMQPURL string
 	// Name is the checkpoint row and the leader role. Default "binder".
 	Name string
+	// Reader reads the global order; nil: the store, read by this binder alone. syncd
+	// passes the process's shared follow.Tail.
+	Reader follow.Reader
 	// BatchSize is the most events read and applied as one batch. Default 256.
 	BatchSize int
 	// BatchBytes bounds the event data of one batch read. Default DefaultBatchBytes.
@@ -63,23 +67,6 @@ type BinderConfig struct {
 	Linger time.Duration
 }
 
-// Validate fills defaults and checks required fields.
-func (c *BinderConfig) Validate() error {
-	if c.DSN == "" {
-		return errors.New("binder: DSN is required")
-	}
-	if c.AMQPURL == "" {
-		return errors.New("binder: AMQPURL is required")
-	}
-	if c.Name == "" {
-		c.Name = "binder"
-	}
-	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
-		5*time.Millisecond, 250*time.Millisecond)
-	isolationDefaults(&c.BatchBytes, &c.MaxAttempts, &c.StallAfter)
-	return nil
-}
-
 // Binder keeps the device event queues bound in step with workspace membership
 // (PROTOCOL.md §1, §6). It follows the store's global order and keeps its own tables of
 // memberships and devices (binder_members, binder_devices), changed in the transaction
@@ -111,6 +98,7 @@ type Binder struct {
 
 // NewBinder checks cfg and returns a Binder; it does no I/O until Run.
 func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -118,15 +106,14 @@ func NewBinder(cfg BinderConfig, store eventstore.Store) (*Binder, error) {
 		return nil, errors.New("binder: store is required")
 	}
 	log := cfg.Logger.With("component", "binder", "name", cfg.Name)
-	return &Binder{
-		cfg: cfg, store: store, log: log,
-		f: &follower{
-			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
-			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
-			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-			log: log, kick: make(chan struct{}, 1), onAdvance: cfg.OnAdvanced, linger: cfg.Linger,
-		},
-	}, nil
+	f, err := newFollower(followerConfig{name: cfg.Name, reader: readerOr(cfg.Reader, store), maxAttempts: cfg.MaxAttempts, log: log},
+		follow.Config{BatchSize: cfg.BatchSize, BatchBytes: int64(cfg.BatchBytes), StallAfter: cfg.StallAfter,
+			PollMin: cfg.PollMin, PollMax: cfg.PollMax, RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax, Linger: cfg.Linger,
+			OnAdvance: cfg.OnAdvanced})
+	if err != nil {
+		return nil, fmt.Errorf("binder %s: %w", cfg.Name, err)
+	}
+	return &Binder{cfg: cfg, store: store, log: log, f: f}, nil
 }
 
 // Status reports the binder's progress.

@@ -29,10 +29,17 @@ func TestBinderConfigValidate(t *testing.T) {
 	if err := (&BinderConfig{AMQPURL: "amqp://x"}).Validate(); err == nil {
 		t.Fatal("missing DSN accepted")
 	}
+	if err := (BinderConfig{DSN: "postgres://x", AMQPURL: "amqp://x", PollMin: -1}).Validate(); err == nil {
+		t.Fatal("negative PollMin accepted")
+	}
 	c := BinderConfig{DSN: "postgres://x", AMQPURL: "amqp://x"}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if c.Name != "" {
+		t.Fatalf("Validate changed the config: %+v", c)
+	}
+	c = c.withDefaults()
 	if c.Name != "binder" || c.PollMax != 250*time.Millisecond || c.RetryMax != 5*time.Second {
 		t.Fatalf("defaults not applied: %+v", c)
 	}

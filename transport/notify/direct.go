@@ -95,20 +95,9 @@ type Commit struct {
 
 // NewDirect checks cfg and returns a Direct publisher; it connects in Run.
 func NewDirect(cfg DirectConfig) (*Direct, error) {
-	if cfg.AMQPURL == "" || cfg.Bound == nil || cfg.Published == nil {
-		return nil, errors.New("notify: direct publisher needs AMQPURL, Bound and Published")
-	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 128 << 20
-	}
-	if cfg.ConfirmTimeout <= 0 {
-		cfg.ConfirmTimeout = 5 * time.Second
-	}
-	if cfg.Remember <= 0 {
-		cfg.Remember = 1 << 16
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	return &Direct{cfg: cfg, log: cfg.Logger.With("component", "direct-publisher"), state: map[uuid.UUID]*directState{}}, nil
 }

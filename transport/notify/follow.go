@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -18,6 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/pgmigrate"
 )
 
@@ -37,53 +37,13 @@ func Migrate(ctx context.Context, db *pgxpool.Pool) error {
 	return pgmigrate.Apply(ctx, db, migrationComponent, sub)
 }
 
+// checkpoints is the followers' checkpoint table.
+var checkpoints = follow.Table{Name: "notify_checkpoints"}
+
 // LoadCheckpoint returns the saved position of the follower name, eventstore.Start if it
 // has none.
 func LoadCheckpoint(ctx context.Context, db *pgxpool.Pool, name string) (eventstore.Position, error) {
-	var c, p int64
-	err := db.QueryRow(ctx, `SELECT commit_pos, prepare_pos FROM notify_checkpoints WHERE name = $1`, name).Scan(&c, &p)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return eventstore.Start, nil
-	}
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("load checkpoint %s: %w", name, err)
-	}
-	return eventstore.Position{Commit: uint64(c), Prepare: uint64(p)}, nil
-}
-
-// saveCheckpoint moves the follower's checkpoint forward to pos in tx; it never moves it
-// back (a deposed leader finishing a batch late must not rewind its successor), and
-// reports whether it moved.
-// saveCheckpointSQL moves checkpoint $1 forward to ($2, $3), never back.
-const saveCheckpointSQL = `INSERT INTO notify_checkpoints (name, commit_pos, prepare_pos) VALUES ($1, $2, $3)
-	ON CONFLICT (name) DO UPDATE SET commit_pos = EXCLUDED.commit_pos, prepare_pos = EXCLUDED.prepare_pos, updated_at = now()
-	WHERE (notify_checkpoints.commit_pos, notify_checkpoints.prepare_pos) < (EXCLUDED.commit_pos, EXCLUDED.prepare_pos)`
-
-func saveCheckpoint(ctx context.Context, tx pgx.Tx, name string, pos eventstore.Position) (bool, error) {
-	if pos.Commit > math.MaxInt64 || pos.Prepare > math.MaxInt64 {
-		return false, fmt.Errorf("save checkpoint %s at %s: position out of range", name, pos)
-	}
-	tag, err := tx.Exec(ctx, saveCheckpointSQL, name, int64(pos.Commit), int64(pos.Prepare))
-	if err != nil {
-		return false, fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// moveCheckpoint is commitBatch with nothing but the checkpoint to write: one pipelined
-// round trip, an implicit transaction that does not wait for its WAL flush (see
-// commitBatch).
-func moveCheckpoint(ctx context.Context, db *pgxpool.Pool, name string, pos eventstore.Position) error {
-	if pos.Commit > math.MaxInt64 || pos.Prepare > math.MaxInt64 {
-		return fmt.Errorf("save checkpoint %s at %s: position out of range", name, pos)
-	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
-	b.Queue(saveCheckpointSQL, name, int64(pos.Commit), int64(pos.Prepare))
-	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
-	}
-	return nil
+	return checkpoints.Load(ctx, db, name)
 }
 
 // persistFunc writes a follower's own state for a batch in the transaction that moves
@@ -97,7 +57,7 @@ type persistFunc func(ctx context.Context, tx pgx.Tx) error
 func commitBatch(ctx context.Context, db *pgxpool.Pool, name string, pos eventstore.Position, aside []setAsideEntry,
 	persist persistFunc) ([]setAsideEntry, error) {
 	if len(aside) == 0 && persist == nil {
-		return nil, moveCheckpoint(ctx, db, name, pos)
+		return nil, checkpoints.Move(ctx, db, name, pos)
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -111,7 +71,7 @@ func commitBatch(ctx context.Context, db *pgxpool.Pool, name string, pos eventst
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 		return nil, fmt.Errorf("save checkpoint %s at %s: %w", name, pos, err)
 	}
-	moved, err := saveCheckpoint(ctx, tx, name, pos)
+	moved, err := checkpoints.Save(ctx, tx, name, pos)
 	if err != nil || !moved {
 		return nil, err
 	}
@@ -170,48 +130,57 @@ type Status struct {
 	Restores uint64
 }
 
-// follower reads the store's global order from a PostgreSQL checkpoint and hands
-// batches to a handler, saving the checkpoint past the prefix of each batch the handler
-// finished (also when it failed later in the batch). Store and database failures are
-// retried with back-off; handler failures end run. An event that failed for a reason
-// of its own (poison) maxAttempts times, or that the handler gave up on (setAside), is
-// recorded in notify_set_aside and passed over.
+// follower is the notifier's and the binder's follower of the global order: the loop of
+// follow.Follower, the checkpoint in notify_checkpoints, and poison isolation. It hands
+// batches to a handler and saves the checkpoint past the prefix of each batch the
+// handler finished (also when it failed later in the batch). Store and database
+// failures are retried with back-off; handler failures end run. An event that failed
+// for a reason of its own (poison) maxAttempts times, or that the handler gave up on
+// (setAside), is recorded in notify_set_aside and passed over.
 type follower struct {
+	*follow.Follower
 	name        string
-	store       eventstore.Store
 	db          *pgxpool.Pool
-	batch       int
-	batchBytes  int
 	maxAttempts int
-	stallAfter  time.Duration
-	pollMin     time.Duration
-	pollMax     time.Duration
 	retryMin    time.Duration
 	retryMax    time.Duration
-	horizon     func(context.Context) (eventstore.Position, error)
-	// modelHorizon holds back only events that are not Inline (see Config.ModelHorizon).
-	modelHorizon func(context.Context) (eventstore.Position, error)
-	// linger is the wait after a batch smaller than batch (see Config.Linger).
-	linger time.Duration
-	// read is the store read of one batch: at most limit events after from, cut after
-	// the event that reaches maxBytes of data (at least one event). It is the seam for
-	// a store-side bounded read; readAllBounded by default.
-	read func(ctx context.Context, s eventstore.Store, from eventstore.Position, limit, maxBytes int) ([]eventstore.RecordedEvent, error)
-	log  *slog.Logger
-	kick chan struct{}
-	// onAdvance, if set, is called after every checkpoint move (a latency hint for
-	// whoever waits on this follower's checkpoint).
-	onAdvance func()
+	log         *slog.Logger
 
 	// Owned by the goroutine in run.
 	attempts map[uuid.UUID]*attempt // events that failed for a reason of their own
 	aside    []setAsideEntry        // set aside, to record with the next checkpoint past them
 
-	mu       sync.Mutex
-	status   Status
-	oldest   time.Time // RecordedAt of the oldest unhandled event seen; zero when caught up
-	progress time.Time // last time the checkpoint moved or nothing was pending
-	lastErr  error     // the last failure of a step, for Healthy
+	mu    sync.Mutex
+	extra Status // the counters of this package's own (Published, Skipped, ...)
+}
+
+// followerConfig is what newFollower needs besides the shared loop's settings.
+type followerConfig struct {
+	name        string
+	reader      follow.Reader
+	maxAttempts int
+	horizon     func(context.Context) (eventstore.Position, error)
+	// modelHorizon holds back only events that are not Inline (see Config.ModelHorizon).
+	modelHorizon func(context.Context) (eventstore.Position, error)
+	log          *slog.Logger
+}
+
+// newFollower returns the follower fc names, its loop configured by lc (Name, Reader,
+// Load and Allow are filled here).
+func newFollower(fc followerConfig, lc follow.Config) (*follower, error) {
+	f := &follower{name: fc.name, maxAttempts: fc.maxAttempts, log: fc.log, retryMin: lc.RetryMin, retryMax: lc.RetryMax}
+	lc.Name, lc.Reader, lc.Logger = fc.name, fc.reader, fc.log
+	lc.Load = func(ctx context.Context) (eventstore.Position, error) { return LoadCheckpoint(ctx, f.db, f.name) }
+	if fc.horizon != nil || fc.modelHorizon != nil {
+		lc.Allow = func(ctx context.Context, evs []eventstore.RecordedEvent) (int, error) {
+			return f.allowed(ctx, evs, fc.horizon, fc.modelHorizon)
+		}
+	}
+	var err error
+	if f.Follower, err = follow.New(lc); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // attempt counts the poison failures of one event.
@@ -226,6 +195,14 @@ type attempt struct {
 // time, to be set aside.
 func (a *attempt) exhausted(maxAttempts int, now time.Time) bool {
 	return a.n >= maxAttempts && now.Sub(a.first) >= a.span
+}
+
+// readerOr returns r, or a reader of s of its own when r is nil.
+func readerOr(r follow.Reader, s eventstore.Store) follow.Reader {
+	if r != nil {
+		return r
+	}
+	return follow.StoreReader{Store: s}
 }
 
 // readAllBounded reads at most limit events after from, holding at most maxBytes of
@@ -248,138 +225,44 @@ func (f *follower) setAside(rec eventstore.RecordedEvent, err error, attempts in
 
 // healthy reports a follower that has made no progress for longer than stallAfter
 // while events are pending; nil otherwise (also while it is not the leader).
-func (f *follower) healthy(what string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.status.Leader || f.oldest.IsZero() || f.progress.IsZero() {
-		return nil
-	}
-	stalled := time.Since(f.progress)
-	if stalled <= f.stallAfter {
-		return nil
-	}
-	why := "no error"
-	if f.lastErr != nil {
-		why = f.lastErr.Error()
-	} else if f.status.HeldByHorizon {
-		why = "held by the horizon"
-	}
-	return fmt.Errorf("%s %s: no progress for %s at checkpoint %s with events pending: %s",
-		what, f.name, stalled.Round(time.Second), f.status.Position, why)
-}
+func (f *follower) healthy(what string) error { return f.Healthy(what) }
 
-// lead records whether this instance holds the role. A new term starts the follower's
-// health afresh: what an earlier term saw pending, its failures and its last progress
-// belong to a checkpoint another instance may have moved since, and must not make a
-// new leader (or a standby) unhealthy.
-func (f *follower) lead(leader bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.status.Leader = leader
-	f.status.HeldByHorizon = false
-	f.oldest, f.lastErr = time.Time{}, nil
-	f.progress = time.Now()
-}
+// lead records whether this instance holds the role (see follow.Follower.SetLeader).
+func (f *follower) lead(leader bool) { f.SetLeader(leader) }
 
 func (f *follower) snapshot() Status {
+	core := f.Status()
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := f.status
-	if !f.oldest.IsZero() {
-		s.Lag = max(0, time.Since(f.oldest))
-	}
+	s := f.extra
+	f.mu.Unlock()
+	s.Leader, s.Position, s.Handled, s.Failures = core.Leader, core.Position, core.Handled, core.Failures
+	s.Lag, s.HeldByHorizon = core.Lag, core.HeldByHorizon
 	return s
 }
 
 // failed counts a failed step and keeps its error for Healthy.
-func (f *follower) failed(err error) {
-	f.mu.Lock()
-	f.status.Failures++
-	f.lastErr = err
-	f.mu.Unlock()
-}
+func (f *follower) failed(err error) { f.Failed(err) }
 
+// update changes the counters of this package's own (the follow.Status fields of s
+// are ignored).
 func (f *follower) update(fn func(s *Status)) {
 	f.mu.Lock()
-	fn(&f.status)
+	fn(&f.extra)
 	f.mu.Unlock()
 }
 
 // wake cuts the current idle wait short. Correctness never depends on it.
-func (f *follower) wake() {
-	select {
-	case f.kick <- struct{}{}:
-	default:
-	}
-}
+func (f *follower) wake() { f.Wake() }
 
 // retry runs op until it succeeds, ctx ends, or it fails with eventstore.ErrClosed,
 // waiting with exponential back-off between attempts. It returns nil or the final error.
 func (f *follower) retry(ctx context.Context, what string, op func(ctx context.Context) error) error {
-	backoff := f.retryMin
-	for {
-		err := op(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, eventstore.ErrClosed) {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		f.failed(err)
-		f.log.Warn("follower step failed; retrying", "step", what, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, f.retryMax)
-	}
-}
-
-// next reads the events after pos that may be handled now: at most one batch (bounded
-// in count and bytes), cut at the horizon. more reports that further events were
-// already visible.
-func (f *follower) next(ctx context.Context, pos eventstore.Position) (evs []eventstore.RecordedEvent, more bool, err error) {
-	err = f.retry(ctx, "read events", func(ctx context.Context) error {
-		var err error
-		evs, err = f.read(ctx, f.store, pos, f.batch, f.batchBytes)
-		return err
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	var oldest time.Time
-	if len(evs) > 0 {
-		oldest = evs[0].RecordedAt
-	}
-	more = eventstore.MayHaveMore(evs, f.batch, int64(f.batchBytes))
-	n, err := f.allowed(ctx, evs)
-	if err != nil {
-		return nil, false, err
-	}
-	held := n < len(evs)
-	if held {
-		more = true
-	}
-	evs = evs[:n]
-	f.mu.Lock()
-	f.status.HeldByHorizon = held
-	f.oldest = oldest
-	if oldest.IsZero() {
-		f.progress = time.Now() // nothing pending
-	}
-	f.mu.Unlock()
-	return evs, more, nil
+	return f.Retry(ctx, what, op)
 }
 
 // allowed returns how many of evs, from the first, the horizons let through.
-func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent) (int, error) {
-	if len(evs) == 0 {
-		return 0, nil
-	}
+func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent,
+	horizon, modelHorizon func(context.Context) (eventstore.Position, error)) (int, error) {
 	read := func(name string, h func(context.Context) (eventstore.Position, error)) (eventstore.Position, error) {
 		var p eventstore.Position
 		err := f.retry(ctx, "read "+name, func(ctx context.Context) error {
@@ -390,8 +273,8 @@ func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent) 
 		return p, err
 	}
 	n := len(evs)
-	if f.horizon != nil {
-		h, err := read("horizon", f.horizon)
+	if horizon != nil {
+		h, err := read("horizon", horizon)
 		if err != nil {
 			return 0, err
 		}
@@ -400,10 +283,10 @@ func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent) 
 			n++
 		}
 	}
-	if f.modelHorizon == nil || !slices.ContainsFunc(evs[:n], func(e eventstore.RecordedEvent) bool { return !e.Inline }) {
+	if modelHorizon == nil || !slices.ContainsFunc(evs[:n], func(e eventstore.RecordedEvent) bool { return !e.Inline }) {
 		return n, nil
 	}
-	h, err := read("model horizon", f.modelHorizon)
+	h, err := read("model horizon", modelHorizon)
 	if err != nil {
 		return 0, err
 	}
@@ -422,64 +305,25 @@ func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent) 
 // them (spanning the time the poison error asks for, see poisonAfter), the next run
 // sets it aside instead of handing it to handle again.
 func (f *follower) run(ctx context.Context, handle handler) error {
-	var pos eventstore.Position
-	if err := f.retry(ctx, "load checkpoint", func(ctx context.Context) error {
-		var err error
-		pos, err = LoadCheckpoint(ctx, f.db, f.name)
-		return err
-	}); err != nil {
-		return err
-	}
-	f.update(func(s *Status) { s.Position = pos })
-	f.mu.Lock()
-	if f.progress.IsZero() {
-		f.progress = time.Now()
-	}
-	f.mu.Unlock()
-	f.log.Info("following the event store", "from", pos)
-	wait := f.pollMin
-	for {
-		evs, more, err := f.next(ctx, pos)
-		if err != nil {
-			return err
-		}
-		if len(evs) == 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-f.kick:
-				wait = f.pollMin
-			case <-time.After(wait):
-				wait = min(wait*2, f.pollMax)
-			}
-			continue
-		}
-		wait = f.pollMin
+	return f.Run(ctx, func(ctx context.Context, evs []eventstore.RecordedEvent) (int, error) {
 		if a := f.attempts[evs[0].ID]; a != nil && a.exhausted(f.maxAttempts, time.Now()) {
 			f.setAside(evs[0], a.err, a.n)
-			if pos, err = f.advance(ctx, evs[:1], nil, more); err != nil {
-				return err
+			if err := f.advance(ctx, evs[:1], nil); err != nil {
+				return 0, err
 			}
-			continue
+			return 1, nil
 		}
 		done, persist, herr := handle(ctx, evs)
 		if done > 0 {
-			if pos, err = f.advance(ctx, evs[:done], persist, more || done < len(evs)); err != nil {
-				return err
+			if err := f.advance(ctx, evs[:done], persist); err != nil {
+				return 0, err
 			}
 		}
-		if herr != nil {
-			if done < len(evs) && isPoison(herr) {
-				f.countAttempt(evs[done], herr)
-			}
-			return herr
+		if herr != nil && done < len(evs) && isPoison(herr) {
+			f.countAttempt(evs[done], herr)
 		}
-		if f.linger > 0 && !more && len(evs) < f.batch {
-			if err := sleepCtx(ctx, f.linger); err != nil {
-				return err
-			}
-		}
-	}
+		return done, herr
+	})
 }
 
 // countAttempt records a failure of rec of its own.
@@ -499,10 +343,9 @@ func (f *follower) countAttempt(rec eventstore.RecordedEvent, err error) {
 		"attempt", a.n, "of", f.maxAttempts, "failing_for", time.Since(a.first).Round(time.Millisecond), "set_aside_after", a.span, "err", err)
 }
 
-// advance saves the checkpoint at the last of handled (recording the events set aside
-// up to it, and persist) and returns it as the new position. more reports that events
-// after handled are pending.
-func (f *follower) advance(ctx context.Context, handled []eventstore.RecordedEvent, persist persistFunc, more bool) (eventstore.Position, error) {
+// advance saves the checkpoint at the last of handled, recording the events set aside
+// up to it, and persist.
+func (f *follower) advance(ctx context.Context, handled []eventstore.RecordedEvent, persist persistFunc) error {
 	last := handled[len(handled)-1].Position
 	var aside, later []setAsideEntry
 	for _, e := range f.aside {
@@ -518,7 +361,7 @@ func (f *follower) advance(ctx context.Context, handled []eventstore.RecordedEve
 		added, err = commitBatch(ctx, f.db, f.name, last, aside, persist)
 		return err
 	}); err != nil {
-		return eventstore.Position{}, err
+		return err
 	}
 	f.aside = later
 	for _, e := range added {
@@ -528,20 +371,8 @@ func (f *follower) advance(ctx context.Context, handled []eventstore.RecordedEve
 	for _, ev := range handled {
 		delete(f.attempts, ev.ID)
 	}
-	f.mu.Lock()
-	f.status.Position = last
-	f.status.Handled += uint64(len(handled))
-	f.status.Skipped += uint64(len(added))
-	f.progress = time.Now()
-	f.lastErr = nil
-	if !more {
-		f.oldest = time.Time{}
-	}
-	f.mu.Unlock()
-	if f.onAdvance != nil {
-		f.onAdvance()
-	}
-	return last, nil
+	f.update(func(s *Status) { s.Skipped += uint64(len(added)) })
+	return nil
 }
 
 // handler does a follower's broker work for one batch. It returns how many events of
@@ -582,58 +413,7 @@ func (f *follower) onConnection(ctx context.Context, conn *amqp.Connection, what
 }
 
 // sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
-
-// followDefaults fills the settings the notifier and the binder share: batch size 256,
-// polling between pollMin and pollMax, retries between 100ms and 5s, leader retry 1s,
-// a discarding logger.
-func followDefaults(batch *int, pollMin, pollMax, retryMin, retryMax, leaderRetry *time.Duration, log **slog.Logger,
-	defPollMin, defPollMax time.Duration) {
-	if *batch <= 0 {
-		*batch = 256
-	}
-	if *pollMin <= 0 {
-		*pollMin = defPollMin
-	}
-	if *pollMax <= 0 {
-		*pollMax = defPollMax
-	}
-	*pollMax = max(*pollMax, *pollMin)
-	if *retryMin <= 0 {
-		*retryMin = 100 * time.Millisecond
-	}
-	if *retryMax <= 0 {
-		*retryMax = 5 * time.Second
-	}
-	*retryMax = max(*retryMax, *retryMin)
-	if *leaderRetry <= 0 {
-		*leaderRetry = time.Second
-	}
-	if *log == nil {
-		*log = slog.New(slog.DiscardHandler)
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return follow.Sleep(ctx, d) }
 
 // DefaultBatchBytes bounds the event data of one batch a follower reads.
 const DefaultBatchBytes = 16 << 20
-
-// isolationDefaults fills the settings of poison isolation and health the notifier and
-// the binder share.
-func isolationDefaults(batchBytes, maxAttempts *int, stallAfter *time.Duration) {
-	if *batchBytes <= 0 {
-		*batchBytes = DefaultBatchBytes
-	}
-	if *maxAttempts <= 0 {
-		*maxAttempts = DefaultMaxAttempts
-	}
-	if *stallAfter <= 0 {
-		*stallAfter = DefaultStallAfter
-	}
-}

@@ -13,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/leader"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -49,6 +50,9 @@ type Config struct {
 	// (PROTOCOL.md §5). An inline event is readable the moment it is stored. It is read
 	// only for batches holding such events.
 	ModelHorizon func(ctx context.Context) (eventstore.Position, error)
+	// Reader reads the global order; nil: the store, read by this notifier alone. syncd
+	// passes the process's shared follow.Tail.
+	Reader follow.Reader
 	// BatchSize is the most events read as one batch. Default 256.
 	BatchSize int
 	// BatchBytes bounds the event data of one batch read: the batch ends with the event
@@ -114,38 +118,6 @@ type Config struct {
 	BeforePublish func(workspace uuid.UUID, workspaceVersion int64)
 }
 
-// Validate fills defaults and checks required fields.
-func (c *Config) Validate() error {
-	if c.DSN == "" {
-		return errors.New("notify: DSN is required")
-	}
-	if c.AMQPURL == "" {
-		return errors.New("notify: AMQPURL is required")
-	}
-	if c.Name == "" {
-		c.Name = "notifier"
-	}
-	if c.ConfirmTimeout <= 0 {
-		c.ConfirmTimeout = 15 * time.Second
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 64
-	}
-	if c.MaxInFlightBytes <= 0 {
-		c.MaxInFlightBytes = 4 << 20
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 128 << 20
-	}
-	if c.PoisonAfter <= 0 {
-		c.PoisonAfter = DefaultPoisonAfter
-	}
-	isolationDefaults(&c.BatchBytes, &c.MaxAttempts, &c.StallAfter)
-	followDefaults(&c.BatchSize, &c.PollMin, &c.PollMax, &c.RetryMin, &c.RetryMax, &c.LeaderRetry, &c.Logger,
-		2*time.Millisecond, 100*time.Millisecond)
-	return nil
-}
-
 // Notifier publishes a notifyCommit event for every Committed event of the store, in
 // the store's global order, at least once, after the event is durable (PROTOCOL.md §5).
 type Notifier struct {
@@ -159,6 +131,7 @@ type Notifier struct {
 
 // New checks cfg and returns a Notifier; it does no I/O until Run.
 func New(cfg Config, store eventstore.Store) (*Notifier, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -166,17 +139,14 @@ func New(cfg Config, store eventstore.Store) (*Notifier, error) {
 		return nil, errors.New("notify: store is required")
 	}
 	log := cfg.Logger.With("component", "notifier", "name", cfg.Name)
-	return &Notifier{
-		cfg:   cfg,
-		store: store,
-		log:   log,
-		f: &follower{
-			name: cfg.Name, store: store, batch: cfg.BatchSize, batchBytes: cfg.BatchBytes, read: readAllBounded,
-			maxAttempts: cfg.MaxAttempts, stallAfter: cfg.StallAfter,
-			pollMin: cfg.PollMin, pollMax: cfg.PollMax, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-			horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, linger: cfg.Linger, log: log, kick: make(chan struct{}, 1),
-		},
-	}, nil
+	f, err := newFollower(followerConfig{name: cfg.Name, reader: readerOr(cfg.Reader, store), maxAttempts: cfg.MaxAttempts,
+		horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, log: log},
+		follow.Config{BatchSize: cfg.BatchSize, BatchBytes: int64(cfg.BatchBytes), StallAfter: cfg.StallAfter,
+			PollMin: cfg.PollMin, PollMax: cfg.PollMax, RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax, Linger: cfg.Linger})
+	if err != nil {
+		return nil, fmt.Errorf("notifier %s: %w", cfg.Name, err)
+	}
+	return &Notifier{cfg: cfg, store: store, log: log, f: f}, nil
 }
 
 // Healthy returns nil while the notifier makes progress (or has nothing to do, or is a

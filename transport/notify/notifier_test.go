@@ -28,10 +28,17 @@ func TestConfigValidate(t *testing.T) {
 	if err := (&Config{DSN: "postgres://x"}).Validate(); err == nil {
 		t.Fatal("missing AMQPURL accepted")
 	}
+	if err := (Config{DSN: "postgres://x", AMQPURL: "amqp://x", BatchSize: -1}).Validate(); err == nil {
+		t.Fatal("negative BatchSize accepted")
+	}
 	c := Config{DSN: "postgres://x", AMQPURL: "amqp://x", PollMin: time.Second, PollMax: time.Millisecond}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if c.Name != "" || c.BatchSize != 0 {
+		t.Fatalf("Validate changed the config: %+v", c)
+	}
+	c = c.withDefaults()
 	if c.Name != "notifier" || c.BatchSize != 256 || c.ConfirmTimeout != 15*time.Second || c.PollMax != time.Second || c.Logger == nil ||
 		c.BatchBytes != DefaultBatchBytes || c.MaxInFlight != 64 || c.MaxInFlightBytes != 4<<20 || c.MaxMessageBytes != 128<<20 ||
 		c.MaxAttempts != DefaultMaxAttempts || c.StallAfter != DefaultStallAfter {

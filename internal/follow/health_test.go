@@ -1,8 +1,8 @@
-package notify
+package follow
 
 import (
+	"context"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -14,27 +14,31 @@ import (
 // progress time of an earlier term never makes it unhealthy before it has been stuck
 // for StallAfter in this one.
 func TestFollowerHealthFollowsLeadership(t *testing.T) {
-	f := &follower{name: "notifier", stallAfter: 50 * time.Millisecond, log: slog.New(slog.DiscardHandler)}
-	f.lead(true)
+	f, err := New(Config{Name: "notifier", Reader: StoreReader{}, StallAfter: 50 * time.Millisecond,
+		Load: func(context.Context) (eventstore.Position, error) { return eventstore.Start, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetLeader(true)
 	// The term stalls: an event pending, a failure, no progress for longer than StallAfter.
 	f.mu.Lock()
 	f.oldest = time.Now().Add(-time.Hour)
 	f.progress = time.Now().Add(-time.Hour)
 	f.status.Position = eventstore.Position{Commit: 7, Prepare: 1}
 	f.mu.Unlock()
-	f.failed(errors.New("channel closed"))
-	if err := f.healthy("notifier"); err == nil {
+	f.Failed(errors.New("channel closed"))
+	if err := f.Healthy("notifier"); err == nil {
 		t.Fatal("a leader stalled for an hour with events pending is healthy")
 	}
-	f.lead(false)
-	if err := f.healthy("notifier"); err != nil {
+	f.SetLeader(false)
+	if err := f.Healthy("notifier"); err != nil {
 		t.Fatalf("healthy() = %v for a standby", err)
 	}
-	f.lead(true)
-	if err := f.healthy("notifier"); err != nil {
+	f.SetLeader(true)
+	if err := f.Healthy("notifier"); err != nil {
 		t.Fatalf("healthy() = %v at the start of a new term", err)
 	}
-	if st := f.snapshot(); !st.Leader || st.Lag != 0 || st.HeldByHorizon {
+	if st := f.Status(); !st.Leader || st.Lag != 0 || st.HeldByHorizon {
 		t.Fatalf("status %+v at the start of a new term, want a leader with no lag", st)
 	}
 }

@@ -43,7 +43,7 @@ func TestBenchAgainstSyncd(t *testing.T) {
 		"--metrics-url", "http://" + addr + "/metrics", "--json", "--plot", plotFile})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := rootCmd.ExecuteContext(ctx); err != nil {
+	if err := executeFresh(ctx); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	var rep benchReport
@@ -83,6 +83,20 @@ func TestBenchAgainstSyncd(t *testing.T) {
 			t.Errorf("the floor's vhost %s was left", v)
 		}
 	}
+}
+
+// executeFresh runs rootCmd with ctx and a new bench command: cobra keeps a
+// command's flag values from one execution to the next, and hands the root's context
+// to a subcommand only when the subcommand has none, so the bench command of an
+// earlier test would keep its flags (say --plot) and its cancelled context.
+func executeFresh(ctx context.Context) error {
+	for _, c := range rootCmd.Commands() {
+		if c.Name() == "bench" {
+			rootCmd.RemoveCommand(c)
+		}
+	}
+	rootCmd.AddCommand(benchCmd())
+	return rootCmd.ExecuteContext(ctx)
 }
 
 func mustParseURL(t *testing.T, s string) *url.URL {
@@ -209,7 +223,7 @@ func TestBenchNotifyAgainstSyncd(t *testing.T) {
 		"--metrics-url", "http://" + addr + "/metrics", "--json"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := rootCmd.ExecuteContext(ctx); err != nil {
+	if err := executeFresh(ctx); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	var rep benchReport

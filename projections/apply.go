@@ -397,8 +397,8 @@ func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, _ bool) {
 			}
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt)
 		case domain.ItemsMovedOut:
-			// The versions collected so far must be written before the move deletes them.
-			items.flush(b, t)
+			// Versions of the moved items collected before the move are written after
+			// it, in flush: notMovedOut drops them there.
 			queueMovedOut(b, t, &e, false)
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
 		case domain.ItemsMovedIn:

@@ -13,11 +13,13 @@ import (
 // rows past the versions taken decide whether the next version fits.
 func pageRangeChunk(limit int) int { return limit + 1 }
 
-// pageRangeSQL reads one chunk of pageRange: the moved-out items (version 0) and the item versions of workspace $1 stored
+// pageRangeSQL reads one chunk of pageRange: the item versions of workspace $1 stored
 // after the key ($2 ws_version, $3 item_id, $4 version) up to workspace version $5, at
 // most $6, in key order, each with the estimate of its encoded size (less
 // itemFixedBytes). It is an index range scan of item_history_ws_version_idx stopped by
-// the LIMIT (with an incremental sort on version within an item).
+// the LIMIT (with an incremental sort on version within an item), merged with the
+// items moved out of the workspace in that range (version 0, size $7; moved_out's
+// primary key range, also stopped by the LIMIT).
 const pageRangeSQL = `(SELECT ws_version, item_id, version, ` + itemSizeSQL + `::bigint
 	FROM proj_workspaces.item_history
 	WHERE workspace_id = $1 AND (ws_version, item_id, version) > ($2, $3, $4) AND ws_version <= $5

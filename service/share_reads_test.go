@@ -55,6 +55,7 @@ var shareReadSetups = []struct {
 // them in movedOut and not in items, and moved-out items count against its limit;
 // getItemVersions of a moved item is answered in S; getWorkspaces lists S for alice
 // (name docs, mounted at docs) and bob (name docs, no mount point); quota is unchanged.
+// A retried share changes none of it, and a re-share adds its member only.
 func TestShareReads(t *testing.T) {
 	for _, setup := range shareReadSetups {
 		t.Run(setup.name, func(t *testing.T) {
@@ -83,6 +84,25 @@ func TestShareReads(t *testing.T) {
 			}
 			S := res.WorkspaceID
 			testenv.Eventually(t, 10*time.Second, func() error { return checkShareReads(ctx, sh, S, usedBefore) })
+			// A retry changes nothing; a re-share with carol only adds her (her name for S
+			// is docs, no mount point), and the reads stay as they were.
+			if again, err := sh.share("share-1", "bob@example.com"); err != nil || !again.Replayed || again.WorkspaceID != S {
+				t.Fatalf("retried share: %+v %v", again, err)
+			}
+			if _, err := sh.share("share-2", "carol@example.com"); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Eventually(t, 10*time.Second, func() error {
+				wss, err := sh.s.Workspaces(ctx, sh.carol)
+				if err != nil {
+					return err
+				}
+				if i := slices.IndexFunc(wss, func(w protocol.WorkspaceInfo) bool { return w.ID == S }); i < 0 ||
+					wss[i].Name != "docs" || wss[i].ParentItemID != nil || wss[i].LatestRevision != 1 {
+					return fmt.Errorf("carol's workspaces after the re-share: %+v", wss)
+				}
+				return checkShareReads(ctx, sh, S, usedBefore)
+			})
 			if e == nil {
 				return
 			}

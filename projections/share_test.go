@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/testenv"
 )
 
 // decider appends domain-decided events to one workspace stream of a store.
@@ -104,32 +106,39 @@ func shareHistory(t *testing.T, st eventstore.Store) (w, s *decider) {
 func TestShareAppliesInAnyBatchingAndIdempotently(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	shareHistory(t, e.store)
-	e.append(t, nil)
+	w, sh := shareHistory(t, e.store)
 	e.projectAll(t)
-	e.mu.Lock()
-	e.appended = e.lastPosition(t)
-	e.mu.Unlock()
-	e.caughtUp(t, ModelWorkspaces)
 	m := workspacesModel
+	// The global order shows an append only once every older transaction of the
+	// cluster has ended (other tests' too): wait until it shows all of them.
+	var all []decoded
+	testenv.Eventually(t, 20*time.Second, func() error {
+		recs, err := e.store.ReadAll(ctx, eventstore.Start, 1000)
+		if err != nil {
+			return err
+		}
+		all = all[:0]
+		for i := range recs {
+			if strings.HasPrefix(recs[i].Stream, m.streamPrefix) {
+				d, err := decode(&recs[i])
+				if err != nil {
+					return err
+				}
+				all = append(all, d)
+			}
+		}
+		if want := w.w.StreamVersion() + sh.w.StreamVersion(); uint64(len(all)) != want {
+			return fmt.Errorf("the global order shows %d workspace events of %d", len(all), want)
+		}
+		e.mu.Lock()
+		e.appended = recs[len(recs)-1].Position
+		e.mu.Unlock()
+		return nil
+	})
+	e.caughtUp(t, ModelWorkspaces)
 	live := rows(t, e, m, m.Schema())
 	if n := len(live["moved_out"]); n != 3 {
 		t.Fatalf("moved_out has %d rows, want 3 (a, sub, b): %v", n, live["moved_out"])
-	}
-
-	recs, err := e.store.ReadAll(ctx, eventstore.Start, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []decoded
-	for i := range recs {
-		if strings.HasPrefix(recs[i].Stream, m.streamPrefix) {
-			d, err := decode(&recs[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			all = append(all, d)
-		}
 	}
 	apply := func(schema string, ds []decoded) {
 		t.Helper()

@@ -1,7 +1,8 @@
 // Package audit owns the replay of the history for people and tools: the log of a
 // workspace (who changed what, from which device, when, including rejected items and
-// lifecycle events), the life of one item, the state of a workspace at a past time or
-// version rebuilt from history alone, and the verification of every stream's hash chain.
+// lifecycle events), the life of one item (across shares, share.go), the state of a
+// workspace at a past time or version rebuilt from history alone, and the verification
+// of every stream's hash chain and of both halves of every share.
 //
 // It reads the event store directly, through the small Reader interface, and never the
 // read models, so its answers stay true even when a projection is wrong. It must never

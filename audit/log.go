@@ -205,19 +205,51 @@ func (a *Auditor) firstCommitFrom(ctx context.Context, stream string, from uint6
 // every version stored (creation, changes, renames, moves, deletes, revivals, each
 // with what it changed), every duplicate re-send and every rejected attempt the server
 // could attribute to the item, each with its user, device and time; plus the lifecycle
-// events that mount the workspace at the item.
+// events that mount the workspace at the item. The life crosses shares (PROTOCOL.md
+// §8): it starts in the workspace the item was created in, even when ws is the shared
+// workspace it moved to, shows the move out and the move in, and goes on in the new
+// workspace (each row names its workspace).
 func (a *Auditor) ItemLife(ctx context.Context, ws uuid.UUID, item domain.ItemID, out EntrySink) error {
+	start, err := a.originOf(ctx, ws, item)
+	if err != nil {
+		return err
+	}
+	life := &itemLife{item: item, out: out}
+	for hop := 0; start != uuid.Nil && hop <= maxMoveHops; hop++ {
+		if start, err = a.itemLifeIn(ctx, start, life); err != nil {
+			return err
+		}
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("item %d of %s: %w", item, domain.WorkspaceStream(ws), err)
+	}
+	if !life.found {
+		return fmt.Errorf("item %d of %s: %w", item, domain.WorkspaceStream(ws), ErrNoItem)
+	}
+	return nil
+}
+
+// itemLife is the state of ItemLife across workspaces.
+type itemLife struct {
+	item  domain.ItemID
+	out   EntrySink
+	last  *domain.ItemMetadata // the latest stored version so far
+	found bool
+}
+
+// itemLifeIn writes the item's rows of workspace ws and returns the workspace the item
+// moved out to, or uuid.Nil if it stays in ws.
+func (a *Auditor) itemLifeIn(ctx context.Context, ws uuid.UUID, l *itemLife) (next uuid.UUID, err error) {
+	item := l.item
 	stream := domain.WorkspaceStream(ws)
 	tail, err := a.r.StreamVersion(ctx, stream)
 	if err != nil {
-		return fmt.Errorf("item %d of %s: %w", item, stream, err)
+		return uuid.Nil, fmt.Errorf("item %d of %s: %w", item, stream, err)
 	}
 	if tail == 0 {
-		return fmt.Errorf("item %d of %s: %w", item, stream, ErrNoWorkspace)
+		return uuid.Nil, fmt.Errorf("item %d of %s: %w", item, stream, ErrNoWorkspace)
 	}
-	var last *domain.ItemMetadata
 	var carry int64
-	found := false
 	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent, ev domain.Event, err error) (bool, error) {
 		ev, err = decoded(rec, ev, err)
 		if err != nil {
@@ -233,10 +265,22 @@ func (a *Auditor) ItemLife(ctx context.Context, ws uuid.UUID, item domain.ItemID
 		case domain.MemberWorkspaceUpdated:
 			if e.ParentItemID != nil && *e.ParentItemID == item {
 				rows[0].ItemID = &item
-				found = true
-				return false, out.Write(rows[0])
+				l.found = true
+				return false, l.out.Write(rows[0])
 			}
 			return false, nil
+		case domain.ItemsMovedOut, domain.ItemsMovedIn:
+			row, to, ok := moveRow(rows[0], ev, item, l.last)
+			if !ok {
+				return false, nil
+			}
+			l.found = true
+			if row.Metadata != nil {
+				m := row.Metadata.Clone()
+				l.last = &m
+			}
+			next = to
+			return to != uuid.Nil, l.out.Write(row)
 		default:
 			return false, nil
 		}
@@ -244,28 +288,22 @@ func (a *Auditor) ItemLife(ctx context.Context, ws uuid.UUID, item domain.ItemID
 			if r.ItemID == nil || *r.ItemID != item {
 				continue
 			}
-			found = true
+			l.found = true
 			if r.Outcome == OutcomeStored {
-				r.Change = describeChange(last, r.Metadata)
+				r.Change = describeChange(l.last, r.Metadata)
 				m := r.Metadata.Clone()
-				last = &m
+				l.last = &m
 			}
-			if err := out.Write(r); err != nil {
+			if err := l.out.Write(r); err != nil {
 				return false, fmt.Errorf("item %d of %s@%d: %w", item, stream, rec.StreamVersion, err)
 			}
 		}
 		return false, nil
 	})
 	if err != nil {
-		return err
+		return uuid.Nil, err
 	}
-	if err := out.Flush(); err != nil {
-		return fmt.Errorf("item %d of %s: %w", item, stream, err)
-	}
-	if !found {
-		return fmt.Errorf("item %d of %s: %w", item, stream, ErrNoItem)
-	}
-	return nil
+	return next, nil
 }
 
 // ErrNoItem is returned when a workspace's history never mentions an item.

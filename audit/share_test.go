@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -47,10 +48,19 @@ func (c *chained) do(cmd domain.WorkspaceCommand) {
 	}
 }
 
-// A share's two streams verify clean: ItemsMovedOut and ItemsMovedIn take their
-// workspaceVersions, so the source's commits before and after the move are numbered
-// without a gap, and the shared workspace's chain starts afresh. The log shows the move.
-func TestVerifyCleanAcrossAShare(t *testing.T) {
+// Ways shareScenario stores the share.
+const (
+	shareWhole      = "whole"       // one AppendMulti
+	shareSourceOnly = "source only" // ItemsMovedOut alone
+	shareTargetOnly = "shared only" // the shared workspace's events alone
+	shareOtherItems = "other items" // whole, but the move-in names no item
+)
+
+// shareScenario: owner's home holds docs (1) with a (2), and b (3) at the root; docs is
+// shared (stored as mode says), then b changes in home and, when a moved, a in the
+// shared workspace.
+func shareScenario(t *testing.T, mode string) (*memstore.Store, *chained, *chained) {
+	t.Helper()
 	s := memstore.New()
 	t.Cleanup(func() { s.Close() })
 	home, owner, dev := fixedID("home"), fixedID("owner"), fixedID("device")
@@ -77,19 +87,50 @@ func TestVerifyCleanAcrossAShare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendMulti(ctxT(t), []eventstore.StreamAppend{src.records(d.Source), dst.records(d.Target)}); err != nil {
+	if mode == shareOtherItems {
+		in := d.Target[1].(domain.ItemsMovedIn)
+		in.Items = nil
+		// The events after it chain to the original: leave them out.
+		d.Target = append(d.Target[:1:1], in)
+	}
+	appends := []eventstore.StreamAppend{src.records(d.Source), dst.records(d.Target)}
+	switch mode {
+	case shareSourceOnly:
+		appends = appends[:1]
+	case shareTargetOnly:
+		appends = appends[1:]
+	}
+	if _, err := s.AppendMulti(ctxT(t), appends); err != nil {
 		t.Fatal(err)
+	}
+	if mode == shareTargetOnly {
+		return s, src, dst
 	}
 	b, _ := src.w.Item(3)
 	b.ID, b.TempID, b.Version, b.Status, b.Size = ptrTo(domain.ItemID(3)), nil, 2, domain.StatusChanged, 11
 	src.do(domain.Commit{RequestID: "after", WorkspaceID: home, UserID: owner, DeviceID: dev, At: at.Add(2 * time.Minute),
 		Items: []domain.ItemMetadata{b}, PrevHash: src.prev})
 
+	if a, ok := dst.w.Item(2); ok && mode == shareWhole {
+		a.TempID, a.Version, a.Status, a.Size = nil, 2, domain.StatusChanged, 12
+		dst.do(domain.Commit{RequestID: "in-shared", WorkspaceID: target, UserID: owner, DeviceID: dev, At: at.Add(3 * time.Minute),
+			Items: []domain.ItemMetadata{a}, PrevHash: dst.prev})
+	}
+	return s, src, dst
+}
+
+// A share's two streams verify clean: ItemsMovedOut and ItemsMovedIn take their
+// workspaceVersions, so the source's commits before and after the move are numbered
+// without a gap, the shared workspace's chain starts afresh, and each half of the
+// share finds the other. The log shows the move.
+func TestVerifyCleanAcrossAShare(t *testing.T) {
+	s, src, dst := shareScenario(t, shareWhole)
+	home := src.w.ID()
 	r, err := newAuditor(t, s, Config{PageSize: 2}).Verify(ctxT(t), src.stream, dst.stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.OK() || r.Streams[0].WorkspaceVersion != 3 || r.Streams[1].WorkspaceVersion != 1 {
+	if !r.OK() || r.Streams[0].WorkspaceVersion != 3 || r.Streams[1].WorkspaceVersion != 2 {
 		t.Fatalf("a share's streams: %+v", r.Streams)
 	}
 	var rows collect
@@ -104,6 +145,75 @@ func TestVerifyCleanAcrossAShare(t *testing.T) {
 	}
 	if moved == nil || moved.WorkspaceVersion != 2 || moved.RequestID != "share" {
 		t.Fatalf("the log's row of the move: %+v", moved)
+	}
+}
+
+// Half a share is a break: a source stream whose ItemsMovedOut has no ItemsMovedIn in
+// the shared workspace (and the other way round), found whether the other stream is
+// verified too or not, and so is a move-in that names other items.
+func TestVerifyFindsHalfAShare(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		// broken: which of (source, shared) must show BreakShare
+		broken [2]bool
+	}{
+		{shareSourceOnly, [2]bool{true, false}},
+		{shareTargetOnly, [2]bool{false, true}},
+		{shareOtherItems, [2]bool{true, true}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			s, src, dst := shareScenario(t, tc.mode)
+			for i, stream := range []string{src.stream, dst.stream} {
+				r, err := newAuditor(t, s, Config{}).Verify(ctxT(t), stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := r.Streams[0].Break
+				if got := b != nil && b.Kind == BreakShare; got != tc.broken[i] {
+					t.Errorf("%s alone: break %+v, want a share break: %v", stream, b, tc.broken[i])
+				}
+			}
+			if r, err := newAuditor(t, s, Config{}).Verify(ctxT(t), src.stream, dst.stream); err != nil || r.OK() {
+				t.Errorf("both streams: %+v %v, want a break", r, err)
+			}
+		})
+	}
+}
+
+// An item's life crosses the share: asked of either workspace, it starts with the
+// item's creation in the source workspace, shows the move out and the move in, and goes
+// on with its change in the shared workspace.
+func TestItemLifeAcrossAShare(t *testing.T) {
+	s, src, dst := shareScenario(t, shareWhole)
+	home, shared := src.w.ID(), dst.w.ID()
+	for _, ws := range []uuid.UUID{home, shared} {
+		var rows collect
+		if err := newAuditor(t, s, Config{PageSize: 2}).ItemLife(ctxT(t), ws, 2, &rows); err != nil {
+			t.Fatal(err)
+		}
+		type row struct {
+			ws     uuid.UUID
+			typ    string
+			change string
+		}
+		want := []row{
+			{home, domain.TypeCommitted, `created file "a" in item 1`},
+			{home, domain.TypeItemsMovedOut, "moved out to workspace " + shared.String() + " (folder 1 shared)"},
+			{shared, domain.TypeItemsMovedIn, "moved in from workspace " + home.String() + " with its 1 versions; parent item 1 → root"},
+			{shared, domain.TypeCommitted, "content changed (size 10 → 12)"},
+		}
+		var got []row
+		for _, r := range rows.rows {
+			got = append(got, row{r.WorkspaceID, r.Type, r.Change})
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("life of item 2 asked of %s:\n got %+v\nwant %+v", ws, got, want)
+		}
+	}
+	// An item that never moved keeps its life in one workspace.
+	var rows collect
+	if err := newAuditor(t, s, Config{}).ItemLife(ctxT(t), home, 3, &rows); err != nil || len(rows.rows) != 2 {
+		t.Fatalf("life of item 3: %+v %v", rows.rows, err)
 	}
 }
 

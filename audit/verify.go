@@ -127,15 +127,22 @@ func (r Report) Write(w io.Writer, f Format) error {
 
 // Verify walks the hash chain of each named stream from its first event and reports,
 // per stream, the first event whose content or order was altered, deleted or inserted.
+// A workspace stream's share events must each have their other half in the other
+// workspace's stream (BreakShare, share.go), read from the store if not verified here.
 // A break is a finding, not an error: the error is for failures to read.
 func (a *Auditor) Verify(ctx context.Context, streams ...string) (Report, error) {
 	var r Report
+	moves := map[string][]shareMove{}
 	for _, s := range streams {
-		sr, err := a.verifyStream(ctx, s)
+		sr, m, err := a.verifyStream(ctx, s)
 		if err != nil {
 			return r, err
 		}
 		r.Streams = append(r.Streams, sr)
+		moves[s] = m
+	}
+	if err := a.checkShares(ctx, &r, moves); err != nil {
+		return r, fmt.Errorf("verify: %w", err)
 	}
 	return r, nil
 }
@@ -182,11 +189,12 @@ func (a *Auditor) Streams(ctx context.Context) ([]string, error) {
 // or moved event from an altered one.
 const recentHashes = 16
 
-func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport, error) {
+// verifyStream verifies one stream and returns the share halves it records.
+func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport, []shareMove, error) {
 	sr := StreamReport{Stream: stream}
 	tail, err := a.r.StreamVersion(ctx, stream)
 	if err != nil {
-		return sr, fmt.Errorf("verify %s: %w", stream, err)
+		return sr, nil, fmt.Errorf("verify %s: %w", stream, err)
 	}
 	c := newStreamChecker(&sr)
 	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent, ev domain.Event, decodeErr error) (bool, error) {
@@ -197,7 +205,7 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 		return false, nil
 	})
 	if err != nil {
-		return sr, fmt.Errorf("verify %s: %w", stream, err)
+		return sr, nil, fmt.Errorf("verify %s: %w", stream, err)
 	}
 	if sr.Break == nil && tail == 0 && sr.Events == 0 {
 		sr.Break = &Break{Kind: BreakEmpty, Expected: "at least one event", Found: "no events",
@@ -208,7 +216,7 @@ func (a *Auditor) verifyStream(ctx context.Context, stream string) (StreamReport
 			Found: fmt.Sprintf("stream version %d at the end", c.want-1), Detail: "the store's stream version is past its last readable event: events at the end were deleted"}
 	}
 	a.log.Debug("verified", "stream", stream, "events", sr.Events, "ok", sr.Break == nil)
-	return sr, nil
+	return sr, c.moves, nil
 }
 
 // streamChecker checks a stream's events one after another, in stream order, and
@@ -219,8 +227,9 @@ type streamChecker struct {
 	isWorkspace bool
 	user        uuid.UUID // the stream's user, if it is a user stream
 	isUser      bool
-	prev        string // chain hash of the previous event
-	want        uint64 // the stream version the next event must have
+	moves       []shareMove // the share halves checked so far
+	prev        string      // chain hash of the previous event
+	want        uint64      // the stream version the next event must have
 	recent      [recentHashes]struct {
 		version uint64
 		hash    string
@@ -250,6 +259,9 @@ func (c *streamChecker) check(rec eventstore.RecordedEvent, ev domain.Event, dec
 	}
 	if b := c.checkOwner(ev, brk); b != nil {
 		return b
+	}
+	if m, ok := moveOf(rec, ev); ok {
+		c.moves = append(c.moves, m)
 	}
 	c.prev = domain.ChainHash(rec.Type, rec.Data)
 	c.recent[rec.StreamVersion%recentHashes].version = rec.StreamVersion

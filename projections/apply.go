@@ -204,6 +204,7 @@ var workspacesModel = &Model{
 		{"members", []string{"workspace_id", "user_id"}},
 		{"items", []string{"workspace_id", "item_id"}},
 		{"item_history", []string{"workspace_id", "item_id", "version"}},
+		{"moved_out", []string{"workspace_id", "ws_version", "item_id"}},
 	},
 	queue:      queueWorkspaces,
 	applyBulk:  applyWorkspacesBulk,
@@ -343,16 +344,17 @@ type wsUpdates struct {
 	order []uuid.UUID
 }
 
-func (w *wsUpdates) add(e domain.Committed) {
+// add notes that workspace id reached version with used bytes at time at.
+func (w *wsUpdates) add(id uuid.UUID, version, used int64, at time.Time) {
 	if w.state == nil {
 		w.state = map[uuid.UUID]wsState{}
 	}
-	st, seen := w.state[e.WorkspaceID]
+	st, seen := w.state[id]
 	if !seen {
-		w.order = append(w.order, e.WorkspaceID)
+		w.order = append(w.order, id)
 	}
-	if !seen || e.WorkspaceVersion > st.version {
-		w.state[e.WorkspaceID] = wsState{e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt}
+	if !seen || version > st.version {
+		w.state[id] = wsState{version, used, at}
 	}
 }
 
@@ -378,51 +380,83 @@ func (w *wsUpdates) queue(b *pgx.Batch, t func(string) string) {
 // applying an event twice changes nothing: workspaces and members are created with ON
 // CONFLICT, member changes apply only over an older stream version, items only over an
 // older item version, history rows are inserted once, and a workspace's version and
-// used bytes only move forward. (A bulk replay into fresh tables goes through
-// applyWorkspacesBulk instead.)
+// used bytes only move forward. Item versions of an item that moved out of a
+// workspace are never written to it again (apply_share.go). (A bulk replay into fresh
+// tables goes through applyWorkspacesBulk instead.)
 func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, _ bool) {
 	t := qualifier(schema)
-	var history, latest itemRows
-	latestIdx := map[itemKey]int{}
-	var latestMD []*domain.ItemMetadata
-	var latestWSV []int64
-	var latestWS []uuid.UUID
+	var items itemWrites
 	var ws wsUpdates
 	for _, d := range evs {
 		switch e := d.event.(type) {
 		case domain.Committed:
 			for _, o := range e.Items {
-				if !o.Stored || o.Metadata == nil || o.Metadata.ID == nil {
-					continue
+				if o.Stored && o.Metadata != nil && o.Metadata.ID != nil {
+					items.add(e.WorkspaceID, e.WorkspaceVersion, o.Metadata)
 				}
-				md := o.Metadata
-				history.add(e.WorkspaceID, e.WorkspaceVersion, md)
-				k := itemKey{e.WorkspaceID, *md.ID}
-				if i, ok := latestIdx[k]; ok {
-					if md.Version > latestMD[i].Version {
-						latestMD[i], latestWSV[i] = md, e.WorkspaceVersion
-					}
-					continue
-				}
-				latestIdx[k] = len(latestMD)
-				latestMD = append(latestMD, md)
-				latestWSV = append(latestWSV, e.WorkspaceVersion)
-				latestWS = append(latestWS, e.WorkspaceID)
 			}
-			ws.add(e)
+			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt)
+		case domain.ItemsMovedOut:
+			// Versions of the moved items collected before the move are written after
+			// it, in flush: notMovedOut drops them there.
+			queueMovedOut(b, t, &e, false)
+			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
+		case domain.ItemsMovedIn:
+			for i := range e.Items {
+				for j := range e.Items[i].Versions {
+					items.add(e.WorkspaceID, e.WorkspaceVersion, &e.Items[i].Versions[j])
+				}
+			}
+			queueMovedInMount(b, t, d)
+			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
 		default:
 			queueWorkspaceEvent(b, t, d)
 		}
 	}
-	if len(history.id) > 0 {
-		b.Queue(`INSERT INTO `+t("item_history")+` (`+itemColumns+`) `+itemsFromUnnest+
-			` ON CONFLICT (workspace_id, item_id, version) DO NOTHING`, history.args()...)
+	items.flush(b, t)
+	ws.queue(b, t)
+}
+
+// itemWrites collects item versions for item_history and each item's latest version
+// for items, to be written by two statements.
+type itemWrites struct {
+	history   itemRows
+	latestIdx map[itemKey]int
+	latestMD  []*domain.ItemMetadata
+	latestWSV []int64
+	latestWS  []uuid.UUID
+}
+
+func (w *itemWrites) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
+	if w.latestIdx == nil {
+		w.latestIdx = map[itemKey]int{}
 	}
-	for i, md := range latestMD {
-		latest.add(latestWS[i], latestWSV[i], md)
+	w.history.add(ws, wsVersion, md)
+	k := itemKey{ws, *md.ID}
+	if i, ok := w.latestIdx[k]; ok {
+		if md.Version > w.latestMD[i].Version {
+			w.latestMD[i], w.latestWSV[i] = md, wsVersion
+		}
+		return
+	}
+	w.latestIdx[k] = len(w.latestMD)
+	w.latestMD = append(w.latestMD, md)
+	w.latestWSV = append(w.latestWSV, wsVersion)
+	w.latestWS = append(w.latestWS, ws)
+}
+
+// flush queues the collected writes and starts over.
+func (w *itemWrites) flush(b *pgx.Batch, t func(string) string) {
+	if len(w.history.id) > 0 {
+		b.Queue(`INSERT INTO `+t("item_history")+` (`+itemColumns+`) `+itemsFromUnnest+notMovedOut(t)+
+			` ON CONFLICT (workspace_id, item_id, version) DO NOTHING`, w.history.args()...)
+	}
+	var latest itemRows
+	for i, md := range w.latestMD {
+		latest.add(w.latestWS[i], w.latestWSV[i], md)
 	}
 	if len(latest.id) > 0 {
-		b.Queue(`INSERT INTO `+t("items")+` AS items (`+itemColumns+`) `+itemsFromUnnest+`
+		b.Queue(`INSERT INTO `+t("items")+` AS items (`+itemColumns+`) `+itemsFromUnnest+notMovedOut(t)+`
 			ON CONFLICT (workspace_id, item_id) DO UPDATE SET version = EXCLUDED.version,
 			ws_version = EXCLUDED.ws_version, device_id = EXCLUDED.device_id, parent_id = EXCLUDED.parent_id,
 			parent_version = EXCLUDED.parent_version, temp_id = EXCLUDED.temp_id, status = EXCLUDED.status,
@@ -431,7 +465,7 @@ func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, _ bool) {
 			mimetype = EXCLUDED.mimetype
 			WHERE items.version < EXCLUDED.version`, latest.args()...)
 	}
-	ws.queue(b, t)
+	*w = itemWrites{}
 }
 
 // --- the accounts model ---

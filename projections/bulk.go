@@ -159,7 +159,18 @@ func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []de
 					rows.rows = append(rows.rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, o.Metadata})
 				}
 			}
-			ws.add(e)
+			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt)
+		case domain.ItemsMovedOut:
+			queueMovedOut(b, t, &e, true) // the history rows go in fillItems
+			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
+		case domain.ItemsMovedIn:
+			for i := range e.Items {
+				for j := range e.Items[i].Versions {
+					rows.rows = append(rows.rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, &e.Items[i].Versions[j]})
+				}
+			}
+			queueMovedInMount(b, t, d)
+			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
 		default:
 			queueWorkspaceEvent(b, t, d)
 		}
@@ -235,11 +246,13 @@ func fillItems(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	return nil
 }
 
-// fillItemsTx is fillItems within tx.
+// fillItemsTx is fillItems within tx. It first deletes the versions of items that moved
+// out of their workspace, which a bulk replay copied before it met the move.
 func fillItemsTx(ctx context.Context, tx pgx.Tx, schema string) error {
 	items, history := pgx.Identifier{schema, "items"}.Sanitize(), pgx.Identifier{schema, "item_history"}.Sanitize()
 	for _, q := range []string{
 		`SET LOCAL work_mem = '256MB'`,
+		deleteMovedOutSQL(schema),
 		`TRUNCATE ` + items,
 		`INSERT INTO ` + items + ` (` + itemColumns + `) SELECT ` + itemColumns + ` FROM ` + history + ` h
 			WHERE NOT EXISTS (SELECT FROM ` + history + ` n

@@ -140,7 +140,7 @@ func TestChangesSinceReadsOnlyThePage(t *testing.T) {
 	}
 	var plan []byte
 	if err := e.pool.QueryRow(context.Background(), `EXPLAIN (ANALYZE, FORMAT JSON) `+pageRangeSQL,
-		w.id, int64(0), int64(math.MaxInt64), int64(math.MaxInt64), w.version, chunk).Scan(&plan); err != nil {
+		w.id, int64(0), int64(math.MaxInt64), int64(math.MaxInt64), w.version, chunk, int64(movedOutBytes-itemFixedBytes)).Scan(&plan); err != nil {
 		t.Fatal(err)
 	}
 	if n := maxActualRows(t, plan); n > float64(2*chunk) {

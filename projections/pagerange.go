@@ -17,11 +17,22 @@ func pageRangeChunk(limit int) int { return limit + 1 }
 // after the key ($2 ws_version, $3 item_id, $4 version) up to workspace version $5, at
 // most $6, in key order, each with the estimate of its encoded size (less
 // itemFixedBytes). It is an index range scan of item_history_ws_version_idx stopped by
-// the LIMIT (with an incremental sort on version within an item).
-const pageRangeSQL = `SELECT ws_version, item_id, version, ` + itemSizeSQL + `::bigint
+// the LIMIT (with an incremental sort on version within an item), merged with the
+// items moved out of the workspace in that range (version 0, size $7; moved_out's
+// primary key range, also stopped by the LIMIT).
+const pageRangeSQL = `(SELECT ws_version, item_id, version, ` + itemSizeSQL + `::bigint
 	FROM proj_workspaces.item_history
 	WHERE workspace_id = $1 AND (ws_version, item_id, version) > ($2, $3, $4) AND ws_version <= $5
-	ORDER BY ws_version, item_id, version LIMIT $6`
+	ORDER BY ws_version, item_id, version LIMIT $6)
+	UNION ALL
+	(SELECT ws_version, item_id, 0::bigint, $7::bigint FROM proj_workspaces.moved_out
+	WHERE workspace_id = $1 AND (ws_version, item_id, 0::bigint) > ($2, $3, $4) AND ws_version <= $5
+	ORDER BY ws_version, item_id LIMIT $6)
+	ORDER BY 1, 2, 3 LIMIT $6`
+
+// movedOutBytes bounds the encoded size of one movedOut entry of a page
+// ({"id":…,"workspaceId":"…"},), which a page walk counts as an item of that size.
+const movedOutBytes = 80
 
 // pageItem is an item of a page walk: its latest version so far and that version's
 // estimated size.
@@ -84,7 +95,9 @@ func (w *pageWalk) row(v, id, iv, size int64) bool {
 // items' ids (ascending), each one's latest version in the versions taken (its state as
 // of the page's last version), and the page's last version. A version without stored
 // items has no rows: it falls inside the page when a later version does, or when the
-// walk reaches current.
+// walk reaches current. Items that moved out of the workspace (moved_out) walk as rows
+// of version 0 and movedOutBytes at their move's version: they count against limit as
+// items do, and come back with version 0.
 //
 // It reads in keyset chunks of pageRangeChunk(limit) rows, each query bounded by LIMIT,
 // and stops as soon as the version being read cannot fit, so its cost is the page's rows
@@ -98,7 +111,7 @@ func pageRange(ctx context.Context, tx pgx.Tx, ws uuid.UUID, since, current int6
 	lastV, lastID, lastVer := since, int64(math.MaxInt64), int64(math.MaxInt64)
 	to = current
 	for {
-		rows, err := tx.Query(ctx, pageRangeSQL, ws, lastV, lastID, lastVer, current, chunk)
+		rows, err := tx.Query(ctx, pageRangeSQL, ws, lastV, lastID, lastVer, current, chunk, movedOutBytes-itemFixedBytes)
 		if err != nil {
 			return nil, nil, 0, err
 		}

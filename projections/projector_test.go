@@ -398,7 +398,7 @@ func TestRebuildAndVerify(t *testing.T) {
 		WHERE connamespace = 'proj_workspaces'::regnamespace AND contype = 'p'`).Scan(&keys); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"checkpoint_pkey", "item_history_pkey", "items_pkey", "members_pkey", "schema_migrations_pkey",
+	if want := []string{"checkpoint_pkey", "item_history_pkey", "items_pkey", "members_pkey", "moved_out_pkey", "schema_migrations_pkey",
 		"set_aside_pkey", "workspaces_pkey"}; !reflect.DeepEqual(keys, want) {
 		t.Errorf("primary keys after the rebuild: %v, want %v", keys, want)
 	}

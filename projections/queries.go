@@ -166,6 +166,8 @@ func (q *Queries) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetad
 // least one version. HasMore is ToVersion <
 // WorkspaceVersion; when it is false, ToVersion is WorkspaceVersion. A since at or past
 // the workspace's version gives an empty page with ToVersion = WorkspaceVersion.
+// MovedOut lists, by id, the items a share moved out of the workspace within the range
+// (PROTOCOL.md §8); they are not in Items, and count against limit as items do.
 func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error) {
 	if since < 0 {
 		return protocol.ChangesPage{}, fmt.Errorf("changes of workspace %s since %d: negative version", ws, since)
@@ -190,6 +192,9 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 			return err
 		}
 		page.ToVersion = to
+		if ids, versions, page.MovedOut, err = movedOutOf(ctx, tx, ws, ids, versions); err != nil {
+			return err
+		}
 		if len(ids) == 0 {
 			return nil
 		}
@@ -214,6 +219,39 @@ func (q *Queries) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, l
 	page.HasMore = page.ToVersion < page.WorkspaceVersion
 	page.Items = treeOrder(items)
 	return page, nil
+}
+
+// movedOutOf splits the moved-out items (version 0) off a page range's ids and versions,
+// with the workspaces they moved to, by ascending id.
+func movedOutOf(ctx context.Context, tx pgx.Tx, ws uuid.UUID, ids, versions []int64) ([]int64, []int64, []protocol.MovedOutItem, error) {
+	var moved []int64
+	keptIDs, keptVersions := ids[:0], versions[:0]
+	for i, id := range ids {
+		if versions[i] == 0 {
+			moved = append(moved, id)
+			continue
+		}
+		keptIDs, keptVersions = append(keptIDs, id), append(keptVersions, versions[i])
+	}
+	if len(moved) == 0 {
+		return keptIDs, keptVersions, nil, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT item_id, to_workspace_id FROM proj_workspaces.moved_out
+		WHERE workspace_id = $1 AND item_id = ANY($2) ORDER BY item_id`, ws, moved)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (protocol.MovedOutItem, error) {
+		var m protocol.MovedOutItem
+		var id int64
+		err := r.Scan(&id, &m.WorkspaceID)
+		m.ID = domain.ItemID(id)
+		return m, err
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("moved-out items: %w", err)
+	}
+	return keptIDs, keptVersions, out, nil
 }
 
 // treeOrder orders items parents before children: depth first from the roots (items

@@ -65,7 +65,14 @@ func TestMemModelAnswersAsThePostgreSQLReadModel(t *testing.T) {
 
 	mem := memmodel.New(e.store)
 	users := map[uuid.UUID]string{alice: "alice@example.com", bob: "bob@example.com"}
-	wss := []uuid.UUID{home, bobHome, shared}
+	pinReads(t, e, mem, []uuid.UUID{home, bobHome, shared}, users)
+}
+
+// pinReads requires mem to answer every query of service.ReadModel as the env's
+// PostgreSQL read models do, on the workspaces wss and the users (id → e-mail).
+func pinReads(t *testing.T, e *env, mem *memmodel.Model, wss []uuid.UUID, users map[uuid.UUID]string) {
+	t.Helper()
+	ctx := context.Background()
 	// The PostgreSQL models are projected asynchronously: compare once they caught up.
 	testenv.Eventually(t, 15*time.Second, func() error {
 		for _, ws := range wss {

@@ -80,7 +80,7 @@ var auditLogCmd = &cobra.Command{
 
 var auditItemCmd = &cobra.Command{
 	Use:   "item --workspace W --item ID",
-	Short: "One item's whole life: every version (creation, renames, moves, deletes, revivals) with user and device, and rejected attempts",
+	Short: "One item's whole life: every version (creation, renames, moves, deletes, revivals) with user and device, and rejected attempts, across shares into other workspaces",
 	Args:  cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		ws, err := parseUUID("workspace", auditFlags.workspace, true)

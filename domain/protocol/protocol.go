@@ -52,6 +52,15 @@ type ChangesPage struct {
 	ToVersion        int64
 	HasMore          bool
 	WorkspaceVersion int64
+	// MovedOut are the items that left the workspace by a share within the page's range
+	// (PROTOCOL.md §8), with the workspace they moved to; they are not in Items.
+	MovedOut []MovedOutItem
+}
+
+// MovedOutItem is one entry of a page's movedOut: an item that moved to WorkspaceID.
+type MovedOutItem struct {
+	ID          domain.ItemID
+	WorkspaceID uuid.UUID
 }
 
 // UpdateDeviceRequest is updateDevice's request; DeviceID nil registers a new device.

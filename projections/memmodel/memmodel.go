@@ -43,6 +43,8 @@ type workspace struct {
 	state    *domain.Workspace
 	storedAt map[domain.ItemID][]int64 // item → workspace version of each of its versions
 	changed  map[int64][]domain.ItemID // workspace version → items it stored
+	// movedOut: workspace version → the items a share moved out at that version.
+	movedOut map[int64][]protocol.MovedOutItem
 }
 
 // New returns a read model of store's events.
@@ -81,12 +83,21 @@ func (m *Model) fold(r *eventstore.RecordedEvent) {
 		}
 		w := m.workspaces[id]
 		if w == nil {
-			w = &workspace{state: domain.NewWorkspace(id), storedAt: map[domain.ItemID][]int64{}, changed: map[int64][]domain.ItemID{}}
+			w = &workspace{state: domain.NewWorkspace(id), storedAt: map[domain.ItemID][]int64{}, changed: map[int64][]domain.ItemID{},
+				movedOut: map[int64][]protocol.MovedOutItem{}}
 			m.workspaces[id] = w
 		}
+		before := w.state.Version()
 		w.state.Evolve(ev)
-		if c, ok := ev.(domain.Committed); ok {
-			w.record(c)
+		switch e := ev.(type) {
+		case domain.Committed:
+			w.record(e)
+		case domain.ItemsMovedIn:
+			w.recordMovedIn(e)
+		case domain.ItemsMovedOut:
+			if w.state.Version() > before {
+				w.recordMovedOut(e)
+			}
 		}
 	case strings.HasPrefix(r.Stream, "user-"):
 		id, err := uuid.Parse(strings.TrimPrefix(r.Stream, "user-"))
@@ -114,6 +125,40 @@ func (w *workspace) record(c domain.Committed) {
 			w.storedAt[id] = append(w.storedAt[id], v)
 			w.changed[v] = append(w.changed[v], id)
 		}
+	}
+}
+
+// recordMovedIn notes the versions of the items that moved in, all stored at the
+// move-in's workspace version (as the PostgreSQL model stores them).
+func (w *workspace) recordMovedIn(e domain.ItemsMovedIn) {
+	v := w.state.Version()
+	for _, it := range e.Items {
+		n := len(w.state.ItemVersions(it.ID))
+		if n == 0 || len(w.storedAt[it.ID]) > 0 {
+			continue
+		}
+		for range n {
+			w.storedAt[it.ID] = append(w.storedAt[it.ID], v)
+		}
+		w.changed[v] = append(w.changed[v], it.ID)
+	}
+}
+
+// recordMovedOut forgets the versions of the items that moved out (they are the shared
+// workspace's now) and notes them as moved out at the move's workspace version.
+func (w *workspace) recordMovedOut(e domain.ItemsMovedOut) {
+	v := w.state.Version()
+	gone := map[domain.ItemID]bool{}
+	for _, id := range e.ItemIDs {
+		if _, known := w.storedAt[id]; !known || gone[id] {
+			continue
+		}
+		gone[id] = true
+		delete(w.storedAt, id)
+		w.movedOut[v] = append(w.movedOut[v], protocol.MovedOutItem{ID: id, WorkspaceID: e.ToWorkspaceID})
+	}
+	for cv, ids := range w.changed {
+		w.changed[cv] = slices.DeleteFunc(ids, func(id domain.ItemID) bool { return gone[id] })
 	}
 }
 
@@ -165,20 +210,28 @@ func (m *Model) ChangesSince(ctx context.Context, ws uuid.UUID, since int64, lim
 	}
 	ids := map[domain.ItemID]bool{}
 	to := since
+	var moved []protocol.MovedOutItem
 	for v := since + 1; v <= cur; v++ {
-		n := len(ids)
+		n := len(ids) + len(moved) + len(w.movedOut[v]) // a moved-out item counts as an item
 		for _, id := range w.changed[v] {
 			if !ids[id] {
 				n++
 			}
 		}
-		if to > since && n > limit {
+		// A version that stored nothing here has no rows to walk: like the PostgreSQL
+		// model's walk, it never ends a page.
+		if to > since && n > limit && (len(w.changed[v]) > 0 || len(w.movedOut[v]) > 0) {
 			break
 		}
 		for _, id := range w.changed[v] {
 			ids[id] = true
 		}
+		moved = append(moved, w.movedOut[v]...)
 		to = v
+	}
+	if len(moved) > 0 {
+		slices.SortFunc(moved, func(a, b protocol.MovedOutItem) int { return cmp.Compare(a.ID, b.ID) })
+		page.MovedOut = moved
 	}
 	page.ToVersion, page.HasMore = to, to < cur
 	var items []domain.ItemMetadata

@@ -117,8 +117,12 @@ func (c *Client) GetChangesSince(ctx context.Context, ws uuid.UUID, since int64,
 	if err != nil {
 		return protocol.ChangesPage{}, err
 	}
+	moved, err := wire.ToMovedOut(r.MovedOut)
+	if err != nil {
+		return protocol.ChangesPage{}, fmt.Errorf("%s: %w", wire.MethodGetChangesSince, err)
+	}
 	return protocol.ChangesPage{Items: items, FromVersion: r.FromVersion, ToVersion: r.ToVersion, HasMore: r.HasMore,
-		WorkspaceVersion: r.WorkspaceVersion}, nil
+		WorkspaceVersion: r.WorkspaceVersion, MovedOut: moved}, nil
 }
 
 // GetItemVersions returns every version of item in ws, oldest first.

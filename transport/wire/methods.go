@@ -340,12 +340,25 @@ type ChangesPage struct {
 	ToVersion        int64          `json:"toVersion"`
 	HasMore          bool           `json:"hasMore"`
 	WorkspaceVersion int64          `json:"workspaceVersion"`
+	// MovedOut lists the items that left the workspace by a share within the page's
+	// range (PROTOCOL.md §8); absent when there are none.
+	MovedOut []MovedOutItem `json:"movedOut,omitempty"`
+}
+
+// MovedOutItem is one entry of a page's movedOut.
+type MovedOutItem struct {
+	ID          int64  `json:"id"`
+	WorkspaceID string `json:"workspaceId"`
 }
 
 // FromChangesPage renders a page.
 func FromChangesPage(p protocol.ChangesPage) ChangesPage {
-	return ChangesPage{Items: FromItems(p.Items), FromVersion: p.FromVersion, ToVersion: p.ToVersion,
+	out := ChangesPage{Items: FromItems(p.Items), FromVersion: p.FromVersion, ToVersion: p.ToVersion,
 		HasMore: p.HasMore, WorkspaceVersion: p.WorkspaceVersion}
+	for _, m := range p.MovedOut {
+		out.MovedOut = append(out.MovedOut, MovedOutItem{ID: int64(m.ID), WorkspaceID: m.WorkspaceID.String()})
+	}
+	return out
 }
 
 // CommitInfo is the outcome of one committed item.
@@ -367,6 +380,10 @@ type CommitNotification struct {
 	DeviceID         string       `json:"deviceId"`
 	CommittedAt      string       `json:"committedAt"`
 	WorkspaceVersion int64        `json:"workspaceVersion"`
+	// MovedOut and MovedIn are set on the notifyCommits of a share (PROTOCOL.md §8,
+	// share.go), absent otherwise.
+	MovedOut *MovedOut `json:"movedOut,omitempty"`
+	MovedIn  *MovedIn  `json:"movedIn,omitempty"`
 }
 
 // FromCommitted renders the notification of a recorded commit.

@@ -1,5 +1,6 @@
-// Package wire owns the JSON shapes of sync protocol v1 (PROTOCOL.md §2–§4): request and
-// response envelopes, notifyCommit events, the request objects of every method, the
+// Package wire owns the JSON shapes of sync protocol v1 (PROTOCOL.md §2–§4, and the
+// sharing shapes of §8 in share.go): request and response envelopes, notifyCommit
+// events and the user events of sharing, the request objects of every method, the
 // result types, and the table of error codes. It only converts between those shapes and
 // the protocol's vocabulary (domain/protocol, domain), and checks that a request is
 // well-formed. It does no I/O, and it must not depend on the service: the device library

@@ -79,6 +79,15 @@ func requestCases() map[string]requestCase {
 			parse: parser(wire.ParseUpdateWorkspace),
 			want: protocol.UpdateWorkspaceRequest{RequestID: "uw-2", UserID: gUser, WorkspaceID: gShared,
 				Name: "Bob's", ParentItemID: nil}},
+		"createShareProposal": {method: wire.MethodCreateShareProposal, id: "corr-share-1", async: true,
+			parse: parser(wire.ParseCreateShareProposal),
+			want: wire.CreateShareProposalRequest{Common: common("share-1"), ItemID: 4001,
+				Emails: []string{"bob@example.org", "Carol@Example.org"}, IsEncrypted: true}},
+		// isEncrypted omitted (ObjectMQ omits nulls) reads as false; an unknown field is
+		// ignored; no e-mail is the service's to refuse (UserNotFoundException).
+		"createShareProposal-objectmq": {method: wire.MethodCreateShareProposal, id: "corr-share-2", async: true,
+			parse: parser(wire.ParseCreateShareProposal),
+			want:  wire.CreateShareProposalRequest{Common: common("share-2"), ItemID: 1<<53 - 1, Emails: []string{}}},
 		"commit": {method: wire.MethodCommit, id: "corr-commit-1", async: true,
 			parse: parser(wire.ParseCommit),
 			want: protocol.CommitRequest{RequestID: "laptop-1700000000000", UserID: gUser, WorkspaceID: gWS, DeviceID: gDev,

@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -166,6 +167,7 @@ func responseCases() map[string]responseCase {
 
 func TestGoldenResponses(t *testing.T) {
 	cases := responseCases()
+	maps.Copy(cases, shareResponseCases())
 	checkGoldenDir(t, "responses", keys(cases), func(name string) []byte {
 		c := cases[name]
 		var e *wire.Error
@@ -249,9 +251,16 @@ func eventCases() map[string]domain.Committed {
 
 func TestGoldenEvents(t *testing.T) {
 	cases := eventCases()
-	checkGoldenDir(t, "events", keys(cases), func(name string) []byte {
+	shares := shareEventCases()
+	checkGoldenDir(t, "events", append(keys(cases), keys(shares)...), func(name string) []byte {
 		// The envelope id is the stored event's id, a UUID.
-		b, err := wire.EncodeNotifyCommit(uuid.NewSHA1(uuid.NameSpaceOID, []byte(name)).String(), cases[name])
+		var b []byte
+		var err error
+		if share, ok := shares[name]; ok {
+			b, err = share(eventID(name))
+		} else {
+			b, err = wire.EncodeNotifyCommit(eventID(name), cases[name])
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,15 +57,17 @@ func (n *node) addLegacy(ctx context.Context, svc *service.Service) error {
 		})
 	}
 	if n.cfg.has("notifier") {
-		p, err := legacy.NewPublisher(legacy.PublisherConfig{DSN: n.cfg.pgDSN, AMQPURL: lc.amqpURL, Logger: n.log,
-			MaxMessageBytes: n.cfg.maxMessageBytes,
-			Horizon: func(ctx context.Context) (eventstore.Position, error) {
-				return notify.LoadCheckpoint(ctx, n.pool, notifierName)
-			}}, n.store)
+		pc := legacy.DefaultPublisherConfig()
+		pc.DSN, pc.DB, pc.AMQPURL, pc.Logger, pc.Reader = n.cfg.pgDSN, n.pool, lc.amqpURL, n.log, n.reader()
+		pc.MaxMessageBytes = cmp.Or(n.cfg.maxMessageBytes, pc.MaxMessageBytes)
+		pc.Horizon = func(ctx context.Context) (eventstore.Position, error) {
+			return notify.LoadCheckpoint(ctx, n.pool, notifierName)
+		}
+		p, err := legacy.NewPublisher(pc, n.store)
 		if err != nil {
 			return err
 		}
-		n.followers = append(n.followers, p.Run)
+		n.addFollower(p.Run, p.Healthy, p.Wake)
 	}
 	return nil
 }

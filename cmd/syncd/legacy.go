@@ -42,9 +42,10 @@ func (n *node) addLegacy(ctx context.Context, svc *service.Service) error {
 		return fmt.Errorf("migrate legacy tables: %w", err)
 	}
 	if n.cfg.has("rpc") {
-		srv, err := legacy.NewServer(legacy.ServerConfig{URL: lc.amqpURL, RequestTimeout: n.cfg.requestTimeout,
-			ShutdownTimeout: n.cfg.shutdownGrace, Logger: n.log,
-			Storage: legacy.Storage{AuthURL: lc.swiftAuthURL, Tenant: lc.swiftTenant, URL: lc.swiftURL}}, svc)
+		sc := legacy.DefaultServerConfig()
+		sc.URL, sc.RequestTimeout, sc.ShutdownTimeout, sc.Logger = lc.amqpURL, n.cfg.requestTimeout, n.cfg.shutdownGrace, n.log
+		sc.Storage = legacy.Storage{AuthURL: lc.swiftAuthURL, Tenant: lc.swiftTenant, URL: lc.swiftURL}
+		srv, err := legacy.NewServer(sc, svc)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,9 +42,10 @@ func (n *node) addLegacy(ctx context.Context, svc *service.Service) error {
 		return fmt.Errorf("migrate legacy tables: %w", err)
 	}
 	if n.cfg.has("rpc") {
-		srv, err := legacy.NewServer(legacy.ServerConfig{URL: lc.amqpURL, RequestTimeout: n.cfg.requestTimeout,
-			ShutdownTimeout: n.cfg.shutdownGrace, Logger: n.log,
-			Storage: legacy.Storage{AuthURL: lc.swiftAuthURL, Tenant: lc.swiftTenant, URL: lc.swiftURL}}, svc)
+		sc := legacy.DefaultServerConfig()
+		sc.URL, sc.RequestTimeout, sc.ShutdownTimeout, sc.Logger = lc.amqpURL, n.cfg.requestTimeout, n.cfg.shutdownGrace, n.log
+		sc.Storage = legacy.Storage{AuthURL: lc.swiftAuthURL, Tenant: lc.swiftTenant, URL: lc.swiftURL}
+		srv, err := legacy.NewServer(sc, svc)
 		if err != nil {
 			return err
 		}
@@ -56,15 +58,17 @@ func (n *node) addLegacy(ctx context.Context, svc *service.Service) error {
 		})
 	}
 	if n.cfg.has("notifier") {
-		p, err := legacy.NewPublisher(legacy.PublisherConfig{DSN: n.cfg.pgDSN, AMQPURL: lc.amqpURL, Logger: n.log,
-			MaxMessageBytes: n.cfg.maxMessageBytes,
-			Horizon: func(ctx context.Context) (eventstore.Position, error) {
-				return notify.LoadCheckpoint(ctx, n.pool, notifierName)
-			}}, n.store)
+		pc := legacy.DefaultPublisherConfig()
+		pc.DSN, pc.DB, pc.AMQPURL, pc.Logger, pc.Reader = n.cfg.pgDSN, n.pool, lc.amqpURL, n.log, n.reader()
+		pc.MaxMessageBytes = cmp.Or(n.cfg.maxMessageBytes, pc.MaxMessageBytes)
+		pc.Horizon = func(ctx context.Context) (eventstore.Position, error) {
+			return notify.LoadCheckpoint(ctx, n.pool, notifierName)
+		}
+		p, err := legacy.NewPublisher(pc, n.store)
 		if err != nil {
 			return err
 		}
-		n.followers = append(n.followers, p.Run)
+		n.addFollower(p.Run, p.Healthy, p.Wake)
 	}
 	return nil
 }

@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/leader"
 	"github.com/stacksync-es/syncservice/internal/pgmigrate"
 	"github.com/stacksync-es/syncservice/transport/broker"
@@ -35,80 +35,72 @@ func Migrate(ctx context.Context, db *pgxpool.Pool) error {
 	return pgmigrate.Apply(ctx, db, "legacy", sub)
 }
 
+// checkpoints is the legacy publishers' checkpoint table: a row per publisher name that
+// only ever moves forward.
+var checkpoints = follow.Table{Name: "legacy_checkpoints"}
+
 // LoadCheckpoint returns the position up to which the publisher name has published.
 func LoadCheckpoint(ctx context.Context, db *pgxpool.Pool, name string) (eventstore.Position, error) {
-	var c, p int64
-	err := db.QueryRow(ctx, `SELECT commit_pos, prepare_pos FROM legacy_checkpoints WHERE name = $1`, name).Scan(&c, &p)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return eventstore.Start, nil
-	}
+	pos, err := checkpoints.Load(ctx, db, name)
 	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("load legacy checkpoint %s: %w", name, err)
+		return eventstore.Position{}, fmt.Errorf("legacy: %w", err)
 	}
-	return eventstore.Position{Commit: uint64(c), Prepare: uint64(p)}, nil
+	return pos, nil
 }
 
-func saveCheckpoint(ctx context.Context, db *pgxpool.Pool, name string, pos eventstore.Position) error {
-	_, err := db.Exec(ctx, `INSERT INTO legacy_checkpoints (name, commit_pos, prepare_pos) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET commit_pos = EXCLUDED.commit_pos, prepare_pos = EXCLUDED.prepare_pos, updated_at = now()
-		WHERE (legacy_checkpoints.commit_pos, legacy_checkpoints.prepare_pos) < (EXCLUDED.commit_pos, EXCLUDED.prepare_pos)`,
-		name, int64(pos.Commit), int64(pos.Prepare))
-	if err != nil {
-		return fmt.Errorf("save legacy checkpoint %s at %s: %w", name, pos, err)
-	}
-	return nil
-}
-
-// PublisherConfig configures a Publisher.
+// PublisherConfig configures a Publisher. Start from DefaultPublisherConfig.
 type PublisherConfig struct {
-	// DSN of the database holding the checkpoint and the lock electing the single
-	// active publisher. Required.
+	// DSN of the database holding the lock that elects the single active publisher.
+	// Required.
 	DSN string
+	// DB holds the checkpoint (legacy_checkpoints, see Migrate). Required.
+	DB *pgxpool.Pool
 	// AMQPURL is the legacy broker (its own vhost). Required.
 	AMQPURL string
-	// Name is the checkpoint row and the leader role. Default "legacy-notifier".
+	// Name is the checkpoint row and the leader role.
 	Name string
 	// Horizon, if set, is the position up to which commits may be published: syncd
 	// passes the JSON notifier's checkpoint, so a legacy device is told of a commit no
 	// earlier than JSON devices, when reads already show it (PROTOCOL.md §5).
 	Horizon func(ctx context.Context) (eventstore.Position, error)
-	// BatchSize is the most events read at once. Default 256.
-	BatchSize int
+	// Reader reads the global order: syncd passes the process's shared follow.Tail;
+	// nil reads the store.
+	Reader follow.Reader
+	// BatchSize is the most events read at once, BatchBytes the most event data.
+	BatchSize  int
+	BatchBytes int64
 	// MaxMessageBytes: a larger notification is skipped (logged), never published (the
-	// broker would close the channel). Default 128 MiB.
+	// broker would close the channel).
 	MaxMessageBytes int
-	// ConfirmTimeout bounds the wait for a batch's confirms. Default 15s.
+	// ConfirmTimeout bounds the wait for a batch's confirms.
 	ConfirmTimeout time.Duration
 	// PollMin and PollMax bound the adaptive wait while nothing is to be published.
-	// Defaults 5ms, 200ms.
 	PollMin, PollMax time.Duration
 	Logger           *slog.Logger
 }
 
-func (c *PublisherConfig) defaults() error {
-	if c.DSN == "" || c.AMQPURL == "" {
-		return errors.New("legacy publisher: DSN and AMQPURL are required")
+// DefaultPublisherConfig returns the defaults; DSN, DB and AMQPURL are left to the
+// caller.
+func DefaultPublisherConfig() PublisherConfig {
+	return PublisherConfig{Name: "legacy-notifier", BatchSize: 256, BatchBytes: 16 << 20, MaxMessageBytes: 128 << 20,
+		ConfirmTimeout: 15 * time.Second, PollMin: 5 * time.Millisecond, PollMax: 200 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)}
+}
+
+// Validate checks c; it changes nothing.
+func (c PublisherConfig) Validate() error {
+	var errs []error
+	if c.DSN == "" || c.DB == nil || c.AMQPURL == "" || c.Name == "" {
+		errs = append(errs, errors.New("DSN, DB, AMQPURL and Name are required"))
 	}
-	if c.Name == "" {
-		c.Name = "legacy-notifier"
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 256
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 128 << 20
-	}
-	if c.ConfirmTimeout <= 0 {
-		c.ConfirmTimeout = 15 * time.Second
-	}
-	if c.PollMin <= 0 {
-		c.PollMin = 5 * time.Millisecond
-	}
-	if c.PollMax < c.PollMin {
-		c.PollMax = max(c.PollMin, 200*time.Millisecond)
+	if c.BatchSize < 1 || c.BatchBytes < 1 || c.MaxMessageBytes < 1 || c.ConfirmTimeout <= 0 || c.PollMin <= 0 || c.PollMax < c.PollMin {
+		errs = append(errs, errors.New("BatchSize, BatchBytes, MaxMessageBytes, ConfirmTimeout and PollMin must be positive, PollMax at least PollMin"))
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		errs = append(errs, errors.New("a Logger is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("legacy publisher: %w", err)
 	}
 	return nil
 }
@@ -118,50 +110,67 @@ func (c *PublisherConfig) defaults() error {
 // workspace's fan-out exchange multi#<workspaceId> on the legacy broker: only after
 // the event is durable (the store returned it), at least once, in order, never beyond
 // Horizon, advancing its checkpoint only after the broker confirmed the batch. It runs
-// as the single active instance of its name. A commit whose notification cannot be
-// built or is too large is logged and passed over, so that one event never stops the
-// others.
+// as the single active instance of its name, on the loop every follower of the global
+// order runs (internal/follow). A commit whose notification cannot be built or is too
+// large is logged and passed over, so that one event never stops the others.
 type Publisher struct {
 	cfg       PublisherConfig
-	store     eventstore.Store
 	log       *slog.Logger
+	f         *follow.Follower
 	published atomic.Int64 // notifications confirmed, for tests and logs
 }
 
-// NewPublisher checks cfg.
+// NewPublisher checks cfg; it does no I/O until Run.
 func NewPublisher(cfg PublisherConfig, store eventstore.Store) (*Publisher, error) {
-	if err := cfg.defaults(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Publisher{cfg: cfg, store: store, log: cfg.Logger.With("component", "legacy-publisher")}, nil
+	p := &Publisher{cfg: cfg, log: cfg.Logger.With("component", "legacy-publisher")}
+	fc := follow.DefaultConfig()
+	fc.Name, fc.Reader, fc.Logger = "legacy:"+cfg.Name, cfg.Reader, p.log
+	if fc.Reader == nil {
+		fc.Reader = follow.StoreReader{Store: store}
+	}
+	fc.BatchSize, fc.BatchBytes, fc.PollMin, fc.PollMax = cfg.BatchSize, cfg.BatchBytes, cfg.PollMin, cfg.PollMax
+	fc.Load = func(ctx context.Context) (eventstore.Position, error) { return LoadCheckpoint(ctx, cfg.DB, cfg.Name) }
+	fc.Allow = p.allowed
+	f, err := follow.New(fc)
+	if err != nil {
+		return nil, fmt.Errorf("legacy publisher: %w", err)
+	}
+	p.f = f
+	return p, nil
 }
 
 // Published returns how many notifications this process has had confirmed.
 func (p *Publisher) Published() int64 { return p.published.Load() }
 
+// Wake makes the publisher read at once (syncd calls it after each append).
+func (p *Publisher) Wake() { p.f.Wake() }
+
+// Healthy reports a publisher that has made no progress for a while with events
+// pending (see follow.Follower.Healthy).
+func (p *Publisher) Healthy() error { return p.f.Healthy("legacy publisher") }
+
 // Run publishes while this process holds the role, until ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
-	return leader.Run(ctx, leader.Config{DSN: p.cfg.DSN, Name: "legacy:" + p.cfg.Name, Logger: p.log}, p.lead)
+	lc := leader.Config{DSN: p.cfg.DSN, Name: "legacy:" + p.cfg.Name, Logger: p.log}
+	return p.f.Lead(ctx, lc, func(ctx context.Context) error {
+		return broker.Run(ctx, broker.Config{URL: p.cfg.AMQPURL, Name: "syncd-legacy-publisher", Logger: p.log},
+			func(ctx context.Context, conn *amqp.Connection) error {
+				err := p.session(ctx, conn)
+				if ctx.Err() == nil && err != nil {
+					p.f.Failed(err)
+					p.log.Warn("legacy publisher: session failed; starting over", "err", err)
+					_ = conn.Close() // broker.Run dials again after a back-off
+				}
+				return err
+			})
+	})
 }
 
-func (p *Publisher) lead(ctx context.Context) error {
-	pool, err := pgxpool.New(ctx, p.cfg.DSN)
-	if err != nil {
-		return fmt.Errorf("legacy publisher: open database: %w", err)
-	}
-	defer pool.Close()
-	return broker.Run(ctx, broker.Config{URL: p.cfg.AMQPURL, Name: "syncd-legacy-publisher", Logger: p.log},
-		func(ctx context.Context, conn *amqp.Connection) error {
-			err := p.session(ctx, conn, pool)
-			if ctx.Err() == nil && err != nil {
-				p.log.Warn("legacy publisher: session failed; starting over", "err", err)
-				_ = conn.Close() // broker.Run dials again after a back-off
-			}
-			return err
-		})
-}
-
-func (p *Publisher) session(ctx context.Context, conn *amqp.Connection, pool *pgxpool.Pool) error {
+// session publishes on one broker connection until it fails or ctx ends.
+func (p *Publisher) session(ctx context.Context, conn *amqp.Connection) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)
@@ -171,50 +180,30 @@ func (p *Publisher) session(ctx context.Context, conn *amqp.Connection, pool *pg
 		return fmt.Errorf("confirm mode: %w", err)
 	}
 	declared := map[uuid.UUID]bool{}
-	wait := p.cfg.PollMin
-	for {
-		n, err := p.step(ctx, ch, pool, declared)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			wait = p.cfg.PollMin
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, p.cfg.PollMax)
-	}
+	return p.f.Run(ctx, func(ctx context.Context, batch []eventstore.RecordedEvent) (int, error) {
+		return p.publishBatch(ctx, ch, batch, declared)
+	})
 }
 
-// step publishes one batch after the checkpoint and saves the checkpoint; it returns
-// how many events it passed.
-func (p *Publisher) step(ctx context.Context, ch *amqp.Channel, pool *pgxpool.Pool, declared map[uuid.UUID]bool) (int, error) {
-	from, err := LoadCheckpoint(ctx, pool, p.cfg.Name)
+// allowed cuts a batch at the horizon.
+func (p *Publisher) allowed(ctx context.Context, evs []eventstore.RecordedEvent) (int, error) {
+	if p.cfg.Horizon == nil {
+		return len(evs), nil
+	}
+	h, err := p.cfg.Horizon(ctx)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("horizon: %w", err)
 	}
-	events, err := p.store.ReadAll(ctx, from, p.cfg.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("read after %s: %w", from, err)
+	i := 0
+	for i < len(evs) && !h.Less(evs[i].Position) {
+		i++
 	}
-	if p.cfg.Horizon != nil && len(events) > 0 {
-		h, err := p.cfg.Horizon(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("horizon: %w", err)
-		}
-		i := 0
-		for i < len(events) && !h.Less(events[i].Position) {
-			i++
-		}
-		events = events[:i]
-	}
-	if len(events) == 0 {
-		return 0, nil
-	}
+	return i, nil
+}
+
+// publishBatch publishes a batch's notifications, waits for the broker's confirms and
+// then moves the checkpoint past the batch; it returns how many events it passed.
+func (p *Publisher) publishBatch(ctx context.Context, ch *amqp.Channel, events []eventstore.RecordedEvent, declared map[uuid.UUID]bool) (int, error) {
 	var confirms []*amqp.DeferredConfirmation
 	for _, e := range events {
 		dc, err := p.publish(ctx, ch, e, declared)
@@ -237,8 +226,9 @@ func (p *Publisher) step(ctx context.Context, ch *amqp.Channel, pool *pgxpool.Po
 		}
 	}
 	p.published.Add(int64(len(confirms)))
-	if err := saveCheckpoint(ctx, pool, p.cfg.Name, events[len(events)-1].Position); err != nil {
-		return 0, err
+	last := events[len(events)-1].Position
+	if _, err := checkpoints.Save(ctx, p.cfg.DB, p.cfg.Name, last); err != nil {
+		return 0, fmt.Errorf("legacy: %w", err)
 	}
 	return len(events), nil
 }

@@ -102,7 +102,9 @@ func (e *pubEnv) listen(t *testing.T, ws uuid.UUID) (string, <-chan amqp.Deliver
 
 func (e *pubEnv) run(t *testing.T, horizon func(context.Context) (eventstore.Position, error)) (stop func()) {
 	t.Helper()
-	p, err := NewPublisher(PublisherConfig{DSN: e.dsn, AMQPURL: e.amqp, Horizon: horizon, PollMax: 20 * time.Millisecond}, e.store)
+	cfg := DefaultPublisherConfig()
+	cfg.DSN, cfg.DB, cfg.AMQPURL, cfg.Horizon, cfg.PollMax = e.dsn, e.pool, e.amqp, horizon, 20*time.Millisecond
+	p, err := NewPublisher(cfg, e.store)
 	if err != nil {
 		t.Fatal(err)
 	}

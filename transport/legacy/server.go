@@ -34,7 +34,7 @@ type Service interface {
 	UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error
 }
 
-// ServerConfig configures a Server.
+// ServerConfig configures a Server. Start from DefaultServerConfig.
 type ServerConfig struct {
 	// URL is the legacy broker: a vhost of its own, reachable only from the closed
 	// network of the legacy clients (identity is by trust). Required.
@@ -62,30 +62,26 @@ type ServerConfig struct {
 	Logger  *slog.Logger
 }
 
-func (c *ServerConfig) defaults() error {
-	if c.URL == "" {
-		return errors.New("legacy server: URL is required")
+// DefaultServerConfig returns the defaults; URL is left to the caller.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{Name: "syncd-legacy", Concurrency: 16, PerUserInFlight: 4, RequestTimeout: 30 * time.Second,
+		ShutdownTimeout: 10 * time.Second, MaxReplyBytes: 96 << 20, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// Validate checks c; it changes nothing.
+func (c ServerConfig) Validate() error {
+	var errs []error
+	if c.URL == "" || c.Name == "" {
+		errs = append(errs, errors.New("URL and Name are required"))
 	}
-	if c.Name == "" {
-		c.Name = "syncd-legacy"
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 16
-	}
-	if c.PerUserInFlight <= 0 {
-		c.PerUserInFlight = 4
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 30 * time.Second
-	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
-	if c.MaxReplyBytes <= 0 {
-		c.MaxReplyBytes = 96 << 20
+	if c.Concurrency < 1 || c.PerUserInFlight < 1 || c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.MaxReplyBytes < 1 {
+		errs = append(errs, errors.New("Concurrency, PerUserInFlight, RequestTimeout, ShutdownTimeout and MaxReplyBytes must be positive"))
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		errs = append(errs, errors.New("a Logger is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("legacy server: %w", err)
 	}
 	return nil
 }
@@ -109,7 +105,7 @@ type Server struct {
 
 // NewServer checks cfg.
 func NewServer(cfg ServerConfig, svc Service) (*Server, error) {
-	if err := cfg.defaults(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if svc == nil {

@@ -11,7 +11,9 @@ import (
 // One user's requests in flight are bounded by PerUserInFlight; other users keep
 // their own share, and a place is given back when a request leaves.
 func TestPerUserInFlight(t *testing.T) {
-	s, err := NewServer(ServerConfig{URL: "amqp://x", PerUserInFlight: 2}, nopService{})
+	cfg := DefaultServerConfig()
+	cfg.URL, cfg.PerUserInFlight = "amqp://x", 2
+	s, err := NewServer(cfg, nopService{})
 	if err != nil {
 		t.Fatal(err)
 	}

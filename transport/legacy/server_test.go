@@ -108,8 +108,12 @@ type serverEnv struct {
 	svc  *fakeService
 }
 
-func startServer(t *testing.T, cfg ServerConfig, svc *fakeService) *serverEnv {
+func startServer(t *testing.T, set func(c *ServerConfig), svc *fakeService) *serverEnv {
 	t.Helper()
+	cfg := DefaultServerConfig()
+	if set != nil {
+		set(&cfg)
+	}
 	cfg.URL = testenv.AMQPURL(t)
 	e := &serverEnv{logs: &logWatch{}, svc: svc}
 	cfg.Logger = slog.New(e.logs)
@@ -216,7 +220,7 @@ func TestServerReplies(t *testing.T) {
 		id := domain.ItemID(i + 1)
 		big[i] = domain.ItemMetadata{ID: &id, Version: 1, Filename: strings.Repeat("n", 100), Status: domain.StatusNew}
 	}
-	e := startServer(t, ServerConfig{MaxReplyBytes: 4000}, &fakeService{items: big})
+	e := startServer(t, func(c *ServerConfig) { c.MaxReplyBytes = 4000 }, &fakeService{items: big})
 	user := uuid.New()
 	e.queue(t, "evil_q")
 	e.queue(t, "reply_a")
@@ -257,7 +261,7 @@ func TestServerReplies(t *testing.T) {
 // A user beyond PerUserInFlight is answered Busy at once; another user is served.
 func TestServerPerUserBusy(t *testing.T) {
 	svc := &fakeService{block: make(chan struct{}), entered: make(chan struct{}, 1)}
-	e := startServer(t, ServerConfig{PerUserInFlight: 1}, svc)
+	e := startServer(t, func(c *ServerConfig) { c.PerUserInFlight = 1 }, svc)
 	e.queue(t, "reply_a")
 	a := uuid.New()
 	e.send(t, "first", "reply_a", MethodGetChanges, false, changesReq(a))

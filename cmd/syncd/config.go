@@ -42,6 +42,7 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	shutdownGrace   time.Duration
+	startupTimeout  time.Duration // how long start-up waits for the database (0: forever)
 	// pprof mounts net/http/pprof under /debug/pprof/ on the HTTP listener (-http).
 	pprof bool
 
@@ -134,6 +135,8 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
+	dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
+		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
 	num(&c.limits.MaxDevicesPerUser, "max-devices", "SYNCD_MAX_DEVICES", domain.DefaultMaxDevicesPerUser, "devices registered to one user at a time")
 	num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")
@@ -173,6 +176,9 @@ func (c config) validate() error {
 	}
 	if c.directPublish && !c.inline {
 		errs = append(errs, errors.New("-direct-publish needs -inline-projection (reads must see what was notified)"))
+	}
+	if c.startupTimeout < 0 {
+		errs = append(errs, errors.New("-startup-timeout must not be negative"))
 	}
 	if c.requestTimeout <= 0 || c.shutdownGrace <= 0 {
 		errs = append(errs, errors.New("-request-timeout and -shutdown-grace must be positive"))

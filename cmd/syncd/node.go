@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
@@ -50,6 +48,7 @@ type node struct {
 	notifierWake func() // set when this process notifies
 	direct       *notify.Direct
 	srv          *rpc.Server
+	http         *earlyHTTP // the -http listener, bound before the node was opened; nil without -http
 }
 
 // openNode connects to the database (creating it if asked), opens the event store,
@@ -319,27 +318,20 @@ func (n *node) serve(ctx context.Context) error {
 			return err // a follower failing on its own stops the process
 		})
 	}
-	if n.cfg.httpAddr != "" {
+	if n.http != nil {
 		n.serveHTTP(g, followCtx)
 	}
 	n.greet()
 	return g.Wait()
 }
 
-// serveHTTP serves /healthz, /readyz, /metrics (and /debug/pprof with -pprof) until
-// done ends.
+// serveHTTP serves /healthz, /readyz, /metrics (and /debug/pprof with -pprof) on the
+// listener bound at start-up until done ends.
 func (n *node) serveHTTP(g *errgroup.Group, done context.Context) {
-	addr := n.cfg.httpAddr
-	hs := &http.Server{Addr: addr, Handler: httpHandler(n.reg, n.ready, n.cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
+	n.http.handOver(httpHandler(n.reg, n.ready, n.cfg.pprof))
 	g.Go(func() error {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("http %s: %w", addr, err)
-		}
-		// The bound address: with port 0 (tests) the only place it is told.
-		n.log.Info("http listening", "addr", l.Addr().String())
-		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http %s: %w", addr, err)
+		if err := n.http.wait(); err != nil {
+			return fmt.Errorf("http %s: %w", n.cfg.httpAddr, err)
 		}
 		return nil
 	})
@@ -347,7 +339,7 @@ func (n *node) serveHTTP(g *errgroup.Group, done context.Context) {
 		<-done.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return hs.Shutdown(sctx)
+		return n.http.shutdown(sctx)
 	})
 }
 

@@ -43,6 +43,7 @@ type config struct {
 	logFormat       string
 	shutdownGrace   time.Duration
 	startupTimeout  time.Duration // how long start-up waits for the database (0: forever)
+	quorum          string        // -quorum-queues: auto, true or false (see quorumQueues)
 	// pprof mounts net/http/pprof under /debug/pprof/ on the HTTP listener (-http).
 	pprof bool
 
@@ -100,7 +101,8 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	str(&c.pgDSN, "pg", "SYNCD_PG_DSN", pgDefault, "PostgreSQL DSN: event store, read models and checkpoints (SYNC_PG_DSN is read too)")
 	boolean(&c.createDB, "create-db", "SYNCD_CREATE_DB", true, "create the database named in -pg if it does not exist")
-	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account")
+	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account; several, comma-separated, for the nodes of a cluster (tried in turn)")
+	str(&c.quorum, "quorum-queues", "SYNCD_QUORUM_QUEUES", "auto", "declare the request queue and device event queues as quorum queues: true, false, or auto (true when -amqp lists several nodes)")
 	str(&c.requestQueue, "request-queue", "SYNCD_REQUEST_QUEUE", "ISyncService", "request queue to consume (the protocol's name is ISyncService)")
 	str(&c.auth, "auth", "SYNCD_AUTH", "broker", "identity: 'broker' (the AMQP user_id RabbitMQ verified) or 'trust' (the body's userId; legacy clients on a closed network only)")
 	str(&c.roles, "roles", "SYNCD_ROLES", allRoles, "comma-separated roles this process runs: rpc, projector, notifier, binder")
@@ -176,6 +178,9 @@ func (c config) validate() error {
 	}
 	if c.directPublish && !c.inline {
 		errs = append(errs, errors.New("-direct-publish needs -inline-projection (reads must see what was notified)"))
+	}
+	if c.quorum != "auto" && c.quorum != "true" && c.quorum != "false" {
+		errs = append(errs, fmt.Errorf("-quorum-queues must be auto, true or false, not %q", c.quorum))
 	}
 	if c.startupTimeout < 0 {
 		errs = append(errs, errors.New("-startup-timeout must not be negative"))

@@ -219,7 +219,7 @@ func (n *node) addBinder() error {
 		return nil
 	}
 	b, err := notify.NewBinder(notify.BinderConfig{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: binderName, Logger: n.log,
-		QueueOptions: topology.QueueOptions{Expiry: n.cfg.queueExpiry, MaxLength: n.cfg.queueMaxLength},
+		QueueOptions: topology.QueueOptions{Expiry: n.cfg.queueExpiry, MaxLength: n.cfg.queueMaxLength, Quorum: n.cfg.quorumQueues()},
 		OnAdvanced:   n.notifierWake, Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish)}, n.store)
 	if err != nil {
 		return err
@@ -265,7 +265,7 @@ func (n *node) addRPC(svc *service.Service) error {
 	srv, err := rpc.NewServer(rpc.Config{
 		URL: cfg.amqpURL, RequestQueue: cfg.requestQueue, Concurrency: cfg.concurrency, Prefetch: cfg.prefetch,
 		RequestTimeout: cfg.requestTimeout, ShutdownTimeout: cfg.shutdownGrace, Auth: auth,
-		QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength},
+		QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength, Quorum: cfg.quorumQueues()},
 		Logger:       n.log, Metrics: n.m,
 		MaxInFlightBytes: int64(cfg.maxInFlightBytes), MaxReplyBytes: cfg.maxReplyBytes,
 		PerUserInFlight: cfg.perUserInFlight, PerUserQueued: cfg.perUserQueued, QueuedTotal: cfg.queuedTotal,
@@ -346,7 +346,7 @@ func (n *node) serveHTTP(g *errgroup.Group, done context.Context) {
 // greet logs the start and tells a person at the terminal what to do next.
 func (n *node) greet() {
 	cfg := n.cfg
-	n.log.Info("syncd started", "roles", cfg.roles, "auth", cfg.auth, "database", redact(cfg.pgDSN), "broker", redact(cfg.amqpURL),
+	n.log.Info("syncd started", "roles", cfg.roles, "auth", cfg.auth, "database", redact(cfg.pgDSN), "broker", redactAMQP(cfg.amqpURL), "quorum_queues", cfg.quorumQueues(),
 		"http", cfg.httpAddr, "pprof", cfg.pprof, "request_queue", cfg.requestQueue)
 	fmt.Fprintf(os.Stderr, "\nsyncd is running. Next steps:\n"+
 		"  add a user (prints their id, personal workspace and broker credentials):\n"+

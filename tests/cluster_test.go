@@ -12,6 +12,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +25,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/transport/client"
 )
 
 // clusterEnv is a running cluster: the script's data dir and its export lines.
@@ -184,4 +189,94 @@ func TestClusterScript(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c.dir, "rabbit-1")); !os.IsNotExist(err) {
 		t.Fatalf("data left after down: %v", err)
 	}
+}
+
+// readyz returns the process's /readyz status and body.
+func (p *proc) readyz() (int, string, error) {
+	if p.http == "" {
+		addr, err := p.logged(reHTTPAddr)
+		if err != nil {
+			return 0, "", err
+		}
+		p.http = addr
+	}
+	resp, err := http.Get("http://" + p.http + "/readyz")
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// Issue 15 item 4: syncd started while its database and its broker are both down does
+// not exit: it retries (logged), /readyz says what it waits for, and once the cluster's
+// PostgreSQL and then its RabbitMQ node are started it becomes ready and serves a device.
+func TestClusterStartupWhileDependenciesDown(t *testing.T) {
+	c := clusterUp(t)
+	c.mustCluster(t, "stop-db")
+	c.mustCluster(t, "kill-broker", "1")
+	node1 := c.amqpURLs()[0]
+	s := services{dsn: c.env["SYNCD_PG_DSN"], amqp: node1}
+	p := launchSyncd(t, s, "-quorum-queues", "true")
+	testenv.Eventually(t, 60*time.Second, func() error {
+		code, body, err := p.readyz()
+		if err != nil {
+			return err
+		}
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for the database") {
+			return fmt.Errorf("readyz %d %q, want 503 waiting for the database", code, body)
+		}
+		if n := p.countLog("database unavailable; retrying"); n < 2 {
+			return fmt.Errorf("%d retries logged", n)
+		}
+		return nil
+	})
+	c.mustCluster(t, "start-db")
+	testenv.Eventually(t, 90*time.Second, func() error {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("syncd exited: %v", p.cmd.ProcessState)
+		default:
+		}
+		code, body, err := p.readyz()
+		if err != nil {
+			return err
+		}
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "not consuming requests") {
+			return fmt.Errorf("readyz %d %q, want 503 not consuming (the broker is down)", code, body)
+		}
+		return p.waitLog("broker unreachable; retrying")
+	})
+	c.mustCluster(t, "start-broker", "1")
+	p.waitReady(t, 90*time.Second)
+	a := c.addUser(t, "Sam")
+	u, err := url.Parse(node1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(a.id.String(), a.password)
+	d := dialDevice(t, u.String(), a.id, "sam-pc")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	temp := int64(-1)
+	n, err := d.c.CommitAndWait(ctx, &client.CommitRequest{WorkspaceID: a.workspace, Items: []domain.ItemMetadata{{TempID: &temp,
+		Version: 1, Status: domain.StatusNew, ModifiedAt: time.Now().UTC(), Checksum: 1, Chunks: []string{"c"}, Size: 3,
+		Filename: "first.txt", Mimetype: "text/plain"}}})
+	if err != nil || n.WorkspaceVersion != 1 || len(n.Items) != 1 || !n.Items[0].CommitSucceed {
+		t.Fatalf("first commit after start-up: %+v, %v", n, err)
+	}
+}
+
+// countLog counts the log lines containing s so far.
+func (p *proc) countLog(s string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.logs {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
 }

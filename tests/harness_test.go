@@ -75,6 +75,15 @@ var reHTTPAddr = regexp.MustCompile(`"?msg"?[=:]"http listening".*"?addr"?[=:]"?
 // failed.
 func startSyncd(t *testing.T, s services, args ...string) *proc {
 	t.Helper()
+	p := launchSyncd(t, s, args...)
+	p.waitReady(t, 30*time.Second)
+	return p
+}
+
+// launchSyncd starts a syncd process like startSyncd, without waiting for it to be
+// ready.
+func launchSyncd(t *testing.T, s services, args ...string) *proc {
+	t.Helper()
 	// Port 0: syncd binds a free port itself and logs it (a port picked here and
 	// released before syncd binds it could be taken meanwhile).
 	p := &proc{t: t, exited: make(chan struct{})}
@@ -99,7 +108,13 @@ func startSyncd(t *testing.T, s services, args ...string) *proc {
 			p.mu.Unlock()
 		}
 	})
-	testenv.Eventually(t, 30*time.Second, func() error {
+	return p
+}
+
+// waitReady waits until the process's /readyz answers 200 and it serves requests.
+func (p *proc) waitReady(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, func() error {
 		select {
 		case <-p.exited:
 			return fmt.Errorf("syncd exited: %v", p.cmd.ProcessState)
@@ -122,7 +137,6 @@ func startSyncd(t *testing.T, s services, args ...string) *proc {
 		}
 		return p.waitLog("serving requests")
 	})
-	return p
 }
 
 func (p *proc) collect(r io.Reader) {

@@ -45,6 +45,8 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	shutdownGrace   time.Duration
+	startupTimeout  time.Duration // how long start-up waits for the database (0: forever)
+	quorum          string        // -quorum-queues: auto, true or false (see quorumQueues)
 	// pprof mounts net/http/pprof under /debug/pprof/ on the HTTP listener (-http).
 	pprof bool
 
@@ -105,7 +107,8 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	str(&c.pgReadDSN, "pg-read", "SYNCD_PG_READ", "", "DSN of one hot standby of -pg: getChanges, getChangesSince, getItemVersions and getWorkspaces read it once it has replayed the primary's WAL position at the request ('' reads the primary)")
 	dur(&c.pgReadMaxWait, "pg-read-max-wait", "SYNCD_PG_READ_MAX_WAIT", projections.DefaultReplicaMaxWait, "how long a read waits for the -pg-read standby to catch up before it reads the primary")
 	boolean(&c.createDB, "create-db", "SYNCD_CREATE_DB", true, "create the database named in -pg if it does not exist")
-	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account")
+	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account; several, comma-separated, for the nodes of a cluster (tried in turn)")
+	str(&c.quorum, "quorum-queues", "SYNCD_QUORUM_QUEUES", "auto", "declare the request queue and device event queues as quorum queues: true, false, or auto (true when -amqp lists several nodes)")
 	str(&c.requestQueue, "request-queue", "SYNCD_REQUEST_QUEUE", "ISyncService", "request queue to consume (the protocol's name is ISyncService)")
 	str(&c.auth, "auth", "SYNCD_AUTH", "broker", "identity: 'broker' (the AMQP user_id RabbitMQ verified) or 'trust' (the body's userId; legacy clients on a closed network only)")
 	str(&c.roles, "roles", "SYNCD_ROLES", allRoles, "comma-separated roles this process runs: rpc, projector, notifier, binder")
@@ -143,6 +146,8 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
 	legacyFlags(&c.legacy, str)
+	dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
+		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
 	num(&c.limits.MaxDevicesPerUser, "max-devices", "SYNCD_MAX_DEVICES", domain.DefaultMaxDevicesPerUser, "devices registered to one user at a time")
 	num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")
@@ -185,6 +190,12 @@ func (c config) validate() error {
 	}
 	if c.pgReadMaxWait < 0 {
 		errs = append(errs, errors.New("-pg-read-max-wait must not be negative"))
+	}
+	if c.quorum != "auto" && c.quorum != "true" && c.quorum != "false" {
+		errs = append(errs, fmt.Errorf("-quorum-queues must be auto, true or false, not %q", c.quorum))
+	}
+	if c.startupTimeout < 0 {
+		errs = append(errs, errors.New("-startup-timeout must not be negative"))
 	}
 	if c.requestTimeout <= 0 || c.shutdownGrace <= 0 {
 		errs = append(errs, errors.New("-request-timeout and -shutdown-grace must be positive"))

@@ -49,11 +49,26 @@ func main() {
 // them in order: consuming first (in-flight requests finish), then followers, then the
 // connections.
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
-	n, err := openNode(ctx, cfg, log)
+	var hs *earlyHTTP
+	waiting := func(string) {}
+	if cfg.httpAddr != "" {
+		var err error
+		if hs, err = listenHTTP(cfg.httpAddr, log); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = hs.shutdown(sctx)
+		}()
+		waiting = hs.setWaiting
+	}
+	n, err := openNodeRetrying(ctx, cfg, log, waiting)
 	if err != nil {
 		return err
 	}
 	defer n.close()
+	n.http = hs
 	// Build every component first; nothing runs until all of them exist.
 	if err := n.addProjectors(); err != nil {
 		return err

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
@@ -55,6 +53,7 @@ type node struct {
 	direct       *notify.Direct
 	tail         *follow.Tail // the followers' shared reader (see reader)
 	srv          *rpc.Server
+	http         *earlyHTTP // the -http listener, bound before the node was opened; nil without -http
 }
 
 // openNode connects to the database (creating it if asked), opens the event store,
@@ -223,7 +222,7 @@ func (n *node) addBinder() error {
 		return nil
 	}
 	b, err := notify.NewBinder(notify.BinderConfig{DSN: n.cfg.pgDSN, AMQPURL: n.cfg.amqpURL, Name: binderName, Logger: n.log,
-		QueueOptions: topology.QueueOptions{Expiry: n.cfg.queueExpiry, MaxLength: n.cfg.queueMaxLength},
+		QueueOptions: topology.QueueOptions{Expiry: n.cfg.queueExpiry, MaxLength: n.cfg.queueMaxLength, Quorum: n.cfg.quorumQueues()},
 		OnAdvanced:   n.notifierWake, Reader: n.reader(), Linger: n.followerLinger(n.cfg.inline && n.cfg.directPublish)}, n.store)
 	if err != nil {
 		return err
@@ -267,7 +266,7 @@ func (n *node) addRPC(svc *service.Service) error {
 	srv, err := rpc.NewServer(rpc.Config{
 		URL: cfg.amqpURL, RequestQueue: cfg.requestQueue, Concurrency: cfg.concurrency, Prefetch: cfg.prefetch,
 		RequestTimeout: cfg.requestTimeout, ShutdownTimeout: cfg.shutdownGrace, Auth: auth,
-		QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength},
+		QueueOptions: topology.QueueOptions{Expiry: cfg.queueExpiry, MaxLength: cfg.queueMaxLength, Quorum: cfg.quorumQueues()},
 		Logger:       n.log, Metrics: n.m,
 		MaxInFlightBytes: int64(cfg.maxInFlightBytes), MaxReplyBytes: cfg.maxReplyBytes,
 		PerUserInFlight: cfg.perUserInFlight, PerUserQueued: cfg.perUserQueued, QueuedTotal: cfg.queuedTotal,
@@ -320,27 +319,20 @@ func (n *node) serve(ctx context.Context) error {
 			return err // a follower failing on its own stops the process
 		})
 	}
-	if n.cfg.httpAddr != "" {
+	if n.http != nil {
 		n.serveHTTP(g, followCtx)
 	}
 	n.greet()
 	return g.Wait()
 }
 
-// serveHTTP serves /healthz, /readyz, /metrics (and /debug/pprof with -pprof) until
-// done ends.
+// serveHTTP serves /healthz, /readyz, /metrics (and /debug/pprof with -pprof) on the
+// listener bound at start-up until done ends.
 func (n *node) serveHTTP(g *errgroup.Group, done context.Context) {
-	addr := n.cfg.httpAddr
-	hs := &http.Server{Addr: addr, Handler: httpHandler(n.reg, n.ready, n.cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
+	n.http.handOver(httpHandler(n.reg, n.ready, n.cfg.pprof))
 	g.Go(func() error {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("http %s: %w", addr, err)
-		}
-		// The bound address: with port 0 (tests) the only place it is told.
-		n.log.Info("http listening", "addr", l.Addr().String())
-		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http %s: %w", addr, err)
+		if err := n.http.wait(); err != nil {
+			return fmt.Errorf("http %s: %w", n.cfg.httpAddr, err)
 		}
 		return nil
 	})
@@ -348,14 +340,14 @@ func (n *node) serveHTTP(g *errgroup.Group, done context.Context) {
 		<-done.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return hs.Shutdown(sctx)
+		return n.http.shutdown(sctx)
 	})
 }
 
 // greet logs the start and tells a person at the terminal what to do next.
 func (n *node) greet() {
 	cfg := n.cfg
-	n.log.Info("syncd started", "roles", cfg.roles, "auth", cfg.auth, "database", redact(cfg.pgDSN), "broker", redact(cfg.amqpURL),
+	n.log.Info("syncd started", "roles", cfg.roles, "auth", cfg.auth, "database", redact(cfg.pgDSN), "broker", redactAMQP(cfg.amqpURL), "quorum_queues", cfg.quorumQueues(),
 		"http", cfg.httpAddr, "pprof", cfg.pprof, "request_queue", cfg.requestQueue)
 	fmt.Fprintf(os.Stderr, "\nsyncd is running. Next steps:\n"+
 		"  add a user (prints their id, personal workspace and broker credentials):\n"+

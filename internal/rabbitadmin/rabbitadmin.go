@@ -17,34 +17,47 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 )
 
-// Client talks to one broker's management API for one vhost.
+// Client talks to a broker's management API for one vhost: to one node, or to any of a
+// cluster's nodes (accounts and permissions are cluster-wide).
 type Client struct {
-	base  *url.URL // without credentials
-	user  string
-	pass  string
+	nodes []apiNode
+	next  atomic.Int64 // the node to ask first: the one that answered last
 	vhost string
 	http  *http.Client
 }
 
+// apiNode is one node's management API.
+type apiNode struct {
+	base       *url.URL // without credentials
+	user, pass string
+}
+
 // New returns a client for apiURL (e.g. http://admin:secret@127.0.0.1:15672, whose
-// credentials must have the administrator tag) managing accounts on vhost.
+// credentials must have the administrator tag) managing accounts on vhost. apiURL may
+// list several nodes of a cluster, comma-separated: a request goes to the first that
+// answers, starting with the one that answered last.
 func New(apiURL, vhost string) (*Client, error) {
-	u, err := url.Parse(strings.TrimRight(apiURL, "/"))
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("rabbitmq api url %q: not a URL", apiURL)
-	}
-	c := &Client{base: u, vhost: vhost, http: &http.Client{Timeout: 15 * time.Second}}
-	if u.User != nil {
-		c.user = u.User.Username()
-		c.pass, _ = u.User.Password()
-		cp := *u
-		cp.User = nil
-		c.base = &cp
+	c := &Client{vhost: vhost, http: &http.Client{Timeout: 15 * time.Second}}
+	for _, one := range strings.Split(apiURL, ",") {
+		u, err := url.Parse(strings.TrimRight(strings.TrimSpace(one), "/"))
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("rabbitmq api url %q: not a URL", one)
+		}
+		n := apiNode{base: u}
+		if u.User != nil {
+			n.user = u.User.Username()
+			n.pass, _ = u.User.Password()
+			cp := *u
+			cp.User = nil
+			n.base = &cp
+		}
+		c.nodes = append(c.nodes, n)
 	}
 	if c.vhost == "" {
 		c.vhost = "/"
@@ -112,28 +125,60 @@ func (c *Client) GetPermissions(ctx context.Context, user uuid.UUID) (Permission
 	return p, err
 }
 
+// do sends one request, to each node in turn until one answers (a node that cannot be
+// reached, or answers 503 while it starts or stops, passes the request on; every other
+// answer, an error status included, is the answer). The requests are idempotent (PUT,
+// DELETE, GET), so one a node took before the connection failed may be sent again.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+	}
+	start := int(c.next.Load())
+	var errs []error
+	for i := range c.nodes {
+		k := (start + i) % len(c.nodes)
+		err := c.doAt(ctx, c.nodes[k], method, path, b, out)
+		var unreachable *unreachableError
+		if !errors.As(err, &unreachable) {
+			c.next.Store(int64(k))
+			return err
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unreachableError is a node that did not answer the request (the next one may).
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+func (c *Client) doAt(ctx context.Context, n apiNode, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	// The path is already escaped: keep the escapes (a vhost "/" is "%2F").
-	u := *c.base
-	u.RawPath = strings.TrimRight(c.base.Path, "/") + path
+	u := *n.base
+	u.RawPath = strings.TrimRight(n.base.Path, "/") + path
 	u.Path, _ = url.PathUnescape(u.RawPath)
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return err
 	}
-	req.SetBasicAuth(c.user, c.pass)
+	req.SetBasicAuth(n.user, n.pass)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return &unreachableError{fmt.Errorf("%s %s: %w", method, path, err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
@@ -141,7 +186,11 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	if resp.StatusCode >= 300 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
+		err := fmt.Errorf("%s %s at %s: %s: %s", method, path, n.base.Host, resp.Status, bytes.TrimSpace(msg))
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return &unreachableError{err}
+		}
+		return err
 	}
 	if out != nil {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {

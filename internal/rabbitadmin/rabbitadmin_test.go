@@ -3,6 +3,7 @@ package rabbitadmin
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -69,5 +70,42 @@ func TestPermissionPatternsAreAnchored(t *testing.T) {
 	}
 	if p != want {
 		t.Fatalf("patterns %+v, want exactly PROTOCOL.md §6's %+v", p, want)
+	}
+}
+
+// Several nodes: a node that cannot be reached passes the request on to the next; a
+// node's error answer (404) is the answer, not a reason to ask another.
+func TestAnyReachableNode(t *testing.T) {
+	amqpURL := testenv.AMQPURL(t)
+	u, _ := url.Parse(amqpURL)
+	vhost := strings.TrimPrefix(u.Path, "/")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://guest:guest@" + l.Addr().String()
+	l.Close() // refuses connections from now on
+	c, err := New(dead+","+testenv.ManagementURL(), vhost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	user := uuid.New()
+	if err := c.PutUser(ctx, user, "pw-"+user.String()); err != nil {
+		t.Fatalf("PutUser with the first node down: %v", err)
+	}
+	t.Cleanup(func() { _ = c.DeleteUser(context.Background(), user) })
+	if got, err := c.GetPermissions(ctx, user); err != nil || got != UserPermissions(user) {
+		t.Fatalf("permissions %+v, %v", got, err)
+	}
+	if _, err := c.GetPermissions(ctx, uuid.New()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a missing account: %v, want ErrNotFound", err)
+	}
+	only, err := New(dead, vhost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := only.PutUser(ctx, uuid.New(), "pw"); err == nil {
+		t.Fatal("PutUser with no node reachable succeeded")
 	}
 }

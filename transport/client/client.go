@@ -348,6 +348,13 @@ func (c *Client) publish(ctx context.Context, s *session, corr string, body []by
 		return err
 	}
 	if !confirm {
+		// Not waited for, but still watched: a nack retires the channel.
+		go func() {
+			<-dc.Done()
+			if !dc.Acked() {
+				s.retire()
+			}
+		}()
 		return nil
 	}
 	ok, err := dc.WaitContext(ctx)
@@ -355,10 +362,18 @@ func (c *Client) publish(ctx context.Context, s *session, corr string, body []by
 		return err
 	}
 	if !ok {
+		s.retire()
 		return errors.New("broker refused the request")
 	}
 	return nil
 }
+
+// retire closes the session's publishing channel after the broker refused a publish
+// (the session then starts over on a fresh connection). On a cluster, a channel whose
+// publishes to the ISyncService quorum queue were refused while the queue's leader moved
+// to another node was seen refusing every later one too, while a fresh channel's were
+// taken (the notifier, which opens a new channel after a nack, recovered at once).
+func (s *session) retire() { _ = s.ch.Close() }
 
 // call sends a request and waits for its reply, re-sending the same body (same
 // requestId, same correlation id) after each timeout or Busy answer, and decodes the

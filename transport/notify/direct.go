@@ -14,6 +14,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
@@ -124,9 +125,10 @@ func (d *Direct) Run(ctx context.Context) error {
 // session serves one connection: it installs a confirming channel and records the
 // broker's confirms until the channel or connection closes.
 func (d *Direct) session(ctx context.Context) error {
-	conn, err := amqp.DialConfig(d.cfg.AMQPURL, amqp.Config{Properties: amqp.Table{"connection_name": "syncd direct publisher"}})
+	// broker.Dial: AMQPURL may list a cluster's nodes; the one that answered last first.
+	conn, err := broker.Dial(ctx, broker.Config{URL: d.cfg.AMQPURL, Name: "syncd direct publisher"})
 	if err != nil {
-		return fmt.Errorf("dial: %w", err)
+		return err
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()

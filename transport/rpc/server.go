@@ -212,7 +212,7 @@ func (s *Server) openChannels(conn *amqp.Connection) (ch, pub *amqp.Channel, err
 	if ch, err = conn.Channel(); err != nil {
 		return nil, nil, fmt.Errorf("rpc: open consumer channel: %w", err)
 	}
-	if err := topology.DeclareRPC(ch, s.cfg.RequestQueue); err != nil {
+	if err := topology.DeclareRPCQueue(ch, s.cfg.RequestQueue, s.cfg.QueueOptions.Quorum); err != nil {
 		_ = ch.Close()
 		return nil, nil, fmt.Errorf("rpc: declare topology: %w", err)
 	}

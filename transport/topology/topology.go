@@ -34,12 +34,25 @@ func DeviceQueue(user, device uuid.UUID) string {
 }
 
 // DeclareRPC declares the request exchange and queue and binds them; requestQueue is
-// normally RequestQueue (tests may isolate themselves with another name).
+// normally RequestQueue (tests may isolate themselves with another name). The queue is
+// a classic, non-durable one (a single broker).
 func DeclareRPC(ch *amqp.Channel, requestQueue string) error {
+	return DeclareRPCQueue(ch, requestQueue, false)
+}
+
+// DeclareRPCQueue is DeclareRPC with the choice of a quorum queue (on a cluster: it is
+// replicated on a majority of the nodes and outlives any one of them). A quorum queue is
+// always durable; on a broker that already holds the queue as the other type, the
+// declaration fails (PRECONDITION_FAILED): the queue has to be deleted first.
+func DeclareRPCQueue(ch *amqp.Channel, requestQueue string, quorum bool) error {
 	if err := ch.ExchangeDeclare(RPCExchange, amqp.ExchangeDirect, false, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", RPCExchange, err)
 	}
-	if _, err := ch.QueueDeclare(requestQueue, false, false, false, false, nil); err != nil {
+	var args amqp.Table
+	if quorum {
+		args = amqp.Table{"x-queue-type": "quorum"}
+	}
+	if _, err := ch.QueueDeclare(requestQueue, quorum, false, false, false, args); err != nil {
 		return fmt.Errorf("declare queue %s: %w", requestQueue, err)
 	}
 	if err := ch.QueueBind(requestQueue, requestQueue, RPCExchange, false, nil); err != nil {
@@ -61,6 +74,11 @@ func DeclareEventExchange(ch *amqp.Channel, id uuid.UUID) error {
 type QueueOptions struct {
 	Expiry    time.Duration // unused queues are deleted after this; default 7 days
 	MaxLength int           // oldest events are dropped beyond this; default 10,000
+	// Quorum makes device event queues (and the request queue, where the RPC server
+	// declares it) quorum queues, replicated across a cluster's nodes. RabbitMQ 3.10's
+	// quorum queues keep every argument of PROTOCOL.md §1: x-expires, x-max-length and
+	// x-overflow=drop-head (checked by TestClusterQuorumQueueArguments).
+	Quorum bool
 }
 
 func (o QueueOptions) args() amqp.Table {
@@ -70,11 +88,15 @@ func (o QueueOptions) args() amqp.Table {
 	if o.MaxLength <= 0 {
 		o.MaxLength = DefaultQueueMaxLength
 	}
-	return amqp.Table{
+	t := amqp.Table{
 		"x-expires":    int64(o.Expiry / time.Millisecond),
 		"x-max-length": int64(o.MaxLength),
 		"x-overflow":   "drop-head",
 	}
+	if o.Quorum {
+		t["x-queue-type"] = "quorum"
+	}
+	return t
 }
 
 // DeclareDeviceQueue declares a device's event queue and binds it to the user's exchange

@@ -157,52 +157,12 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 			}
 		}
 	}()
-	if err := migrateSchema(ctx, cfg.Pool, m, next); err != nil {
+	if err := buildFresh(ctx, cfg, m, live, next, start, log); err != nil {
 		return RebuildResult{}, err
 	}
-	restore, err := dropBulkIndexes(ctx, cfg.Pool, m, next)
+	cp, err := swapRetrying(ctx, cfg, m, live, next, old, log)
 	if err != nil {
 		return RebuildResult{}, err
-	}
-	liveCP, err := readCheckpoint(ctx, cfg.Pool, live, false)
-	if err != nil {
-		return RebuildResult{}, err
-	}
-	log.Info("replaying the history", "into", next, "live_events", liveCP.Events)
-	replayed, err := replay(ctx, cfg, m, next, nil, true, liveCP.Events, start)
-	if err != nil {
-		return RebuildResult{}, err
-	}
-	log.Info("replayed the history", "events", replayed.Events, "took", time.Since(start).String())
-	built := time.Now()
-	if err := completeBulk(ctx, cfg.Pool, m, next, restore); err != nil {
-		return RebuildResult{}, fmt.Errorf("rebuild %s: build indexes: %w", m.name, err)
-	}
-	log.Info("completed the bulk-loaded tables and built their indexes", "took", time.Since(built).String())
-	// The fresh tables have no planner statistics until autovacuum reaches them; without
-	// them the planner misjudges their size and can trade the queries' bounded index
-	// scans (getChangesSince's pages) for full scans of a workspace's history.
-	for _, t := range m.tables {
-		qt := pgx.Identifier{next, t.name}.Sanitize()
-		if _, err := cfg.Pool.Exec(ctx, `ANALYZE `+qt); err != nil {
-			return RebuildResult{}, fmt.Errorf("rebuild %s: analyze %s: %w", m.name, qt, err)
-		}
-	}
-	// Catch up with what arrived meanwhile before taking any lock, so the swap's own
-	// catch-up, during which reads of the model wait, stays small.
-	if _, err := replay(ctx, cfg, m, next, nil, false, liveCP.Events, start); err != nil {
-		return RebuildResult{}, err
-	}
-	var cp checkpointRow
-	for attempt := 1; ; attempt++ {
-		cp, err = swap(ctx, cfg, m, live, next, old, log)
-		if err == nil {
-			break
-		}
-		if !isLockTimeout(err) || attempt >= cfg.SwapAttempts || ctx.Err() != nil {
-			return RebuildResult{}, err
-		}
-		log.Warn("swap could not take the live tables' locks; retrying", "attempt", attempt, "err", err)
 	}
 	ok = true
 	if err := dropSchema(ctx, cfg.Pool, old); err != nil {
@@ -213,6 +173,61 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, model string) (RebuildResul
 		return RebuildResult{}, err
 	}
 	return RebuildResult{Model: m.name, Events: cp.Events, Position: cp.Position, SetAside: aside, Elapsed: time.Since(start)}, nil
+}
+
+// buildFresh builds the model afresh in the schema next: its tables, the history replayed
+// into them in bulk, their indexes and planner statistics, and a catch-up with what
+// arrived meanwhile, so that the swap's own catch-up, during which reads of the model
+// wait, stays small.
+func buildFresh(ctx context.Context, cfg RebuildConfig, m *Model, live, next string, start time.Time, log *slog.Logger) error {
+	if err := migrateSchema(ctx, cfg.Pool, m, next); err != nil {
+		return err
+	}
+	restore, err := dropBulkIndexes(ctx, cfg.Pool, m, next)
+	if err != nil {
+		return err
+	}
+	liveCP, err := readCheckpoint(ctx, cfg.Pool, live, false)
+	if err != nil {
+		return err
+	}
+	log.Info("replaying the history", "into", next, "live_events", liveCP.Events)
+	replayed, err := replay(ctx, cfg, m, next, nil, true, liveCP.Events, start)
+	if err != nil {
+		return err
+	}
+	log.Info("replayed the history", "events", replayed.Events, "took", time.Since(start).String())
+	built := time.Now()
+	if err := completeBulk(ctx, cfg.Pool, m, next, restore); err != nil {
+		return fmt.Errorf("rebuild %s: build indexes: %w", m.name, err)
+	}
+	log.Info("completed the bulk-loaded tables and built their indexes", "took", time.Since(built).String())
+	// The fresh tables have no planner statistics until autovacuum reaches them; without
+	// them the planner misjudges their size and can trade the queries' bounded index
+	// scans (getChangesSince's pages) for full scans of a workspace's history.
+	for _, t := range m.tables {
+		qt := pgx.Identifier{next, t.name}.Sanitize()
+		if _, err := cfg.Pool.Exec(ctx, `ANALYZE `+qt); err != nil {
+			return fmt.Errorf("rebuild %s: analyze %s: %w", m.name, qt, err)
+		}
+	}
+	_, err = replay(ctx, cfg, m, next, nil, false, liveCP.Events, start)
+	return err
+}
+
+// swapRetrying swaps the fresh tables in (see swap), again while it cannot take the
+// live tables' locks in time, up to cfg.SwapAttempts times.
+func swapRetrying(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old string, log *slog.Logger) (checkpointRow, error) {
+	for attempt := 1; ; attempt++ {
+		cp, err := swap(ctx, cfg, m, live, next, old, log)
+		if err == nil {
+			return cp, nil
+		}
+		if !isLockTimeout(err) || attempt >= cfg.SwapAttempts || ctx.Err() != nil {
+			return checkpointRow{}, err
+		}
+		log.Warn("swap could not take the live tables' locks; retrying", "attempt", attempt, "err", err)
+	}
 }
 
 // exclusive takes the model's rebuild lock (a session advisory lock) so that only one

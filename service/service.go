@@ -365,42 +365,16 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		if d.ReplayOf > 0 {
 			return s.readOriginal(ctx, stream, d.ReplayOf)
 		}
-		if len(d.Events) != 1 {
-			return outcome{}, fmt.Errorf("decide on %s: %d events, want 1", stream, len(d.Events))
-		}
-		ev := d.Events[0]
-		typ, data, err := domain.Encode(ev)
+		ev, rec, err := decisionRecord(stream, requestKey, d)
 		if err != nil {
 			return outcome{}, err
 		}
-		evID := uuid.New()
-		if requestKey != "" {
-			evID = eventID(stream, requestKey)
-		}
-		res, err := s.append(ctx, stream, eventstore.Exact(e.state.StreamVersion()), eventstore.Record{ID: evID, Type: typ, Data: data})
+		res, err := s.append(ctx, stream, eventstore.Exact(e.state.StreamVersion()), rec)
 		switch {
 		case err == nil && !res.Duplicate:
-			prev := e.lastPos
-			e.apply(ev, typ, domain.ChainHash(typ, data), res.Position)
-			e.readAt = time.Now()
-			if s.cfg.OnAppend != nil {
-				s.cfg.OnAppend()
-			}
-			if c, ok := ev.(domain.Committed); ok && s.cfg.OnCommitted != nil {
-				s.cfg.OnCommitted(ctx, AppendedCommit{EventID: evID, Event: c, Position: res.Position, Prev: prev, MembersAt: e.membersAt})
-			}
-			return outcome{event: ev, eventID: evID, position: res.Position}, nil
+			return appended(ctx, s, e, ev, rec, res.Position), nil
 		case err == nil && res.Duplicate:
-			// An earlier attempt of this request was stored (its outcome was lost): the
-			// stored event is the answer, whatever this attempt decided.
-			if err := catchUp(ctx, s.store, stream, e); err != nil {
-				return outcome{}, err
-			}
-			orig, err := s.readOriginal(ctx, stream, res.StreamVersion)
-			if err == nil && orig.event.EventType() != ev.EventType() {
-				return outcome{}, fmt.Errorf("%w: requestId %q was used by a %s", protocol.ErrInvalid, requestKey, orig.event.EventType())
-			}
-			return orig, err
+			return duplicate(ctx, s, stream, requestKey, e, ev, res.StreamVersion)
 		case errors.Is(err, eventstore.ErrRecordTooLarge):
 			return outcome{}, fmt.Errorf("%w: the request's record would exceed %d bytes: split it into smaller requests",
 				protocol.ErrInvalid, eventstore.MaxRecordSize)
@@ -423,6 +397,54 @@ func execute[A aggregate](ctx context.Context, s *Service, c *cache[A], id uuid.
 		}
 	}
 	return outcome{}, &protocol.BusyError{RetryAfter: s.cfg.BusyRetryAfter}
+}
+
+// decisionRecord returns the one event of a decision and its record; requestKey, if
+// not empty, makes the record's id deterministic.
+func decisionRecord(stream, requestKey string, d domain.Decision) (domain.Event, eventstore.Record, error) {
+	if len(d.Events) != 1 {
+		return nil, eventstore.Record{}, fmt.Errorf("decide on %s: %d events, want 1", stream, len(d.Events))
+	}
+	ev := d.Events[0]
+	typ, data, err := domain.Encode(ev)
+	if err != nil {
+		return nil, eventstore.Record{}, err
+	}
+	id := uuid.New()
+	if requestKey != "" {
+		id = eventID(stream, requestKey)
+	}
+	return ev, eventstore.Record{ID: id, Type: typ, Data: data}, nil
+}
+
+// appended applies an event this process appended to its cached aggregate and tells
+// the hooks: OnCommitted first, so that a follower OnAppend wakes (the notifier) finds
+// a commit that direct publishing handles already registered with it.
+func appended[A aggregate](ctx context.Context, s *Service, e *entry[A], ev domain.Event, rec eventstore.Record, pos eventstore.Position) outcome {
+	prev := e.lastPos
+	e.apply(ev, rec.Type, domain.ChainHash(rec.Type, rec.Data), pos)
+	e.readAt = time.Now()
+	if c, ok := ev.(domain.Committed); ok && s.cfg.OnCommitted != nil {
+		s.cfg.OnCommitted(ctx, AppendedCommit{EventID: rec.ID, Event: c, Position: pos, Prev: prev, MembersAt: e.membersAt})
+	}
+	if s.cfg.OnAppend != nil {
+		s.cfg.OnAppend()
+	}
+	return outcome{event: ev, eventID: rec.ID, position: pos}
+}
+
+// duplicate answers an append the store recognised as a repeat: an earlier attempt of
+// this request was stored (its outcome was lost), and the stored event is the answer,
+// whatever this attempt decided.
+func duplicate[A aggregate](ctx context.Context, s *Service, stream, requestKey string, e *entry[A], ev domain.Event, version uint64) (outcome, error) {
+	if err := catchUp(ctx, s.store, stream, e); err != nil {
+		return outcome{}, err
+	}
+	orig, err := s.readOriginal(ctx, stream, version)
+	if err == nil && orig.event.EventType() != ev.EventType() {
+		return outcome{}, fmt.Errorf("%w: requestId %q was used by a %s", protocol.ErrInvalid, requestKey, orig.event.EventType())
+	}
+	return orig, err
 }
 
 // append writes records to one stream in one append, through group commit when it is on.

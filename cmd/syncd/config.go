@@ -67,109 +67,146 @@ type config struct {
 const allRoles = "rpc,projector,notifier,binder"
 
 // parseConfig reads flags (args) over environment variables (getenv) over defaults.
+// flagSet declares syncd's flags, each with its environment variable: the variable's
+// value is the flag's default, and one that does not parse is an error naming the
+// variable (even when a flag overrides it): a typo must not fall back to the default
+// unnoticed.
+type flagSet struct {
+	fs      *flag.FlagSet
+	getenv  func(string) string
+	envErrs []error
+}
+
+func (f *flagSet) str(p *string, name, env, def, usage string) {
+	if v := f.getenv(env); v != "" {
+		def = v
+	}
+	f.fs.StringVar(p, name, def, usage+" (env "+env+")")
+}
+
+func (f *flagSet) fromEnv(env string, parse func(string) error) {
+	if v := f.getenv(env); v != "" {
+		if err := parse(v); err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("%s=%q: %w", env, v, err))
+		}
+	}
+}
+
+func (f *flagSet) num(p *int, name, env string, def int, usage string) {
+	f.fromEnv(env, func(v string) (err error) { def, err = parseInt(v); return err })
+	f.fs.IntVar(p, name, def, usage+" (env "+env+")")
+}
+
+func (f *flagSet) dur(p *time.Duration, name, env string, def time.Duration, usage string) {
+	f.fromEnv(env, func(v string) (err error) { def, err = parseDuration(v); return err })
+	f.fs.DurationVar(p, name, def, usage+" (env "+env+")")
+}
+
+func (f *flagSet) boolean(p *bool, name, env string, def bool, usage string) {
+	f.fromEnv(env, func(v string) (err error) { def, err = parseBool(v); return err })
+	f.fs.BoolVar(p, name, def, usage+" (env "+env+")")
+}
+
 func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("syncd", flag.ContinueOnError)
-	fs.SetOutput(usageOut)
-	str := func(p *string, name, env, def, usage string) {
-		if v := getenv(env); v != "" {
-			def = v
-		}
-		fs.StringVar(p, name, def, usage+" (env "+env+")")
+	f := &flagSet{fs: flag.NewFlagSet("syncd", flag.ContinueOnError), getenv: getenv}
+	f.fs.SetOutput(usageOut)
+	c.storeFlags(f)
+	c.brokerFlags(f)
+	c.commitPathFlags(f)
+	c.requestFlags(f)
+	c.operationFlags(f)
+	legacyFlags(&c.legacy, f.str)
+	f.fs.Usage = func() {
+		fmt.Fprintf(f.fs.Output(), "syncd: the sync service (StackSync protocol v1 over RabbitMQ, event-sourced metadata in PostgreSQL).\n\nUsage: syncd [flags]\n\n")
+		f.fs.PrintDefaults()
 	}
-	// An environment value that does not parse is an error naming the variable (even
-	// when a flag overrides it): a typo must not fall back to the default unnoticed.
-	var envErrs []error
-	fromEnv := func(env string, parse func(string) error) {
-		if v := getenv(env); v != "" {
-			if err := parse(v); err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", env, v, err))
-			}
-		}
-	}
-	num := func(p *int, name, env string, def int, usage string) {
-		fromEnv(env, func(v string) (err error) { def, err = parseInt(v); return err })
-		fs.IntVar(p, name, def, usage+" (env "+env+")")
-	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
-		fromEnv(env, func(v string) (err error) { def, err = parseDuration(v); return err })
-		fs.DurationVar(p, name, def, usage+" (env "+env+")")
-	}
-	boolean := func(p *bool, name, env string, def bool, usage string) {
-		fromEnv(env, func(v string) (err error) { def, err = parseBool(v); return err })
-		fs.BoolVar(p, name, def, usage+" (env "+env+")")
-	}
-	pgDefault := "postgres://postgres@127.0.0.1:5432/syncservice?sslmode=disable"
-	if v := getenv("SYNC_PG_DSN"); v != "" {
-		pgDefault = v // shared with syncctl
-	}
-	str(&c.pgDSN, "pg", "SYNCD_PG_DSN", pgDefault, "PostgreSQL DSN: event store, read models and checkpoints (SYNC_PG_DSN is read too)")
-	str(&c.pgReadDSN, "pg-read", "SYNCD_PG_READ", "", "DSN of one hot standby of -pg: getChanges, getChangesSince, getItemVersions and getWorkspaces read it once it has replayed the primary's WAL position at the request ('' reads the primary)")
-	dur(&c.pgReadMaxWait, "pg-read-max-wait", "SYNCD_PG_READ_MAX_WAIT", projections.DefaultReplicaMaxWait, "how long a read waits for the -pg-read standby to catch up before it reads the primary")
-	boolean(&c.createDB, "create-db", "SYNCD_CREATE_DB", true, "create the database named in -pg if it does not exist")
-	str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account; several, comma-separated, for the nodes of a cluster (tried in turn)")
-	str(&c.quorum, "quorum-queues", "SYNCD_QUORUM_QUEUES", "auto", "declare the request queue and device event queues as quorum queues: true, false, or auto (true when -amqp lists several nodes)")
-	str(&c.requestQueue, "request-queue", "SYNCD_REQUEST_QUEUE", "ISyncService", "request queue to consume (the protocol's name is ISyncService)")
-	str(&c.auth, "auth", "SYNCD_AUTH", "broker", "identity: 'broker' (the AMQP user_id RabbitMQ verified) or 'trust' (the body's userId; legacy clients on a closed network only)")
-	str(&c.roles, "roles", "SYNCD_ROLES", allRoles, "comma-separated roles this process runs: rpc, projector, notifier, binder")
-	str(&c.httpAddr, "http", "SYNCD_HTTP_ADDR", "127.0.0.1:9464", "address of /healthz, /readyz and /metrics ('' disables)")
-	num(&c.prefetch, "prefetch", "SYNCD_PREFETCH", 64, "unacknowledged requests the broker may hand this process")
-	num(&c.concurrency, "concurrency", "SYNCD_CONCURRENCY", 32, "requests handled at once")
-	dur(&c.requestTimeout, "request-timeout", "SYNCD_REQUEST_TIMEOUT", 30*time.Second, "deadline of one request")
-	num(&c.queueMaxLength, "event-queue-max-length", "SYNCD_EVENT_QUEUE_MAX_LENGTH", 10000, "x-max-length of device event queues")
-	dur(&c.queueExpiry, "event-queue-expiry", "SYNCD_EVENT_QUEUE_EXPIRY", 7*24*time.Hour, "x-expires of unused device event queues")
-	num(&c.maxMessageBytes, "broker-max-message-bytes", "SYNCD_BROKER_MAX_MESSAGE_BYTES", 128<<20,
-		"the broker's max_message_size (RabbitMQ's default is 128 MiB): larger notifications are set aside, not sent, and replies stay below it")
-	num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
-	boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
-	boolean(&c.inline, "inline-projection", "SYNCD_INLINE_PROJECTION", true,
-		"write the read models in each append's own transaction (reads and notifications need not wait for the projectors)")
-	num(&c.commitBatch, "commit-batch", "SYNCD_COMMIT_BATCH", 64,
-		"commits waiting for one workspace decided in turn and appended as one (1: one at a time)")
-	num(&c.followTailBytes, "follow-tail-bytes", "SYNCD_FOLLOW_TAIL_BYTES", 64<<20,
-		"event bytes of the global order kept for this process's followers to share one read of the store (0: each reads it itself)")
-	num(&c.changesCache, "changes-cache-bytes", "SYNCD_CHANGES_CACHE_BYTES", rpc.DefaultChangesCacheBytes,
-		"encoded getChanges answers kept per process, one per workspace until its next commit (negative: none)")
-	boolean(&c.directPublish, "direct-publish", "SYNCD_DIRECT_PUBLISH", true,
-		"publish a commit's notification from the process that appended it, right away (needs -inline-projection; the notifier stays the backstop)")
-	num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
-	num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", 0, "largest reply published; a larger one is answered ResultTooLarge (0: 96 MiB, or 64 KiB below -broker-max-message-bytes if that is less)")
-	num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")
-	num(&c.perUserQueued, "per-user-queued", "SYNCD_PER_USER_QUEUED", 0, "a user's further requests that wait in order for a place; beyond them requests are answered Busy (0: queued-total; negative: none)")
-	num(&c.queuedTotal, "queued-total", "SYNCD_QUEUED_TOTAL", 0, "requests of all users waiting for a place together (0: prefetch/2; negative: none)")
-	num(&c.perUserBytes, "per-user-bytes", "SYNCD_PER_USER_BYTES", 0, "request bodies one user may have taken and not yet answered; beyond, Busy (0: max-in-flight-bytes/4, at least 16 MiB)")
-	num(&c.replayBytes, "replay-bytes", "SYNCD_REPLAY_BYTES", 16<<20, "notification bytes one user's replayed commits may republish per replay window")
-	dur(&c.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", 10*time.Second, "a replayed commit republishes its notification at most once per workspace and requestId in this window")
-	num(&c.maxResultBytes, "max-result-bytes", "SYNCD_MAX_RESULT_BYTES", projections.DefaultMaxResultBytes, "largest getChanges or getItemVersions answer (estimated while reading); larger ones are answered ResultTooLarge")
-	num(&c.pageBytes, "page-bytes", "SYNCD_PAGE_BYTES", projections.DefaultPageBytes, "a getChangesSince page ends at the first whole version past this many bytes")
-	str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
-	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
-	boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
-	legacyFlags(&c.legacy, str)
-	dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
-		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
-	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
-	num(&c.limits.MaxDevicesPerUser, "max-devices", "SYNCD_MAX_DEVICES", domain.DefaultMaxDevicesPerUser, "devices registered to one user at a time")
-	num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")
-	num(&c.limits.MaxFolderDepth, "max-folder-depth", "SYNCD_MAX_FOLDER_DEPTH", domain.DefaultMaxFolderDepth, "levels of folders an item may be placed at")
-	num(&c.limits.MaxCommitItems, "max-commit-items", "SYNCD_MAX_COMMIT_ITEMS", domain.DefaultMaxCommitItems, "items of one commit request (at most the default)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "syncd: the sync service (StackSync protocol v1 over RabbitMQ, event-sourced metadata in PostgreSQL).\n\nUsage: syncd [flags]\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := f.fs.Parse(args); err != nil {
 		return c, err
 	}
-	if len(envErrs) > 0 {
-		return c, errors.Join(envErrs...)
+	if len(f.envErrs) > 0 {
+		return c, errors.Join(f.envErrs...)
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	if f.fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
 	if c.maxReplyBytes == 0 {
 		c.maxReplyBytes = min(rpc.DefaultMaxReplyBytes, c.maxMessageBytes-64<<10)
 	}
 	return c, c.validate()
+}
+
+// storeFlags declares the database flags.
+func (c *config) storeFlags(f *flagSet) {
+	pgDefault := "postgres://postgres@127.0.0.1:5432/syncservice?sslmode=disable"
+	if v := f.getenv("SYNC_PG_DSN"); v != "" {
+		pgDefault = v // shared with syncctl
+	}
+	f.str(&c.pgDSN, "pg", "SYNCD_PG_DSN", pgDefault, "PostgreSQL DSN: event store, read models and checkpoints (SYNC_PG_DSN is read too)")
+	f.str(&c.pgReadDSN, "pg-read", "SYNCD_PG_READ", "", "DSN of one hot standby of -pg: getChanges, getChangesSince, getItemVersions and getWorkspaces read it once it has replayed the primary's WAL position at the request ('' reads the primary)")
+	f.dur(&c.pgReadMaxWait, "pg-read-max-wait", "SYNCD_PG_READ_MAX_WAIT", projections.DefaultReplicaMaxWait, "how long a read waits for the -pg-read standby to catch up before it reads the primary")
+	f.boolean(&c.createDB, "create-db", "SYNCD_CREATE_DB", true, "create the database named in -pg if it does not exist")
+}
+
+// brokerFlags declares the broker and queue flags.
+func (c *config) brokerFlags(f *flagSet) {
+	f.str(&c.amqpURL, "amqp", "SYNCD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL of the server's own broker account; several, comma-separated, for the nodes of a cluster (tried in turn)")
+	f.str(&c.quorum, "quorum-queues", "SYNCD_QUORUM_QUEUES", "auto", "declare the request queue and device event queues as quorum queues: true, false, or auto (true when -amqp lists several nodes)")
+	f.str(&c.requestQueue, "request-queue", "SYNCD_REQUEST_QUEUE", "ISyncService", "request queue to consume (the protocol's name is ISyncService)")
+	f.str(&c.auth, "auth", "SYNCD_AUTH", "broker", "identity: 'broker' (the AMQP user_id RabbitMQ verified) or 'trust' (the body's userId; legacy clients on a closed network only)")
+	f.num(&c.queueMaxLength, "event-queue-max-length", "SYNCD_EVENT_QUEUE_MAX_LENGTH", 10000, "x-max-length of device event queues")
+	f.dur(&c.queueExpiry, "event-queue-expiry", "SYNCD_EVENT_QUEUE_EXPIRY", 7*24*time.Hour, "x-expires of unused device event queues")
+	f.num(&c.maxMessageBytes, "broker-max-message-bytes", "SYNCD_BROKER_MAX_MESSAGE_BYTES", 128<<20,
+		"the broker's max_message_size (RabbitMQ's default is 128 MiB): larger notifications are set aside, not sent, and replies stay below it")
+}
+
+// commitPathFlags declares the flags of the commit path (docs/operations.md "The commit path").
+func (c *config) commitPathFlags(f *flagSet) {
+	f.num(&c.cacheSize, "cache-size", "SYNCD_CACHE_SIZE", 4096, "workspaces and users kept decided-ready in memory")
+	f.boolean(&c.groupCommit, "group-commit", "SYNCD_GROUP_COMMIT", true, "write concurrent commits to different workspaces in shared transactions")
+	f.boolean(&c.inline, "inline-projection", "SYNCD_INLINE_PROJECTION", true,
+		"write the read models in each append's own transaction (reads and notifications need not wait for the projectors)")
+	f.num(&c.commitBatch, "commit-batch", "SYNCD_COMMIT_BATCH", 64,
+		"commits waiting for one workspace decided in turn and appended as one (1: one at a time)")
+	f.num(&c.followTailBytes, "follow-tail-bytes", "SYNCD_FOLLOW_TAIL_BYTES", 64<<20,
+		"event bytes of the global order kept for this process's followers to share one read of the store (0: each reads it itself)")
+	f.num(&c.changesCache, "changes-cache-bytes", "SYNCD_CHANGES_CACHE_BYTES", rpc.DefaultChangesCacheBytes,
+		"encoded getChanges answers kept per process, one per workspace until its next commit (negative: none)")
+	f.boolean(&c.directPublish, "direct-publish", "SYNCD_DIRECT_PUBLISH", true,
+		"publish a commit's notification from the process that appended it, right away (needs -inline-projection; the notifier stays the backstop)")
+}
+
+// requestFlags declares the flags that bound requests: concurrency, fairness, sizes, limits of the domain.
+func (c *config) requestFlags(f *flagSet) {
+	f.num(&c.prefetch, "prefetch", "SYNCD_PREFETCH", 64, "unacknowledged requests the broker may hand this process")
+	f.num(&c.concurrency, "concurrency", "SYNCD_CONCURRENCY", 32, "requests handled at once")
+	f.dur(&c.requestTimeout, "request-timeout", "SYNCD_REQUEST_TIMEOUT", 30*time.Second, "deadline of one request")
+	f.num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
+	f.num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", 0, "largest reply published; a larger one is answered ResultTooLarge (0: 96 MiB, or 64 KiB below -broker-max-message-bytes if that is less)")
+	f.num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")
+	f.num(&c.perUserQueued, "per-user-queued", "SYNCD_PER_USER_QUEUED", 0, "a user's further requests that wait in order for a place; beyond them requests are answered Busy (0: queued-total; negative: none)")
+	f.num(&c.queuedTotal, "queued-total", "SYNCD_QUEUED_TOTAL", 0, "requests of all users waiting for a place together (0: prefetch/2; negative: none)")
+	f.num(&c.perUserBytes, "per-user-bytes", "SYNCD_PER_USER_BYTES", 0, "request bodies one user may have taken and not yet answered; beyond, Busy (0: max-in-flight-bytes/4, at least 16 MiB)")
+	f.num(&c.replayBytes, "replay-bytes", "SYNCD_REPLAY_BYTES", 16<<20, "notification bytes one user's replayed commits may republish per replay window")
+	f.dur(&c.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", 10*time.Second, "a replayed commit republishes its notification at most once per workspace and requestId in this window")
+	f.num(&c.maxResultBytes, "max-result-bytes", "SYNCD_MAX_RESULT_BYTES", projections.DefaultMaxResultBytes, "largest getChanges or getItemVersions answer (estimated while reading); larger ones are answered ResultTooLarge")
+	f.num(&c.pageBytes, "page-bytes", "SYNCD_PAGE_BYTES", projections.DefaultPageBytes, "a getChangesSince page ends at the first whole version past this many bytes")
+	f.num(&c.limits.MaxDevicesPerUser, "max-devices", "SYNCD_MAX_DEVICES", domain.DefaultMaxDevicesPerUser, "devices registered to one user at a time")
+	f.num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")
+	f.num(&c.limits.MaxFolderDepth, "max-folder-depth", "SYNCD_MAX_FOLDER_DEPTH", domain.DefaultMaxFolderDepth, "levels of folders an item may be placed at")
+	f.num(&c.limits.MaxCommitItems, "max-commit-items", "SYNCD_MAX_COMMIT_ITEMS", domain.DefaultMaxCommitItems, "items of one commit request (at most the default)")
+}
+
+// operationFlags declares the flags of roles, logs, HTTP, start-up and shutdown.
+func (c *config) operationFlags(f *flagSet) {
+	f.str(&c.roles, "roles", "SYNCD_ROLES", allRoles, "comma-separated roles this process runs: rpc, projector, notifier, binder")
+	f.str(&c.httpAddr, "http", "SYNCD_HTTP_ADDR", "127.0.0.1:9464", "address of /healthz, /readyz and /metrics ('' disables)")
+	f.str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
+	f.str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
+	f.boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
+	f.dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
+		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
+	f.dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
 }
 
 func (c config) validate() error {

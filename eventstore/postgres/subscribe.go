@@ -28,31 +28,23 @@ func (s *Store) busyInterval() time.Duration {
 	return min(s.cfg.PollInterval/10, 20*time.Millisecond)
 }
 
-// Subscribe implements eventstore.Store by polling ReadAll's query: at once while full
-// batches come back, at the busy interval while events are arriving, at
-// Config.PollInterval when idle. An append through this Store wakes it at once; appends
-// by other processes are seen within one poll interval. Polling alone is correct; nothing
-// depends on a notification. Transient read failures are logged and retried with
-// backoff until ctx ends. Close stops it with ErrClosed.
-func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, handle func(ctx context.Context, batch []eventstore.RecordedEvent) error) error {
+// subscription registers a subscription from from with the store; its context ends
+// with ctx or with Close, and release ends it.
+func (s *Store) subscription(ctx context.Context, from eventstore.Position) (context.Context, func(), error) {
 	if err := s.begin(fmt.Sprintf("subscribe from %s", from)); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	s.mu.Lock()
 	if s.closed.Load() {
 		s.mu.Unlock()
-		return fmt.Errorf("subscribe from %s: %w", from, eventstore.ErrClosed)
+		return nil, nil, fmt.Errorf("subscribe from %s: %w", from, eventstore.ErrClosed)
 	}
 	s.subs.Add(1)
 	s.mu.Unlock()
-	defer s.subs.Done()
-
-	// sctx ends with the caller's ctx or with Close.
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go func() {
 		select {
 		case <-s.closing:
@@ -60,6 +52,21 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, handle 
 		case <-sctx.Done():
 		}
 	}()
+	return sctx, func() { cancel(); s.subs.Done() }, nil
+}
+
+// Subscribe implements eventstore.Store by polling ReadAll's query: at once while full
+// batches come back, at the busy interval while events are arriving, at
+// Config.PollInterval when idle. An append through this Store wakes it at once; appends
+// by other processes are seen within one poll interval. Polling alone is correct; nothing
+// depends on a notification. Transient read failures are logged and retried with
+// backoff until ctx ends. Close stops it with ErrClosed.
+func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, handle func(ctx context.Context, batch []eventstore.RecordedEvent) error) error {
+	sctx, release, err := s.subscription(ctx, from)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ended := func() error {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -328,6 +328,10 @@ func TestPerUserBytesAreBounded(t *testing.T) {
 		c.PerUserInFlight, c.PerUserQueued, c.QueuedTotal = 2, 40, 40
 		c.PerUserBytes = wire.MaxBodySize
 		c.Prefetch = 64
+		// The held reads wait for release while the test counts the Busy replies and
+		// serves another user: on a loaded machine that took more than the default 5 s,
+		// and a read that outlives its deadline is answered Busy (read_deadline).
+		c.RequestTimeout = time.Minute
 	})
 	flooder := dialRaw(t, e.url, e.user, "")
 	release := make(chan struct{})

@@ -155,6 +155,7 @@ func TestClusterLeaderKill(t *testing.T) {
 	}()
 	l.waitMore(t, 40, 90*time.Second)
 
+	atKill := l.count()
 	killed := time.Now()
 	ps[victim].kill()
 	ps[victim] = nil
@@ -166,7 +167,10 @@ func TestClusterLeaderKill(t *testing.T) {
 		return oneLeaderEach(h, roles)
 	})
 	took := time.Since(killed)
-	resumed := l.waitMore(t, 40, 120*time.Second)
+	l.waitMore(t, 40, 120*time.Second)
+	l.mu.Lock()
+	resumed := l.acked[atKill].at // the first commit acknowledged after the kill
+	l.mu.Unlock()
 	after, err := leaderMap(ps)
 	if err != nil {
 		t.Fatal(err)

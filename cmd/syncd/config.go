@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/internal/storeopen"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/transport/rpc"
 )
@@ -22,6 +23,8 @@ type config struct {
 	pgReadDSN      string        // a hot standby of pgDSN serving the heavy reads ('' none)
 	pgReadMaxWait  time.Duration // how long a read waits for the standby to catch up
 	createDB       bool
+	store          string // -store: "postgres" or an EventStoreDB URL (store.go)
+	storePrefix    string
 	amqpURL        string
 	requestQueue   string
 	auth           string
@@ -146,6 +149,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
 	legacyFlags(&c.legacy, str)
+	storeFlags(&c, getenv, str)
 	dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
 		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
 	dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
@@ -166,6 +170,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	c.applyStore()
 	if c.maxReplyBytes == 0 {
 		c.maxReplyBytes = min(rpc.DefaultMaxReplyBytes, c.maxMessageBytes-64<<10)
 	}
@@ -187,6 +192,9 @@ func (c config) validate() error {
 	}
 	if c.directPublish && !c.inline {
 		errs = append(errs, errors.New("-direct-publish needs -inline-projection (reads must see what was notified)"))
+	}
+	if err := storeopen.Validate(c.store, c.storePrefix); err != nil {
+		errs = append(errs, err)
 	}
 	if c.pgReadMaxWait < 0 {
 		errs = append(errs, errors.New("-pg-read-max-wait must not be negative"))

@@ -87,6 +87,29 @@ func oneLeaderEach(holders map[string][]int, want []string) error {
 	return nil
 }
 
+// awaitLeaders waits until every leadership the processes compete for (at least the
+// notifier, the binder and two read models) has exactly one holder, and returns them.
+func awaitLeaders(t *testing.T, ps []*proc) (roles []string, holders map[string][]int) {
+	t.Helper()
+	testenv.Eventually(t, 60*time.Second, func() error {
+		h, err := leaderMap(ps)
+		if err != nil {
+			return err
+		}
+		roles = roles[:0]
+		for r := range h {
+			roles = append(roles, r)
+		}
+		sort.Strings(roles)
+		if len(roles) < 4 {
+			return fmt.Errorf("leaderships competed for: %v", roles)
+		}
+		holders = h
+		return oneLeaderEach(h, roles)
+	})
+	return roles, holders
+}
+
 // Issue 15 item 5: three syncd processes on the cluster (three broker URLs, the
 // multi-host DSN), roles duplicated on two and the third serving requests only, devices of
 // two users committing to a personal and a shared workspace. The process holding the
@@ -103,24 +126,7 @@ func TestClusterLeaderKill(t *testing.T) {
 		startSyncd(t, s, "-roles", "rpc,projector,notifier,binder", "-direct-publish=false"),
 		startSyncd(t, s, "-roles", "rpc", "-direct-publish=false"),
 	}
-	var roles []string
-	var before map[string][]int
-	testenv.Eventually(t, 60*time.Second, func() error {
-		h, err := leaderMap(ps)
-		if err != nil {
-			return err
-		}
-		roles = roles[:0]
-		for r := range h {
-			roles = append(roles, r)
-		}
-		sort.Strings(roles)
-		if len(roles) < 4 { // notifier, binder, two read models at least
-			return fmt.Errorf("leaderships competed for: %v", roles)
-		}
-		before = h
-		return oneLeaderEach(h, roles)
-	})
+	roles, before := awaitLeaders(t, ps)
 	if _, competes, err := leaderships(ps[2]); err != nil || len(competes) != 0 {
 		t.Fatalf("the rpc-only process competes for %v (%v)", competes, err)
 	}

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# 1, 2, 3 syncd processes on scripts/cluster (offset 100), syncctl bench spread per run.
+# 1, 2, 3 syncd processes on scripts/cluster (offset 100), syncctl bench spread per run
+# (docs/scaling.md). Stops its syncd processes at the end and leaves the cluster up:
+# CLUSTER_PORT_OFFSET=100 scripts/cluster down removes it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CLUSTER_PORT_OFFSET=100

@@ -42,6 +42,13 @@ type Capability string
 // CapMultiStreamAppend is MultiAppender: an atomic append to several streams.
 const CapMultiStreamAppend Capability = "multi-stream append"
 
+// CapGlobalEventIDs is the rule that a record id is stored at most once in the whole
+// store: an append reusing an id already stored in another stream is refused. It is part
+// of the contract unless a store declares it missing (Limited); without it, ids are
+// unique per stream only, and a retried append is recognised only on its own stream
+// (which is how every caller here retries).
+const CapGlobalEventIDs Capability = "event ids unique across streams"
+
 // Limited is implemented by stores that declare which capabilities they lack and why.
 type Limited interface {
 	// Unsupported returns, for each capability the store lacks, the reason.
@@ -60,6 +67,12 @@ func Supports(s Store, c Capability) error {
 	switch c {
 	case CapMultiStreamAppend:
 		_, ok = s.(MultiAppender)
+	case CapGlobalEventIDs: // part of the base contract: present unless declared missing
+		ok = true
+		if l, isLimited := s.(Limited); isLimited {
+			_, missing := l.Unsupported()[c]
+			ok = !missing
+		}
 	}
 	if ok {
 		return nil

@@ -20,6 +20,9 @@ func TestSupports(t *testing.T) {
 	if !errors.Is(err, eventstore.ErrUnsupported) || !strings.Contains(err.Error(), "does not implement") {
 		t.Fatalf("a store without MultiAppender: %v, want ErrUnsupported naming the type", err)
 	}
+	if err := eventstore.Supports(plain{memstore.New()}, eventstore.CapGlobalEventIDs); err != nil {
+		t.Fatalf("global event ids are part of the base contract unless declared missing: %v", err)
+	}
 	if err := eventstore.Supports(memstore.New(), "teleportation"); !errors.Is(err, eventstore.ErrUnsupported) {
 		t.Fatalf("an unknown capability: %v, want ErrUnsupported", err)
 	}

@@ -111,10 +111,13 @@ func (c *clusterEnv) nodeOf(t *testing.T, name string) int {
 		}
 		for _, cn := range conns {
 			if cn.Prop.Name == name {
-				if _, err := fmt.Sscanf(cn.Node, "rabbit-%d@localhost", &node); err != nil {
-					return err
+				for n := 1; n <= 3; n++ {
+					if cn.Node == clusterNodeName(n) {
+						node = n
+						return nil
+					}
 				}
-				return nil
+				return fmt.Errorf("connection %q on node %q, not one of the cluster's", name, cn.Node)
 			}
 		}
 		return fmt.Errorf("no connection %q among %d", name, len(conns))

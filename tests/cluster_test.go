@@ -2,8 +2,9 @@
 
 // Tests on the cluster of scripts/cluster: three RabbitMQ nodes and a PostgreSQL primary
 // with a synchronous standby of their own (ports 5441-5442, 5681-5683, 15681-15683,
-// 25681-25683). They start and stop that cluster, one test at a time, so they do not run
-// with the parallel suite: .ci/run runs them afterwards with
+// 25681-25683, each plus CLUSTER_PORT_OFFSET, which the script reads from the environment
+// the tests pass on). They start and stop that cluster, one test at a time, so they do not
+// run with the parallel suite: .ci/run runs them afterwards with
 // `go test -race -count=1 -tags cluster -run Cluster ./tests/`.
 
 package tests
@@ -97,6 +98,14 @@ func clusterUp(t *testing.T) *clusterEnv {
 	return c
 }
 
+// clusterNodeName is scripts/cluster's name of RabbitMQ node n under CLUSTER_PORT_OFFSET.
+func clusterNodeName(n int) string {
+	if o := testenv.ClusterPortOffset(); o != 0 {
+		return fmt.Sprintf("rabbit-%d-o%d@localhost", n, o)
+	}
+	return fmt.Sprintf("rabbit-%d@localhost", n)
+}
+
 // amqpURLs are the cluster's AMQP URLs, node 1 first.
 func (c *clusterEnv) amqpURLs() []string { return strings.Split(c.env["SYNCD_AMQP_URL"], ",") }
 
@@ -156,7 +165,7 @@ func TestClusterScript(t *testing.T) {
 	}
 	var sync string
 	testenv.Eventually(t, 30*time.Second, func() error {
-		out, err := exec.Command("psql", "-X", "-At", "-h", "127.0.0.1", "-p", "5441", "-U", "postgres", "-d", "postgres",
+		out, err := exec.Command("psql", "-X", "-At", "-h", "127.0.0.1", "-p", fmt.Sprint(5441+testenv.ClusterPortOffset()), "-U", "postgres", "-d", "postgres",
 			"-c", "SELECT sync_state FROM pg_stat_replication").CombinedOutput()
 		sync = strings.TrimSpace(string(out))
 		if err != nil || sync != "sync" {
@@ -167,7 +176,7 @@ func TestClusterScript(t *testing.T) {
 
 	c.mustCluster(t, "kill-broker", "2")
 	st, ok = c.status(t)
-	if ok || !strings.Contains(st, "rabbit-2@localhost  down") || strings.Count(st, "cluster sees 2 running") != 2 {
+	if ok || !strings.Contains(st, clusterNodeName(2)+"  down") || strings.Count(st, "cluster sees 2 running") != 2 {
 		t.Fatalf("status after kill-broker 2 (want node 2 down, a non-zero exit):\n%s", st)
 	}
 	c.mustCluster(t, "kill-broker", "2") // idempotent

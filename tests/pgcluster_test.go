@@ -18,12 +18,10 @@ import (
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
-// Ports of the PostgreSQL pair these tests make (testenv.PGPair); scripts/cluster uses
-// 5441/5442, the machine's server 5432.
-const (
-	pairPrimaryPort = 5451
-	pairStandbyPort = 5452
-)
+// Ports of the PostgreSQL pair these tests make (testenv.PGPair): 5451/5452 plus
+// CLUSTER_PORT_OFFSET; scripts/cluster uses 5441/5442 plus the offset, the machine's
+// server 5432.
+var pairPrimaryPort, pairStandbyPort = testenv.PGPairPorts()
 
 // acks records the commits devices saw acknowledged, by workspace, with the time of each.
 type acks struct {

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/stacksync-es/syncservice/eventstore/postgres"
 	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/internal/rabbitadmin"
 	"github.com/stacksync-es/syncservice/projections"
@@ -38,9 +37,9 @@ func openAdmin(ctx context.Context) (*adminEnv, error) {
 	log := logger()
 	// Appends write the read models inline, as syncd's do (the tables are migrated
 	// below, before anything is appended): what syncctl changes is readable at once.
-	store, err := postgres.Open(ctx, postgres.Config{DSN: globals.pgDSN, Logger: log, Inline: projections.Inline})
+	store, err := openStore(ctx, true, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open event store: %w", err)
+		return nil, err
 	}
 	pool, err := pgxpool.New(ctx, globals.pgDSN)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/stacksync-es/syncservice/audit"
 	"github.com/stacksync-es/syncservice/domain"
-	"github.com/stacksync-es/syncservice/eventstore/postgres"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -221,7 +220,7 @@ func init() {
 func withAuditor(cmd *cobra.Command, progress bool, fn func(ctx context.Context, a *audit.Auditor) error) error {
 	ctx := cmd.Context()
 	log := logger()
-	store, err := postgres.Open(ctx, postgres.Config{DSN: globals.pgDSN, MaxConns: 2, Logger: log})
+	store, err := openStore(ctx, false, 2)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
 	"github.com/stacksync-es/syncservice/projections"
 )
@@ -64,8 +65,8 @@ func init() {
 }
 
 // projectionsEnv opens the event store and a pool on the service's database.
-func projectionsEnv(ctx context.Context) (*postgres.Store, *pgxpool.Pool, func(), error) {
-	store, err := postgres.Open(ctx, postgres.Config{DSN: globals.pgDSN, Logger: logger()})
+func projectionsEnv(ctx context.Context) (eventstore.Store, *pgxpool.Pool, func(), error) {
+	store, err := openStore(ctx, false, 0)
 	if err != nil {
 		return nil, nil, nil, err
 	}

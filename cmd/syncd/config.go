@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/internal/storeopen"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/transport/rpc"
 )
@@ -22,6 +23,8 @@ type config struct {
 	pgReadDSN      string        // a hot standby of pgDSN serving the heavy reads ('' none)
 	pgReadMaxWait  time.Duration // how long a read waits for the standby to catch up
 	createDB       bool
+	store          string // -store: "postgres" or an EventStoreDB URL (store.go)
+	storePrefix    string
 	amqpURL        string
 	requestQueue   string
 	auth           string
@@ -66,7 +69,6 @@ type config struct {
 
 const allRoles = "rpc,projector,notifier,binder"
 
-// parseConfig reads flags (args) over environment variables (getenv) over defaults.
 // flagSet declares syncd's flags, each with its environment variable: the variable's
 // value is the flag's default, and one that does not parse is an error naming the
 // variable (even when a flag overrides it): a typo must not fall back to the default
@@ -107,11 +109,13 @@ func (f *flagSet) boolean(p *bool, name, env string, def bool, usage string) {
 	f.fs.BoolVar(p, name, def, usage+" (env "+env+")")
 }
 
+// parseConfig reads flags (args) over environment variables (getenv) over defaults.
 func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
 	var c config
 	f := &flagSet{fs: flag.NewFlagSet("syncd", flag.ContinueOnError), getenv: getenv}
 	f.fs.SetOutput(usageOut)
-	c.storeFlags(f)
+	c.databaseFlags(f)
+	c.eventStoreFlags(f)
 	c.brokerFlags(f)
 	c.commitPathFlags(f)
 	c.requestFlags(f)
@@ -130,14 +134,15 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	if f.fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
+	c.applyStore()
 	if c.maxReplyBytes == 0 {
 		c.maxReplyBytes = min(rpc.DefaultMaxReplyBytes, c.maxMessageBytes-64<<10)
 	}
 	return c, c.validate()
 }
 
-// storeFlags declares the database flags.
-func (c *config) storeFlags(f *flagSet) {
+// databaseFlags declares the PostgreSQL flags.
+func (c *config) databaseFlags(f *flagSet) {
 	pgDefault := "postgres://postgres@127.0.0.1:5432/syncservice?sslmode=disable"
 	if v := f.getenv("SYNC_PG_DSN"); v != "" {
 		pgDefault = v // shared with syncctl
@@ -224,6 +229,9 @@ func (c config) validate() error {
 	}
 	if c.directPublish && !c.inline {
 		errs = append(errs, errors.New("-direct-publish needs -inline-projection (reads must see what was notified)"))
+	}
+	if err := storeopen.Validate(c.store, c.storePrefix); err != nil {
+		errs = append(errs, err)
 	}
 	if c.pgReadMaxWait < 0 {
 		errs = append(errs, errors.New("-pg-read-max-wait must not be negative"))

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stacksync-es/syncservice/eventstore"
-	"github.com/stacksync-es/syncservice/eventstore/postgres"
 	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/projections"
@@ -32,7 +31,7 @@ import (
 type node struct {
 	cfg     config
 	log     *slog.Logger
-	store   *postgres.Store
+	store   eventstore.Store // postgres or esdb (-store)
 	pool    *pgxpool.Pool
 	queries *projections.Queries
 	// readPool and replica route heavy reads to a standby (-pg-read; replica.go).
@@ -68,15 +67,9 @@ func openNode(ctx context.Context, cfg config, log *slog.Logger) (*node, error) 
 	if err != nil {
 		return nil, err
 	}
-	scfg := postgres.Config{DSN: cfg.pgDSN, Logger: log.With("component", "eventstore")}
-	if cfg.inline {
-		// The read models' tables must exist before the first append: they are
-		// migrated below, before any role runs.
-		scfg.Inline = projections.Inline
-	}
-	store, err := postgres.Open(ctx, scfg)
+	store, err := openEventStore(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("open event store: %w", err)
+		return nil, err
 	}
 	n := &node{cfg: cfg, log: log, store: store, crash: crash}
 	if n.pool, err = pgxpool.New(ctx, cfg.pgDSN); err != nil {

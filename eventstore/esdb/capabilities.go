@@ -13,5 +13,7 @@ func (s *Store) Unsupported() map[eventstore.Capability]string {
 	return map[eventstore.Capability]string{
 		eventstore.CapMultiStreamAppend: "EventStoreDB appends to one stream per call (EventStore-Client-Go v4 has no " +
 			"transaction spanning streams); two appends in a row are not atomic",
+		eventstore.CapGlobalEventIDs: "EventStoreDB deduplicates event ids per stream only (the server has no index " +
+			"by event id), so an id already stored in another stream is not detected",
 	}
 }

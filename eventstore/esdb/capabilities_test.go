@@ -20,3 +20,13 @@ func TestNoMultiStreamAppend(t *testing.T) {
 		t.Fatalf("Supports: %v, want ErrUnsupported with the declared reason", err)
 	}
 }
+
+// The backend declares that event ids are unique per stream only: the conformance case
+// for ids across streams skips with that reason instead of failing.
+func TestEventIDsPerStreamOnly(t *testing.T) {
+	var s eventstore.Store = (*Store)(nil)
+	err := eventstore.Supports(s, eventstore.CapGlobalEventIDs)
+	if !errors.Is(err, eventstore.ErrUnsupported) || !strings.Contains(err.Error(), "per stream only") {
+		t.Fatalf("Supports: %v, want ErrUnsupported with the declared reason", err)
+	}
+}

@@ -41,7 +41,8 @@ const visibleTimeout = 20 * time.Second
 // Run runs the conformance suite. newStore must return a fresh, empty store for each
 // subtest; Run closes it when the subtest ends. Tests of the optional interfaces
 // (Holder, eventstore.BatchAppender, eventstore.BoundedReader) skip for stores that do not implement them,
-// those of eventstore.MultiAppender with the reason the store declares (eventstore.Supports);
+// those of eventstore.MultiAppender and of eventstore.CapGlobalEventIDs with the reason the
+// store declares (eventstore.Supports);
 // CountAfter runs for every store (eventstore.LagReader, or the bounded-read fallback).
 func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 	tests := []struct {
@@ -55,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"ConcurrentAppendersGapFree", testConcurrentAppendersGapFree},
 		{"IdempotentAppend", testIdempotentAppend},
 		{"IdempotencyConflicts", testIdempotencyConflicts},
+		{"IdempotencyAcrossStreams", testIdempotencyAcrossStreams},
 		{"ReadStreamPaging", testReadStreamPaging},
 		{"ReadAllOrderAndPaging", testReadAllOrderAndPaging},
 		{"ReadStreamBounded", testReadStreamBounded},

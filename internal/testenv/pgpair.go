@@ -418,5 +418,34 @@ func running(pid int) bool {
 }
 
 // PGPairRoot is the directory under which pairs are made (TEST_PG_PAIR_DIR, default
-// /tmp/pgread).
-func PGPairRoot() string { return env("TEST_PG_PAIR_DIR", "/tmp/pgread") }
+// /tmp/pgread, or /tmp/pgread-oN under a ClusterPortOffset N other than 0).
+func PGPairRoot() string {
+	def := "/tmp/pgread"
+	if o := ClusterPortOffset(); o != 0 {
+		def = fmt.Sprintf("%s-o%d", def, o)
+	}
+	return env("TEST_PG_PAIR_DIR", def)
+}
+
+// ClusterPortOffset is CLUSTER_PORT_OFFSET (default 0), the number scripts/cluster adds to
+// each of its ports; the tests of the cluster tag add it to the ports of their PostgreSQL
+// pairs (PGPairPorts) too, so that two runs of them can share one machine. A value that
+// is not a number from 0 to 9999 panics: a run on the wrong ports would disturb another.
+func ClusterPortOffset() int {
+	s := os.Getenv("CLUSTER_PORT_OFFSET")
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 9999 {
+		panic(fmt.Sprintf("CLUSTER_PORT_OFFSET=%q is not a number from 0 to 9999", s))
+	}
+	return n
+}
+
+// PGPairPorts are the ports of a PGPair of the tests: 5451 and 5452 plus
+// ClusterPortOffset (scripts/cluster's own are 5441-5442 plus the offset).
+func PGPairPorts() (primary, standby int) {
+	o := ClusterPortOffset()
+	return 5451 + o, 5452 + o
+}

@@ -14,7 +14,8 @@ import (
 // The pair itself: a row committed on the primary (synchronously replicated) is on the
 // promoted standby after the primary is SIGKILLed, and the multi-host DSN finds it there.
 func TestPGFailoverPair(t *testing.T) {
-	p := StartPGPair(t, filepath.Join(PGPairRoot(), "pair"), 5451, 5452)
+	primary, standby := PGPairPorts()
+	p := StartPGPair(t, filepath.Join(PGPairRoot(), "pair"), primary, standby)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := p.Exec(p.Primary, `CREATE TABLE acked (n int PRIMARY KEY)`); err != nil {

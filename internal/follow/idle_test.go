@@ -3,6 +3,7 @@ package follow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -97,3 +98,67 @@ func TestWakesCoalescedByLinger(t *testing.T) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// timedStore records when each ReadAll started.
+type timedStore struct {
+	eventstore.AllReader
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (s *timedStore) ReadAll(ctx context.Context, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error) {
+	s.mu.Lock()
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+	return s.AllReader.ReadAll(ctx, from, limit)
+}
+
+func (s *timedStore) reads() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.at...)
+}
+
+// With EmptyGap, followers that keep asking the tail's end for more while there is
+// nothing read the store at most once per EmptyGap, together; an event appended
+// meanwhile is still returned.
+func TestTailPacesEmptyReads(t *testing.T) {
+	const gap = 30 * time.Millisecond
+	store := memstore.New()
+	defer store.Close()
+	ts := &timedStore{AllReader: store}
+	tail, err := NewTail(TailConfig{Store: ts, EmptyGap: gap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for len(ts.reads()) < 5 && ctx.Err() == nil {
+				if _, err := tail.ReadAfter(ctx, eventstore.Start, 10, 1<<20); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	at := ts.reads()
+	for i := 1; i < len(at); i++ {
+		if d := at[i].Sub(at[i-1]); d < gap {
+			t.Errorf("store read %d came %v after the one before, within EmptyGap", i, d)
+		}
+	}
+	if _, err := store.Append(ctx, "s", eventstore.Any(), eventstore.Record{ID: uuid.New(), Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		evs, err := tail.ReadAfter(ctx, eventstore.Start, 10, 1<<20)
+		if err != nil || len(evs) != 1 {
+			return fmt.Errorf("read %d events (%v), want 1", len(evs), err)
+		}
+		return nil
+	})
+}

@@ -19,6 +19,8 @@ func (n *node) reader() follow.Reader {
 	if n.tail == nil {
 		tc := follow.DefaultTailConfig()
 		tc.Store, tc.MaxBytes = n.store, int64(n.cfg.followTailBytes)
+		// Pace empty reads only as much as the least patient follower of the tail lingers.
+		tc.EmptyGap = n.followerLinger(n.cfg.inline && n.cfg.directPublish)
 		t, err := follow.NewTail(tc)
 		if err != nil {
 			panic(err) // the config is checked: only a programming error gets here

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/testenv"
@@ -69,6 +72,22 @@ func TestConnectionSettings(t *testing.T) {
 	if idle != "1min" || syncCommit != "on" || app != "syncservice-eventstore" || jit != "off" {
 		t.Errorf("settings: idle_in_transaction_session_timeout=%s synchronous_commit=%s application_name=%s jit=%s; want 1min, on, syncservice-eventstore, off",
 			idle, syncCommit, app, jit)
+	}
+	// Every connection encodes google/uuid values natively (RegisterUUID), and what
+	// reaches PostgreSQL is the same uuid.
+	ids := []uuid.UUID{uuid.New(), uuid.New()}
+	var text, one string
+	err = s.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		if _, ok := c.Conn().TypeMap().PlanEncode(pgtype.UUIDArrayOID, pgtype.BinaryFormatCode, ids).(*wrapUUIDSliceEncodePlan); !ok {
+			t.Error("the store's connection encodes []uuid.UUID without RegisterUUID's plan")
+		}
+		return c.QueryRow(ctx, `SELECT $1::uuid[]::text, $2::uuid::text`, ids, ids[1]).Scan(&text, &one)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "{" + ids[0].String() + "," + ids[1].String() + "}"; text != want || one != ids[1].String() {
+		t.Errorf("uuids sent: %s, %s; want %s, %s", text, one, want, ids[1])
 	}
 }
 

@@ -141,6 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if rp["application_name"] == "" {
 		rp["application_name"] = "syncservice-eventstore"
 	}
+	pcfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error { registerUUIDOnConnect(c); return nil }
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)

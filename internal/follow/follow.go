@@ -277,18 +277,14 @@ func (f *Follower) Run(ctx context.Context, handle Handler) error {
 		if err := ctx.Err(); err != nil {
 			return err // a read served from memory does not look at ctx
 		}
+		readAt := time.Now()
 		evs, more, err := f.next(ctx, pos)
 		if err != nil {
 			return err
 		}
 		if len(evs) == 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-f.kick:
-				wait = f.cfg.PollMin
-			case <-time.After(wait):
-				wait = min(wait*2, f.cfg.PollMax)
+			if err := f.idle(ctx, &wait, readAt); err != nil {
+				return err
 			}
 			continue
 		}
@@ -308,6 +304,30 @@ func (f *Follower) Run(ctx context.Context, handle Handler) error {
 			}
 		}
 	}
+}
+
+// idle waits after a read (started at readAt) that found nothing to do: until Wake or
+// the adaptive poll wait, which it moves. A follower with Linger (off the commit path)
+// reads again no sooner than Linger after readAt, however often it is woken: under load
+// every append in the process wakes every follower, and nearly all of those reads found
+// nothing, because an append's event becomes readable only once no transaction begun
+// before it is still in flight (eventstore.Store.ReadAll), and one nearly always is.
+// Events appended by other processes are found by the poll, as before.
+func (f *Follower) idle(ctx context.Context, wait *time.Duration, readAt time.Time) error {
+	t := time.NewTimer(max(*wait, f.cfg.Linger))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.kick:
+		*wait = f.cfg.PollMin
+		if d := time.Until(readAt.Add(f.cfg.Linger)); d > 0 {
+			return Sleep(ctx, d)
+		}
+	case <-t.C:
+		*wait = min(*wait*2, f.cfg.PollMax)
+	}
+	return nil
 }
 
 // advanced records a checkpoint move to pos over n events; more reports that events

@@ -27,6 +27,12 @@ type TailConfig struct {
 	// ReadTimeout bounds one shared read (it runs on its own, not under any one
 	// follower's context). Default 30s.
 	ReadTimeout time.Duration
+	// EmptyGap, if positive, paces the shared reads at the end while they find nothing:
+	// after one found nothing, the next from the same position starts no sooner than
+	// EmptyGap after it, and every follower arriving meanwhile waits for that one read.
+	// It bounds the followers' empty reads, together, to one per EmptyGap (syncd sets it
+	// to the followers' Linger when they are off the commit path). Zero: read at once.
+	EmptyGap time.Duration
 }
 
 // DefaultTailConfig returns the defaults; Store is left to the caller.
@@ -39,8 +45,8 @@ func (c TailConfig) Validate() error {
 	if c.Store == nil {
 		return errors.New("follow: tail Store is required")
 	}
-	if c.MaxBytes < 0 || c.ReadLimit < 0 || c.ReadBytes < 0 || c.ReadTimeout < 0 {
-		return errors.New("follow: tail MaxBytes, ReadLimit, ReadBytes and ReadTimeout must not be negative")
+	if c.MaxBytes < 0 || c.ReadLimit < 0 || c.ReadBytes < 0 || c.ReadTimeout < 0 || c.EmptyGap < 0 {
+		return errors.New("follow: tail MaxBytes, ReadLimit, ReadBytes, ReadTimeout and EmptyGap must not be negative")
 	}
 	return nil
 }
@@ -64,15 +70,20 @@ type Tail struct {
 	evs     []eventstore.RecordedEvent // in the global order
 	bytes   int64                      // eventstore.Bytes(evs)
 	reading *tailRead                  // the shared read at the end, if one is in flight
+	// emptyFrom and emptyAt: the last shared read that found nothing, from where and when
+	// it ended (EmptyGap).
+	emptyFrom eventstore.Position
+	emptyAt   time.Time
 
 	hits, joined, shared, own, empty atomic.Uint64
 }
 
 // tailRead is one shared read of the store after from.
 type tailRead struct {
-	from eventstore.Position
-	done chan struct{}
-	err  error
+	from      eventstore.Position
+	notBefore time.Time // EmptyGap: the read starts no sooner
+	done      chan struct{}
+	err       error
 }
 
 // NewTail checks cfg and returns a Tail.
@@ -130,6 +141,9 @@ func (t *Tail) ReadAfter(ctx context.Context, from eventstore.Position, limit in
 		r := t.reading
 		if r == nil || r.from != from {
 			r = &tailRead{from: from, done: make(chan struct{})}
+			if t.cfg.EmptyGap > 0 && t.emptyFrom == from {
+				r.notBefore = t.emptyAt.Add(t.cfg.EmptyGap)
+			}
 			t.reading = r
 			go t.fetch(ctx, r)
 		} else {
@@ -164,6 +178,9 @@ func (t *Tail) stillAtEnd(from eventstore.Position) bool {
 // fetch reads the store after r.from on its own context (the follower that started it
 // may stop waiting) and appends what it read to the run, if the run still ends there.
 func (t *Tail) fetch(ctx context.Context, r *tailRead) {
+	if d := time.Until(r.notBefore); d > 0 {
+		time.Sleep(d) // at most EmptyGap; the waiting followers heed their own ctx
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.ReadTimeout)
 	defer cancel()
 	evs, err := eventstore.ReadAllBounded(rctx, t.cfg.Store, r.from, t.cfg.ReadLimit, t.cfg.ReadBytes)
@@ -172,6 +189,9 @@ func (t *Tail) fetch(ctx context.Context, r *tailRead) {
 		t.empty.Add(1)
 	}
 	t.mu.Lock()
+	if err == nil && len(evs) == 0 {
+		t.emptyFrom, t.emptyAt = r.from, time.Now()
+	}
 	if err != nil {
 		r.err = fmt.Errorf("read the global order after %s: %w", r.from, err)
 	} else {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/projections/memmodel"
 	"github.com/stacksync-es/syncservice/service"
@@ -73,6 +74,18 @@ func TestMemModelAnswersAsThePostgreSQLReadModel(t *testing.T) {
 func pinReads(t *testing.T, e *env, mem *memmodel.Model, wss []uuid.UUID, users map[uuid.UUID]string) {
 	t.Helper()
 	ctx := context.Background()
+	// mem reads the global order, which shows an append only once every older
+	// transaction of the database cluster has ended (other tests' too): wait until it
+	// shows every event of these streams, or both models could agree on a prefix and
+	// then part while the rest becomes visible.
+	streams := map[string]bool{}
+	for _, ws := range wss {
+		streams[domain.WorkspaceStream(ws)] = true
+	}
+	for u := range users {
+		streams[domain.UserStream(u)] = true
+	}
+	testenv.Eventually(t, 20*time.Second, func() error { return globalOrderShows(ctx, e.store, streams) })
 	// The PostgreSQL models are projected asynchronously: compare once they caught up.
 	testenv.Eventually(t, 15*time.Second, func() error {
 		for _, ws := range wss {
@@ -150,4 +163,35 @@ func same(t *testing.T, what string, q func(service.ReadModel) (any, error), a, 
 	if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
 		t.Fatalf("%s: memmodel %+v %v, PostgreSQL %+v %v", what, want, err1, got, err2)
 	}
+}
+
+// globalOrderShows reports whether the store's global order shows every event of the
+// streams (as many as each stream's version).
+func globalOrderShows(ctx context.Context, store eventstore.Store, streams map[string]bool) error {
+	seen := map[string]uint64{}
+	for from := eventstore.Start; ; {
+		recs, err := store.ReadAll(ctx, from, 1000)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if streams[r.Stream] {
+				seen[r.Stream]++
+			}
+		}
+		if len(recs) < 1000 {
+			break
+		}
+		from = recs[len(recs)-1].Position
+	}
+	for st := range streams {
+		v, err := store.StreamVersion(ctx, st)
+		if err != nil {
+			return err
+		}
+		if seen[st] != v {
+			return fmt.Errorf("the global order shows %d of the %d events of %s", seen[st], v, st)
+		}
+	}
+	return nil
 }

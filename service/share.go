@@ -41,6 +41,7 @@ type ShareResult struct {
 	WorkspaceID uuid.UUID // the shared workspace
 	SourceID    uuid.UUID // the caller's personal workspace
 	MovedOut    *domain.ItemsMovedOut
+	MovedOutID  uuid.UUID // the stored id of MovedOut's event
 	Target      []domain.Event
 	NewMembers  []uuid.UUID
 	Position    eventstore.Position // of the last appended event
@@ -165,6 +166,9 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 	cmd.SourcePrevHash, cmd.TargetPrevHash = src.lastHash, dst.lastHash
 	d, err := domain.DecideShare(src.state, dst.state, cmd)
 	if err != nil {
+		if _, ok := src.state.Item(cmd.FolderID); !ok && src.state.Exists() && errors.Is(err, domain.ErrInvalidCommand) {
+			return ShareResult{}, false, s.foreignItem(ctx, cmd.UserID, cmd.SourceID, cmd.FolderID)
+		}
 		return ShareResult{}, false, mapShareErr(err)
 	}
 	if d.ReplayOf > 0 {
@@ -202,7 +206,7 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		res.Position = results[len(results)-1].Position
 		if len(d.Source) == 1 {
 			out := d.Source[0].(domain.ItemsMovedOut)
-			res.MovedOut = &out
+			res.MovedOut, res.MovedOutID = &out, srcApp.Records[0].ID
 		}
 		if s.cfg.OnAppend != nil {
 			s.cfg.OnAppend()
@@ -252,7 +256,7 @@ func (s *Service) shareReplay(ctx context.Context, stream string, source uuid.UU
 	if !ok {
 		return ShareResult{}, fmt.Errorf("share replay: %s@%d is a %s", stream, d.ReplayOf, orig.event.EventType())
 	}
-	return ShareResult{WorkspaceID: d.TargetID, SourceID: source, MovedOut: &out, Position: orig.position, Replayed: true}, nil
+	return ShareResult{WorkspaceID: d.TargetID, SourceID: source, MovedOut: &out, MovedOutID: orig.eventID, Position: orig.position, Replayed: true}, nil
 }
 
 // mapShareErr turns a share decision's error into the service error the wire knows.

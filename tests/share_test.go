@@ -353,9 +353,11 @@ func TestShareRacesACommit(t *testing.T) {
 	t.Logf("outcomes: %v", outcomes)
 }
 
-// SIGKILL of syncd while shares are in flight leaves no half-moved subtree: after a
-// restart each folder's items are all in W (that share never happened) or all in its
-// S; the retried shares then complete, and the audit and the read models verify.
+// SIGKILL of syncd while shares and commits are in flight leaves no half-moved subtree:
+// after a restart each folder's items are all in W (that share never happened) or all
+// in its S; the retried shares then complete. The kill test's guarantees hold with
+// shares in the load: every commit sent is stored once, every version of W (commits and
+// moves alike) reaches a device's queue, and the audit and the read models verify.
 func TestShareSurvivesSIGKILL(t *testing.T) {
 	s := newServices(t)
 	p1 := startSyncd(t, s)
@@ -363,6 +365,8 @@ func TestShareSurvivesSIGKILL(t *testing.T) {
 	bob := addUser(t, s, "Frank")
 	a1 := dialRaw(t, userURL(t, s, alice), alice.id)
 	dA1 := a1.register("a1")
+	a2 := dialRaw(t, userURL(t, s, alice), alice.id)
+	dA2 := a2.register("a2") // its queue is read only at the end
 	b1 := dialRaw(t, userURL(t, s, bob), bob.id)
 	b1.register("b1")
 	in := a1.listen(dA1)
@@ -378,8 +382,14 @@ func TestShareSurvivesSIGKILL(t *testing.T) {
 			dirs[*n.Items[0].Metadata.ID] = append(dirs[*n.Items[0].Metadata.ID], *it.Metadata.ID)
 		}
 	}
+	const commits = 10
+	i := 0
 	for dir := range dirs {
 		a1.share(fmt.Sprintf("share-%d", dir), dir, bob.email)
+		if i < commits {
+			a1.commit(w, dA1, fmt.Sprintf("k%d", i), itemJSON(int64(-1000-i), fmt.Sprintf("k%d", i), false, nil, 1))
+		}
+		i++
 	}
 	// Kill as soon as the first share is out, while the others are queued or in flight.
 	for {
@@ -434,6 +444,25 @@ func TestShareSurvivesSIGKILL(t *testing.T) {
 		return nil
 	})
 	check(true)
-	syncctl(t, s, "audit", "verify", "--all")
-	syncctl(t, s, "projections", "verify")
+	// Each tree, commit and move once: W at version folders+commits+folders.
+	want := int64(2*folders + commits)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if v := a1.changesSince(w, 0).WorkspaceVersion; v != want {
+			return fmt.Errorf("W at version %d, want %d", v, want)
+		}
+		return nil
+	})
+	seen := map[int64]bool{}
+	in2 := a2.listen(dA2)
+	for int64(len(seen)) < want {
+		if ev := in2.nextEvent(30 * time.Second); ev.method == "notifyCommit" && ev.commit.WorkspaceID == w.String() {
+			seen[ev.commit.WorkspaceVersion] = true
+		}
+	}
+	for v := int64(1); v <= want; v++ {
+		if !seen[v] {
+			t.Fatalf("W's version %d never notified", v)
+		}
+	}
+	verifyHistory(t, s)
 }

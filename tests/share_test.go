@@ -404,6 +404,7 @@ func TestShareSurvivesSIGKILL(t *testing.T) {
 
 	check := func(wantAll bool) {
 		t.Helper()
+		before := a1.workspaces() // read before W: a share completing meanwhile is then in neither read
 		inW := ids(a1.changes(w))
 		shared := 0
 		for dir, items := range dirs {
@@ -415,6 +416,13 @@ func TestShareSurvivesSIGKILL(t *testing.T) {
 			}
 			if n != 0 && n != len(items) {
 				t.Fatalf("folder %d half moved: %d of its %d items still in W", dir, n, len(items))
+			}
+			if n == len(items) { // not moved: then no workspace may hold them as well
+				for _, ws := range before {
+					if ws.ParentItem != nil && ws.ParentItem.ID == dir {
+						t.Fatalf("folder %d both in W and in %s", dir, ws.ID)
+					}
+				}
 			}
 			if n == 0 { // moved out: every item must be in the S mounted at dir
 				shared++

@@ -141,9 +141,7 @@ func New(cfg Config, store eventstore.Store) (*Notifier, error) {
 	log := cfg.Logger.With("component", "notifier", "name", cfg.Name)
 	f, err := newFollower(followerConfig{name: cfg.Name, reader: readerOr(cfg.Reader, store), maxAttempts: cfg.MaxAttempts,
 		horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, log: log,
-		hold: func(ctx context.Context, rec eventstore.RecordedEvent) (eventstore.Position, error) {
-			return shareEnd(ctx, store, rec)
-		}},
+		hold: shareEnds(store)},
 		follow.Config{BatchSize: cfg.BatchSize, BatchBytes: int64(cfg.BatchBytes), StallAfter: cfg.StallAfter,
 			PollMin: cfg.PollMin, PollMax: cfg.PollMax, RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax, Linger: cfg.Linger})
 	if err != nil {

@@ -221,3 +221,27 @@ func shareEnd(ctx context.Context, s eventstore.Store, rec eventstore.RecordedEv
 		from = evs[len(evs)-1].StreamVersion + 1
 	}
 }
+
+// shareEnds returns shareEnd over s, remembering the ends it read: an ItemsMovedIn held
+// by the horizon is asked about at every poll. It is called from the follower's
+// goroutine only.
+func shareEnds(s eventstore.Store) func(context.Context, eventstore.RecordedEvent) (eventstore.Position, error) {
+	known := map[uuid.UUID]eventstore.Position{}
+	return func(ctx context.Context, rec eventstore.RecordedEvent) (eventstore.Position, error) {
+		if rec.Type != domain.TypeItemsMovedIn {
+			return rec.Position, nil
+		}
+		if end, ok := known[rec.ID]; ok {
+			return end, nil
+		}
+		end, err := shareEnd(ctx, s, rec)
+		if err != nil {
+			return end, err
+		}
+		if len(known) >= 1024 {
+			clear(known)
+		}
+		known[rec.ID] = end
+		return end, nil
+	}
+}

@@ -198,8 +198,12 @@ func TestShareRetryAndReshare(t *testing.T) {
 			again, err := s.Share(context.Background(), service.ShareRequest{RequestID: "share-1", UserID: sh.alice,
 				ItemID: *sh.docs.ID, Emails: []string{"bob@example.com"}})
 			if err != nil || !again.Replayed || again.WorkspaceID != first.WorkspaceID || again.MovedOut == nil ||
-				again.MovedOut.WorkspaceVersion != first.MovedOut.WorkspaceVersion {
+				again.MovedOut.WorkspaceVersion != first.MovedOut.WorkspaceVersion || again.MovedOutID != first.MovedOutID {
 				t.Fatalf("retried share: %+v, %v", again, err)
+			}
+			// Both halves, for the RPC server to publish again.
+			if first.MovedIn == nil || again.MovedIn == nil || again.MovedInID != first.MovedInID || again.MovedIn.RequestID != "share-1" {
+				t.Fatalf("retried share's move-in: %+v, first %+v", again.MovedIn, first.MovedIn)
 			}
 		}
 		// Sharing the folder again only adds the new members.

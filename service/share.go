@@ -41,10 +41,17 @@ type ShareResult struct {
 	WorkspaceID uuid.UUID // the shared workspace
 	SourceID    uuid.UUID // the caller's personal workspace
 	MovedOut    *domain.ItemsMovedOut
-	Target      []domain.Event
-	NewMembers  []uuid.UUID
-	Position    eventstore.Position // of the last appended event
-	Replayed    bool
+	MovedOutID  uuid.UUID // the stored id of MovedOut's event
+	// MovedIn is S's event of the same share (nil when only members were added), with
+	// its stored id and place in the global order (at or after it on a fresh share: the
+	// append's last); set on a replay too.
+	MovedIn    *domain.ItemsMovedIn
+	MovedInID  uuid.UUID
+	MovedInPos eventstore.Position
+	Target     []domain.Event
+	NewMembers []uuid.UUID
+	Position   eventstore.Position // of the last appended event
+	Replayed   bool
 }
 
 // Share decides a share and appends its events to both workspaces' streams in one
@@ -165,6 +172,9 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 	cmd.SourcePrevHash, cmd.TargetPrevHash = src.lastHash, dst.lastHash
 	d, err := domain.DecideShare(src.state, dst.state, cmd)
 	if err != nil {
+		if _, ok := src.state.Item(cmd.FolderID); !ok && src.state.Exists() && errors.Is(err, domain.ErrInvalidCommand) {
+			return ShareResult{}, false, s.foreignItem(ctx, cmd.UserID, cmd.SourceID, cmd.FolderID)
+		}
 		return ShareResult{}, false, mapShareErr(err)
 	}
 	if d.ReplayOf > 0 {
@@ -202,7 +212,12 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		res.Position = results[len(results)-1].Position
 		if len(d.Source) == 1 {
 			out := d.Source[0].(domain.ItemsMovedOut)
-			res.MovedOut = &out
+			res.MovedOut, res.MovedOutID = &out, srcApp.Records[0].ID
+		}
+		if len(d.Target) > 1 {
+			if in, ok := d.Target[1].(domain.ItemsMovedIn); ok {
+				res.MovedIn, res.MovedInID, res.MovedInPos = &in, dstApp.Records[1].ID, res.Position
+			}
 		}
 		if s.cfg.OnAppend != nil {
 			s.cfg.OnAppend()
@@ -252,7 +267,16 @@ func (s *Service) shareReplay(ctx context.Context, stream string, source uuid.UU
 	if !ok {
 		return ShareResult{}, fmt.Errorf("share replay: %s@%d is a %s", stream, d.ReplayOf, orig.event.EventType())
 	}
-	return ShareResult{WorkspaceID: d.TargetID, SourceID: source, MovedOut: &out, Position: orig.position, Replayed: true}, nil
+	res := ShareResult{WorkspaceID: d.TargetID, SourceID: source, MovedOut: &out, MovedOutID: orig.eventID, Position: orig.position, Replayed: true}
+	// S's ItemsMovedIn is its second event (after WorkspaceCreated), appended with W's.
+	in, err := s.readOriginal(ctx, domain.WorkspaceStream(d.TargetID), 2)
+	if err != nil {
+		return ShareResult{}, err
+	}
+	if e, ok := in.event.(domain.ItemsMovedIn); ok && e.RequestID == out.RequestID {
+		res.MovedIn, res.MovedInID, res.MovedInPos = &e, in.eventID, in.position
+	}
+	return res, nil
 }
 
 // mapShareErr turns a share decision's error into the service error the wire knows.

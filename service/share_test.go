@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -197,8 +198,12 @@ func TestShareRetryAndReshare(t *testing.T) {
 			again, err := s.Share(context.Background(), service.ShareRequest{RequestID: "share-1", UserID: sh.alice,
 				ItemID: *sh.docs.ID, Emails: []string{"bob@example.com"}})
 			if err != nil || !again.Replayed || again.WorkspaceID != first.WorkspaceID || again.MovedOut == nil ||
-				again.MovedOut.WorkspaceVersion != first.MovedOut.WorkspaceVersion {
+				again.MovedOut.WorkspaceVersion != first.MovedOut.WorkspaceVersion || again.MovedOutID != first.MovedOutID {
 				t.Fatalf("retried share: %+v, %v", again, err)
+			}
+			// Both halves, for the RPC server to publish again.
+			if first.MovedIn == nil || again.MovedIn == nil || again.MovedInID != first.MovedInID || again.MovedIn.RequestID != "share-1" {
+				t.Fatalf("retried share's move-in: %+v, first %+v", again.MovedIn, first.MovedIn)
 			}
 		}
 		// Sharing the folder again only adds the new members.
@@ -219,6 +224,7 @@ func TestShareRetryAndReshare(t *testing.T) {
 func TestShareRefusals(t *testing.T) {
 	forShareStores(t, func(t *testing.T, e *shareEnv) {
 		sh := newSharer(t, e)
+		bobsFolder := sh.bobsFolder(t)
 		homeV := streamVersion(t, e.store, domain.WorkspaceStream(sh.home))
 		cases := []struct {
 			name string
@@ -228,8 +234,12 @@ func TestShareRefusals(t *testing.T) {
 			{"only unknown e-mails and the caller's own", service.ShareRequest{RequestID: "r1", UserID: sh.alice, ItemID: *sh.docs.ID,
 				Emails: []string{"nobody@example.com", "alice@example.com"}}, protocol.ErrUserNotFound},
 			{"a file", service.ShareRequest{RequestID: "r2", UserID: sh.alice, ItemID: *sh.c.ID, Emails: []string{"bob@example.com"}}, protocol.ErrInvalid},
-			{"an item of no workspace of the caller", service.ShareRequest{RequestID: "r3", UserID: sh.alice, ItemID: 999,
-				Emails: []string{"bob@example.com"}}, protocol.ErrInvalid},
+			// §8 rule 1: Unauthorized when the caller is not a member of the item's
+			// workspace; an id of no item is answered alike (nothing is revealed).
+			{"an item of no workspace of the caller", service.ShareRequest{RequestID: "r3", UserID: sh.alice, ItemID: 999_999,
+				Emails: []string{"bob@example.com"}}, protocol.ErrUnauthorized},
+			{"an item of another user's workspace", service.ShareRequest{RequestID: "r6", UserID: sh.alice, ItemID: bobsFolder,
+				Emails: []string{"carol@example.com"}}, protocol.ErrUnauthorized},
 			{"an unknown caller", service.ShareRequest{RequestID: "r4", UserID: uuid.New(), ItemID: *sh.docs.ID,
 				Emails: []string{"bob@example.com"}}, protocol.ErrUnauthorized},
 			{"an e-mail with a NUL", service.ShareRequest{RequestID: "r5", UserID: sh.alice, ItemID: *sh.docs.ID,
@@ -247,12 +257,36 @@ func TestShareRefusals(t *testing.T) {
 		if _, err := sh.share("share-1", "bob@example.com"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := sh.s.Share(context.Background(), service.ShareRequest{RequestID: "nested", UserID: sh.alice, ItemID: *sh.sub.ID,
-			Emails: []string{"carol@example.com"}})
-		if !errors.Is(err, protocol.ErrInvalid) {
-			t.Fatalf("sharing a folder of the shared workspace: %v", err)
-		}
+		// The lookup reads the read model, which a projector (not inline) fills a moment later.
+		testenv.Eventually(t, 20*time.Second, func() error {
+			_, err := sh.s.Share(context.Background(), service.ShareRequest{RequestID: "nested", UserID: sh.alice, ItemID: *sh.sub.ID,
+				Emails: []string{"carol@example.com"}})
+			if !errors.Is(err, protocol.ErrInvalid) || errors.Is(err, protocol.ErrUnauthorized) {
+				return fmt.Errorf("sharing a folder of the shared workspace: %w", err)
+			}
+			return nil
+		})
 	})
+}
+
+// bobsFolder makes a folder in bob's personal workspace and returns its id.
+func (sh *sharer) bobsFolder(t *testing.T) domain.ItemID {
+	t.Helper()
+	ctx := context.Background()
+	dev, err := sh.s.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "reg-bob", UserID: sh.bob, Name: "phone", OS: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wss, err := sh.s.Workspaces(ctx, sh.bob)
+	if err != nil || len(wss) == 0 {
+		t.Fatalf("bob's workspaces: %v %v", wss, err)
+	}
+	res, err := sh.s.Commit(ctx, protocol.CommitRequest{RequestID: "bob-1", UserID: sh.bob, WorkspaceID: wss[0].ID,
+		DeviceID: dev.ID, Items: []domain.ItemMetadata{folder(-1, "bobs")}})
+	if err != nil || !res.Event.Items[0].Succeeded {
+		t.Fatalf("bob's commit: %+v %v", res, err)
+	}
+	return *res.Event.Items[0].Metadata.ID
 }
 
 // singleStreamStore hides the multi-stream append of the store it wraps, and declares

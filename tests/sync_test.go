@@ -183,6 +183,10 @@ func TestMembershipBindsAndUnbinds(t *testing.T) {
 		return nil
 	})
 	waitUnbound(t, s, bob.id, dB, ws)
+	// PROTOCOL.md §8: the removed member's devices are told.
+	if ev := inB.nextEvent(15 * time.Second); ev.method != "notifyUnshare" || !jsonHas(ev.param, "workspaceId", ws.String()) {
+		t.Fatalf("after remove-member: %s %s", ev.method, ev.param)
+	}
 	a.commit(ws, dA, "p2", itemJSON(-3, "secret.txt", false, nil, 1))
 	inA := a.listen(dA)
 	for {

@@ -131,15 +131,15 @@ func TestWireFuzz(t *testing.T) {
 	syncctl(t, s, "audit", "verify", "--all")
 }
 
-// nextOf returns the notification of requestID, passing over others (the fuzzed
-// commits that were recorded).
+// nextOf returns the notification of requestID, passing over other events (the fuzzed
+// commits that were recorded, and the user events of fuzzed updateWorkspace requests).
 func nextOf(t *testing.T, in *inbox, requestID string) wire.CommitNotification {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		ev, _ := in.next(time.Until(deadline))
-		if ev.RequestID == requestID {
-			return ev
+		ev := in.nextEvent(time.Until(deadline))
+		if ev.method == "notifyCommit" && ev.commit.RequestID == requestID {
+			return ev.commit
 		}
 	}
 	t.Fatalf("no notifyCommit of %s", requestID)

@@ -31,6 +31,9 @@ type Update struct {
 	// Items, on a catch-up page, holds every item changed in (FromVersion, ToVersion],
 	// in its state as of ToVersion, parents before children.
 	Items []domain.ItemMetadata
+	// MovedOut, on a catch-up page, lists the items that left the workspace by a
+	// share within the page's range (PROTOCOL.md §8); Local re-homes them.
+	MovedOut []protocol.MovedOutItem
 }
 
 // SubscribeOptions configure the event consumer.
@@ -44,6 +47,10 @@ type SubscribeOptions struct {
 	// Handler receives the updates, one at a time, from one goroutine. Required. It
 	// should not block for long: events wait while it runs.
 	Handler func(Update)
+	// UserEvents, if set, receives the user events of PROTOCOL.md §8
+	// (notifyShareProposal, notifyUpdateWorkspace, notifyUnshare), from the same
+	// goroutine as Handler. Without it they are passed over.
+	UserEvents func(UserEvent)
 }
 
 // events is the client's event consumer.
@@ -53,6 +60,7 @@ type events struct {
 	mu       sync.Mutex
 	device   uuid.UUID
 	handler  func(Update)
+	onUser   func(UserEvent)
 	versions map[uuid.UUID]int64
 	waiters  map[string]chan wire.CommitNotification // by requestId
 }
@@ -83,7 +91,7 @@ func (c *Client) Subscribe(opts SubscribeOptions) error {
 	if e.handler != nil {
 		return errors.New("client: Subscribe called twice")
 	}
-	e.device, e.handler = opts.Device, opts.Handler
+	e.device, e.handler, e.onUser = opts.Device, opts.Handler, opts.UserEvents
 	maps.Copy(e.versions, opts.Versions)
 	close(e.started)
 	return nil
@@ -291,7 +299,7 @@ func (e *events) catchUp(ctx context.Context, c *Client, ws uuid.UUID) (skipped 
 			}
 		}
 		if page.ToVersion > last {
-			e.deliver(Update{WorkspaceID: ws, FromVersion: last, ToVersion: page.ToVersion, Items: page.Items})
+			e.deliver(Update{WorkspaceID: ws, FromVersion: last, ToVersion: page.ToVersion, Items: page.Items, MovedOut: page.MovedOut})
 		}
 		if !page.HasMore || page.ToVersion <= last {
 			return false, nil
@@ -313,6 +321,19 @@ func permanent(err error) bool {
 // process handles one event: wakes a CommitAndWait, drops duplicates, catches up a
 // gap, delivers the next version.
 func (e *events) process(ctx context.Context, c *Client, d amqp.Delivery) error {
+	var raw struct {
+		Method string            `json:"method"`
+		Params []json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(d.Body, &raw); err == nil && raw.Method != wire.MethodNotifyCommit {
+		u, ok, err := userEvent(raw.Method, raw.Params)
+		if ok && err == nil {
+			e.handleUserEvent(c, u)
+			return nil
+		}
+		c.log.Warn("ignoring an event that is neither a notifyCommit nor a user event", "err", err, "method", raw.Method)
+		return nil
+	}
 	var env struct {
 		Method string                    `json:"method"`
 		Params []wire.CommitNotification `json:"params"`

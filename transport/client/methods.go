@@ -211,8 +211,16 @@ func (c *Client) CommitAndWait(ctx context.Context, req *CommitRequest) (wire.Co
 	if err != nil {
 		return wire.CommitNotification{}, err
 	}
-	note := c.ev.await(req.RequestID)
-	defer c.ev.forget(req.RequestID)
+	return c.sendAndWait(ctx, wire.MethodCommit, req.RequestID, corr, body)
+}
+
+// sendAndWait publishes body (an async request of method, correlation id corr) and
+// waits for the first notifyCommit carrying requestID on the device's event queue,
+// re-sending the same body after each timeout or Busy answer. Another error answer
+// is returned as an *Error.
+func (c *Client) sendAndWait(ctx context.Context, method, requestID, corr string, body []byte) (wire.CommitNotification, error) {
+	note := c.ev.await(requestID)
+	defer c.ev.forget(requestID)
 	replies := make(chan response, 1)
 	c.mu.Lock()
 	c.pending[corr] = replies
@@ -240,7 +248,7 @@ func (c *Client) CommitAndWait(ctx context.Context, req *CommitRequest) (wire.Co
 					if r.Error == nil {
 						continue // a void reply (async=false style); the event decides
 					}
-					e := &Error{Method: wire.MethodCommit, Code: r.Error.Type, Message: r.Error.Message}
+					e := &Error{Method: method, Code: r.Error.Type, Message: r.Error.Message}
 					if e.Code != wire.CodeBusy {
 						cancel()
 						return wire.CommitNotification{}, e
@@ -261,16 +269,16 @@ func (c *Client) CommitAndWait(ctx context.Context, req *CommitRequest) (wire.Co
 		}
 		cancel()
 		if ctx.Err() != nil {
-			return wire.CommitNotification{}, fmt.Errorf("commit %s: %w", req.RequestID, ctx.Err())
+			return wire.CommitNotification{}, fmt.Errorf("%s %s: %w", method, requestID, ctx.Err())
 		}
 		if c.ctx.Err() != nil {
-			return wire.CommitNotification{}, fmt.Errorf("commit %s: %w", req.RequestID, ErrClosed)
+			return wire.CommitNotification{}, fmt.Errorf("%s %s: %w", method, requestID, ErrClosed)
 		}
 		if err != nil {
 			last = fmt.Errorf("%w: %v", ErrTimeout, err)
 		}
 	}
-	return wire.CommitNotification{}, fmt.Errorf("commit %s after %d attempts: %w", req.RequestID, c.cfg.Retries+1, last)
+	return wire.CommitNotification{}, fmt.Errorf("%s %s after %d attempts: %w", method, requestID, c.cfg.Retries+1, last)
 }
 
 func (c *Client) common() map[string]any {

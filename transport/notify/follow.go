@@ -162,7 +162,10 @@ type followerConfig struct {
 	horizon     func(context.Context) (eventstore.Position, error)
 	// modelHorizon holds back only events that are not Inline (see Config.ModelHorizon).
 	modelHorizon func(context.Context) (eventstore.Position, error)
-	log          *slog.Logger
+	// hold, if set, returns the position horizon must have reached before rec may be
+	// handled (rec's own, or later: the end of a share's append, see shareEnd).
+	hold func(ctx context.Context, rec eventstore.RecordedEvent) (eventstore.Position, error)
+	log  *slog.Logger
 }
 
 // newFollower returns the follower fc names, its loop configured by lc (Name, Reader,
@@ -173,7 +176,7 @@ func newFollower(fc followerConfig, lc follow.Config) (*follower, error) {
 	lc.Load = func(ctx context.Context) (eventstore.Position, error) { return LoadCheckpoint(ctx, f.db, f.name) }
 	if fc.horizon != nil || fc.modelHorizon != nil {
 		lc.Allow = func(ctx context.Context, evs []eventstore.RecordedEvent) (int, error) {
-			return f.allowed(ctx, evs, fc.horizon, fc.modelHorizon)
+			return f.allowed(ctx, evs, fc.horizon, fc.modelHorizon, fc.hold)
 		}
 	}
 	var err error
@@ -262,7 +265,8 @@ func (f *follower) retry(ctx context.Context, what string, op func(ctx context.C
 
 // allowed returns how many of evs, from the first, the horizons let through.
 func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent,
-	horizon, modelHorizon func(context.Context) (eventstore.Position, error)) (int, error) {
+	horizon, modelHorizon func(context.Context) (eventstore.Position, error),
+	hold func(context.Context, eventstore.RecordedEvent) (eventstore.Position, error)) (int, error) {
 	read := func(name string, h func(context.Context) (eventstore.Position, error)) (eventstore.Position, error) {
 		var p eventstore.Position
 		err := f.retry(ctx, "read "+name, func(ctx context.Context) error {
@@ -280,6 +284,19 @@ func (f *follower) allowed(ctx context.Context, evs []eventstore.RecordedEvent,
 		}
 		n = 0
 		for n < len(evs) && !h.Less(evs[n].Position) {
+			if hold != nil {
+				var end eventstore.Position
+				if err := f.retry(ctx, "read the end of a share", func(ctx context.Context) error {
+					var err error
+					end, err = hold(ctx, evs[n])
+					return err
+				}); err != nil {
+					return 0, err
+				}
+				if h.Less(end) {
+					break
+				}
+			}
 			n++
 		}
 	}

@@ -140,7 +140,8 @@ func New(cfg Config, store eventstore.Store) (*Notifier, error) {
 	}
 	log := cfg.Logger.With("component", "notifier", "name", cfg.Name)
 	f, err := newFollower(followerConfig{name: cfg.Name, reader: readerOr(cfg.Reader, store), maxAttempts: cfg.MaxAttempts,
-		horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, log: log},
+		horizon: cfg.Horizon, modelHorizon: cfg.ModelHorizon, log: log,
+		hold: shareEnds(store)},
 		follow.Config{BatchSize: cfg.BatchSize, BatchBytes: int64(cfg.BatchBytes), StallAfter: cfg.StallAfter,
 			PollMin: cfg.PollMin, PollMax: cfg.PollMax, RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax, Linger: cfg.Linger})
 	if err != nil {
@@ -197,7 +198,7 @@ func (n *Notifier) session(ctx context.Context, conn *amqp.Connection) error {
 		}
 	}
 	return n.f.onConnection(ctx, conn, "publishing", func() (handler, func(), error) {
-		p, err := openPublisher(conn, &n.cfg, &n.pub, n.f, n.log)
+		p, err := openPublisher(conn, &n.cfg, &n.pub, n.f, n.store, n.log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("notifier %s: %w", n.cfg.Name, err)
 		}

@@ -32,9 +32,11 @@ type pubState struct {
 	// suspect is the event whose message failed last; the next channel publishes it
 	// alone, so that a failure of it can be told apart from a failure of its neighbours.
 	suspect uuid.UUID
-	// ahead holds events after a failed message that the broker confirmed all the same:
+	// ahead holds messages after a failed one that the broker confirmed all the same:
 	// the retry passes over them instead of publishing them again.
-	ahead map[uuid.UUID]bool
+	ahead map[msgKey]bool
+	// shares caches what notifyShareProposal says of a workspace (share.go).
+	shares map[uuid.UUID]shareInfo
 }
 
 // publisher publishes notifyCommit events on one channel in confirm mode, with a
@@ -48,6 +50,7 @@ type publisher struct {
 	log      *slog.Logger
 	st       *pubState
 	f        *follower
+	store    eventstore.Store
 	declared map[uuid.UUID]bool // exchanges declared on this channel
 	// last is the workspaceVersion last published per workspace on this channel, to
 	// detect a store whose global order disagrees with a stream's order (which would
@@ -61,7 +64,7 @@ type publisher struct {
 // maxTracked bounds publisher.last, pubState.ahead and follower.attempts.
 const maxTracked = 100_000
 
-func openPublisher(conn *amqp.Connection, cfg *Config, st *pubState, f *follower, log *slog.Logger) (*publisher, error) {
+func openPublisher(conn *amqp.Connection, cfg *Config, st *pubState, f *follower, store eventstore.Store, log *slog.Logger) (*publisher, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
@@ -70,7 +73,7 @@ func openPublisher(conn *amqp.Connection, cfg *Config, st *pubState, f *follower
 		_ = ch.Close()
 		return nil, fmt.Errorf("enable confirms: %w", err)
 	}
-	return &publisher{ch: ch, closed: ch.NotifyClose(make(chan *amqp.Error, 1)), cfg: cfg, log: log, st: st, f: f,
+	return &publisher{ch: ch, closed: ch.NotifyClose(make(chan *amqp.Error, 1)), cfg: cfg, log: log, st: st, f: f, store: store,
 		declared: map[uuid.UUID]bool{}, last: map[uuid.UUID]int64{}}, nil
 }
 
@@ -78,7 +81,9 @@ func (p *publisher) close() { _ = p.ch.Close() }
 
 // inflight is a published message awaiting its confirm.
 type inflight struct {
-	idx      int // in the batch
+	idx      int    // in the batch
+	key      msgKey // the event and which of its messages
+	last     bool   // the event's last message
 	rec      eventstore.RecordedEvent
 	ws       uuid.UUID // the workspace the message goes to
 	dc       *amqp.DeferredConfirmation
@@ -86,12 +91,13 @@ type inflight struct {
 	size     int
 }
 
-// publish sends the notifyCommit of every Committed event of evs, in order, through
-// the window, and returns how many events from the start of evs are done: confirmed,
-// passed over (other event types, confirmed on an earlier channel) or set aside (a
-// commit that does not decode or is too large). On a failure it returns the confirmed
-// prefix and the error: poison when the broker refused that very message (a nack, or
-// the channel closed with 406 while it was the only message in flight).
+// publish sends the messages of every event of evs (a notifyCommit per commit or
+// share half, the user events of share.go), in order, through the window, and returns
+// how many events from the start of evs are done: every message confirmed, passed over
+// (events without messages, confirmed on an earlier channel) or set aside (an event
+// that does not decode or is too large). On a failure it returns the confirmed prefix
+// and the error: poison when the broker refused that very message (a nack, or the
+// channel closed with 406 while it was the only message in flight).
 func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent) (int, error) {
 	finished := make([]bool, len(evs))
 	var window []inflight
@@ -103,34 +109,48 @@ func (p *publisher) publish(ctx context.Context, evs []eventstore.RecordedEvent)
 			p.keepConfirmed(ctx, window[0].ws, window[1:])
 			return err
 		}
-		finished[window[0].idx] = true
+		if window[0].last {
+			finished[window[0].idx] = true
+		}
 		bytes -= window[0].size
 		window = window[1:]
 		return nil
 	}
 	for i, rec := range evs {
-		msg, ws, ok := p.message(ctx, rec)
-		if !ok {
+		msgs, err := p.messages(ctx, rec)
+		if err != nil {
+			for len(window) > 0 {
+				if err := settle(); err != nil {
+					return prefix(finished), err
+				}
+			}
+			return prefix(finished), err
+		}
+		if len(msgs) == 0 {
 			finished[i] = true
 			continue
 		}
 		alone := rec.ID == p.st.suspect
-		for len(window) > 0 && (alone || len(window) >= p.cfg.MaxInFlight || bytes+len(msg.Body) > p.cfg.MaxInFlightBytes) {
-			if err := settle(); err != nil {
+		for k, m := range msgs {
+			key := msgKey{rec.ID, m.k}
+			for len(window) > 0 && (alone || len(window) >= p.cfg.MaxInFlight || bytes+len(m.msg.Body) > p.cfg.MaxInFlightBytes) {
+				if err := settle(); err != nil {
+					return prefix(finished), err
+				}
+			}
+			dc, err := p.send(ctx, rec, m.to, m.msg)
+			if err != nil {
+				p.keepConfirmed(ctx, uuid.Nil, window)
 				return prefix(finished), err
 			}
-		}
-		dc, err := p.send(ctx, rec, ws, msg)
-		if err != nil {
-			p.keepConfirmed(ctx, uuid.Nil, window)
-			return prefix(finished), err
-		}
-		window = append(window, inflight{idx: i, rec: rec, ws: ws, dc: dc, deadline: time.Now().Add(p.cfg.ConfirmTimeout), size: len(msg.Body)})
-		bytes += len(msg.Body)
-		p.peak = max(p.peak, len(window))
-		if alone {
-			if err := settle(); err != nil {
-				return prefix(finished), err
+			window = append(window, inflight{idx: i, key: key, last: k == len(msgs)-1, rec: rec, ws: m.to, dc: dc,
+				deadline: time.Now().Add(p.cfg.ConfirmTimeout), size: len(m.msg.Body)})
+			bytes += len(m.msg.Body)
+			p.peak = max(p.peak, len(window))
+			if alone {
+				if err := settle(); err != nil {
+					return prefix(finished), err
+				}
 			}
 		}
 	}
@@ -151,29 +171,57 @@ func prefix(finished []bool) int {
 	return n
 }
 
-// message renders the notification of rec. ok is false when there is nothing to
-// publish: rec is not a commit, was confirmed on an earlier channel or by the process
-// that appended it (Config.Ahead), or was set aside
-// (it does not decode, or is larger than the broker accepts).
-func (p *publisher) message(ctx context.Context, rec eventstore.RecordedEvent) (msg amqp.Publishing, ws uuid.UUID, ok bool) {
-	if rec.Type != domain.TypeCommitted {
-		return msg, ws, false
+// keyed is a message to publish with its index among its event's messages.
+type keyed struct {
+	outMsg
+	k int
+}
+
+// messages renders what rec gives to publish, leaving out messages confirmed on an
+// earlier channel. None: rec gives nothing (not a commit or an event of share.go), was
+// confirmed by the process that appended it (Config.Ahead), or was set aside (it does
+// not decode, or is larger than the broker accepts). An error is a failed store read.
+func (p *publisher) messages(ctx context.Context, rec eventstore.RecordedEvent) ([]keyed, error) {
+	var out []outMsg
+	var bad error
+	if rec.Type == domain.TypeCommitted {
+		if p.cfg.Ahead != nil && !p.st.ahead[msgKey{rec.ID, 0}] && p.cfg.Ahead(ctx, rec.ID) {
+			return nil, nil
+		}
+		msg, ws, v, err := notification(rec)
+		out, bad = []outMsg{{to: ws, msg: msg, v: v, commit: true}}, err
+	} else {
+		var err error
+		if out, bad, err = p.shareMessages(ctx, rec); err != nil {
+			return nil, err
+		}
 	}
-	if p.st.ahead[rec.ID] {
-		delete(p.st.ahead, rec.ID)
-		return msg, ws, false
+	for _, m := range out {
+		if bad == nil && len(m.msg.Body) > p.cfg.MaxMessageBytes {
+			bad = fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(m.msg.Body), p.cfg.MaxMessageBytes)
+		}
 	}
-	if p.cfg.Ahead != nil && p.cfg.Ahead(ctx, rec.ID) {
-		return msg, ws, false
+	if bad != nil {
+		p.f.setAside(rec, fmt.Errorf("notify event %s: %w", rec.ID, bad), 1)
+		return nil, nil
 	}
-	msg, ws, v, err := notification(rec)
-	if err == nil && len(msg.Body) > p.cfg.MaxMessageBytes {
-		err = fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(msg.Body), p.cfg.MaxMessageBytes)
+	var keep []keyed
+	for k, m := range out {
+		if p.st.ahead[msgKey{rec.ID, k}] {
+			delete(p.st.ahead, msgKey{rec.ID, k})
+			continue
+		}
+		if m.commit {
+			p.checkOrder(rec, m.to, m.v)
+		}
+		keep = append(keep, keyed{m, k})
 	}
-	if err != nil {
-		p.f.setAside(rec, fmt.Errorf("notify event %s: %w", rec.ID, err), 1)
-		return msg, ws, false
-	}
+	return keep, nil
+}
+
+// checkOrder logs a notifyCommit of ws whose version v is not after the last one
+// published on this channel, and calls the fault-injection seam.
+func (p *publisher) checkOrder(rec eventstore.RecordedEvent, ws uuid.UUID, v int64) {
 	if prev, ok := p.last[ws]; ok && v <= prev {
 		p.outOfOrder++
 		p.log.Error("store's global order disagrees with the workspace's order; publishing anyway (devices catch up on the gap)",
@@ -186,7 +234,6 @@ func (p *publisher) message(ctx context.Context, rec eventstore.RecordedEvent) (
 	if p.cfg.BeforePublish != nil {
 		p.cfg.BeforePublish(ws, v)
 	}
-	return msg, ws, true
 }
 
 // send declares the workspace's exchange (once per channel) and publishes msg.
@@ -248,7 +295,7 @@ func (p *publisher) await(ctx context.Context, w inflight, alone bool) error {
 // a nack) it waits for each until its deadline.
 func (p *publisher) keepConfirmed(ctx context.Context, failedWS uuid.UUID, rest []inflight) {
 	if p.st.ahead == nil || len(p.st.ahead) >= maxTracked {
-		p.st.ahead = map[uuid.UUID]bool{}
+		p.st.ahead = map[msgKey]bool{}
 	}
 	unconfirmed := map[uuid.UUID]bool{} // workspaces with an earlier message to publish again
 	if failedWS != uuid.Nil {
@@ -268,7 +315,7 @@ func (p *publisher) keepConfirmed(ctx context.Context, failedWS uuid.UUID, rest 
 		if unconfirmed[w.ws] {
 			continue // published again after the earlier one
 		}
-		p.st.ahead[w.rec.ID] = true
+		p.st.ahead[w.key] = true
 	}
 }
 

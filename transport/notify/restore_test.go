@@ -216,11 +216,14 @@ func TestBinderRestoresBindingsAfterBrokerLostThem(t *testing.T) {
 	n := mustNotifier(t, cfg, e.store)
 	start(t, n.Run)
 	testenv.Eventually(t, 20*time.Second, func() error {
-		if n.Status().Leader {
+		if st := n.Status(); st.Leader && !st.Position.Less(positionOf(t, e.store, last.ID)) {
 			return nil
 		}
-		return errors.New("notifier not leading yet")
+		return errors.New("notifier not leading and caught up yet")
 	})
+	// The membership events gave their user events (notifyUnshare); nothing more may
+	// be published without the marker.
+	published := n.Status().Published
 
 	loseNonDurable(t, e.amqp, topology.Marker, topology.EventExchange(ws), topology.EventExchange(left), topology.EventExchange(u))
 	if _, err := p.ch.QueueDelete(topology.DeviceQueue(u, dx), false, false, false); err != nil {
@@ -240,7 +243,7 @@ func TestBinderRestoresBindingsAfterBrokerLostThem(t *testing.T) {
 	})
 	rec, _ := commit(t, e.store, ws, 1)
 	pos := positionOf(t, e.store, rec.ID)
-	if st := n.Status(); !st.Position.Less(pos) || st.Published != 0 {
+	if st := n.Status(); !st.Position.Less(pos) || st.Published != published {
 		t.Fatalf("notifier published without the marker: %+v", st)
 	}
 
@@ -251,7 +254,7 @@ func TestBinderRestoresBindingsAfterBrokerLostThem(t *testing.T) {
 		return nil
 	})
 	testenv.Eventually(t, 20*time.Second, func() error {
-		if st := n.Status(); st.Position != pos || st.Published != 1 {
+		if st := n.Status(); st.Position != pos || st.Published != published+1 {
 			return fmt.Errorf("notifier status %+v, want the commit published", st)
 		}
 		return nil
@@ -268,9 +271,13 @@ func TestBinderRestoresBindingsAfterBrokerLostThem(t *testing.T) {
 			return errors.New("commit not in the device's queue yet")
 		}
 		var ev struct {
+			Method string `json:"method"`
 			Params []struct {
 				WorkspaceVersion int64 `json:"workspaceVersion"`
 			} `json:"params"`
+		}
+		if err := json.Unmarshal(m.Body, &ev); err == nil && ev.Method == "notifyUnshare" {
+			return errors.New("the user's notifyUnshare (of the workspace left) came first")
 		}
 		if err := json.Unmarshal(m.Body, &ev); err != nil || len(ev.Params) != 1 || ev.Params[0].WorkspaceVersion != 1 {
 			t.Fatalf("unexpected message %s: %v", m.Body, err)

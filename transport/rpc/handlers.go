@@ -571,8 +571,3 @@ func (s *Server) updateWorkspace(ctx context.Context, _ *session, d *amqp.Delive
 	}
 	return nil, s.svc.UpdateWorkspace(ctx, r)
 }
-
-// createShareProposal belongs to a later milestone (PROTOCOL.md §4).
-func (s *Server) createShareProposal(context.Context, *session, *amqp.Delivery, wire.Request) (any, error) {
-	return nil, &codedError{"createShareProposal is not implemented", protocol.ErrInvalid}
-}

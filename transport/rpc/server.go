@@ -45,6 +45,8 @@ type Service interface {
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
 	UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error
+	// Share answers createShareProposal (PROTOCOL.md §8).
+	Share(ctx context.Context, req service.ShareRequest) (service.ShareResult, error)
 }
 
 // ErrClosed is returned by Run after Close.

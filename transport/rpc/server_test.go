@@ -133,10 +133,17 @@ func TestRoundTrips(t *testing.T) {
 		t.Errorf("after updateWorkspace: %+v", wss[0])
 	}
 
-	// createShareProposal is a later milestone.
-	resp = r.fails(wire.MethodCreateShareProposal, map[string]any{"requestId": "p1", "userId": u, "itemId": 1, "emails": []string{"x@y"}}, wire.CodeInvalidRequest)
-	if resp.Error.Message != "createShareProposal is not implemented" {
-		t.Errorf("createShareProposal message %q", resp.Error.Message)
+	// createShareProposal (PROTOCOL.md §8 rule 1): request-level errors on reply_to. A
+	// file of the caller's personal workspace is InvalidRequest; an item in no workspace
+	// of the caller is Unauthorized; nothing is appended either way. (tests/share_test.go
+	// covers shares that succeed, against syncd.)
+	e.svc.AddUser(uuid.New(), "bob", "bob@example.com")
+	r.fails(wire.MethodCreateShareProposal, map[string]any{"requestId": "p1", "userId": u, "itemId": *items[0].ID,
+		"emails": []string{"bob@example.com"}}, wire.CodeInvalidRequest)
+	r.fails(wire.MethodCreateShareProposal, map[string]any{"requestId": "p2", "userId": u, "itemId": 999_999,
+		"emails": []string{"bob@example.com"}}, wire.CodeUnauthorized)
+	if v := e.svc.WorkspaceVersion(e.ws); v != 1 {
+		t.Fatalf("workspace version after refused shares = %d", v)
 	}
 	if n := e.mets.count("getChanges/OK"); n != 1 {
 		t.Errorf("metrics getChanges/OK = %d, want 1", n)

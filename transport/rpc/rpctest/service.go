@@ -252,3 +252,11 @@ func (s *Service) UpdateWorkspace(ctx context.Context, req protocol.UpdateWorksp
 	}
 	return s.svc.UpdateWorkspace(ctx, req)
 }
+
+// Share is the rpc.Service method.
+func (s *Service) Share(ctx context.Context, req service.ShareRequest) (service.ShareResult, error) {
+	if err := s.enter(ctx, Call{Method: "Share", RequestID: req.RequestID, User: req.UserID}); err != nil {
+		return service.ShareResult{}, err
+	}
+	return s.svc.Share(ctx, req)
+}

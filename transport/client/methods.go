@@ -185,14 +185,20 @@ func (c *Client) Commit(ctx context.Context, req *CommitRequest) error {
 	if err != nil {
 		return err
 	}
+	return c.send(ctx, "commit", req.RequestID, corr, body)
+}
+
+// send publishes an asynchronous request's body (what and requestID name it in errors)
+// and returns once the broker has taken it.
+func (c *Client) send(ctx context.Context, what, requestID, corr string, body []byte) error {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	s, err := c.current(actx)
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", req.RequestID, err)
+		return fmt.Errorf("%s %s: %w", what, requestID, err)
 	}
 	if err := c.publish(actx, s, corr, body, true); err != nil {
-		return fmt.Errorf("commit %s: %w", req.RequestID, err)
+		return fmt.Errorf("%s %s: %w", what, requestID, err)
 	}
 	return nil
 }

@@ -52,16 +52,7 @@ func (c *Client) Share(ctx context.Context, req *ShareRequest) error {
 	if err != nil {
 		return err
 	}
-	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	s, err := c.current(actx)
-	if err != nil {
-		return fmt.Errorf("share %s: %w", req.RequestID, err)
-	}
-	if err := c.publish(actx, s, corr, body, true); err != nil {
-		return fmt.Errorf("share %s: %w", req.RequestID, err)
-	}
-	return nil
+	return c.send(ctx, "share", req.RequestID, corr, body)
 }
 
 // ShareAndWait shares and waits for the first notifyCommit of the share (movedOut on

@@ -1,4 +1,4 @@
-//go:build cluster
+//go:build cluster && measure
 
 package tests
 
@@ -28,13 +28,11 @@ import (
 // the standby (its own request queue), both without the getChanges cache so that every
 // request reads the database. Besides the time per request it reports the CPU time the
 // primary's and the standby's PostgreSQL processes spent per request (from /proc), which
-// is what moving reads off the primary is for. It is a measurement, run on demand:
+// is what moving reads off the primary is for. It is a measurement, built only with the
+// tag measure and run on demand:
 //
-//	SYNC_MEASURE=1 go test -tags cluster -count=1 -run TestMeasureReadReplica -v ./tests/
+//	go test -tags cluster,measure -count=1 -run TestMeasureReadReplica -v ./tests/
 func TestMeasureReadReplica(t *testing.T) {
-	if os.Getenv("SYNC_MEASURE") == "" {
-		t.Skip("a measurement: set SYNC_MEASURE=1 to run it")
-	}
 	pair := testenv.StartPGPair(t, filepath.Join(testenv.PGPairRoot(), "bench"), pairPrimaryPort, pairStandbyPort)
 	s := services{dsn: pair.Primary.DSN("syncservice"), amqp: testenv.AMQPURL(t)}
 	startSyncd(t, s, "-changes-cache-bytes", "-1")

@@ -23,6 +23,10 @@ type Limits struct {
 	// MaxEventBytes bounds the encoded size of the one event a command records (the
 	// service passes its event store's record limit).
 	MaxEventBytes int
+	// MaxMembers bounds the members of one shared workspace, its owner included: every
+	// member's devices are bound to the workspace's exchange before its proposal goes
+	// out, and the notifier waits for that, so one share must not bind without bound.
+	MaxMembers int
 }
 
 // Defaults of Limits (PROTOCOL.md §4; MaxEventBytes is the event store's record limit).
@@ -32,6 +36,7 @@ const (
 	DefaultMaxFolderDepth    = 256
 	DefaultMaxCommitItems    = 10_000
 	DefaultMaxEventBytes     = 4 << 20
+	DefaultMaxMembers        = 256
 )
 
 // DefaultLimits returns the protocol's default limits.
@@ -41,6 +46,7 @@ func DefaultLimits() Limits {
 		MaxChunksPerItem:  DefaultMaxChunksPerItem,
 		MaxFolderDepth:    DefaultMaxFolderDepth,
 		MaxCommitItems:    DefaultMaxCommitItems,
+		MaxMembers:        DefaultMaxMembers,
 		MaxEventBytes:     DefaultMaxEventBytes,
 	}
 }
@@ -58,6 +64,7 @@ func (l Limits) WithDefaults() Limits {
 	set(&l.MaxFolderDepth, d.MaxFolderDepth)
 	set(&l.MaxCommitItems, d.MaxCommitItems)
 	set(&l.MaxEventBytes, d.MaxEventBytes)
+	set(&l.MaxMembers, d.MaxMembers)
 	return l
 }
 
@@ -70,6 +77,7 @@ func (l Limits) Validate() error {
 	}{
 		{"MaxDevicesPerUser", l.MaxDevicesPerUser}, {"MaxChunksPerItem", l.MaxChunksPerItem},
 		{"MaxFolderDepth", l.MaxFolderDepth}, {"MaxCommitItems", l.MaxCommitItems}, {"MaxEventBytes", l.MaxEventBytes},
+		{"MaxMembers", l.MaxMembers},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("limits: %s is %d, must be positive (0: default)", f.name, f.v))

@@ -214,6 +214,19 @@ func memberEvents(c ShareFolder, target uuid.UUID, name string, members []uuid.U
 	return out
 }
 
+// ErrTooManyMembers refuses a share that would give the shared workspace more than
+// Limits.MaxMembers members.
+var ErrTooManyMembers = fmt.Errorf("too many members for one shared workspace: %w", ErrInvalidCommand)
+
+// checkMembers refuses n members of a shared workspace (its owner included) over the
+// limit.
+func checkMembers(c ShareFolder, n int) error {
+	if limit := c.Limits.WithDefaults().MaxMembers; n > limit {
+		return fmt.Errorf("%d members, the limit is %d: %w", n, limit, ErrTooManyMembers)
+	}
+	return nil
+}
+
 // reshare decides a share of a folder already shared as s: the members not yet in it.
 func reshare(t *Workspace, s uuid.UUID, c ShareFolder, name string, members []uuid.UUID) (ShareDecision, error) {
 	op := fmt.Sprintf("share %d of %s again", c.FolderID, c.SourceID)
@@ -229,6 +242,9 @@ func reshare(t *Workspace, s uuid.UUID, c ShareFolder, name string, members []uu
 			added = append(added, m)
 		}
 	}
+	if err := checkMembers(c, len(t.members)+len(added)); err != nil {
+		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
+	}
 	evs, err := chainEvents(c.TargetPrevHash, c.Limits.WithDefaults().MaxEventBytes, memberEvents(c, s, name, added)...)
 	if err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
@@ -238,6 +254,9 @@ func reshare(t *Workspace, s uuid.UUID, c ShareFolder, name string, members []uu
 
 // decideNewShare decides the move of folder's subtree to the new shared workspace target.
 func (w *Workspace) decideNewShare(c ShareFolder, target uuid.UUID, name string, members []uuid.UUID) (ShareDecision, error) {
+	if err := checkMembers(c, 1+len(members)); err != nil {
+		return ShareDecision{}, fmt.Errorf("share %d of %s: %w", c.FolderID, w.id, err)
+	}
 	op := fmt.Sprintf("share %d of %s", c.FolderID, w.id)
 	ids := w.subtree(c.FolderID)
 	items := make([]MovedItem, len(ids))

@@ -351,3 +351,26 @@ func TestShareRefused(t *testing.T) {
 		})
 	}
 }
+
+// A shared workspace holds at most Limits.MaxMembers members, its owner included: a new
+// share or a re-share past it is refused and decides nothing.
+func TestShareMembersBounded(t *testing.T) {
+	h := shareTree(t)
+	c := shareCmd(100, member, newbie)
+	c.Limits.MaxMembers = 2
+	if _, err := decideShare(t, h.w, NewWorkspace(SharedWorkspaceID(c.UserID, c.RequestID)), c); !errors.Is(err, ErrTooManyMembers) || !errors.Is(err, ErrInvalidCommand) {
+		t.Fatalf("a share with 3 members under a limit of 2: %v", err)
+	}
+	c.Members = []uuid.UUID{member}
+	d, s := h.share(c, nil)
+	again := shareCmd(100, member, newbie)
+	again.RequestID, again.Limits.MaxMembers = "share-2", 2
+	again.TargetPrevHash = hashOf(t, d.Target[len(d.Target)-1])
+	if _, err := decideShare(t, h.w, s, again); !errors.Is(err, ErrTooManyMembers) {
+		t.Fatalf("a re-share to 3 members under a limit of 2: %v", err)
+	}
+	again.Limits.MaxMembers = 3
+	if d2, err := decideShare(t, h.w, s, again); err != nil || !slices.Equal(d2.NewMembers, []uuid.UUID{newbie}) {
+		t.Fatalf("a re-share to 3 members under a limit of 3: %+v, %v", d2, err)
+	}
+}

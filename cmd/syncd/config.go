@@ -200,6 +200,7 @@ func (c *config) requestFlags(f *flagSet) {
 	f.num(&c.limits.MaxChunksPerItem, "max-chunks", "SYNCD_MAX_CHUNKS", domain.DefaultMaxChunksPerItem, "chunks of one item version")
 	f.num(&c.limits.MaxFolderDepth, "max-folder-depth", "SYNCD_MAX_FOLDER_DEPTH", domain.DefaultMaxFolderDepth, "levels of folders an item may be placed at")
 	f.num(&c.limits.MaxCommitItems, "max-commit-items", "SYNCD_MAX_COMMIT_ITEMS", domain.DefaultMaxCommitItems, "items of one commit request (at most the default)")
+	f.num(&c.limits.MaxMembers, "max-members", "SYNCD_MAX_MEMBERS", domain.DefaultMaxMembers, "members of one shared workspace, its owner included")
 }
 
 // operationFlags declares the flags of roles, logs, HTTP, start-up and shutdown.
@@ -257,8 +258,8 @@ func (c config) validate() error {
 			c.perUserInFlight, c.concurrency))
 	}
 	l := c.limits
-	if l.MaxDevicesPerUser < 1 || l.MaxChunksPerItem < 1 || l.MaxFolderDepth < 1 || l.MaxCommitItems < 1 {
-		errs = append(errs, errors.New("-max-devices, -max-chunks, -max-folder-depth and -max-commit-items must be at least 1"))
+	if l.MaxDevicesPerUser < 1 || l.MaxChunksPerItem < 1 || l.MaxFolderDepth < 1 || l.MaxCommitItems < 1 || l.MaxMembers < 2 {
+		errs = append(errs, errors.New("-max-devices, -max-chunks, -max-folder-depth and -max-commit-items must be at least 1, -max-members at least 2"))
 	}
 	if l.MaxCommitItems > domain.DefaultMaxCommitItems {
 		errs = append(errs, fmt.Errorf("-max-commit-items may not exceed %d (the wire refuses larger commits)", domain.DefaultMaxCommitItems))

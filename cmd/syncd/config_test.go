@@ -27,10 +27,10 @@ func TestConfigLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (domain.Limits{MaxDevicesPerUser: 5, MaxChunksPerItem: 7, MaxFolderDepth: 6, MaxCommitItems: 8}); c.limits != want {
+	if want := (domain.Limits{MaxDevicesPerUser: 5, MaxChunksPerItem: 7, MaxFolderDepth: 6, MaxCommitItems: 8, MaxMembers: domain.DefaultMaxMembers}); c.limits != want {
 		t.Fatalf("limits %+v, want %+v", c.limits, want)
 	}
-	for _, args := range [][]string{{"-max-devices", "0"}, {"-max-commit-items", "10001"}, {"-max-folder-depth", "-1"}} {
+	for _, args := range [][]string{{"-max-devices", "0"}, {"-max-commit-items", "10001"}, {"-max-folder-depth", "-1"}, {"-max-members", "1"}} {
 		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}

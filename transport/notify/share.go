@@ -123,10 +123,7 @@ func proposal(rec eventstore.RecordedEvent, k int, ws uuid.UUID, info shareInfo,
 	if !info.shared {
 		return outMsg{}, false, nil
 	}
-	id := rec.ID
-	if k > 0 {
-		id = uuid.NewSHA1(rec.ID, fmt.Appendf(nil, "notifyShareProposal/%d", k))
-	}
+	id := wire.ProposalEventID(rec.ID, k)
 	body, err := wire.EncodeNotifyShareProposal(id.String(), ws, folderName, info.folder, info.owner, info.ownerName, info.isEncrypted)
 	if err != nil {
 		return outMsg{}, false, err

@@ -21,6 +21,7 @@ import (
 // event is any event a device queue delivers: its method and its one parameter.
 type event struct {
 	method string
+	id     string // the envelope's
 	param  json.RawMessage
 	commit wire.CommitNotification // when method is notifyCommit
 }
@@ -35,13 +36,14 @@ func (in *inbox) nextEvent(timeout time.Duration) event {
 		}
 		var ev struct {
 			Method string            `json:"method"`
+			ID     string            `json:"id"`
 			Params []json.RawMessage `json:"params"`
 			Async  bool              `json:"async"`
 		}
 		if err := json.Unmarshal(m.Body, &ev); err != nil || len(ev.Params) != 1 || !ev.Async {
 			in.t.Fatalf("not an event: %s (%v)", m.Body, err)
 		}
-		out := event{method: ev.Method, param: ev.Params[0]}
+		out := event{method: ev.Method, id: ev.ID, param: ev.Params[0]}
 		if ev.Method == "notifyCommit" {
 			mustJSON(in.t, ev.Params[0], &out.commit)
 		}
@@ -57,6 +59,7 @@ func (in *inbox) nextEvent(timeout time.Duration) event {
 type shareSeen struct {
 	movedOut, movedIn *wire.CommitNotification
 	proposal          *wire.ShareProposal
+	proposalID        string // the proposal's envelope id
 }
 
 func (in *inbox) shareEvents(n int) shareSeen {
@@ -70,7 +73,7 @@ func (in *inbox) shareEvents(n int) shareSeen {
 		case ev.method == "notifyCommit" && ev.commit.MovedIn != nil && s.movedIn == nil:
 			s.movedIn = &ev.commit
 		case ev.method == "notifyShareProposal" && s.proposal == nil:
-			s.proposal = &wire.ShareProposal{}
+			s.proposal, s.proposalID = &wire.ShareProposal{}, ev.id
 			mustJSON(in.t, ev.param, s.proposal)
 		default:
 			in.t.Fatalf("unexpected event during a share: %s %s", ev.method, ev.param)
@@ -255,14 +258,14 @@ func TestShareEndToEnd(t *testing.T) {
 	a1.share("share-1", docsID, bob.email)
 	again := inA2.shareEvents(3)
 	if again.movedOut == nil || again.movedOut.WorkspaceVersion != 3 || again.movedIn == nil || again.movedIn.WorkspaceVersion != 1 ||
-		again.proposal == nil || *again.proposal != *seenA.proposal {
-		t.Fatalf("retried share, alice: %+v", again)
+		again.proposal == nil || *again.proposal != *seenA.proposal || again.proposalID != seenA.proposalID {
+		t.Fatalf("retried share, alice: %+v (first proposal id %s)", again, seenA.proposalID)
 	}
 	for who, in := range map[string]*inbox{"bob's first device": inB1, "bob's new device": inB2} {
 		again := in.shareEvents(2)
 		if again.movedIn == nil || again.movedIn.WorkspaceVersion != 1 || again.movedIn.MovedIn.FromWorkspaceID != w.String() ||
-			again.proposal == nil || *again.proposal != *seenB.proposal {
-			t.Fatalf("retried share, %s: %+v", who, again)
+			again.proposal == nil || *again.proposal != *seenB.proposal || again.proposalID != seenB.proposalID {
+			t.Fatalf("retried share, %s: %+v (first proposal id %s)", who, again, seenB.proposalID)
 		}
 	}
 	if after := streamVersions(t, s, w, sID); !slices.Equal(after, before) {

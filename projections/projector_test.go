@@ -390,7 +390,7 @@ func TestRebuildAndVerify(t *testing.T) {
 		_ = rows.Scan(&n)
 		idx = append(idx, n)
 	}
-	if rows.Close(); !reflect.DeepEqual(idx, []string{"item_history_pkey", "item_history_ws_version_idx", "items_pkey"}) {
+	if rows.Close(); !reflect.DeepEqual(idx, []string{"item_history_pkey", "item_history_ws_version_idx", "items_item_idx", "items_pkey"}) {
 		t.Errorf("indexes of items and item_history after the rebuild: %v", idx)
 	}
 	var keys []string

@@ -8,6 +8,7 @@ package shareinfo
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -17,7 +18,12 @@ import (
 
 // Info is what a proposal says of a workspace a share created.
 type Info struct {
-	Shared      bool // created by a share (its second event is ItemsMovedIn)
+	// Exists: the workspace has events (a workspace that exists and was not created by
+	// a share never becomes one, so a caller may cache an Info with Exists set).
+	Exists      bool
+	Shared      bool      // created by a share (its second event is ItemsMovedIn)
+	From        uuid.UUID // the workspace F stayed in (the owner's personal one)
+	At          time.Time // of the share that created the workspace
 	Folder      domain.ItemID
 	Owner       uuid.UUID
 	OwnerName   string
@@ -32,23 +38,27 @@ type Reader interface {
 }
 
 // Read reads ws's first two events and its owner's account: Shared false (and nothing
-// else set) when ws was not created by a share. An error is the store's.
+// else set but Exists) when ws was not created by a share, Exists false when ws has no
+// event yet. An error is the store's.
 func Read(ctx context.Context, s Reader, ws uuid.UUID) (Info, error) {
 	evs, err := s.ReadStream(ctx, domain.WorkspaceStream(ws), 1, 2)
 	if err != nil {
 		return Info{}, fmt.Errorf("read the start of workspace %s: %w", ws, err)
 	}
-	if len(evs) != 2 || evs[0].Type != domain.TypeWorkspaceCreated || evs[1].Type != domain.TypeItemsMovedIn {
+	if len(evs) == 0 {
 		return Info{}, nil
+	}
+	if len(evs) != 2 || evs[0].Type != domain.TypeWorkspaceCreated || evs[1].Type != domain.TypeItemsMovedIn {
+		return Info{Exists: true}, nil
 	}
 	c, err1 := domain.Decode(evs[0].Type, evs[0].Data)
 	in, err2 := domain.Decode(evs[1].Type, evs[1].Data)
 	created, ok1 := c.(domain.WorkspaceCreated)
 	moved, ok2 := in.(domain.ItemsMovedIn)
 	if err1 != nil || err2 != nil || !ok1 || !ok2 {
-		return Info{}, nil
+		return Info{Exists: true}, nil
 	}
-	info := Info{Shared: true, Folder: moved.FolderID, Owner: created.OwnerID, IsEncrypted: created.IsEncrypted, Name: created.Name,
+	info := Info{Exists: true, Shared: true, From: moved.FromWorkspaceID, At: moved.At, Folder: moved.FolderID, Owner: created.OwnerID, IsEncrypted: created.IsEncrypted, Name: created.Name,
 		RequestID: moved.RequestID}
 	if info.OwnerName, err = UserName(ctx, s, created.OwnerID); err != nil {
 		return Info{}, err

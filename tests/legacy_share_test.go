@@ -46,11 +46,15 @@ func TestLegacyDesktopShares(t *testing.T) {
 	java.call(legacy.MethodCommit, true, req(js.ClassCommitRequest, "wirehost-1796000001000", &a.id, map[string]js.Value{
 		"deviceId": js.NewUUID(dev), "workspaceId": js.NewUUID(a.workspace), "items": js.NewArrayList([]js.Value{
 			desktopItem(nil, i64(41), nil, 1, "NEW", "photos", true, 0, dev, a.workspace),
-			desktopItem(nil, i64(42), i64(41), 1, "NEW", "cat.jpg", false, 123456, dev, a.workspace, "c1")})}))
+			desktopItem(nil, i64(42), i64(41), 1, "NEW", "cat.jpg", false, 123456, dev, a.workspace, "c1"),
+			desktopItem(nil, i64(43), i64(41), 1, "NEW", "2026", true, 0, dev, a.workspace),
+			desktopItem(nil, i64(44), i64(43), 1, "NEW", "dog.jpg", false, 654321, dev, a.workspace, "c2")})}))
 	n := nextEvent(t, wsEvents, legacy.MethodNotifyCommit)
 	items, _, _ := js.AsList(n.Get("items"))
 	folder := longOf(t, items[0].(*js.Object).Get("metadata").(*js.Object).Get("id"))
 	file := longOf(t, items[1].(*js.Object).Get("metadata").(*js.Object).Get("id"))
+	sub := longOf(t, items[2].(*js.Object).Get("metadata").(*js.Object).Get("id"))
+	subFile := longOf(t, items[3].(*js.Object).Get("metadata").(*js.Object).Get("id"))
 	other := dialJava(t, legacyURL, "deskhost")
 	otherEvents := other.listen(c.id)
 
@@ -87,7 +91,7 @@ func TestLegacyDesktopShares(t *testing.T) {
 	// The JSON member: the JSON proposal (and S's movedIn).
 	seen := bInbox.shareEvents(2)
 	if seen.proposal == nil || seen.proposal.WorkspaceID != sID.String() || seen.proposal.OwnerName != "Wire" ||
-		seen.movedIn == nil || !slices.Equal(ids(movedMetadata(seen.movedIn)), []int64{file}) {
+		seen.movedIn == nil || !slices.Equal(ids(movedMetadata(seen.movedIn)), []int64{file, sub, subFile}) {
 		t.Fatalf("JSON member: %+v", seen)
 	}
 	// The desktop reads S as StackSync's desktop does after a proposal: getWorkspaces lists
@@ -104,11 +108,14 @@ func TestLegacyDesktopShares(t *testing.T) {
 	if !found || len(wss) != 2 {
 		t.Fatalf("getWorkspaces after the share: %d workspaces, S mounted at photos: %v", len(wss), found)
 	}
-	inS, _, _ := js.AsList(java.ok(legacy.MethodGetChanges, req(js.ClassGetChangesRequest, uuid.NewString(), &a.id,
-		map[string]js.Value{"workspaceId": js.NewUUID(sID)})))
-	if len(inS) != 1 || longOf(t, inS[0].(*js.Object).Get("id")) != file {
-		t.Fatalf("getChanges of S: %d items", len(inS))
+	// getChanges of S is as StackSync listed it: F first (the desktop drops item 0 as the
+	// shared root), then every item of S, F's children under F.
+	for who, u := range map[string]uuid.UUID{"owner": a.id, "legacy member": c.id} {
+		inS, _, _ := js.AsList(java.ok(legacy.MethodGetChanges, req(js.ClassGetChangesRequest, uuid.NewString(), &u,
+			map[string]js.Value{"workspaceId": js.NewUUID(sID)})))
+		checkSharedRoot(t, who, inS, sID, folder, [][3]int64{{file, folder, 2}, {sub, folder, 2}, {subFile, sub, 3}})
 	}
+	sharedCommitsBothWays(t, java, bDev, bInbox, b.id, bDevID, dev, &a.id, sID, folder, file)
 	after := streamVersions(t, s, a.workspace, domain.SharedWorkspaceID(a.id, "wirehost-1796000002000"))
 	if !slices.Equal(after, []uint64{before[0] + 1, 0}) {
 		t.Fatalf("stream versions of W and of the refused share's workspace %v; W was at %d (the share adds one)", after, before[0])
@@ -124,4 +131,85 @@ func movedMetadata(n *wire.CommitNotification) []wire.ItemMetadata {
 		out = append(out, *it.Metadata)
 	}
 	return out
+}
+
+// checkSharedRoot checks a getChanges of S: F's root item first (F's id, the name
+// "photos", a folder at level 1 with parent null, F's version 1 and status NEW as held
+// in W), then want's items in order, each {id, parentId, level}.
+func checkSharedRoot(t *testing.T, who string, inS []js.Value, sID uuid.UUID, folder int64, want [][3]int64) {
+	t.Helper()
+	if len(inS) != len(want)+1 {
+		t.Fatalf("%s: getChanges of S has %d items, want %d", who, len(inS), len(want)+1)
+	}
+	root := inS[0].(*js.Object)
+	name, _, _ := js.AsString(root.Get("filename"))
+	status, _, _ := js.AsString(root.Get("status"))
+	ws, _, _ := js.AsUUID(root.Get("workspaceId"))
+	level, _, _ := js.AsInteger(root.Get("level"))
+	if longOf(t, root.Get("id")) != folder || name != "photos" || root.Get("parentId") != nil || level != 1 ||
+		longOf(t, root.Get("version")) != 1 || status != "NEW" || ws != sID || !isTrue(root.Get("isFolder")) ||
+		longOf(t, root.Get("checksum")) != 0 || longOf(t, root.Get("size")) != 0 {
+		t.Fatalf("%s: S's root item %s", who, js.Dump(root))
+	}
+	for i, w := range want {
+		it := inS[i+1].(*js.Object)
+		lvl, _, _ := js.AsInteger(it.Get("level"))
+		if longOf(t, it.Get("id")) != w[0] || longOf(t, it.Get("parentId")) != w[1] || int64(lvl) != w[2] {
+			t.Fatalf("%s: item %d of S: %s, want id %d parent %d level %d", who, i+1, js.Dump(it), w[0], w[1], w[2])
+		}
+	}
+}
+
+func isTrue(v js.Value) bool { b, ok, err := js.AsBoolean(v); return ok && err == nil && b }
+
+// sharedCommitsBothWays: a desktop's commit in S under F reaches the JSON member with
+// parentId null, and the JSON member's commit at S's root reaches the desktop (on
+// multi#<S>) with parentId F.
+func sharedCommitsBothWays(t *testing.T, java *javaClient, bDev *rawDevice, bInbox *inbox, bID, bDevID, dev uuid.UUID,
+	owner *uuid.UUID, sID uuid.UUID, folder, file int64) {
+	t.Helper()
+	sEvents := java.listen(sID)
+	java.call(legacy.MethodCommit, true, req(js.ClassCommitRequest, "wirehost-1796000004000", owner, map[string]js.Value{
+		"deviceId": js.NewUUID(dev), "workspaceId": js.NewUUID(sID), "items": js.NewArrayList([]js.Value{
+			desktopItem(nil, i64(45), &folder, 1, "NEW", "owl.jpg", false, 777, dev, sID, "c5"),
+			desktopItem(i64(file), nil, &folder, 2, "RENAMED", "kitten.jpg", false, 123456, dev, sID, "c1")})}))
+	jn := bInbox.commitOf("wirehost-1796000004000")
+	if len(jn.Items) != 2 || !jn.Items[0].CommitSucceed || !jn.Items[1].CommitSucceed ||
+		jn.Items[0].Metadata.ParentID != nil || jn.Items[1].Metadata.ParentID != nil {
+		t.Fatalf("the JSON member got %+v", jn)
+	}
+	owl := int64(*jn.Items[0].Metadata.ID)
+	n := nextEvent(t, sEvents, legacy.MethodNotifyCommit)
+	if rid, _, _ := js.AsString(n.Get("requestId")); rid != "wirehost-1796000004000" {
+		t.Fatalf("desktop: %s", js.Dump(n))
+	}
+	for _, it := range mustList(t, n.Get("items")) {
+		if md := it.(*js.Object).Get("metadata").(*js.Object); longOf(t, md.Get("parentId")) != folder {
+			t.Fatalf("desktop: its own commit echoed with %s", js.Dump(md))
+		}
+	}
+	bDev.call("commit", map[string]any{"requestId": "json-s-1", "userId": bID, "workspaceId": sID, "deviceId": bDevID,
+		"items": []any{itemJSON(7, "fox.jpg", false, nil, 55), map[string]any{"id": owl, "version": 2, "status": "CHANGED",
+			"modifiedAt": "2026-11-30T00:53:22.456Z", "checksum": 9, "size": 888, "isFolder": false, "filename": "owl.jpg",
+			"mimetype": "image/jpeg", "chunks": []string{"c6"}, "parentId": nil}}}, callOpts{async: true, noReply: true})
+	n = nextEvent(t, sEvents, legacy.MethodNotifyCommit)
+	items := mustList(t, n.Get("items"))
+	if rid, _, _ := js.AsString(n.Get("requestId")); rid != "json-s-1" || len(items) != 2 {
+		t.Fatalf("desktop: %s", js.Dump(n))
+	}
+	for _, it := range items {
+		ci := it.(*js.Object)
+		if md := ci.Get("metadata").(*js.Object); ci.Get("commitSucceed") != true || longOf(t, md.Get("parentId")) != folder {
+			t.Fatalf("desktop: the JSON member's commit as %s", js.Dump(ci))
+		}
+	}
+}
+
+func mustList(t *testing.T, v js.Value) []js.Value {
+	t.Helper()
+	l, ok, err := js.AsList(v)
+	if err != nil || !ok {
+		t.Fatalf("not a list: %s", js.Describe(v))
+	}
+	return l
 }

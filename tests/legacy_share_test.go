@@ -55,6 +55,13 @@ func TestLegacyDesktopShares(t *testing.T) {
 	file := longOf(t, items[1].(*js.Object).Get("metadata").(*js.Object).Get("id"))
 	sub := longOf(t, items[2].(*js.Object).Get("metadata").(*js.Object).Get("id"))
 	subFile := longOf(t, items[3].(*js.Object).Get("metadata").(*js.Object).Get("id"))
+	// F changes once more before the share: S's root item carries F's version as held in W.
+	java.call(legacy.MethodCommit, true, req(js.ClassCommitRequest, "wirehost-1796000001500", &a.id, map[string]js.Value{
+		"deviceId": js.NewUUID(dev), "workspaceId": js.NewUUID(a.workspace), "items": js.NewArrayList([]js.Value{
+			desktopItem(&folder, nil, nil, 2, "CHANGED", "photos", true, 0, dev, a.workspace)})}))
+	if n := nextEvent(t, wsEvents, legacy.MethodNotifyCommit); mustList(t, n.Get("items"))[0].(*js.Object).Get("commitSucceed") != true {
+		t.Fatalf("F's second version: %s", js.Dump(n))
+	}
 	other := dialJava(t, legacyURL, "deskhost")
 	otherEvents := other.listen(c.id)
 
@@ -134,8 +141,8 @@ func movedMetadata(n *wire.CommitNotification) []wire.ItemMetadata {
 }
 
 // checkSharedRoot checks a getChanges of S: F's root item first (F's id, the name
-// "photos", a folder at level 1 with parent null, F's version 1 and status NEW as held
-// in W), then want's items in order, each {id, parentId, level}.
+// "photos", a folder at level 1 with parent null, F's version 2 and status CHANGED as
+// held in W), then want's items in order, each {id, parentId, level}.
 func checkSharedRoot(t *testing.T, who string, inS []js.Value, sID uuid.UUID, folder int64, want [][3]int64) {
 	t.Helper()
 	if len(inS) != len(want)+1 {
@@ -147,7 +154,7 @@ func checkSharedRoot(t *testing.T, who string, inS []js.Value, sID uuid.UUID, fo
 	ws, _, _ := js.AsUUID(root.Get("workspaceId"))
 	level, _, _ := js.AsInteger(root.Get("level"))
 	if longOf(t, root.Get("id")) != folder || name != "photos" || root.Get("parentId") != nil || level != 1 ||
-		longOf(t, root.Get("version")) != 1 || status != "NEW" || ws != sID || !isTrue(root.Get("isFolder")) ||
+		longOf(t, root.Get("version")) != 2 || status != "CHANGED" || ws != sID || !isTrue(root.Get("isFolder")) ||
 		longOf(t, root.Get("checksum")) != 0 || longOf(t, root.Get("size")) != 0 {
 		t.Fatalf("%s: S's root item %s", who, js.Dump(root))
 	}

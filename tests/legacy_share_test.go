@@ -117,10 +117,18 @@ func TestLegacyDesktopShares(t *testing.T) {
 	}
 	// getChanges of S is as StackSync listed it: F first (the desktop drops item 0 as the
 	// shared root), then every item of S, F's children under F.
-	for who, u := range map[string]uuid.UUID{"owner": a.id, "legacy member": c.id} {
-		inS, _, _ := js.AsList(java.ok(legacy.MethodGetChanges, req(js.ClassGetChangesRequest, uuid.NewString(), &u,
+	// The root's filename is each user's name for S (the legacy member renames S first).
+	if res := other.ok(legacy.MethodUpdateWorkspace, req(js.ClassUpdateWorkspaceRequest, uuid.NewString(), &c.id, map[string]js.Value{
+		"workspaceId": js.NewUUID(sID), "workspaceName": js.Str("family")})); res != nil {
+		t.Fatalf("updateWorkspace: %s", js.Describe(res))
+	}
+	for _, u := range []struct {
+		who, name string
+		id        uuid.UUID
+	}{{"owner", "photos", a.id}, {"legacy member", "family", c.id}} {
+		inS, _, _ := js.AsList(java.ok(legacy.MethodGetChanges, req(js.ClassGetChangesRequest, uuid.NewString(), &u.id,
 			map[string]js.Value{"workspaceId": js.NewUUID(sID)})))
-		checkSharedRoot(t, who, inS, sID, folder, [][3]int64{{file, folder, 2}, {sub, folder, 2}, {subFile, sub, 3}})
+		checkSharedRoot(t, u.who, u.name, inS, sID, folder, [][3]int64{{file, folder, 2}, {sub, folder, 2}, {subFile, sub, 3}})
 	}
 	sharedCommitsBothWays(t, java, bDev, bInbox, b.id, bDevID, dev, &a.id, sID, folder, file)
 	after := streamVersions(t, s, a.workspace, domain.SharedWorkspaceID(a.id, "wirehost-1796000002000"))
@@ -140,10 +148,10 @@ func movedMetadata(n *wire.CommitNotification) []wire.ItemMetadata {
 	return out
 }
 
-// checkSharedRoot checks a getChanges of S: F's root item first (F's id, the name
-// "photos", a folder at level 1 with parent null, F's version 2 and status CHANGED as
+// checkSharedRoot checks a getChanges of S: F's root item first (F's id, the user's
+// name for S, a folder at level 1 with parent null, F's version 2 and status CHANGED as
 // held in W), then want's items in order, each {id, parentId, level}.
-func checkSharedRoot(t *testing.T, who string, inS []js.Value, sID uuid.UUID, folder int64, want [][3]int64) {
+func checkSharedRoot(t *testing.T, who, wantName string, inS []js.Value, sID uuid.UUID, folder int64, want [][3]int64) {
 	t.Helper()
 	if len(inS) != len(want)+1 {
 		t.Fatalf("%s: getChanges of S has %d items, want %d", who, len(inS), len(want)+1)
@@ -153,7 +161,7 @@ func checkSharedRoot(t *testing.T, who string, inS []js.Value, sID uuid.UUID, fo
 	status, _, _ := js.AsString(root.Get("status"))
 	ws, _, _ := js.AsUUID(root.Get("workspaceId"))
 	level, _, _ := js.AsInteger(root.Get("level"))
-	if longOf(t, root.Get("id")) != folder || name != "photos" || root.Get("parentId") != nil || level != 1 ||
+	if longOf(t, root.Get("id")) != folder || name != wantName || root.Get("parentId") != nil || level != 1 ||
 		longOf(t, root.Get("version")) != 2 || status != "CHANGED" || ws != sID || !isTrue(root.Get("isFolder")) ||
 		longOf(t, root.Get("checksum")) != 0 || longOf(t, root.Get("size")) != 0 {
 		t.Fatalf("%s: S's root item %s", who, js.Dump(root))

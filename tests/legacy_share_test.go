@@ -2,6 +2,7 @@ package tests
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,6 +132,7 @@ func TestLegacyDesktopShares(t *testing.T) {
 		checkSharedRoot(t, u.who, u.name, inS, sID, folder, [][3]int64{{file, folder, 2}, {sub, folder, 2}, {subFile, sub, 3}})
 	}
 	sharedCommitsBothWays(t, java, bDev, bInbox, b.id, bDevID, dev, &a.id, sID, folder, file)
+	operatorSharedRoot(t, s, java, other, a.id, c.id, dev)
 	after := streamVersions(t, s, a.workspace, domain.SharedWorkspaceID(a.id, "wirehost-1796000002000"))
 	if !slices.Equal(after, []uint64{before[0] + 1, 0}) {
 		t.Fatalf("stream versions of W and of the refused share's workspace %v; W was at %d (the share adds one)", after, before[0])
@@ -227,4 +229,47 @@ func mustList(t *testing.T, v js.Value) []js.Value {
 		t.Fatalf("not a list: %s", js.Describe(v))
 	}
 	return l
+}
+
+// operatorSharedRoot: a shared workspace T an operator created (no share, so no F) has a
+// root of its own on the legacy wire, a negative id: getChanges lists it first, a
+// desktop's commit under it is accepted (the root maps back to T's root) and echoed under
+// it, and another member's desktop reads the item under it.
+func operatorSharedRoot(t *testing.T, s services, java, other *javaClient, owner, member, dev uuid.UUID) {
+	t.Helper()
+	tID := uuid.MustParse(strings.TrimSpace(syncctl(t, s, "workspace", "create", "--owner", owner.String(), "--name", "team")))
+	syncctl(t, s, "workspace", "add-member", "--workspace", tID.String(), "--user", member.String())
+	read := func(c *javaClient, u uuid.UUID) []js.Value {
+		return mustList(t, c.ok(legacy.MethodGetChanges, req(js.ClassGetChangesRequest, uuid.NewString(), &u,
+			map[string]js.Value{"workspaceId": js.NewUUID(tID)})))
+	}
+	inT := read(java, owner)
+	if len(inT) != 1 {
+		t.Fatalf("getChanges of T: %d items", len(inT))
+	}
+	root := longOf(t, inT[0].(*js.Object).Get("id"))
+	if name, _, _ := js.AsString(inT[0].(*js.Object).Get("filename")); root >= 0 || name != "team" || !isTrue(inT[0].(*js.Object).Get("isFolder")) {
+		t.Fatalf("T's root: %s", js.Dump(inT[0]))
+	}
+	tEvents := java.listen(tID)
+	java.call(legacy.MethodCommit, true, req(js.ClassCommitRequest, "wirehost-1796000005000", &owner, map[string]js.Value{
+		"deviceId": js.NewUUID(dev), "workspaceId": js.NewUUID(tID), "items": js.NewArrayList([]js.Value{
+			desktopItem(nil, i64(46), &root, 1, "NEW", "plan.txt", false, 12, dev, tID, "c7")})}))
+	ci := mustList(t, nextEvent(t, tEvents, legacy.MethodNotifyCommit).Get("items"))[0].(*js.Object)
+	if md := ci.Get("metadata").(*js.Object); ci.Get("commitSucceed") != true || longOf(t, md.Get("parentId")) != root {
+		t.Fatalf("a desktop's commit under T's root: %s", js.Dump(ci))
+	}
+	checkSharedRootOf(t, read(other, member), root, "team")
+}
+
+// checkSharedRootOf checks a getChanges of T as its member reads it: T's root, then one
+// item under it.
+func checkSharedRootOf(t *testing.T, inT []js.Value, root int64, name string) {
+	t.Helper()
+	if len(inT) != 2 || longOf(t, inT[0].(*js.Object).Get("id")) != root || longOf(t, inT[1].(*js.Object).Get("parentId")) != root {
+		t.Fatalf("the member's getChanges of T: %d items, %s", len(inT), js.Dump(inT[len(inT)-1]))
+	}
+	if n, _, _ := js.AsString(inT[0].(*js.Object).Get("filename")); n != name {
+		t.Fatalf("the member's root of T is named %q", n)
+	}
 }

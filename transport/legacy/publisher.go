@@ -266,13 +266,13 @@ func (p *Publisher) publish(ctx context.Context, ch *amqp.Channel, e eventstore.
 	if !ok {
 		return nil, nil
 	}
-	// A workspace a share created is shown with its folder as root (sharedroot.go).
+	// A shared workspace is shown with a root (sharedroot.go).
 	info, err := p.shareInfo(ctx, c.WorkspaceID)
 	if err != nil {
 		return nil, err
 	}
-	if info.Shared {
-		c = rootCommitted(c, info.Folder)
+	if root, ok := rootOf(c.WorkspaceID, info); ok {
+		c = rootCommitted(c, root)
 	}
 	body, err := EncodeEvent(e.ID.String(), MethodNotifyCommit, CommitNotification(c))
 	if err == nil && len(body) > p.cfg.MaxMessageBytes {

@@ -2,9 +2,11 @@ package legacy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -21,7 +23,7 @@ import (
 // and checksum, never committed) and places the rest under it by parentId. Here F stays in
 // the owner's W as the mount point and S holds F's children at its root with parentId
 // null (PROTOCOL.md §8 rule 2). For a workspace a share created, the legacy wire alone
-// shows StackSync's view:
+// shows StackSync's view (the JSON protocol is unchanged):
 //
 //   - getChanges(S): a root item for F first, then S's items with parentId null mapped
 //     to F;
@@ -29,8 +31,27 @@ import (
 //   - commit to S: a parentId F mapped back to null; an item F itself is refused (the
 //     desktop never commits its workspace root: it renames it with updateWorkspace).
 //
-// A workspace no share created (a personal one, or one made shared by an operator) has no
-// F: it is served as the service lists it.
+// A shared workspace no share created (syncctl workspace create) has no F; the desktop
+// drops its item 0 all the same. It gets a root of its own: a folder whose id is
+// syntheticRoot(S), a negative Long no item ever has (the service hands out positive
+// ids), with the same mappings. A personal workspace is served as the service lists it.
+
+// rootOf returns the id of ws's root on the legacy wire, if ws has one.
+func rootOf(ws uuid.UUID, info shareinfo.Info) (domain.ItemID, bool) {
+	switch {
+	case info.Shared:
+		return info.Folder, true
+	case info.IsShared:
+		return syntheticRoot(ws), true
+	}
+	return 0, false
+}
+
+// syntheticRoot is the root id of a shared workspace no share created: negative, and
+// the same for every read of ws.
+func syntheticRoot(ws uuid.UUID) domain.ItemID {
+	return domain.ItemID(-int64(binary.BigEndian.Uint64(ws[:8])>>1) - 1)
+}
 
 // rootChanges returns items as StackSync listed S: root first, then items with a null
 // parent placed under it (the others keep theirs). items are not changed.
@@ -52,22 +73,24 @@ func underRoot(m domain.ItemMetadata, folder domain.ItemID) domain.ItemMetadata 
 	return m
 }
 
-// rootItem is F's row in StackSync's S: F's id, and its version, status, device, time
-// and mimetype as the service holds F in W (f; nil if F cannot be read there: then
-// version 1, NEW, at the share's time), the user's name for S as filename (the desktop
-// names the folder after the workspace), a folder at S's root (parent null, level 1,
-// checksum and size 0).
-func rootItem(ws uuid.UUID, info shareinfo.Info, name string, f *domain.ItemMetadata) domain.ItemMetadata {
-	root := domain.ItemMetadata{Version: 1, Status: domain.StatusNew, ModifiedAt: info.At}
+// rootItem is F's row in StackSync's S: the root's id, and F's version, status, device,
+// time and mimetype as the service holds F in W (f; nil if F cannot be read there, or
+// there is no F: then version 1, NEW, at the share's or the workspace's creation), the
+// user's name for S as filename (the desktop names the folder after the workspace), a
+// folder at S's root (parent null, level 1, checksum and size 0).
+func rootItem(ws uuid.UUID, id domain.ItemID, at time.Time, name string, f *domain.ItemMetadata) domain.ItemMetadata {
+	root := domain.ItemMetadata{Version: 1, Status: domain.StatusNew, ModifiedAt: at, Mimetype: folderMimetype}
 	if f != nil {
 		root = *f
 	}
-	folder := info.Folder
-	root.ID, root.ParentID, root.ParentVersion, root.TempID = &folder, nil, nil, nil
+	root.ID, root.ParentID, root.ParentVersion, root.TempID = &id, nil, nil, nil
 	root.WorkspaceID, root.Filename, root.IsFolder = ws, name, true
 	root.Checksum, root.Size, root.Chunks = 0, 0, nil
 	return root
 }
+
+// folderMimetype is the desktop's mimetype of a folder.
+const folderMimetype = "inode/directory"
 
 // unrootCommit maps a desktop's commit to S back to the service's S: a parentId F (not
 // a tempId of an item of the same commit, which the service resolves first) becomes
@@ -138,27 +161,32 @@ func (c *shareCache) get(ctx context.Context, ws uuid.UUID) (shareinfo.Info, err
 	return info, nil
 }
 
-// shareOf reports ws's share when the legacy view of ws has a root (a share created ws).
-func (s *Server) shareOf(ctx context.Context, ws uuid.UUID) (shareinfo.Info, bool, error) {
+// rootOfWorkspace returns ws's share info and the id of its root on the legacy wire, if
+// it has one.
+func (s *Server) rootOfWorkspace(ctx context.Context, ws uuid.UUID) (shareinfo.Info, domain.ItemID, bool, error) {
 	if s.shares == nil {
-		return shareinfo.Info{}, false, nil
+		return shareinfo.Info{}, 0, false, nil
 	}
 	info, err := s.shares.get(ctx, ws)
-	return info, err == nil && info.Shared, err
+	if err != nil {
+		return shareinfo.Info{}, 0, false, err
+	}
+	root, ok := rootOf(ws, info)
+	return info, root, ok, nil
 }
 
-// changes answers getChanges: the service's list, under a root F for a workspace a share
-// created. The service authorizes the user first.
+// changes answers getChanges: the service's list, under a root for a shared workspace.
+// The service authorizes the user first.
 func (s *Server) changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error) {
 	items, err := s.svc.Changes(ctx, user, ws)
 	if err != nil {
 		return nil, err
 	}
-	info, ok, err := s.shareOf(ctx, ws)
+	info, root, ok, err := s.rootOfWorkspace(ctx, ws)
 	if err != nil || !ok {
 		return items, err
 	}
-	name := info.Name
+	name, at := info.Name, info.Created
 	wss, err := s.svc.Workspaces(ctx, user)
 	if err != nil {
 		return nil, err
@@ -168,26 +196,29 @@ func (s *Server) changes(ctx context.Context, user, ws uuid.UUID) ([]domain.Item
 			name = w.Name
 		}
 	}
-	// F's history in W, read as its owner (the user may not be a member of W).
 	var f *domain.ItemMetadata
-	vs, err := s.svc.ItemVersions(ctx, info.Owner, info.From, info.Folder)
-	switch {
-	case err == nil && len(vs) > 0:
-		f = &vs[len(vs)-1]
-	case errors.Is(err, protocol.ErrUnauthorized) || errors.Is(err, protocol.ErrWorkspaceNotFound):
-		s.log.Warn("legacy: the shared folder cannot be read; its root is shown as at the share", "workspace", ws,
-			"folder", info.Folder, "err", err)
-	case err != nil:
-		return nil, err
+	if info.Shared {
+		// F's history in W, read as its owner (the user may not be a member of W).
+		at = info.At
+		vs, err := s.svc.ItemVersions(ctx, info.Owner, info.From, info.Folder)
+		switch {
+		case err == nil && len(vs) > 0:
+			f = &vs[len(vs)-1]
+		case errors.Is(err, protocol.ErrUnauthorized) || errors.Is(err, protocol.ErrWorkspaceNotFound):
+			s.log.Warn("legacy: the shared folder cannot be read; its root is shown as at the share", "workspace", ws,
+				"folder", info.Folder, "err", err)
+		case err != nil:
+			return nil, err
+		}
 	}
-	return rootChanges(rootItem(ws, info, name, f), items), nil
+	return rootChanges(rootItem(ws, root, at, name, f), items), nil
 }
 
-// unroot maps a commit to a workspace a share created back to the service's view.
+// unroot maps a commit to a shared workspace back to the service's view.
 func (s *Server) unroot(ctx context.Context, r *protocol.CommitRequest) error {
-	info, ok, err := s.shareOf(ctx, r.WorkspaceID)
+	_, root, ok, err := s.rootOfWorkspace(ctx, r.WorkspaceID)
 	if err != nil || !ok {
 		return err
 	}
-	return unrootCommit(r, info.Folder)
+	return unrootCommit(r, root)
 }

@@ -35,7 +35,7 @@ func TestRootChanges(t *testing.T) {
 		version int64
 		status  string
 	}{{"F read in W", &f, 4, "RENAMED"}, {"F unreadable", nil, 1, "NEW"}} {
-		list, _, _ := js.AsList(Changes(rootChanges(rootItem(ws, info, "shared", tc.f), items)))
+		list, _, _ := js.AsList(Changes(rootChanges(rootItem(ws, info.Folder, info.At, "shared", tc.f), items)))
 		if len(list) != 3 {
 			t.Fatalf("%s: %d items", tc.name, len(list))
 		}
@@ -47,7 +47,7 @@ func TestRootChanges(t *testing.T) {
 			root.Get("parentVersion") != nil || name != "shared" || rws != ws || status != tc.status {
 			t.Fatalf("%s: root %s", tc.name, js.Dump(root))
 		}
-		if v, _, _ := js.AsLong(root.Get("version")); v != tc.version {
+		if v, _, _ := js.AsLong(root.Get("version")); v != tc.version || !isFolderObj(root) {
 			t.Fatalf("%s: root version %d, want %d", tc.name, v, tc.version)
 		}
 		for i, want := range []struct{ parent, level int64 }{{0, 1}, {int64(folderID), 2}, {int64(fileID), 3}} {
@@ -153,5 +153,30 @@ func TestShareCacheWaitsForTheWorkspace(t *testing.T) {
 	delete(store, domain.WorkspaceStream(ws))
 	if info, err := c.get(context.Background(), ws); err != nil || !info.Shared {
 		t.Fatalf("cached: %+v, %v", info, err)
+	}
+}
+
+func isFolderObj(o *js.Object) bool { b, _, _ := js.AsBoolean(o.Get("isFolder")); return b }
+
+// Which workspaces have a root on the legacy wire: one a share created (F), a shared one
+// no share created (a negative id, the same at every read, another for another
+// workspace), not a personal one.
+func TestRootOf(t *testing.T) {
+	ws, other := uuid.New(), uuid.New()
+	if r, ok := rootOf(ws, shareinfo.Info{Exists: true, IsShared: true, Shared: true, Folder: folderID}); !ok || r != folderID {
+		t.Fatalf("a share's workspace: %d, %v", r, ok)
+	}
+	r, ok := rootOf(ws, shareinfo.Info{Exists: true, IsShared: true})
+	if !ok || r >= 0 || r != syntheticRoot(ws) || r == syntheticRoot(other) {
+		t.Fatalf("an operator's shared workspace: %d, %v", r, ok)
+	}
+	if _, ok := rootOf(ws, shareinfo.Info{Exists: true}); ok {
+		t.Fatal("a personal workspace has a root")
+	}
+	if r := syntheticRoot(uuid.UUID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); r >= 0 {
+		t.Fatalf("syntheticRoot of all ones: %d", r)
+	}
+	if r := syntheticRoot(uuid.UUID{}); r != -1 {
+		t.Fatalf("syntheticRoot of zeros: %d", r)
 	}
 }

@@ -234,13 +234,12 @@ const MaxCommitItems = domain.DefaultMaxCommitItems
 
 // ParseCommit decodes commit's request object.
 func ParseCommit(params json.RawMessage) (protocol.CommitRequest, error) {
-	var r struct {
-		workspaceFields
-		DeviceID *string         `json:"deviceId"`
-		Items    *[]ItemMetadata `json:"items"`
-	}
-	if err := strictObject(params, &r); err != nil {
-		return protocol.CommitRequest{}, invalid("commit: %v", err)
+	var r commitParams
+	if !fastCommitParams(params, &r) {
+		r = commitParams{}
+		if err := strictObject(params, &r); err != nil {
+			return protocol.CommitRequest{}, invalid("commit: %v", err)
+		}
 	}
 	ws, err := r.workspaceFields.parse()
 	if err != nil {

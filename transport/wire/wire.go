@@ -156,6 +156,9 @@ type Response struct {
 
 // EncodeResponse renders a success (result may be nil for a void method) or an error.
 func EncodeResponse(id string, result any, e *Error) ([]byte, error) {
+	if result == nil && e == nil {
+		return appendVoidResponse(make([]byte, 0, len(id)+40), id), nil
+	}
 	r := Response{Result: result, Error: e, ID: id, IDOmq: IDOmq}
 	if e != nil {
 		r.Result = nil

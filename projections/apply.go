@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
@@ -218,9 +219,9 @@ type itemRows struct {
 	ws            [][16]byte
 	id, ver, wsv  []int64
 	device        [][16]byte
-	parent        []*int64
-	parentVersion []*int64
-	tempID        []*int64
+	parent        pgtype.FlatArray[pgtype.Int8] // not []*int64: pgx encodes that by reflection
+	parentVersion pgtype.FlatArray[pgtype.Int8]
+	tempID        pgtype.FlatArray[pgtype.Int8]
 	status        []string
 	modified      []time.Time
 	checksum      []int64
@@ -238,14 +239,13 @@ func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
 	r.ver = append(r.ver, md.Version)
 	r.wsv = append(r.wsv, wsVersion)
 	r.device = append(r.device, [16]byte(md.DeviceID))
-	var parent *int64
+	var parent pgtype.Int8
 	if md.ParentID != nil {
-		v := int64(*md.ParentID)
-		parent = &v
+		parent = pgtype.Int8{Int64: int64(*md.ParentID), Valid: true}
 	}
 	r.parent = append(r.parent, parent)
-	r.parentVersion = append(r.parentVersion, md.ParentVersion)
-	r.tempID = append(r.tempID, md.TempID)
+	r.parentVersion = append(r.parentVersion, nullableInt8(md.ParentVersion))
+	r.tempID = append(r.tempID, nullableInt8(md.TempID))
 	r.status = append(r.status, pgText(string(md.Status)))
 	r.modified = append(r.modified, md.ModifiedAt)
 	r.checksum = append(r.checksum, md.Checksum)
@@ -254,6 +254,14 @@ func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
 	r.folder = append(r.folder, md.IsFolder)
 	r.filename = append(r.filename, pgText(md.Filename))
 	r.mimetype = append(r.mimetype, pgText(md.Mimetype))
+}
+
+// nullableInt8 is p as a nullable bigint.
+func nullableInt8(p *int64) pgtype.Int8 {
+	if p == nil {
+		return pgtype.Int8{}
+	}
+	return pgtype.Int8{Int64: *p, Valid: true}
 }
 
 func (r *itemRows) args() []any {

@@ -96,3 +96,28 @@ func TestVoidResponseIsTheMarshalledResponse(t *testing.T) {
 		}
 	}
 }
+
+// go test -run '^$' -bench EncodeNotifyCommit -benchmem ./transport/wire/
+// A 1-item commit's notification: json.Marshal of the wire structs (what the server did)
+// against the hand rendering.
+func BenchmarkEncodeNotifyCommit(b *testing.B) {
+	m := gFile()
+	c := domain.Committed{WorkspaceID: uuid.New(), WorkspaceVersion: 17, RequestID: "laptop-1700000000000", UserID: uuid.New(),
+		DeviceID: uuid.New(), CommittedAt: time.Now(), LimitQuota: 1 << 30, UsedQuota: 600000,
+		Items: []domain.ItemOutcome{{CommittedVersion: 1, Succeeded: true, Stored: true, Metadata: &m}}}
+	id := uuid.NewString()
+	b.Run("json.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			marshalledNotify(b, id, c)
+		}
+	})
+	b.Run("hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := wire.EncodeNotifyCommit(id, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

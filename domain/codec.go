@@ -47,7 +47,7 @@ func EventTypes() []string {
 // event of every commit, is rendered by hand (appendCommitted), the same bytes.
 func Encode(e Event) (string, []byte, error) {
 	if c, ok := e.(Committed); ok {
-		if data, ok := appendCommitted(make([]byte, 0, 512+400*len(c.Items)), &c); ok {
+		if data, ok := appendCommitted(make([]byte, 0, committedSize(&c)), &c); ok {
 			return TypeCommitted, data, nil
 		}
 	}

@@ -55,6 +55,22 @@ func appendCommitted(dst []byte, c *Committed) ([]byte, bool) {
 	return append(dst, '}'), true
 }
 
+// committedSize is a capacity for c's body that is usually enough: a fixed part and
+// what an item version takes, plus its strings.
+func committedSize(c *Committed) int {
+	n := 400 + len(c.PrevHash) + len(c.RequestID)
+	for i := range c.Items {
+		n += 100
+		if m := c.Items[i].Metadata; m != nil {
+			n += 420 + len(m.Status) + len(m.Filename) + len(m.Mimetype)
+			for _, ch := range m.Chunks {
+				n += len(ch) + 3
+			}
+		}
+	}
+	return n
+}
+
 func appendOutcome(dst []byte, o *ItemOutcome) ([]byte, bool) {
 	dst = append(dst, `{"committedVersion":`...)
 	dst = strconv.AppendInt(dst, o.CommittedVersion, 10)

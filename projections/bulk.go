@@ -175,7 +175,7 @@ func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []de
 			queueWorkspaceEvent(b, t, d)
 		}
 	}
-	ws.queue(b, t)
+	ws.queue(b, workspacesStatements(schema))
 	if err := sendBatch(ctx, tx, b); err != nil {
 		return err
 	}

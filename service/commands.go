@@ -40,7 +40,7 @@ func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (Commi
 	var user *domain.User
 	for _, fresh := range []bool{false, true} {
 		var err error
-		if user, err = s.loadUser(ctx, req.UserID, fresh); err != nil {
+		if user, err = s.loadUserView(ctx, req.UserID, fresh); err != nil { // read only, down to quotaOf
 			return CommitResult{}, err
 		}
 		if _, ok := user.Device(req.DeviceID); ok && user.Exists() && !user.Removed() {

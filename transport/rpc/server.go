@@ -163,7 +163,8 @@ func (s *Server) session(ctx context.Context, conn *amqp.Connection) error {
 	// off when the drain takes longer than ShutdownTimeout.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
-	w := &workers{sem: make(chan struct{}, s.cfg.Concurrency)}
+	w := newWorkers(s.cfg.Concurrency)
+	defer w.stop()
 	s.consuming.Store(true)
 	defer s.consuming.Store(false)
 	s.log.Info("serving requests", "queue", s.cfg.RequestQueue, "concurrency", s.cfg.Concurrency, "auth", s.cfg.Auth.String())
@@ -232,22 +233,6 @@ func (s *Server) openChannels(conn *amqp.Connection) (ch, pub *amqp.Channel, err
 		return nil, nil, fmt.Errorf("rpc: confirm mode on the reply channel: %w", err)
 	}
 	return ch, pub, nil
-}
-
-// workers are a session's handler goroutines: sem bounds those handling a request at
-// once (Concurrency), wg waits for all of them.
-type workers struct {
-	sem chan struct{}
-	wg  sync.WaitGroup
-}
-
-// goRun runs f on a worker goroutine the session waits for.
-func (w *workers) goRun(f func()) {
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		f()
-	}()
 }
 
 // take starts the work of one delivery without ever waiting, so that the loop keeps

@@ -185,19 +185,13 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 	if len(d.Source)+len(d.Target) == 0 {
 		return res, false, nil
 	}
-	srcApp, err := shareAppend(srcStream, src.state.StreamVersion(), "share:"+cmd.RequestID, d.Source)
+	srcApp, dstApp, appends, err := shareAppends(srcStream, src.state.StreamVersion(), dstStream, dst.state.StreamVersion(), cmd.RequestID, d)
 	if err != nil {
 		return ShareResult{}, false, err
 	}
-	dstApp, err := shareAppend(dstStream, dst.state.StreamVersion(), "share:"+cmd.RequestID, d.Target)
+	out, in, err := joinedMoves(d)
 	if err != nil {
-		return ShareResult{}, false, err
-	}
-	var appends []eventstore.StreamAppend
-	for _, a := range []eventstore.StreamAppend{srcApp, dstApp} {
-		if len(a.Records) > 0 {
-			appends = append(appends, a)
-		}
+		return ShareResult{}, false, fmt.Errorf("share %s → %s: %w", cmd.SourceID, target, err)
 	}
 	results, err := multi.AppendMulti(ctx, appends)
 	switch {
@@ -210,14 +204,10 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		applyShare(src, srcApp, d.Source, results[0].Position)
 		applyShare(dst, dstApp, d.Target, results[len(results)-1].Position)
 		res.Position = results[len(results)-1].Position
-		if len(d.Source) == 1 {
-			out := d.Source[0].(domain.ItemsMovedOut)
-			res.MovedOut, res.MovedOutID = &out, srcApp.Records[0].ID
-		}
-		if len(d.Target) > 1 {
-			if in, ok := d.Target[1].(domain.ItemsMovedIn); ok {
-				res.MovedIn, res.MovedInID, res.MovedInPos = &in, dstApp.Records[1].ID, res.Position
-			}
+		// A move's first part holds its place in each stream (S: after WorkspaceCreated).
+		if out != nil {
+			res.MovedOut, res.MovedOutID = out, srcApp.Records[0].ID
+			res.MovedIn, res.MovedInID, res.MovedInPos = in, dstApp.Records[1].ID, res.Position
 		}
 		if s.cfg.OnAppend != nil {
 			s.cfg.OnAppend()
@@ -232,6 +222,24 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		dst.reset(s.workspaces.fresh)
 		return ShareResult{}, eventstore.Transient(err), fmt.Errorf("append share %s → %s: %w", cmd.SourceID, target, err)
 	}
+}
+
+// shareAppends are the appends of d's events to the source and target streams (at
+// versions sv and tv), and the non-empty ones of the two, in that order.
+func shareAppends(src string, sv uint64, dst string, tv uint64, requestID string, d domain.ShareDecision) (
+	srcApp, dstApp eventstore.StreamAppend, appends []eventstore.StreamAppend, err error) {
+	if srcApp, err = shareAppend(src, sv, "share:"+requestID, d.Source); err != nil {
+		return
+	}
+	if dstApp, err = shareAppend(dst, tv, "share:"+requestID, d.Target); err != nil {
+		return
+	}
+	for _, a := range []eventstore.StreamAppend{srcApp, dstApp} {
+		if len(a.Records) > 0 {
+			appends = append(appends, a)
+		}
+	}
+	return srcApp, dstApp, appends, nil
 }
 
 // shareAppend is the append of evs to stream at version v, with event ids derived from
@@ -259,7 +267,7 @@ func applyShare(e *entry[*domain.Workspace], a eventstore.StreamAppend, evs []do
 
 // shareReplay answers a repeated share request with the original ItemsMovedOut.
 func (s *Service) shareReplay(ctx context.Context, stream string, source uuid.UUID, d domain.ShareDecision) (ShareResult, error) {
-	orig, err := s.readOriginal(ctx, stream, d.ReplayOf)
+	orig, err := s.readMove(ctx, stream, d.ReplayOf)
 	if err != nil {
 		return ShareResult{}, err
 	}
@@ -269,7 +277,7 @@ func (s *Service) shareReplay(ctx context.Context, stream string, source uuid.UU
 	}
 	res := ShareResult{WorkspaceID: d.TargetID, SourceID: source, MovedOut: &out, MovedOutID: orig.eventID, Position: orig.position, Replayed: true}
 	// S's ItemsMovedIn is its second event (after WorkspaceCreated), appended with W's.
-	in, err := s.readOriginal(ctx, domain.WorkspaceStream(d.TargetID), 2)
+	in, err := s.readMove(ctx, domain.WorkspaceStream(d.TargetID), 2)
 	if err != nil {
 		return ShareResult{}, err
 	}

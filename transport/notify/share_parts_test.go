@@ -16,7 +16,8 @@ import (
 // A share whose move is split in parts (W: ids 8, 9 | 10; S: 8 v1 | 8 v2, 9 | 10) still
 // gives one notifyCommit per workspace, under the first part's id, with the joined move:
 // movedOut names every item, movedIn carries each item's latest version once; the later
-// parts publish nothing, and the notifier's checkpoint passes them.
+// parts publish nothing (nor are they set aside), and the notifier's checkpoint passes
+// them.
 func TestSplitShareNotifications(t *testing.T) {
 	e := newEnv(t)
 	owner, w, s := uuid.New(), uuid.New(), uuid.New()
@@ -86,5 +87,8 @@ func TestSplitShareNotifications(t *testing.T) {
 	})
 	if len(lw.all()) != 1 || len(ls.all()) != 1 || len(lo.all()) != 1 {
 		t.Fatalf("messages: %d on W, %d on S, %d to the owner; want one each", len(lw.all()), len(ls.all()), len(lo.all()))
+	}
+	if got := setAsideOf(t, e.dsn, "notifier"); len(got) != 0 {
+		t.Fatalf("set aside: %+v", got)
 	}
 }

@@ -35,7 +35,7 @@ func DecideShare(w, t *Workspace, c ShareFolder) (ShareDecision, error) {
 	if s, ok := w.shares[c.FolderID]; ok {
 		return reshare(t, s, c, folder.Filename, members)
 	}
-	if err := w.checkNotNested(c.FolderID); err != nil {
+	if err := w.checkNotNested(c.FolderID, c.MountPoints); err != nil {
 		return ShareDecision{}, err
 	}
 	target := SharedWorkspaceID(c.UserID, c.RequestID)
@@ -114,16 +114,20 @@ func shareMembers(c ShareFolder) []uuid.UUID {
 	return out
 }
 
-// checkNotNested refuses a folder below a mount point, or holding one.
-func (w *Workspace) checkNotNested(folder ItemID) error {
+// checkNotNested refuses a folder below a mount point, or holding one, or being or
+// holding one of members, the caller's mount points of workspaces it is a member of.
+func (w *Workspace) checkNotNested(folder ItemID, members []ItemID) error {
 	for p, steps := w.parentOf(folder), 0; p != nil && steps <= len(w.items); p, steps = w.parentOf(*p), steps+1 {
 		if s, ok := w.shares[*p]; ok {
 			return fmt.Errorf("share %d of %s: nested sharing: folder %d above it is shared as %s: %w", folder, w.id, *p, s, ErrInvalidCommand)
 		}
 	}
-	for _, id := range w.subtree(folder) {
-		if s, ok := w.shares[id]; ok {
+	for _, id := range append(w.subtree(folder), folder) {
+		if s, ok := w.shares[id]; ok && id != folder {
 			return fmt.Errorf("share %d of %s: nested sharing: folder %d below it is shared as %s: %w", folder, w.id, id, s, ErrInvalidCommand)
+		}
+		if slices.Contains(members, id) {
+			return fmt.Errorf("share %d of %s: nested sharing: item %d is where the caller mounts another workspace: %w", folder, w.id, id, ErrInvalidCommand)
 		}
 	}
 	return nil

@@ -321,6 +321,10 @@ func TestShareRefused(t *testing.T) {
 			c.RequestID = "share-q"
 			h.share(c, nil)
 		}, when: mod(func(c *ShareFolder) { c.FolderID = 108 }), err: ErrInvalidCommand, msg: "nested sharing"},
+		{name: "a member's mount point (nested sharing)", when: mod(func(c *ShareFolder) { c.MountPoints = []ItemID{999, 100} }),
+			err: ErrInvalidCommand, msg: "mounts another workspace"},
+		{name: "a folder holding a member's mount point (nested sharing)", when: mod(func(c *ShareFolder) { c.MountPoints = []ItemID{102} }),
+			err: ErrInvalidCommand, msg: "mounts another workspace"},
 		{name: "the state of another workspace as the target", target: func(ShareFolder) *Workspace { return NewWorkspace(otherWS) },
 			when: shareCmd(100, member), err: ErrInvalidCommand},
 		{name: "a target that exists already", target: func(c ShareFolder) *Workspace {

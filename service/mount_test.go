@@ -21,7 +21,8 @@ import (
 // workspaces (PROTOCOL.md §8): an item of the workspace itself, an item of another
 // shared workspace of the caller, or the mount point of another of the caller's
 // workspaces is InvalidRequest, and changes nothing; a folder of the caller's personal
-// workspace is accepted. Checked on every read model.
+// workspace is accepted, and then that folder may not be shared. Checked on every read
+// model.
 func TestMountPointNotNested(t *testing.T) {
 	for _, setup := range shareReadSetups {
 		t.Run(setup.name, func(t *testing.T) {
@@ -88,6 +89,10 @@ func TestMountPointNotNested(t *testing.T) {
 				}
 				return nil
 			})
+			// Nor may bob share mnt now: S1 would be nested in the new workspace.
+			if _, err := sh.s.Share(ctx, shareRequest("bob-share", sh.bob, mnt, "alice@example.com")); !errors.Is(err, protocol.ErrInvalid) {
+				t.Errorf("bob shares his folder where S1 is mounted: %v, want InvalidRequest", err)
+			}
 			for _, tc := range []struct {
 				name      string
 				user, ws  uuid.UUID

@@ -120,7 +120,7 @@ func (s *Service) shareCommand(ctx context.Context, req ShareRequest) (domain.Sh
 			members = append(members, *found)
 		}
 	}
-	personal, err := s.personalWorkspace(ctx, req.UserID)
+	personal, mounts, err := s.personalWorkspace(ctx, req.UserID)
 	if err != nil {
 		return domain.ShareFolder{}, err
 	}
@@ -131,22 +131,30 @@ func (s *Service) shareCommand(ctx context.Context, req ShareRequest) (domain.Sh
 		return domain.ShareFolder{}, fmt.Errorf("usage of %s: %w", req.UserID, err)
 	}
 	return domain.ShareFolder{RequestID: req.RequestID, UserID: req.UserID, SourceID: personal, FolderID: req.ItemID,
-		Members: members, IsEncrypted: req.IsEncrypted, At: s.cfg.Now().UTC(), QuotaLimit: u.QuotaLimit(), UsedQuota: used,
+		Members: members, MountPoints: mounts, IsEncrypted: req.IsEncrypted, At: s.cfg.Now().UTC(), QuotaLimit: u.QuotaLimit(), UsedQuota: used,
 		Limits: s.cfg.Limits}, nil
 }
 
-// personalWorkspace returns the workspace user owns that is not shared.
-func (s *Service) personalWorkspace(ctx context.Context, user uuid.UUID) (uuid.UUID, error) {
+// personalWorkspace returns the workspace user owns that is not shared, and the
+// user's mount points of the others (where the user mounts them, in any workspace).
+func (s *Service) personalWorkspace(ctx context.Context, user uuid.UUID) (uuid.UUID, []domain.ItemID, error) {
 	ws, err := s.Workspaces(ctx, user)
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
+	personal := uuid.Nil
+	var mounts []domain.ItemID
 	for _, w := range ws {
-		if w.OwnerID == user && !w.IsShared {
-			return w.ID, nil
+		if w.OwnerID == user && !w.IsShared && personal == uuid.Nil {
+			personal = w.ID
+		} else if w.ParentItemID != nil {
+			mounts = append(mounts, *w.ParentItemID)
 		}
 	}
-	return uuid.Nil, fmt.Errorf("%w: user %s has no personal workspace", protocol.ErrNoWorkspaces, user)
+	if personal == uuid.Nil {
+		return uuid.Nil, nil, fmt.Errorf("%w: user %s has no personal workspace", protocol.ErrNoWorkspaces, user)
+	}
+	return personal, mounts, nil
 }
 
 // shareAttempt runs one catch-up, decide and append round with the source workspace's

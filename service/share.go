@@ -33,7 +33,8 @@ type ShareRequest struct {
 }
 
 // ShareResult is a share's outcome. MovedOut is the source workspace's event (nil when
-// the folder was shared already and only members were added); Target holds the events
+// the folder was shared already and only members were added), and MovedIn S's: each the
+// whole move, joined when it was stored in parts (share_parts.go); Target holds the events
 // appended to the shared workspace (WorkspaceCreated, ItemsMovedIn and MemberAdded, or
 // only MemberAdded). Replayed: the requestId had been processed; MovedOut is the
 // original event and nothing was appended.

@@ -2,9 +2,11 @@ package service_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +24,8 @@ import (
 // one atomic append) on every read model, and checks the reads as for one event: W
 // without the moved items and every one of them in movedOut, S with all of them at
 // workspaceVersion 1, quota unchanged; the result and a retried share carry the joined
-// move; the stored parts chain; the in-memory model answers as PostgreSQL does and a
+// move; the stored parts chain; a share above MaxShareBytes is refused and appends
+// nothing; the in-memory model answers as PostgreSQL does and a
 // rebuild agrees with the live model.
 func TestShareSplitReads(t *testing.T) {
 	for _, setup := range shareReadSetups {
@@ -45,6 +48,20 @@ func TestShareSplitReads(t *testing.T) {
 				}
 				return err
 			})
+			// Above Limits.MaxShareBytes the share is InvalidRequest, and nothing is appended.
+			tiny := *env
+			tiny.limits = domain.Limits{MaxEventBytes: 1000, MaxShareBytes: 50_000}
+			sh.s = tiny.service(store)
+			wBefore := len(readChain(t, store, domain.WorkspaceStream(sh.home)))
+			if _, err := sh.share("share-0", "bob@example.com"); !errors.Is(err, protocol.ErrInvalid) || !strings.Contains(err.Error(), "MaxShareBytes") {
+				t.Fatalf("a share above MaxShareBytes: %v", err)
+			}
+			if n := len(readChain(t, store, domain.WorkspaceStream(sh.home))); n != wBefore {
+				t.Fatalf("a refused share appended to W: %d events, were %d", n, wBefore)
+			}
+			if n := len(readChain(t, store, domain.WorkspaceStream(domain.SharedWorkspaceID(sh.alice, "share-0")))); n != 0 {
+				t.Fatalf("a refused share appended %d events to S", n)
+			}
 			small := *env
 			small.limits = domain.Limits{MaxEventBytes: 1000}
 			sh.s = small.service(store)

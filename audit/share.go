@@ -195,6 +195,10 @@ func moveRow(row Entry, ev domain.Event, item domain.ItemID, last *domain.ItemMe
 				m := it.Versions[len(it.Versions)-1]
 				row.Version, row.Metadata = m.Version, &m
 				row.Change = fmt.Sprintf("moved in from workspace %s with its %d versions", e.FromWorkspaceID, len(it.Versions))
+				if e.PartCount() > 1 { // a history split over parts has a row per part
+					row.Change = fmt.Sprintf("moved in from workspace %s with versions %d to %d%s", e.FromWorkspaceID,
+						it.Versions[0].Version, m.Version, partText(e.Part, e.PartCount()))
+				}
 				if last != nil && !sameParent(last.ParentID, m.ParentID) {
 					row.Change += fmt.Sprintf("; parent %s → %s", parentText(last.ParentID), parentText(m.ParentID))
 				}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,6 +246,13 @@ func TestItemLifeAcrossAShare(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("life of item 2 asked of %s:\n got %+v\nwant %+v", ws, got, want)
 		}
+	}
+	// A split move-in names the part and the versions it carried.
+	sp, spSrc, _ := shareScenario(t, shareSplit)
+	var split collect
+	if err := newAuditor(t, sp, Config{}).ItemLife(ctxT(t), spSrc.w.ID(), 2, &split); err != nil || len(split.rows) != 3 ||
+		!strings.Contains(split.rows[2].Change, "with versions 1 to 1 (part 1 of ") {
+		t.Fatalf("life of item 2 across a split share: %+v %v", split.rows, err)
 	}
 	// An item that never moved keeps its life in one workspace.
 	var rows collect

@@ -343,6 +343,28 @@ func (q *Queries) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.It
 	return out, nil
 }
 
+// ItemWorkspace finds the workspace that holds item (item ids are unique across
+// workspaces, PROTOCOL.md §8 rule 5) and tells whether user is a current member of it;
+// uuid.Nil when no workspace holds the item. One indexed lookup (items_item_idx), not
+// one per workspace. A removed item's tombstone still names its workspace.
+func (q *Queries) ItemWorkspace(ctx context.Context, item domain.ItemID, user uuid.UUID) (uuid.UUID, bool, error) {
+	var ws uuid.UUID
+	var member bool
+	// Ids are unique, so at most one row; should two ever name it, the caller's own is
+	// preferred, then the lowest id: the answer stays deterministic.
+	err := q.pool.QueryRow(ctx, `SELECT i.workspace_id, EXISTS (SELECT 1 FROM proj_workspaces.members m
+			WHERE m.workspace_id = i.workspace_id AND m.user_id = $2 AND NOT m.removed)
+		FROM proj_workspaces.items i WHERE i.item_id = $1
+		ORDER BY 2 DESC, 1 LIMIT 1`, int64(item), user).Scan(&ws, &member)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, false, nil
+	}
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("workspace of item %d: %w", item, err)
+	}
+	return ws, member, nil
+}
+
 // WorkspacesOf returns the workspaces user is a member of: the personal workspace (the
 // non-shared one the user owns) first, then by the member's name and by id.
 func (q *Queries) WorkspacesOf(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error) {

@@ -137,6 +137,21 @@ func pinReads(t *testing.T, e *env, mem *memmodel.Model, wss []uuid.UUID, users 
 			if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
 				t.Fatalf("ItemVersions(%d): memmodel %+v %v, PostgreSQL %+v %v", *it.ID, want, err1, got, err2)
 			}
+			for u := range users {
+				same(t, "ItemWorkspace", func(r service.ReadModel) (any, error) {
+					home, member, err := r.ItemWorkspace(ctx, *it.ID, u)
+					if err == nil && home != ws {
+						err = fmt.Errorf("item %d of %s found in %s", *it.ID, ws, home)
+					}
+					return fmt.Sprint(home, member), err
+				}, mem, e.q)
+			}
+		}
+		for u := range users {
+			same(t, "ItemWorkspace of no item", func(r service.ReadModel) (any, error) {
+				home, member, err := r.ItemWorkspace(ctx, 1<<50, u)
+				return fmt.Sprint(home, member), err
+			}, mem, e.q)
 		}
 	}
 	for u, email := range users {

@@ -22,6 +22,9 @@ type ReadModel interface {
 	Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, int64, error)
 	ChangesSince(ctx context.Context, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
+	// ItemWorkspace finds the workspace holding item (ids are unique across
+	// workspaces), uuid.Nil if none, and whether user is a current member of it.
+	ItemWorkspace(ctx context.Context, item domain.ItemID, user uuid.UUID) (ws uuid.UUID, member bool, err error)
 	// WorkspacesOf lists the user's workspaces, the personal one first.
 	WorkspacesOf(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
 	// Membership tells whether the workspace exists and whether user is a member.

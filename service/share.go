@@ -53,6 +53,12 @@ type ShareResult struct {
 	NewMembers []uuid.UUID
 	Position   eventstore.Position // of the last appended event
 	Replayed   bool
+	// Proposals, on a replay, are the notifyShareProposals the share gave (the owner's,
+	// then one per member it added), as the notifier published them; ProposalsPos is
+	// the position of the last event of the share's append to S (past it, the binder
+	// bound every member's queues and the notifier published them).
+	Proposals    []ShareProposal
+	ProposalsPos eventstore.Position
 }
 
 // Share decides a share and appends its events to both workspaces' streams in one
@@ -187,7 +193,7 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		return ShareResult{}, false, mapShareErr(err)
 	}
 	if d.ReplayOf > 0 {
-		res, err := s.shareReplay(ctx, srcStream, cmd.SourceID, d)
+		res, err := s.shareReplay(ctx, srcStream, cmd, d)
 		return res, false, err
 	}
 	res = ShareResult{WorkspaceID: d.TargetID, SourceID: cmd.SourceID, Target: d.Target, NewMembers: d.NewMembers}
@@ -272,28 +278,6 @@ func applyShare(e *entry[*domain.Workspace], a eventstore.StreamAppend, evs []do
 		e.apply(ev, r.Type, domain.ChainHash(r.Type, r.Data), pos)
 	}
 	e.readAt = time.Now()
-}
-
-// shareReplay answers a repeated share request with the original ItemsMovedOut.
-func (s *Service) shareReplay(ctx context.Context, stream string, source uuid.UUID, d domain.ShareDecision) (ShareResult, error) {
-	orig, err := s.readMove(ctx, stream, d.ReplayOf)
-	if err != nil {
-		return ShareResult{}, err
-	}
-	out, ok := orig.event.(domain.ItemsMovedOut)
-	if !ok {
-		return ShareResult{}, fmt.Errorf("share replay: %s@%d is a %s", stream, d.ReplayOf, orig.event.EventType())
-	}
-	res := ShareResult{WorkspaceID: d.TargetID, SourceID: source, MovedOut: &out, MovedOutID: orig.eventID, Position: orig.position, Replayed: true}
-	// S's ItemsMovedIn is its second event (after WorkspaceCreated), appended with W's.
-	in, err := s.readMove(ctx, domain.WorkspaceStream(d.TargetID), 2)
-	if err != nil {
-		return ShareResult{}, err
-	}
-	if e, ok := in.event.(domain.ItemsMovedIn); ok && e.RequestID == out.RequestID {
-		res.MovedIn, res.MovedInID, res.MovedInPos = &e, in.eventID, in.position
-	}
-	return res, nil
 }
 
 // mapShareErr turns a share decision's error into the service error the wire knows.

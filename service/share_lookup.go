@@ -11,30 +11,35 @@ import (
 )
 
 // foreignItem explains why item, which is not in the caller's personal workspace
-// source, cannot be shared (PROTOCOL.md §8 rule 1): InvalidRequest when it is in
-// another workspace the caller is a member of (a shared one: nested sharing), and
-// Unauthorized otherwise. An item of a workspace the caller is not a member of and an
-// id that names no item are answered alike, so that the answer reveals nothing of
-// other users' workspaces (as commits do, §5 rule 2).
+// source, cannot be shared (PROTOCOL.md §8 rule 1), from one lookup of the item's
+// workspace in the read model (item ids are unique across workspaces, rule 5):
+//   - no workspace holds it: InvalidRequest (the id names no item);
+//   - a workspace the caller is a member of (a shared one; or source itself, when the
+//     read model has not yet seen the item leave it): InvalidRequest (nested sharing);
+//   - a workspace the caller is not a member of: Unauthorized.
+//
+// The read model may lag the store by the projector's lag: an item created a moment ago
+// in another user's workspace may still read as no item (InvalidRequest rather than
+// Unauthorized). Either way nothing is changed.
 func (s *Service) foreignItem(ctx context.Context, user, source uuid.UUID, item domain.ItemID) error {
-	wss, err := s.Workspaces(ctx, user)
-	if err != nil {
-		return err
+	type home struct {
+		ws     uuid.UUID
+		member bool
 	}
-	for _, w := range wss {
-		if w.ID == source {
-			continue
-		}
-		vs, err := read(ctx, s.reads, func(ctx context.Context) ([]domain.ItemMetadata, error) {
-			return s.reads.ItemVersions(ctx, w.ID, item)
-		})
-		if err != nil {
-			return fmt.Errorf("look up item %d in %s: %w", item, w.ID, err)
-		}
-		if len(vs) > 0 {
-			return fmt.Errorf("%w: item %d is in shared workspace %s, not in the caller's personal workspace (nested sharing)",
-				protocol.ErrInvalid, item, w.ID)
-		}
+	h, err := read(ctx, s.reads, func(ctx context.Context) (home, error) {
+		ws, member, err := s.reads.ItemWorkspace(ctx, item, user)
+		return home{ws, member}, err
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("look up the workspace of item %d: %w", item, err)
+	case h.ws == uuid.Nil:
+		return fmt.Errorf("%w: no item %d", protocol.ErrInvalid, item)
+	case !h.member:
+		return fmt.Errorf("%w: item %d is in a workspace user %s is not a member of", protocol.ErrUnauthorized, item, user)
+	case h.ws == source:
+		return fmt.Errorf("%w: item %d is no longer in workspace %s", protocol.ErrInvalid, item, source)
 	}
-	return fmt.Errorf("%w: item %d is in no workspace of user %s", protocol.ErrUnauthorized, item, user)
+	return fmt.Errorf("%w: item %d is in shared workspace %s, not in the caller's personal workspace (nested sharing)",
+		protocol.ErrInvalid, item, h.ws)
 }

@@ -118,6 +118,10 @@ func TestShareReads(t *testing.T) {
 			pinReads(t, e, memmodel.New(store), []uuid.UUID{sh.home, S},
 				map[uuid.UUID]string{sh.alice: "alice@example.com", sh.bob: "bob@example.com"})
 			checkRebuildAgrees(t, e, store)
+			moved := []domain.ItemID{*sh.a.ID, *sh.sub.ID, *sh.b.ID}
+			if err := checkItemHomes(ctx, sh, S, moved, map[uuid.UUID]bool{sh.alice: true, sh.bob: true, sh.carol: true}); err != nil {
+				t.Fatalf("after the rebuild: %v", err)
+			}
 		})
 	}
 }
@@ -154,6 +158,9 @@ func checkShareReads(ctx context.Context, sh *sharer, S uuid.UUID, usedBefore in
 		!reflect.DeepEqual(itemIDs(p.Items), itemIDs(s)) || p.MovedOut != nil {
 		return fmt.Errorf("getChangesSince of S from 0: %+v %v", p, err)
 	}
+	if err := checkItemHomes(ctx, sh, S, moved, map[uuid.UUID]bool{sh.alice: true, sh.bob: true}); err != nil {
+		return err
+	}
 	vs, err := sh.s.ItemVersions(ctx, sh.bob, S, *sh.a.ID)
 	if err != nil || len(vs) != 2 || vs[0].Version != 1 || vs[1].Size != 11 || vs[0].WorkspaceID != S {
 		return fmt.Errorf("getItemVersions of a in S: %+v %v", vs, err)
@@ -175,6 +182,26 @@ func checkShareReads(ctx context.Context, sh *sharer, S uuid.UUID, usedBefore in
 	acc, err := sh.s.AccountInfo(ctx, &sh.alice, "alice@example.com")
 	if err != nil || acc.QuotaUsed != usedBefore {
 		return fmt.Errorf("alice's quotaUsed after the share: %d (%v), before %d", acc.QuotaUsed, err, usedBefore)
+	}
+	return nil
+}
+
+// checkItemHomes checks the read model's item → workspace lookup after the share: the
+// moved items are S's, docs and c stay in W (alice's only). inS: the users to ask, and
+// whether each is a member of S.
+func checkItemHomes(ctx context.Context, sh *sharer, S uuid.UUID, moved []domain.ItemID, inS map[uuid.UUID]bool) error {
+	want := map[domain.ItemID]uuid.UUID{*sh.docs.ID: sh.home, *sh.c.ID: sh.home}
+	for _, id := range moved {
+		want[id] = S
+	}
+	for id, ws := range want {
+		for user, memberOfS := range inS {
+			member := user == sh.alice || (ws == S && memberOfS)
+			got, m, err := sh.reads.ItemWorkspace(ctx, id, user)
+			if err != nil || got != ws || m != member {
+				return fmt.Errorf("workspace of item %d for %s: %s member %v (%v), want %s member %v", id, user, got, m, err, ws, member)
+			}
+		}
 	}
 	return nil
 }

@@ -55,6 +55,7 @@ func forShareStores(t *testing.T, test func(t *testing.T, e *shareEnv)) {
 // a.txt (2 versions) and sub/b.txt, and c.txt at the root; bob and carol are users.
 type sharer struct {
 	s                 *service.Service
+	reads             service.ReadModel
 	alice, bob, carol uuid.UUID
 	home, dev         uuid.UUID
 	docs, a, sub, b   domain.ItemMetadata
@@ -63,7 +64,7 @@ type sharer struct {
 
 func newSharer(t *testing.T, e *shareEnv) *sharer {
 	ctx := context.Background()
-	sh := &sharer{s: e.service(e.store)}
+	sh := &sharer{s: e.service(e.store), reads: e.reads}
 	var err error
 	if sh.alice, sh.home, err = sh.s.CreateUser(ctx, service.NewUser{Name: "alice", Email: "alice@example.com"}); err != nil {
 		t.Fatal(err)
@@ -224,11 +225,24 @@ func TestShareRetryAndReshare(t *testing.T) {
 	})
 }
 
+// TestShareRefusals checks the request-level errors of PROTOCOL.md §8 rule 1 (and the
+// e-mail rules): an id that names no item is InvalidRequest; an item of a workspace the
+// caller is not a member of is Unauthorized; a folder of a shared workspace the caller is
+// a member of is InvalidRequest (nested sharing). None of them writes an event.
 func TestShareRefusals(t *testing.T) {
 	forShareStores(t, func(t *testing.T, e *shareEnv) {
+		ctx := context.Background()
 		sh := newSharer(t, e)
 		bobsFolder := sh.bobsFolder(t)
-		homeV := streamVersion(t, e.store, domain.WorkspaceStream(sh.home))
+		// The lookup reads the read model, which a projector (not inline) fills a moment
+		// later: wait until it holds bob's folder.
+		testenv.Eventually(t, 20*time.Second, func() error {
+			ws, member, err := e.reads.ItemWorkspace(ctx, bobsFolder, sh.alice)
+			if err == nil && (ws == uuid.Nil || member) {
+				err = fmt.Errorf("bob's folder in the read model: %s, alice a member: %v", ws, member)
+			}
+			return err
+		})
 		cases := []struct {
 			name string
 			req  service.ShareRequest
@@ -237,10 +251,8 @@ func TestShareRefusals(t *testing.T) {
 			{"only unknown e-mails and the caller's own", service.ShareRequest{RequestID: "r1", UserID: sh.alice, ItemID: *sh.docs.ID,
 				Emails: []string{"nobody@example.com", "alice@example.com"}}, protocol.ErrUserNotFound},
 			{"a file", service.ShareRequest{RequestID: "r2", UserID: sh.alice, ItemID: *sh.c.ID, Emails: []string{"bob@example.com"}}, protocol.ErrInvalid},
-			// §8 rule 1: Unauthorized when the caller is not a member of the item's
-			// workspace; an id of no item is answered alike (nothing is revealed).
-			{"an item of no workspace of the caller", service.ShareRequest{RequestID: "r3", UserID: sh.alice, ItemID: 999_999,
-				Emails: []string{"bob@example.com"}}, protocol.ErrUnauthorized},
+			{"an id that names no item", service.ShareRequest{RequestID: "r3", UserID: sh.alice, ItemID: 999_999,
+				Emails: []string{"bob@example.com"}}, protocol.ErrInvalid},
 			{"an item of another user's workspace", service.ShareRequest{RequestID: "r6", UserID: sh.alice, ItemID: bobsFolder,
 				Emails: []string{"carol@example.com"}}, protocol.ErrUnauthorized},
 			{"an unknown caller", service.ShareRequest{RequestID: "r4", UserID: uuid.New(), ItemID: *sh.docs.ID,
@@ -248,28 +260,73 @@ func TestShareRefusals(t *testing.T) {
 			{"an e-mail with a NUL", service.ShareRequest{RequestID: "r5", UserID: sh.alice, ItemID: *sh.docs.ID,
 				Emails: []string{"bob\x00@example.com"}}, protocol.ErrInvalid},
 		}
+		homeV := streamVersion(t, e.store, domain.WorkspaceStream(sh.home))
 		for _, c := range cases {
-			if _, err := sh.s.Share(context.Background(), c.req); !errors.Is(err, c.err) {
+			head := storeHead(t, e.store)
+			_, err := sh.s.Share(ctx, c.req)
+			if !errors.Is(err, c.err) || (c.err == protocol.ErrInvalid && errors.Is(err, protocol.ErrUnauthorized)) {
 				t.Fatalf("%s: %v, want %v", c.name, err, c.err)
 			}
-		}
-		if v := streamVersion(t, e.store, domain.WorkspaceStream(sh.home)); v != homeV {
-			t.Fatalf("a refused share changed the source: version %d, was %d", v, homeV)
+			noEventsAfter(t, e.store, head, c.name)
+			target := domain.WorkspaceStream(domain.SharedWorkspaceID(c.req.UserID, c.req.RequestID))
+			if v, tv := streamVersion(t, e.store, domain.WorkspaceStream(sh.home)), streamVersion(t, e.store, target); v != homeV || tv != 0 {
+				t.Fatalf("%s: the source at version %d (was %d), the target at %d", c.name, v, homeV, tv)
+			}
 		}
 		// Nested: once docs is shared, its subfolder is no longer in the personal workspace.
 		if _, err := sh.share("share-1", "bob@example.com"); err != nil {
 			t.Fatal(err)
 		}
-		// The lookup reads the read model, which a projector (not inline) fills a moment later.
+		S := domain.SharedWorkspaceID(sh.alice, "share-1")
 		testenv.Eventually(t, 20*time.Second, func() error {
-			_, err := sh.s.Share(context.Background(), service.ShareRequest{RequestID: "nested", UserID: sh.alice, ItemID: *sh.sub.ID,
-				Emails: []string{"carol@example.com"}})
-			if !errors.Is(err, protocol.ErrInvalid) || errors.Is(err, protocol.ErrUnauthorized) {
-				return fmt.Errorf("sharing a folder of the shared workspace: %w", err)
+			ws, member, err := e.reads.ItemWorkspace(ctx, *sh.sub.ID, sh.alice)
+			if err == nil && (ws != S || !member) {
+				err = fmt.Errorf("sub in the read model: %s, alice a member: %v", ws, member)
 			}
-			return nil
+			return err
 		})
+		head := storeHead(t, e.store)
+		_, err := sh.s.Share(ctx, service.ShareRequest{RequestID: "nested", UserID: sh.alice, ItemID: *sh.sub.ID,
+			Emails: []string{"carol@example.com"}})
+		if !errors.Is(err, protocol.ErrInvalid) || errors.Is(err, protocol.ErrUnauthorized) {
+			t.Fatalf("sharing a folder of the shared workspace: %v", err)
+		}
+		// carol is no member of S: the same folder is Unauthorized for her.
+		_, err = sh.s.Share(ctx, service.ShareRequest{RequestID: "carol", UserID: sh.carol, ItemID: *sh.sub.ID,
+			Emails: []string{"bob@example.com"}})
+		if !errors.Is(err, protocol.ErrUnauthorized) {
+			t.Fatalf("carol sharing a folder of a workspace she is not a member of: %v", err)
+		}
+		noEventsAfter(t, e.store, head, "nested")
 	})
+}
+
+// storeHead returns the position of the store's last event in the global order.
+func storeHead(t *testing.T, store eventstore.Store) eventstore.Position {
+	t.Helper()
+	var head eventstore.Position
+	for {
+		recs, err := store.ReadAll(context.Background(), head, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return head
+		}
+		head = recs[len(recs)-1].Position
+	}
+}
+
+// noEventsAfter fails if the store holds any event after head.
+func noEventsAfter(t *testing.T, store eventstore.Store, head eventstore.Position, what string) {
+	t.Helper()
+	recs, err := store.ReadAll(context.Background(), head, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) > 0 {
+		t.Fatalf("%s: a refused share wrote %d event(s), the first %s in %s", what, len(recs), recs[0].Type, recs[0].Stream)
+	}
 }
 
 // bobsFolder makes a folder in bob's personal workspace and returns its id.

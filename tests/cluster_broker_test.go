@@ -390,62 +390,11 @@ func TestClusterBrokerNodeLoss(t *testing.T) {
 	stopped = true
 	t.Logf("%d commits acknowledged, %d not: %v", l.count(), l.fails.Load(), l.errors)
 
-	// Every acknowledged commit is in getChanges; versions per workspace are known.
-	last := map[uuid.UUID]int64{}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for _, ws := range []uuid.UUID{alice.workspace, shared, bob.workspace} {
-		reader := a1
-		if ws == bob.workspace {
-			reader = b1
-		}
-		items, err := reader.c.GetChanges(ctx, ws)
-		if err != nil {
-			t.Fatalf("getChanges %s: %v", ws, err)
-		}
-		have := map[string]bool{}
-		for _, it := range items {
-			have[it.Filename] = true
-		}
-		l.mu.Lock()
-		for _, a := range l.acked {
-			if a.ws != ws {
-				continue
-			}
-			if !have[a.name] {
-				t.Errorf("acknowledged commit of %s (workspace %s version %d) missing from getChanges", a.name, ws, a.version)
-			}
-			last[ws] = max(last[ws], a.version)
-		}
-		l.mu.Unlock()
-		page, err := reader.c.GetChangesSince(ctx, ws, 0, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("workspace %s: last acknowledged version %d, getChangesSince says %d", ws, last[ws], page.WorkspaceVersion)
-		last[ws] = max(last[ws], page.WorkspaceVersion)
-	}
-	// Every device reaches the last version of each of its workspaces, having seen each
-	// version once, in order.
-	for name, dw := range map[string]struct {
-		d   *device
-		wss []uuid.UUID
-	}{"a1": {a1, []uuid.UUID{alice.workspace, shared}}, "a2": {a2, []uuid.UUID{alice.workspace, shared}}, "b1": {b1, []uuid.UUID{bob.workspace, shared}}} {
-		testenv.Eventually(t, 60*time.Second, func() error {
-			for _, ws := range dw.wss {
-				if v := dw.d.version(ws); v != last[ws] {
-					return fmt.Errorf("device %s at version %d of %s, want %d", name, v, ws, last[ws])
-				}
-			}
-			return nil
-		})
-		dw.d.mu.Lock()
-		if len(dw.d.misfits) > 0 {
-			t.Errorf("device %s saw versions out of order or twice: %v", name, dw.d.misfits)
-		}
-		t.Logf("device %s: %d catch-up pages", name, dw.d.pages)
-		dw.d.mu.Unlock()
-	}
+	verifyAcknowledged(t, &l, []clusterDevice{
+		{"a1", a1, []uuid.UUID{alice.workspace, shared}},
+		{"a2", a2, []uuid.UUID{alice.workspace, shared}},
+		{"b1", b1, []uuid.UUID{bob.workspace, shared}},
+	})
 	verifyHistory(t, s)
 }
 

@@ -37,18 +37,29 @@ type bystander struct {
 	ws  uuid.UUID
 	in  *inbox
 	n   int
+	// quiet is the slowest of the bystander's commits before anyone misbehaved: on a
+	// machine loaded by other work the bound grows with it (at most 5× the quiet time),
+	// while a bystander held up until the hostile work is done still fails.
+	quiet time.Duration
 }
+
+// quietRuns is how many commits measure the bystander's quiet time.
+const quietRuns = 3
 
 func newBystander(t *testing.T, s services) *bystander {
 	t.Helper()
 	a := addUser(t, s, "Bystander"+uuid.NewString()[:6])
 	d := dialRaw(t, userURL(t, s, a), a.id)
 	dev := d.register("calm-pc")
-	return &bystander{t: t, d: d, dev: dev, ws: a.workspace, in: d.listen(dev)}
+	b := &bystander{t: t, d: d, dev: dev, ws: a.workspace, in: d.listen(dev)}
+	for range quietRuns {
+		b.quiet = max(b.quiet, b.commitNotified(time.Hour))
+	}
+	return b
 }
 
-// commitNotified commits one new file and requires its notifyCommit within bound; it
-// returns how long that took.
+// commitNotified commits one new file and requires its notifyCommit within bound (or 5×
+// the quiet time, if longer); it returns how long that took.
 func (b *bystander) commitNotified(bound time.Duration) time.Duration {
 	b.t.Helper()
 	b.n++
@@ -60,8 +71,8 @@ func (b *bystander) commitNotified(bound time.Duration) time.Duration {
 	if !ev.Items[0].CommitSucceed {
 		b.t.Fatalf("bystander's commit failed: %+v", ev.Items[0])
 	}
-	if took > bound {
-		b.t.Errorf("another user's commit took %v to be notified (bound %v)", took, bound)
+	if bound = max(bound, 5*b.quiet); took > bound {
+		b.t.Errorf("another user's commit took %v to be notified (bound %v; %v before anyone misbehaved)", took, bound, b.quiet)
 	}
 	b.t.Logf("bystander's commit notified in %v", took)
 	return took
@@ -365,8 +376,8 @@ func TestDeepTreesAndFloodsDoNotStarveOthers(t *testing.T) {
 	by.commitNotified(othersBound)
 	start := time.Now()
 	by.d.ok("getWorkspaces", params(by.d))
-	if took := time.Since(start); took > othersBound {
-		t.Errorf("another user's getWorkspaces took %v during the flood (bound %v)", took, othersBound)
+	if took, bound := time.Since(start), max(othersBound, 5*by.quiet); took > bound {
+		t.Errorf("another user's getWorkspaces took %v during the flood (bound %v)", took, bound)
 	}
 }
 

@@ -1,21 +1,27 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/eventstore/postgres"
 	"github.com/stacksync-es/syncservice/internal/testenv"
+	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 // event is any event a device queue delivers: its method and its one parameter.
 type event struct {
 	method string
+	id     string // the envelope's
 	param  json.RawMessage
 	commit wire.CommitNotification // when method is notifyCommit
 }
@@ -30,13 +36,14 @@ func (in *inbox) nextEvent(timeout time.Duration) event {
 		}
 		var ev struct {
 			Method string            `json:"method"`
+			ID     string            `json:"id"`
 			Params []json.RawMessage `json:"params"`
 			Async  bool              `json:"async"`
 		}
 		if err := json.Unmarshal(m.Body, &ev); err != nil || len(ev.Params) != 1 || !ev.Async {
 			in.t.Fatalf("not an event: %s (%v)", m.Body, err)
 		}
-		out := event{method: ev.Method, param: ev.Params[0]}
+		out := event{method: ev.Method, id: ev.ID, param: ev.Params[0]}
 		if ev.Method == "notifyCommit" {
 			mustJSON(in.t, ev.Params[0], &out.commit)
 		}
@@ -52,6 +59,7 @@ func (in *inbox) nextEvent(timeout time.Duration) event {
 type shareSeen struct {
 	movedOut, movedIn *wire.CommitNotification
 	proposal          *wire.ShareProposal
+	proposalID        string // the proposal's envelope id
 }
 
 func (in *inbox) shareEvents(n int) shareSeen {
@@ -65,7 +73,7 @@ func (in *inbox) shareEvents(n int) shareSeen {
 		case ev.method == "notifyCommit" && ev.commit.MovedIn != nil && s.movedIn == nil:
 			s.movedIn = &ev.commit
 		case ev.method == "notifyShareProposal" && s.proposal == nil:
-			s.proposal = &wire.ShareProposal{}
+			s.proposal, s.proposalID = &wire.ShareProposal{}, ev.id
 			mustJSON(in.t, ev.param, s.proposal)
 		default:
 			in.t.Fatalf("unexpected event during a share: %s %s", ev.method, ev.param)
@@ -119,8 +127,9 @@ func ids(items []wire.ItemMetadata) []int64 {
 // for her devices only, movedIn on S and a proposal for both), and the reads agree:
 // getWorkspaces, getChanges of both workspaces, getChangesSince across the move,
 // getItemVersions in S. Afterwards bob's commits in S reach alice; a retried share
-// republishes W's notification and creates nothing; sharing someone else's item is
-// Unauthorized.
+// creates nothing and republishes every notification of the share (also to a device
+// that missed them); sharing someone else's item is Unauthorized, an id of no item and
+// a folder of S are InvalidRequest, and none of them appends.
 func TestShareEndToEnd(t *testing.T) {
 	s := newServices(t)
 	startSyncd(t, s)
@@ -236,22 +245,31 @@ func TestShareEndToEnd(t *testing.T) {
 	}
 	inB1.next(20 * time.Second)
 
-	// A retried share changes nothing and publishes its two notifyCommits again.
+	// A retried share changes nothing (no event in W or S) and publishes its
+	// notifications again: W's movedOut, S's movedIn and the proposals. Bob's second
+	// device, registered after the share, missed them all the first time; it gets S's
+	// movedIn and his proposal now (the binder bound its queue to S and to bob).
+	b2 := dialRaw(t, userURL(t, s, bob), bob.id)
+	dB2 := b2.register("b2")
+	inB2 := b2.listen(dB2)
+	waitBound(t, s, bob.id, dB2, sID)
+	waitBound(t, s, bob.id, dB2, bob.id)
+	before := streamVersions(t, s, w, sID)
 	a1.share("share-1", docsID, bob.email)
-	var outAgain, inAgain bool
-	for range 2 {
-		again := inA2.nextEvent(20 * time.Second)
-		switch {
-		case again.commit.MovedOut != nil && again.commit.WorkspaceVersion == 3 && !outAgain:
-			outAgain = true
-		case again.commit.MovedIn != nil && again.commit.WorkspaceVersion == 1 && !inAgain:
-			inAgain = true
-		default:
-			t.Fatalf("retried share: %s %s", again.method, again.param)
+	again := inA2.shareEvents(3)
+	if again.movedOut == nil || again.movedOut.WorkspaceVersion != 3 || again.movedIn == nil || again.movedIn.WorkspaceVersion != 1 ||
+		again.proposal == nil || *again.proposal != *seenA.proposal || again.proposalID != seenA.proposalID {
+		t.Fatalf("retried share, alice: %+v (first proposal id %s)", again, seenA.proposalID)
+	}
+	for who, in := range map[string]*inbox{"bob's first device": inB1, "bob's new device": inB2} {
+		again := in.shareEvents(2)
+		if again.movedIn == nil || again.movedIn.WorkspaceVersion != 1 || again.movedIn.MovedIn.FromWorkspaceID != w.String() ||
+			again.proposal == nil || *again.proposal != *seenB.proposal || again.proposalID != seenB.proposalID {
+			t.Fatalf("retried share, %s: %+v (first proposal id %s)", who, again, seenB.proposalID)
 		}
 	}
-	if again := inB1.nextEvent(20 * time.Second); again.commit.MovedIn == nil || again.commit.WorkspaceVersion != 1 {
-		t.Fatalf("retried share, bob: %s %s", again.method, again.param)
+	if after := streamVersions(t, s, w, sID); !slices.Equal(after, before) {
+		t.Fatalf("a retried share appended: stream versions of W and S %v, were %v", after, before)
 	}
 	if n := len(b1.workspaces()); n != 2 {
 		t.Fatalf("bob has %d workspaces after a retried share, want 2", n)
@@ -261,8 +279,11 @@ func TestShareEndToEnd(t *testing.T) {
 		"emails": []string{alice.email}}, wire.CodeUnauthorized, callOpts{async: true})
 	a1.refused("createShareProposal", map[string]any{"requestId": "nested", "userId": alice.id, "itemId": *byName["sub"].ID,
 		"emails": []string{bob.email}}, wire.CodeInvalidRequest, callOpts{async: true})
-	if p := a2.changesSince(w, 0); p.WorkspaceVersion != 3 {
-		t.Fatalf("refused shares appended to W: version %d", p.WorkspaceVersion)
+	a1.refused("createShareProposal", map[string]any{"requestId": "no-item", "userId": alice.id, "itemId": int64(1) << 40,
+		"emails": []string{bob.email}}, wire.CodeInvalidRequest, callOpts{async: true})
+	if after := streamVersions(t, s, w, sID, domain.SharedWorkspaceID(bob.id, "steal"), domain.SharedWorkspaceID(alice.id, "nested"),
+		domain.SharedWorkspaceID(alice.id, "no-item")); !slices.Equal(after, append(before, 0, 0, 0)) {
+		t.Fatalf("refused shares appended: stream versions %v, were %v", after, before)
 	}
 
 	// updateWorkspace tells the caller's devices; removing bob tells his and unbinds them.
@@ -275,6 +296,46 @@ func TestShareEndToEnd(t *testing.T) {
 		t.Fatalf("after remove-member: %s %s", ev.method, ev.param)
 	}
 	waitUnbound(t, s, bob.id, dB1, sID)
+}
+
+// streamVersions returns the store's stream versions of the workspaces, in order.
+func streamVersions(t *testing.T, s services, wss ...uuid.UUID) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := postgres.Open(ctx, postgres.Config{DSN: s.dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out []uint64
+	for _, ws := range wss {
+		v, err := st.StreamVersion(ctx, domain.WorkspaceStream(ws))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// waitBound polls the broker until the device queue is bound to multi#<id> (a workspace
+// or a user).
+func waitBound(t *testing.T, s services, user, device, id uuid.UUID) {
+	t.Helper()
+	q := topology.DeviceQueue(user, device)
+	testenv.Eventually(t, 15*time.Second, func() error {
+		out, err := execCommand("rabbitmqctl", "-q", "list_bindings", "--no-table-headers", "-p", vhostOf(t, s.amqp), "source_name", "destination_name")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == topology.EventExchange(id) && f[1] == q {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not bound to %s", q, topology.EventExchange(id))
+	})
 }
 
 func sortedCopy(xs []int64) []int64 {

@@ -61,6 +61,7 @@ func (n *node) addLegacy(ctx context.Context, svc *service.Service) error {
 		pc := legacy.DefaultPublisherConfig()
 		pc.DSN, pc.DB, pc.AMQPURL, pc.Logger, pc.Reader = n.cfg.pgDSN, n.pool, lc.amqpURL, n.log, n.reader()
 		pc.MaxMessageBytes = cmp.Or(n.cfg.maxMessageBytes, pc.MaxMessageBytes)
+		pc.Storage = legacy.Storage{AuthURL: lc.swiftAuthURL, Tenant: lc.swiftTenant, URL: lc.swiftURL}
 		pc.Horizon = func(ctx context.Context) (eventstore.Position, error) {
 			return notify.LoadCheckpoint(ctx, n.pool, notifierName)
 		}

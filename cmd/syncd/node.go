@@ -18,6 +18,7 @@ import (
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/itemids"
+	"github.com/stacksync-es/syncservice/internal/storeopen"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/notify"
@@ -94,6 +95,9 @@ func openNode(ctx context.Context, cfg config, log *slog.Logger) (*node, error) 
 	n.reg = prometheus.NewRegistry()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.m = newMetrics(n.reg)
+	if !storeopen.IsESDB(cfg.store) {
+		n.reg.MustRegister(horizonCollector(n.pool))
+	}
 	if err := n.openReplica(ctx); err != nil {
 		n.close()
 		return nil, err

@@ -35,6 +35,8 @@ type Model struct {
 	pos        eventstore.Position // the last event folded
 	workspaces map[uuid.UUID]*workspace
 	users      map[uuid.UUID]*domain.User
+	// homes: item → the workspace holding it (as the PostgreSQL model's items_item_idx).
+	homes map[domain.ItemID]uuid.UUID
 }
 
 // workspace is one workspace's state and, for each stored item version, the workspace
@@ -49,7 +51,8 @@ type workspace struct {
 
 // New returns a read model of store's events.
 func New(store eventstore.Store) *Model {
-	return &Model{store: store, workspaces: map[uuid.UUID]*workspace{}, users: map[uuid.UUID]*domain.User{}}
+	return &Model{store: store, workspaces: map[uuid.UUID]*workspace{}, users: map[uuid.UUID]*domain.User{},
+		homes: map[domain.ItemID]uuid.UUID{}}
 }
 
 // catchUp folds the events appended since the last query; the caller holds m.mu.
@@ -100,6 +103,7 @@ func (m *Model) fold(r *eventstore.RecordedEvent) {
 				w.recordMovedOut(e)
 			}
 		}
+		m.rehome(id, w, ev)
 	case strings.HasPrefix(r.Stream, "user-"):
 		id, err := uuid.Parse(strings.TrimPrefix(r.Stream, "user-"))
 		if err != nil {
@@ -111,6 +115,35 @@ func (m *Model) fold(r *eventstore.RecordedEvent) {
 			m.users[id] = u
 		}
 		u.Evolve(ev)
+	}
+}
+
+// rehome keeps homes right after ev was folded into w (workspace id): items it stored
+// are w's, items it moved out are no longer.
+func (m *Model) rehome(id uuid.UUID, w *workspace, ev domain.Event) {
+	var ids []domain.ItemID
+	switch e := ev.(type) {
+	case domain.Committed:
+		for _, o := range e.Items {
+			if o.Metadata != nil && o.Metadata.ID != nil {
+				ids = append(ids, *o.Metadata.ID)
+			}
+		}
+	case domain.ItemsMovedIn:
+		for _, it := range e.Items {
+			ids = append(ids, it.ID)
+		}
+	case domain.ItemsMovedOut:
+		for _, it := range e.ItemIDs {
+			if _, held := w.state.Item(it); !held && m.homes[it] == id {
+				delete(m.homes, it)
+			}
+		}
+	}
+	for _, it := range ids {
+		if _, held := w.state.Item(it); held {
+			m.homes[it] = id
+		}
 	}
 }
 
@@ -295,6 +328,20 @@ func (m *Model) ItemVersions(ctx context.Context, ws uuid.UUID, item domain.Item
 		out = []domain.ItemMetadata{}
 	}
 	return out, nil
+}
+
+// ItemWorkspace finds the workspace holding item and whether user is a member of it.
+func (m *Model) ItemWorkspace(ctx context.Context, item domain.ItemID, user uuid.UUID) (uuid.UUID, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.catchUp(ctx); err != nil {
+		return uuid.Nil, false, err
+	}
+	ws, ok := m.homes[item]
+	if !ok {
+		return uuid.Nil, false, nil
+	}
+	return ws, m.workspaces[ws].state.IsMember(user), nil
 }
 
 // WorkspacesOf lists the user's workspaces: the personal one (not shared, owned by the

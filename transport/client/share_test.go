@@ -142,8 +142,8 @@ func TestShareAndUserEvents(t *testing.T) {
 	})
 	_, err := c.ShareAndWait(ctx, &client.ShareRequest{ItemID: 999_999, Emails: []string{"bob@example.com"}})
 	var ce *client.Error
-	if !errors.As(err, &ce) || !errors.Is(err, protocol.ErrUnauthorized) {
-		t.Fatalf("sharing an item of no workspace of the caller: %v, want Unauthorized", err)
+	if !errors.As(err, &ce) || !errors.Is(err, protocol.ErrInvalid) {
+		t.Fatalf("sharing an id that names no item: %v, want InvalidRequest (PROTOCOL.md §8 rule 1)", err)
 	}
 
 	// The server's user events (the test plays the notifier): a proposal, then an unshare.

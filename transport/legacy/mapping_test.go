@@ -184,6 +184,11 @@ func TestGoldenReplies(t *testing.T) {
 			return EncodeEvent(id, MethodNotifyUpdateWorkspace, UpdateWorkspaceNotification(protocol.UpdateWorkspaceRequest{
 				RequestID: "476adc91-284f-4df7-b328-90ff79e36a59", UserID: wire1, WorkspaceID: wire1WS, Name: "default", ParentItemID: ptr(folderID)}))
 		}},
+		{"../golden-extra/29-evt-notifyShareProposal.bin", true, func(id string) ([]byte, error) {
+			return EncodeEvent(id, MethodNotifyShareProposal, ShareProposalNotification(Proposal{
+				RequestID: "b1523c26-94f1-4007-b608-748f70d36e41", WorkspaceID: uuid.MustParse("5e7a1c00-0000-4000-8000-00000000e051"),
+				FolderName: "photos", FolderID: folderID, OwnerID: wire1, OwnerName: "Wire"}, Storage{URL: "http://swift.example/v1/AUTH_x"}))
+		}},
 		{"12-resp-getWorkspaces-List.bin", false, func(id string) ([]byte, error) {
 			return EncodeResponse(id, Workspaces([]protocol.WorkspaceInfo{{ID: wire1WS, Name: "default", OwnerID: wire1}}, st), nil)
 		}},

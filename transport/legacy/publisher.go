@@ -19,6 +19,7 @@ import (
 	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/leader"
 	"github.com/stacksync-es/syncservice/internal/pgmigrate"
+	"github.com/stacksync-es/syncservice/internal/shareinfo"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
 )
@@ -76,7 +77,10 @@ type PublisherConfig struct {
 	ConfirmTimeout time.Duration
 	// PollMin and PollMax bound the adaptive wait while nothing is to be published.
 	PollMin, PollMax time.Duration
-	Logger           *slog.Logger
+	// Storage is what a notifyShareProposal tells of Swift (swiftURL; the container is
+	// the workspace's id), as getWorkspaces does.
+	Storage Storage
+	Logger  *slog.Logger
 }
 
 // DefaultPublisherConfig returns the defaults; DSN, DB and AMQPURL are left to the
@@ -107,7 +111,8 @@ func (c PublisherConfig) Validate() error {
 
 // Publisher follows the store's global order and publishes every Committed event as
 // the legacy notifyCommit (a Java-serialized ObjectMQ Request, type=java) to the
-// workspace's fan-out exchange multi#<workspaceId> on the legacy broker: only after
+// workspace's fan-out exchange multi#<workspaceId> on the legacy broker, and the
+// notifyShareProposals of a share to multi#<userId> (publisher_share.go): only after
 // the event is durable (the store returned it), at least once, in order, never beyond
 // Horizon, advancing its checkpoint only after the broker confirmed the batch. It runs
 // as the single active instance of its name, on the loop every follower of the global
@@ -117,7 +122,11 @@ type Publisher struct {
 	cfg       PublisherConfig
 	log       *slog.Logger
 	f         *follow.Follower
+	store     eventstore.Store
 	published atomic.Int64 // notifications confirmed, for tests and logs
+	// shares caches what proposals say of a workspace (publisher_share.go); used from
+	// the follower's goroutine only.
+	shares map[uuid.UUID]shareinfo.Info
 }
 
 // NewPublisher checks cfg; it does no I/O until Run.
@@ -125,7 +134,7 @@ func NewPublisher(cfg PublisherConfig, store eventstore.Store) (*Publisher, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, log: cfg.Logger.With("component", "legacy-publisher")}
+	p := &Publisher{cfg: cfg, log: cfg.Logger.With("component", "legacy-publisher"), store: store, shares: map[uuid.UUID]shareinfo.Info{}}
 	fc := follow.DefaultConfig()
 	fc.Name, fc.Reader, fc.Logger = "legacy:"+cfg.Name, cfg.Reader, p.log
 	if fc.Reader == nil {
@@ -233,10 +242,14 @@ func (p *Publisher) publishBatch(ctx context.Context, ch *amqp.Channel, events [
 	return len(events), nil
 }
 
-// publish sends a Committed event's notification (nil for other events and for a
-// commit that is passed over).
+// publish sends an event's notification: a Committed event's notifyCommit, a share's
+// notifyShareProposal; nil for other events and for a notification passed over.
 func (p *Publisher) publish(ctx context.Context, ch *amqp.Channel, e eventstore.RecordedEvent, declared map[uuid.UUID]bool) (*amqp.DeferredConfirmation, error) {
-	if e.Type != domain.TypeCommitted {
+	switch e.Type {
+	case domain.TypeItemsMovedIn, domain.TypeMemberAdded:
+		return p.publishProposal(ctx, ch, e, declared)
+	case domain.TypeCommitted:
+	default:
 		return nil, nil
 	}
 	ev, err := domain.Decode(e.Type, e.Data)

@@ -23,6 +23,7 @@ const (
 	MethodCreateShareProposal   = "createShareProposal"
 	MethodNotifyCommit          = "notifyCommit"
 	MethodNotifyUpdateWorkspace = "notifyUpdateWorkspace"
+	MethodNotifyShareProposal   = "notifyShareProposal"
 )
 
 // requestClass is the commons request class each method takes.

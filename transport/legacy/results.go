@@ -245,3 +245,26 @@ func UpdateWorkspaceNotification(r protocol.UpdateWorkspaceRequest) *js.Object {
 		"parentItemId": b.optItemID(r.ParentItemID), "workspaceId": js.NewUUID(r.WorkspaceID),
 	})
 }
+
+// Proposal is what a notifyShareProposal tells a user of a shared workspace.
+type Proposal struct {
+	RequestID   string // the share's
+	WorkspaceID uuid.UUID
+	FolderName  string // the user's name for the workspace
+	FolderID    domain.ItemID
+	OwnerID     uuid.UUID
+	OwnerName   string
+	IsEncrypted bool
+}
+
+// ShareProposalNotification renders notifyShareProposal's parameter, as StackSync sent
+// it to multi#<userId> of the owner and of each member: swiftContainer is the
+// workspace's id and swiftURL the Swift storage URL, as getWorkspaces gives them.
+func ShareProposalNotification(p Proposal, st Storage) *js.Object {
+	b := newBuilder()
+	return js.New(js.ClassShareProposalNotif, map[string]js.Value{
+		"requestId": js.Str(p.RequestID), "isEncrypted": p.IsEncrypted, "folderName": js.Str(p.FolderName),
+		"itemId": b.long(int64(p.FolderID)), "ownerId": js.NewUUID(p.OwnerID), "ownerName": js.Str(p.OwnerName),
+		"swiftContainer": js.Str(p.WorkspaceID.String()), "swiftURL": js.Str(st.URL), "workspaceId": js.NewUUID(p.WorkspaceID),
+	})
+}

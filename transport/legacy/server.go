@@ -32,6 +32,7 @@ type Service interface {
 	Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
 	UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error
+	Share(ctx context.Context, req service.ShareRequest) (service.ShareResult, error)
 }
 
 // ServerConfig configures a Server. Start from DefaultServerConfig.
@@ -360,12 +361,25 @@ func (s *Server) dispatch(ctx context.Context, c *conn, call Call) (result any, 
 	case MethodUpdateWorkspace:
 		return nil, s.updateWorkspace(ctx, c, call)
 	case MethodCreateShareProposal:
-		if _, err := ParseShareProposal(call); err != nil {
+		r, err := ParseShareProposal(call)
+		if err != nil {
 			return nil, err
 		}
-		return nil, invalid("createShareProposal is not implemented")
+		// Async, as from StackSync: no reply; the proposals are the Publisher's, after
+		// durability (also for a replay: it published, or will publish, them).
+		_, err = s.svc.Share(ctx, shareRequest(r))
+		return nil, err
 	}
 	return nil, invalid("unknown method %q", call.Method)
+}
+
+// shareRequest maps createShareProposal's ShareProposalRequest to the service's request.
+func shareRequest(r ShareProposal) service.ShareRequest {
+	out := service.ShareRequest{RequestID: r.RequestID, ItemID: r.ItemID, Emails: r.Emails, IsEncrypted: r.IsEncrypted}
+	if r.UserID != nil {
+		out.UserID = *r.UserID
+	}
+	return out
 }
 
 // updateWorkspace updates the member's workspace, then (before the void reply, as

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ type fakeService struct {
 	entered chan struct{}
 	mu      sync.Mutex
 	commits int
+	shares  []service.ShareRequest
 }
 
 func (f *fakeService) AccountInfo(context.Context, *uuid.UUID, string) (protocol.Account, error) {
@@ -63,6 +65,12 @@ func (f *fakeService) Commit(context.Context, protocol.CommitRequest) (service.C
 }
 func (f *fakeService) UpdateWorkspace(context.Context, protocol.UpdateWorkspaceRequest) error {
 	return nil
+}
+func (f *fakeService) Share(_ context.Context, r service.ShareRequest) (service.ShareResult, error) {
+	f.mu.Lock()
+	f.shares = append(f.shares, r)
+	f.mu.Unlock()
+	return service.ShareResult{}, nil
 }
 
 // logWatch is a slog handler that reports messages containing a text.
@@ -239,6 +247,22 @@ func TestServerReplies(t *testing.T) {
 	e.logs.wait(t, "legacy request handled", "correlation_id=async")
 	if n := e.depth(t, "reply_a"); n != 0 || e.svc.commitCount() != 1 {
 		t.Errorf("async commit: %d replies, %d commits", n, e.svc.commitCount())
+	}
+
+	// createShareProposal (golden 28, async, reply_to set as the desktop sets it) goes to
+	// the service with the request's fields, and gets no reply.
+	if err := e.ch.Publish(topology.RPCExchange, topology.RequestQueue, false, false, amqp.Publishing{CorrelationId: "share",
+		ReplyTo: "reply_a", Type: TypeJava, Body: golden(t, "28-req-createShareProposal.bin")}); err != nil {
+		t.Fatal(err)
+	}
+	e.logs.wait(t, "legacy request handled", "correlation_id=share")
+	want := service.ShareRequest{RequestID: "b1523c26-94f1-4007-b608-748f70d36e41", UserID: wire1, ItemID: folderID,
+		Emails: []string{"wire2@example.org"}}
+	e.svc.mu.Lock()
+	shares := e.svc.shares
+	e.svc.mu.Unlock()
+	if n := e.depth(t, "reply_a"); n != 0 || len(shares) != 1 || !reflect.DeepEqual(shares[0], want) {
+		t.Errorf("createShareProposal: %d replies, service got %+v", n, shares)
 	}
 
 	e.send(t, "panic", "reply_a", MethodGetAccountInfo, false, js.New(js.ClassGetAccountRequest, map[string]js.Value{

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/shareinfo"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
@@ -36,7 +37,7 @@ type pubState struct {
 	// the retry passes over them instead of publishing them again.
 	ahead map[msgKey]bool
 	// shares caches what notifyShareProposal says of a workspace (share.go).
-	shares map[uuid.UUID]shareInfo
+	shares map[uuid.UUID]shareinfo.Info
 }
 
 // publisher publishes notifyCommit events on one channel in confirm mode, with a

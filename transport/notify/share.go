@@ -10,6 +10,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/shareinfo"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -41,16 +42,6 @@ type outMsg struct {
 type msgKey struct {
 	id uuid.UUID
 	k  int
-}
-
-// shareInfo is what a notifyShareProposal says of a workspace a share created.
-type shareInfo struct {
-	shared      bool // created by a share (its second event is ItemsMovedIn)
-	folder      domain.ItemID
-	owner       uuid.UUID
-	ownerName   string
-	isEncrypted bool
-	name        string // S's name: F's filename, the owner's name for S
 }
 
 // shareMessages renders the messages of the events of this file; ok false: rec is none
@@ -98,7 +89,7 @@ func (p *publisher) shareMessages(ctx context.Context, rec eventstore.RecordedEv
 		if err != nil {
 			return nil, nil, err
 		}
-		if m, ok, err := proposal(rec, 1, e.WorkspaceID, info, info.owner, info.name); err != nil {
+		if m, ok, err := proposal(rec, 1, e.WorkspaceID, info, info.Owner, info.Name); err != nil {
 			return nil, err, nil
 		} else if ok {
 			out = append(out, m)
@@ -133,15 +124,12 @@ func (p *publisher) shareMessages(ctx context.Context, rec eventstore.RecordedEv
 
 // proposal renders the notifyShareProposal of workspace ws for user, as the k-th
 // message of rec; ok false when ws was not created by a share.
-func proposal(rec eventstore.RecordedEvent, k int, ws uuid.UUID, info shareInfo, user uuid.UUID, folderName string) (outMsg, bool, error) {
-	if !info.shared {
+func proposal(rec eventstore.RecordedEvent, k int, ws uuid.UUID, info shareinfo.Info, user uuid.UUID, folderName string) (outMsg, bool, error) {
+	if !info.Shared {
 		return outMsg{}, false, nil
 	}
-	id := rec.ID
-	if k > 0 {
-		id = uuid.NewSHA1(rec.ID, fmt.Appendf(nil, "notifyShareProposal/%d", k))
-	}
-	body, err := wire.EncodeNotifyShareProposal(id.String(), ws, folderName, info.folder, info.owner, info.ownerName, info.isEncrypted)
+	id := wire.ProposalEventID(rec.ID, k)
+	body, err := wire.EncodeNotifyShareProposal(id.String(), ws, folderName, info.Folder, info.Owner, info.OwnerName, info.IsEncrypted)
 	if err != nil {
 		return outMsg{}, false, err
 	}
@@ -156,52 +144,19 @@ func publishing(to, id uuid.UUID, body []byte) amqp.Publishing {
 
 // shareInfo reads, from the store, whether ws was created by a share and what its
 // proposals say (cached: none of it changes).
-func (p *publisher) shareInfo(ctx context.Context, ws uuid.UUID) (shareInfo, error) {
+func (p *publisher) shareInfo(ctx context.Context, ws uuid.UUID) (shareinfo.Info, error) {
 	if info, ok := p.st.shares[ws]; ok {
 		return info, nil
 	}
-	evs, err := p.store.ReadStream(ctx, domain.WorkspaceStream(ws), 1, 2)
+	info, err := shareinfo.Read(ctx, p.store, ws)
 	if err != nil {
-		return shareInfo{}, fmt.Errorf("read the start of workspace %s: %w", ws, err)
-	}
-	var info shareInfo
-	if len(evs) == 2 && evs[0].Type == domain.TypeWorkspaceCreated && evs[1].Type == domain.TypeItemsMovedIn {
-		c, err1 := domain.Decode(evs[0].Type, evs[0].Data)
-		in, err2 := domain.Decode(evs[1].Type, evs[1].Data)
-		created, ok1 := c.(domain.WorkspaceCreated)
-		moved, ok2 := in.(domain.ItemsMovedIn)
-		if err1 == nil && err2 == nil && ok1 && ok2 {
-			info = shareInfo{shared: true, folder: moved.FolderID, owner: created.OwnerID, isEncrypted: created.IsEncrypted,
-				name: created.Name}
-			info.ownerName, err = p.userName(ctx, created.OwnerID)
-			if err != nil {
-				return shareInfo{}, err
-			}
-		}
+		return shareinfo.Info{}, err
 	}
 	if p.st.shares == nil || len(p.st.shares) >= maxTracked {
-		p.st.shares = map[uuid.UUID]shareInfo{}
+		p.st.shares = map[uuid.UUID]shareinfo.Info{}
 	}
 	p.st.shares[ws] = info
 	return info, nil
-}
-
-// userName reads the user's name from the first event of the user's stream ("" when
-// there is none).
-func (p *publisher) userName(ctx context.Context, user uuid.UUID) (string, error) {
-	evs, err := p.store.ReadStream(ctx, domain.UserStream(user), 1, 1)
-	if err != nil {
-		return "", fmt.Errorf("read user %s: %w", user, err)
-	}
-	if len(evs) == 0 || evs[0].Type != domain.TypeUserCreated {
-		return "", nil
-	}
-	ev, err := domain.Decode(evs[0].Type, evs[0].Data)
-	if err != nil {
-		return "", nil
-	}
-	u, _ := ev.(domain.UserCreated)
-	return u.Name, nil
 }
 
 // shareEnd returns the position the binder must have passed before rec may be

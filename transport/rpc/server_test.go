@@ -134,14 +134,14 @@ func TestRoundTrips(t *testing.T) {
 	}
 
 	// createShareProposal (PROTOCOL.md §8 rule 1): request-level errors on reply_to. A
-	// file of the caller's personal workspace is InvalidRequest; an item in no workspace
-	// of the caller is Unauthorized; nothing is appended either way. (tests/share_test.go
-	// covers shares that succeed, against syncd.)
+	// file of the caller's personal workspace and an id that names no item are
+	// InvalidRequest; nothing is appended either way. (service/share_test.go covers
+	// Unauthorized, tests/share_test.go shares that succeed, against syncd.)
 	e.svc.AddUser(uuid.New(), "bob", "bob@example.com")
 	r.fails(wire.MethodCreateShareProposal, map[string]any{"requestId": "p1", "userId": u, "itemId": *items[0].ID,
 		"emails": []string{"bob@example.com"}}, wire.CodeInvalidRequest)
 	r.fails(wire.MethodCreateShareProposal, map[string]any{"requestId": "p2", "userId": u, "itemId": 999_999,
-		"emails": []string{"bob@example.com"}}, wire.CodeUnauthorized)
+		"emails": []string{"bob@example.com"}}, wire.CodeInvalidRequest) // names no item (§8 rule 1)
 	if v := e.svc.WorkspaceVersion(e.ws); v != 1 {
 		t.Fatalf("workspace version after refused shares = %d", v)
 	}

@@ -194,6 +194,17 @@ func encodeUserEvent[T any](method, eventID string, p T) ([]byte, error) {
 	return b, nil
 }
 
+// ProposalEventID is the envelope id of the k-th message an event gives, when that is
+// not the event's first (k 0: the event's own id). The owner's notifyShareProposal is
+// the second message of S's ItemsMovedIn (k 1): the notifier and a replayed share name it
+// alike, so a device can tell a republished proposal from a new one.
+func ProposalEventID(eventID uuid.UUID, k int) uuid.UUID {
+	if k == 0 {
+		return eventID
+	}
+	return uuid.NewSHA1(eventID, fmt.Appendf(nil, "notifyShareProposal/%d", k))
+}
+
 // EncodeNotifyShareProposal renders a notifyShareProposal event: shared workspace ws,
 // created from folder item (named folderName) by owner.
 func EncodeNotifyShareProposal(eventID string, ws uuid.UUID, folderName string, item domain.ItemID,

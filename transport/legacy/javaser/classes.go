@@ -102,6 +102,7 @@ const (
 	ClassNotification           = "com.stacksync.commons.notifications.Notification"
 	ClassCommitNotification     = "com.stacksync.commons.notifications.CommitNotification"
 	ClassUpdateWorkspaceNotif   = "com.stacksync.commons.notifications.UpdateWorkspaceNotification"
+	ClassShareProposalNotif     = "com.stacksync.commons.notifications.ShareProposalNotification"
 )
 
 // Signatures used in the field table.
@@ -215,6 +216,12 @@ func init() {
 		l("items", sigList), l("limitQuota", sigLong), l("usedQuota", sigLong))
 	def(ClassUpdateWorkspaceNotif, -6386191004604910726, plain, notif, KindPlain,
 		l("folderName", sigString), l("parentItemId", sigLong), l("workspaceId", sigUUID))
+	// Not in the captured vectors (sharing needed Swift there): its SUID and fields are
+	// commons' source (reference §2.2); the layout is pinned by testdata/golden-extra,
+	// written by java.io.ObjectOutputStream from a class with that declaration.
+	def(ClassShareProposalNotif, -3210149693220010223, plain, notif, KindPlain,
+		z("isEncrypted"), l("folderName", sigString), l("itemId", sigLong), l("ownerId", sigUUID),
+		l("ownerName", sigString), l("swiftContainer", sigString), l("swiftURL", sigString), l("workspaceId", sigUUID))
 
 	for _, c := range classes {
 		if err := c.check(); err != nil {

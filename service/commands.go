@@ -139,8 +139,14 @@ func (s *Service) RemoveDevice(ctx context.Context, user, device uuid.UUID) (eve
 	return out.position, nil
 }
 
-// UpdateWorkspace sets the caller's own name and mount point for a workspace.
+// UpdateWorkspace sets the caller's own name and mount point for a workspace. A mount
+// point that would nest shared workspaces is refused (checkMount).
 func (s *Service) UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error {
+	if req.ParentItemID != nil && *req.ParentItemID > 0 {
+		if err := s.checkMount(ctx, req.UserID, req.WorkspaceID, *req.ParentItemID); err != nil {
+			return fmt.Errorf("update workspace %s: %w", req.WorkspaceID, err)
+		}
+	}
 	_, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID),
 		"member:"+req.UserID.String()+"\x00"+req.RequestID, // per member, as the domain deduplicates
 		func(w *domain.Workspace, prev string) (domain.Decision, error) {

@@ -30,7 +30,7 @@ func TestCopyHistoryBinary(t *testing.T) {
 		id, temp, parent, pver := domain.ItemID(1000+i), int64(-i), domain.ItemID(7+i), int64(i%5)
 		md := &domain.ItemMetadata{ID: &id, Version: int64(1 + i%3), DeviceID: uuid.New(), Status: domain.StatusChanged,
 			ModifiedAt: time.Date(1990+i%40, time.Month(1+i%12), 1+i%28, i%24, i%60, i%60, i*1234567, time.FixedZone("x", 3600*(i%5))),
-			Checksum: int64(i) * -99991, Size: int64(i) << 20, IsFolder: i%4 == 0, Filename: "file " + strings.Repeat("é", i%7),
+			Checksum:   int64(i) * -99991, Size: int64(i) << 20, IsFolder: i%4 == 0, Filename: "file " + strings.Repeat("é", i%7),
 			Mimetype: "text/plain"}
 		switch i % 3 {
 		case 0:
@@ -99,4 +99,3 @@ func (r *historyRows) Values() ([]any, error) {
 		md.ParentVersion, md.TempID, pgText(string(md.Status)), md.ModifiedAt, md.Checksum, chunks, md.Size,
 		md.IsFolder, pgText(md.Filename), pgText(md.Mimetype)}, nil
 }
-

@@ -35,9 +35,9 @@ func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
 	}
 	defer rows.Close()
 	var (
-		out     []eventstore.RecordedEvent
-		arena   byteArena
-		names   = map[string]string{}
+		out   []eventstore.RecordedEvent
+		arena byteArena
+		names = map[string]string{}
 	)
 	intern := func(b []byte) string {
 		if s, ok := names[string(b)]; ok {

@@ -23,12 +23,13 @@ var eventColumns = [...]uint32{pgtype.Int8OID, pgtype.XID8OID, pgtype.TextOID, p
 // scanEvents reads event rows (the columns of readAllSQL).
 //
 // When the rows come in the binary format (pgx asks for it for every one of these
-// types but text), it decodes each row's raw values itself, as pgx's scan plans would: the
-// generic scan was the largest cost of reading the store (about 4 CPU-s per million
-// events, half of it allocations). The byte values of a page are copied into a few
-// shared blocks instead of one allocation each, and the page's stream names and event
-// types are interned (a page holds few distinct ones). Any other format takes pgx's
-// generic scan.
+// types but text), it decodes each row's raw values itself, as pgx's scan plans would:
+// the generic scan and its garbage were most of the Go cost of reading the store in a
+// rebuild (docs/benchmarks.md). The byte values of a page are copied into a few shared
+// blocks instead of one allocation each, and the page's stream names and event types
+// are interned (a page holds few distinct ones). A value in a block keeps the block
+// (at most 64 KiB) alive as long as it is held. Any other format takes pgx's generic
+// scan.
 func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
 	if !binaryEventRows(rows.FieldDescriptions()) {
 		return scanEventsGeneric(rows)

@@ -28,6 +28,7 @@ type randomWorkspace struct {
 	device uuid.UUID
 	nextID domain.ItemID
 	seq    int
+	temps  int64
 }
 
 func (r *randomWorkspace) commit(items ...domain.ItemMetadata) {
@@ -60,8 +61,9 @@ func (r *randomWorkspace) randomCommit() {
 	touched := map[domain.ItemID]bool{}
 	for range 1 + r.rng.IntN(4) {
 		k := r.rng.IntN(10)
-		if k < 3 || len(all) == 0 {
-			temp := -int64(len(items) + 1)
+		if k < 4 || len(all) == 0 {
+			r.temps++ // a device's temp id names one new item: never reused
+			temp := -r.temps
 			m := domain.ItemMetadata{TempID: &temp, Version: 1, ParentID: folder(), Status: domain.StatusNew,
 				ModifiedAt: t0, Chunks: []string{}, IsFolder: k == 0, Filename: fmt.Sprintf("n%d", r.rng.IntN(1000)), Mimetype: "inode/directory"}
 			if !m.IsFolder {
@@ -77,7 +79,7 @@ func (r *randomWorkspace) randomCommit() {
 		touched[*m.ID] = true
 		m.TempID, m.ParentVersion, m.Version = nil, nil, m.Version+1
 		switch k {
-		case 3, 4:
+		case 4:
 			m.Status, m.Size = domain.StatusChanged, int64(r.rng.IntN(1000))
 			if !m.IsFolder {
 				m.Chunks = []string{fmt.Sprintf("c%d", r.rng.IntN(99))}
@@ -95,7 +97,7 @@ func (r *randomWorkspace) randomCommit() {
 }
 
 // share shares a random live folder of the workspace, if any is not shared yet.
-func (r *randomWorkspace) share(st eventstore.Store) {
+func (r *randomWorkspace) share(st eventstore.Store) bool {
 	var folders []domain.ItemID
 	for _, it := range r.d.w.Items() {
 		if _, shared := r.d.w.ShareOf(*it.ID); it.IsFolder && it.Status != domain.StatusDeleted && !shared {
@@ -103,7 +105,7 @@ func (r *randomWorkspace) share(st eventstore.Store) {
 		}
 	}
 	if len(folders) == 0 {
-		return
+		return false
 	}
 	r.seq++
 	cmd := domain.ShareFolder{RequestID: fmt.Sprintf("s%d", r.seq), UserID: r.owner, SourceID: r.d.w.ID(),
@@ -113,12 +115,13 @@ func (r *randomWorkspace) share(st eventstore.Store) {
 	dec, err := domain.DecideShare(r.d.w, s.w, cmd)
 	if err != nil {
 		r.t.Logf("share of %d refused: %v", cmd.FolderID, err)
-		return
+		return false
 	}
 	multi := st.(eventstore.MultiAppender)
 	if _, err := multi.AppendMulti(context.Background(), []eventstore.StreamAppend{r.d.records(dec.Source), s.records(dec.Target)}); err != nil {
 		r.t.Fatal(err)
 	}
+	return true
 }
 
 // noting passes appends to the env's store and notes their positions for caughtUp.
@@ -184,12 +187,13 @@ func TestPatchedAnswerEqualsAFullRead(t *testing.T) {
 	caughtUp()
 	last := baseOf(full())
 	old := last
-	patched, shares := 0, 0
+	patched, shares, most := 0, 0, 0
 	for step := range 120 {
 		switch {
-		case step%17 == 16:
-			r.share(st)
-			shares++
+		case step%25 == 24:
+			if r.share(st) {
+				shares++
+			}
 		default:
 			r.randomCommit()
 		}
@@ -208,6 +212,7 @@ func TestPatchedAnswerEqualsAFullRead(t *testing.T) {
 				patched++
 			}
 		}
+		most = max(most, len(want.Items))
 		next := baseOf(want)
 		if r.rng.IntN(2) == 0 { // patch the next from a patched answer too
 			a, _ := e.q.EncodedAnswer(ctx, ws, last, wire.AppendItem)
@@ -218,7 +223,10 @@ func TestPatchedAnswerEqualsAFullRead(t *testing.T) {
 			old = last
 		}
 	}
-	t.Logf("%d patched answers compared, %d shares, %d items", patched, shares, len(last.Items))
+	t.Logf("%d patched answers compared, %d shares, %d items at most, %d at the end", patched, shares, most, len(last.Items))
+	if patched < 150 || shares < 3 || most < 40 {
+		t.Fatalf("the random walk should patch (%d), share (%d) and grow (%d) more", patched, shares, most)
+	}
 
 	// Where the answer is read in full: a delta over MaxDelta, a base at the current
 	// version (a rewrite at the same version: another tag) or past it.

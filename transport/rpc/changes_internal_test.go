@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/stacksync-es/syncservice/internal/changeset"
 	"github.com/stacksync-es/syncservice/service"
 )
 
@@ -20,45 +21,60 @@ func TestChangesCacheBound(t *testing.T) {
 	}
 	a, b, c := uuid.New(), uuid.New(), uuid.New()
 	cache := newChangesCache(250)
+	get := func(ws uuid.UUID, st service.ChangesStamp) *changesReply {
+		hit, _ := cache.get(ws, st)
+		return hit
+	}
 	cache.put(reply(a, 100))
 	cache.put(reply(b, 100))
-	if cache.get(a, st) == nil { // a is now the most recently used
+	if get(a, st) == nil { // a is now the most recently used
 		t.Fatal("a was not kept")
 	}
 	cache.put(reply(c, 100)) // over 250 bytes: b goes
 	if got := cache.stats(); got.entries != 2 || got.bytes != 200 {
 		t.Fatalf("cache %+v, want 2 replies of 100 bytes", got)
 	}
-	if cache.get(b, st) != nil || cache.get(a, st) == nil || cache.get(c, st) == nil {
+	if get(b, st) != nil || get(a, st) == nil || get(c, st) == nil {
 		t.Fatal("the least recently used reply should have gone, the others stayed")
 	}
 	newer := reply(a, 50)
 	cache.put(newer) // in place of a's other reply
-	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || cache.get(a, st) != newer {
+	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || get(a, st) != newer {
 		t.Fatalf("cache %+v: a's reply should have been replaced", got)
 	}
 	cache.put(reply(b, 251))
-	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || cache.get(b, st) != nil {
+	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || get(b, st) != nil {
 		t.Fatalf("cache %+v: a reply over the bound was kept", got)
 	}
 	cache.put(reply(a, 251)) // replaces a's, and is not kept either
-	if cache.get(a, st) != nil {
+	if get(a, st) != nil {
 		t.Fatal("a's old reply should have gone with the new one")
 	}
 
 	// Stamps: a reply is served at its own stamp only; a request at a later version
-	// drops it at once; a reply read at an older version does not replace a newer one.
-	v1, v2, v2b := service.ChangesStamp{Version: 1, Tag: 5}, service.ChangesStamp{Version: 2, Tag: 6}, service.ChangesStamp{Version: 2, Tag: 9}
+	// gets it to patch, and it stays until the newer one is put; a reply read at an
+	// older version does not replace a newer one; a request at another stamp of the
+	// same version drops it at once.
+	v1, v2, v2b, v3 := service.ChangesStamp{Version: 1, Tag: 5}, service.ChangesStamp{Version: 2, Tag: 6},
+		service.ChangesStamp{Version: 2, Tag: 9}, service.ChangesStamp{Version: 3, Tag: 10}
 	r2 := &changesReply{ws: c, st: v2, head: make([]byte, 10)}
 	cache.put(r2)
-	if cache.get(c, v2) != r2 || cache.get(c, v1) != nil || cache.get(c, v2) != r2 {
+	if get(c, v2) != r2 || get(c, v1) != nil || get(c, v2) != r2 {
 		t.Fatal("a request at an older stamp should neither get nor drop the newer reply")
 	}
+	if hit, older := cache.get(c, v3); hit != nil || older != r2 || get(c, v2) != r2 {
+		t.Fatalf("a request at a later version should get the reply to patch (%v, %v) and leave it", hit, older)
+	}
 	cache.put(&changesReply{ws: c, st: v1, head: make([]byte, 10)})
-	if cache.get(c, v2) != r2 {
+	if get(c, v2) != r2 {
 		t.Fatal("a reply of an older version replaced a newer one")
 	}
-	if cache.get(c, v2b) != nil || cache.stats().entries != 0 { // c's was the last one
+	if hit, older := cache.get(c, v2b); hit != nil || older != nil || cache.stats().entries != 0 { // c's was the last one
 		t.Fatalf("a request at another stamp of the same version should drop the reply: %+v", cache.stats())
+	}
+	r3 := &changesReply{ws: c, st: v3, head: make([]byte, 10), items: make([]changeset.Item, 2)}
+	cache.put(r3)
+	if got := cache.stats(); got.bytes != 10+64 {
+		t.Fatalf("a reply of 10 bytes and 2 items counts %d bytes, want 74", got.bytes)
 	}
 }

@@ -7,8 +7,11 @@
 # chunks each, commits of 1,000 items), then sends N (default 20) getChanges of it
 # unchanged (all but the first from the server's cache), then N more, each right after
 # a real commit of one new file (committed, notified, then the timed request).
+# FILL=sql writes the items straight into the read model instead (same shape, at
+# workspace version 0; the workspace itself, the user and the commits are real): the
+# server then holds no decided state of those items, so its RSS is that of getChanges.
 set -euo pipefail
-BIN=$1; LABEL=$2; N=${N:-20}; VHOST=${VHOST:-gc_e2e}
+BIN=$1; LABEL=$2; N=${N:-20}; VHOST=${VHOST:-gc_e2e}; FILL=${FILL:-protocol}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TMP=$(mktemp -d)
 (cd "$ROOT" && go build -o "$TMP/getchanges_e2e" docs/bench/getchanges_e2e.go && go build -o "$TMP/syncctl" ./cmd/syncctl)
@@ -32,6 +35,21 @@ done
 for items in 10000 100000; do
   USER_ID=$("$TMP/syncctl" --pg "$DSN" user add --no-broker-account --name "bench $items" --email "bench$items@example.invalid" |
     awk '$1 == "user" {print $2}')
-  echo "$LABEL $items items, unchanged:      $("$TMP/getchanges_e2e" -amqp "$AMQP" -user "$USER_ID" -fill "$items" -n "$N" -pid $PID)"
+  fill=$items
+  if [ "$FILL" = sql ]; then
+    fill=0
+    $PG -d "$DB" <<SQL
+INSERT INTO proj_workspaces.items (workspace_id, item_id, version, ws_version, device_id, parent_id, parent_version,
+  temp_id, status, modified_at, checksum, chunks, size, is_folder, filename, mimetype)
+SELECT m.workspace_id, 1000000000 + g, 1, 0, '$USER_ID', CASE WHEN g % 100 = 0 THEN NULL ELSE 1000000000 + g - g % 100 END, NULL,
+  NULL, 'NEW', now() - g * interval '1 second', g * 7919,
+  CASE WHEN g % 100 = 0 THEN '{}'::text[] ELSE ARRAY[md5(g::text) || 'abcdefgh', md5((-g)::text) || 'abcdefgh'] END,
+  g % 10000, g % 100 = 0, CASE WHEN g % 100 = 0 THEN 'folder ' || g ELSE 'file ' || g || '.txt' END,
+  CASE WHEN g % 100 = 0 THEN 'inode/directory' ELSE 'text/plain' END
+FROM generate_series(0, $items - 1) g, proj_workspaces.members m WHERE m.user_id = '$USER_ID';
+ANALYZE proj_workspaces.items;
+SQL
+  fi
+  echo "$LABEL $items items, unchanged:      $("$TMP/getchanges_e2e" -amqp "$AMQP" -user "$USER_ID" -fill "$fill" -n "$N" -pid $PID)"
   echo "$LABEL $items items, after a commit: $("$TMP/getchanges_e2e" -amqp "$AMQP" -user "$USER_ID" -n "$N" -pid $PID -commit)"
 done

@@ -38,6 +38,7 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 		if c, older = s.changes.get(r.WorkspaceID, st); c != nil {
 			return c, nil
 		}
+		defer s.changes.release(older) // once the new reply is copied out of it
 	}
 	a, err := s.svc.EncodedAnswer(ctx, r.UserID, r.WorkspaceID, older.base(), wire.AppendItem)
 	if err != nil {
@@ -49,7 +50,7 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 		n += len(p)
 	}
 	c := &changesReply{ws: r.WorkspaceID, st: service.ChangesStamp{Version: a.Version, Tag: a.Tag},
-		head: wire.AppendRawResult(make([]byte, 0, n), a.Pieces...), items: a.Items}
+		head: wire.AppendRawResult(s.changes.buffer(n), a.Pieces...), items: a.Items}
 	if cacheable && len(c.head) <= s.cfg.MaxReplyBytes {
 		s.changes.put(c)
 	}
@@ -67,12 +68,23 @@ const replyEndRoom = 256
 // after it for the end (wire.AppendResponseEnd). The replies made of it are written in
 // that room one at a time, each under mu until it is published: a cached answer is
 // sent again and again without a copy.
+//
+// A reply that was put in a cache counts the requests holding it (refs, under the
+// cache's lock: each one the cache gave it to, and the one that made it); once it has
+// left the cache and none holds it, its buffer is reused for a later reply (a patch
+// after every commit would otherwise leave a whole answer's buffer to the garbage
+// collector each time). A holder that never releases it only keeps the buffer from
+// being reused.
 type changesReply struct {
 	ws    uuid.UUID
 	st    service.ChangesStamp
 	items []changeset.Item // by id, where each lies after resultPrefix (nil: not patchable)
 	mu    sync.Mutex
 	head  []byte // never appended to but under mu
+
+	cache   *changesCache // the cache it was put in, nil if none
+	refs    int           // holders, under cache.mu
+	retired bool          // it left the cache, under cache.mu
 }
 
 // base returns the reply as the base of a patch (changeset.Patch): nil for none. Its
@@ -92,7 +104,10 @@ func (c *changesReply) bytes() int64 { return int64(cap(c.head)) + changeset.Byt
 // reply is published (or given up), and only then.
 func (c *changesReply) body(id string) ([]byte, func()) {
 	c.mu.Lock()
-	return wire.AppendResponseEnd(c.head, id), sync.OnceFunc(c.mu.Unlock)
+	return wire.AppendResponseEnd(c.head, id), sync.OnceFunc(func() {
+		c.mu.Unlock()
+		c.cache.release(c)
+	})
 }
 
 // changesCache keeps getChanges replies, one per workspace (at the latest stamp put),
@@ -107,7 +122,8 @@ type changesCache struct {
 	byWS    map[uuid.UUID]*list.Element
 	hits    int64
 	misses  int64
-	patched int64 // misses answered by a patch of an older reply
+	patched int64  // misses answered by a patch of an older reply
+	spare   []byte // the buffer of a reply no one holds any more, for the next one
 }
 
 // newChangesCache returns a cache of at most maxBytes of replies; none (nil) when
@@ -139,13 +155,54 @@ func (c *changesCache) get(ws uuid.UUID, st service.ChangesStamp) (hit, older *c
 		c.misses--
 		c.hits++
 		c.lru.MoveToFront(e)
+		r.refs++
 		return r, nil
 	case r.st.Version < st.Version:
+		r.refs++
 		return nil, r
 	case r.st.Version == st.Version:
 		c.remove(e)
 	}
 	return nil, nil
+}
+
+// release notes that a holder of r (from get, or the request that made it) is done
+// with it; r may be nil.
+func (c *changesCache) release(r *changesReply) {
+	if c == nil || r == nil || r.cache != c {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.refs--
+	c.recycle(r)
+}
+
+// recycle keeps r's buffer as the spare once r left the cache and no one holds it (the
+// larger of it and the spare there is; at most one, of at most maxBytes).
+func (c *changesCache) recycle(r *changesReply) {
+	if !r.retired || r.refs > 0 || r.head == nil {
+		return
+	}
+	if cap(r.head) >= cap(c.spare) && int64(cap(r.head)) <= c.maxBytes {
+		c.spare = r.head[:0]
+	}
+	r.head = nil
+}
+
+// buffer returns an empty buffer of at least n bytes: the spare if it is large
+// enough (not zeroed: the reply overwrites what it uses), else a new one.
+func (c *changesCache) buffer(n int) []byte {
+	if c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if cap(c.spare) >= n {
+			b := c.spare
+			c.spare = nil
+			return b
+		}
+	}
+	return make([]byte, 0, n)
 }
 
 // count notes how a miss was answered.
@@ -173,6 +230,7 @@ func (c *changesCache) put(r *changesReply) {
 	if r.bytes() > c.maxBytes {
 		return
 	}
+	r.cache, r.refs = c, 1 // the request that made it holds it
 	c.byWS[r.ws] = c.lru.PushFront(r)
 	c.bytes += r.bytes()
 	for c.bytes > c.maxBytes {
@@ -184,6 +242,8 @@ func (c *changesCache) remove(e *list.Element) {
 	r := c.lru.Remove(e).(*changesReply)
 	delete(c.byWS, r.ws)
 	c.bytes -= r.bytes()
+	r.retired = true
+	c.recycle(r)
 }
 
 // changesCacheStats are a cache's counters, for tests.

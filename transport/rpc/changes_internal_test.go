@@ -78,3 +78,41 @@ func TestChangesCacheBound(t *testing.T) {
 		t.Fatalf("a reply of 10 bytes and 2 items counts %d bytes, want 74", got.bytes)
 	}
 }
+
+// TestChangesCacheReusesBuffers checks that a reply's buffer is reused for a later
+// reply only once the reply left the cache and every holder released it: the request
+// that made it, those that got it to serve, and those that patch from it.
+func TestChangesCacheReusesBuffers(t *testing.T) {
+	cache := newChangesCache(1000)
+	ws := uuid.New()
+	v := func(n int64) service.ChangesStamp { return service.ChangesStamp{Version: n, Tag: n} }
+	same := func(a, b []byte) bool { return cap(a) > 0 && cap(b) > 0 && &a[:1][0] == &b[:1][0] }
+	r1 := &changesReply{ws: ws, st: v(1), head: append(cache.buffer(100), "one"...)}
+	buf1 := r1.head
+	cache.put(r1) // held by the request that made it
+	cache.release(r1)
+	hit, _ := cache.get(ws, v(1)) // a request serving it
+	_, older := cache.get(ws, v(2))
+	if hit != r1 || older != r1 {
+		t.Fatal("the reply should be served at its stamp and patched from at a later one")
+	}
+	r2 := &changesReply{ws: ws, st: v(2), head: append(cache.buffer(100), "two"...)}
+	if same(r2.head, buf1) {
+		t.Fatal("a buffer was reused while its reply was in the cache")
+	}
+	cache.put(r2) // r1 leaves the cache, still held twice
+	cache.release(older)
+	if b := cache.buffer(100); same(b, buf1) {
+		t.Fatal("a buffer was reused while a request serving it held it")
+	}
+	_, publish := hit.body("id")
+	publish() // the last holder
+	publish() // at most once
+	b := cache.buffer(100)
+	if !same(b, buf1) || len(b) != 0 || r1.head != nil {
+		t.Fatalf("r1's buffer should be the spare once its last holder released it (reused %v, len %d), and r1 hold none", same(b, buf1), len(b))
+	}
+	if b2 := cache.buffer(100); same(b2, b) {
+		t.Fatal("the spare was handed out twice")
+	}
+}

@@ -191,18 +191,21 @@ func (c *changesCache) recycle(r *changesReply) {
 }
 
 // buffer returns an empty buffer of at least n bytes: the spare if it is large
-// enough (not zeroed: the reply overwrites what it uses), else a new one.
+// enough (not zeroed: the reply overwrites what it uses), else a new one with room
+// for the answer to grow by 1/64 (its later versions, a commit's items larger each,
+// still fit in it when it comes back as the spare).
 func (c *changesCache) buffer(n int) []byte {
-	if c != nil {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if cap(c.spare) >= n {
-			b := c.spare
-			c.spare = nil
-			return b
-		}
+	if c == nil {
+		return make([]byte, 0, n)
 	}
-	return make([]byte, 0, n)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cap(c.spare) >= n {
+		b := c.spare
+		c.spare = nil
+		return b
+	}
+	return make([]byte, 0, n+n/64)
 }
 
 // count notes how a miss was answered.

@@ -115,4 +115,16 @@ func TestChangesCacheReusesBuffers(t *testing.T) {
 	if b2 := cache.buffer(100); same(b2, b) {
 		t.Fatal("the spare was handed out twice")
 	}
+	// A new buffer has room for the answer to grow, so that the next version, a little
+	// larger, still fits in it when it comes back as the spare.
+	r3 := &changesReply{ws: ws, st: v(3), head: append(cache.buffer(640), make([]byte, 640)...)}
+	buf3 := r3.head
+	cache.put(r3)
+	cache.release(r3)
+	r4 := &changesReply{ws: ws, st: v(4), head: cache.buffer(650)}
+	cache.put(r4) // r3 leaves, its buffer becomes the spare
+	cache.release(r4)
+	if b := cache.buffer(645); !same(b, buf3) {
+		t.Fatal("the buffer of a slightly smaller answer was not reused")
+	}
 }

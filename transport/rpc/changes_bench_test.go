@@ -94,12 +94,16 @@ func BenchmarkGetChanges(b *testing.B) {
 			})
 		})
 		b.Run(fmt.Sprintf("encode/patched/%d-items", n), func(b *testing.B) {
-			var base *changeset.Base
+			a, err := svc.EncodedAnswer(ctx, user, ws, nil, wire.AppendItem) // the first answer, read in full
+			if err != nil {
+				b.Fatal(err)
+			}
+			base := &changeset.Base{Text: bytes.Join(a.Pieces, nil), Items: a.Items, Version: a.Version}
 			measure(b, func() int {
 				commitOne(b, pool, ws)
 				a, err := svc.EncodedAnswer(ctx, user, ws, base, wire.AppendItem)
-				if err != nil {
-					b.Fatal(err)
+				if err != nil || !a.Patched {
+					b.Fatalf("patched %v: %v", a.Patched, err)
 				}
 				base = &changeset.Base{Text: bytes.Join(a.Pieces, nil), Items: a.Items, Version: a.Version}
 				return len(base.Text)

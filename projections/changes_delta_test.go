@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/changeset"
 	"github.com/stacksync-es/syncservice/transport/wire"
@@ -252,6 +254,18 @@ func TestPatchedAnswerEqualsAFullRead(t *testing.T) {
 	}
 	if got, err := e.q.EncodedAnswer(ctx, ws, before, wire.AppendItem); err != nil || !got.Patched {
 		t.Fatalf("a delta of 3 items under the default MaxDelta: %v, patched %v", err, got.Patched)
+	}
+	// A patched answer keeps the byte bound of a full read: the same estimate, the same limit.
+	tight := NewQueries(e.pool)
+	tight.MaxResultBytes = changeset.Estimate(want.Items)
+	if got, err := tight.EncodedAnswer(ctx, ws, before, wire.AppendItem); err != nil || !got.Patched {
+		t.Fatalf("an answer at the bound: %v, patched %v", err, got.Patched)
+	}
+	tight.MaxResultBytes--
+	for _, base := range []*changeset.Base{before, nil} {
+		if _, err := tight.EncodedAnswer(ctx, ws, base, wire.AppendItem); !errors.Is(err, protocol.ErrResultTooLarge) {
+			t.Fatalf("an answer a byte over the bound (base %v): %v, want ErrResultTooLarge", base != nil, err)
+		}
 	}
 }
 

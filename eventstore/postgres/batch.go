@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 var _ eventstore.BatchAppender = (*Store)(nil)
@@ -112,6 +113,7 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 // record id (the transaction then rolled back, nothing was written); or an error of the
 // whole transaction.
 func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppend) (outs []appendOutcome, failed int, err error) {
+	stages.Mark(ctx, stages.Writing)
 	if s.cfg.Inline != nil {
 		return s.sendAppendsInline(ctx, appends)
 	}
@@ -123,6 +125,7 @@ func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppe
 	if err != nil || failed >= 0 {
 		return nil, failed, err
 	}
+	stages.Mark(ctx, stages.Committed)
 	return outs, -1, nil
 }
 

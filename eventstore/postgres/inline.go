@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 // sendAppendsInline is sendAppends with Config.Inline: the same statements in an
@@ -30,6 +31,7 @@ func (s *Store) sendAppendsInline(ctx context.Context, appends []eventstore.Stre
 	if err != nil {
 		return nil, -1, err
 	}
+	stages.Mark(ctx, stages.Sent)
 	if failed >= 0 {
 		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
 			return nil, -1, fmt.Errorf("rollback: %w", err)
@@ -39,6 +41,7 @@ func (s *Store) sendAppendsInline(ctx context.Context, appends []eventstore.Stre
 	if err := s.commitInline(ctx, conn.Conn(), appends, outs); err != nil {
 		return nil, -1, err
 	}
+	stages.Mark(ctx, stages.Committed)
 	return outs, -1, nil
 }
 

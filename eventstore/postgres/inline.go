@@ -23,13 +23,15 @@ func (s *Store) sendAppendsInline(ctx context.Context, appends []eventstore.Stre
 	return s.sendAppendsOneTrip(ctx, appends)
 }
 
-// sendAppendsOneTrip sends the stream locks, the appends in their guarded form and the
-// statements Inline queues for their records as one pipelined batch, so one implicit
-// transaction committed at its end: one round trip. The records are given to Inline
-// with the versions they will take if the expected versions hold; if one does not,
-// its append raises (es_expected) and the transaction aborts before any read-model
-// statement runs, so nothing is written, and that append is reported as failed
-// (refused). A failing Inline statement aborts it too.
+// sendAppendsOneTrip sends BEGIN, the stream locks, the appends in their guarded form,
+// the statements Inline queues for their records and COMMIT as one pipelined batch on
+// one connection: one round trip. (An explicit transaction: the read models' statements
+// lock tables, which PostgreSQL allows only in a transaction block.) The records are
+// given to Inline with the versions they will take if the expected versions hold; if
+// one does not, its append raises (es_expected), the server skips everything after it
+// up to the batch's end, COMMIT included, and the transaction is rolled back: nothing
+// is written, and that append is reported as failed (refused). A failing Inline
+// statement fails the transaction the same way.
 func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.StreamAppend) (outs []appendOutcome, failed int, err error) {
 	var recs []eventstore.RecordedEvent
 	for _, a := range appends {
@@ -40,14 +42,23 @@ func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.Str
 		}
 	}
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	queueAppends(b, appends, guardedAppend)
 	first := b.Len()
 	if err := s.cfg.Inline(recs, b); err != nil {
 		return nil, -1, fmt.Errorf("%w: %w", errInline, err)
 	}
 	n := b.Len() - first
-	br := s.pool.SendBatch(ctx, b)
-	outs, failed, err = readAppendsOpen(br, appends, []string{"lock streams"}, readAppend)
+	b.Queue("COMMIT")
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, -1, fmt.Errorf("acquire: %w", err)
+	}
+	// A connection left inside a transaction (an error, a cancelled ctx) is not reused:
+	// the pool destroys a released connection that is not idle.
+	defer conn.Release()
+	br := conn.SendBatch(ctx, b)
+	outs, failed, err = readAppendsOpen(br, appends, []string{"begin", "lock streams"}, readAppend)
 	if err != nil {
 		return nil, -1, err
 	}
@@ -55,21 +66,35 @@ func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.Str
 		if err := br.Close(); err != nil && !abortedBy(err, outs[failed]) {
 			return nil, -1, err
 		}
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return nil, -1, fmt.Errorf("rollback: %w", err)
+		}
 		return outs, failed, nil
 	}
-	for i := 0; i < n; i++ {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return nil, -1, fmt.Errorf("%w: statement %d of %d: %w", errInline, i+1, n, err)
-		}
-	}
-	// The implicit transaction commits at the batch's end: only a nil error here
-	// means it did.
-	if err := br.Close(); err != nil {
-		return nil, -1, fmt.Errorf("commit: %w", err)
+	if err := readInline(br, n); err != nil {
+		return nil, -1, err
 	}
 	stages.Mark(ctx, stages.Committed)
 	return outs, -1, nil
+}
+
+// readInline reads the results of n Inline statements and of COMMIT, and closes br. It
+// returns nil only if the transaction committed.
+func readInline(br pgx.BatchResults, n int) error {
+	defer br.Close()
+	for i := 0; i < n; i++ {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("%w: statement %d of %d: %w", errInline, i+1, n, err)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("commit: %w: %w (%s)", errInline, errInlineRolledBack, tag)
+	}
+	return br.Close()
 }
 
 // sendAppendsTwoTrips is sendAppendsInline for appends whose versions are known only
@@ -133,19 +158,5 @@ func (s *Store) commitInline(ctx context.Context, conn *pgx.Conn, appends []even
 	}
 	n := b.Len()
 	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, b)
-	defer br.Close()
-	for i := 0; i < n; i++ {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("%w: statement %d of %d: %w", errInline, i+1, n, err)
-		}
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	if tag.String() != "COMMIT" {
-		return fmt.Errorf("commit: %w: %w (%s)", errInline, errInlineRolledBack, tag)
-	}
-	return br.Close()
+	return readInline(conn.SendBatch(ctx, b), n)
 }

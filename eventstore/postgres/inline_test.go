@@ -25,10 +25,12 @@ const mirrorSQL = `CREATE TABLE IF NOT EXISTS inline_mirror (
 // mirror is an Inline hook whose statement records every record it runs for, with the
 // version the store gave the hook and the position of the event row written by the
 // statement's own transaction (none, -1, unless it runs after the append, in its
-// transaction). failOn, if set, makes the hook's statement fail for records of that
-// type (a read model that cannot apply them).
+// transaction). It first locks its table, as the read models do (a statement that
+// PostgreSQL allows only in a transaction block). failOn, if set, makes the hook's
+// statement fail for records of that type (a read model that cannot apply them).
 func mirror(failOn string) func([]eventstore.RecordedEvent, *pgx.Batch) error {
 	return func(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
+		b.Queue(`LOCK TABLE inline_mirror IN ROW EXCLUSIVE MODE`)
 		for _, r := range recs {
 			if r.Type == failOn {
 				b.Queue(`SELECT 1/0`)

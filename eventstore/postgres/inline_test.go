@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -284,5 +285,49 @@ func TestInlineOneRoundTrip(t *testing.T) {
 		if m, ok := got[e.ID]; !ok || m.StreamVersion != uint64(i+1) || m.Position != e.Position {
 			t.Fatalf("event %d (%s) mirrored as %+v (present %v)", i+1, e.Position, m, ok)
 		}
+	}
+}
+
+// BenchmarkInlineAppend times single appends of one ~1 KiB record with an inline hook
+// (the tests' mirror: a table lock and one insert), alternating the two paths op by op
+// so that both see the same machine: expected version Exact (one round trip) and Any
+// (two round trips). Reported: each path's p50 and mean in µs.
+func BenchmarkInlineAppend(b *testing.B) {
+	s := openInline(b, testenv.PostgresDSN(b), mirror(""))
+	ctx := context.Background()
+	stream := "ws-" + uuid.NewString()
+	if _, err := s.Append(ctx, stream, eventstore.NoStream(), rec("E")); err != nil {
+		b.Fatal(err)
+	}
+	var one, two []time.Duration
+	v := uint64(1)
+	b.ResetTimer()
+	for i := range b.N {
+		expected, into := eventstore.Exact(v), &one
+		if i%2 == 1 {
+			expected, into = eventstore.Any(), &two
+		}
+		t0 := time.Now()
+		if _, err := s.Append(ctx, stream, expected, eventstore.Record{ID: uuid.New(), Type: "E", Data: payload}); err != nil {
+			b.Fatal(err)
+		}
+		*into = append(*into, time.Since(t0))
+		v++
+	}
+	b.StopTimer()
+	for _, c := range []struct {
+		name string
+		d    []time.Duration
+	}{{"one-trip", one}, {"two-trips", two}} {
+		if len(c.d) == 0 {
+			continue
+		}
+		slices.Sort(c.d)
+		var sum time.Duration
+		for _, d := range c.d {
+			sum += d
+		}
+		b.ReportMetric(float64(c.d[len(c.d)/2].Microseconds()), c.name+"-p50-µs")
+		b.ReportMetric(float64(sum.Microseconds())/float64(len(c.d)), c.name+"-mean-µs")
 	}
 }

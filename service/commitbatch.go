@@ -349,12 +349,32 @@ func markAll(cs []*queuedCommit, s stages.Stage) {
 	}
 }
 
-// traced returns ctx carrying the traces of cs, so that the store marks its stages on
-// all of them.
+// traced returns ctx carrying the traces of cs, so that the store's append marks its
+// phases on all of them.
 func traced(ctx context.Context, cs []*queuedCommit) context.Context {
 	var ts []*stages.Trace
 	for _, c := range cs {
 		ts = append(ts, stages.From(c.ctx)...)
 	}
-	return stages.With(ctx, ts...)
+	return timed(ctx, ts)
+}
+
+// phaseStages maps the store's append phases to the commit's stages.
+var phaseStages = map[eventstore.AppendPhase]stages.Stage{
+	eventstore.PhaseWriting: stages.Writing, eventstore.PhaseSent: stages.Sent, eventstore.PhaseCommitted: stages.Committed,
+}
+
+// timed returns ctx carrying traces, with the phases of an append made with it
+// (eventstore.WithPhases) marked on each of them; without traces, ctx.
+func timed(ctx context.Context, traces []*stages.Trace) context.Context {
+	if len(traces) == 0 {
+		return ctx
+	}
+	return eventstore.WithPhases(stages.With(ctx, traces...), func(p eventstore.AppendPhase) {
+		if st, ok := phaseStages[p]; ok {
+			for _, t := range traces {
+				t.Mark(st)
+			}
+		}
+	})
 }

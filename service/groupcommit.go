@@ -122,7 +122,7 @@ func (g *groupAppender) write(batch []*appendReq) {
 		appends[i] = eventstore.StreamAppend{Stream: r.stream, Expected: r.expected, Records: r.recs}
 		traces = append(traces, r.traces...)
 	}
-	ctx, cancel := context.WithTimeout(stages.With(context.Background(), traces...), g.timeout)
+	ctx, cancel := context.WithTimeout(timed(context.Background(), traces), g.timeout)
 	defer cancel()
 	results := g.store.AppendBatch(ctx, appends)
 	for i, r := range batch {

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stacksync-es/syncservice/eventstore"
-	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 var _ eventstore.BatchAppender = (*Store)(nil)
@@ -119,7 +118,7 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 // id, or (refused, with Config.Inline) its expected version did not hold; or an error of
 // the whole transaction.
 func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppend) (outs []appendOutcome, failed int, err error) {
-	stages.Mark(ctx, stages.Writing)
+	eventstore.MarkPhase(ctx, eventstore.PhaseWriting)
 	if s.cfg.Inline != nil {
 		return s.sendAppendsInline(ctx, appends)
 	}
@@ -131,7 +130,7 @@ func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppe
 	if err != nil || failed >= 0 {
 		return outs, failed, err
 	}
-	stages.Mark(ctx, stages.Committed)
+	eventstore.MarkPhase(ctx, eventstore.PhaseCommitted)
 	return outs, -1, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stacksync-es/syncservice/eventstore"
-	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 // sendAppendsInline is sendAppends with Config.Inline. When every append names the
@@ -74,7 +73,7 @@ func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.Str
 	if err := readInline(br, n); err != nil {
 		return nil, -1, err
 	}
-	stages.Mark(ctx, stages.Committed)
+	eventstore.MarkPhase(ctx, eventstore.PhaseCommitted)
 	return outs, -1, nil
 }
 
@@ -118,7 +117,7 @@ func (s *Store) sendAppendsTwoTrips(ctx context.Context, appends []eventstore.St
 	if err != nil {
 		return nil, -1, err
 	}
-	stages.Mark(ctx, stages.Sent)
+	eventstore.MarkPhase(ctx, eventstore.PhaseSent)
 	if failed >= 0 {
 		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
 			return nil, -1, fmt.Errorf("rollback: %w", err)
@@ -128,7 +127,7 @@ func (s *Store) sendAppendsTwoTrips(ctx context.Context, appends []eventstore.St
 	if err := s.commitInline(ctx, conn.Conn(), appends, outs); err != nil {
 		return nil, -1, err
 	}
-	stages.Mark(ctx, stages.Committed)
+	eventstore.MarkPhase(ctx, eventstore.PhaseCommitted)
 	return outs, -1, nil
 }
 

@@ -331,3 +331,30 @@ func BenchmarkInlineAppend(b *testing.B) {
 		b.ReportMetric(float64(sum.Microseconds())/float64(len(c.d)), c.name+"-mean-µs")
 	}
 }
+
+// An append made with eventstore.WithPhases reports the phases it passes: writing and
+// committed, and sent in between when it takes two round trips (inline, expected
+// version Any).
+func TestAppendMarksPhases(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	plain, inline := openStore(t, dsn), openInline(t, dsn, mirror(""))
+	for _, c := range []struct {
+		name     string
+		s        *postgres.Store
+		expected eventstore.ExpectedVersion
+		want     string
+	}{
+		{"plain", plain, eventstore.NoStream(), "[0 2]"},
+		{"inline, one trip", inline, eventstore.NoStream(), "[0 2]"},
+		{"inline, two trips", inline, eventstore.Any(), "[0 1 2]"},
+	} {
+		var got []eventstore.AppendPhase
+		ctx := eventstore.WithPhases(context.Background(), func(p eventstore.AppendPhase) { got = append(got, p) })
+		if _, err := c.s.Append(ctx, "ws-"+uuid.NewString(), c.expected, rec("E")); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if fmt.Sprint(got) != c.want {
+			t.Errorf("%s: phases %v, want %s", c.name, got, c.want)
+		}
+	}
+}

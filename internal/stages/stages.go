@@ -2,7 +2,9 @@
 // -commit-stages, off by default): a Trace started when the RPC server takes a delivery
 // travels in the request's context, and each layer the commit passes through marks the
 // moment it reached a Stage (request decoded, queued for its workspace, taken into a
-// batch, decided, appended, committed, published, answered). The RPC server hands the
+// batch, decided, appended, committed, published, answered). The event store, which
+// knows nothing of the project, reports its append's phases through
+// eventstore.WithPhases, which the service turns into stages. The RPC server hands the
 // finished Trace to whoever observes it (cmd/syncd: a Prometheus histogram per stage).
 //
 // A context without a Trace makes every Mark a no-op, so the layers mark

@@ -28,6 +28,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/budget"
 	"github.com/stacksync-es/syncservice/internal/changeset"
+	"github.com/stacksync-es/syncservice/internal/stages"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -243,6 +244,10 @@ func (s *Server) openChannels(conn *amqp.Connection) (ch, pub *amqp.Channel, err
 // server's bytes is answered Busy; any other is counted against its user here, in
 // delivery order, so that a user's requests are handled in the order they arrived.
 func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d amqp.Delivery) {
+	var tr *stages.Trace
+	if s.cfg.Stages != nil {
+		tr = stages.Start()
+	}
 	if err := wire.CheckBodySize(len(d.Body)); err != nil {
 		w.goRun(func() { s.refuse(hctx, sess, d, "invalid", err) })
 		return
@@ -262,7 +267,7 @@ func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d am
 	}
 	w.goRun(func() {
 		defer res.Release()
-		s.serve(ctx, hctx, sess, d, res, w.sem, adm)
+		s.serve(ctx, stages.With(hctx, tr), sess, d, res, w.sem, adm)
 	})
 }
 

@@ -116,14 +116,24 @@ func entries(rec eventstore.RecordedEvent, ev domain.Event, ws uuid.UUID, carry 
 		base.Detail = fmt.Sprintf("member renamed the workspace to %q, mounted at %s", e.Name, parentText(e.ParentItemID))
 	case domain.ItemsMovedOut:
 		base.WorkspaceVersion, base.Time, base.RequestID, base.UserID = e.WorkspaceVersion, e.At.UTC(), e.RequestID, e.UserID
-		base.Detail = fmt.Sprintf("shared: %d items below folder %d moved to workspace %s", len(e.ItemIDs), e.FolderID, e.ToWorkspaceID)
+		base.Detail = fmt.Sprintf("shared: %d items below folder %d moved to workspace %s%s", len(e.ItemIDs), e.FolderID, e.ToWorkspaceID,
+			partText(e.Part, e.PartCount()))
 	case domain.ItemsMovedIn:
 		base.WorkspaceVersion, base.Time, base.RequestID, base.UserID = e.WorkspaceVersion, e.At.UTC(), e.RequestID, e.UserID
-		base.Detail = fmt.Sprintf("shared: %d items moved in from folder %d of workspace %s", len(e.Items), e.FolderID, e.FromWorkspaceID)
+		base.Detail = fmt.Sprintf("shared: %d items moved in from folder %d of workspace %s%s", len(e.Items), e.FolderID, e.FromWorkspaceID,
+			partText(e.Part, e.PartCount()))
 	default:
 		base.Detail = "event of another stream kind: " + ev.EventType()
 	}
 	return []Entry{base}
+}
+
+// partText names the part of a split share move ("" for a move in one event).
+func partText(part, parts int) string {
+	if parts <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (part %d of %d)", part+1, parts)
 }
 
 func parentText(p *domain.ItemID) string {

@@ -33,6 +33,30 @@ type shareMove struct {
 	partner       uuid.UUID // the other half's workspace
 	folder        domain.ItemID
 	items         []domain.ItemID
+	// part and parts: which part of a split move this is (domain/share_parts.go); a
+	// move joined by addMove has its last part's part.
+	part, parts int
+}
+
+// addMove adds m, read after ms, to ms: a move's next part (same half, request and
+// workspaces, part one more) is joined into the move before it (an item continued
+// from one part to the next counted once); anything else is a move of its own, which
+// the other half must then match alone.
+func addMove(ms []shareMove, m shareMove) []shareMove {
+	if n := len(ms); n > 0 && m.part > 0 {
+		last := &ms[n-1]
+		if last.typ == m.typ && last.requestID == m.requestID && last.workspace == m.workspace && last.partner == m.partner &&
+			last.folder == m.folder && last.parts == m.parts && last.part+1 == m.part {
+			items := m.items
+			if len(items) > 0 && len(last.items) > 0 && last.items[len(last.items)-1] == items[0] && m.typ == domain.TypeItemsMovedIn {
+				items = items[1:]
+			}
+			last.items = append(last.items, items...)
+			last.part = m.part
+			return ms
+		}
+	}
+	return append(ms, m)
 }
 
 // moveOf returns the share half ev records, if it is one.
@@ -40,13 +64,14 @@ func moveOf(rec eventstore.RecordedEvent, ev domain.Event) (shareMove, bool) {
 	switch e := ev.(type) {
 	case domain.ItemsMovedOut:
 		return shareMove{rec.StreamVersion, rec.Type, e.RequestID, e.WorkspaceID, e.ToWorkspaceID, e.FolderID,
-			slices.Clone(e.ItemIDs)}, true
+			slices.Clone(e.ItemIDs), e.Part, e.PartCount()}, true
 	case domain.ItemsMovedIn:
 		ids := make([]domain.ItemID, len(e.Items))
 		for i, it := range e.Items {
 			ids[i] = it.ID
 		}
-		return shareMove{rec.StreamVersion, rec.Type, e.RequestID, e.WorkspaceID, e.FromWorkspaceID, e.FolderID, ids}, true
+		return shareMove{rec.StreamVersion, rec.Type, e.RequestID, e.WorkspaceID, e.FromWorkspaceID, e.FolderID, ids,
+			e.Part, e.PartCount()}, true
 	}
 	return shareMove{}, false
 }
@@ -54,7 +79,7 @@ func moveOf(rec eventstore.RecordedEvent, ev domain.Event) (shareMove, bool) {
 // matches tells whether o is m's other half.
 func (m shareMove) matches(o shareMove) bool {
 	return m.typ != o.typ && m.requestID == o.requestID && m.workspace == o.partner && m.partner == o.workspace &&
-		m.folder == o.folder && slices.Equal(m.items, o.items)
+		m.folder == o.folder && slices.Equal(m.items, o.items) && m.part+1 == m.parts && o.part+1 == o.parts
 }
 
 // otherType names the event type of m's other half.
@@ -108,7 +133,7 @@ func (a *Auditor) movesOf(ctx context.Context, stream string) ([]shareMove, erro
 	_, _, err = a.scan(ctx, stream, 1, tail, func(rec eventstore.RecordedEvent, ev domain.Event, decodeErr error) (bool, error) {
 		if decodeErr == nil {
 			if m, ok := moveOf(rec, ev); ok {
-				out = append(out, m)
+				out = addMove(out, m)
 			}
 		}
 		return false, nil
@@ -135,7 +160,7 @@ func (a *Auditor) originOf(ctx context.Context, ws uuid.UUID, item domain.ItemID
 				if slices.ContainsFunc(e.Items, func(it domain.MovedItem) bool { return it.ID == item }) {
 					from, found = e.FromWorkspaceID, true
 				}
-				return true, nil
+				return found || e.Part+1 >= e.PartCount(), nil // a split move-in goes on in its next part
 			case domain.Committed:
 				return true, nil
 			}
@@ -170,6 +195,10 @@ func moveRow(row Entry, ev domain.Event, item domain.ItemID, last *domain.ItemMe
 				m := it.Versions[len(it.Versions)-1]
 				row.Version, row.Metadata = m.Version, &m
 				row.Change = fmt.Sprintf("moved in from workspace %s with its %d versions", e.FromWorkspaceID, len(it.Versions))
+				if e.PartCount() > 1 { // a history split over parts has a row per part
+					row.Change = fmt.Sprintf("moved in from workspace %s with versions %d to %d%s", e.FromWorkspaceID,
+						it.Versions[0].Version, m.Version, partText(e.Part, e.PartCount()))
+				}
 				if last != nil && !sameParent(last.ParentID, m.ParentID) {
 					row.Change += fmt.Sprintf("; parent %s → %s", parentText(last.ParentID), parentText(m.ParentID))
 				}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,8 @@ const (
 	shareSourceOnly = "source only" // ItemsMovedOut alone
 	shareTargetOnly = "shared only" // the shared workspace's events alone
 	shareOtherItems = "other items" // whole, but the move-in names no item
+	shareSplit      = "split"       // docs holds 4 more files, the move-in is split in parts
+	shareSplitShort = "split short" // split, and the move-in's last part left out
 )
 
 // shareScenario: owner's home holds docs (1) with a (2), and b (3) at the root; docs is
@@ -76,11 +79,22 @@ func shareScenario(t *testing.T, mode string) (*memstore.Store, *chained, *chain
 		return m
 	}
 	parent := domain.ItemID(-1)
-	src.do(domain.Commit{RequestID: "tree", WorkspaceID: home, UserID: owner, DeviceID: dev, At: at, NewItemIDs: []domain.ItemID{1, 2, 3},
-		Items: []domain.ItemMetadata{item(-1, nil, true, "docs"), item(-2, &parent, false, "a"), item(-3, nil, false, "b")}, PrevHash: src.prev})
+	tree := domain.Commit{RequestID: "tree", WorkspaceID: home, UserID: owner, DeviceID: dev, At: at, NewItemIDs: []domain.ItemID{1, 2, 3},
+		Items: []domain.ItemMetadata{item(-1, nil, true, "docs"), item(-2, &parent, false, "a"), item(-3, nil, false, "b")}, PrevHash: src.prev}
+	split := mode == shareSplit || mode == shareSplitShort
+	if split {
+		for i := range 4 {
+			tree.NewItemIDs = append(tree.NewItemIDs, domain.ItemID(4+i))
+			tree.Items = append(tree.Items, item(int64(-4-i), &parent, false, "more"+string(rune('a'+i))))
+		}
+	}
+	src.do(tree)
 
 	cmd := domain.ShareFolder{RequestID: "share", UserID: owner, SourceID: home, FolderID: 1,
 		Members: []uuid.UUID{fixedID("member")}, At: at.Add(time.Minute), SourcePrevHash: src.prev}
+	if split {
+		cmd.Limits.MaxEventBytes = 1000
+	}
 	target := src.w.ShareTarget(cmd)
 	dst := &chained{t: t, s: s, w: domain.NewWorkspace(target), stream: domain.WorkspaceStream(target)}
 	d, err := domain.DecideShare(src.w, dst.w, cmd)
@@ -92,6 +106,14 @@ func shareScenario(t *testing.T, mode string) (*memstore.Store, *chained, *chain
 		in.Items = nil
 		// The events after it chain to the original: leave them out.
 		d.Target = append(d.Target[:1:1], in)
+	}
+	if split && len(d.Target) < 5 {
+		t.Fatalf("a split share: %d events in the shared workspace", len(d.Target))
+	}
+	if mode == shareSplitShort {
+		// The last part and the events after it (chained to it) left out.
+		last := len(d.Target) - 2
+		d.Target = d.Target[:last]
 	}
 	appends := []eventstore.StreamAppend{src.records(d.Source), dst.records(d.Target)}
 	switch mode {
@@ -124,6 +146,20 @@ func shareScenario(t *testing.T, mode string) (*memstore.Store, *chained, *chain
 // without a gap, the shared workspace's chain starts afresh, and each half of the
 // share finds the other. The log shows the move.
 func TestVerifyCleanAcrossAShare(t *testing.T) {
+	// A move split in parts verifies as one: the parts repeat their first part's
+	// workspaceVersion and join into the other half.
+	sp, spSrc, spDst := shareScenario(t, shareSplit)
+	for _, streams := range [][]string{{spSrc.stream, spDst.stream}, {spSrc.stream}, {spDst.stream}} {
+		r, err := newAuditor(t, sp, Config{PageSize: 2}).Verify(ctxT(t), streams...)
+		if err != nil || !r.OK() {
+			t.Fatalf("a split share's streams %v: %+v %v", streams, r.Streams, err)
+		}
+		for _, sr := range r.Streams {
+			if want := map[string]int64{spSrc.stream: 3, spDst.stream: 1}[sr.Stream]; sr.WorkspaceVersion != want {
+				t.Fatalf("%s of a split share at workspaceVersion %d, want %d", sr.Stream, sr.WorkspaceVersion, want)
+			}
+		}
+	}
 	s, src, dst := shareScenario(t, shareWhole)
 	home := src.w.ID()
 	r, err := newAuditor(t, s, Config{PageSize: 2}).Verify(ctxT(t), src.stream, dst.stream)
@@ -160,6 +196,7 @@ func TestVerifyFindsHalfAShare(t *testing.T) {
 		{shareSourceOnly, [2]bool{true, false}},
 		{shareTargetOnly, [2]bool{false, true}},
 		{shareOtherItems, [2]bool{true, true}},
+		{shareSplitShort, [2]bool{true, true}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s, src, dst := shareScenario(t, tc.mode)
@@ -209,6 +246,13 @@ func TestItemLifeAcrossAShare(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("life of item 2 asked of %s:\n got %+v\nwant %+v", ws, got, want)
 		}
+	}
+	// A split move-in names the part and the versions it carried.
+	sp, spSrc, _ := shareScenario(t, shareSplit)
+	var split collect
+	if err := newAuditor(t, sp, Config{}).ItemLife(ctxT(t), spSrc.w.ID(), 2, &split); err != nil || len(split.rows) != 3 ||
+		!strings.Contains(split.rows[2].Change, "with versions 1 to 1 (part 1 of ") {
+		t.Fatalf("life of item 2 across a split share: %+v %v", split.rows, err)
 	}
 	// An item that never moved keeps its life in one workspace.
 	var rows collect

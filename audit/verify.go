@@ -261,7 +261,7 @@ func (c *streamChecker) check(rec eventstore.RecordedEvent, ev domain.Event, dec
 		return b
 	}
 	if m, ok := moveOf(rec, ev); ok {
-		c.moves = append(c.moves, m)
+		c.moves = addMove(c.moves, m)
 	}
 	c.prev = domain.ChainHash(rec.Type, rec.Data)
 	c.recent[rec.StreamVersion%recentHashes].version = rec.StreamVersion
@@ -314,6 +314,13 @@ func (c *streamChecker) checkOwner(ev domain.Event, brk func(kind BreakKind, exp
 		return brk(BreakForeign, "workspace "+c.ws.String(), "workspace "+id.String(), "an event of another workspace is stored in this stream")
 	}
 	if v, ok := workspaceVersionOf(ev); ok {
+		if continuesMove(ev) { // a split move's later part repeats its first part's version
+			if v != c.sr.WorkspaceVersion {
+				return brk(BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", c.sr.WorkspaceVersion), fmt.Sprintf("workspaceVersion %d", v),
+					"a later part of a share's move repeats the workspaceVersion of its first part")
+			}
+			return nil
+		}
 		if v != c.sr.WorkspaceVersion+1 {
 			return brk(BreakWorkspaceVersion, fmt.Sprintf("workspaceVersion %d", c.sr.WorkspaceVersion+1), fmt.Sprintf("workspaceVersion %d", v), "commits are not numbered 1, 2, 3, … without gaps")
 		}
@@ -362,6 +369,17 @@ func workspaceVersionOf(ev domain.Event) (int64, bool) {
 		return e.WorkspaceVersion, true
 	}
 	return 0, false
+}
+
+// continuesMove reports whether ev is a later part (not the first) of a share's move.
+func continuesMove(ev domain.Event) bool {
+	switch e := ev.(type) {
+	case domain.ItemsMovedOut:
+		return e.Part > 0
+	case domain.ItemsMovedIn:
+		return e.Part > 0
+	}
+	return false
 }
 
 // eventUser returns the user an event of a user stream names.

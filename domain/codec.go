@@ -43,8 +43,14 @@ func EventTypes() []string {
 	return names
 }
 
-// Encode returns the stored form of e: its type name and JSON body.
+// Encode returns the stored form of e: its type name and JSON body. A Committed, the
+// event of every commit, is rendered by hand (appendCommitted), the same bytes.
 func Encode(e Event) (string, []byte, error) {
+	if c, ok := e.(Committed); ok {
+		if data, ok := appendCommitted(make([]byte, 0, committedSize(&c)), &c); ok {
+			return TypeCommitted, data, nil
+		}
+	}
 	data, err := json.Marshal(e)
 	if err != nil {
 		return "", nil, fmt.Errorf("encode %s: %w", e.EventType(), err)

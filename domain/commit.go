@@ -371,6 +371,11 @@ func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
 	if !ValidName(m.Filename) {
 		return ReasonInvalidName
 	}
+	if _, mount := t.w.shares[*m.ID]; mount && m.Status == StatusDeleted {
+		// The owner's mount point of a shared workspace stays (PROTOCOL.md §8): deleting
+		// it would leave the shared workspace mounted at a tombstone.
+		return ReasonInvalidItem
+	}
 	if m.ParentID != nil {
 		p, ok := t.latest(*m.ParentID)
 		switch {
@@ -379,6 +384,8 @@ func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
 		case p.Status == StatusDeleted && m.Status != StatusDeleted:
 			return ReasonParentNotFound
 		case !p.IsFolder:
+			return ReasonParentNotFolder
+		case t.intoMount(m, prev):
 			return ReasonParentNotFolder
 		}
 		// Only a placement (a new item, or a new parent) is measured: an item that
@@ -399,6 +406,18 @@ func (t *commitTxn) validate(req, m, prev *ItemMetadata) Reason {
 		return ReasonQuotaExceeded
 	}
 	return ""
+}
+
+// intoMount reports whether m, whose previous version is prev, would sit below the
+// owner's mount point of a shared workspace: the folder's content lives in the shared
+// workspace, so in this one it holds nothing (a new child would be hidden from every
+// member). Only deleting an item already there (put there before this rule) is let
+// through.
+func (t *commitTxn) intoMount(m, prev *ItemMetadata) bool {
+	if _, mount := t.w.shares[*m.ParentID]; !mount {
+		return false
+	}
+	return prev == nil || !ptrEqual(prev.ParentID, m.ParentID) || m.Status != StatusDeleted
 }
 
 // validFields checks the ranges of an item's own fields.

@@ -69,7 +69,8 @@
 //     deleting is always allowed, even over the limit.
 //   - AddMember with an empty name uses the workspace's name. Names of workspaces and
 //     members follow the filename rules. UpdateMemberWorkspace accepts any valid item id
-//     as mount point (it lies in the member's own workspace, unknown here).
+//     as mount point (it lies in the member's own workspace, unknown here); the service
+//     refuses one that would nest shared workspaces, from its read model.
 //   - Commands whose time is outside years 1–9999 are ErrInvalidCommand; a zero time is
 //     accepted. Times are stored in UTC, truncated to the millisecond.
 //   - CreateUser lower-cases the e-mail, which must contain '@' (≤ 254 bytes); a user's
@@ -97,6 +98,18 @@
 //     to the shared folder (with its parentVersion) becomes null. The source keeps the
 //     (device, tempId) pairs of moved items, so a retried creation fails with
 //     invalidItem instead of making a duplicate. Nested sharing is refused both ways:
-//     a folder below a mount point and a folder holding one. A share whose events
-//     exceed Limits.MaxEventBytes is refused (ErrShareTooLarge).
+//     a folder below a mount point and a folder holding one (the owner's mount points,
+//     and ShareFolder.MountPoints, the caller's as a member). A move larger than
+//     Limits.MaxEventBytes is split into parts (share_parts.go): only the first part
+//     takes a workspaceVersion; a share whose events together exceed
+//     Limits.MaxShareBytes, or with one item version too large for an event, is refused
+//     (ErrShareTooLarge).
+//   - The owner's mount point F of a shared workspace stays in the source and holds
+//     nothing there (its content is the shared workspace's): a version placing an item
+//     under F (new, moved, or any change of an item already there other than its
+//     deletion) fails with parentNotFolder, since F exists and is live (parentNotFound
+//     would contradict getChanges listing it) but is no folder of this workspace; F
+//     itself may be renamed and moved (where the owner mounts the shared workspace),
+//     not deleted (invalidItem), which would leave the shared workspace mounted at a
+//     tombstone.
 package domain

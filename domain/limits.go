@@ -27,6 +27,12 @@ type Limits struct {
 	// member's devices are bound to the workspace's exchange before its proposal goes
 	// out, and the notifier waits for that, so one share must not bind without bound.
 	MaxMembers int
+	// MaxShareBytes bounds the encoded bytes of all the events one share appends to
+	// both streams (a move larger than MaxEventBytes is split into several events of
+	// one atomic append). It keeps the shared workspace's first getChangesSince page
+	// and its movedIn notification, which hold every moved item, under the RPC reply
+	// limit (96 MiB) and the broker's default max_message_size (128 MiB).
+	MaxShareBytes int
 }
 
 // Defaults of Limits (PROTOCOL.md §4; MaxEventBytes is the event store's record limit).
@@ -37,6 +43,7 @@ const (
 	DefaultMaxCommitItems    = 10_000
 	DefaultMaxEventBytes     = 4 << 20
 	DefaultMaxMembers        = 256
+	DefaultMaxShareBytes     = 64 << 20
 )
 
 // DefaultLimits returns the protocol's default limits.
@@ -48,6 +55,7 @@ func DefaultLimits() Limits {
 		MaxCommitItems:    DefaultMaxCommitItems,
 		MaxMembers:        DefaultMaxMembers,
 		MaxEventBytes:     DefaultMaxEventBytes,
+		MaxShareBytes:     DefaultMaxShareBytes,
 	}
 }
 
@@ -65,6 +73,7 @@ func (l Limits) WithDefaults() Limits {
 	set(&l.MaxCommitItems, d.MaxCommitItems)
 	set(&l.MaxEventBytes, d.MaxEventBytes)
 	set(&l.MaxMembers, d.MaxMembers)
+	set(&l.MaxShareBytes, d.MaxShareBytes)
 	return l
 }
 
@@ -77,7 +86,7 @@ func (l Limits) Validate() error {
 	}{
 		{"MaxDevicesPerUser", l.MaxDevicesPerUser}, {"MaxChunksPerItem", l.MaxChunksPerItem},
 		{"MaxFolderDepth", l.MaxFolderDepth}, {"MaxCommitItems", l.MaxCommitItems}, {"MaxEventBytes", l.MaxEventBytes},
-		{"MaxMembers", l.MaxMembers},
+		{"MaxMembers", l.MaxMembers}, {"MaxShareBytes", l.MaxShareBytes},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("limits: %s is %d, must be positive (0: default)", f.name, f.v))

@@ -20,6 +20,10 @@ type ShareFolder struct {
 	// workspace are left out of the decided events.
 	Members     []uuid.UUID
 	IsEncrypted bool
+	// MountPoints are the items of SourceID where the caller mounts other workspaces
+	// as their member (updateWorkspace's parentItemId, known to the service's read
+	// model): sharing one of them, or a folder holding one, is nested sharing.
+	MountPoints []ItemID
 	At          time.Time
 	// QuotaLimit and UsedQuota are the owner's figures, carried to the notifications (a
 	// share moves bytes between two workspaces of the same owner: quota is unchanged).

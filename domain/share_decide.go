@@ -35,7 +35,7 @@ func DecideShare(w, t *Workspace, c ShareFolder) (ShareDecision, error) {
 	if s, ok := w.shares[c.FolderID]; ok {
 		return reshare(t, s, c, folder.Filename, members)
 	}
-	if err := w.checkNotNested(c.FolderID); err != nil {
+	if err := w.checkNotNested(c.FolderID, c.MountPoints); err != nil {
 		return ShareDecision{}, err
 	}
 	target := SharedWorkspaceID(c.UserID, c.RequestID)
@@ -114,16 +114,20 @@ func shareMembers(c ShareFolder) []uuid.UUID {
 	return out
 }
 
-// checkNotNested refuses a folder below a mount point, or holding one.
-func (w *Workspace) checkNotNested(folder ItemID) error {
+// checkNotNested refuses a folder below a mount point, or holding one, or being or
+// holding one of members, the caller's mount points of workspaces it is a member of.
+func (w *Workspace) checkNotNested(folder ItemID, members []ItemID) error {
 	for p, steps := w.parentOf(folder), 0; p != nil && steps <= len(w.items); p, steps = w.parentOf(*p), steps+1 {
 		if s, ok := w.shares[*p]; ok {
 			return fmt.Errorf("share %d of %s: nested sharing: folder %d above it is shared as %s: %w", folder, w.id, *p, s, ErrInvalidCommand)
 		}
 	}
-	for _, id := range w.subtree(folder) {
-		if s, ok := w.shares[id]; ok {
+	for _, id := range append(w.subtree(folder), folder) {
+		if s, ok := w.shares[id]; ok && id != folder {
 			return fmt.Errorf("share %d of %s: nested sharing: folder %d below it is shared as %s: %w", folder, w.id, id, s, ErrInvalidCommand)
+		}
+		if slices.Contains(members, id) {
+			return fmt.Errorf("share %d of %s: nested sharing: item %d is where the caller mounts another workspace: %w", folder, w.id, id, ErrInvalidCommand)
 		}
 	}
 	return nil
@@ -185,22 +189,25 @@ func rehome(vs []ItemMetadata, target uuid.UUID, folder ItemID) []ItemMetadata {
 }
 
 // chainEvents sets each event's PrevHash to the chain hash of the one before it (the first
-// gets prev) and checks each encoded event against maxBytes.
-func chainEvents(prev string, maxBytes int, events ...func(prev string) Event) ([]Event, error) {
+// gets prev) and checks each encoded event against maxBytes. It also returns the
+// events' encoded bytes.
+func chainEvents(prev string, maxBytes int, events ...func(prev string) Event) ([]Event, int, error) {
 	out := make([]Event, 0, len(events))
+	total := 0
 	for _, build := range events {
 		e := build(prev)
 		typ, data, err := Encode(e)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if len(data) > maxBytes {
-			return nil, fmt.Errorf("%s of %d bytes, limit %d: %w", typ, len(data), maxBytes, ErrShareTooLarge)
+			return nil, 0, fmt.Errorf("%s of %d bytes, limit %d: %w", typ, len(data), maxBytes, ErrShareTooLarge)
 		}
 		prev = ChainHash(typ, data)
+		total += len(data)
 		out = append(out, e)
 	}
-	return out, nil
+	return out, total, nil
 }
 
 // memberEvents are the MemberAdded builders of members to target, named name.
@@ -245,7 +252,7 @@ func reshare(t *Workspace, s uuid.UUID, c ShareFolder, name string, members []uu
 	if err := checkMembers(c, len(t.members)+len(added)); err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
 	}
-	evs, err := chainEvents(c.TargetPrevHash, c.Limits.WithDefaults().MaxEventBytes, memberEvents(c, s, name, added)...)
+	evs, _, err := chainEvents(c.TargetPrevHash, c.Limits.WithDefaults().MaxEventBytes, memberEvents(c, s, name, added)...)
 	if err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
 	}
@@ -253,11 +260,13 @@ func reshare(t *Workspace, s uuid.UUID, c ShareFolder, name string, members []uu
 }
 
 // decideNewShare decides the move of folder's subtree to the new shared workspace target.
+// A move too large for one event is split into parts (share_parts.go); the share's
+// events together stay within Limits.MaxShareBytes.
 func (w *Workspace) decideNewShare(c ShareFolder, target uuid.UUID, name string, members []uuid.UUID) (ShareDecision, error) {
-	if err := checkMembers(c, 1+len(members)); err != nil {
-		return ShareDecision{}, fmt.Errorf("share %d of %s: %w", c.FolderID, w.id, err)
-	}
 	op := fmt.Sprintf("share %d of %s", c.FolderID, w.id)
+	if err := checkMembers(c, 1+len(members)); err != nil {
+		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
+	}
 	ids := w.subtree(c.FolderID)
 	items := make([]MovedItem, len(ids))
 	var moved int64
@@ -267,29 +276,41 @@ func (w *Workspace) decideNewShare(c ShareFolder, target uuid.UUID, name string,
 		moved += liveSize(&vs[len(vs)-1])
 	}
 	at := NormalizeTime(c.At)
-	maxBytes := c.Limits.WithDefaults().MaxEventBytes
-	source, err := chainEvents(c.SourcePrevHash, maxBytes, func(prev string) Event {
-		return ItemsMovedOut{PrevHash: prev, WorkspaceID: w.id, WorkspaceVersion: w.version + 1, RequestID: c.RequestID,
-			UserID: c.UserID, At: at, ToWorkspaceID: target, FolderID: c.FolderID, ItemIDs: ids,
-			LimitQuota: c.QuotaLimit, UsedQuota: c.UsedQuota, WorkspaceUsed: w.used - moved}
-	})
+	lim := c.Limits.WithDefaults()
+	outs, err := splitMovedOut(ItemsMovedOut{WorkspaceID: w.id, WorkspaceVersion: w.version + 1, RequestID: c.RequestID,
+		UserID: c.UserID, At: at, ToWorkspaceID: target, FolderID: c.FolderID,
+		LimitQuota: c.QuotaLimit, UsedQuota: c.UsedQuota, WorkspaceUsed: w.used - moved}, ids, lim.MaxEventBytes)
 	if err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
 	}
-	builders := []func(string) Event{
-		func(prev string) Event {
-			return WorkspaceCreated{PrevHash: prev, WorkspaceID: target, Name: name, OwnerID: c.UserID,
-				IsShared: true, IsEncrypted: c.IsEncrypted, At: at}
-		},
-		func(prev string) Event {
-			return ItemsMovedIn{PrevHash: prev, WorkspaceID: target, WorkspaceVersion: 1, RequestID: c.RequestID,
-				UserID: c.UserID, At: at, FromWorkspaceID: w.id, FolderID: c.FolderID, Items: items,
-				LimitQuota: c.QuotaLimit, UsedQuota: c.UsedQuota, WorkspaceUsed: moved}
-		},
-	}
-	evs, err := chainEvents(c.TargetPrevHash, maxBytes, append(builders, memberEvents(c, target, name, members)...)...)
+	ins, err := splitMovedIn(ItemsMovedIn{WorkspaceID: target, WorkspaceVersion: 1, RequestID: c.RequestID,
+		UserID: c.UserID, At: at, FromWorkspaceID: w.id, FolderID: c.FolderID,
+		LimitQuota: c.QuotaLimit, UsedQuota: c.UsedQuota, WorkspaceUsed: moved}, items, lim.MaxEventBytes, lim.MaxShareBytes)
 	if err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
+	}
+	srcBuild := make([]func(string) Event, len(outs))
+	for i, e := range outs {
+		srcBuild[i] = func(prev string) Event { e.PrevHash = prev; return e }
+	}
+	source, srcBytes, err := chainEvents(c.SourcePrevHash, lim.MaxEventBytes, srcBuild...)
+	if err != nil {
+		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
+	}
+	dstBuild := []func(string) Event{func(prev string) Event {
+		return WorkspaceCreated{PrevHash: prev, WorkspaceID: target, Name: name, OwnerID: c.UserID,
+			IsShared: true, IsEncrypted: c.IsEncrypted, At: at}
+	}}
+	for _, e := range ins {
+		dstBuild = append(dstBuild, func(prev string) Event { e.PrevHash = prev; return e })
+	}
+	evs, dstBytes, err := chainEvents(c.TargetPrevHash, lim.MaxEventBytes, append(dstBuild, memberEvents(c, target, name, members)...)...)
+	if err != nil {
+		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if srcBytes+dstBytes > lim.MaxShareBytes {
+		return ShareDecision{}, fmt.Errorf("%s: its events have %d bytes, the limit is %d (Limits.MaxShareBytes): %w",
+			op, srcBytes+dstBytes, lim.MaxShareBytes, ErrShareTooLarge)
 	}
 	return ShareDecision{TargetID: target, Source: source, Target: evs, NewMembers: members}, nil
 }
@@ -300,12 +321,16 @@ func (w *Workspace) applyMovedOut(e *ItemsMovedOut) {
 	if !w.exists || e.WorkspaceID != w.id {
 		return
 	}
-	w.version++
-	if _, ok := w.shareRequests[e.RequestID]; !ok {
-		w.shareRequests[e.RequestID] = shareRecord{version: w.streamVersion, target: e.ToWorkspaceID}
-	}
-	if _, ok := w.shares[e.FolderID]; !ok {
-		w.shares[e.FolderID] = e.ToWorkspaceID
+	// A continuing part (Part > 0) repeats the first part's workspaceVersion and only
+	// moves more items out.
+	if e.Part == 0 {
+		w.version++
+		if _, ok := w.shareRequests[e.RequestID]; !ok {
+			w.shareRequests[e.RequestID] = shareRecord{version: w.streamVersion, target: e.ToWorkspaceID}
+		}
+		if _, ok := w.shares[e.FolderID]; !ok {
+			w.shares[e.FolderID] = e.ToWorkspaceID
+		}
 	}
 	// The (device, tempId) pairs of moved items stay: a retried creation from before
 	// the share resolves to its item, which is no longer here (invalidItem), and never
@@ -320,21 +345,25 @@ func (w *Workspace) applyMovedOut(e *ItemsMovedOut) {
 	}
 }
 
-// applyMovedIn folds an ItemsMovedIn: each item not yet known arrives with its whole
-// history (an item whose versions are not 1, 2, … of its id is left out), and the
-// folder becomes the owner's mount point.
+// applyMovedIn folds an ItemsMovedIn: each item arrives with its history, or (in a
+// continuing part) with the next of its versions (versions that do not continue the
+// item's known ones, 1, 2, …, are left out), and the folder becomes the owner's mount
+// point. A continuing part (Part > 0) repeats the first part's workspaceVersion.
 func (w *Workspace) applyMovedIn(e *ItemsMovedIn) {
 	if !w.exists || e.WorkspaceID != w.id {
 		return
 	}
-	w.version++
+	if e.Part == 0 {
+		w.version++
+	}
 	for _, it := range e.Items {
-		if len(w.items[it.ID]) > 0 || !validItemID(it.ID) || len(it.Versions) == 0 {
+		if !validItemID(it.ID) || len(it.Versions) == 0 {
 			continue
 		}
+		known := len(w.items[it.ID])
 		ok := true
 		for i, m := range it.Versions {
-			ok = ok && m.ID != nil && *m.ID == it.ID && m.Version == int64(i+1)
+			ok = ok && m.ID != nil && *m.ID == it.ID && m.Version == int64(known+i+1)
 		}
 		if !ok {
 			continue

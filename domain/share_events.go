@@ -38,6 +38,13 @@ type ItemsMovedOut struct {
 	LimitQuota    int64 `json:"limitQuota"`
 	UsedQuota     int64 `json:"usedQuota"`
 	WorkspaceUsed int64 `json:"workspaceUsed"`
+	// Part and Parts split a move whose ids exceed one event (Limits.MaxEventBytes):
+	// Parts events (Part 0, 1, …), adjacent in W's stream and appended in the same
+	// atomic append, each with a slice of ItemIDs and the same other fields. Only Part 0
+	// takes the workspaceVersion (the others repeat it) and is what a repeated share
+	// request finds. A move in one event has both 0 (omitted).
+	Part  int `json:"part,omitempty"`
+	Parts int `json:"parts,omitempty"`
 }
 
 // MovedItem is one moved item with its whole history, oldest version first.
@@ -65,6 +72,12 @@ type ItemsMovedIn struct {
 	LimitQuota    int64       `json:"limitQuota"`
 	UsedQuota     int64       `json:"usedQuota"`
 	WorkspaceUsed int64       `json:"workspaceUsed"`
+	// Part and Parts split a move whose history exceeds one event, as in ItemsMovedOut:
+	// Parts events right after WorkspaceCreated, each with a slice of Items; an item's
+	// versions may continue in the next part (the same id again, its next versions).
+	// Only Part 0 takes workspaceVersion 1; WorkspaceUsed is the whole move's in each.
+	Part  int `json:"part,omitempty"`
+	Parts int `json:"parts,omitempty"`
 }
 
 func (e ItemsMovedOut) EventType() string { return TypeItemsMovedOut }

@@ -9,7 +9,9 @@ import (
 )
 
 // TestShareProperties shares a random live folder of a random history (the sequences
-// of TestDecideProperties) and checks: the decision is deterministic; no item is lost or
+// of TestDecideProperties), its move split into parts or not, and checks: the parts
+// are each within the event bound and join into the unsplit move; the decision is
+// deterministic; no item is lost or
 // duplicated (the source keeps exactly the items outside the folder, the shared
 // workspace gets the rest with every version); used bytes are conserved; nothing left
 // in the source hangs below a moved item; the shared workspace lists parents before
@@ -32,10 +34,18 @@ func TestShareProperties(t *testing.T) {
 		c := ShareFolder{RequestID: "share", UserID: owner, SourceID: wsID, FolderID: f, Members: []uuid.UUID{member, newbie},
 			At: t0, SourcePrevHash: "prev-hash"}
 		target := NewWorkspace(before.ShareTarget(c))
-		d, err := DecideShare(r.w, target, c)
+		whole, err := DecideShare(r.w, target, c)
 		if err != nil {
 			rt.Fatalf("share %d: %v", f, err)
 		}
+		if rapid.Bool().Draw(rt, "split") {
+			c.Limits.MaxEventBytes = rapid.IntRange(1100, 4000).Draw(rt, "maxEventBytes")
+		}
+		d, err := DecideShare(r.w, target, c)
+		if err != nil {
+			rt.Fatalf("share %d within %d bytes per event: %v", f, c.Limits.MaxEventBytes, err)
+		}
+		checkSplit(rt, whole, d, c.Limits.WithDefaults().MaxEventBytes)
 		d2, _ := DecideShare(r.w, target, c)
 		if !reflect.DeepEqual(d, d2) || !reflect.DeepEqual(before, r.w) {
 			rt.Fatalf("DecideShare is not deterministic or changed the state")
@@ -106,6 +116,36 @@ func TestShareProperties(t *testing.T) {
 			rt.Fatalf("the decoded events fold into other states")
 		}
 	})
+}
+
+// checkSplit checks the decision d of a share against whole, the same share decided
+// with the default event bound: each event within maxBytes, the parts of each stream
+// numbered, joining into whole's move, and followed in S by the same members.
+func checkSplit(t tb, whole, d ShareDecision, maxBytes int) {
+	t.Helper()
+	var outs []ItemsMovedOut
+	var ins []ItemsMovedIn
+	for _, e := range append(append([]Event{}, d.Source...), d.Target...) {
+		_, data, err := Encode(e)
+		if err != nil || len(data) > maxBytes {
+			t.Fatalf("%s of %d bytes, limit %d: %v", e.EventType(), len(data), maxBytes, err)
+		}
+		switch e := e.(type) {
+		case ItemsMovedOut:
+			outs = append(outs, e)
+		case ItemsMovedIn:
+			ins = append(ins, e)
+		}
+	}
+	out, err1 := JoinMovedOut(outs)
+	in, err2 := JoinMovedIn(ins)
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(out, whole.Source[0]) || !reflect.DeepEqual(in, whole.Target[1]) {
+		t.Fatalf("the parts (%d in W, %d in S) do not join into the unsplit move: %v, %v", len(outs), len(ins), err1, err2)
+	}
+	if len(outs) != len(d.Source) || len(d.Target) != 1+len(ins)+len(whole.Target)-2 {
+		t.Fatalf("events: W %d (%d parts), S %d (%d parts); unsplit %d and %d", len(d.Source), len(outs), len(d.Target), len(ins),
+			len(whole.Source), len(whole.Target))
+	}
 }
 
 func checkChainT(t tb, prev string, evs []Event) {

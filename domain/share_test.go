@@ -313,7 +313,7 @@ func TestShareRefused(t *testing.T) {
 		{name: "nobody at all", when: shareCmd(100), err: ErrNoMembers},
 		{name: "a folder below a mount point (nested sharing)", given: func(h *hist) {
 			h.share(shareCmd(100, member), nil)
-			h.commit(dev1, newFolder(-9, iid(100), "H"))
+			h.forge(dev1, newFolder(-9, iid(100), "H"))
 		}, when: mod(func(c *ShareFolder) { c.RequestID = "share-2"; c.FolderID = 108 }), err: ErrInvalidCommand, msg: "nested sharing"},
 		{name: "a folder holding a mount point (nested sharing)", given: func(h *hist) {
 			h.commit(dev1, newFolder(-9, nil, "P"), newFolder(-10, iid(-9), "Q"))
@@ -321,6 +321,10 @@ func TestShareRefused(t *testing.T) {
 			c.RequestID = "share-q"
 			h.share(c, nil)
 		}, when: mod(func(c *ShareFolder) { c.FolderID = 108 }), err: ErrInvalidCommand, msg: "nested sharing"},
+		{name: "a member's mount point (nested sharing)", when: mod(func(c *ShareFolder) { c.MountPoints = []ItemID{999, 100} }),
+			err: ErrInvalidCommand, msg: "mounts another workspace"},
+		{name: "a folder holding a member's mount point (nested sharing)", when: mod(func(c *ShareFolder) { c.MountPoints = []ItemID{102} }),
+			err: ErrInvalidCommand, msg: "mounts another workspace"},
 		{name: "the state of another workspace as the target", target: func(ShareFolder) *Workspace { return NewWorkspace(otherWS) },
 			when: shareCmd(100, member), err: ErrInvalidCommand},
 		{name: "a target that exists already", target: func(c ShareFolder) *Workspace {
@@ -328,7 +332,9 @@ func TestShareRefused(t *testing.T) {
 			w.Evolve(WorkspaceCreated{WorkspaceID: w.ID(), Name: "x", OwnerID: owner, IsShared: true})
 			return w
 		}, when: shareCmd(100, member), err: ErrAlreadyExists},
-		{name: "events beyond MaxEventBytes", when: mod(func(c *ShareFolder) { c.Limits.MaxEventBytes = 1500 }), err: ErrShareTooLarge},
+		{name: "events beyond MaxShareBytes", when: mod(func(c *ShareFolder) { c.Limits.MaxShareBytes = 1500 }), err: ErrShareTooLarge, msg: "MaxShareBytes"},
+		{name: "a version larger than one event can move", when: mod(func(c *ShareFolder) { c.Limits.MaxEventBytes = 700 }),
+			err: ErrShareTooLarge, msg: "more than one event can move"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,4 +379,14 @@ func TestShareMembersBounded(t *testing.T) {
 	if d2, err := decideShare(t, h.w, s, again); err != nil || !slices.Equal(d2.NewMembers, []uuid.UUID{newbie}) {
 		t.Fatalf("a re-share to 3 members under a limit of 3: %+v, %v", d2, err)
 	}
+}
+
+// forge applies a commit that the rules of today would refuse, as a history from before
+// them holds it: decided against h's state without its mount points.
+func (h *hist) forge(dev uuid.UUID, items ...ItemMetadata) Committed {
+	h.t.Helper()
+	saved := h.w.shares
+	h.w.shares = map[ItemID]uuid.UUID{}
+	defer func() { h.w.shares = saved }()
+	return h.commit(dev, items...)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
@@ -218,9 +219,9 @@ type itemRows struct {
 	ws            [][16]byte
 	id, ver, wsv  []int64
 	device        [][16]byte
-	parent        []*int64
-	parentVersion []*int64
-	tempID        []*int64
+	parent        pgtype.FlatArray[pgtype.Int8] // not []*int64: pgx encodes that by reflection
+	parentVersion pgtype.FlatArray[pgtype.Int8]
+	tempID        pgtype.FlatArray[pgtype.Int8]
 	status        []string
 	modified      []time.Time
 	checksum      []int64
@@ -238,14 +239,13 @@ func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
 	r.ver = append(r.ver, md.Version)
 	r.wsv = append(r.wsv, wsVersion)
 	r.device = append(r.device, [16]byte(md.DeviceID))
-	var parent *int64
+	var parent pgtype.Int8
 	if md.ParentID != nil {
-		v := int64(*md.ParentID)
-		parent = &v
+		parent = pgtype.Int8{Int64: int64(*md.ParentID), Valid: true}
 	}
 	r.parent = append(r.parent, parent)
-	r.parentVersion = append(r.parentVersion, md.ParentVersion)
-	r.tempID = append(r.tempID, md.TempID)
+	r.parentVersion = append(r.parentVersion, nullableInt8(md.ParentVersion))
+	r.tempID = append(r.tempID, nullableInt8(md.TempID))
 	r.status = append(r.status, pgText(string(md.Status)))
 	r.modified = append(r.modified, md.ModifiedAt)
 	r.checksum = append(r.checksum, md.Checksum)
@@ -254,6 +254,14 @@ func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
 	r.folder = append(r.folder, md.IsFolder)
 	r.filename = append(r.filename, pgText(md.Filename))
 	r.mimetype = append(r.mimetype, pgText(md.Mimetype))
+}
+
+// nullableInt8 is p as a nullable bigint.
+func nullableInt8(p *int64) pgtype.Int8 {
+	if p == nil {
+		return pgtype.Int8{}
+	}
+	return pgtype.Int8{Int64: *p, Valid: true}
 }
 
 func (r *itemRows) args() []any {
@@ -359,7 +367,7 @@ func (w *wsUpdates) add(id uuid.UUID, version, used int64, at time.Time) {
 }
 
 // queue queues one statement that moves every collected workspace forward (never back).
-func (w *wsUpdates) queue(b *pgx.Batch, t func(string) string) {
+func (w *wsUpdates) queue(b *pgx.Batch, q *workspacesSQL) {
 	if len(w.order) == 0 {
 		return
 	}
@@ -371,9 +379,7 @@ func (w *wsUpdates) queue(b *pgx.Batch, t func(string) string) {
 		st := w.state[id]
 		ids[i], vers[i], used[i], ats[i] = [16]byte(id), st.version, st.used, st.at
 	}
-	b.Queue(`UPDATE `+t("workspaces")+` w SET version = u.v, used_bytes = u.used, committed_at = u.at
-		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(id, v, used, at)
-		WHERE w.workspace_id = u.id AND w.version < u.v`, ids, vers, used, ats)
+	b.Queue(q.wsUpdate, ids, vers, used, ats)
 }
 
 // queueWorkspaces applies workspace-stream events. Every write is guarded so that
@@ -413,8 +419,8 @@ func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, _ bool) {
 			queueWorkspaceEvent(b, t, d)
 		}
 	}
-	items.flush(b, t)
-	ws.queue(b, t)
+	items.flush(b, workspacesStatements(schema))
+	ws.queue(b, workspacesStatements(schema))
 }
 
 // itemWrites collects item versions for item_history and each item's latest version
@@ -446,24 +452,16 @@ func (w *itemWrites) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata)
 }
 
 // flush queues the collected writes and starts over.
-func (w *itemWrites) flush(b *pgx.Batch, t func(string) string) {
+func (w *itemWrites) flush(b *pgx.Batch, q *workspacesSQL) {
 	if len(w.history.id) > 0 {
-		b.Queue(`INSERT INTO `+t("item_history")+` (`+itemColumns+`) `+itemsFromUnnest+notMovedOut(t)+
-			` ON CONFLICT (workspace_id, item_id, version) DO NOTHING`, w.history.args()...)
+		b.Queue(q.historyInsert, w.history.args()...)
 	}
 	var latest itemRows
 	for i, md := range w.latestMD {
 		latest.add(w.latestWS[i], w.latestWSV[i], md)
 	}
 	if len(latest.id) > 0 {
-		b.Queue(`INSERT INTO `+t("items")+` AS items (`+itemColumns+`) `+itemsFromUnnest+notMovedOut(t)+`
-			ON CONFLICT (workspace_id, item_id) DO UPDATE SET version = EXCLUDED.version,
-			ws_version = EXCLUDED.ws_version, device_id = EXCLUDED.device_id, parent_id = EXCLUDED.parent_id,
-			parent_version = EXCLUDED.parent_version, temp_id = EXCLUDED.temp_id, status = EXCLUDED.status,
-			modified_at = EXCLUDED.modified_at, checksum = EXCLUDED.checksum, chunks = EXCLUDED.chunks,
-			size = EXCLUDED.size, is_folder = EXCLUDED.is_folder, filename = EXCLUDED.filename,
-			mimetype = EXCLUDED.mimetype
-			WHERE items.version < EXCLUDED.version`, latest.args()...)
+		b.Queue(q.itemsUpsert, latest.args()...)
 	}
 	*w = itemWrites{}
 }

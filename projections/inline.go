@@ -33,7 +33,7 @@ func Inline(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
 		if len(ds) == 0 {
 			continue
 		}
-		b.Queue(lockTablesSQL(m.Schema(), m.tables[1:], "ROW EXCLUSIVE"))
+		b.Queue(inlineLockSQL(m))
 		m.queue(b, m.Schema(), ds, false)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 // mapDomainErr turns a domain decision error into the service error the wire knows.
@@ -40,7 +41,7 @@ func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (Commi
 	var user *domain.User
 	for _, fresh := range []bool{false, true} {
 		var err error
-		if user, err = s.loadUser(ctx, req.UserID, fresh); err != nil {
+		if user, err = s.loadUserView(ctx, req.UserID, fresh); err != nil { // read only, down to quotaOf
 			return CommitResult{}, err
 		}
 		if _, ok := user.Device(req.DeviceID); ok && user.Exists() && !user.Removed() {
@@ -69,6 +70,7 @@ func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (Commi
 	if err != nil {
 		return CommitResult{}, err
 	}
+	stages.Mark(ctx, stages.Queued)
 	out, err := s.commitQueued(&queuedCommit{ctx: ctx, req: req, user: user, ids: ids, done: make(chan commitAnswer, 1)})
 	if err != nil {
 		return CommitResult{}, err
@@ -139,8 +141,14 @@ func (s *Service) RemoveDevice(ctx context.Context, user, device uuid.UUID) (eve
 	return out.position, nil
 }
 
-// UpdateWorkspace sets the caller's own name and mount point for a workspace.
+// UpdateWorkspace sets the caller's own name and mount point for a workspace. A mount
+// point that would nest shared workspaces is refused (checkMount).
 func (s *Service) UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error {
+	if req.ParentItemID != nil && *req.ParentItemID > 0 {
+		if err := s.checkMount(ctx, req.UserID, req.WorkspaceID, *req.ParentItemID); err != nil {
+			return fmt.Errorf("update workspace %s: %w", req.WorkspaceID, err)
+		}
+	}
 	_, err := execute(ctx, s, s.workspaces, req.WorkspaceID, domain.WorkspaceStream(req.WorkspaceID),
 		"member:"+req.UserID.String()+"\x00"+req.RequestID, // per member, as the domain deduplicates
 		func(w *domain.Workspace, prev string) (domain.Decision, error) {

@@ -33,7 +33,8 @@ type ShareRequest struct {
 }
 
 // ShareResult is a share's outcome. MovedOut is the source workspace's event (nil when
-// the folder was shared already and only members were added); Target holds the events
+// the folder was shared already and only members were added), and MovedIn S's: each the
+// whole move, joined when it was stored in parts (share_parts.go); Target holds the events
 // appended to the shared workspace (WorkspaceCreated, ItemsMovedIn and MemberAdded, or
 // only MemberAdded). Replayed: the requestId had been processed; MovedOut is the
 // original event and nothing was appended.
@@ -126,7 +127,7 @@ func (s *Service) shareCommand(ctx context.Context, req ShareRequest) (domain.Sh
 			members = append(members, *found)
 		}
 	}
-	personal, err := s.personalWorkspace(ctx, req.UserID)
+	personal, mounts, err := s.personalWorkspace(ctx, req.UserID)
 	if err != nil {
 		return domain.ShareFolder{}, err
 	}
@@ -137,22 +138,30 @@ func (s *Service) shareCommand(ctx context.Context, req ShareRequest) (domain.Sh
 		return domain.ShareFolder{}, fmt.Errorf("usage of %s: %w", req.UserID, err)
 	}
 	return domain.ShareFolder{RequestID: req.RequestID, UserID: req.UserID, SourceID: personal, FolderID: req.ItemID,
-		Members: members, IsEncrypted: req.IsEncrypted, At: s.cfg.Now().UTC(), QuotaLimit: u.QuotaLimit(), UsedQuota: used,
+		Members: members, MountPoints: mounts, IsEncrypted: req.IsEncrypted, At: s.cfg.Now().UTC(), QuotaLimit: u.QuotaLimit(), UsedQuota: used,
 		Limits: s.cfg.Limits}, nil
 }
 
-// personalWorkspace returns the workspace user owns that is not shared.
-func (s *Service) personalWorkspace(ctx context.Context, user uuid.UUID) (uuid.UUID, error) {
+// personalWorkspace returns the workspace user owns that is not shared, and the
+// user's mount points of the others (where the user mounts them, in any workspace).
+func (s *Service) personalWorkspace(ctx context.Context, user uuid.UUID) (uuid.UUID, []domain.ItemID, error) {
 	ws, err := s.Workspaces(ctx, user)
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
+	personal := uuid.Nil
+	var mounts []domain.ItemID
 	for _, w := range ws {
-		if w.OwnerID == user && !w.IsShared {
-			return w.ID, nil
+		if w.OwnerID == user && !w.IsShared && personal == uuid.Nil {
+			personal = w.ID
+		} else if w.ParentItemID != nil {
+			mounts = append(mounts, *w.ParentItemID)
 		}
 	}
-	return uuid.Nil, fmt.Errorf("%w: user %s has no personal workspace", protocol.ErrNoWorkspaces, user)
+	if personal == uuid.Nil {
+		return uuid.Nil, nil, fmt.Errorf("%w: user %s has no personal workspace", protocol.ErrNoWorkspaces, user)
+	}
+	return personal, mounts, nil
 }
 
 // shareAttempt runs one catch-up, decide and append round with the source workspace's
@@ -191,19 +200,13 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 	if len(d.Source)+len(d.Target) == 0 {
 		return res, false, nil
 	}
-	srcApp, err := shareAppend(srcStream, src.state.StreamVersion(), "share:"+cmd.RequestID, d.Source)
+	srcApp, dstApp, appends, err := shareAppends(srcStream, src.state.StreamVersion(), dstStream, dst.state.StreamVersion(), cmd.RequestID, d)
 	if err != nil {
 		return ShareResult{}, false, err
 	}
-	dstApp, err := shareAppend(dstStream, dst.state.StreamVersion(), "share:"+cmd.RequestID, d.Target)
+	out, in, err := joinedMoves(d)
 	if err != nil {
-		return ShareResult{}, false, err
-	}
-	var appends []eventstore.StreamAppend
-	for _, a := range []eventstore.StreamAppend{srcApp, dstApp} {
-		if len(a.Records) > 0 {
-			appends = append(appends, a)
-		}
+		return ShareResult{}, false, fmt.Errorf("share %s → %s: %w", cmd.SourceID, target, err)
 	}
 	results, err := multi.AppendMulti(ctx, appends)
 	switch {
@@ -216,14 +219,10 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		applyShare(src, srcApp, d.Source, results[0].Position)
 		applyShare(dst, dstApp, d.Target, results[len(results)-1].Position)
 		res.Position = results[len(results)-1].Position
-		if len(d.Source) == 1 {
-			out := d.Source[0].(domain.ItemsMovedOut)
-			res.MovedOut, res.MovedOutID = &out, srcApp.Records[0].ID
-		}
-		if len(d.Target) > 1 {
-			if in, ok := d.Target[1].(domain.ItemsMovedIn); ok {
-				res.MovedIn, res.MovedInID, res.MovedInPos = &in, dstApp.Records[1].ID, res.Position
-			}
+		// A move's first part holds its place in each stream (S: after WorkspaceCreated).
+		if out != nil {
+			res.MovedOut, res.MovedOutID = out, srcApp.Records[0].ID
+			res.MovedIn, res.MovedInID, res.MovedInPos = in, dstApp.Records[1].ID, res.Position
 		}
 		if s.cfg.OnAppend != nil {
 			s.cfg.OnAppend()
@@ -238,6 +237,24 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		dst.reset(s.workspaces.fresh)
 		return ShareResult{}, eventstore.Transient(err), fmt.Errorf("append share %s → %s: %w", cmd.SourceID, target, err)
 	}
+}
+
+// shareAppends are the appends of d's events to the source and target streams (at
+// versions sv and tv), and the non-empty ones of the two, in that order.
+func shareAppends(src string, sv uint64, dst string, tv uint64, requestID string, d domain.ShareDecision) (
+	srcApp, dstApp eventstore.StreamAppend, appends []eventstore.StreamAppend, err error) {
+	if srcApp, err = shareAppend(src, sv, "share:"+requestID, d.Source); err != nil {
+		return
+	}
+	if dstApp, err = shareAppend(dst, tv, "share:"+requestID, d.Target); err != nil {
+		return
+	}
+	for _, a := range []eventstore.StreamAppend{srcApp, dstApp} {
+		if len(a.Records) > 0 {
+			appends = append(appends, a)
+		}
+	}
+	return srcApp, dstApp, appends, nil
 }
 
 // shareAppend is the append of evs to stream at version v, with event ids derived from

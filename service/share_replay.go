@@ -29,7 +29,7 @@ type ShareProposal struct {
 // ItemsMovedIn and the proposals of the share, read back from both streams: nothing is
 // appended.
 func (s *Service) shareReplay(ctx context.Context, stream string, cmd domain.ShareFolder, d domain.ShareDecision) (ShareResult, error) {
-	orig, err := s.readOriginal(ctx, stream, d.ReplayOf)
+	orig, err := s.readMove(ctx, stream, d.ReplayOf) // its parts joined
 	if err != nil {
 		return ShareResult{}, err
 	}
@@ -45,14 +45,26 @@ func (s *Service) shareReplay(ctx context.Context, stream string, cmd domain.Sha
 	return res, nil
 }
 
-// readShareTarget reads the share's append to S (WorkspaceCreated, ItemsMovedIn, one
-// MemberAdded per member), recognised by the event ids shareAppend derived from the
-// requestId, into res: MovedIn and the proposals.
+// readShareTarget reads the share's append to S (WorkspaceCreated, ItemsMovedIn in one
+// or more parts, one MemberAdded per member), recognised by the event ids shareAppend
+// derived from the requestId, into res: MovedIn (joined, with its first part's id and
+// place) and the proposals.
 func (s *Service) readShareTarget(ctx context.Context, requestID string, target uuid.UUID, res *ShareResult) error {
 	stream := domain.WorkspaceStream(target)
 	key := "share:" + requestID
 	var created *domain.WorkspaceCreated
 	var members []ShareProposal
+	var parts []domain.ItemsMovedIn
+	done := func() error {
+		if len(parts) > 0 {
+			in, err := domain.JoinMovedIn(parts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", stream, err)
+			}
+			res.MovedIn = &in
+		}
+		return s.shareProposals(ctx, created, members, res)
+	}
 	for from := uint64(1); ; {
 		recs, err := s.store.ReadStream(ctx, stream, from, 100)
 		if err != nil {
@@ -60,7 +72,7 @@ func (s *Service) readShareTarget(ctx context.Context, requestID string, target 
 		}
 		for _, r := range recs {
 			if r.ID != eventID(stream, fmt.Sprintf("%s\x00%d", key, r.StreamVersion-1)) {
-				return s.shareProposals(ctx, created, members, res)
+				return done()
 			}
 			ev, err := domain.Decode(r.Type, r.Data)
 			if err != nil {
@@ -71,13 +83,16 @@ func (s *Service) readShareTarget(ctx context.Context, requestID string, target 
 			case domain.WorkspaceCreated:
 				created = &e
 			case domain.ItemsMovedIn:
-				res.MovedIn, res.MovedInID, res.MovedInPos = &e, r.ID, r.Position
+				if e.Part == 0 {
+					res.MovedInID, res.MovedInPos = r.ID, r.Position
+				}
+				parts = append(parts, e)
 			case domain.MemberAdded:
 				members = append(members, ShareProposal{EventID: r.ID, UserID: e.UserID, FolderName: e.Name})
 			}
 		}
 		if len(recs) < 100 {
-			return s.shareProposals(ctx, created, members, res)
+			return done()
 		}
 		from = recs[len(recs)-1].StreamVersion + 1
 	}

@@ -23,15 +23,18 @@ import (
 // shareEnv is a store with its read model and the ids allocator, and a way to make any
 // number of Service instances over them (standing in for several syncd processes).
 type shareEnv struct {
-	t     *testing.T
-	store eventstore.Store
-	reads service.ReadModel
-	ids   *ctxIDs
+	t      *testing.T
+	store  eventstore.Store
+	reads  service.ReadModel
+	ids    *ctxIDs
+	limits domain.Limits // zero: the defaults
 }
 
 func (e *shareEnv) service(store eventstore.Store) *service.Service {
 	e.t.Helper()
-	s, err := service.New(service.DefaultConfig(), store, e.reads, e.ids)
+	cfg := service.DefaultConfig()
+	cfg.Limits = e.limits
+	s, err := service.New(cfg, store, e.reads, e.ids)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -52,6 +52,9 @@ type config struct {
 	quorum          string        // -quorum-queues: auto, true or false (see quorumQueues)
 	// pprof mounts net/http/pprof under /debug/pprof/ on the HTTP listener (-http).
 	pprof bool
+	// commitStages times every request's stages (internal/stages) into
+	// syncd_request_stage_seconds.
+	commitStages bool
 
 	maxInFlightBytes int
 	maxReplyBytes    int
@@ -138,6 +141,9 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	if c.maxReplyBytes == 0 {
 		c.maxReplyBytes = min(rpc.DefaultMaxReplyBytes, c.maxMessageBytes-64<<10)
 	}
+	if c.limits.MaxShareBytes == 0 {
+		c.limits.MaxShareBytes = min(domain.DefaultMaxShareBytes, shareBytesWithin(c.maxMessageBytes), shareBytesWithin(c.maxReplyBytes))
+	}
 	return c, c.validate()
 }
 
@@ -201,6 +207,8 @@ func (c *config) requestFlags(f *flagSet) {
 	f.num(&c.limits.MaxFolderDepth, "max-folder-depth", "SYNCD_MAX_FOLDER_DEPTH", domain.DefaultMaxFolderDepth, "levels of folders an item may be placed at")
 	f.num(&c.limits.MaxCommitItems, "max-commit-items", "SYNCD_MAX_COMMIT_ITEMS", domain.DefaultMaxCommitItems, "items of one commit request (at most the default)")
 	f.num(&c.limits.MaxMembers, "max-members", "SYNCD_MAX_MEMBERS", domain.DefaultMaxMembers, "members of one shared workspace, its owner included")
+	f.num(&c.limits.MaxShareBytes, "max-share-bytes", "SYNCD_MAX_SHARE_BYTES", 0,
+		"encoded bytes of the events one createShareProposal appends (the folder's whole history); a larger share is InvalidRequest (0: 64 MiB, or 3/4 of -broker-max-message-bytes or -max-reply-bytes if less: the movedIn notification and the shared workspace's first getChangesSince page hold every moved item)")
 }
 
 // operationFlags declares the flags of roles, logs, HTTP, start-up and shutdown.
@@ -210,6 +218,7 @@ func (c *config) operationFlags(f *flagSet) {
 	f.str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	f.str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	f.boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
+	f.boolean(&c.commitStages, "commit-stages", "SYNCD_COMMIT_STAGES", false, "time each request's stages on the commit path (decoded, queued, decided, appended, committed, published, acked) into the histogram syncd_request_stage_seconds (off by default: a few clock reads per request)")
 	f.dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
 		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
 	f.dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
@@ -260,6 +269,10 @@ func (c config) validate() error {
 	l := c.limits
 	if l.MaxDevicesPerUser < 1 || l.MaxChunksPerItem < 1 || l.MaxFolderDepth < 1 || l.MaxCommitItems < 1 || l.MaxMembers < 2 {
 		errs = append(errs, errors.New("-max-devices, -max-chunks, -max-folder-depth and -max-commit-items must be at least 1, -max-members at least 2"))
+	}
+	if l.MaxShareBytes < 1 || l.MaxShareBytes > shareBytesWithin(c.maxMessageBytes) || l.MaxShareBytes > shareBytesWithin(c.maxReplyBytes) {
+		errs = append(errs, fmt.Errorf("-max-share-bytes %d must be positive and at most 3/4 of -broker-max-message-bytes and of -max-reply-bytes (a share's movedIn notification and first page hold every moved item)",
+			l.MaxShareBytes))
 	}
 	if l.MaxCommitItems > domain.DefaultMaxCommitItems {
 		errs = append(errs, fmt.Errorf("-max-commit-items may not exceed %d (the wire refuses larger commits)", domain.DefaultMaxCommitItems))
@@ -327,3 +340,9 @@ func newLogger(c config, w io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
+
+// shareBytesWithin is the largest share (Limits.MaxShareBytes) whose movedIn
+// notification, or the shared workspace's first getChangesSince page, fits in limit
+// bytes: both hold the latest version of every moved item, which the share's events
+// hold too, plus a few dozen bytes of framing per item (a quarter left for it).
+func shareBytesWithin(limit int) int { return limit / 4 * 3 }

@@ -18,6 +18,8 @@ func TestConfigLimits(t *testing.T) {
 	}
 	want := domain.DefaultLimits()
 	want.MaxEventBytes = 0 // the service fills in the store's record limit
+	// 64 MiB: below 3/4 of the 96 MiB reply and 128 MiB message limits.
+	want.MaxShareBytes = domain.DefaultMaxShareBytes
 	if c.limits != want {
 		t.Fatalf("default limits %+v, want %+v", c.limits, want)
 	}
@@ -27,10 +29,19 @@ func TestConfigLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (domain.Limits{MaxDevicesPerUser: 5, MaxChunksPerItem: 7, MaxFolderDepth: 6, MaxCommitItems: 8, MaxMembers: domain.DefaultMaxMembers}); c.limits != want {
+	if want := (domain.Limits{MaxDevicesPerUser: 5, MaxChunksPerItem: 7, MaxFolderDepth: 6, MaxCommitItems: 8, MaxMembers: domain.DefaultMaxMembers,
+		MaxShareBytes: domain.DefaultMaxShareBytes}); c.limits != want {
 		t.Fatalf("limits %+v, want %+v", c.limits, want)
 	}
-	for _, args := range [][]string{{"-max-devices", "0"}, {"-max-commit-items", "10001"}, {"-max-folder-depth", "-1"}, {"-max-members", "1"}} {
+	// The share bound follows a smaller broker limit, and may not exceed it.
+	if c, err := parseConfig([]string{"-broker-max-message-bytes", "16777216"}, env(nil), io.Discard); err != nil || c.limits.MaxShareBytes != 12<<20-48<<10 {
+		t.Fatalf("-max-share-bytes under a 16 MiB broker limit: %d, %v", c.limits.MaxShareBytes, err)
+	}
+	if c, err := parseConfig([]string{"-max-share-bytes", "1000000"}, env(nil), io.Discard); err != nil || c.limits.MaxShareBytes != 1000000 {
+		t.Fatalf("-max-share-bytes 1000000: %d, %v", c.limits.MaxShareBytes, err)
+	}
+	for _, args := range [][]string{{"-max-devices", "0"}, {"-max-commit-items", "10001"}, {"-max-folder-depth", "-1"}, {"-max-members", "1"},
+		{"-max-share-bytes", "-1"}, {"-max-share-bytes", "100663296"}} {
 		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -414,5 +415,38 @@ func testMultiClosed(t *testing.T, s eventstore.Store) {
 	})
 	if !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("multi append after Close: %v, want ErrClosed", err)
+	}
+}
+
+// testMultiLargeRecords: a multi append may carry several records of the largest size
+// in each stream (a share's move split into parts, PROTOCOL.md §8): all of them stored,
+// at their streams' next versions, and read back intact.
+func testMultiLargeRecords(t *testing.T, s eventstore.Store) {
+	m := multiAppender(t, s)
+	big := func(stream string, i int) eventstore.Record {
+		data := bytes.Repeat([]byte{byte('a' + i)}, eventstore.MaxRecordSize)
+		copy(data, stream)
+		return eventstore.Record{ID: uuid.New(), Type: "Big", Data: data}
+	}
+	appends := []eventstore.StreamAppend{{Stream: "big-w", Expected: eventstore.NoStream()}, {Stream: "big-s", Expected: eventstore.NoStream()}}
+	for i := range appends {
+		for j := range 3 {
+			appends[i].Records = append(appends[i].Records, big(appends[i].Stream, j))
+		}
+	}
+	res := mustMulti(t, m, appends...)
+	for i, a := range appends {
+		if res[i].StreamVersion != 3 {
+			t.Fatalf("%s: result %+v, want stream version 3", a.Stream, res[i])
+		}
+		got, err := s.ReadStream(ctxT(t), a.Stream, 1, 10)
+		if err != nil || len(got) != 3 {
+			t.Fatalf("%s: read %d records, %v", a.Stream, len(got), err)
+		}
+		for j, r := range got {
+			if r.ID != a.Records[j].ID || r.StreamVersion != uint64(j+1) || !bytes.Equal(r.Data, a.Records[j].Data) {
+				t.Fatalf("%s@%d: record %s of %d bytes, want %s of %d", a.Stream, j+1, r.ID, len(r.Data), a.Records[j].ID, len(a.Records[j].Data))
+			}
+		}
 	}
 }

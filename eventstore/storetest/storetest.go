@@ -85,6 +85,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"MultiBadInput", testMultiBadInput},
 		{"MultiWithBatchesNoDeadlock", testMultiWithBatchesNoDeadlock},
 		{"MultiClosed", testMultiClosed},
+		{"MultiLargeRecords", testMultiLargeRecords},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -98,7 +98,8 @@ func (m *Model) fold(r *eventstore.RecordedEvent) {
 		case domain.ItemsMovedIn:
 			w.recordMovedIn(e)
 		case domain.ItemsMovedOut:
-			if w.state.Version() > before {
+			// A continuing part repeats the first part's version.
+			if w.state.Version() > before || (e.Part > 0 && w.state.Version() == e.WorkspaceVersion) {
 				w.recordMovedOut(e)
 			}
 		}
@@ -162,18 +163,22 @@ func (w *workspace) record(c domain.Committed) {
 }
 
 // recordMovedIn notes the versions of the items that moved in, all stored at the
-// move-in's workspace version (as the PostgreSQL model stores them).
+// move-in's workspace version (as the PostgreSQL model stores them); an item continued
+// from an earlier part of the move gets its further versions at the same version.
 func (w *workspace) recordMovedIn(e domain.ItemsMovedIn) {
 	v := w.state.Version()
 	for _, it := range e.Items {
 		n := len(w.state.ItemVersions(it.ID))
-		if n == 0 || len(w.storedAt[it.ID]) > 0 {
+		had := len(w.storedAt[it.ID])
+		if n <= had {
 			continue
 		}
-		for range n {
+		for range n - had {
 			w.storedAt[it.ID] = append(w.storedAt[it.ID], v)
 		}
-		w.changed[v] = append(w.changed[v], it.ID)
+		if had == 0 {
+			w.changed[v] = append(w.changed[v], it.ID)
+		}
 	}
 }
 

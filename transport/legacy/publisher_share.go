@@ -45,6 +45,9 @@ func (p *Publisher) publishProposal(ctx context.Context, ch *amqp.Channel, e eve
 	k := 0
 	switch x := ev.(type) {
 	case domain.ItemsMovedIn:
+		if x.Part > 0 { // a later part of a split move-in: the first part gave the proposal
+			return nil, nil
+		}
 		ws, k = x.WorkspaceID, 1
 	case domain.MemberAdded:
 		ws, to, name = x.WorkspaceID, x.UserID, x.Name

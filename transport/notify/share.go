@@ -60,12 +60,26 @@ func (p *publisher) shareMessages(ctx context.Context, rec eventstore.RecordedEv
 	}
 	switch e := ev.(type) {
 	case domain.ItemsMovedOut:
+		if e.Part > 0 { // published with the first part
+			return nil, nil, nil
+		}
+		e, bad, err := p.joinedMovedOut(ctx, rec, e)
+		if bad != nil || err != nil {
+			return nil, bad, err
+		}
 		body, err := wire.EncodeNotifyMovedOut(rec.ID.String(), e)
 		if err != nil {
 			return nil, err, nil
 		}
 		return []outMsg{{to: e.WorkspaceID, msg: publishing(e.WorkspaceID, rec.ID, body), v: e.WorkspaceVersion, commit: true}}, nil, nil
 	case domain.ItemsMovedIn:
+		if e.Part > 0 { // published with the first part
+			return nil, nil, nil
+		}
+		e, bad, err := p.joinedMovedIn(ctx, rec, e)
+		if bad != nil || err != nil {
+			return nil, bad, err
+		}
 		body, err := wire.EncodeNotifyMovedIn(rec.ID.String(), e)
 		if err != nil {
 			return nil, err, nil

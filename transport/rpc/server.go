@@ -27,6 +27,8 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/budget"
+	"github.com/stacksync-es/syncservice/internal/changeset"
+	"github.com/stacksync-es/syncservice/internal/stages"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -38,9 +40,9 @@ type Service interface {
 	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (protocol.Account, error) // caller nil = trust mode: any e-mail
 	UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error)
 	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
-	// ChangesStamp and EncodedChanges answer getChanges (service.Service documents them).
+	// ChangesStamp and EncodedAnswer answer getChanges (service.Service documents them).
 	ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st service.ChangesStamp, ok bool, err error)
-	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder) ([][]byte, service.ChangesStamp, error)
+	EncodedAnswer(ctx context.Context, user, ws uuid.UUID, base *changeset.Base, enc service.ItemEncoder) (changeset.Answer, error)
 	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
@@ -163,7 +165,8 @@ func (s *Server) session(ctx context.Context, conn *amqp.Connection) error {
 	// off when the drain takes longer than ShutdownTimeout.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
-	w := &workers{sem: make(chan struct{}, s.cfg.Concurrency)}
+	w := newWorkers(s.cfg.Concurrency)
+	defer w.stop()
 	s.consuming.Store(true)
 	defer s.consuming.Store(false)
 	s.log.Info("serving requests", "queue", s.cfg.RequestQueue, "concurrency", s.cfg.Concurrency, "auth", s.cfg.Auth.String())
@@ -234,22 +237,6 @@ func (s *Server) openChannels(conn *amqp.Connection) (ch, pub *amqp.Channel, err
 	return ch, pub, nil
 }
 
-// workers are a session's handler goroutines: sem bounds those handling a request at
-// once (Concurrency), wg waits for all of them.
-type workers struct {
-	sem chan struct{}
-	wg  sync.WaitGroup
-}
-
-// goRun runs f on a worker goroutine the session waits for.
-func (w *workers) goRun(f func()) {
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		f()
-	}()
-}
-
 // take starts the work of one delivery without ever waiting, so that the loop keeps
 // taking (and, beyond the bounds, refusing) deliveries whatever one user does: an
 // oversize body is refused before anything reads it (the broker's max_message_size
@@ -257,6 +244,10 @@ func (w *workers) goRun(f func()) {
 // server's bytes is answered Busy; any other is counted against its user here, in
 // delivery order, so that a user's requests are handled in the order they arrived.
 func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d amqp.Delivery) {
+	var tr *stages.Trace
+	if s.cfg.Stages != nil {
+		tr = stages.Start()
+	}
 	if err := wire.CheckBodySize(len(d.Body)); err != nil {
 		w.goRun(func() { s.refuse(hctx, sess, d, "invalid", err) })
 		return
@@ -276,7 +267,7 @@ func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d am
 	}
 	w.goRun(func() {
 		defer res.Release()
-		s.serve(ctx, hctx, sess, d, res, w.sem, adm)
+		s.serve(ctx, stages.With(hctx, tr), sess, d, res, w.sem, adm)
 	})
 }
 

@@ -13,7 +13,11 @@ import (
 // AppendItem appends the JSON of an item version, byte for byte what json.Marshal gives
 // for FromItem(*m), without building the wire struct: the streamed getChanges renders
 // every row of a workspace with it. It keeps no reference to m.
-func AppendItem(dst []byte, m *domain.ItemMetadata) []byte {
+func AppendItem(dst []byte, m *domain.ItemMetadata) []byte { return appendItem(dst, m, false) }
+
+// appendItem is AppendItem; with nullChunks a nil Chunks is rendered null rather than
+// [] (a failed CommitInfo's metadata, as FromCommitted renders it).
+func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
 	dst = append(dst, `{"id":`...)
 	if m.ID != nil {
 		dst = strconv.AppendInt(dst, int64(*m.ID), 10)
@@ -42,14 +46,18 @@ func AppendItem(dst []byte, m *domain.ItemMetadata) []byte {
 	dst = appendTime(dst, m.ModifiedAt)
 	dst = append(dst, `","checksum":`...)
 	dst = strconv.AppendInt(dst, m.Checksum, 10)
-	dst = append(dst, `,"chunks":[`...)
-	for i, c := range m.Chunks {
-		if i > 0 {
-			dst = append(dst, ',')
+	if nullChunks && m.Chunks == nil {
+		dst = append(dst, `,"chunks":null,"size":`...)
+	} else {
+		dst = append(dst, `,"chunks":[`...)
+		for i, c := range m.Chunks {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, c)
 		}
-		dst = appendString(dst, c)
+		dst = append(dst, `],"size":`...)
 	}
-	dst = append(dst, `],"size":`...)
 	dst = strconv.AppendInt(dst, m.Size, 10)
 	dst = append(dst, `,"isFolder":`...)
 	dst = strconv.AppendBool(dst, m.IsFolder)

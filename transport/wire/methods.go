@@ -2,7 +2,6 @@ package wire
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -234,13 +233,12 @@ const MaxCommitItems = domain.DefaultMaxCommitItems
 
 // ParseCommit decodes commit's request object.
 func ParseCommit(params json.RawMessage) (protocol.CommitRequest, error) {
-	var r struct {
-		workspaceFields
-		DeviceID *string         `json:"deviceId"`
-		Items    *[]ItemMetadata `json:"items"`
-	}
-	if err := strictObject(params, &r); err != nil {
-		return protocol.CommitRequest{}, invalid("commit: %v", err)
+	var r commitParams
+	if !fastCommitParams(params, &r) {
+		r = commitParams{}
+		if err := strictObject(params, &r); err != nil {
+			return protocol.CommitRequest{}, invalid("commit: %v", err)
+		}
 	}
 	ws, err := r.workspaceFields.parse()
 	if err != nil {
@@ -409,12 +407,10 @@ func FromCommitted(c domain.Committed) CommitNotification {
 
 // EncodeNotifyCommit renders the notifyCommit event of a recorded commit; eventID is the
 // envelope's id (use the stored event's id, so that duplicates are recognisable).
+// It renders by hand (AppendNotifyCommit), byte for byte what json.Marshal gives for
+// the Event of FromCommitted(c); the error is kept for the callers' sake and is nil.
 func EncodeNotifyCommit(eventID string, c domain.Committed) ([]byte, error) {
-	b, err := json.Marshal(Event{Method: MethodNotifyCommit, Params: []CommitNotification{FromCommitted(c)}, ID: eventID, Async: true})
-	if err != nil {
-		return nil, fmt.Errorf("encode notifyCommit %s: %w", eventID, err)
-	}
-	return b, nil
+	return AppendNotifyCommit(make([]byte, 0, notifyCommitSize(&c)), eventID, &c), nil
 }
 
 // BusyRetryAfterMs renders a retry-after duration in whole milliseconds (at least 1).

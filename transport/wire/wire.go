@@ -60,11 +60,21 @@ func CheckBodySize(n int) error {
 }
 
 // ParseRequest decodes a request envelope: an object with a string method, params of
-// exactly one object, an id, and async as a boolean or "true"/"false".
+// exactly one object, an id, and async as a boolean or "true"/"false". A plain envelope
+// takes the fast path (fastparse.go), whose Params share body's bytes; anything else,
+// and every error, goes through encoding/json.
 func ParseRequest(body []byte) (Request, error) {
 	if err := CheckBodySize(len(body)); err != nil {
 		return Request{}, err
 	}
+	if req, ok := fastRequest(body); ok {
+		return req, nil
+	}
+	return parseEnvelope(body)
+}
+
+// parseEnvelope is ParseRequest through encoding/json.
+func parseEnvelope(body []byte) (Request, error) {
 	var env struct {
 		Method *string           `json:"method"`
 		Params []json.RawMessage `json:"params"`
@@ -146,6 +156,9 @@ type Response struct {
 
 // EncodeResponse renders a success (result may be nil for a void method) or an error.
 func EncodeResponse(id string, result any, e *Error) ([]byte, error) {
+	if result == nil && e == nil {
+		return appendVoidResponse(make([]byte, 0, len(id)+40), id), nil
+	}
 	r := Response{Result: result, Error: e, ID: id, IDOmq: IDOmq}
 	if e != nil {
 		r.Result = nil

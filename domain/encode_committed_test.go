@@ -1,0 +1,99 @@
+package domain
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// checkEncodeCommitted holds Encode's rendering of c to json.Marshal's: the same bytes,
+// or both failing.
+func checkEncodeCommitted(t *testing.T, c Committed) {
+	t.Helper()
+	want, wantErr := json.Marshal(c)
+	typ, got, err := Encode(c)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("Encode error %v, json.Marshal error %v", err, wantErr)
+	}
+	if err == nil && (typ != TypeCommitted || !bytes.Equal(got, want)) {
+		t.Fatalf("Encode gave %s %s\njson.Marshal %s", typ, got, want)
+	}
+}
+
+func TestEncodeCommittedIsMarshal(t *testing.T) {
+	id, parent := ItemID(4002), ItemID(-1)
+	full := ItemMetadata{ID: &id, TempID: new(int64(-1 << 63)), Version: 1<<63 - 1, DeviceID: uuid.New(), WorkspaceID: uuid.New(),
+		ParentID: &parent, ParentVersion: new(int64(0)), Status: "CHANGED <&>", Checksum: -5,
+		ModifiedAt: time.Date(2026, 11, 30, 5, 5, 6, 789000000, time.FixedZone("", 3600+1800+7)),
+		Chunks:     []string{"", "chk\"\\\u2028\u2029\xff\x00\x1f\x7f é 🎉"}, Size: 3, IsFolder: true,
+		Filename: "<b>&amp;</b>\n\t\r\b\f", Mimetype: "\xe2\x80"}
+	bare := ItemMetadata{}
+	c := Committed{PrevHash: "abc", WorkspaceID: uuid.New(), WorkspaceVersion: 17, RequestID: "r<&>\u2028\xfe", UserID: uuid.New(),
+		DeviceID: uuid.New(), CommittedAt: time.Date(2026, 12, 6, 11, 0, 0, 1, time.UTC), LimitQuota: -1, UsedQuota: 1 << 40,
+		WorkspaceUsed: 9, Items: []ItemOutcome{
+			{CommittedVersion: 1, Succeeded: true, Stored: true, Metadata: &full},
+			{CommittedVersion: 2, Reason: "wrongVersion", Metadata: &bare},
+			{CommittedVersion: -3, Reason: "<x>"},
+			{Succeeded: true, Metadata: &ItemMetadata{Chunks: []string{}}},
+		}}
+	checkEncodeCommitted(t, c)
+	checkEncodeCommitted(t, Committed{})
+	checkEncodeCommitted(t, Committed{Items: []ItemOutcome{}})
+	for _, at := range []time.Time{
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), // years json refuses
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600)), time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -24*3600+1)),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -23*3600-59*60-59)), time.Date(2026, 6, 1, 0, 0, 0, 0, time.Local),
+	} {
+		m := full
+		m.ModifiedAt = at
+		checkEncodeCommitted(t, Committed{CommittedAt: time.Now(), Items: []ItemOutcome{{Metadata: &m}}})
+		checkEncodeCommitted(t, Committed{CommittedAt: at})
+	}
+}
+
+func FuzzEncodeCommitted(f *testing.F) {
+	f.Add("r-1", "report.pdf", "chk-a", "", int64(3), true, false, int64(1700000000123456789), 3600)
+	f.Add("<&>\u2028\xff", "\x00", "\"", "wrongVersion", int64(-1), false, true, int64(-1), -7)
+	f.Fuzz(func(t *testing.T, req, name, chunk, reason string, v int64, ok, nilChunks bool, at int64, zone int) {
+		when := time.Unix(0, at).In(time.FixedZone("", zone))
+		m := ItemMetadata{ID: (*ItemID)(&v), TempID: &at, Version: v, DeviceID: uuid.New(), Status: Status(reason),
+			ModifiedAt: when, Chunks: []string{chunk, name}, Filename: name, Mimetype: chunk, IsFolder: ok}
+		if nilChunks {
+			m.Chunks = nil
+		}
+		checkEncodeCommitted(t, Committed{PrevHash: name, RequestID: req, CommittedAt: when, WorkspaceVersion: v,
+			Items: []ItemOutcome{{CommittedVersion: v, Succeeded: ok, Stored: !ok, Reason: Reason(reason), Metadata: &m}, {}}})
+	})
+}
+
+// go test -run '^$' -bench EncodeCommitted -benchmem ./domain/
+// A 1-item commit's stored body: json.Marshal (what Encode did) against Encode now.
+func BenchmarkEncodeCommitted(b *testing.B) {
+	id := ItemID(4002)
+	m := ItemMetadata{ID: &id, Version: 3, DeviceID: uuid.New(), WorkspaceID: uuid.New(), Status: StatusChanged,
+		ModifiedAt: time.Now(), Checksum: 99, Chunks: []string{"chk-a", "chk-b"}, Size: 524288, Filename: "report.pdf",
+		Mimetype: "application/pdf"}
+	c := Committed{PrevHash: "3f2a", WorkspaceID: uuid.New(), WorkspaceVersion: 17, RequestID: "laptop-1700000000000",
+		UserID: uuid.New(), DeviceID: uuid.New(), CommittedAt: time.Now(), LimitQuota: 1 << 30, UsedQuota: 600000,
+		Items: []ItemOutcome{{CommittedVersion: 3, Succeeded: true, Stored: true, Metadata: &m}}}
+	b.Run("json.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := Encode(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

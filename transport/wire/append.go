@@ -3,11 +3,10 @@ package wire
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
-
-	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+
+	"github.com/stacksync-es/syncservice/domain/jsontext"
 )
 
 // AppendItem appends the JSON of an item version, byte for byte what json.Marshal gives
@@ -25,13 +24,13 @@ func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
 		dst = append(dst, "null"...)
 	}
 	dst = append(dst, `,"tempId":`...)
-	dst = appendOptInt(dst, m.TempID)
+	dst = jsontext.AppendOptInt(dst, m.TempID)
 	dst = append(dst, `,"version":`...)
 	dst = strconv.AppendInt(dst, m.Version, 10)
 	dst = append(dst, `,"deviceId":`...)
-	dst = appendUUID(dst, m.DeviceID)
+	dst = jsontext.AppendUUID(dst, m.DeviceID)
 	dst = append(dst, `,"workspaceId":`...)
-	dst = appendUUID(dst, m.WorkspaceID)
+	dst = jsontext.AppendUUID(dst, m.WorkspaceID)
 	dst = append(dst, `,"parentId":`...)
 	if m.ParentID != nil {
 		dst = strconv.AppendInt(dst, int64(*m.ParentID), 10)
@@ -39,9 +38,9 @@ func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
 		dst = append(dst, "null"...)
 	}
 	dst = append(dst, `,"parentVersion":`...)
-	dst = appendOptInt(dst, m.ParentVersion)
+	dst = jsontext.AppendOptInt(dst, m.ParentVersion)
 	dst = append(dst, `,"status":`...)
-	dst = appendString(dst, string(m.Status))
+	dst = jsontext.AppendString(dst, string(m.Status))
 	dst = append(dst, `,"modifiedAt":"`...)
 	dst = appendTime(dst, m.ModifiedAt)
 	dst = append(dst, `","checksum":`...)
@@ -54,7 +53,7 @@ func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, c)
+			dst = jsontext.AppendString(dst, c)
 		}
 		dst = append(dst, `],"size":`...)
 	}
@@ -62,9 +61,9 @@ func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
 	dst = append(dst, `,"isFolder":`...)
 	dst = strconv.AppendBool(dst, m.IsFolder)
 	dst = append(dst, `,"filename":`...)
-	dst = appendString(dst, m.Filename)
+	dst = jsontext.AppendString(dst, m.Filename)
 	dst = append(dst, `,"mimetype":`...)
-	dst = appendString(dst, m.Mimetype)
+	dst = jsontext.AppendString(dst, m.Mimetype)
 	return append(dst, '}')
 }
 
@@ -91,7 +90,7 @@ func AppendRawResult(dst []byte, result ...[]byte) []byte {
 // head AppendRawResult made.
 func AppendResponseEnd(dst []byte, id string) []byte {
 	dst = append(dst, `,"id":`...)
-	dst = appendString(dst, id)
+	dst = jsontext.AppendString(dst, id)
 	return append(dst, rawResponseEnd...)
 }
 
@@ -99,7 +98,7 @@ const rawResponseEnd = `,"idOmq":"` + IDOmq + `"}`
 
 // RawResponseSize returns the length of AppendRawResponse's response.
 func RawResponseSize(id string, result ...[]byte) int {
-	n := len(`{"result":,"id":`) + len(appendString(nil, id)) + len(rawResponseEnd)
+	n := len(`{"result":,"id":`) + len(jsontext.AppendString(nil, id)) + len(rawResponseEnd)
 	for _, p := range result {
 		n += len(p)
 	}
@@ -144,78 +143,4 @@ func appendDigits(dst []byte, v, width int) []byte {
 		v /= 10
 	}
 	return append(dst, b[:width]...)
-}
-
-func appendOptInt(dst []byte, p *int64) []byte {
-	if p == nil {
-		return append(dst, "null"...)
-	}
-	return strconv.AppendInt(dst, *p, 10)
-}
-
-func appendUUID(dst []byte, id uuid.UUID) []byte {
-	dst = append(dst, '"')
-	for i, b := range id {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst = append(dst, '-')
-		}
-		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xF])
-	}
-	return append(dst, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string escaped as encoding/json does (HTML
-// characters, U+2028 and U+2029 escaped, invalid UTF-8 as U+FFFD).
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

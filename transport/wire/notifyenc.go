@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/stacksync-es/syncservice/domain"
+
+	"github.com/stacksync-es/syncservice/domain/jsontext"
 )
 
 // AppendNotifyCommit appends the notifyCommit event of a recorded commit, byte for byte
@@ -13,7 +15,7 @@ import (
 // commit path. It keeps no reference to c.
 func AppendNotifyCommit(dst []byte, eventID string, c *domain.Committed) []byte {
 	dst = append(dst, `{"method":"notifyCommit","params":[{"requestId":`...)
-	dst = appendString(dst, c.RequestID)
+	dst = jsontext.AppendString(dst, c.RequestID)
 	dst = append(dst, `,"items":[`...)
 	for i := range c.Items {
 		o := &c.Items[i]
@@ -32,7 +34,7 @@ func AppendNotifyCommit(dst []byte, eventID string, c *domain.Committed) []byte 
 		}
 		if o.Reason != "" {
 			dst = append(dst, `,"reason":`...)
-			dst = appendString(dst, string(o.Reason))
+			dst = jsontext.AppendString(dst, string(o.Reason))
 		}
 		dst = append(dst, '}')
 	}
@@ -41,17 +43,17 @@ func AppendNotifyCommit(dst []byte, eventID string, c *domain.Committed) []byte 
 	dst = append(dst, `,"usedQuota":`...)
 	dst = strconv.AppendInt(dst, c.UsedQuota, 10)
 	dst = append(dst, `,"workspaceId":`...)
-	dst = appendUUID(dst, c.WorkspaceID)
+	dst = jsontext.AppendUUID(dst, c.WorkspaceID)
 	dst = append(dst, `,"userId":`...)
-	dst = appendUUID(dst, c.UserID)
+	dst = jsontext.AppendUUID(dst, c.UserID)
 	dst = append(dst, `,"deviceId":`...)
-	dst = appendUUID(dst, c.DeviceID)
+	dst = jsontext.AppendUUID(dst, c.DeviceID)
 	dst = append(dst, `,"committedAt":"`...)
 	dst = appendTime(dst, c.CommittedAt)
 	dst = append(dst, `","workspaceVersion":`...)
 	dst = strconv.AppendInt(dst, c.WorkspaceVersion, 10)
 	dst = append(dst, `}],"id":`...)
-	dst = appendString(dst, eventID)
+	dst = jsontext.AppendString(dst, eventID)
 	return append(dst, `,"async":true}`...)
 }
 
@@ -75,6 +77,6 @@ func notifyCommitSize(c *domain.Committed) int {
 // result, byte for byte what EncodeResponse's json.Marshal gives for it.
 func appendVoidResponse(dst []byte, id string) []byte {
 	dst = append(dst, `{"id":`...)
-	dst = appendString(dst, id)
+	dst = jsontext.AppendString(dst, id)
 	return append(dst, `,"idOmq":"`+IDOmq+`"}`...)
 }

@@ -91,6 +91,12 @@ func TestSyncctlAfterAShare(t *testing.T) {
 		if args[1] == "verify" && !strings.Contains(out, "workspaces: identical to a rebuild") {
 			t.Fatalf("syncctl %s: %s", strings.Join(args, " "), out)
 		}
+		// The reads see the share whatever the command did to the tables.
+		items, version, err := a.q.Changes(ctx, share.WorkspaceID)
+		if err != nil || version != 1 || len(items) != 1 || *items[0].ID != file {
+			t.Fatalf("after syncctl %s: getChanges of the share: version %d, %d items, %v; want version 1, the moved file",
+				strings.Join(args, " "), version, len(items), err)
+		}
 	}
 	if _, err := hold.Exec(ctx, `ROLLBACK`); err != nil {
 		t.Fatal(err)

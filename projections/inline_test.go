@@ -81,6 +81,7 @@ func TestRebuildSwapKeepsInlineEventsOfTheReplacedTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = commitHeld() }) // after a failure too: closing the store waits for it
 	w := g.ws[0]
 	res, err := is.Append(ctx, w.stream, eventstore.Any(), g.randomCommit(w))
 	if err != nil {

@@ -115,8 +115,9 @@ type RebuildResult struct {
 // The swap is one transaction: it takes ACCESS EXCLUSIVE locks on the live tables (the
 // checkpoint first, then the tables in the order the queries touch them, so it waits for
 // the live projector's batch and for running reads to finish, and no reader or writer can
-// deadlock with it), applies the few events that arrived since the replay caught up,
-// and renames the live schema away and the fresh one into its place. The checkpoint
+// deadlock with it), applies the few events that arrived since the replay caught up
+// and, with cfg.InlineAfter, the inline events the live tables hold beyond that (see
+// carryInline), and renames the live schema away and the fresh one into its place. The checkpoint
 // lives in the schema, so tables and checkpoint change together. Statements waiting on
 // those locks re-resolve the names once the swap commits and land on the fresh tables.
 // The live projector finds the stored checkpoint not where it left it and resumes from

@@ -3,7 +3,7 @@
 // and subscribe to that order from a position. Optional parts are interfaces a backend
 // may implement: BatchAppender (group commit), MultiAppender (an atomic append to several
 // streams; Supports tells whether a store has it, and Limited why not), BoundedReader
-// and LagReader.
+// and LagReader. WithPhases lets a caller time the phases of its append (phases.go).
 //
 // Records are opaque bytes with a type name: this package and its backends know nothing of
 // domain types, and must never import the rest of the project. Backends live in

@@ -150,13 +150,13 @@ func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []de
 	t := qualifier(schema)
 	b := &pgx.Batch{}
 	var ws wsUpdates
-	var rows historyRows
+	var rows []historyRow
 	for _, d := range evs {
 		switch e := d.event.(type) {
 		case domain.Committed:
 			for _, o := range e.Items {
 				if o.Stored && o.Metadata != nil && o.Metadata.ID != nil {
-					rows.rows = append(rows.rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, o.Metadata})
+					rows = append(rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, o.Metadata})
 				}
 			}
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt)
@@ -166,7 +166,7 @@ func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []de
 		case domain.ItemsMovedIn:
 			for i := range e.Items {
 				for j := range e.Items[i].Versions {
-					rows.rows = append(rows.rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, &e.Items[i].Versions[j]})
+					rows = append(rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, &e.Items[i].Versions[j]})
 				}
 			}
 			queueMovedInMount(b, t, d)
@@ -179,51 +179,17 @@ func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []de
 	if err := sendBatch(ctx, tx, b); err != nil {
 		return err
 	}
-	if len(rows.rows) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{schema, "item_history"}, itemColumnNames, &rows); err != nil {
-			return fmt.Errorf("copy %d item versions: %w", len(rows.rows), err)
-		}
+	if len(rows) > 0 {
+		return copyHistory(ctx, tx, schema, rows)
 	}
 	return nil
 }
-
-// itemColumnNames are itemColumns, for COPY.
-var itemColumnNames = []string{"workspace_id", "item_id", "version", "ws_version", "device_id", "parent_id",
-	"parent_version", "temp_id", "status", "modified_at", "checksum", "chunks", "size", "is_folder", "filename", "mimetype"}
 
 // historyRow is one stored item version.
 type historyRow struct {
 	ws        uuid.UUID
 	wsVersion int64
 	md        *domain.ItemMetadata
-}
-
-// historyRows feeds COPY (pgx.CopyFromSource) with item_history rows written as
-// itemRows writes them.
-type historyRows struct {
-	rows []historyRow
-	next int
-}
-
-func (r *historyRows) Next() bool { r.next++; return r.next <= len(r.rows) }
-
-func (r *historyRows) Err() error { return nil }
-
-func (r *historyRows) Values() ([]any, error) {
-	h := r.rows[r.next-1]
-	md := h.md
-	var parent *int64
-	if md.ParentID != nil {
-		v := int64(*md.ParentID)
-		parent = &v
-	}
-	chunks := make([]string, len(md.Chunks))
-	for i, c := range md.Chunks {
-		chunks[i] = pgText(c)
-	}
-	return []any{[16]byte(h.ws), int64(*md.ID), md.Version, h.wsVersion, [16]byte(md.DeviceID), parent,
-		md.ParentVersion, md.TempID, pgText(string(md.Status)), md.ModifiedAt, md.Checksum, chunks, md.Size,
-		md.IsFolder, pgText(md.Filename), pgText(md.Mimetype)}, nil
 }
 
 // fillItems sets the items table in schema from item_history after a bulk replay: for

@@ -16,7 +16,8 @@
 // event changes nothing. Checkpoint tells other components (the notifier) how far a model
 // has applied; Queries answers reads from the live models (EncodedChanges renders
 // getChanges row by row with the caller's encoder, never holding the items as structs,
-// and ChangesStamp names the content of that answer for a cache).
+// or patches a kept answer with the items written since its version (changes_delta.go);
+// ChangesStamp names the content of that answer for a cache).
 //
 // Replica (replica.go) routes the heavy reads to a hot standby once it has replayed the
 // primary's WAL up to where it was when the read arrived, and to the primary otherwise, so

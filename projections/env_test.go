@@ -145,17 +145,35 @@ func (e *env) caughtUp(t testing.TB, model string) {
 
 func (e *env) lastPosition(t testing.TB) eventstore.Position {
 	t.Helper()
-	var pos eventstore.Position
-	for {
-		evs, err := e.store.ReadAll(context.Background(), pos, 10000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(evs) == 0 {
-			return pos
-		}
-		pos = evs[len(evs)-1].Position
+	// ReadAll shows an event only once every transaction older than its own has ended,
+	// anywhere on the server: a long transaction of another database (a benchmark's bulk
+	// load on a shared server) holds the latest appends back. Wait until it shows all
+	// of them, so the position is the last append's.
+	var stored int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM es_events`).Scan(&stored); err != nil {
+		t.Fatal(err)
 	}
+	var pos eventstore.Position
+	testenv.Eventually(t, time.Minute, func() error {
+		pos = eventstore.Position{}
+		read := 0
+		for {
+			evs, err := e.store.ReadAll(context.Background(), pos, 10000)
+			if err != nil {
+				return err
+			}
+			if len(evs) == 0 {
+				break
+			}
+			read += len(evs)
+			pos = evs[len(evs)-1].Position
+		}
+		if read < stored {
+			return fmt.Errorf("the global order shows %d of %d events", read, stored)
+		}
+		return nil
+	})
+	return pos
 }
 
 // dump returns every row of the model's tables in schema, as JSON, in key order.

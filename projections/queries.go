@@ -40,6 +40,9 @@ type Queries struct {
 	// whole version after which its items' estimated size would pass it (a page still
 	// covers at least one version). Default DefaultPageBytes; set before use.
 	PageBytes int64
+	// MaxDelta bounds the item versions written since a kept answer that EncodedAnswer
+	// patches the answer with; past it, it reads every item. Default DefaultMaxDelta.
+	MaxDelta int
 
 	streamChunk int // rows per query of EncodedChanges: streamChunk (tests: less)
 }
@@ -104,7 +107,7 @@ func scanItems(rows pgx.Rows, ws uuid.UUID, out []itemRow, sz *sizer) ([]itemRow
 			md.Chunks = []string{}
 		}
 		md.ModifiedAt = md.ModifiedAt.UTC()
-		if err := sz.add(md); err != nil {
+		if _, err := sz.add(md); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/internal/changeset"
 )
 
 // ItemEncoder appends the encoding of one item version to dst and returns it. md, its
@@ -54,9 +54,8 @@ const changesSelect = `SELECT item_id, version, device_id, parent_id, parent_ver
 	temp_id, status, modified_at, checksum, chunks, size, is_folder, filename, mimetype
 	FROM proj_workspaces.items WHERE workspace_id = $1 AND item_id > $2 ORDER BY item_id LIMIT $3`
 
-// encodedItem is where one item's encoding lies in the arena of EncodedChanges.
-type encodedItem struct {
-	id, parent int64 // parent: -1 none (item ids are positive)
+// arenaPos is where one item's encoding lies in the arena of EncodedChanges.
+type arenaPos struct {
 	block      int32
 	start, end int32 // the item's bytes; every item but the first has a comma before start
 }
@@ -100,13 +99,6 @@ func (a *arena) add(enc ItemEncoder, md *domain.ItemMetadata) (block, start, end
 	return int32(n - 1), int32(s), int32(len(b))
 }
 
-// The pieces of an answer that are not in its arena.
-var (
-	openBracket  = []byte{'['}
-	closeBracket = []byte{']'}
-	comma        = []byte{','}
-)
-
 // EncodedChanges answers what Changes answers, as the JSON array of the items rendered
 // by enc (parents first, as Changes orders them), with the stamp (ChangesStamp) it was
 // read at, from one snapshot. The array is the concatenation of pieces, which share
@@ -115,10 +107,28 @@ var (
 // protocol.ErrResultTooLarge as soon as the estimated size passes MaxResultBytes, and
 // grows the request's memory reservation as Changes does.
 func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error) {
-	var a arena
-	var index []encodedItem
+	a, err := q.EncodedAnswer(ctx, ws, nil, enc)
+	return a.Pieces, a.Version, a.Tag, err
+}
+
+// EncodedAnswer is EncodedChanges with the answer's items (where each lies in the
+// array, for a later Patch). Given a base (an answer of the workspace kept from an
+// earlier read), it reads only the items changed since the base's version and builds
+// the answer from the base (changes_delta.go) when it can; otherwise, or with no base,
+// it reads every item.
+func (q *Queries) EncodedAnswer(ctx context.Context, ws uuid.UUID, base *changeset.Base, enc ItemEncoder) (changeset.Answer, error) {
+	if base != nil {
+		a, ok, err := q.patchedAnswer(ctx, ws, base, enc)
+		if err != nil || ok {
+			return a, err
+		}
+	}
+	var ar arena
+	var index []changeset.Item
+	var where []arenaPos
+	var version, tag int64
 	sz := newSizer(ctx, q.MaxResultBytes)
-	err = q.readTx(ctx, func(tx pgx.Tx) error {
+	err := q.readTx(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, stampSQL, ws).Scan(&version, &tag); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return ErrWorkspaceNotFound
@@ -133,56 +143,71 @@ func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEnco
 				return err
 			}
 			n := len(index)
-			if index, err = dec.encodeRows(rows, enc, sz, &a, index); err != nil {
+			if index, where, err = dec.encodeRows(rows, enc, sz, &ar, index, where); err != nil {
 				return err
 			}
 			if len(index)-n < q.streamChunk {
 				return sz.flush()
 			}
-			after = index[len(index)-1].id
+			after = index[len(index)-1].ID
 		}
 	})
 	if err != nil {
-		return nil, 0, 0, tooLarge(fmt.Errorf("changes of workspace %s: %w", ws, err))
+		return changeset.Answer{}, tooLarge(fmt.Errorf("changes of workspace %s: %w", ws, err))
 	}
-	return a.treeOrdered(index), version, tag, nil
+	return changeset.Answer{Pieces: ar.treeOrdered(index, where), Items: index, Version: version, Tag: tag}, nil
 }
 
-// encodeRows renders the rows of one changesSelect query into a and records where
-// each lies.
-func (d *rowDecoder) encodeRows(rows pgx.Rows, enc ItemEncoder, sz *sizer, a *arena, index []encodedItem) ([]encodedItem, error) {
+// encodeRows renders the rows of one changesSelect query into a and records each item
+// and where it lies.
+func (d *rowDecoder) encodeRows(rows pgx.Rows, enc ItemEncoder, sz *sizer, a *arena, index []changeset.Item, where []arenaPos) ([]changeset.Item, []arenaPos, error) {
 	defer rows.Close()
 	for rows.Next() {
 		if err := d.decode(rows); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if err := sz.add(&d.md); err != nil {
-			return nil, err
+		size, err := sz.add(&d.md)
+		if err != nil {
+			return nil, nil, err
 		}
-		e := encodedItem{id: int64(*d.md.ID), parent: -1}
-		if d.md.ParentID != nil {
-			e.parent = int64(*d.md.ParentID)
-		}
-		e.block, e.start, e.end = a.add(enc, &d.md)
-		index = append(index, e)
+		var p arenaPos
+		p.block, p.start, p.end = a.add(enc, &d.md)
+		index = append(index, itemOf(&d.md, size, p.end-p.start))
+		where = append(where, p)
 	}
-	return index, rows.Err()
+	return index, where, rows.Err()
 }
 
-// treeOrdered returns the pieces of the JSON array of the items of the arena (whose
-// entries, in item id order, index holds) in the order treeOrder gives: depth first
-// from the roots, siblings by id, items on a parent cycle last by id. Items that
-// follow each other in the arena and in that order (all of them, when the order is
-// the id order: a parent is usually made before its children) are one piece.
-func (a *arena) treeOrdered(index []encodedItem) [][]byte {
-	pieces := [][]byte{openBracket}
+// itemOf is the changeset.Item of md, rendered in n bytes (Off is set once the answer
+// is laid out).
+func itemOf(md *domain.ItemMetadata, size int64, n int32) changeset.Item {
+	it := changeset.Item{ID: int64(*md.ID), Parent: -1, Len: n, Size: int32(min(size, math.MaxInt32))}
+	if md.ParentID != nil {
+		it.Parent = int64(*md.ParentID)
+	}
+	return it
+}
+
+// treeOrdered returns the pieces of the JSON array of the items of the arena (index,
+// in item id order, and where each lies) in getChanges order (changeset.Order), and
+// sets each item's offset in their concatenation. Items that follow each other in the
+// arena and in that order (all of them, when the order is the id order: a parent is
+// usually made before its children) are one piece.
+func (a *arena) treeOrdered(index []changeset.Item, where []arenaPos) [][]byte {
+	pieces := [][]byte{{'['}}
 	var cur []byte // the piece being extended
 	prev := int32(-1)
-	for i, k := range encodedTreeOrder(index) {
-		e := index[k]
+	pos := int64(1)
+	for i, k := range changeset.Order(index) {
+		e := where[k]
+		if i > 0 {
+			pos++ // its comma
+		}
+		index[k].Off = pos
+		pos += int64(index[k].Len)
 		switch {
-		case i > 0 && k == prev+1 && e.block == index[prev].block:
-			cur = cur[:len(cur)+int(e.end-index[prev].end)] // its comma and bytes follow
+		case i > 0 && k == prev+1 && e.block == where[prev].block:
+			cur = cur[:len(cur)+int(e.end-where[prev].end)] // its comma and bytes follow
 		default:
 			if cur != nil {
 				pieces = append(pieces, slices.Clip(cur))
@@ -192,7 +217,7 @@ func (a *arena) treeOrdered(index []encodedItem) [][]byte {
 			case i > 0 && k > 0:
 				start-- // with the comma before it
 			case i > 0:
-				pieces = append(pieces, comma) // the first by id has none
+				pieces = append(pieces, []byte{','}) // the first by id has none
 			}
 			cur = a.blocks[e.block][start:e.end]
 		}
@@ -201,82 +226,7 @@ func (a *arena) treeOrdered(index []encodedItem) [][]byte {
 	if cur != nil {
 		pieces = append(pieces, slices.Clip(cur))
 	}
-	return append(pieces, closeBracket)
-}
-
-// encodedTreeOrder is treeOrder over index (sorted by id): the positions of its items,
-// parents before children.
-func encodedTreeOrder(index []encodedItem) []int32 {
-	n := len(index)
-	roots, first, kids := encodedChildren(index)
-	order := make([]int32, 0, n)
-	done := make([]bool, n)
-	stack := slices.Clone(roots)
-	slices.Reverse(stack)
-	for len(stack) > 0 {
-		i := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if done[i] {
-			continue
-		}
-		done[i] = true
-		order = append(order, i)
-		for k := first[i+1] - 1; k >= first[i]; k-- {
-			stack = append(stack, kids[k])
-		}
-	}
-	for i := range n { // items on a parent cycle, by id
-		if !done[i] {
-			order = append(order, int32(i))
-		}
-	}
-	return order
-}
-
-// encodedChildren returns the positions in index (sorted by id) of the roots (items
-// whose parent is none or not in index) and the children of each item, in id order, as
-// one flat list: the children of index[p] are kids[first[p]:first[p+1]].
-func encodedChildren(index []encodedItem) (roots, first, kids []int32) {
-	n := len(index)
-	lastParent, lastPos := int64(-1), -1 // siblings come together: one search for them all
-	pos := func(id int64) int {
-		if id == lastParent {
-			return lastPos
-		}
-		lastParent = id
-		i, ok := slices.BinarySearchFunc(index, id, func(e encodedItem, id int64) int { return cmp.Compare(e.id, id) })
-		lastPos = i
-		if !ok {
-			lastPos = -1
-		}
-		return lastPos
-	}
-	parentPos := make([]int32, n)
-	first = make([]int32, n+1)
-	for i, e := range index {
-		p := -1
-		if e.parent >= 0 {
-			p = pos(e.parent)
-		}
-		parentPos[i] = int32(p)
-		if p < 0 {
-			roots = append(roots, int32(i))
-		} else {
-			first[p+1]++
-		}
-	}
-	for i := range n {
-		first[i+1] += first[i]
-	}
-	kids = make([]int32, first[n])
-	fill := slices.Clone(first[:n])
-	for i, p := range parentPos {
-		if p >= 0 {
-			kids[fill[p]] = int32(i)
-			fill[p]++
-		}
-	}
-	return roots, first, kids
+	return append(pieces, []byte{']'})
 }
 
 // rowDecoder reads changesSelect rows into one reused ItemMetadata, from the binary

@@ -18,6 +18,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/changeset"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -186,23 +187,24 @@ func TestEncodedTreeOrder(t *testing.T) {
 	for _, tc := range shapes {
 		t.Run(tc.name, func(t *testing.T) {
 			var rows []itemRow
-			var index []encodedItem
+			var index []changeset.Item
+			var where []arenaPos
 			var a arena
 			for id := int64(1); id <= int64(tc.n); id++ {
 				md := domain.ItemMetadata{ID: itemID(id)}
-				e := encodedItem{id: id, parent: -1}
 				if p, ok := tc.parents[id]; ok {
 					md.ParentID = itemID(p)
-					e.parent = p
 				}
+				var e arenaPos
 				e.block, e.start, e.end = a.add(enc, &md)
 				rows = append(rows, itemRow{md: md})
-				index = append(index, e)
+				index = append(index, itemOf(&md, 0, e.end-e.start))
+				where = append(where, e)
 			}
 			ordered := treeOrder(rows)
 			var got []domain.ItemID
-			for _, k := range encodedTreeOrder(index) {
-				got = append(got, domain.ItemID(index[k].id))
+			for _, k := range changeset.Order(index) {
+				got = append(got, domain.ItemID(index[k].ID))
 			}
 			if want := ids(ordered); !slices.Equal(got, want) {
 				t.Fatalf("order %v, want %v", got, want)
@@ -215,9 +217,16 @@ func TestEncodedTreeOrder(t *testing.T) {
 				want = enc(want, &ordered[i])
 			}
 			want = append(want, ']')
-			pieces := a.treeOrdered(index)
-			if body := bytes.Join(pieces, nil); !bytes.Equal(body, want) {
+			pieces := a.treeOrdered(index, where)
+			body := bytes.Join(pieces, nil)
+			if !bytes.Equal(body, want) {
 				t.Fatalf("pieces make\n%s\nwant\n%s", body, want)
+			}
+			for _, it := range index { // each item's offset in the answer
+				md := domain.ItemMetadata{ID: itemID(it.ID)}
+				if got := body[it.Off : it.Off+int64(it.Len)]; !bytes.Equal(got, enc(nil, &md)) {
+					t.Fatalf("item %d at %d: %s", it.ID, it.Off, got)
+				}
 			}
 			if tc.n > 1000 && len(a.blocks) < 5 {
 				t.Fatalf("%d items in %d blocks: the test should span several", tc.n, len(a.blocks))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/internal/changeset"
 )
 
 // Replica answers the service's reads from the read models like Queries, sending the
@@ -270,15 +271,13 @@ func (r *Replica) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetad
 
 // EncodedChanges is Queries.EncodedChanges, routed.
 func (r *Replica) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error) {
-	type answer struct {
-		pieces       [][]byte
-		version, tag int64
-	}
-	a, err := routed(ctx, r, func(q *Queries) (answer, error) {
-		p, v, t, err := q.EncodedChanges(ctx, ws, enc)
-		return answer{p, v, t}, err
-	})
-	return a.pieces, a.version, a.tag, err
+	a, err := r.EncodedAnswer(ctx, ws, nil, enc)
+	return a.Pieces, a.Version, a.Tag, err
+}
+
+// EncodedAnswer is Queries.EncodedAnswer, routed.
+func (r *Replica) EncodedAnswer(ctx context.Context, ws uuid.UUID, base *changeset.Base, enc ItemEncoder) (changeset.Answer, error) {
+	return routed(ctx, r, func(q *Queries) (changeset.Answer, error) { return q.EncodedAnswer(ctx, ws, base, enc) })
 }
 
 // ChangesSince is Queries.ChangesSince, routed.

@@ -96,12 +96,17 @@ type sizer struct {
 
 func newSizer(ctx context.Context, limit int64) *sizer { return &sizer{ctx: ctx, limit: limit} }
 
-// add counts an item version of the answer.
-func (s *sizer) add(md *domain.ItemMetadata) error {
+// add counts an item version of the answer and returns its estimate.
+func (s *sizer) add(md *domain.ItemMetadata) (int64, error) {
+	n := itemSize(md)
+	return n, s.addBytes(n)
+}
+
+// addBytes counts n bytes of estimate.
+func (s *sizer) addBytes(n int64) error {
 	if s == nil {
 		return nil
 	}
-	n := itemSize(md)
 	s.total += n
 	if s.limit > 0 && s.total > s.limit {
 		return fmt.Errorf("%w: over %d bytes", errTooLarge, s.limit)

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stacksync-es/syncservice/domain"
+	"github.com/stacksync-es/syncservice/internal/changeset"
 )
 
 // ItemEncoder appends the encoding of one item version to dst and returns it. md, its
@@ -16,10 +17,11 @@ type ItemEncoder = func(dst []byte, md *domain.ItemMetadata) []byte
 // encodedReads is what a ReadModel offers to answer getChanges already encoded
 // (projections.Queries does): the stamp that names the content of a workspace's answer
 // (its version and a tag that changes whenever the workspace is rewritten), and the
-// answer rendered row by row with the stamp it was read at.
+// answer rendered row by row with the stamp it was read at, or patched from an earlier
+// answer (base) with the items written since.
 type encodedReads interface {
 	ChangesStamp(ctx context.Context, ws uuid.UUID) (version, tag int64, err error)
-	EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error)
+	EncodedAnswer(ctx context.Context, ws uuid.UUID, base *changeset.Base, enc ItemEncoder) (changeset.Answer, error)
 }
 
 // ChangesStamp names one content of a workspace's getChanges answer: an answer read at
@@ -60,29 +62,34 @@ func (s *Service) ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st Chan
 // has none). A read model that streams renders each row as it is read: the workspace's
 // items are never held as structs.
 func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc ItemEncoder) ([][]byte, ChangesStamp, error) {
+	a, err := s.EncodedAnswer(ctx, user, ws, nil, enc)
+	return a.Pieces, ChangesStamp{Version: a.Version, Tag: a.Tag}, err
+}
+
+// EncodedAnswer is EncodedChanges with where each item lies in the answer (Items),
+// for a cache that keeps it. Given base, an answer of the workspace kept from an
+// earlier call, a read model that can builds the answer from it and the items written
+// since its version (Patched), byte for byte what a full read gives. The in-memory
+// read model answers without Items or stamp.
+func (s *Service) EncodedAnswer(ctx context.Context, user, ws uuid.UUID, base *changeset.Base, enc ItemEncoder) (changeset.Answer, error) {
 	if err := s.authorize(ctx, user, ws); err != nil {
-		return nil, ChangesStamp{}, err
+		return changeset.Answer{}, err
 	}
 	er, ok := s.reads.(encodedReads)
 	if !ok { // the in-memory read model: encode what Changes gives
 		items, err := s.Changes(ctx, user, ws)
 		if err != nil {
-			return nil, ChangesStamp{}, err
+			return changeset.Answer{}, err
 		}
-		return [][]byte{encodeItems(items, enc)}, ChangesStamp{}, nil
+		return changeset.Answer{Pieces: [][]byte{encodeItems(items, enc)}}, nil
 	}
-	type answer struct {
-		pieces [][]byte
-		st     ChangesStamp
-	}
-	a, err := read(ctx, s.reads, func(ctx context.Context) (answer, error) {
-		pieces, v, tag, err := er.EncodedChanges(ctx, ws, enc)
-		return answer{pieces, ChangesStamp{Version: v, Tag: tag}}, err
+	a, err := read(ctx, s.reads, func(ctx context.Context) (changeset.Answer, error) {
+		return er.EncodedAnswer(ctx, ws, base, enc)
 	})
 	if err != nil {
-		return nil, ChangesStamp{}, fmt.Errorf("changes of %s: %w", ws, err)
+		return changeset.Answer{}, fmt.Errorf("changes of %s: %w", ws, err)
 	}
-	return a.pieces, a.st, nil
+	return a, nil
 }
 
 func encodeItems(items []domain.ItemMetadata, enc ItemEncoder) []byte {

@@ -11,6 +11,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 // mapDomainErr turns a domain decision error into the service error the wire knows.
@@ -69,6 +70,7 @@ func (s *Service) Commit(ctx context.Context, req protocol.CommitRequest) (Commi
 	if err != nil {
 		return CommitResult{}, err
 	}
+	stages.Mark(ctx, stages.Queued)
 	out, err := s.commitQueued(&queuedCommit{ctx: ctx, req: req, user: user, ids: ids, done: make(chan commitAnswer, 1)})
 	if err != nil {
 		return CommitResult{}, err

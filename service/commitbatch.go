@@ -11,6 +11,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 // maxBatchBytes bounds the event data of one batch, and so of one append: as much as
@@ -63,6 +64,7 @@ func (s *Service) commitBatch(ws uuid.UUID, batch []*queuedCommit) (deferred []*
 	e := s.workspaces.get(ws)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	markAll(batch, stages.Taken)
 	live := batch // the commands not answered yet
 	for attempt := 0; attempt < s.cfg.MaxAttempts; attempt++ {
 		if live = dropAbandoned(live); len(live) == 0 {
@@ -91,7 +93,8 @@ func (s *Service) commitBatch(ws uuid.UUID, batch []*queuedCommit) (deferred []*
 		base := e.state.StreamVersion()
 		owner := e.state.OwnerID()
 		s.usage.committing(owner, e.id)
-		res, err := s.append(ctx, stream, eventstore.Exact(base), p.records...)
+		markAll(p.owners, stages.Decided)
+		res, err := s.append(traced(ctx, p.owners), stream, eventstore.Exact(base), p.records...)
 		s.usage.committing(owner, e.id) // a read that began during the append may miss it
 		if err == nil && !res.Duplicate {
 			prev := e.lastPos
@@ -296,6 +299,7 @@ func (s *Service) committed(ctx context.Context, p *batchPlan, prev, pos, member
 	for i, ev := range p.events {
 		if c, ok := ev.(domain.Committed); ok {
 			s.cfg.OnCommitted(ctx, AppendedCommit{EventID: p.records[i].ID, Event: c, Position: pos, Prev: prev, MembersAt: membersAt})
+			stages.Mark(p.owners[i].ctx, stages.Published)
 		}
 		prev = pos
 	}
@@ -336,4 +340,41 @@ func answerAll(cs []*queuedCommit, err error) {
 	for _, c := range cs {
 		c.answer(outcome{}, err)
 	}
+}
+
+// markAll marks stage s on the traces of cs (internal/stages; a no-op untraced).
+func markAll(cs []*queuedCommit, s stages.Stage) {
+	for _, c := range cs {
+		stages.Mark(c.ctx, s)
+	}
+}
+
+// traced returns ctx carrying the traces of cs, so that the store's append marks its
+// phases on all of them.
+func traced(ctx context.Context, cs []*queuedCommit) context.Context {
+	var ts []*stages.Trace
+	for _, c := range cs {
+		ts = append(ts, stages.From(c.ctx)...)
+	}
+	return timed(ctx, ts)
+}
+
+// phaseStages maps the store's append phases to the commit's stages.
+var phaseStages = map[eventstore.AppendPhase]stages.Stage{
+	eventstore.PhaseWriting: stages.Writing, eventstore.PhaseSent: stages.Sent, eventstore.PhaseCommitted: stages.Committed,
+}
+
+// timed returns ctx carrying traces, with the phases of an append made with it
+// (eventstore.WithPhases) marked on each of them; without traces, ctx.
+func timed(ctx context.Context, traces []*stages.Trace) context.Context {
+	if len(traces) == 0 {
+		return ctx
+	}
+	return eventstore.WithPhases(stages.With(ctx, traces...), func(p eventstore.AppendPhase) {
+		if st, ok := phaseStages[p]; ok {
+			for _, t := range traces {
+				t.Mark(st)
+			}
+		}
+	})
 }

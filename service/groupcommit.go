@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/stages"
 )
 
 // groupAppender is group commit: appends to different streams that arrive while others
@@ -26,6 +27,7 @@ type groupAppender struct {
 }
 
 type appendReq struct {
+	traces   []*stages.Trace // internal/stages: the commits this append serves
 	stream   string
 	expected eventstore.ExpectedVersion
 	recs     []eventstore.Record
@@ -35,7 +37,7 @@ type appendReq struct {
 // append writes records to stream with the expected version, possibly together with
 // other streams' appends. Its result is the store's for that append alone.
 func (g *groupAppender) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, recs []eventstore.Record) (eventstore.AppendResult, error) {
-	r := &appendReq{stream: stream, expected: expected, recs: recs, done: make(chan eventstore.BatchResult, 1)}
+	r := &appendReq{traces: stages.From(ctx), stream: stream, expected: expected, recs: recs, done: make(chan eventstore.BatchResult, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, r)
 	flush := g.flushers < g.maxFlushers
@@ -115,10 +117,12 @@ func (g *groupAppender) take() []*appendReq {
 
 func (g *groupAppender) write(batch []*appendReq) {
 	appends := make([]eventstore.StreamAppend, len(batch))
+	var traces []*stages.Trace
 	for i, r := range batch {
 		appends[i] = eventstore.StreamAppend{Stream: r.stream, Expected: r.expected, Records: r.recs}
+		traces = append(traces, r.traces...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	ctx, cancel := context.WithTimeout(timed(context.Background(), traces), g.timeout)
 	defer cancel()
 	results := g.store.AppendBatch(ctx, appends)
 	for i, r := range batch {

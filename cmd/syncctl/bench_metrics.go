@@ -24,6 +24,7 @@ type serverSample struct {
 	cpuOK      bool
 	rssBytes   float64
 	rssOK      bool
+	stages     map[string]*stageHist // syncd -commit-stages: the commits' stage histograms
 }
 
 // scrapeServer reads syncd's process metrics; without a URL it returns a zero sample.
@@ -48,9 +49,10 @@ func scrapeServer(ctx context.Context, metricsURL string) (serverSample, error) 
 	return parseServerSample(resp.Body)
 }
 
-// parseServerSample finds the unlabelled process metrics in the Prometheus text format.
+// parseServerSample finds the unlabelled process metrics and the commits' stage
+// histograms in the Prometheus text format.
 func parseServerSample(r io.Reader) (serverSample, error) {
-	var s serverSample
+	s := serverSample{stages: map[string]*stageHist{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -65,6 +67,10 @@ func parseServerSample(r io.Reader) (serverSample, error) {
 		case metricRSSBytes:
 			v, err := strconv.ParseFloat(f[1], 64)
 			s.rssBytes, s.rssOK = v, err == nil
+		default:
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				parseStageLine(s.stages, f[0], v)
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {

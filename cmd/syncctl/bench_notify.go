@@ -94,6 +94,7 @@ func (e *benchEnv) runNotify(ctx context.Context) (scenarioResult, error) {
 		return res, err
 	}
 	res.ServerCPUMsPerOp = cpuPerOp(before, after, res.Server.Ops)
+	res.ServerStages = stagesBetween(before, after)
 	return res, ctx.Err()
 }
 

@@ -57,6 +57,9 @@ type scenarioResult struct {
 	// per operation, and the resident memory after it.
 	ServerCPUMsPerOp *float64 `json:"server_cpu_ms_per_op,omitempty"`
 	ServerRSSBytes   *int64   `json:"server_rss_bytes,omitempty"`
+	// ServerStages is where the server's time per commit went, stage by stage (syncd
+	// -commit-stages; absent without it).
+	ServerStages []stageFigure `json:"server_stages,omitempty"`
 	// Error ends the scenario early: its figures are those measured before it.
 	Error string `json:"error,omitempty"`
 }
@@ -173,6 +176,7 @@ func printScenario(w io.Writer, s scenarioResult) {
 	if s.ServerCPUMsPerOp != nil {
 		fmt.Fprintf(w, "  server CPU %.3f ms per %s\n", *s.ServerCPUMsPerOp, s.Unit)
 	}
+	printStages(w, s.ServerStages)
 	if s.ServerRSSBytes != nil {
 		fmt.Fprintf(w, "  server RSS after: %.1f MB\n", float64(*s.ServerRSSBytes)/1e6)
 	}

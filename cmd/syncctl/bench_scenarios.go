@@ -68,6 +68,7 @@ func (e *benchEnv) runCommits(ctx context.Context, name string) (scenarioResult,
 		return res, err
 	}
 	res.ServerCPUMsPerOp = cpuPerOp(before, after, res.Server.Ops)
+	res.ServerStages = stagesBetween(before, after)
 	closeDevices(devs) // the baselines run without the server's devices connected
 	if !e.cfg.baselines || ctx.Err() != nil {
 		return res, ctx.Err()

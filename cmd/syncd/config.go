@@ -52,6 +52,9 @@ type config struct {
 	quorum          string        // -quorum-queues: auto, true or false (see quorumQueues)
 	// pprof mounts net/http/pprof under /debug/pprof/ on the HTTP listener (-http).
 	pprof bool
+	// commitStages times every request's stages (internal/stages) into
+	// syncd_request_stage_seconds.
+	commitStages bool
 
 	maxInFlightBytes int
 	maxReplyBytes    int
@@ -215,6 +218,7 @@ func (c *config) operationFlags(f *flagSet) {
 	f.str(&c.logLevel, "log-level", "SYNCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	f.str(&c.logFormat, "log-format", "SYNCD_LOG_FORMAT", "text", "text or json")
 	f.boolean(&c.pprof, "pprof", "SYNCD_PPROF", false, "serve net/http/pprof's profiles under /debug/pprof/ on -http (off by default: profiles show internals; keep -http on a private address)")
+	f.boolean(&c.commitStages, "commit-stages", "SYNCD_COMMIT_STAGES", false, "time each request's stages on the commit path (decoded, queued, decided, appended, committed, published, acked) into the histogram syncd_request_stage_seconds (off by default: a few clock reads per request)")
 	f.dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
 		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
 	f.dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")

@@ -45,6 +45,7 @@ func (n *node) addLegacy(ctx context.Context, svc *service.Service) error {
 		sc := legacy.DefaultServerConfig()
 		sc.URL, sc.RequestTimeout, sc.ShutdownTimeout, sc.Logger = lc.amqpURL, n.cfg.requestTimeout, n.cfg.shutdownGrace, n.log
 		sc.Storage = legacy.Storage{AuthURL: lc.swiftAuthURL, Tenant: lc.swiftTenant, URL: lc.swiftURL}
+		sc.Shares = n.store
 		srv, err := legacy.NewServer(sc, svc)
 		if err != nil {
 			return err

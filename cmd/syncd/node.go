@@ -18,6 +18,7 @@ import (
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/follow"
 	"github.com/stacksync-es/syncservice/internal/itemids"
+	"github.com/stacksync-es/syncservice/internal/stages"
 	"github.com/stacksync-es/syncservice/internal/storeopen"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
@@ -272,6 +273,7 @@ func (n *node) addRPC(svc *service.Service) error {
 		// updateDevice answers once the binder bound the device's queue; a repeated
 		// commit is republished only once the notifier published it the first time.
 		Bound: n.binderAt, Published: n.notifierAt,
+		Stages: n.stageTimer(),
 	}, countingService{svc, n.m})
 	if err != nil {
 		return err
@@ -284,6 +286,14 @@ func (n *node) addRPC(svc *service.Service) error {
 		return nil
 	})
 	return nil
+}
+
+// stageTimer is rpc.Config.Stages: nil unless -commit-stages.
+func (n *node) stageTimer() func(string, *stages.Trace) {
+	if !n.cfg.commitStages {
+		return nil
+	}
+	return n.m.stageTimer()
 }
 
 // serve runs every component until ctx ends or one fails. Shutdown is ordered: the RPC

@@ -44,8 +44,30 @@ ORDER BY e.ord
 RETURNING stream_pos, tx_id, global_pos`
 )
 
-// tails are the insert of appendTail for appends without and with Config.Inline.
-var tails = [2]string{appendTail + "false" + appendTailRest, appendTail + "true" + appendTailRest}
+// appendGuarded is the insert of an inline append whose read-model statements follow
+// it in the same round trip (inline.go): when the expected version does not hold (s is
+// empty), es_expected raises SQLSTATE ES001 instead of letting the insert write
+// nothing, so that the implicit transaction aborts before those statements run. g is
+// one row whatever s holds (an aggregate), so es_expected always runs.
+const appendGuarded = `, g AS (SELECT es_expected(count(*) > 0, $1) AS ok, max(prev) AS prev FROM s)
+INSERT INTO es_events (stream_id, stream_pos, event_id, event_type, data, metadata, inline)
+SELECT $1, g.prev + e.ord, e.id, e.typ, coalesce(e.dat, '\x'::bytea), coalesce(e.meta, '\x'::bytea), true
+FROM g, unnest($2::uuid[], $3::text[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS e(id, typ, dat, meta, ord)
+WHERE g.ok
+ORDER BY e.ord
+RETURNING stream_pos, tx_id, global_pos`
+
+// appendForm selects the insert of an append statement.
+type appendForm int
+
+const (
+	plainAppend   appendForm = iota // events not marked inline; nothing written when the version does not hold
+	inlineAppend                    // events marked inline (Config.Inline); nothing written when it does not hold
+	guardedAppend                   // marked inline, and ES001 raised when it does not hold
+)
+
+// tails are the inserts of the append forms.
+var tails = [3]string{appendTail + "false" + appendTailRest, appendTail + "true" + appendTailRest, appendGuarded}
 
 // querier is a pool or a transaction.
 type querier interface {
@@ -54,11 +76,8 @@ type querier interface {
 }
 
 // appendStatement returns the SQL and arguments of one append.
-func appendStatement(stream string, expected eventstore.ExpectedVersion, records []eventstore.Record, inline bool) (string, []any) {
-	tail := tails[0]
-	if inline {
-		tail = tails[1]
-	}
+func appendStatement(stream string, expected eventstore.ExpectedVersion, records []eventstore.Record, form appendForm) (string, []any) {
+	tail := tails[form]
 	n := len(records)
 	ids := make([]uuid.UUID, n)
 	types := make([]string, n)
@@ -84,15 +103,12 @@ type appendOutcome struct {
 	res      eventstore.AppendResult
 	written  bool // false: the expected version did not hold; nothing was written
 	idExists bool // an event id is already stored; nothing was written
-	// placed holds each written record's stream version and position, in record order
-	// (only when asked for: the inline projection needs them).
-	placed []placement
-}
-
-// placement is where one record was written.
-type placement struct {
-	version  uint64
-	position eventstore.Position
+	// refused: the guarded form found the expected version not holding and aborted
+	// the transaction; nothing was written.
+	refused bool
+	// placed holds each written record's stream version, in record order (only when
+	// asked for: the inline projection needs them).
+	placed []uint64
 }
 
 // execAppend runs one append statement in tx, after taking the stream's advisory lock.
@@ -103,19 +119,22 @@ func execAppend(ctx context.Context, tx pgx.Tx, stream string, expected eventsto
 	if _, err := tx.Exec(ctx, lockStreamSQL, k.hi, k.lo); err != nil {
 		return appendOutcome{}, fmt.Errorf("lock stream: %w", err)
 	}
-	sql, args := appendStatement(stream, expected, records, false)
+	sql, args := appendStatement(stream, expected, records, plainAppend)
 	return readAppend(tx.Query(ctx, sql, args...))
 }
 
 // readAppend reads the rows of one append statement.
 func readAppend(rows pgx.Rows, err error) (appendOutcome, error) { return readRows(rows, err, false) }
 
-// readPlaced reads the rows of one append statement and where each record went.
+// readPlaced reads the rows of one append statement and the version each record took.
 func readPlaced(rows pgx.Rows, err error) (appendOutcome, error) { return readRows(rows, err, true) }
 
 func readRows(rows pgx.Rows, err error, place bool) (appendOutcome, error) {
 	if isEventIDConflict(err) {
 		return appendOutcome{idExists: true}, nil
+	}
+	if isUnexpectedVersion(err) {
+		return appendOutcome{refused: true}, nil
 	}
 	if err != nil {
 		return appendOutcome{}, err
@@ -133,12 +152,15 @@ func readRows(rows pgx.Rows, err error, place bool) (appendOutcome, error) {
 		}
 		out.written = true
 		if place {
-			out.placed = append(out.placed, placement{uint64(streamPos), eventstore.Position{Commit: txID, Prepare: uint64(globalPos)}})
+			out.placed = append(out.placed, uint64(streamPos))
 		}
 		return nil
 	})
 	if isEventIDConflict(err) {
 		return appendOutcome{idExists: true}, nil
+	}
+	if isUnexpectedVersion(err) {
+		return appendOutcome{refused: true}, nil
 	}
 	if err != nil {
 		return appendOutcome{}, err
@@ -167,7 +189,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		s.notifyAppended()
 		return outs[0].res, nil
 	}
-	return s.resolveUnwritten(ctx, op, s.pool, stream, expected, records, failed >= 0)
+	return s.resolveUnwritten(ctx, op, s.pool, stream, expected, records, outs[0].idExists)
 }
 
 // resolveUnwritten explains an append that wrote nothing: a retry of an earlier append

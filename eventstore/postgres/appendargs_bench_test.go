@@ -23,7 +23,7 @@ func BenchmarkAppendArgs(b *testing.B) {
 	b.ReportAllocs()
 	var buf []byte
 	for b.Loop() {
-		_, args := appendStatement("workspace-x", eventstore.Exact(16), recs, true)
+		_, args := appendStatement("workspace-x", eventstore.Exact(16), recs, guardedAppend)
 		for i, a := range args {
 			var err error
 			if buf, err = m.Encode(appendArgOIDs[i], pgtype.BinaryFormatCode, a, buf[:0]); err != nil {

@@ -75,9 +75,14 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 			break
 		}
 		if failed >= 0 {
-			// run[failed] reused a stored id and aborted the transaction: take it
-			// out and send the rest again.
-			idExists = append(idExists, run[failed])
+			// run[failed] reused a stored id, or (sent with its read-model statements
+			// in one round trip) found its expected version not holding, and aborted
+			// the transaction: take it out and send the rest again.
+			if outs[failed].idExists {
+				idExists = append(idExists, run[failed])
+			} else {
+				unwritten = append(unwritten, run[failed])
+			}
 			run = append(run[:failed:failed], run[failed+1:]...)
 			continue
 		}
@@ -108,38 +113,56 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.StreamAppe
 
 // sendAppends sends appends, in this order, as one pipelined batch and so one implicit
 // transaction, preceded by the advisory locks of their streams. It returns what each did
-// once the transaction has committed; or the index of an append that hit an existing
-// record id (the transaction then rolled back, nothing was written); or an error of the
-// whole transaction.
+// once the transaction has committed; or the index of an append that aborted the
+// transaction (nothing was written), whose outcome says why: it hit an existing record
+// id, or (refused, with Config.Inline) its expected version did not hold; or an error of
+// the whole transaction.
 func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppend) (outs []appendOutcome, failed int, err error) {
+	eventstore.MarkPhase(ctx, eventstore.PhaseWriting)
 	if s.cfg.Inline != nil {
 		return s.sendAppendsInline(ctx, appends)
 	}
 	b := &pgx.Batch{}
-	queueAppends(b, appends, false)
+	queueAppends(b, appends, plainAppend)
 	// Reading up to the end of the implicit transaction: only a nil error means it
 	// committed.
 	outs, failed, err = readAppends(s.pool.SendBatch(ctx, b), appends, []string{"lock streams"}, readAppend)
 	if err != nil || failed >= 0 {
-		return nil, failed, err
+		return outs, failed, err
 	}
+	eventstore.MarkPhase(ctx, eventstore.PhaseCommitted)
 	return outs, -1, nil
 }
 
-// queueAppends queues the advisory locks of the appends' streams, then the appends, their
-// events marked inline or not.
-func queueAppends(b *pgx.Batch, appends []eventstore.StreamAppend, inline bool) {
+// queueAppends queues the advisory locks of the appends' streams, then the appends in
+// the given form.
+func queueAppends(b *pgx.Batch, appends []eventstore.StreamAppend, form appendForm) {
 	queueLocks(b, appends)
 	for _, a := range appends {
-		sql, args := appendStatement(a.Stream, a.Expected, a.Records, inline)
+		sql, args := appendStatement(a.Stream, a.Expected, a.Records, form)
 		b.Queue(sql, args...)
 	}
 }
 
 // readAppends reads a batch queued as first (statements without rows, named for errors)
-// and then the appends: what each append did, or the index of the first that hit an
-// existing record id (the statements after it did not run), or an error. It closes br.
+// and then the appends: what each append did, or the index of the first that aborted
+// the transaction (outs[failed] says why; the statements after it did not run), or an
+// error. It closes br.
 func readAppends(br pgx.BatchResults, appends []eventstore.StreamAppend, first []string,
+	read func(pgx.Rows, error) (appendOutcome, error)) (outs []appendOutcome, failed int, err error) {
+	outs, failed, err = readAppendsOpen(br, appends, first, read)
+	if err != nil {
+		return nil, -1, err
+	}
+	if err := br.Close(); err != nil && !(failed >= 0 && abortedBy(err, outs[failed])) {
+		return nil, -1, err
+	}
+	return outs, failed, nil
+}
+
+// readAppendsOpen is readAppends up to the last append, leaving br open unless it
+// returns an error (then it closed br).
+func readAppendsOpen(br pgx.BatchResults, appends []eventstore.StreamAppend, first []string,
 	read func(pgx.Rows, error) (appendOutcome, error)) (outs []appendOutcome, failed int, err error) {
 	for _, what := range first {
 		if _, err := br.Exec(); err != nil {
@@ -155,16 +178,19 @@ func readAppends(br pgx.BatchResults, appends []eventstore.StreamAppend, first [
 			br.Close()
 			return nil, -1, err
 		}
-		if out.idExists {
+		outs[k] = out
+		if out.idExists || out.refused {
 			failed = k
 			break
 		}
-		outs[k] = out
-	}
-	if err := br.Close(); err != nil && !(failed >= 0 && isEventIDConflict(err)) {
-		return nil, -1, err
 	}
 	return outs, failed, nil
+}
+
+// abortedBy reports whether err, as the batch's closing error, is the one that made an
+// append abort the transaction with outcome out.
+func abortedBy(err error, out appendOutcome) bool {
+	return (out.idExists && isEventIDConflict(err)) || (out.refused && isUnexpectedVersion(err))
 }
 
 // queueLocks queues the statement that takes the advisory locks of the appends' streams.

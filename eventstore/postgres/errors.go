@@ -24,6 +24,7 @@ const (
 	codeCrashShutdown        = "57P02"
 	codeCannotConnectNow     = "57P03"
 	codeIdleInTxTimeout      = "25P03"
+	codeUnexpectedVersion    = "ES001" // es_expected (schema/003_expected.sql)
 
 	eventIDConstraint = "es_events_event_id_key"
 )
@@ -32,6 +33,13 @@ const (
 func isEventIDConflict(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == codeUniqueViolation && pe.ConstraintName == eventIDConstraint
+}
+
+// isUnexpectedVersion reports a guarded append that found its expected version not
+// holding (es_expected).
+func isUnexpectedVersion(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == codeUnexpectedVersion
 }
 
 // classify maps a database error: the caller's own cancellation stays as it is, failures

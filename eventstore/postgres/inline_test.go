@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,20 +21,24 @@ import (
 // a read model kept in the append's transaction would.
 const mirrorSQL = `CREATE TABLE IF NOT EXISTS inline_mirror (
 	event_id uuid PRIMARY KEY, stream_id text NOT NULL, stream_pos bigint NOT NULL,
-	tx_id xid8 NOT NULL, global_pos bigint NOT NULL)`
+	tx_id xid8, global_pos bigint)`
 
-// mirror is an Inline hook that records each written record with the version and
-// position the store reports for it. failOn, if set, makes the hook's statement fail
-// for records of that type (a read model that cannot apply them).
+// mirror is an Inline hook whose statement records every record it runs for, with the
+// version the store gave the hook and the position of the event row written by the
+// statement's own transaction (none, -1, unless it runs after the append, in its
+// transaction). It first locks its table, as the read models do (a statement that
+// PostgreSQL allows only in a transaction block). failOn, if set, makes the hook's
+// statement fail for records of that type (a read model that cannot apply them).
 func mirror(failOn string) func([]eventstore.RecordedEvent, *pgx.Batch) error {
 	return func(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
+		b.Queue(`LOCK TABLE inline_mirror IN ROW EXCLUSIVE MODE`)
 		for _, r := range recs {
 			if r.Type == failOn {
 				b.Queue(`SELECT 1/0`)
 				continue
 			}
-			b.Queue(`INSERT INTO inline_mirror VALUES ($1, $2, $3, $4::text::xid8, $5)`,
-				r.ID, r.Stream, int64(r.StreamVersion), fmt.Sprint(r.Position.Commit), int64(r.Position.Prepare))
+			b.Queue(`INSERT INTO inline_mirror SELECT $1, $2, $3, e.tx_id, e.global_pos FROM (SELECT 1) AS one
+				LEFT JOIN es_events e ON e.event_id = $1 AND e.tx_id = pg_current_xact_id()`, r.ID, r.Stream, int64(r.StreamVersion))
 		}
 		return nil
 	}
@@ -76,7 +81,7 @@ func mirrored(t *testing.T, dsn string) map[uuid.UUID]eventstore.RecordedEvent {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT event_id, stream_id, stream_pos, tx_id::text::bigint, global_pos FROM inline_mirror`)
+	rows, err := conn.Query(ctx, `SELECT event_id, stream_id, stream_pos, coalesce(tx_id::text::bigint, -1), coalesce(global_pos, -1) FROM inline_mirror`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +102,10 @@ func rec(typ string) eventstore.Record {
 	return eventstore.Record{ID: uuid.New(), Type: typ, Data: []byte(`{}`)}
 }
 
-// The hook sees exactly the records written, with the versions and positions the
-// store reads back, in single appends and group commits; an append that writes nothing
-// (wrong version, a retry of a stored append) does not call it.
+// The hook's statements apply exactly the records written, with the versions the
+// store reads back, in the append's transaction, in single appends and group commits;
+// an append that writes nothing (wrong version, a retry of a stored append) applies
+// nothing, and does not take the others of its group commit with it.
 func TestInlineSeesWhatWasWritten(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	s := openInline(t, dsn, mirror(""))
@@ -144,8 +150,8 @@ func TestInlineSeesWhatWasWritten(t *testing.T) {
 			t.Errorf("event %s@%d %s: mirrored as %+v (present %v)", e.Stream, e.StreamVersion, e.Position, m, ok)
 		}
 	}
-	if want != 3 || len(got) < 3 {
-		t.Fatalf("stored %d events of the test's streams, mirrored %d rows", want, len(got))
+	if want != 3 || len(got) != 3 {
+		t.Fatalf("stored %d events of the test's streams, mirrored %d rows, want 3 and 3: %+v", want, len(got), got)
 	}
 	for _, id := range []uuid.UUID{r1.ID, r2.ID, r3.ID} {
 		if _, ok := got[id]; !ok {
@@ -229,6 +235,126 @@ func TestInlineFailureInAGroupCommitFailsAlone(t *testing.T) {
 	for _, r := range []eventstore.Record{good1, good2} {
 		if _, ok := got[r.ID]; !ok {
 			t.Fatalf("record %s of a good append not mirrored", r.ID)
+		}
+	}
+}
+
+// An append that names its expected version sends the hook's statements in the same
+// round trip: when the hook runs, nothing has been sent (no stream lock is held). With
+// expected version Any the append runs first (its versions are known only then): the
+// hook runs while its transaction holds the stream's lock. Both apply what they wrote.
+func TestInlineOneRoundTrip(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	ctx := context.Background()
+	side, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side.Close(ctx)
+	var held []int
+	apply := mirror("")
+	s := openInline(t, dsn, func(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
+		var n int
+		if err := side.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n); err != nil {
+			return err
+		}
+		held = append(held, n)
+		return apply(recs, b)
+	})
+	a := "ws-" + uuid.NewString()
+	r1, r2, r3 := rec("E"), rec("E"), rec("E")
+	if _, err := s.Append(ctx, a, eventstore.NoStream(), r1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, a, eventstore.Exact(1), r2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, a, eventstore.Any(), r3); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(held) != "[0 0 1]" {
+		t.Fatalf("stream locks held when the hook ran: %v, want [0 0 1] (one round trip, one, two)", held)
+	}
+	got := mirrored(t, dsn)
+	stored, err := s.ReadStream(ctx, a, 1, 10)
+	if err != nil || len(stored) != 3 {
+		t.Fatalf("stream: %d events, %v", len(stored), err)
+	}
+	for i, e := range stored {
+		if m, ok := got[e.ID]; !ok || m.StreamVersion != uint64(i+1) || m.Position != e.Position {
+			t.Fatalf("event %d (%s) mirrored as %+v (present %v)", i+1, e.Position, m, ok)
+		}
+	}
+}
+
+// BenchmarkInlineAppend times single appends of one ~1 KiB record with an inline hook
+// (the tests' mirror: a table lock and one insert), alternating the two paths op by op
+// so that both see the same machine: expected version Exact (one round trip) and Any
+// (two round trips). Reported: each path's p50 and mean in µs.
+func BenchmarkInlineAppend(b *testing.B) {
+	s := openInline(b, testenv.PostgresDSN(b), mirror(""))
+	ctx := context.Background()
+	stream := "ws-" + uuid.NewString()
+	if _, err := s.Append(ctx, stream, eventstore.NoStream(), rec("E")); err != nil {
+		b.Fatal(err)
+	}
+	var one, two []time.Duration
+	v := uint64(1)
+	b.ResetTimer()
+	for i := range b.N {
+		expected, into := eventstore.Exact(v), &one
+		if i%2 == 1 {
+			expected, into = eventstore.Any(), &two
+		}
+		t0 := time.Now()
+		if _, err := s.Append(ctx, stream, expected, eventstore.Record{ID: uuid.New(), Type: "E", Data: payload}); err != nil {
+			b.Fatal(err)
+		}
+		*into = append(*into, time.Since(t0))
+		v++
+	}
+	b.StopTimer()
+	for _, c := range []struct {
+		name string
+		d    []time.Duration
+	}{{"one-trip", one}, {"two-trips", two}} {
+		if len(c.d) == 0 {
+			continue
+		}
+		slices.Sort(c.d)
+		var sum time.Duration
+		for _, d := range c.d {
+			sum += d
+		}
+		b.ReportMetric(float64(c.d[len(c.d)/2].Microseconds()), c.name+"-p50-µs")
+		b.ReportMetric(float64(sum.Microseconds())/float64(len(c.d)), c.name+"-mean-µs")
+	}
+}
+
+// An append made with eventstore.WithPhases reports the phases it passes: writing and
+// committed, and sent in between when it takes two round trips (inline, expected
+// version Any).
+func TestAppendMarksPhases(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	plain, inline := openStore(t, dsn), openInline(t, dsn, mirror(""))
+	for _, c := range []struct {
+		name     string
+		s        *postgres.Store
+		expected eventstore.ExpectedVersion
+		want     string
+	}{
+		{"plain", plain, eventstore.NoStream(), "[0 2]"},
+		{"inline, one trip", inline, eventstore.NoStream(), "[0 2]"},
+		{"inline, two trips", inline, eventstore.Any(), "[0 1 2]"},
+	} {
+		var got []eventstore.AppendPhase
+		ctx := eventstore.WithPhases(context.Background(), func(p eventstore.AppendPhase) { got = append(got, p) })
+		if _, err := c.s.Append(ctx, "ws-"+uuid.NewString(), c.expected, rec("E")); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if fmt.Sprint(got) != c.want {
+			t.Errorf("%s: phases %v, want %s", c.name, got, c.want)
 		}
 	}
 }

@@ -58,13 +58,13 @@ func (s *Store) sendMulti(ctx context.Context, appends []eventstore.StreamAppend
 	// the pool destroys a released connection that is not idle.
 	defer conn.Release()
 	inline := s.cfg.Inline != nil
-	read := readAppend
+	read, form := readAppend, plainAppend
 	if inline {
-		read = readPlaced
+		read, form = readPlaced, inlineAppend
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	queueAppends(b, appends, inline)
+	queueAppends(b, appends, form)
 	outs, failed, err := readAppends(conn.SendBatch(ctx, b), appends, []string{"begin", "lock streams"}, read)
 	if err != nil {
 		return nil, -1, false, err

@@ -54,12 +54,19 @@ type Config struct {
 	PollInterval time.Duration
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
-	// Inline, if set, is called inside every append's transaction once its records are
-	// written (positions set), to queue further statements into b: read models kept in
-	// the same transaction as the events (an inline projection). They run in order after
-	// the append and before its commit; if one fails, or Inline returns an error, nothing
-	// of the append is written and the append fails with that error. A failed append
-	// (wrong expected version, a repeated record id) never calls it.
+	// Inline, if set, is called for every append to queue further statements into b
+	// that run in the append's own transaction: read models kept in the same
+	// transaction as the events (an inline projection). recs are the append's records
+	// with the stream versions they take; their Position and RecordedAt are not known
+	// to the hook (zero). The statements run in order after the append and before its
+	// commit; if one fails, or Inline returns an error, nothing of the append is
+	// written and the append fails with that error. They never apply records that were
+	// not stored: an append that writes nothing (wrong expected version, a repeated
+	// record id) aborts before them, or (expected version Any, whose versions are known
+	// only once it ran) the hook is called only after the append wrote its records.
+	// When every append of a transaction names the version it expects (Exact,
+	// NoStream), the hook is called before anything is sent and its statements go in
+	// the same round trip as the append: one round trip per append (or group commit).
 	Inline func(recs []eventstore.RecordedEvent, b *pgx.Batch) error
 }
 

@@ -197,8 +197,8 @@ func TestOpenConcurrentlyAndReopen(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*), max(version) FROM es_schema_version`).Scan(&n, &v); err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 || v != 2 { // 001_events.sql, 002_inline.sql, each applied once
-		t.Fatalf("es_schema_version has %d rows, max %d; want 2, 2", n, v)
+	if n != 3 || v != 3 { // 001_events.sql, 002_inline.sql, 003_expected.sql, each applied once
+		t.Fatalf("es_schema_version has %d rows, max %d; want 3, 3", n, v)
 	}
 }
 

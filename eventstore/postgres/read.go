@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stacksync-es/syncservice/eventstore"
@@ -125,38 +123,6 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]eventstor
 		return nil, err
 	}
 	return scanEvents(rows)
-}
-
-// scanEvents reads event rows (the columns of readAllSQL).
-func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
-	var out []eventstore.RecordedEvent
-	var (
-		globalPos, streamPos int64
-		txID                 uint64
-		stream, typ          string
-		id                   uuid.UUID
-		data, meta           []byte
-		at                   time.Time
-		inline               bool
-	)
-	_, err := pgx.ForEachRow(rows, []any{&globalPos, &txID, &stream, &streamPos, &id, &typ, &data, &meta, &at, &inline}, func() error {
-		out = append(out, eventstore.RecordedEvent{
-			ID:            id,
-			Stream:        stream,
-			StreamVersion: uint64(streamPos),
-			Type:          typ,
-			Data:          nonEmpty(data),
-			Metadata:      nonEmpty(meta),
-			Position:      eventstore.Position{Commit: txID, Prepare: uint64(globalPos)},
-			RecordedAt:    at,
-			Inline:        inline,
-		})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // nonEmpty returns b (pgx scans bytea into a fresh slice), or nil when b is empty: the

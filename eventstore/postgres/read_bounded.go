@@ -8,37 +8,39 @@ import (
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
-// The bounded reads first find the page's keys with a running sum of the events' sizes
+// The bounded reads number the page's rows and keep a running sum of the events' sizes
 // (octet_length reads a stored value's size from its header, without fetching or
-// decompressing it), then fetch the rows of the keys within the bound: the server never
-// reads out more event bytes than the bound (plus the first event, always returned).
+// decompressing it), then return only the rows within the bound: the server never sends
+// more event bytes than the bound (plus the first event, always returned), and a value
+// stored out of line is fetched only for a row it sends. One pass over the index: the
+// earlier form, which numbered the keys alone and joined them back to the events, cost
+// 2.5 times as much server time per page (EXPLAIN ANALYZE, 5,000 events of 700 bytes:
+// 6.8–7.6 ms against 2.6–3.0 ms).
 const (
-	readAllBytesSQL = `WITH page AS (
-  SELECT tx_id, global_pos, row_number() OVER w AS n,
-         sum(octet_length(data) + octet_length(metadata)) OVER w AS running
+	readAllBytesSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at, inline
+FROM (
+  SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at, inline,
+         row_number() OVER w AS n, sum(octet_length(data) + octet_length(metadata)) OVER w AS running
   FROM es_events
   WHERE (tx_id, global_pos) > ($1::xid8, $2::bigint)
     AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
   WINDOW w AS (ORDER BY tx_id, global_pos ROWS UNBOUNDED PRECEDING)
   ORDER BY tx_id, global_pos LIMIT $3
-)
-SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at, e.inline
-FROM page p JOIN es_events e ON e.tx_id = p.tx_id AND e.global_pos = p.global_pos
-WHERE p.n = 1 OR p.running <= $4
-ORDER BY e.tx_id, e.global_pos`
+) page
+WHERE n = 1 OR running <= $4
+ORDER BY tx_id, global_pos`
 
-	readStreamBytesSQL = `WITH page AS (
-  SELECT stream_pos, row_number() OVER w AS n,
-         sum(octet_length(data) + octet_length(metadata)) OVER w AS running
+	readStreamBytesSQL = `SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at, inline
+FROM (
+  SELECT global_pos, tx_id, stream_id, stream_pos, event_id, event_type, data, metadata, recorded_at, inline,
+         row_number() OVER w AS n, sum(octet_length(data) + octet_length(metadata)) OVER w AS running
   FROM es_events
   WHERE stream_id = $1 AND stream_pos >= $2
   WINDOW w AS (ORDER BY stream_pos ROWS UNBOUNDED PRECEDING)
   ORDER BY stream_pos LIMIT $3
-)
-SELECT e.global_pos, e.tx_id, e.stream_id, e.stream_pos, e.event_id, e.event_type, e.data, e.metadata, e.recorded_at, e.inline
-FROM page p JOIN es_events e ON e.stream_id = $1 AND e.stream_pos = p.stream_pos
-WHERE p.n = 1 OR p.running <= $4
-ORDER BY e.stream_pos`
+) page
+WHERE n = 1 OR running <= $4
+ORDER BY stream_pos`
 )
 
 var _ eventstore.BoundedReader = (*Store)(nil)

@@ -8,6 +8,7 @@ package shareinfo
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -15,9 +16,17 @@ import (
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
-// Info is what a proposal says of a workspace a share created.
+// Info is what a proposal says of a workspace a share created (and whether a workspace
+// exists and was created shared).
 type Info struct {
-	Shared      bool // created by a share (its second event is ItemsMovedIn)
+	// Exists: the workspace has events (a workspace that exists and was not created by
+	// a share never becomes one, so a caller may cache an Info with Exists set).
+	Exists      bool
+	IsShared    bool      // created shared (by a share, or by an operator)
+	Created     time.Time // the workspace's creation
+	Shared      bool      // created by a share (its second event is ItemsMovedIn)
+	From        uuid.UUID // the workspace F stayed in (the owner's personal one)
+	At          time.Time // of the share that created the workspace
 	Folder      domain.ItemID
 	Owner       uuid.UUID
 	OwnerName   string
@@ -31,25 +40,35 @@ type Reader interface {
 	ReadStream(ctx context.Context, stream string, from uint64, max int) ([]eventstore.RecordedEvent, error)
 }
 
-// Read reads ws's first two events and its owner's account: Shared false (and nothing
-// else set) when ws was not created by a share. An error is the store's.
+// Read reads ws's first two events and, for a workspace a share created, its owner's
+// account. Exists is false when ws has no event yet; IsShared and Created are set for
+// every workspace that exists; Shared and the rest only for one a share created. An
+// error is the store's.
 func Read(ctx context.Context, s Reader, ws uuid.UUID) (Info, error) {
 	evs, err := s.ReadStream(ctx, domain.WorkspaceStream(ws), 1, 2)
 	if err != nil {
 		return Info{}, fmt.Errorf("read the start of workspace %s: %w", ws, err)
 	}
-	if len(evs) != 2 || evs[0].Type != domain.TypeWorkspaceCreated || evs[1].Type != domain.TypeItemsMovedIn {
+	if len(evs) == 0 {
 		return Info{}, nil
 	}
-	c, err1 := domain.Decode(evs[0].Type, evs[0].Data)
-	in, err2 := domain.Decode(evs[1].Type, evs[1].Data)
-	created, ok1 := c.(domain.WorkspaceCreated)
-	moved, ok2 := in.(domain.ItemsMovedIn)
-	if err1 != nil || err2 != nil || !ok1 || !ok2 {
-		return Info{}, nil
+	info := Info{Exists: true}
+	c, err := domain.Decode(evs[0].Type, evs[0].Data)
+	created, ok := c.(domain.WorkspaceCreated)
+	if err != nil || !ok {
+		return info, nil
 	}
-	info := Info{Shared: true, Folder: moved.FolderID, Owner: created.OwnerID, IsEncrypted: created.IsEncrypted, Name: created.Name,
-		RequestID: moved.RequestID}
+	info.IsShared, info.Created = created.IsShared, created.At
+	if len(evs) != 2 || evs[1].Type != domain.TypeItemsMovedIn {
+		return info, nil
+	}
+	in, err := domain.Decode(evs[1].Type, evs[1].Data)
+	moved, ok := in.(domain.ItemsMovedIn)
+	if err != nil || !ok {
+		return info, nil
+	}
+	info.Shared, info.From, info.At, info.Folder, info.RequestID = true, moved.FromWorkspaceID, moved.At, moved.FolderID, moved.RequestID
+	info.Owner, info.IsEncrypted, info.Name = created.OwnerID, created.IsEncrypted, created.Name
 	if info.OwnerName, err = UserName(ctx, s, created.OwnerID); err != nil {
 		return Info{}, err
 	}

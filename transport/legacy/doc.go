@@ -6,7 +6,7 @@
 // getAccountInfo, null ip/appVersion, Dates as epoch milliseconds, a parentItem whose id
 // is null, limitQuota/usedQuota never null, MOVED shown as RENAMED, a failed item's
 // committedVersion being the server's version, Java exception class names as error
-// types).
+// types, and a workspace a share created shown with its folder as root: sharedroot.go).
 //
 // It converts and checks only: the bytes are transport/legacy/javaser's, and serving
 // the requests is transport/legacy's Server (server.go). It must never decide anything

@@ -266,6 +266,14 @@ func (p *Publisher) publish(ctx context.Context, ch *amqp.Channel, e eventstore.
 	if !ok {
 		return nil, nil
 	}
+	// A shared workspace is shown with a root (sharedroot.go).
+	info, err := p.shareInfo(ctx, c.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	if root, ok := rootOf(c.WorkspaceID, info); ok {
+		c = rootCommitted(c, root)
+	}
 	body, err := EncodeEvent(e.ID.String(), MethodNotifyCommit, CommitNotification(c))
 	if err == nil && len(body) > p.cfg.MaxMessageBytes {
 		err = fmt.Errorf("%d bytes exceed the limit of %d", len(body), p.cfg.MaxMessageBytes)

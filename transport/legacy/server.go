@@ -16,6 +16,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/internal/shareinfo"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	js "github.com/stacksync-es/syncservice/transport/legacy/javaser"
@@ -30,6 +31,7 @@ type Service interface {
 	UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error)
 	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
 	Changes(ctx context.Context, user, ws uuid.UUID) ([]domain.ItemMetadata, error)
+	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
 	UpdateWorkspace(ctx context.Context, req protocol.UpdateWorkspaceRequest) error
 	Share(ctx context.Context, req service.ShareRequest) (service.ShareResult, error)
@@ -60,7 +62,11 @@ type ServerConfig struct {
 	MaxReplyBytes int
 	// Storage is what getAccountInfo and getWorkspaces tell the desktop about Swift.
 	Storage Storage
-	Logger  *slog.Logger
+	// Shares reads which workspaces a share created (the event store), so that those
+	// are shown as StackSync showed them, with their folder as root (sharedroot.go).
+	// nil serves every workspace as the service lists it (unit tests only).
+	Shares shareinfo.Reader
+	Logger *slog.Logger
 }
 
 // DefaultServerConfig returns the defaults; URL is left to the caller.
@@ -100,8 +106,9 @@ type Server struct {
 	log       *slog.Logger
 	consuming atomic.Bool
 
-	mu    sync.Mutex
-	users map[string]int // requests in flight per user key
+	mu     sync.Mutex
+	users  map[string]int // requests in flight per user key
+	shares *shareCache    // nil without cfg.Shares
 }
 
 // NewServer checks cfg.
@@ -112,7 +119,11 @@ func NewServer(cfg ServerConfig, svc Service) (*Server, error) {
 	if svc == nil {
 		return nil, errors.New("legacy server: a Service is required")
 	}
-	return &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "legacy"), users: map[string]int{}}, nil
+	s := &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "legacy"), users: map[string]int{}}
+	if cfg.Shares != nil {
+		s.shares = &shareCache{store: cfg.Shares, infos: map[uuid.UUID]shareinfo.Info{}}
+	}
+	return s, nil
 }
 
 // Consuming reports whether the server is consuming its request queue now.
@@ -344,13 +355,16 @@ func (s *Server) dispatch(ctx context.Context, c *conn, call Call) (result any, 
 		if err != nil {
 			return nil, err
 		}
-		items, err := s.svc.Changes(ctx, *r.UserID, r.WorkspaceID)
+		items, err := s.changes(ctx, *r.UserID, r.WorkspaceID)
 		if err != nil {
 			return nil, err
 		}
 		return Changes(items), nil
 	case MethodCommit:
 		r, err := ParseCommit(call)
+		if err == nil {
+			err = s.unroot(ctx, &r)
+		}
 		if err != nil {
 			return nil, err
 		}

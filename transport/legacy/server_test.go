@@ -57,6 +57,9 @@ func (f *fakeService) Changes(ctx context.Context, _, _ uuid.UUID) ([]domain.Ite
 	}
 	return f.items, nil
 }
+func (f *fakeService) ItemVersions(context.Context, uuid.UUID, uuid.UUID, domain.ItemID) ([]domain.ItemMetadata, error) {
+	return nil, nil
+}
 func (f *fakeService) Commit(context.Context, protocol.CommitRequest) (service.CommitResult, error) {
 	f.mu.Lock()
 	f.commits++

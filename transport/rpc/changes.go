@@ -8,14 +8,17 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/stacksync-es/syncservice/internal/changeset"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 // getChanges answers from the cache when it holds the workspace's answer at the stamp
 // the service reads now (after checking the caller may read it); otherwise it has the
-// service render the items row by row into pieces, copies them once into the reply's
-// head and keeps that in the cache, by the stamp the items were read at.
+// service render the answer, patched from the cache's answer of an earlier version
+// when it holds one (only the items written since are read), or every item row by
+// row, copies the pieces once into the reply's head and keeps that in the cache, by
+// the stamp the items were read at.
 func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, req wire.Request) (any, error) {
 	r, err := wire.ParseGetChanges(req.Params)
 	if err != nil {
@@ -29,25 +32,33 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 		return nil, err
 	}
 	cacheable = cacheable && s.changes != nil
+	var older *changesReply
 	if cacheable {
-		if c := s.changes.get(r.WorkspaceID, st); c != nil {
+		var c *changesReply
+		if c, older = s.changes.get(r.WorkspaceID, st); c != nil {
 			return c, nil
 		}
+		defer s.changes.release(older) // once the new reply is copied out of it
 	}
-	pieces, at, err := s.svc.EncodedChanges(ctx, r.UserID, r.WorkspaceID, wire.AppendItem)
+	a, err := s.svc.EncodedAnswer(ctx, r.UserID, r.WorkspaceID, older.base(), wire.AppendItem)
 	if err != nil {
 		return nil, err
 	}
-	n := len(`{"result":`) + replyEndRoom
-	for _, p := range pieces {
+	s.changes.count(a.Patched)
+	n := len(resultPrefix) + replyEndRoom
+	for _, p := range a.Pieces {
 		n += len(p)
 	}
-	c := &changesReply{ws: r.WorkspaceID, st: at, head: wire.AppendRawResult(make([]byte, 0, n), pieces...)}
+	c := &changesReply{ws: r.WorkspaceID, st: service.ChangesStamp{Version: a.Version, Tag: a.Tag},
+		head: wire.AppendRawResult(s.changes.buffer(n), a.Pieces...), items: a.Items}
 	if cacheable && len(c.head) <= s.cfg.MaxReplyBytes {
 		s.changes.put(c)
 	}
 	return c, nil
 }
+
+// resultPrefix is what wire.AppendRawResult writes before the result.
+const resultPrefix = `{"result":`
 
 // replyEndRoom is the room a changesReply keeps after its head for the end of a
 // response (its id): a request's id longer than that costs a copy of the reply.
@@ -57,32 +68,62 @@ const replyEndRoom = 256
 // after it for the end (wire.AppendResponseEnd). The replies made of it are written in
 // that room one at a time, each under mu until it is published: a cached answer is
 // sent again and again without a copy.
+//
+// A reply that was put in a cache counts the requests holding it (refs, under the
+// cache's lock: each one the cache gave it to, and the one that made it); once it has
+// left the cache and none holds it, its buffer is reused for a later reply (a patch
+// after every commit would otherwise leave a whole answer's buffer to the garbage
+// collector each time). A holder that never releases it only keeps the buffer from
+// being reused.
 type changesReply struct {
-	ws   uuid.UUID
-	st   service.ChangesStamp
-	mu   sync.Mutex
-	head []byte // never appended to but under mu
+	ws    uuid.UUID
+	st    service.ChangesStamp
+	items []changeset.Item // by id, where each lies after resultPrefix (nil: not patchable)
+	mu    sync.Mutex
+	head  []byte // never appended to but under mu
+
+	cache   *changesCache // the cache it was put in, nil if none
+	refs    int           // holders, under cache.mu
+	retired bool          // it left the cache, under cache.mu
 }
+
+// base returns the reply as the base of a patch (changeset.Patch): nil for none. Its
+// text is never written to (replies are written after it, under mu), so patches read
+// it without the lock.
+func (c *changesReply) base() *changeset.Base {
+	if c == nil || c.items == nil {
+		return nil
+	}
+	return &changeset.Base{Text: c.head[len(resultPrefix):len(c.head):len(c.head)], Items: c.items, Version: c.st.Version}
+}
+
+// bytes is the memory the reply holds.
+func (c *changesReply) bytes() int64 { return int64(cap(c.head)) + changeset.Bytes(c.items) }
 
 // body returns the reply to request id, and the function that must be called once the
 // reply is published (or given up), and only then.
 func (c *changesReply) body(id string) ([]byte, func()) {
 	c.mu.Lock()
-	return wire.AppendResponseEnd(c.head, id), sync.OnceFunc(c.mu.Unlock)
+	return wire.AppendResponseEnd(c.head, id), sync.OnceFunc(func() {
+		c.mu.Unlock()
+		c.cache.release(c)
+	})
 }
 
 // changesCache keeps getChanges replies, one per workspace (at the latest stamp put),
-// the least recently used dropped first once their bytes pass maxBytes. It is safe for
-// concurrent use.
+// the least recently used dropped first once their bytes (each reply's text and item
+// index) pass maxBytes. It is safe for concurrent use.
 type changesCache struct {
 	maxBytes int64
 
-	mu     sync.Mutex
-	bytes  int64
-	lru    *list.List // of *changesReply, most recently used first
-	byWS   map[uuid.UUID]*list.Element
-	hits   int64
-	misses int64
+	mu      sync.Mutex
+	bytes   int64
+	lru     *list.List // of *changesReply, most recently used first
+	byWS    map[uuid.UUID]*list.Element
+	hits    int64
+	misses  int64
+	patched int64  // misses answered by a patch of an older reply
+	spare   []byte // the buffer of a reply no one holds any more, for the next one
 }
 
 // newChangesCache returns a cache of at most maxBytes of replies; none (nil) when
@@ -94,17 +135,19 @@ func newChangesCache(maxBytes int64) *changesCache {
 	return &changesCache{maxBytes: maxBytes, lru: list.New(), byWS: map[uuid.UUID]*list.Element{}}
 }
 
-// get returns the workspace's reply if it is the one at st, else nil. A reply of the
-// workspace at another stamp of no later version is dropped at once: it will not be
-// asked for again, and the answer about to be read takes its place (a large workspace's
-// old answer is not held while the new one is built).
-func (c *changesCache) get(ws uuid.UUID, st service.ChangesStamp) *changesReply {
+// get returns the workspace's reply if it is the one at st; otherwise, if the one it
+// holds is of an earlier version, that one (older), to patch: it stays until the
+// newer one is put, so that requests arriving together after a commit all patch it.
+// A reply at another stamp of the same version (a rebuild or a restore rewrote the
+// workspace) is dropped at once: it will not be asked for again, and the answer about
+// to be read in full takes its place (the old one is not held while it is built).
+func (c *changesCache) get(ws uuid.UUID, st service.ChangesStamp) (hit, older *changesReply) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.misses++
 	e, ok := c.byWS[ws]
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	r := e.Value.(*changesReply)
 	switch {
@@ -112,11 +155,67 @@ func (c *changesCache) get(ws uuid.UUID, st service.ChangesStamp) *changesReply 
 		c.misses--
 		c.hits++
 		c.lru.MoveToFront(e)
-		return r
-	case r.st.Version <= st.Version:
+		r.refs++
+		return r, nil
+	case r.st.Version < st.Version:
+		r.refs++
+		return nil, r
+	case r.st.Version == st.Version:
 		c.remove(e)
 	}
-	return nil
+	return nil, nil
+}
+
+// release notes that a holder of r (from get, or the request that made it) is done
+// with it; r may be nil.
+func (c *changesCache) release(r *changesReply) {
+	if c == nil || r == nil || r.cache != c {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.refs--
+	c.recycle(r)
+}
+
+// recycle keeps r's buffer as the spare once r left the cache and no one holds it (the
+// larger of it and the spare there is; at most one, of at most maxBytes).
+func (c *changesCache) recycle(r *changesReply) {
+	if !r.retired || r.refs > 0 || r.head == nil {
+		return
+	}
+	if cap(r.head) >= cap(c.spare) && int64(cap(r.head)) <= c.maxBytes {
+		c.spare = r.head[:0]
+	}
+	r.head = nil
+}
+
+// buffer returns an empty buffer of at least n bytes: the spare if it is large
+// enough (not zeroed: the reply overwrites what it uses), else a new one with room
+// for the answer to grow by 1/64 (its later versions, a commit's items larger each,
+// still fit in it when it comes back as the spare).
+func (c *changesCache) buffer(n int) []byte {
+	if c == nil {
+		return make([]byte, 0, n)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cap(c.spare) >= n {
+		b := c.spare
+		c.spare = nil
+		return b
+	}
+	return make([]byte, 0, n+n/64)
+}
+
+// count notes how a miss was answered.
+func (c *changesCache) count(patched bool) {
+	if c == nil || !patched {
+		return
+	}
+	c.mu.Lock()
+	c.patched++
+	c.mu.Unlock()
 }
 
 // put keeps r in place of the reply of its workspace, unless that one is of a later
@@ -131,11 +230,12 @@ func (c *changesCache) put(r *changesReply) {
 		}
 		c.remove(e)
 	}
-	if int64(cap(r.head)) > c.maxBytes {
+	if r.bytes() > c.maxBytes {
 		return
 	}
+	r.cache, r.refs = c, 1 // the request that made it holds it
 	c.byWS[r.ws] = c.lru.PushFront(r)
-	c.bytes += int64(cap(r.head))
+	c.bytes += r.bytes()
 	for c.bytes > c.maxBytes {
 		c.remove(c.lru.Back())
 	}
@@ -144,14 +244,16 @@ func (c *changesCache) put(r *changesReply) {
 func (c *changesCache) remove(e *list.Element) {
 	r := c.lru.Remove(e).(*changesReply)
 	delete(c.byWS, r.ws)
-	c.bytes -= int64(cap(r.head))
+	c.bytes -= r.bytes()
+	r.retired = true
+	c.recycle(r)
 }
 
 // changesCacheStats are a cache's counters, for tests.
 type changesCacheStats struct {
-	entries      int
-	bytes        int64
-	hits, misses int64
+	entries               int
+	bytes                 int64
+	hits, misses, patched int64
 }
 
 func (c *changesCache) stats() changesCacheStats {
@@ -160,5 +262,5 @@ func (c *changesCache) stats() changesCacheStats {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return changesCacheStats{entries: c.lru.Len(), bytes: c.bytes, hits: c.hits, misses: c.misses}
+	return changesCacheStats{entries: c.lru.Len(), bytes: c.bytes, hits: c.hits, misses: c.misses, patched: c.patched}
 }

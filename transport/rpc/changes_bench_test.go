@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/stacksync-es/syncservice/eventstore/memstore"
+	"github.com/stacksync-es/syncservice/internal/changeset"
 	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/projections"
@@ -34,12 +36,16 @@ import (
 //	SYNC_BENCH_CHANGES=1 go test -run '^$' -bench GetChanges -benchtime 20x ./transport/rpc/
 //
 // encode/*: the service and the reply's encoding, in process: old (Changes, the wire
-// structs, one json.Marshal: the path before streaming) and streamed (rows rendered
-// into pieces, copied once into the reply). amqp/*: a request through RabbitMQ to a
-// running rpc.Server and its whole reply back, without the cache (every request reads
-// and renders the rows) and with it (the workspace is unchanged: the reply is sent from
-// the cache). Each reports B/op, the peak of the live heap during the
-// run above its start (peak-heap-MB), and amqp/* the process's RSS after (rss-MB).
+// structs, one json.Marshal: the path before streaming), streamed (rows rendered
+// into pieces, copied once into the reply) and patched (after a commit of one item,
+// written into the read model as the projection writes it: the answer built from the
+// last one and the item written since, copied once). amqp/*: a request through
+// RabbitMQ to a running rpc.Server and its whole reply back, without the cache (every
+// request reads and renders the rows), with it (the workspace is unchanged: the reply
+// is sent from the cache), and patched (each request after a commit of one item: the
+// cached reply is patched). patched/* count the commit's write (about a millisecond).
+// Each reports B/op, the peak of the live heap during the run above its start
+// (peak-heap-MB), and amqp/* the process's RSS after (rss-MB).
 func BenchmarkGetChanges(b *testing.B) {
 	if os.Getenv("SYNC_BENCH_CHANGES") == "" {
 		b.Skip("set SYNC_BENCH_CHANGES=1 to run")
@@ -87,20 +93,66 @@ func BenchmarkGetChanges(b *testing.B) {
 				return len(wire.EncodeRawResponse("id", pieces...))
 			})
 		})
+		b.Run(fmt.Sprintf("encode/patched/%d-items", n), func(b *testing.B) {
+			a, err := svc.EncodedAnswer(ctx, user, ws, nil, wire.AppendItem) // the first answer, read in full
+			if err != nil {
+				b.Fatal(err)
+			}
+			base := &changeset.Base{Text: bytes.Join(a.Pieces, nil), Items: a.Items, Version: a.Version}
+			measure(b, func() int {
+				commitOne(b, pool, ws)
+				a, err := svc.EncodedAnswer(ctx, user, ws, base, wire.AppendItem)
+				if err != nil || !a.Patched {
+					b.Fatalf("patched %v: %v", a.Patched, err)
+				}
+				base = &changeset.Base{Text: bytes.Join(a.Pieces, nil), Items: a.Items, Version: a.Version}
+				return len(base.Text)
+			})
+		})
 	}
 	url := testenv.AMQPURL(b)
-	for _, cached := range []bool{false, true} {
-		name := map[bool]string{false: "streamed", true: "cached"}[cached]
+	for _, name := range []string{"streamed", "cached", "patched"} {
 		cfg := rpc.Config{URL: url, Name: "bench-" + name, RequestQueue: "bench-" + name, Auth: rpc.AuthTrust,
-			ChangesCacheBytes: map[bool]int64{false: -1, true: 0}[cached]}
+			ChangesCacheBytes: map[bool]int64{true: -1, false: 0}[name == "streamed"]}
 		rpctest.StartServer(b, cfg, svc)
 		cl := dialBench(b, url, user, cfg.RequestQueue)
 		for i, n := range sizes {
 			b.Run(fmt.Sprintf("amqp/%s/%d-items", name, n), func(b *testing.B) {
-				measure(b, func() int { return cl.getChanges(b, wss[i]) })
+				measure(b, func() int {
+					if name == "patched" {
+						commitOne(b, pool, wss[i])
+					}
+					return cl.getChanges(b, wss[i])
+				})
 				b.ReportMetric(float64(rss(b))/(1<<20), "rss-MB")
 			})
 		}
+	}
+}
+
+// commitOne writes a commit of one new file into the read model as the projection
+// does (apply.go): the item and its version at the workspace's next version, and the
+// workspace's row, in one transaction.
+func commitOne(b *testing.B, pool *pgxpool.Pool, ws uuid.UUID) {
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	var v int64
+	if err := tx.QueryRow(ctx, `UPDATE proj_workspaces.workspaces SET version = version + 1 WHERE workspace_id = $1 RETURNING version`, ws).Scan(&v); err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range []string{"items", "item_history"} {
+		if _, err := tx.Exec(ctx, `INSERT INTO proj_workspaces.`+t+` (workspace_id, item_id, version, ws_version, device_id, parent_id,
+			status, modified_at, checksum, chunks, size, is_folder, filename, mimetype)
+			VALUES ($1, 50000000 + $2, 1, $2, $1, 1000, 'NEW', now(), 1, ARRAY['c'], 1, false, 'new ' || $2, 'text/plain')`, ws, v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/stacksync-es/syncservice/internal/changeset"
 	"github.com/stacksync-es/syncservice/service"
 )
 
@@ -20,45 +21,110 @@ func TestChangesCacheBound(t *testing.T) {
 	}
 	a, b, c := uuid.New(), uuid.New(), uuid.New()
 	cache := newChangesCache(250)
+	get := func(ws uuid.UUID, st service.ChangesStamp) *changesReply {
+		hit, _ := cache.get(ws, st)
+		return hit
+	}
 	cache.put(reply(a, 100))
 	cache.put(reply(b, 100))
-	if cache.get(a, st) == nil { // a is now the most recently used
+	if get(a, st) == nil { // a is now the most recently used
 		t.Fatal("a was not kept")
 	}
 	cache.put(reply(c, 100)) // over 250 bytes: b goes
 	if got := cache.stats(); got.entries != 2 || got.bytes != 200 {
 		t.Fatalf("cache %+v, want 2 replies of 100 bytes", got)
 	}
-	if cache.get(b, st) != nil || cache.get(a, st) == nil || cache.get(c, st) == nil {
+	if get(b, st) != nil || get(a, st) == nil || get(c, st) == nil {
 		t.Fatal("the least recently used reply should have gone, the others stayed")
 	}
 	newer := reply(a, 50)
 	cache.put(newer) // in place of a's other reply
-	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || cache.get(a, st) != newer {
+	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || get(a, st) != newer {
 		t.Fatalf("cache %+v: a's reply should have been replaced", got)
 	}
 	cache.put(reply(b, 251))
-	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || cache.get(b, st) != nil {
+	if got := cache.stats(); got.entries != 2 || got.bytes != 150 || get(b, st) != nil {
 		t.Fatalf("cache %+v: a reply over the bound was kept", got)
 	}
 	cache.put(reply(a, 251)) // replaces a's, and is not kept either
-	if cache.get(a, st) != nil {
+	if get(a, st) != nil {
 		t.Fatal("a's old reply should have gone with the new one")
 	}
 
 	// Stamps: a reply is served at its own stamp only; a request at a later version
-	// drops it at once; a reply read at an older version does not replace a newer one.
-	v1, v2, v2b := service.ChangesStamp{Version: 1, Tag: 5}, service.ChangesStamp{Version: 2, Tag: 6}, service.ChangesStamp{Version: 2, Tag: 9}
+	// gets it to patch, and it stays until the newer one is put; a reply read at an
+	// older version does not replace a newer one; a request at another stamp of the
+	// same version drops it at once.
+	v1, v2, v2b, v3 := service.ChangesStamp{Version: 1, Tag: 5}, service.ChangesStamp{Version: 2, Tag: 6},
+		service.ChangesStamp{Version: 2, Tag: 9}, service.ChangesStamp{Version: 3, Tag: 10}
 	r2 := &changesReply{ws: c, st: v2, head: make([]byte, 10)}
 	cache.put(r2)
-	if cache.get(c, v2) != r2 || cache.get(c, v1) != nil || cache.get(c, v2) != r2 {
+	if get(c, v2) != r2 || get(c, v1) != nil || get(c, v2) != r2 {
 		t.Fatal("a request at an older stamp should neither get nor drop the newer reply")
 	}
+	if hit, older := cache.get(c, v3); hit != nil || older != r2 || get(c, v2) != r2 {
+		t.Fatalf("a request at a later version should get the reply to patch (%v, %v) and leave it", hit, older)
+	}
 	cache.put(&changesReply{ws: c, st: v1, head: make([]byte, 10)})
-	if cache.get(c, v2) != r2 {
+	if get(c, v2) != r2 {
 		t.Fatal("a reply of an older version replaced a newer one")
 	}
-	if cache.get(c, v2b) != nil || cache.stats().entries != 0 { // c's was the last one
+	if hit, older := cache.get(c, v2b); hit != nil || older != nil || cache.stats().entries != 0 { // c's was the last one
 		t.Fatalf("a request at another stamp of the same version should drop the reply: %+v", cache.stats())
+	}
+	r3 := &changesReply{ws: c, st: v3, head: make([]byte, 10), items: make([]changeset.Item, 2)}
+	cache.put(r3)
+	if got := cache.stats(); got.bytes != 10+64 {
+		t.Fatalf("a reply of 10 bytes and 2 items counts %d bytes, want 74", got.bytes)
+	}
+}
+
+// TestChangesCacheReusesBuffers checks that a reply's buffer is reused for a later
+// reply only once the reply left the cache and every holder released it: the request
+// that made it, those that got it to serve, and those that patch from it.
+func TestChangesCacheReusesBuffers(t *testing.T) {
+	cache := newChangesCache(1000)
+	ws := uuid.New()
+	v := func(n int64) service.ChangesStamp { return service.ChangesStamp{Version: n, Tag: n} }
+	same := func(a, b []byte) bool { return cap(a) > 0 && cap(b) > 0 && &a[:1][0] == &b[:1][0] }
+	r1 := &changesReply{ws: ws, st: v(1), head: append(cache.buffer(100), "one"...)}
+	buf1 := r1.head
+	cache.put(r1) // held by the request that made it
+	cache.release(r1)
+	hit, _ := cache.get(ws, v(1)) // a request serving it
+	_, older := cache.get(ws, v(2))
+	if hit != r1 || older != r1 {
+		t.Fatal("the reply should be served at its stamp and patched from at a later one")
+	}
+	r2 := &changesReply{ws: ws, st: v(2), head: append(cache.buffer(100), "two"...)}
+	if same(r2.head, buf1) {
+		t.Fatal("a buffer was reused while its reply was in the cache")
+	}
+	cache.put(r2) // r1 leaves the cache, still held twice
+	cache.release(older)
+	if b := cache.buffer(100); same(b, buf1) {
+		t.Fatal("a buffer was reused while a request serving it held it")
+	}
+	_, publish := hit.body("id")
+	publish() // the last holder
+	publish() // at most once
+	b := cache.buffer(100)
+	if !same(b, buf1) || len(b) != 0 || r1.head != nil {
+		t.Fatalf("r1's buffer should be the spare once its last holder released it (reused %v, len %d), and r1 hold none", same(b, buf1), len(b))
+	}
+	if b2 := cache.buffer(100); same(b2, b) {
+		t.Fatal("the spare was handed out twice")
+	}
+	// A new buffer has room for the answer to grow, so that the next version, a little
+	// larger, still fits in it when it comes back as the spare.
+	r3 := &changesReply{ws: ws, st: v(3), head: append(cache.buffer(640), make([]byte, 640)...)}
+	buf3 := r3.head
+	cache.put(r3)
+	cache.release(r3)
+	r4 := &changesReply{ws: ws, st: v(4), head: cache.buffer(650)}
+	cache.put(r4) // r3 leaves, its buffer becomes the spare
+	cache.release(r4)
+	if b := cache.buffer(645); !same(b, buf3) {
+		t.Fatal("the buffer of a slightly smaller answer was not reused")
 	}
 }

@@ -68,12 +68,13 @@ func pgService(t *testing.T) (*service.Service, *projections.Queries, *pgxpool.P
 // PostgreSQL, that a getChanges reply is byte for byte the old encoding (the items of
 // Changes as wire structs, one json.Marshal), that an unchanged workspace is answered
 // from the cache, and that a commit visible in the read model before the request (as it
-// is before its notification goes out, PROTOCOL.md §5) is always in the reply.
+// is before its notification goes out, PROTOCOL.md §5) is always in the reply, also when
+// the reply is patched from the cached one (creates, changes, moves, deletes).
 func TestGetChangesCacheNeverStale(t *testing.T) {
 	svc, q, pool := pgService(t)
 	ctx := context.Background()
 	url := testenv.AMQPURL(t)
-	rpctest.StartServer(t, rpc.Config{URL: url, Auth: rpc.AuthTrust, Concurrency: 4, PerUserInFlight: -1}, svc)
+	srv := rpctest.StartServer(t, rpc.Config{URL: url, Auth: rpc.AuthTrust, Concurrency: 4, PerUserInFlight: -1}, svc)
 
 	user, ws, err := svc.CreateUser(ctx, service.NewUser{Name: "dora", Email: "dora@example.com"})
 	if err != nil {
@@ -129,19 +130,67 @@ func TestGetChangesCacheNeverStale(t *testing.T) {
 	first := getChanges(true)
 	// Rows changed behind the read model's back (no commit: the workspace's stamp is
 	// the same): the cached reply is what comes back.
-	if _, err := pool.Exec(ctx, `UPDATE proj_workspaces.items SET filename = 'behind the back' WHERE workspace_id = $1`, ws); err != nil {
-		t.Fatal(err)
+	rename := func(from, to string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `UPDATE proj_workspaces.items SET filename = $3 WHERE workspace_id = $1 AND filename = $2`, ws, from, to); err != nil {
+			t.Fatal(err)
+		}
 	}
+	rename("docs", "behind the back")
 	head := func(body string) string { return body[:strings.LastIndex(body, `,"id":`)] } // the reply less its id
 	if again := getChanges(false); head(again) != head(first) {
 		t.Fatalf("an unchanged workspace was not answered from the cache:\n%s\nthen\n%s", first, again)
 	}
+	rename("behind the back", "docs") // back to what the history says, which a patch keeps
 	// A commit: visible in the read model before the request, so in the reply.
 	commit("c2", item(-3, "b.txt", nil, false))
 	if third := getChanges(true); !strings.Contains(third, `"b.txt"`) {
 		t.Fatalf("the reply after a commit lacks it: %s", third)
 	}
 	getChanges(true) // and again, from the cache
+	if n := rpc.ChangesPatched(srv); n != 1 {
+		t.Fatalf("%d replies patched, want the one after c2", n)
+	}
+	// More commits, each read right after: the patched replies are the full read's.
+	current := func(id domain.ItemID) domain.ItemMetadata {
+		t.Helper()
+		items, err := svc.Changes(ctx, user, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if *it.ID == id {
+				it.Version++
+				it.TempID = nil
+				return it
+			}
+		}
+		t.Fatalf("no item %d", id)
+		return domain.ItemMetadata{}
+	}
+	var ids []domain.ItemID
+	items, err := svc.Changes(ctx, user, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		ids = append(ids, *it.ID) // docs, its file, b.txt
+	}
+	moved := current(ids[2])
+	moved.Status, moved.ParentID = domain.StatusMoved, &ids[0]
+	commit("c3", moved, item(-4, "new folder", nil, true))
+	getChanges(true)
+	changed := current(ids[1])
+	changed.Status, changed.Size, changed.Chunks = domain.StatusChanged, 5, []string{"c-new"}
+	commit("c4", changed)
+	getChanges(true)
+	deleted := current(ids[0])
+	deleted.Status = domain.StatusDeleted
+	commit("c5", deleted)
+	getChanges(true)
+	if n := rpc.ChangesPatched(srv); n != 4 {
+		t.Fatalf("%d replies patched, want 4", n)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/stages"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives per-request measurements. Default: none.
 	Metrics Metrics
+	// Stages, if set, receives the stage timing of every handled request (its
+	// internal/stages Trace, marked by the layers it went through; method as in
+	// Metrics.Request) once it is acked. Nil (the default): no request is traced.
+	Stages func(method string, t *stages.Trace)
 	// Bound, if set, reports how far the binder has applied the global order;
 	// updateDevice replies once it has passed the device's event (then the device's
 	// queue is bound to every workspace of its user). Nil: reply at once.

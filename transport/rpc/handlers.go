@@ -15,6 +15,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/budget"
+	"github.com/stacksync-es/syncservice/internal/stages"
 	"github.com/stacksync-es/syncservice/transport/topology"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
@@ -123,9 +124,12 @@ func (s *Server) refuse(base context.Context, sess *session, d amqp.Delivery, me
 // ack.
 func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery, done func()) {
 	start := time.Now()
+	tr := stages.Only(base)
+	tr.Mark(stages.Started)
 	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
 	defer cancel()
 	out := s.dispatch(ctx, sess, &d)
+	tr.Mark(stages.Answered)
 	done()
 	if base.Err() != nil {
 		// Cut off by a shutdown that outlasted ShutdownTimeout: neither answer nor ack,
@@ -165,6 +169,10 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery, do
 		}
 	}
 	s.cfg.Metrics.Request(out.method, code, time.Since(start))
+	if tr != nil {
+		tr.Mark(stages.Done)
+		s.cfg.Stages(out.method, tr)
+	}
 }
 
 // readOnly lists the methods that change nothing.
@@ -491,6 +499,7 @@ func (s *Server) commit(ctx context.Context, sess *session, d *amqp.Delivery, re
 	if _, err := s.identify(d, r.UserID, true); err != nil {
 		return nil, err
 	}
+	stages.Mark(ctx, stages.Parsed)
 	res, err := s.svc.Commit(ctx, r)
 	if err != nil {
 		return nil, err

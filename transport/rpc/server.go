@@ -27,6 +27,8 @@ import (
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/budget"
+	"github.com/stacksync-es/syncservice/internal/changeset"
+	"github.com/stacksync-es/syncservice/internal/stages"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/broker"
 	"github.com/stacksync-es/syncservice/transport/topology"
@@ -38,9 +40,9 @@ type Service interface {
 	AccountInfo(ctx context.Context, caller *uuid.UUID, email string) (protocol.Account, error) // caller nil = trust mode: any e-mail
 	UpdateDevice(ctx context.Context, req protocol.UpdateDeviceRequest) (service.DeviceResult, error)
 	Workspaces(ctx context.Context, user uuid.UUID) ([]protocol.WorkspaceInfo, error)
-	// ChangesStamp and EncodedChanges answer getChanges (service.Service documents them).
+	// ChangesStamp and EncodedAnswer answer getChanges (service.Service documents them).
 	ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st service.ChangesStamp, ok bool, err error)
-	EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder) ([][]byte, service.ChangesStamp, error)
+	EncodedAnswer(ctx context.Context, user, ws uuid.UUID, base *changeset.Base, enc service.ItemEncoder) (changeset.Answer, error)
 	ChangesSince(ctx context.Context, user, ws uuid.UUID, since int64, limit int) (protocol.ChangesPage, error)
 	ItemVersions(ctx context.Context, user, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error)
 	Commit(ctx context.Context, req protocol.CommitRequest) (service.CommitResult, error)
@@ -242,6 +244,10 @@ func (s *Server) openChannels(conn *amqp.Connection) (ch, pub *amqp.Channel, err
 // server's bytes is answered Busy; any other is counted against its user here, in
 // delivery order, so that a user's requests are handled in the order they arrived.
 func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d amqp.Delivery) {
+	var tr *stages.Trace
+	if s.cfg.Stages != nil {
+		tr = stages.Start()
+	}
 	if err := wire.CheckBodySize(len(d.Body)); err != nil {
 		w.goRun(func() { s.refuse(hctx, sess, d, "invalid", err) })
 		return
@@ -261,7 +267,7 @@ func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d am
 	}
 	w.goRun(func() {
 		defer res.Release()
-		s.serve(ctx, hctx, sess, d, res, w.sem, adm)
+		s.serve(ctx, stages.With(hctx, tr), sess, d, res, w.sem, adm)
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/memstore"
+	"github.com/stacksync-es/syncservice/internal/changeset"
 	"github.com/stacksync-es/syncservice/internal/itemids"
 	"github.com/stacksync-es/syncservice/projections/memmodel"
 	"github.com/stacksync-es/syncservice/service"
@@ -216,9 +217,9 @@ func (s *Service) ChangesStamp(ctx context.Context, user, ws uuid.UUID) (service
 	return s.svc.ChangesStamp(ctx, user, ws)
 }
 
-// EncodedChanges implements rpc.Service.
-func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc service.ItemEncoder) ([][]byte, service.ChangesStamp, error) {
-	return s.svc.EncodedChanges(ctx, user, ws, enc)
+// EncodedAnswer implements rpc.Service.
+func (s *Service) EncodedAnswer(ctx context.Context, user, ws uuid.UUID, base *changeset.Base, enc service.ItemEncoder) (changeset.Answer, error) {
+	return s.svc.EncodedAnswer(ctx, user, ws, base, enc)
 }
 
 // ChangesSince implements rpc.Service.

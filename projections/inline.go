@@ -1,6 +1,8 @@
 package projections
 
 import (
+	"context"
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -37,4 +39,37 @@ func Inline(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
 		m.queue(b, m.Schema(), ds, false)
 	}
 	return nil
+}
+
+// applyInline applies to the model's tables in schema, within tx, the model's inline
+// events after pos that tx's snapshot sees (read with cfg.InlineAfter) of transactions
+// from inlineFrom on: what live tables whose checkpoint is at pos with that inline_from
+// hold beyond it, since the projector applies the inline events of older transactions
+// again itself (withoutInline). bulk writes as a bulk replay does, into tables without
+// unique indexes, which the caller then completes. It reports whether it wrote anything.
+func applyInline(ctx context.Context, tx pgx.Tx, cfg RebuildConfig, m *Model, schema string, pos eventstore.Position,
+	inlineFrom uint64, bulk bool) (applied bool, err error) {
+	for {
+		evs, err := cfg.InlineAfter(ctx, tx, pos, cfg.BatchSize)
+		if err != nil {
+			return false, err
+		}
+		if len(evs) == 0 {
+			return applied, nil
+		}
+		from := pos
+		pos = evs[len(evs)-1].Position
+		kept := evs[:0]
+		for _, ev := range evs {
+			if ev.Position.Commit >= inlineFrom {
+				kept = append(kept, ev)
+			}
+		}
+		if ds := prepare(m, kept).ds; len(ds) > 0 {
+			if err := m.write(ctx, tx, schema, ds, bulk); err != nil {
+				return false, fmt.Errorf("apply the inline events after %s to %s: %w", from, schema, err)
+			}
+			applied = true
+		}
+	}
 }

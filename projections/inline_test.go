@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,8 +63,10 @@ func TestInlineAppliesInTheAppend(t *testing.T) {
 
 // An inline append that commits into the live tables while the global order is held
 // back (a transaction still open elsewhere) lies beyond what a rebuild's swap catches
-// up; the swapped-in tables get it from the live projector, which applies inline events
-// of transactions older than the swap again instead of skipping them.
+// up. A rebuild that cannot read inline events (no RebuildConfig.InlineAfter) leaves it
+// to the live projector, which applies inline events of transactions older than the swap
+// again instead of skipping them; until then Verify, which follows the checkpoint's
+// inline_from, finds the live model true to its checkpoint.
 func TestRebuildSwapKeepsInlineEventsOfTheReplacedTables(t *testing.T) {
 	e := newEnv(t)
 	is := e.inlineStore(t)
@@ -78,6 +81,7 @@ func TestRebuildSwapKeepsInlineEventsOfTheReplacedTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = commitHeld() }) // after a failure too: closing the store waits for it
 	w := g.ws[0]
 	res, err := is.Append(ctx, w.stream, eventstore.Any(), g.randomCommit(w))
 	if err != nil {
@@ -85,6 +89,10 @@ func TestRebuildSwapKeepsInlineEventsOfTheReplacedTables(t *testing.T) {
 	}
 	if _, err := Rebuild(ctx, RebuildConfig{Pool: e.pool, Source: e.store, BatchSize: 50, Logger: e.log}, ModelWorkspaces); err != nil {
 		t.Fatal(err)
+	}
+	cfg := RebuildConfig{Pool: e.pool, Source: e.store, BatchSize: 50, Logger: e.log, InlineAfter: postgres.ReadInlineAfter}
+	if res, err := Verify(ctx, cfg, ModelWorkspaces, 5); err != nil || res.Count != 0 {
+		t.Fatalf("verify while the projector owes the inline append: %d differences %+v, %v", res.Count, res.Diffs, err)
 	}
 	if err := commitHeld(); err != nil {
 		t.Fatal(err)
@@ -95,6 +103,68 @@ func TestRebuildSwapKeepsInlineEventsOfTheReplacedTables(t *testing.T) {
 	e.caughtUp(t, ModelWorkspaces)
 	checkAgainstSimulation(t, e, g)
 	e.verifyClean(t, ModelWorkspaces)
+}
+
+// A rebuild told how to read inline events (RebuildConfig.InlineAfter) carries the
+// inline appends its replay could not reach, because a transaction open elsewhere in
+// the cluster held the global order back, into the tables it swaps in: reads lose
+// none of them at the swap, with no projector running (syncctl's appends), and the
+// projector, once the global order moves on, applies none of them again.
+func TestRebuildSwapCarriesInlineEventsBeyondItsReplay(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 24)
+	appendAll(t, is, g.history(3, 4, 80)) // no projector runs: the checkpoints stay at 0
+	ctx := context.Background()
+	hold, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(context.Background()) //nolint:errcheck // ended below
+	if _, err := hold.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	last := appendAll(t, is, g.history(2, 2, 40)) // users and workspaces too: both models
+	cfg := RebuildConfig{Pool: e.pool, Source: e.store, BatchSize: 50, Logger: e.log, InlineAfter: postgres.ReadInlineAfter}
+	for _, m := range Models() {
+		before := dump(t, e.pool, m, m.Schema())
+		res, err := Rebuild(ctx, cfg, m.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Position.Less(last) {
+			t.Fatalf("%s rebuilt up to %s, the last append is at %s: the open transaction held nothing back", m.Name(), res.Position, last)
+		}
+		after := dump(t, e.pool, m, m.Schema())
+		for _, tb := range m.Tables()[1:] {
+			if b, a := strings.Join(before[tb], "\n"), strings.Join(after[tb], "\n"); a != b {
+				t.Fatalf("%s.%s after the swap (%d rows):\n%s\nbefore it (%d rows):\n%s", m.Name(), tb, len(after[tb]), a, len(before[tb]), b)
+			}
+		}
+		if res, err := Verify(ctx, cfg, m.Name(), 5); err != nil || res.Count != 0 {
+			t.Fatalf("%s: verify after the swap: %d differences %+v, %v", m.Name(), res.Count, res.Diffs, err)
+		}
+	}
+	checkAgainstSimulation(t, e, g)
+
+	if err := hold.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.appended = last
+	e.mu.Unlock()
+	for _, m := range Models() {
+		p := e.projector(t, m.Name(), nil)
+		run(t, p.Run)
+		e.caughtUp(t, m.Name())
+		if st := p.Status(); st.Applied != 0 {
+			t.Errorf("%s projector applied %d events the swap had carried over", m.Name(), st.Applied)
+		}
+		if res, err := Verify(ctx, cfg, m.Name(), 5); err != nil || res.Count != 0 {
+			t.Fatalf("%s: verify once caught up: %d differences %+v, %v", m.Name(), res.Count, res.Diffs, err)
+		}
+	}
+	checkAgainstSimulation(t, e, g)
 }
 
 // The live tables hold inline appends before the projector's checkpoint passes them:

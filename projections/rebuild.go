@@ -43,9 +43,11 @@ type RebuildConfig struct {
 	// Progress, if set, is called after every applied batch.
 	Progress func(Progress)
 	// InlineAfter, set when appends write the read models themselves (the PostgreSQL
-	// store's inline hook: pass postgres.ReadInlineAfter), reads in Verify's comparison
-	// snapshot the inline events after a position: the live tables hold them before
-	// the projector's checkpoint passes them, so Verify applies them to its rebuild too.
+	// store's inline hook: pass postgres.ReadInlineAfter), reads in a transaction's
+	// snapshot the inline events after a position: the live tables hold them before the
+	// projector's checkpoint passes them. Verify applies them to its rebuild too, and
+	// Rebuild's swap to the fresh tables, which would otherwise lack those its replay
+	// could not reach yet (see carryInline) until the live projector applied them.
 	InlineAfter func(ctx context.Context, tx pgx.Tx, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error)
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -113,8 +115,9 @@ type RebuildResult struct {
 // The swap is one transaction: it takes ACCESS EXCLUSIVE locks on the live tables (the
 // checkpoint first, then the tables in the order the queries touch them, so it waits for
 // the live projector's batch and for running reads to finish, and no reader or writer can
-// deadlock with it), applies the few events that arrived since the replay caught up,
-// and renames the live schema away and the fresh one into its place. The checkpoint
+// deadlock with it), applies the few events that arrived since the replay caught up
+// and, with cfg.InlineAfter, the inline events the live tables hold beyond that (see
+// carryInline), and renames the live schema away and the fresh one into its place. The checkpoint
 // lives in the schema, so tables and checkpoint change together. Statements waiting on
 // those locks re-resolve the names once the swap commits and land on the fresh tables.
 // The live projector finds the stored checkpoint not where it left it and resumes from
@@ -324,13 +327,6 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 	if err := lockLive(ctx, tx, m, live, "ACCESS EXCLUSIVE"); err != nil {
 		return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
 	}
-	// Inline appends that wrote into the live tables have committed (the locks waited for
-	// them) and so have smaller transaction ids than this one; later ones will write into
-	// the fresh tables. The live projector must apply the former again.
-	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{next, "checkpoint"}.Sanitize()+
-		` SET inline_from = pg_current_xact_id()::text::bigint`); err != nil {
-		return checkpointRow{}, fmt.Errorf("swap %s: mark inline events: %w", m.name, err)
-	}
 	liveCP, err := readCheckpoint(ctx, tx, live, false)
 	if err != nil {
 		return checkpointRow{}, err
@@ -374,6 +370,9 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 	if cp.Position.Less(liveCP.Position) {
 		return checkpointRow{}, fmt.Errorf("swap %s: rebuilt model at %s is behind the live one at %s", m.name, cp.Position, liveCP.Position)
 	}
+	if err := carryInline(ctx, tx, cfg, m, next, cp.Position); err != nil {
+		return checkpointRow{}, fmt.Errorf("swap %s: %w", m.name, err)
+	}
 	for _, q := range []string{
 		`ALTER SCHEMA ` + pgx.Identifier{live}.Sanitize() + ` RENAME TO ` + pgx.Identifier{old}.Sanitize(),
 		`ALTER SCHEMA ` + pgx.Identifier{next}.Sanitize() + ` RENAME TO ` + pgx.Identifier{live}.Sanitize(),
@@ -390,180 +389,34 @@ func swap(ctx context.Context, cfg RebuildConfig, m *Model, live, next, old stri
 	return cp, nil
 }
 
-// applyInlineAfter applies to the scratch tables, in tx (the comparison's snapshot), the
-// model's inline events after pos that the snapshot sees: what the live tables hold
-// beyond their checkpoint. It writes as the bulk replay before it did (the scratch
-// tables have no unique indexes) and completes the tables again. The writes go no
-// further than tx, which is rolled back.
-func applyInlineAfter(ctx context.Context, tx pgx.Tx, cfg RebuildConfig, m *Model, scratch string, pos eventstore.Position) error {
-	applied := false
-	for {
-		evs, err := cfg.InlineAfter(ctx, tx, pos, cfg.BatchSize)
-		if err != nil {
-			return err
+// carryInline gives the fresh tables in next, caught up to pos within the swap's tx
+// (which holds the live tables' locks), the inline events the live tables hold beyond
+// pos. Those are the inline appends of the global order after pos: appends that
+// committed after the catch-up's read, and appends that committed before it but lie
+// beyond the store's horizon (a transaction still open anywhere in the PostgreSQL
+// cluster holds the global order back, for as long as it stays open). Without them the
+// swap would take acknowledged commits out of the reads until the live projector
+// passed them, and for good when none runs (syncctl's own appends).
+//
+// With cfg.InlineAfter, it applies them: the inline appends that wrote into the live
+// tables have committed (the locks waited for them), so this statement's snapshot sees
+// them all; later ones, even of transactions older than this one that waited for the
+// locks, write into the fresh tables once the swap commits. So the fresh tables hold
+// every inline event after their checkpoint, and inline_from stays 0: the live
+// projector skips them all, as it did on the live tables. Without cfg.InlineAfter (a
+// store that cannot read them) it records its own transaction id as inline_from: the
+// live projector applies the inline events of older transactions again (every write is
+// idempotent), and the model misses them until it does.
+func carryInline(ctx context.Context, tx pgx.Tx, cfg RebuildConfig, m *Model, next string, pos eventstore.Position) error {
+	if cfg.InlineAfter != nil {
+		if _, err := applyInline(ctx, tx, cfg, m, next, pos, 0, false); err != nil {
+			return fmt.Errorf("carry the inline events after %s: %w", pos, err)
 		}
-		if len(evs) == 0 {
-			break
-		}
-		if ds := prepare(m, evs).ds; len(ds) > 0 {
-			if err := m.write(ctx, tx, scratch, ds, true); err != nil {
-				return fmt.Errorf("apply inline events after %s: %w", pos, err)
-			}
-			applied = true
-		}
-		pos = evs[len(evs)-1].Position
+		return nil
 	}
-	if applied && m.finishBulk != nil {
-		return fillItemsTx(ctx, tx, scratch)
+	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{next, "checkpoint"}.Sanitize()+
+		` SET inline_from = pg_current_xact_id()::text::bigint`); err != nil {
+		return fmt.Errorf("mark inline events: %w", err)
 	}
 	return nil
-}
-
-// Diff is one row that differs between the live model and its rebuild. Live or Rebuilt
-// is empty when the row is missing on that side.
-type Diff struct {
-	Table   string
-	Key     string // the primary key, as a JSON array
-	Live    string // the row as JSON
-	Rebuilt string
-}
-
-// VerifyResult is what Verify found.
-type VerifyResult struct {
-	Model    string
-	Position eventstore.Position // the checkpoint both sides were compared at
-	Events   int64
-	Diffs    []Diff // the first ones found (at most the maxDiffs asked for)
-	Count    int    // differing rows in all
-}
-
-// Verify rebuilds the model into scratch tables (schema proj_<model>_verify) up to
-// exactly the live model's checkpoint and compares them row by row with the live
-// tables, from one snapshot in which both are at that checkpoint. The live projector
-// keeps running; if it keeps moving the checkpoint, later attempts hold a SHARE lock on
-// the live checkpoint while comparing, which pauses it for that long. The scratch tables
-// are dropped at the end.
-func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) (VerifyResult, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.Validate(); err != nil {
-		return VerifyResult{}, err
-	}
-	m, err := ModelNamed(model)
-	if err != nil {
-		return VerifyResult{}, err
-	}
-	start := time.Now()
-	release, err := exclusive(ctx, cfg.Pool, m)
-	if err != nil {
-		return VerifyResult{}, err
-	}
-	defer release()
-	live, scratch := m.Schema(), m.Schema()+"_verify"
-	if err := migrateSchema(ctx, cfg.Pool, m, live); err != nil {
-		return VerifyResult{}, err
-	}
-	if err := dropSchema(ctx, cfg.Pool, scratch); err != nil {
-		return VerifyResult{}, err
-	}
-	defer func() {
-		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := dropSchema(cleanup, cfg.Pool, scratch); err != nil {
-			cfg.Logger.Warn("dropping the verify tables", "err", err)
-		}
-	}()
-	if err := migrateSchema(ctx, cfg.Pool, m, scratch); err != nil {
-		return VerifyResult{}, err
-	}
-	if _, err := dropBulkIndexes(ctx, cfg.Pool, m, scratch); err != nil {
-		return VerifyResult{}, err
-	}
-	for attempt := 1; ; attempt++ {
-		liveCP, err := readCheckpoint(ctx, cfg.Pool, live, false)
-		if err != nil {
-			return VerifyResult{}, err
-		}
-		cp, err := replay(ctx, cfg, m, scratch, &liveCP.Position, true, liveCP.Events, start)
-		if err != nil {
-			return VerifyResult{}, err
-		}
-		if err := finishBulk(ctx, cfg.Pool, m, scratch); err != nil {
-			return VerifyResult{}, err
-		}
-		res, same, err := compareAt(ctx, cfg, m, live, scratch, cp.Position, attempt > 3, maxDiffs)
-		if err != nil {
-			return VerifyResult{}, err
-		}
-		if same {
-			res.Model, res.Events = m.name, cp.Events
-			return res, nil
-		}
-		if attempt >= 10 {
-			return VerifyResult{}, fmt.Errorf("verify %s: the live checkpoint kept moving", m.name)
-		}
-	}
-}
-
-// compareAt compares live and scratch in one snapshot if the live checkpoint is at
-// pos in it; same is false when it moved on.
-func compareAt(ctx context.Context, cfg RebuildConfig, m *Model, live, scratch string, pos eventstore.Position,
-	hold bool, maxDiffs int) (res VerifyResult, same bool, err error) {
-	tx, err := cfg.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
-	if err != nil {
-		return VerifyResult{}, false, fmt.Errorf("verify %s: begin: %w", m.name, err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // read only
-	if hold {
-		// Taken before the snapshot: the live projector cannot commit until we are done.
-		if _, err := tx.Exec(ctx, `LOCK TABLE `+pgx.Identifier{live, "checkpoint"}.Sanitize()+` IN SHARE MODE`); err != nil {
-			return VerifyResult{}, false, fmt.Errorf("verify %s: %w", m.name, err)
-		}
-	}
-	liveCP, err := readCheckpoint(ctx, tx, live, false)
-	if err != nil {
-		return VerifyResult{}, false, err
-	}
-	if liveCP.Position != pos {
-		return VerifyResult{}, false, nil
-	}
-	if cfg.InlineAfter != nil {
-		if err := applyInlineAfter(ctx, tx, cfg, m, scratch, pos); err != nil {
-			return VerifyResult{}, false, fmt.Errorf("verify %s: %w", m.name, err)
-		}
-	}
-	res.Position = pos
-	for _, t := range m.tables {
-		keys := make([]string, len(t.key))
-		for i, k := range t.key {
-			keys[i] = "t." + pgx.Identifier{k}.Sanitize()
-		}
-		// The checkpoint's inline_from is where the live projector's duties began after
-		// a swap, not something the history determines.
-		side := func(schema string) string {
-			return `SELECT jsonb_build_array(` + strings.Join(keys, ", ") + `) AS k, to_jsonb(t) - 'inline_from' AS r FROM ` +
-				pgx.Identifier{schema, t.name}.Sanitize() + ` t`
-		}
-		rows, err := tx.Query(ctx, `SELECT coalesce(l.k, s.k)::text, coalesce(l.r::text, ''), coalesce(s.r::text, '')
-			FROM (`+side(live)+`) l FULL JOIN (`+side(scratch)+`) s ON l.k = s.k
-			WHERE l.r IS DISTINCT FROM s.r ORDER BY 1`)
-		if err != nil {
-			return VerifyResult{}, false, fmt.Errorf("verify %s: compare %s: %w", m.name, t.name, err)
-		}
-		for rows.Next() {
-			d := Diff{Table: t.name}
-			if err := rows.Scan(&d.Key, &d.Live, &d.Rebuilt); err != nil {
-				rows.Close()
-				return VerifyResult{}, false, fmt.Errorf("verify %s: compare %s: %w", m.name, t.name, err)
-			}
-			res.Count++
-			if len(res.Diffs) < maxDiffs {
-				res.Diffs = append(res.Diffs, d)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return VerifyResult{}, false, fmt.Errorf("verify %s: compare %s: %w", m.name, t.name, err)
-		}
-	}
-	return res, true, nil
 }

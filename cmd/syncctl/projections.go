@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/storeopen"
 	"github.com/stacksync-es/syncservice/projections"
 )
 
@@ -76,6 +78,18 @@ func projectionsEnv(ctx context.Context) (eventstore.Store, *pgxpool.Pool, func(
 		return nil, nil, nil, fmt.Errorf("connect %s: %w", globals.pgDSN, err)
 	}
 	return store, pool, func() { pool.Close(); store.Close() }, nil
+}
+
+// inlineAfter is how Rebuild and Verify read the inline events in the store of --store.
+// On PostgreSQL syncd (and syncctl) write the read models inline: the live tables run
+// ahead of their checkpoints by those appends, which a rebuild's swap carries into the
+// fresh tables and Verify applies to its rebuild. EventStoreDB appends are never inline,
+// and the read models' database holds no events to read.
+func inlineAfter() func(context.Context, pgx.Tx, eventstore.Position, int) ([]eventstore.RecordedEvent, error) {
+	if storeopen.IsESDB(storeGlobals.store) {
+		return nil
+	}
+	return postgres.ReadInlineAfter
 }
 
 // modelsOf resolves the named models, all of them when none is named.
@@ -164,7 +178,8 @@ func runProjectionsRebuild(cmd *cobra.Command, args []string) error {
 	for _, name := range names {
 		pr := newProgress("rebuild " + name)
 		res, err := projections.Rebuild(ctx, projections.RebuildConfig{
-			Pool: pool, Source: store, BatchSize: projectionsFlags.batch, Progress: pr.update, Logger: logger(),
+			InlineAfter: inlineAfter(),
+			Pool:        pool, Source: store, BatchSize: projectionsFlags.batch, Progress: pr.update, Logger: logger(),
 		}, name)
 		pr.done()
 		if err != nil {
@@ -196,9 +211,7 @@ func runProjectionsVerify(cmd *cobra.Command, args []string) error {
 	for _, name := range names {
 		pr := newProgress("verify " + name)
 		res, err := projections.Verify(ctx, projections.RebuildConfig{
-			// syncd writes the read models inline: the live tables run ahead of their
-			// checkpoints by the inline appends, which Verify then applies too.
-			InlineAfter: postgres.ReadInlineAfter,
+			InlineAfter: inlineAfter(),
 			Pool:        pool, Source: store, BatchSize: projectionsFlags.batch, Progress: pr.update, Logger: logger(),
 		}, name, projectionsFlags.maxDiffs)
 		pr.done()

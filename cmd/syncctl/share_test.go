@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/internal/testenv"
@@ -19,6 +21,12 @@ import (
 // a rebuild, `projections rebuild` then `verify` again too, `audit verify --all` finds
 // both streams whole, and `audit item` asked of the shared workspace tells the moved
 // file's life from its creation in the personal workspace.
+//
+// The commit and the share are made, and the models rebuilt and verified, while a
+// transaction stays open elsewhere, holding the store's global order back before them,
+// as any test's open transaction in the PostgreSQL cluster can: the rebuild's replay
+// cannot reach them, so its swap must carry them over from the inline appends (no
+// projector runs here to apply them later).
 func TestSyncctlAfterAShare(t *testing.T) {
 	globals.pgDSN = testenv.PostgresDSN(t)
 	ctx := context.Background()
@@ -36,6 +44,14 @@ func TestSyncctlAfterAShare(t *testing.T) {
 	}
 	dev, err := a.svc.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "r", UserID: alice, Name: "laptop", OS: "linux"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	hold, err := pgx.Connect(ctx, globals.pgDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close(context.Background())
+	if _, err := hold.Exec(ctx, `BEGIN; SELECT pg_current_xact_id()`); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Unix(1700000000, 0)
@@ -75,6 +91,15 @@ func TestSyncctlAfterAShare(t *testing.T) {
 		if args[1] == "verify" && !strings.Contains(out, "workspaces: identical to a rebuild") {
 			t.Fatalf("syncctl %s: %s", strings.Join(args, " "), out)
 		}
+		// The reads see the share whatever the command did to the tables.
+		items, version, err := a.q.Changes(ctx, share.WorkspaceID)
+		if err != nil || version != 1 || len(items) != 1 || *items[0].ID != file {
+			t.Fatalf("after syncctl %s: getChanges of the share: version %d, %d items, %v; want version 1, the moved file",
+				strings.Join(args, " "), version, len(items), err)
+		}
+	}
+	if _, err := hold.Exec(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
 	}
 	run("audit", "verify", "--all")
 	life := run("audit", "item", "--workspace", share.WorkspaceID.String(), "--item", strconv.FormatInt(int64(file), 10), "--format", "jsonl")

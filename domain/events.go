@@ -45,6 +45,10 @@ type MemberAdded struct {
 	// Name is the member's own name for the workspace (where it shows in their tree).
 	Name string    `json:"name"`
 	At   time.Time `json:"at"`
+	// RequestID is the requestId of the share that added the member to a workspace
+	// shared before (PROTOCOL.md §8 rule 2), so that a retry of it is recognised; empty
+	// for members added with the workspace or by an operator.
+	RequestID string `json:"requestId,omitempty"`
 }
 
 // MemberRemoved ends a user's membership. The owner cannot be removed.

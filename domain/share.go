@@ -48,6 +48,10 @@ type ShareDecision struct {
 	Target     []Event
 	NewMembers []uuid.UUID
 	ReplayOf   uint64
+	// ReplayMembers, for a repeated requestId of a share that added members to a
+	// workspace shared before, are those members (in the order of their MemberAdded
+	// events); nothing is to be appended.
+	ReplayMembers []Member
 }
 
 // ErrNoMembers refuses a share whose members, once the caller's own id is skipped, are

@@ -210,12 +210,13 @@ func chainEvents(prev string, maxBytes int, events ...func(prev string) Event) (
 	return out, total, nil
 }
 
-// memberEvents are the MemberAdded builders of members to target, named name.
-func memberEvents(c ShareFolder, target uuid.UUID, name string, members []uuid.UUID) []func(string) Event {
+// memberEvents are the MemberAdded builders of members to target, named name, recording
+// requestID (a re-share's; empty for the members of a new shared workspace).
+func memberEvents(c ShareFolder, target uuid.UUID, name, requestID string, members []uuid.UUID) []func(string) Event {
 	out := make([]func(string) Event, len(members))
 	for i, m := range members {
 		out[i] = func(prev string) Event {
-			return MemberAdded{PrevHash: prev, WorkspaceID: target, UserID: m, Name: name, At: NormalizeTime(c.At)}
+			return MemberAdded{PrevHash: prev, WorkspaceID: target, UserID: m, Name: name, At: NormalizeTime(c.At), RequestID: requestID}
 		}
 	}
 	return out
@@ -243,6 +244,9 @@ func reshare(t *Workspace, s uuid.UUID, c ShareFolder, name string, members []uu
 	case !t.exists || !t.shared || t.owner != c.UserID:
 		return ShareDecision{}, fmt.Errorf("%s: workspace %s is not a shared workspace of %s: %w", op, s, c.UserID, ErrInvalidCommand)
 	}
+	if ms, ok := t.reshares[c.RequestID]; ok { // a retry: nothing new, its proposals again
+		return ShareDecision{TargetID: s, ReplayMembers: slices.Clone(ms)}, nil
+	}
 	var added []uuid.UUID
 	for _, m := range members {
 		if !t.IsMember(m) {
@@ -252,7 +256,7 @@ func reshare(t *Workspace, s uuid.UUID, c ShareFolder, name string, members []uu
 	if err := checkMembers(c, len(t.members)+len(added)); err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
 	}
-	evs, _, err := chainEvents(c.TargetPrevHash, c.Limits.WithDefaults().MaxEventBytes, memberEvents(c, s, name, added)...)
+	evs, _, err := chainEvents(c.TargetPrevHash, c.Limits.WithDefaults().MaxEventBytes, memberEvents(c, s, name, c.RequestID, added)...)
 	if err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
 	}
@@ -304,7 +308,7 @@ func (w *Workspace) decideNewShare(c ShareFolder, target uuid.UUID, name string,
 	for _, e := range ins {
 		dstBuild = append(dstBuild, func(prev string) Event { e.PrevHash = prev; return e })
 	}
-	evs, dstBytes, err := chainEvents(c.TargetPrevHash, lim.MaxEventBytes, append(dstBuild, memberEvents(c, target, name, members)...)...)
+	evs, dstBytes, err := chainEvents(c.TargetPrevHash, lim.MaxEventBytes, append(dstBuild, memberEvents(c, target, name, "", members)...)...)
 	if err != nil {
 		return ShareDecision{}, fmt.Errorf("%s: %w", op, err)
 	}

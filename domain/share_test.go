@@ -250,15 +250,24 @@ func TestShareAgainAddsMembersOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := MemberAdded{PrevHash: again.TargetPrevHash, WorkspaceID: s.ID(), UserID: newbie, Name: "F", At: again.At}
+	want := MemberAdded{PrevHash: again.TargetPrevHash, WorkspaceID: s.ID(), UserID: newbie, Name: "F", At: again.At, RequestID: "share-2"}
 	if len(d2.Source) != 0 || len(d2.Target) != 1 || !reflect.DeepEqual(d2.Target[0], want) || !slices.Equal(d2.NewMembers, []uuid.UUID{newbie}) {
 		t.Fatalf("share again: %+v\nwant only %+v", d2, want)
 	}
 	s.Evolve(d2.Target[0])
-	// Everyone already a member: nothing to do, no error (a retried re-share).
+	// The same request again: nothing to append, its members to propose to again
+	// (PROTOCOL.md §8: a repeated requestId publishes its notifications again).
 	d3, err := decideShare(t, h.w, s, again)
-	if err != nil || len(d3.Source)+len(d3.Target) != 0 || d3.TargetID != s.ID() {
-		t.Fatalf("share again with members only: %+v, %v", d3, err)
+	if err != nil || len(d3.Source)+len(d3.Target) != 0 || d3.TargetID != s.ID() ||
+		!reflect.DeepEqual(d3.ReplayMembers, []Member{{UserID: newbie, Name: "F"}}) {
+		t.Fatalf("retried re-share: %+v, %v; want ReplayMembers of %s", d3, err, newbie)
+	}
+	// Another request naming only members: nothing to do, no error, nothing to replay.
+	other := again
+	other.RequestID = "share-3"
+	d4, err := decideShare(t, h.w, s, other)
+	if err != nil || len(d4.Source)+len(d4.Target) != 0 || d4.TargetID != s.ID() || d4.ReplayMembers != nil {
+		t.Fatalf("share again with members only: %+v, %v", d4, err)
 	}
 	if h.w.StreamVersion() != sourceVersion {
 		t.Fatal("the source changed")

@@ -51,6 +51,9 @@ type Workspace struct {
 	// ItemsMovedOut (share.go).
 	shares        map[ItemID]uuid.UUID
 	shareRequests map[string]shareRecord
+	// reshares maps the requestId of a share that added members to this (already
+	// shared) workspace to those members, in the order of their MemberAdded events.
+	reshares map[string][]Member
 }
 
 // NewWorkspace returns the empty state of the workspace id: not yet created.
@@ -64,6 +67,7 @@ func NewWorkspace(id uuid.UUID) *Workspace {
 		memberUpdates: map[string]uint64{},
 		shares:        map[ItemID]uuid.UUID{},
 		shareRequests: map[string]shareRecord{},
+		reshares:      map[string][]Member{},
 	}
 }
 
@@ -97,6 +101,7 @@ func (w *Workspace) Clone() *Workspace {
 	}
 	c.shares = maps.Clone(w.shares)
 	c.shareRequests = maps.Clone(w.shareRequests)
+	c.reshares = maps.Clone(w.reshares) // applyMemberAdded never appends in place
 	return &c
 }
 
@@ -288,7 +293,11 @@ func (w *Workspace) applyMemberAdded(e MemberAdded) {
 	if !w.exists || e.WorkspaceID != w.id || w.IsMember(e.UserID) {
 		return
 	}
-	w.members[e.UserID] = Member{UserID: e.UserID, Name: e.Name}
+	m := Member{UserID: e.UserID, Name: e.Name}
+	w.members[e.UserID] = m
+	if e.RequestID != "" {
+		w.reshares[e.RequestID] = append(slices.Clip(w.reshares[e.RequestID]), m)
+	}
 }
 
 func (w *Workspace) applyMemberRemoved(e MemberRemoved) {

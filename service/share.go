@@ -196,6 +196,10 @@ func (s *Service) shareAttempt(ctx context.Context, multi eventstore.MultiAppend
 		res, err := s.shareReplay(ctx, srcStream, cmd, d)
 		return res, false, err
 	}
+	if len(d.ReplayMembers) > 0 {
+		res, err := s.reshareReplay(ctx, cmd, d, dst)
+		return res, false, err
+	}
 	res = ShareResult{WorkspaceID: d.TargetID, SourceID: cmd.SourceID, Target: d.Target, NewMembers: d.NewMembers}
 	if len(d.Source)+len(d.Target) == 0 {
 		return res, false, nil

@@ -118,3 +118,25 @@ func (s *Service) shareProposals(ctx context.Context, created *domain.WorkspaceC
 	res.Proposals = all
 	return nil
 }
+
+// reshareReplay answers a repeated request of a share that added members to a workspace
+// shared before: nothing is appended, and the result holds the proposals it gave, one per
+// member it added, with the ids of their MemberAdded events (shareAppend derived them from
+// the requestId, in order), so that they are published again as the notifier first did.
+// ProposalsPos is the target's latest membership change, at or after those events.
+func (s *Service) reshareReplay(ctx context.Context, cmd domain.ShareFolder, d domain.ShareDecision,
+	dst *entry[*domain.Workspace]) (ShareResult, error) {
+	st := dst.state
+	owner, err := s.loadUser(ctx, st.OwnerID(), false)
+	if err != nil {
+		return ShareResult{}, fmt.Errorf("share replay %q: owner %s: %w", cmd.RequestID, st.OwnerID(), err)
+	}
+	stream := domain.WorkspaceStream(d.TargetID)
+	res := ShareResult{WorkspaceID: d.TargetID, SourceID: cmd.SourceID, Replayed: true, ProposalsPos: dst.membersAt}
+	for i, m := range d.ReplayMembers {
+		res.Proposals = append(res.Proposals, ShareProposal{
+			EventID: eventID(stream, fmt.Sprintf("share:%s\x00%d", cmd.RequestID, i)), UserID: m.UserID, FolderName: m.Name,
+			WorkspaceID: d.TargetID, FolderID: cmd.FolderID, OwnerID: st.OwnerID(), OwnerName: owner.Name(), IsEncrypted: st.IsEncrypted()})
+	}
+	return res, nil
+}

@@ -298,6 +298,52 @@ func TestShareEndToEnd(t *testing.T) {
 	waitUnbound(t, s, bob.id, dB1, sID)
 }
 
+// A share that added a member to a folder shared before is a request like any other
+// (PROTOCOL.md §8, last sentence): repeated, it appends nothing and publishes its
+// notifyShareProposal again, with the same id, to every device of the member, one
+// registered since included.
+func TestReshareRetryRepublishesTheProposal(t *testing.T) {
+	s := newServices(t)
+	startSyncd(t, s)
+	alice, bob, carol := addUser(t, s, "Alice"), addUser(t, s, "Bob"), addUser(t, s, "Carol")
+	a1 := dialRaw(t, userURL(t, s, alice), alice.id)
+	c1 := dialRaw(t, userURL(t, s, carol), carol.id)
+	dA1, dC1 := a1.register("a1"), c1.register("c1")
+	inA1, inC1 := a1.listen(dA1), c1.listen(dC1)
+	w, docs := alice.workspace, int64(-1)
+	a1.commit(w, dA1, "tree", itemJSON(docs, "docs", true, nil, 0), itemJSON(-2, "a.txt", false, &docs, 5))
+	tree, _ := inA1.next(20 * time.Second)
+	docsID := *tree.Items[0].Metadata.ID
+	a1.share("share-1", docsID, bob.email)
+	seen := inA1.shareEvents(3)
+	if seen.movedOut == nil {
+		t.Fatalf("alice's device after the share: %+v", seen)
+	}
+	sID := uuid.MustParse(seen.movedOut.MovedOut.WorkspaceID)
+
+	a1.share("share-2", docsID, carol.email) // the folder is shared: carol only joins S
+	first := inC1.shareEvents(1)
+	if p := first.proposal; p == nil || p.WorkspaceID != sID.String() || p.FolderName != "docs" || p.ItemID != docsID ||
+		p.OwnerID != alice.id.String() || p.OwnerName != "Alice" {
+		t.Fatalf("carol's proposal: %+v", p)
+	}
+	c2 := dialRaw(t, userURL(t, s, carol), carol.id)
+	dC2 := c2.register("c2")
+	inC2 := c2.listen(dC2)
+	waitBound(t, s, carol.id, dC2, carol.id)
+	before := streamVersions(t, s, w, sID)
+	a1.share("share-2", docsID, carol.email)
+	for who, in := range map[string]*inbox{"carol's first device": inC1, "carol's new device": inC2} {
+		again := in.shareEvents(1)
+		if again.proposal == nil || *again.proposal != *first.proposal || again.proposalID != first.proposalID {
+			t.Fatalf("retried re-share, %s: %+v (first proposal %+v, id %s)", who, again.proposal, first.proposal, first.proposalID)
+		}
+	}
+	if after := streamVersions(t, s, w, sID); !slices.Equal(after, before) {
+		t.Fatalf("a retried re-share appended: stream versions of W and S %v, were %v", after, before)
+	}
+}
+
 // streamVersions returns the store's stream versions of the workspaces, in order.
 func streamVersions(t *testing.T, s services, wss ...uuid.UUID) []uint64 {
 	t.Helper()

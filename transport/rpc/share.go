@@ -31,7 +31,7 @@ func (s *Server) createShareProposal(ctx context.Context, sess *session, d *amqp
 	if err != nil {
 		return nil, err
 	}
-	if !res.Replayed || res.MovedOut == nil {
+	if !res.Replayed {
 		return nil, nil
 	}
 	// Never ahead of the notifier's first publication of any of them: the last is the
@@ -70,13 +70,17 @@ type note struct {
 }
 
 // shareReplayMessages renders what a replayed share publishes again, as the notifier
-// first did: W's movedOut, S's movedIn, then each proposal on multi#<user>.
+// first did: W's movedOut, S's movedIn (neither for a share that only added members),
+// then each proposal on multi#<user>.
 func shareReplayMessages(res service.ShareResult) ([]note, error) {
-	out, err := wire.EncodeNotifyMovedOut(res.MovedOutID.String(), *res.MovedOut)
-	if err != nil {
-		return nil, fmt.Errorf("encode the notification of workspace %s: %w", res.SourceID, err)
+	var msgs []note
+	if res.MovedOut != nil { // nil for a share that only added members
+		out, err := wire.EncodeNotifyMovedOut(res.MovedOutID.String(), *res.MovedOut)
+		if err != nil {
+			return nil, fmt.Errorf("encode the notification of workspace %s: %w", res.SourceID, err)
+		}
+		msgs = append(msgs, note{res.SourceID, out})
 	}
-	msgs := []note{{res.SourceID, out}}
 	if res.MovedIn != nil {
 		in, err := wire.EncodeNotifyMovedIn(res.MovedInID.String(), *res.MovedIn)
 		if err != nil {

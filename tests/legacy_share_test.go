@@ -102,6 +102,18 @@ func TestLegacyDesktopShares(t *testing.T) {
 		seen.movedIn == nil || !slices.Equal(ids(movedMetadata(seen.movedIn)), []int64{file, sub, subFile}) {
 		t.Fatalf("JSON member: %+v", seen)
 	}
+	// A re-share of the same folder adding one more legacy user: that user's proposal
+	// carries the re-share's requestId (StackSync answered each request with its own).
+	d := addUser(t, s, "Later")
+	laterEvents := other.listen(d.id)
+	share("wirehost-1796000004000", folder, d.email)
+	pr := nextEvent(t, laterEvents, legacy.MethodNotifyShareProposal)
+	if ws, _, _ := js.AsUUID(pr.Get("workspaceId")); ws != sID {
+		t.Fatalf("re-share: proposal %s", js.Dump(pr))
+	}
+	if rid, _, _ := js.AsString(pr.Get("requestId")); rid != "wirehost-1796000004000" {
+		t.Fatalf("re-share: proposal's requestId %q, want the re-share's", rid)
+	}
 	// The desktop reads S as StackSync's desktop does after a proposal: getWorkspaces lists
 	// it (shared, mounted at photos for the owner), getChanges holds the moved file.
 	wss, _, _ := js.AsList(java.ok(legacy.MethodGetWorkspaces, req(js.ClassGetWorkspacesRequest, uuid.NewString(), &a.id, nil)))

@@ -25,7 +25,8 @@ import (
 // W's movedOut has no shape on this wire (CommitNotification has no field for it), and
 // S's movedIn would reach no desktop (ObjectMQ binds multi#<S> only once the desktop
 // has heard of S, from the proposal): neither is published. A proposal's requestId is
-// the share's that created S (a MemberAdded carries none).
+// that of the re-share that added the member (MemberAdded.RequestID), else that of the
+// share that created S.
 
 // maxShareInfos bounds the cache of share infos (they never change; it is only dropped).
 const maxShareInfos = 4096
@@ -41,7 +42,7 @@ func (p *Publisher) publishProposal(ctx context.Context, ch *amqp.Channel, e eve
 		return nil, nil
 	}
 	var ws, to uuid.UUID
-	var name string
+	var name, requestID string
 	k := 0
 	switch x := ev.(type) {
 	case domain.ItemsMovedIn:
@@ -50,7 +51,7 @@ func (p *Publisher) publishProposal(ctx context.Context, ch *amqp.Channel, e eve
 		}
 		ws, k = x.WorkspaceID, 1
 	case domain.MemberAdded:
-		ws, to, name = x.WorkspaceID, x.UserID, x.Name
+		ws, to, name, requestID = x.WorkspaceID, x.UserID, x.Name, x.RequestID
 	default:
 		return nil, nil
 	}
@@ -61,9 +62,12 @@ func (p *Publisher) publishProposal(ctx context.Context, ch *amqp.Channel, e eve
 	if k == 1 {
 		to, name = info.Owner, info.Name
 	}
+	if requestID == "" {
+		requestID = info.RequestID
+	}
 	// The envelope id is the JSON notifier's for the same proposal.
 	id := wire.ProposalEventID(e.ID, k).String()
-	body, err := EncodeEvent(id, MethodNotifyShareProposal, ShareProposalNotification(Proposal{RequestID: info.RequestID,
+	body, err := EncodeEvent(id, MethodNotifyShareProposal, ShareProposalNotification(Proposal{RequestID: requestID,
 		WorkspaceID: ws, FolderName: name, FolderID: info.Folder, OwnerID: info.Owner, OwnerName: info.OwnerName,
 		IsEncrypted: info.IsEncrypted}, p.cfg.Storage))
 	if err == nil && len(body) > p.cfg.MaxMessageBytes {

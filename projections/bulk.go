@@ -80,8 +80,9 @@ func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema s
 // completeBulk finishes a bulk load into schema: it trims the tables (trimBulk), then
 // completes them (fillBulk) and builds their indexes again, on two connections: the
 // tables fillBulk fills and then their indexes on one, the other tables' indexes on
-// the other. The trim runs alone first: its deletes would lock the other connection's
-// index builds out until the fill's transaction committed, leaving a core idle.
+// the other. The trim runs alone first: in the fill's transaction its deletes' locks
+// kept the other connection's index builds waiting until the fill committed, with a
+// core idle.
 // Constraints are attached to their indexes at the end.
 func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, restore []bulkIndex, log *slog.Logger) error {
 	var filled, other []string

@@ -51,8 +51,9 @@ type Model struct {
 	// trimBulk, if set, gives the statements that remove from the bulkLoaded tables in
 	// schema, after a bulk replay and before any of their indexes is built, what the
 	// replay loaded but the model does not keep (the workspaces model: the versions of
-	// items that moved out). They run alone first: their row locks conflict with the
-	// index builds, which would otherwise wait for finishBulk's transaction.
+	// items that moved out). They run alone first: their ROW EXCLUSIVE locks conflict
+	// with the index builds' SHARE locks, which would otherwise wait for finishBulk's
+	// transaction.
 	trimBulk func(schema string) []string
 	// finishBulk, if set, completes the tables in schema after a bulk replay and
 	// trimBulk, before their indexes are built (the workspaces model fills items from

@@ -210,6 +210,7 @@ var workspacesModel = &Model{
 	queue:      queueWorkspaces,
 	applyBulk:  applyWorkspacesBulk,
 	bulkLoaded: []string{"items", "item_history"},
+	trimBulk:   func(schema string) []string { return []string{deleteMovedOutSQL(schema)} },
 	finishBulk: fillItems,
 	bulkFilled: []string{"items"},
 }

@@ -57,5 +57,5 @@ func queueMovedInMount(b *pgx.Batch, t func(string) string, d decoded) {
 func deleteMovedOutSQL(schema string) string {
 	t := qualifier(schema)
 	return `DELETE FROM ` + t("item_history") + ` h USING ` + t("moved_out") + ` mo
-		WHERE h.workspace_id = mo.workspace_id AND h.item_id = mo.item_id`
+		WHERE h.workspace_id = mo.workspace_id AND h.item_id = mo.item_id AND EXISTS (SELECT FROM ` + t("moved_out") + `)`
 }

@@ -3,7 +3,9 @@ package projections
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -75,11 +77,14 @@ func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema s
 	return restore, nil
 }
 
-// completeBulk finishes a bulk load into schema: it completes the tables (finishBulk)
-// and builds their indexes again, on two connections: the tables finishBulk fills and
-// then their indexes on one, the other tables' indexes on the other. Constraints are
-// attached to their indexes at the end.
-func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, restore []bulkIndex) error {
+// completeBulk finishes a bulk load into schema: it trims the tables (trimBulk), then
+// completes them (fillBulk) and builds their indexes again, on two connections: the
+// tables fillBulk fills and then their indexes on one, the other tables' indexes on
+// the other. The trim runs alone first: in the fill's transaction its deletes' locks
+// kept the other connection's index builds waiting until the fill committed, with a
+// core idle.
+// Constraints are attached to their indexes at the end.
+func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, restore []bulkIndex, log *slog.Logger) error {
 	var filled, other []string
 	var attach []string
 	for _, ix := range restore {
@@ -92,14 +97,33 @@ func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema stri
 			attach = append(attach, ix.attach)
 		}
 	}
+	start := time.Now()
+	if err := trimBulk(ctx, pool, m, schema); err != nil {
+		return err
+	}
+	log.Info("trimmed the bulk-loaded tables", "took", time.Since(start).String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := finishBulk(gctx, pool, m, schema); err != nil {
+		start := time.Now()
+		if err := fillBulk(gctx, pool, m, schema); err != nil {
 			return err
 		}
-		return execTx(gctx, pool, filled)
+		log.Info("filled the bulk-loaded tables", "took", time.Since(start).String())
+		start = time.Now()
+		if err := execTx(gctx, pool, filled); err != nil {
+			return err
+		}
+		log.Info("built the filled tables' indexes", "took", time.Since(start).String())
+		return nil
 	})
-	g.Go(func() error { return execTx(gctx, pool, other) })
+	g.Go(func() error {
+		start := time.Now()
+		if err := execTx(gctx, pool, other); err != nil {
+			return err
+		}
+		log.Info("built the other indexes", "took", time.Since(start).String())
+		return nil
+	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -128,9 +152,28 @@ func execTx(ctx context.Context, pool *pgxpool.Pool, statements []string) error 
 	return nil
 }
 
-// finishBulk completes the model's tables in schema after a bulk replay (see
-// Model.finishBulk).
+// finishBulk completes the model's tables in schema after a bulk replay: trimBulk, then
+// fillBulk.
 func finishBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) error {
+	if err := trimBulk(ctx, pool, m, schema); err != nil {
+		return err
+	}
+	return fillBulk(ctx, pool, m, schema)
+}
+
+// trimBulk runs the model's trimBulk statements on schema in one transaction.
+func trimBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) error {
+	if m.trimBulk == nil {
+		return nil
+	}
+	if err := execTx(ctx, pool, m.trimBulk(schema)); err != nil {
+		return fmt.Errorf("trim the bulk load of %s: %w", m.name, err)
+	}
+	return nil
+}
+
+// fillBulk runs the model's finishBulk on schema (see Model.finishBulk).
+func fillBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) error {
 	if m.finishBulk == nil {
 		return nil
 	}
@@ -192,18 +235,19 @@ type historyRow struct {
 	md        *domain.ItemMetadata
 }
 
-// fillItems sets the items table in schema from item_history after a bulk replay: for
-// every item its highest stored version, which is what upserting each batch's latest
-// version over an older one leaves. An item's versions are unique (item_history's primary
-// key, which a rebuild builds; a verify would report a version stored twice as differing
-// rows). A hash anti-join: sorting the whole history took ~1.7 times as long.
+// fillItems sets the items table in schema from item_history after a bulk replay and
+// its trim (the versions of items that moved out deleted): for every item its highest
+// stored version, which is what upserting each batch's latest version over an older one
+// leaves. An item's versions are unique (item_history's primary key, which a rebuild
+// builds; a verify would report a version stored twice as differing rows). A hash
+// anti-join: sorting the whole history took ~1.7 times as long.
 func fillItems(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("fill items of %s: begin: %w", schema, err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	if err := fillItemsTx(ctx, tx, schema); err != nil {
+	if err := execIn(ctx, tx, schema, fillItemsSQL(schema)); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -212,18 +256,27 @@ func fillItems(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	return nil
 }
 
-// fillItemsTx is fillItems within tx. It first deletes the versions of items that moved
-// out of their workspace, which a bulk replay copied before it met the move.
+// fillItemsTx is the trim and fill of a bulk replay within tx: it first deletes the
+// versions of items that moved out of their workspace, which a bulk replay copied
+// before it met the move, then fills items as fillItems does.
 func fillItemsTx(ctx context.Context, tx pgx.Tx, schema string) error {
+	return execIn(ctx, tx, schema, append([]string{deleteMovedOutSQL(schema)}, fillItemsSQL(schema)...))
+}
+
+// fillItemsSQL is what fillItems runs.
+func fillItemsSQL(schema string) []string {
 	items, history := pgx.Identifier{schema, "items"}.Sanitize(), pgx.Identifier{schema, "item_history"}.Sanitize()
-	for _, q := range []string{
+	return []string{
 		`SET LOCAL work_mem = '256MB'`,
-		deleteMovedOutSQL(schema),
 		`TRUNCATE ` + items,
 		`INSERT INTO ` + items + ` (` + itemColumns + `) SELECT ` + itemColumns + ` FROM ` + history + ` h
 			WHERE NOT EXISTS (SELECT FROM ` + history + ` n
 				WHERE n.workspace_id = h.workspace_id AND n.item_id = h.item_id AND n.version > h.version)`,
-	} {
+	}
+}
+
+func execIn(ctx context.Context, tx pgx.Tx, schema string, statements []string) error {
+	for _, q := range statements {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return fmt.Errorf("fill items of %s: %w", schema, err)
 		}

@@ -48,8 +48,16 @@ type Model struct {
 	// bulkLoaded tables have their indexes dropped while a replay loads them and built
 	// once at the end, which is much faster than maintaining them row by row.
 	bulkLoaded []string
-	// finishBulk, if set, completes the tables in schema after a bulk replay, before
-	// their indexes are built (the workspaces model fills items from item_history).
+	// trimBulk, if set, gives the statements that remove from the bulkLoaded tables in
+	// schema, after a bulk replay and before any of their indexes is built, what the
+	// replay loaded but the model does not keep (the workspaces model: the versions of
+	// items that moved out). They run alone first: their ROW EXCLUSIVE locks conflict
+	// with the index builds' SHARE locks, which would otherwise wait for finishBulk's
+	// transaction.
+	trimBulk func(schema string) []string
+	// finishBulk, if set, completes the tables in schema after a bulk replay and
+	// trimBulk, before their indexes are built (the workspaces model fills items from
+	// item_history).
 	finishBulk func(ctx context.Context, pool *pgxpool.Pool, schema string) error
 	// bulkFilled are the tables finishBulk writes; the others' indexes are built meanwhile.
 	bulkFilled []string

@@ -201,7 +201,7 @@ func buildFresh(ctx context.Context, cfg RebuildConfig, m *Model, live, next str
 	}
 	log.Info("replayed the history", "events", replayed.Events, "took", time.Since(start).String())
 	built := time.Now()
-	if err := completeBulk(ctx, cfg.Pool, m, next, restore); err != nil {
+	if err := completeBulk(ctx, cfg.Pool, m, next, restore, log); err != nil {
 		return fmt.Errorf("rebuild %s: build indexes: %w", m.name, err)
 	}
 	log.Info("completed the bulk-loaded tables and built their indexes", "took", time.Since(built).String())

@@ -102,7 +102,8 @@ func shareHistory(t *testing.T, st eventstore.Store) (w, s *decider) {
 // model (projected in the projector's batches), the whole history applied as one batch
 // (a Committed of a moved item and the move in the same batch) into a fresh schema, and
 // the live model with every event applied once more (a replayed older commit of W must
-// not bring the moved items back to W) hold the same rows; and verify agrees.
+// not bring the moved items back to W) hold the same rows; verify agrees, and a
+// rebuild swaps in the same rows.
 func TestShareAppliesInAnyBatchingAndIdempotently(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -183,6 +184,14 @@ func TestShareAppliesInAnyBatchingAndIdempotently(t *testing.T) {
 		t.Errorf("every event applied again:\n got %v\nwant %v", got, live)
 	}
 	e.verifyClean(t, ModelWorkspaces)
+	// A rebuild (bulk: item versions copied, then the moved items' versions trimmed and
+	// items filled, the indexes built meanwhile) swaps in the same rows.
+	if _, err := Rebuild(ctx, RebuildConfig{Pool: e.pool, Source: e.store, Logger: e.log}, ModelWorkspaces); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, e, m, m.Schema()); !reflect.DeepEqual(got, live) {
+		t.Errorf("rebuilt:\n got %v\nwant %v", got, live)
+	}
 }
 
 // rows dumps the model's data tables (not the checkpoint) in schema.

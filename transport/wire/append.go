@@ -18,11 +18,7 @@ func AppendItem(dst []byte, m *domain.ItemMetadata) []byte { return appendItem(d
 // [] (a failed CommitInfo's metadata, as FromCommitted renders it).
 func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
 	dst = append(dst, `{"id":`...)
-	if m.ID != nil {
-		dst = strconv.AppendInt(dst, int64(*m.ID), 10)
-	} else {
-		dst = append(dst, "null"...)
-	}
+	dst = jsontext.AppendOptInt(dst, m.ID)
 	dst = append(dst, `,"tempId":`...)
 	dst = jsontext.AppendOptInt(dst, m.TempID)
 	dst = append(dst, `,"version":`...)
@@ -32,11 +28,7 @@ func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
 	dst = append(dst, `,"workspaceId":`...)
 	dst = jsontext.AppendUUID(dst, m.WorkspaceID)
 	dst = append(dst, `,"parentId":`...)
-	if m.ParentID != nil {
-		dst = strconv.AppendInt(dst, int64(*m.ParentID), 10)
-	} else {
-		dst = append(dst, "null"...)
-	}
+	dst = jsontext.AppendOptInt(dst, m.ParentID)
 	dst = append(dst, `,"parentVersion":`...)
 	dst = jsontext.AppendOptInt(dst, m.ParentVersion)
 	dst = append(dst, `,"status":`...)

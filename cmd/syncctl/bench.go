@@ -52,6 +52,7 @@ type benchConfig struct {
 	reads       int     // getchanges: calls timed
 	rate        float64 // notify: commits per second in all (0: half of spread's throughput)
 	metricsURL  string
+	localCPU    bool // CPU per operation of the machine's postgres, RabbitMQ, syncd and bench processes
 	baselines   bool
 	jsonOut     bool
 	plotFile    string
@@ -182,7 +183,10 @@ on) and the "floor": an in-process responder on a scratch vhost of the same brok
 answers every commit at once with a notifyCommit-shaped event (no database, no decision),
 driven through the same client path. It prints server/floor and server/insert ratios.
 With --metrics-url (syncd's /metrics) it reports the server's CPU per commit and, after
-getChanges, its resident memory.
+getChanges, its resident memory. With --local-cpu (Linux; PostgreSQL, RabbitMQ and syncd
+on this machine) it reports the CPU per operation of each of them and of bench itself, read
+from /proc, and the rate at which together they would keep every core busy (meaningful
+when nothing else uses those processes or the cores meanwhile).
 
 Run it against a scratch database: the users it creates stay (their broker accounts are
 deleted at the end). The management API (--rabbitmq-api) is needed for the broker
@@ -216,6 +220,7 @@ func addBenchFlags(c *cobra.Command) *benchFlagSet {
 	f.IntVar(&b.reads, "reads", b.reads, "getchanges: getChanges calls timed")
 	f.Float64Var(&b.rate, "rate", 0, "notify: commits per second in all (0: half of the spread scenario's throughput measured before it)")
 	f.StringVar(&b.metricsURL, "metrics-url", "", "syncd's /metrics (e.g. http://127.0.0.1:9464/metrics): CPU per commit, resident memory")
+	f.BoolVar(&b.localCPU, "local-cpu", false, "Linux, with PostgreSQL, RabbitMQ and syncd on this machine: CPU per operation of each (from /proc) and the rate at which they would keep every core busy")
 	f.BoolVar(&b.baselines, "baselines", true, "measure the INSERT and floor baselines in the same run")
 	f.BoolVar(&b.jsonOut, "json", false, "print one JSON document instead of text")
 	f.StringVar(&b.plotFile, "plot", "", "draw throughput and latency percentiles per scenario into this PNG file")

@@ -26,7 +26,7 @@ import (
 // One short run of two scenarios against a real syncd (built here, on the test's own
 // database and vhost): the server's commits and reads all succeed, the workspace is
 // filled in commits the server takes, both baselines and
-// the ratios are reported, the server's metrics are read, the plot is written, and the
+// the ratios are reported, the server's metrics and the machine's processes are read, the plot is written, and the
 // scratch table and the floor's vhost are gone afterwards.
 func TestBenchAgainstSyncd(t *testing.T) {
 	dsn, amqpURL := testenv.PostgresDSN(t), testenv.AMQPURL(t)
@@ -40,7 +40,7 @@ func TestBenchAgainstSyncd(t *testing.T) {
 	defer rootCmd.SetOut(nil)
 	rootCmd.SetArgs([]string{"--pg", dsn, "bench", "--amqp", amqpURL, "--vhost", vhost, "--rabbitmq-api", testenv.ManagementURL(),
 		"--scenario", "sequential,getchanges", "--commits", "15", "--items", "30", "--fill-batch", "20", "--reads", "3",
-		"--metrics-url", "http://" + addr + "/metrics", "--json", "--plot", plotFile})
+		"--metrics-url", "http://" + addr + "/metrics", "--json", "--plot", plotFile, "--local-cpu"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := executeFresh(ctx); err != nil {
@@ -62,6 +62,9 @@ func TestBenchAgainstSyncd(t *testing.T) {
 	}
 	if seq.Ratios.ThroughputVsFloor == nil || seq.Ratios.ThroughputVsInsert == nil || seq.ServerCPUMsPerOp == nil {
 		t.Errorf("sequential ratios %+v, CPU per commit %v", seq.Ratios, seq.ServerCPUMsPerOp)
+	}
+	if cpu := seq.LocalCPU; len(cpu) != len(procGroups) || cpu[0].Process != groupPostgres || cpu[0].MsPerOp <= 0 {
+		t.Errorf("sequential --local-cpu: %+v (want every group, PostgreSQL's CPU above 0)", cpu)
 	}
 	if gc.Name != "getchanges" || gc.Items != 30 || gc.FillBatch != 10 || gc.Error != "" || gc.Server.Ops != 3 || gc.Server.Failed != 0 || gc.Floor == nil || gc.Floor.Ops != 3 || gc.ServerRSSBytes == nil {
 		t.Errorf("getchanges: %+v", gc)

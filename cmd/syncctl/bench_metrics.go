@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type serverSample struct {
 	rssBytes   float64
 	rssOK      bool
 	stages     map[string]*stageHist // syncd -commit-stages: the commits' stage histograms
+	procs      procSample            // --local-cpu: the machine's processes
 }
 
 // scrapeServer reads syncd's process metrics; without a URL it returns a zero sample.
@@ -97,4 +99,15 @@ func rssOf(s serverSample) *int64 {
 	}
 	v := int64(s.rssBytes)
 	return &v
+}
+
+// sample scrapes syncd's /metrics (--metrics-url) and reads the machine's processes
+// (--local-cpu), each only when asked for.
+func (e *benchEnv) sample(ctx context.Context) (serverSample, error) {
+	s, err := scrapeServer(ctx, e.cfg.metricsURL)
+	if err != nil || !e.cfg.localCPU {
+		return s, err
+	}
+	s.procs, err = sampleProcs("/proc", os.Getpid())
+	return s, err
 }

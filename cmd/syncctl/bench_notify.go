@@ -72,7 +72,7 @@ func (e *benchEnv) runNotify(ctx context.Context) (scenarioResult, error) {
 	for i := range users {
 		devs[2*i+1].tap.listen(rec.received)
 	}
-	before, err := scrapeServer(ctx, e.cfg.metricsURL)
+	before, err := e.sample(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -89,11 +89,12 @@ func (e *benchEnv) runNotify(ctx context.Context) (scenarioResult, error) {
 	})
 	run := rec.wait(ctx, sent, notifyWait)
 	res.Server = summarize(run)
-	after, err := scrapeServer(ctx, e.cfg.metricsURL)
+	after, err := e.sample(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.ServerCPUMsPerOp = cpuPerOp(before, after, res.Server.Ops)
+	res.LocalCPU = localCPUPerOp(before.procs, after.procs, res.Server.Ops)
 	res.ServerStages = stagesBetween(before, after)
 	return res, ctx.Err()
 }

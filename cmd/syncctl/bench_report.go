@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -60,6 +61,9 @@ type scenarioResult struct {
 	// ServerStages is where the server's time per commit went, stage by stage (syncd
 	// -commit-stages; absent without it).
 	ServerStages []stageFigure `json:"server_stages,omitempty"`
+	// LocalCPU is the CPU per operation of the machine's PostgreSQL, RabbitMQ, syncd and
+	// bench processes over the server phase (--local-cpu).
+	LocalCPU []procCPU `json:"local_cpu_ms_per_op,omitempty"`
 	// Error ends the scenario early: its figures are those measured before it.
 	Error string `json:"error,omitempty"`
 }
@@ -177,6 +181,7 @@ func printScenario(w io.Writer, s scenarioResult) {
 		fmt.Fprintf(w, "  server CPU %.3f ms per %s\n", *s.ServerCPUMsPerOp, s.Unit)
 	}
 	printStages(w, s.ServerStages)
+	printLocalCPU(w, s.LocalCPU, s.Unit, runtime.NumCPU())
 	if s.ServerRSSBytes != nil {
 		fmt.Fprintf(w, "  server RSS after: %.1f MB\n", float64(*s.ServerRSSBytes)/1e6)
 	}

@@ -58,16 +58,17 @@ func (e *benchEnv) runCommits(ctx context.Context, name string) (scenarioResult,
 	if err := warmUp(ctx, devs, tag); err != nil {
 		return res, err
 	}
-	before, err := scrapeServer(ctx, e.cfg.metricsURL)
+	before, err := e.sample(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Server = summarize(drive(ctx, l.workers, e.stopRule(), commitOp(devs, tag, e.cfg.commitItems)))
-	after, err := scrapeServer(ctx, e.cfg.metricsURL)
+	after, err := e.sample(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.ServerCPUMsPerOp = cpuPerOp(before, after, res.Server.Ops)
+	res.LocalCPU = localCPUPerOp(before.procs, after.procs, res.Server.Ops)
 	res.ServerStages = stagesBetween(before, after)
 	closeDevices(devs) // the baselines run without the server's devices connected
 	if !e.cfg.baselines || ctx.Err() != nil {
@@ -140,16 +141,17 @@ func (e *benchEnv) runGetChanges(ctx context.Context) (scenarioResult, error) {
 		}
 	}
 	reads := stopRule{ops: int64(e.cfg.reads)}
-	before, err := scrapeServer(ctx, e.cfg.metricsURL)
+	before, err := e.sample(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Server = summarize(drive(ctx, 1, reads, read(d)))
-	after, err := scrapeServer(ctx, e.cfg.metricsURL)
+	after, err := e.sample(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.ServerCPUMsPerOp, res.ServerRSSBytes = cpuPerOp(before, after, res.Server.Ops), rssOf(after)
+	res.LocalCPU = localCPUPerOp(before.procs, after.procs, res.Server.Ops)
 	closeDevices(devs)
 	if !e.cfg.baselines || ctx.Err() != nil {
 		return res, ctx.Err()

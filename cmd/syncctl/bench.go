@@ -56,6 +56,7 @@ type benchConfig struct {
 	baselines   bool
 	jsonOut     bool
 	plotFile    string
+	cpuProfile  string // bench's own CPU profile (the client library's side of every scenario)
 }
 
 // defaultBenchConfig is the configuration of a bare `syncctl bench` (broker settings
@@ -223,6 +224,7 @@ func addBenchFlags(c *cobra.Command) *benchFlagSet {
 	f.BoolVar(&b.localCPU, "local-cpu", false, "Linux, with PostgreSQL, RabbitMQ and syncd on this machine: CPU per operation of each (from /proc) and the rate at which they would keep every core busy")
 	f.BoolVar(&b.baselines, "baselines", true, "measure the INSERT and floor baselines in the same run")
 	f.BoolVar(&b.jsonOut, "json", false, "print one JSON document instead of text")
+	f.StringVar(&b.cpuProfile, "cpu-profile", "", "write bench's own CPU profile (the devices' side: the client library) into this file")
 	f.StringVar(&b.plotFile, "plot", "", "draw throughput and latency percentiles per scenario into this PNG file")
 	// The flags of the first bench, mapped: --users N is --workspaces N; --concurrency C
 	// runs spread with C workers over the workspaces.
@@ -241,6 +243,13 @@ func runBench(cmd *cobra.Command, cfg benchConfig) error {
 		return err
 	}
 	defer env.close()
+	if cfg.cpuProfile != "" {
+		stop, err := startCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rep := benchReport{Started: time.Now().UTC(), Load: loadAverage(), CPUs: runtime.NumCPU(), Config: reportConfig(cfg)}
 	if !cfg.jsonOut {
 		fmt.Fprintf(out, "bench %s (load average %s, %d CPUs)\n", strings.Join(cfg.scenarios, ","), rep.Load, rep.CPUs)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 )
@@ -147,4 +148,20 @@ func printLocalCPU(w io.Writer, cpus []procCPU, unit string, cores int) {
 		fmt.Fprintf(w, " (%d cores busy at %.0f %s/s)", cores, float64(cores)*1000/total, unitPlural(unit))
 	}
 	fmt.Fprintln(w)
+}
+
+// startCPUProfile profiles bench itself into path until stop is called (--cpu-profile).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -192,7 +192,7 @@ func (c *config) requestFlags(f *flagSet) {
 	f.num(&c.prefetch, "prefetch", "SYNCD_PREFETCH", 64, "unacknowledged requests the broker may hand this process")
 	f.num(&c.concurrency, "concurrency", "SYNCD_CONCURRENCY", 32, "requests handled at once")
 	f.dur(&c.requestTimeout, "request-timeout", "SYNCD_REQUEST_TIMEOUT", 30*time.Second, "deadline of one request")
-	f.num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once; a read that does not fit is answered Busy")
+	f.num(&c.maxInFlightBytes, "max-in-flight-bytes", "SYNCD_MAX_IN_FLIGHT_BYTES", rpc.DefaultMaxInFlightBytes, "bytes of request bodies, answers and replies held at once (by the JSON server, and by the legacy server with -legacy-amqp); a read that does not fit is answered Busy")
 	f.num(&c.maxReplyBytes, "max-reply-bytes", "SYNCD_MAX_REPLY_BYTES", 0, "largest reply published; a larger one is answered ResultTooLarge (0: 96 MiB, or 64 KiB below -broker-max-message-bytes if that is less)")
 	f.num(&c.perUserInFlight, "per-user-in-flight", "SYNCD_PER_USER_IN_FLIGHT", 0, "requests one user may have in flight; more are answered Busy (0: min(8, concurrency/2); below -concurrency; negative: no bound)")
 	f.num(&c.perUserQueued, "per-user-queued", "SYNCD_PER_USER_QUEUED", 0, "a user's further requests that wait in order for a place; beyond them requests are answered Busy (0: queued-total; negative: none)")

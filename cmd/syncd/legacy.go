@@ -46,6 +46,8 @@ func (n *node) addLegacy(ctx context.Context, svc *service.Service) error {
 		sc.URL, sc.RequestTimeout, sc.ShutdownTimeout, sc.Logger = lc.amqpURL, n.cfg.requestTimeout, n.cfg.shutdownGrace, n.log
 		sc.Storage = legacy.Storage{AuthURL: lc.swiftAuthURL, Tenant: lc.swiftTenant, URL: lc.swiftURL}
 		sc.Shares = n.store
+		// The same bounds as the JSON server's, each server with a pool of its own.
+		sc.MaxReplyBytes, sc.MaxInFlightBytes = n.cfg.maxReplyBytes, int64(n.cfg.maxInFlightBytes)
 		srv, err := legacy.NewServer(sc, svc)
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/internal/budget"
 	"github.com/stacksync-es/syncservice/internal/shareinfo"
 	"github.com/stacksync-es/syncservice/service"
 	"github.com/stacksync-es/syncservice/transport/broker"
@@ -60,6 +61,11 @@ type ServerConfig struct {
 	// exception (ResultTooLarge) instead, so the broker (max_message_size, 128 MiB by
 	// default) never refuses it and closes the reply channel. Default 96 MiB.
 	MaxReplyBytes int
+	// MaxInFlightBytes bounds the bytes of request bodies, answers being read and
+	// replies this server holds at once (as transport/rpc's MaxInFlightBytes does for
+	// JSON clients, with a pool of its own): a request whose body, or a read whose answer
+	// or reply, does not fit is answered Busy, having changed nothing. Default 256 MiB.
+	MaxInFlightBytes int64
 	// Storage is what getAccountInfo and getWorkspaces tell the desktop about Swift.
 	Storage Storage
 	// Shares reads which workspaces a share created (the event store), so that those
@@ -72,7 +78,7 @@ type ServerConfig struct {
 // DefaultServerConfig returns the defaults; URL is left to the caller.
 func DefaultServerConfig() ServerConfig {
 	return ServerConfig{Name: "syncd-legacy", Concurrency: 16, PerUserInFlight: 4, RequestTimeout: 30 * time.Second,
-		ShutdownTimeout: 10 * time.Second, MaxReplyBytes: 96 << 20, Logger: slog.New(slog.DiscardHandler)}
+		ShutdownTimeout: 10 * time.Second, MaxReplyBytes: 96 << 20, MaxInFlightBytes: 256 << 20, Logger: slog.New(slog.DiscardHandler)}
 }
 
 // Validate checks c; it changes nothing.
@@ -81,8 +87,8 @@ func (c ServerConfig) Validate() error {
 	if c.URL == "" || c.Name == "" {
 		errs = append(errs, errors.New("URL and Name are required"))
 	}
-	if c.Concurrency < 1 || c.PerUserInFlight < 1 || c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.MaxReplyBytes < 1 {
-		errs = append(errs, errors.New("Concurrency, PerUserInFlight, RequestTimeout, ShutdownTimeout and MaxReplyBytes must be positive"))
+	if c.Concurrency < 1 || c.PerUserInFlight < 1 || c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.MaxReplyBytes < 1 || c.MaxInFlightBytes < 1 {
+		errs = append(errs, errors.New("Concurrency, PerUserInFlight, RequestTimeout, ShutdownTimeout, MaxReplyBytes and MaxInFlightBytes must be positive"))
 	}
 	if c.Logger == nil {
 		errs = append(errs, errors.New("a Logger is required"))
@@ -106,6 +112,8 @@ type Server struct {
 	log       *slog.Logger
 	consuming atomic.Bool
 
+	bytes *budget.Pool // MaxInFlightBytes
+
 	mu     sync.Mutex
 	users  map[string]int // requests in flight per user key
 	shares *shareCache    // nil without cfg.Shares
@@ -119,7 +127,8 @@ func NewServer(cfg ServerConfig, svc Service) (*Server, error) {
 	if svc == nil {
 		return nil, errors.New("legacy server: a Service is required")
 	}
-	s := &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "legacy"), users: map[string]int{}}
+	s := &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("component", "legacy"), users: map[string]int{},
+		bytes: budget.NewPool(cfg.MaxInFlightBytes)}
 	if cfg.Shares != nil {
 		s.shares = &shareCache{store: cfg.Shares, infos: map[uuid.UUID]shareinfo.Info{}}
 	}
@@ -226,13 +235,25 @@ loop:
 	return ctx.Err()
 }
 
-// handle serves one delivery: decode, admit (per user, then a slot), dispatch, reply
-// when due, ack.
+// readMethod lists the methods whose replies count against MaxInFlightBytes: reads,
+// whose answers can be large and whose refusal changes nothing.
+var readMethod = map[string]bool{MethodGetAccountInfo: true, MethodGetWorkspaces: true, MethodGetChanges: true}
+
+// handle serves one delivery: decode, admit (its body's bytes, per user, then a slot),
+// dispatch, reply when due, ack.
 func (s *Server) handle(base context.Context, c *conn, sem chan struct{}, d amqp.Delivery) {
 	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
 	defer cancel()
+	res, held := s.bytes.TryAcquire(int64(len(d.Body)))
+	if held {
+		defer res.Release()
+		ctx = budget.NewContext(ctx, res) // the service's read path grows it as it reads
+	}
 	call, err := DecodeCall(d.Body)
 	method := call.Method
+	if err == nil && !held {
+		err = &protocol.BusyError{RetryAfter: time.Second}
+	}
 	if err == nil {
 		key := userKey(call)
 		if !s.enter(key) {
@@ -250,6 +271,9 @@ func (s *Server) handle(base context.Context, c *conn, sem chan struct{}, d amqp
 	var result any
 	if err == nil {
 		result, err = s.dispatch(ctx, c, call)
+	}
+	if errors.Is(err, budget.ErrExhausted) {
+		err = &protocol.BusyError{RetryAfter: time.Second} // a read's answer did not fit
 	}
 	if base.Err() != nil {
 		return // cut off at shutdown: unacked, redelivered (writes are idempotent)
@@ -446,6 +470,12 @@ func (s *Server) reply(ctx context.Context, c *conn, d *amqp.Delivery, call Call
 		err = fmt.Errorf("%s: %w: the reply of %d bytes exceeds the limit of %d", call.Method, protocol.ErrResultTooLarge,
 			len(body), s.cfg.MaxReplyBytes)
 		s.log.Warn("legacy: reply too large; answering with an exception", "method", call.Method, "bytes", len(body))
+	} else if err == nil && readMethod[call.Method] {
+		// A read's reply counts against the bytes held (no room: Busy, nothing was done).
+		// A write's reply is small and its work is done: it is always sent.
+		if gerr := budget.Grow(ctx, int64(len(body))); gerr != nil {
+			err = fmt.Errorf("%s: reply of %d bytes: %w", call.Method, len(body), &protocol.BusyError{RetryAfter: time.Second})
+		}
 	} else if err != nil {
 		s.log.Error("legacy: encode reply", "method", call.Method, "err", err)
 	}

@@ -308,3 +308,49 @@ func (f *fakeService) commitCount() int {
 	defer f.mu.Unlock()
 	return f.commits
 }
+
+// MaxInFlightBytes bounds what the server holds: a request whose body does not fit is
+// answered Busy (an async one silently) and reaches no service, and a read whose reply
+// does not fit is answered Busy instead of its result.
+func TestServerInFlightBytes(t *testing.T) {
+	big := make([]domain.ItemMetadata, 50)
+	for i := range big {
+		id := domain.ItemID(i + 1)
+		big[i] = domain.ItemMetadata{ID: &id, Version: 1, Filename: strings.Repeat("n", 100), Status: domain.StatusNew}
+	}
+	e := startServer(t, func(c *ServerConfig) { c.MaxInFlightBytes = 3000 }, &fakeService{items: big})
+	user := uuid.New()
+	e.queue(t, "reply_a")
+
+	e.send(t, "big-reply", "reply_a", MethodGetChanges, false, changesReq(user))
+	if res, exc := e.reply(t, "reply_a"); exc == nil || !strings.HasPrefix(exc.Message, "Busy") {
+		t.Errorf("a getChanges whose reply exceeds MaxInFlightBytes answered %v, %+v; want Busy", res, exc)
+	}
+
+	items := make([]js.Value, 40)
+	for i := range items {
+		items[i] = js.New(js.ClassItemMetadata, map[string]js.Value{"version": js.NewLong(1), "status": js.Str("NEW"),
+			"modifiedAt": js.NewDate(1), "isFolder": js.NewBoolean(true), "filename": js.Str(strings.Repeat("f", 100))})
+	}
+	e.send(t, "big-commit", "reply_a", MethodCommit, true, js.New(js.ClassCommitRequest, map[string]js.Value{
+		"requestId": js.Str("r"), "userId": js.NewUUID(user), "workspaceId": js.NewUUID(uuid.New()), "deviceId": js.NewUUID(uuid.New()),
+		"items": js.NewArrayList(items)}))
+	e.logs.wait(t, "legacy request handled", "correlation_id=big-commit")
+	if n := e.svc.commitCount(); n != 0 {
+		t.Errorf("a commit whose body exceeds MaxInFlightBytes reached the service (%d commits)", n)
+	}
+
+	// What fits is served as before: a read whose reply is an exception, a small commit.
+	e.send(t, "ws", "reply_a", MethodGetWorkspaces, false, js.New(js.ClassGetWorkspacesRequest, map[string]js.Value{
+		"requestId": js.Str("r"), "userId": js.NewUUID(user)}))
+	if _, exc := e.reply(t, "reply_a"); exc == nil || exc.Type != ExcNoWorkspacesFound {
+		t.Errorf("getWorkspaces answered %+v", exc)
+	}
+	e.send(t, "small-commit", "reply_a", MethodCommit, true, js.New(js.ClassCommitRequest, map[string]js.Value{
+		"requestId": js.Str("r2"), "userId": js.NewUUID(user), "workspaceId": js.NewUUID(uuid.New()), "deviceId": js.NewUUID(uuid.New()),
+		"items": js.NewArrayList(items[:1])}))
+	e.logs.wait(t, "legacy request handled", "correlation_id=small-commit")
+	if n := e.svc.commitCount(); n != 1 {
+		t.Errorf("a commit within MaxInFlightBytes: %d commits, want 1", n)
+	}
+}

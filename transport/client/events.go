@@ -321,28 +321,13 @@ func permanent(err error) bool {
 // process handles one event: wakes a CommitAndWait, drops duplicates, catches up a
 // gap, delivers the next version.
 func (e *events) process(ctx context.Context, c *Client, d amqp.Delivery) error {
-	var raw struct {
-		Method string            `json:"method"`
-		Params []json.RawMessage `json:"params"`
-	}
-	if err := json.Unmarshal(d.Body, &raw); err == nil && raw.Method != wire.MethodNotifyCommit {
-		u, ok, err := userEvent(raw.Method, raw.Params)
-		if ok && err == nil {
-			e.handleUserEvent(c, u)
+	n, ok := wire.ParseNotifyCommit(d.Body) // every notifyCommit the server sends, in one pass
+	if !ok {
+		var handled bool
+		if n, handled = decodeEvent(c, e, d.Body); handled {
 			return nil
 		}
-		c.log.Warn("ignoring an event that is neither a notifyCommit nor a user event", "err", err, "method", raw.Method)
-		return nil
 	}
-	var env struct {
-		Method string                    `json:"method"`
-		Params []wire.CommitNotification `json:"params"`
-	}
-	if err := json.Unmarshal(d.Body, &env); err != nil || env.Method != wire.MethodNotifyCommit || len(env.Params) != 1 {
-		c.log.Warn("ignoring an event that is not a notifyCommit", "err", err, "method", env.Method)
-		return nil
-	}
-	n := env.Params[0]
 	ws, err := uuid.Parse(n.WorkspaceID)
 	if err != nil {
 		c.log.Warn("ignoring a notifyCommit without a workspace id", "workspaceId", n.WorkspaceID)
@@ -376,4 +361,32 @@ func (e *events) process(ctx context.Context, c *Client, d amqp.Delivery) error 
 	}
 	e.deliver(Update{WorkspaceID: ws, FromVersion: last, ToVersion: v, Commit: &n})
 	return nil
+}
+
+// decodeEvent decodes, through encoding/json, an event ParseNotifyCommit declined: a
+// user event (handled here), an unusual notifyCommit (returned), or anything else
+// (logged and dropped). handled says the event needs nothing more.
+func decodeEvent(c *Client, e *events, body []byte) (n wire.CommitNotification, handled bool) {
+	var raw struct {
+		Method string            `json:"method"`
+		Params []json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(body, &raw); err == nil && raw.Method != wire.MethodNotifyCommit {
+		u, ok, err := userEvent(raw.Method, raw.Params)
+		if ok && err == nil {
+			e.handleUserEvent(c, u)
+			return n, true
+		}
+		c.log.Warn("ignoring an event that is neither a notifyCommit nor a user event", "err", err, "method", raw.Method)
+		return n, true
+	}
+	var env struct {
+		Method string                    `json:"method"`
+		Params []wire.CommitNotification `json:"params"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil || env.Method != wire.MethodNotifyCommit || len(env.Params) != 1 {
+		c.log.Warn("ignoring an event that is not a notifyCommit", "err", err, "method", env.Method)
+		return n, true
+	}
+	return env.Params[0], false
 }

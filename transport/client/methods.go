@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -165,15 +164,7 @@ func (c *Client) commitBody(req *CommitRequest, corr string) ([]byte, error) {
 	if req.DeviceID == uuid.Nil {
 		return nil, errors.New("commit: no device: call UpdateDevice first or set DeviceID")
 	}
-	p := c.workspace(req.WorkspaceID)
-	p["requestId"] = req.RequestID
-	p["deviceId"] = req.DeviceID.String()
-	p["items"] = wire.FromItems(req.Items)
-	body, err := json.Marshal(map[string]any{"method": wire.MethodCommit, "params": []any{p}, "id": corr, "async": true})
-	if err != nil {
-		return nil, fmt.Errorf("commit %s: encode: %w", req.RequestID, err)
-	}
-	return body, nil
+	return wire.AppendCommitRequest(nil, corr, req.RequestID, c.cfg.UserID, req.WorkspaceID, req.DeviceID, req.Items), nil
 }
 
 // Commit publishes a commit request and returns once the broker has taken it. Its

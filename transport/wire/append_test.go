@@ -78,3 +78,28 @@ func TestEncodeRawResponseIsTheEncodedResponse(t *testing.T) {
 		t.Errorf("getChanges golden: %s", d)
 	}
 }
+
+// The Go client's commit envelope is byte for byte json.Marshal of the map it was built
+// of before (AppendCommitRequest), whatever the ids and items hold.
+func FuzzAppendCommitRequest(f *testing.F) {
+	f.Add("corr", "req", "report.pdf", 2, int64(1700000000123456789))
+	f.Add("<&>\u2028\xff", "\"\\", "\x00é", 0, int64(-1))
+	f.Fuzz(func(t *testing.T, id, requestID, name string, n int, at int64) {
+		user, ws, dev := uuid.New(), uuid.New(), uuid.New()
+		items := make([]domain.ItemMetadata, n&7)
+		for i := range items {
+			v := int64(i)
+			items[i] = domain.ItemMetadata{TempID: &v, Version: 1, DeviceID: dev, WorkspaceID: ws, ParentID: (*domain.ItemID)(&v),
+				Status: domain.StatusNew, ModifiedAt: time.Unix(0, at), Chunks: []string{name}, Filename: name, Mimetype: name}
+		}
+		want, err := json.Marshal(map[string]any{"method": wire.MethodCommit, "id": id, "async": true, "params": []any{map[string]any{
+			"requestId": requestID, "userId": user.String(), "workspaceId": ws.String(), "deviceId": dev.String(),
+			"items": wire.FromItems(items)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := wire.AppendCommitRequest(nil, id, requestID, user, ws, dev, items); !bytes.Equal(got, want) {
+			t.Fatalf("got  %s\nwant %s", got, want)
+		}
+	})
+}

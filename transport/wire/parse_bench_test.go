@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 
@@ -25,4 +26,38 @@ func BenchmarkParseCommitRequest(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A device's decoding of one notifyCommit: the one-pass fast path against the two
+// encoding/json passes the client made before (the envelope with raw params, then the
+// whole event again).
+func BenchmarkDecodeNotifyCommit(b *testing.B) {
+	body, err := os.ReadFile("testdata/golden/events/notifyCommit.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := wire.ParseNotifyCommit(body); !ok {
+				b.Fatal("declined")
+			}
+		}
+	})
+	b.Run("encoding-json-twice", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var raw struct {
+				Method string            `json:"method"`
+				Params []json.RawMessage `json:"params"`
+			}
+			var env struct {
+				Method string               `json:"method"`
+				Params []wire.CommitNotification `json:"params"`
+			}
+			if json.Unmarshal(body, &raw) != nil || json.Unmarshal(body, &env) != nil {
+				b.Fatal("decode")
+			}
+		}
+	})
 }

@@ -52,7 +52,7 @@ func BenchmarkDecodeNotifyCommit(b *testing.B) {
 				Params []json.RawMessage `json:"params"`
 			}
 			var env struct {
-				Method string               `json:"method"`
+				Method string                    `json:"method"`
 				Params []wire.CommitNotification `json:"params"`
 			}
 			if json.Unmarshal(body, &raw) != nil || json.Unmarshal(body, &env) != nil {

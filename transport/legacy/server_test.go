@@ -226,11 +226,7 @@ func changesReq(user uuid.UUID) *js.Object {
 // gets none; a panic in the service is an Internal exception and serving goes on; a
 // reply over MaxReplyBytes becomes a ResultTooLarge exception.
 func TestServerReplies(t *testing.T) {
-	big := make([]domain.ItemMetadata, 50)
-	for i := range big {
-		id := domain.ItemID(i + 1)
-		big[i] = domain.ItemMetadata{ID: &id, Version: 1, Filename: strings.Repeat("n", 100), Status: domain.StatusNew}
-	}
+	big := namedItems(50)
 	e := startServer(t, func(c *ServerConfig) { c.MaxReplyBytes = 4000 }, &fakeService{items: big})
 	user := uuid.New()
 	e.queue(t, "evil_q")
@@ -313,11 +309,7 @@ func (f *fakeService) commitCount() int {
 // answered Busy (an async one silently) and reaches no service, and a read whose reply
 // does not fit is answered Busy instead of its result.
 func TestServerInFlightBytes(t *testing.T) {
-	big := make([]domain.ItemMetadata, 50)
-	for i := range big {
-		id := domain.ItemID(i + 1)
-		big[i] = domain.ItemMetadata{ID: &id, Version: 1, Filename: strings.Repeat("n", 100), Status: domain.StatusNew}
-	}
+	big := namedItems(50)
 	e := startServer(t, func(c *ServerConfig) { c.MaxInFlightBytes = 3000 }, &fakeService{items: big})
 	user := uuid.New()
 	e.queue(t, "reply_a")
@@ -353,4 +345,14 @@ func TestServerInFlightBytes(t *testing.T) {
 	if n := e.svc.commitCount(); n != 1 {
 		t.Errorf("a commit within MaxInFlightBytes: %d commits, want 1", n)
 	}
+}
+
+// namedItems are n item versions with 100-byte names: replies of a few kilobytes.
+func namedItems(n int) []domain.ItemMetadata {
+	items := make([]domain.ItemMetadata, n)
+	for i := range items {
+		id := domain.ItemID(i + 1)
+		items[i] = domain.ItemMetadata{ID: &id, Version: 1, Filename: strings.Repeat("n", 100), Status: domain.StatusNew}
+	}
+	return items
 }

@@ -54,7 +54,13 @@ type Workspace struct {
 	// reshares maps the requestId of a share that added members to this (already
 	// shared) workspace to those members, in the order of their MemberAdded events.
 	reshares map[string][]Member
+	// mimetypes holds one copy of each mimetype stored (at most maxInterned): the
+	// items of a workspace repeat a few, and each decoded request brings its own copy.
+	mimetypes map[string]string
 }
+
+// maxInterned bounds Workspace.mimetypes; further values are stored as they come.
+const maxInterned = 1024
 
 // NewWorkspace returns the empty state of the workspace id: not yet created.
 func NewWorkspace(id uuid.UUID) *Workspace {
@@ -68,6 +74,7 @@ func NewWorkspace(id uuid.UUID) *Workspace {
 		shares:        map[ItemID]uuid.UUID{},
 		shareRequests: map[string]shareRecord{},
 		reshares:      map[string][]Member{},
+		mimetypes:     map[string]string{},
 	}
 }
 
@@ -102,6 +109,7 @@ func (w *Workspace) Clone() *Workspace {
 	c.shares = maps.Clone(w.shares)
 	c.shareRequests = maps.Clone(w.shareRequests)
 	c.reshares = maps.Clone(w.reshares) // applyMemberAdded never appends in place
+	c.mimetypes = maps.Clone(w.mimetypes)
 	return &c
 }
 
@@ -352,6 +360,7 @@ func (w *Workspace) storeVersion(m ItemMetadata, device uuid.UUID) {
 		prev = &vs[len(vs)-1]
 	}
 	w.used += liveSize(&m) - liveSize(prev)
+	m.Status, m.Mimetype = internStatus(m.Status), w.internMimetype(m.Mimetype)
 	if m.Version == 1 && m.TempID != nil {
 		k := tempKey{device, *m.TempID}
 		if _, ok := w.tempIDs[k]; !ok {
@@ -359,6 +368,28 @@ func (w *Workspace) storeVersion(m ItemMetadata, device uuid.UUID) {
 		}
 	}
 	w.items[id] = append(vs, m)
+}
+
+// internStatus returns s, as the constant of that status when it is one: every stored
+// version then shares one copy of it instead of the one its request was decoded with.
+func internStatus(s Status) Status {
+	for _, c := range [...]Status{StatusNew, StatusChanged, StatusRenamed, StatusMoved, StatusDeleted} {
+		if s == c {
+			return c
+		}
+	}
+	return s
+}
+
+// internMimetype returns m, as the workspace's copy of it (see Workspace.mimetypes).
+func (w *Workspace) internMimetype(m string) string {
+	if c, ok := w.mimetypes[m]; ok {
+		return c
+	}
+	if w.mimetypes != nil && len(w.mimetypes) < maxInterned {
+		w.mimetypes[m] = m
+	}
+	return m
 }
 
 // Decide decides cmd against w without changing w. It returns the event to append (at

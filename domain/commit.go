@@ -46,7 +46,7 @@ func (w *Workspace) decideCommitSteps(c *Commit) (Decision, int, error) {
 		return Decision{}, 0, err
 	}
 
-	t := &commitTxn{w: w, c: c, lim: lim, local: map[int64]ItemID{}, created: map[int64]ItemID{}, failed: map[int64]bool{}, added: map[ItemID][]ItemMetadata{}, used: w.used}
+	t := &commitTxn{w: w, c: c, lim: lim, local: map[int64]ItemID{}, created: map[int64]ItemID{}, failed: map[int64]bool{}, added: map[ItemID][]ItemMetadata{}, stored: map[ItemID]*ItemMetadata{}, used: w.used}
 	outcomes := make([]ItemOutcome, len(c.Items))
 	size := estimateCommitted(c)
 	for i := range c.Items {
@@ -134,6 +134,7 @@ type commitTxn struct {
 	created map[int64]ItemID          // tempId → id of the items this request created
 	failed  map[int64]bool            // tempIds of new items this request failed to create
 	added   map[ItemID][]ItemMetadata // versions accepted by this request, in order
+	stored  map[ItemID]*ItemMetadata  // latest stored versions expanded so far (stored.go)
 	used    int64
 	nextNew int // index into c.NewItemIDs
 	steps   int // steps taken up ancestor chains
@@ -144,8 +145,12 @@ func (t *commitTxn) latest(id ItemID) (*ItemMetadata, bool) {
 	if a := t.added[id]; len(a) > 0 {
 		return &a[len(a)-1], true
 	}
-	if vs := t.w.items[id]; len(vs) > 0 {
-		return &vs[len(vs)-1], true
+	if m := t.stored[id]; m != nil {
+		return m, true
+	}
+	if m, ok := t.w.latest(id); ok {
+		t.stored[id] = &m
+		return &m, true
 	}
 	return nil, false
 }
@@ -154,7 +159,8 @@ func (t *commitTxn) latest(id ItemID) (*ItemMetadata, bool) {
 func (t *commitTxn) version(id ItemID, n int64) *ItemMetadata {
 	vs := t.w.items[id]
 	if n >= 1 && n <= int64(len(vs)) {
-		return &vs[n-1]
+		m := t.w.expand(id, int(n), &vs[n-1])
+		return &m
 	}
 	a := t.added[id]
 	if i := n - int64(len(vs)) - 1; i >= 0 && i < int64(len(a)) {

@@ -139,7 +139,7 @@ func (w *Workspace) parentOf(id ItemID) *ItemID {
 	if len(vs) == 0 {
 		return nil
 	}
-	return vs[len(vs)-1].ParentID
+	return vs[len(vs)-1].parent()
 }
 
 // subtree returns the items below folder by their latest versions, deleted ones
@@ -147,9 +147,11 @@ func (w *Workspace) parentOf(id ItemID) *ItemID {
 func (w *Workspace) subtree(folder ItemID) []ItemID {
 	children := map[ItemID][]ItemID{}
 	for id, vs := range w.items {
-		if len(vs) > 0 && vs[len(vs)-1].ParentID != nil {
-			p := *vs[len(vs)-1].ParentID
-			children[p] = append(children[p], id)
+		if len(vs) == 0 {
+			continue
+		}
+		if p := vs[len(vs)-1].parent(); p != nil {
+			children[*p] = append(children[*p], id)
 		}
 	}
 	var out []ItemID
@@ -275,7 +277,7 @@ func (w *Workspace) decideNewShare(c ShareFolder, target uuid.UUID, name string,
 	items := make([]MovedItem, len(ids))
 	var moved int64
 	for i, id := range ids {
-		vs := w.items[id]
+		vs := w.versions(id)
 		items[i] = MovedItem{ID: id, Versions: rehome(vs, target, c.FolderID)}
 		moved += liveSize(&vs[len(vs)-1])
 	}
@@ -344,7 +346,7 @@ func (w *Workspace) applyMovedOut(e *ItemsMovedOut) {
 		if len(vs) == 0 || id == e.FolderID {
 			continue
 		}
-		w.used -= liveSize(&vs[len(vs)-1])
+		w.used -= w.storedLive(&vs[len(vs)-1])
 		delete(w.items, id)
 	}
 }

@@ -38,8 +38,11 @@ type Workspace struct {
 	used          int64  // sum of live sizes
 
 	members map[uuid.UUID]Member
-	// items holds every version of every item, versions[i] being version i+1.
-	items map[ItemID][]ItemMetadata
+	// items holds every version of every item, versions[i] being version i+1, in the
+	// compact form of stored.go; uuids and labels are the tables its versions index.
+	items  map[ItemID][]storedVersion
+	uuids  valueTable[uuid.UUID]
+	labels valueTable[string]
 	// tempIDs maps a (device, tempId) of a stored new item to the item it created.
 	tempIDs map[tempKey]ItemID
 	// commits and memberUpdates map a processed requestId to the stream version of the
@@ -61,7 +64,7 @@ func NewWorkspace(id uuid.UUID) *Workspace {
 	return &Workspace{
 		id:            id,
 		members:       map[uuid.UUID]Member{},
-		items:         map[ItemID][]ItemMetadata{},
+		items:         map[ItemID][]storedVersion{},
 		tempIDs:       map[tempKey]ItemID{},
 		commits:       map[string]uint64{},
 		memberUpdates: map[string]uint64{},
@@ -79,13 +82,9 @@ func (w *Workspace) Clone() *Workspace {
 		m.ParentItemID = clonePtr(m.ParentItemID)
 		c.members[k] = m
 	}
-	c.items = make(map[ItemID][]ItemMetadata, len(w.items))
+	c.items = make(map[ItemID][]storedVersion, len(w.items))
 	for k, vs := range w.items {
-		cv := make([]ItemMetadata, len(vs))
-		for i := range vs {
-			cv[i] = vs[i].Clone()
-		}
-		c.items[k] = cv
+		c.items[k] = slices.Clone(vs) // a stored chunk list is never changed in place
 	}
 	c.tempIDs = make(map[tempKey]ItemID, len(w.tempIDs))
 	for k, v := range w.tempIDs {
@@ -102,6 +101,7 @@ func (w *Workspace) Clone() *Workspace {
 	c.shares = maps.Clone(w.shares)
 	c.shareRequests = maps.Clone(w.shareRequests)
 	c.reshares = maps.Clone(w.reshares) // applyMemberAdded never appends in place
+	w.cloneTables(&c)
 	return &c
 }
 
@@ -153,22 +153,21 @@ func (w *Workspace) Members() []Member {
 
 // Item returns the latest version of the item id, deleted or not.
 func (w *Workspace) Item(id ItemID) (ItemMetadata, bool) {
-	vs := w.items[id]
-	if len(vs) == 0 {
+	m, ok := w.latest(id)
+	if !ok {
 		return ItemMetadata{}, false
 	}
-	return vs[len(vs)-1].Clone(), true
+	return m.Clone(), true
 }
 
 // ItemVersions returns every version of the item id, oldest first (nil if unknown).
 func (w *Workspace) ItemVersions(id ItemID) []ItemMetadata {
-	vs := w.items[id]
-	if len(vs) == 0 {
+	if len(w.items[id]) == 0 {
 		return nil
 	}
-	out := make([]ItemMetadata, len(vs))
-	for i := range vs {
-		out[i] = vs[i].Clone()
+	out := w.versions(id)
+	for i := range out {
+		out[i] = out[i].Clone()
 	}
 	return out
 }
@@ -184,7 +183,7 @@ func (w *Workspace) Items() []ItemMetadata {
 		if len(vs) == 0 {
 			continue
 		}
-		if p := vs[len(vs)-1].ParentID; p != nil {
+		if p := vs[len(vs)-1].parent(); p != nil {
 			children[*p] = append(children[*p], id)
 		} else {
 			roots = append(roots, id)
@@ -200,8 +199,8 @@ func (w *Workspace) Items() []ItemMetadata {
 				continue
 			}
 			seen[id] = true
-			vs := w.items[id]
-			out = append(out, vs[len(vs)-1].Clone())
+			m, _ := w.latest(id)
+			out = append(out, m.Clone())
 			walk(children[id])
 		}
 	}
@@ -215,8 +214,8 @@ func (w *Workspace) Items() []ItemMetadata {
 		}
 		sort.Slice(rest, func(i, j int) bool { return rest[i] < rest[j] })
 		for _, id := range rest {
-			vs := w.items[id]
-			out = append(out, vs[len(vs)-1].Clone())
+			m, _ := w.latest(id)
+			out = append(out, m.Clone())
 		}
 	}
 	return out
@@ -347,18 +346,18 @@ func (w *Workspace) storeVersion(m ItemMetadata, device uuid.UUID) {
 	if m.Version != int64(len(vs))+1 {
 		return
 	}
-	var prev *ItemMetadata
+	var prev *storedVersion
 	if len(vs) > 0 {
 		prev = &vs[len(vs)-1]
 	}
-	w.used += liveSize(&m) - liveSize(prev)
+	w.used += liveSize(&m) - w.storedLive(prev)
 	if m.Version == 1 && m.TempID != nil {
 		k := tempKey{device, *m.TempID}
 		if _, ok := w.tempIDs[k]; !ok {
 			w.tempIDs[k] = id
 		}
 	}
-	w.items[id] = append(vs, m)
+	w.items[id] = append(vs, w.compact(&m))
 }
 
 // Decide decides cmd against w without changing w. It returns the event to append (at

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 )
@@ -384,5 +385,28 @@ func TestMemberUpdateRequestIDsArePerMember(t *testing.T) {
 	d, err = decide(t, h.w, UpdateMemberWorkspace{RequestID: "same", WorkspaceID: wsID, UserID: owner, Name: "other", At: t0})
 	if err != nil || d.ReplayOf == 0 {
 		t.Fatalf("the owner's repeated request was not replayed: %+v, %v", d, err)
+	}
+}
+
+// Stored versions share one copy of each status and mimetype, whatever copy their
+// request brought (a decoded request allocates its own for every item): the decided
+// state of a large workspace holds one, not one per item.
+func TestStoredVersionsShareStatusAndMimetype(t *testing.T) {
+	h := newHist(t)
+	fresh := strings.Clone
+	a, b := newFile(-1, nil, "a", 1), newFile(-2, nil, "b", 2)
+	a.Status, b.Status = Status(fresh("NEW")), Status(fresh("NEW"))
+	a.Mimetype, b.Mimetype = fresh("text/plain"), fresh("text/plain")
+	h.commit(dev1, a)
+	h.commit(dev1, b)
+	items := h.w.Items()
+	if len(items) != 2 {
+		t.Fatalf("%d items", len(items))
+	}
+	if unsafe.StringData(items[0].Mimetype) != unsafe.StringData(items[1].Mimetype) {
+		t.Error("the two stored versions hold a copy of the mimetype each")
+	}
+	if unsafe.StringData(string(items[0].Status)) != unsafe.StringData(string(items[1].Status)) {
+		t.Error("the two stored versions hold a copy of the status each")
 	}
 }

@@ -8,10 +8,11 @@ import (
 	"github.com/stacksync-es/syncservice/internal/follow"
 )
 
-// reader is the global order as this process's followers (projectors, notifier, binder)
-// read it: one follow.Tail they share, so that followers at or near the same position
-// read the store once between them; nil (each reads the store itself) with
-// -follow-tail-bytes 0.
+// reader is the global order as one of this process's followers (projectors, notifier,
+// binder) reads it: one follow.Tail they share, so that followers at or near the same
+// position read the store once between them, through a Reader of its own (each call
+// hands out one), so the tail drops what every follower is past; nil (each reads the
+// store itself) with -follow-tail-bytes 0.
 func (n *node) reader() follow.Reader {
 	if n.cfg.followTailBytes <= 0 {
 		return nil
@@ -28,7 +29,7 @@ func (n *node) reader() follow.Reader {
 		n.tail = t
 		watchTail(n.reg, t)
 	}
-	return n.tail
+	return n.tail.Follower()
 }
 
 // addFollower registers a follower of the global order: run by serve, woken after each
@@ -57,7 +58,7 @@ func watchTail(reg *prometheus.Registry, t *follow.Tail) {
 		reads("shared_empty", func(s follow.TailStats) uint64 { return s.Empty }),
 		reads("own", func(s follow.TailStats) uint64 { return s.Own }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "syncd_follow_tail_bytes",
-			Help: "Event data the followers' shared tail holds (bounded by -follow-tail-bytes)."},
+			Help: "Event data the followers' shared tail holds (bounded by -follow-tail-bytes; what every follower is past is dropped)."},
 			func() float64 { return float64(t.Stats().Bytes) }),
 	)
 }

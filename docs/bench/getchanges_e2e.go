@@ -7,14 +7,17 @@
 // through the protocol (commits of up to 1,000 items: folders of 99 files with two
 // chunks each); with -commit it commits one new file through the protocol (waiting for
 // its notifyCommit, untimed) before each timed request, so that every request comes
-// right after a real commit. getchanges_e2e.sh runs it against a syncd; see
-// docs/benchmarks.md.
+// right after a real commit. With -decode it then decodes each reply as a device would,
+// untimed in the latencies and reported apart: "fast" with transport/client's decoders
+// (wire.ParseReply, wire.ParseItems), "json" as the client did before (encoding/json,
+// then ToItem). getchanges_e2e.sh runs it against a syncd; see docs/benchmarks.md.
 //
-//	go run docs/bench/getchanges_e2e.go -amqp URL -user U [-fill N] [-n 20] [-pid P] [-commit]
+//	go run docs/bench/getchanges_e2e.go -amqp URL -user U [-fill N] [-n 20] [-pid P] [-commit] [-decode fast|json]
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -28,6 +31,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/transport/client"
+	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
 func main() {
@@ -37,6 +41,7 @@ func main() {
 	pid := flag.Int("pid", 0, "")
 	fill := flag.Int("fill", 0, "items to commit to the workspace first")
 	commit := flag.Bool("commit", false, "commit one new file before each request")
+	decode := flag.String("decode", "", "also decode each reply: fast or json")
 	flag.Parse()
 	ctx := context.Background()
 	uid := uuid.MustParse(*user)
@@ -58,7 +63,7 @@ func main() {
 	must(err)
 	replies, err := ch.Consume(q, "", true, true, false, false, nil)
 	must(err)
-	var ds []time.Duration
+	var ds, decodes []time.Duration
 	size := 0
 	for i := range *n {
 		if *commit {
@@ -78,13 +83,20 @@ func main() {
 				os.Exit(1)
 			}
 			size = len(d.Body)
+			ds = append(ds, time.Since(start))
+			if *decode != "" {
+				decodes = append(decodes, decodeReply(*decode, d.Body))
+			}
 			break
 		}
-		ds = append(ds, time.Since(start))
 	}
 	first := ds[0]
 	slices.Sort(ds)
 	fmt.Printf("bytes=%d first=%v min=%v p50=%v max=%v", size, first.Round(time.Millisecond/10), ds[0].Round(time.Millisecond/10), ds[len(ds)/2].Round(time.Millisecond/10), ds[len(ds)-1].Round(time.Millisecond/10))
+	if len(decodes) > 0 {
+		slices.Sort(decodes)
+		fmt.Printf(" decode(%s) p50=%v", *decode, decodes[len(decodes)/2].Round(time.Millisecond/10))
+	}
 	if *pid != 0 {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", *pid))
 		for _, l := range strings.Split(string(b), "\n") {
@@ -94,6 +106,36 @@ func main() {
 		}
 	}
 	fmt.Println()
+}
+
+// decodeReply decodes body as a device's client would and returns how long it took.
+func decodeReply(how string, body []byte) time.Duration {
+	start := time.Now()
+	var n int
+	switch how {
+	case "fast":
+		r, err := wire.ParseReply(body)
+		must(err)
+		items, err := wire.ParseItems(r.Result)
+		must(err)
+		n = len(items)
+	default: // json: the client before transport/client used the wire package's fast paths
+		var r struct {
+			Result json.RawMessage `json:"result"`
+		}
+		must(json.Unmarshal(body, &r))
+		var ws []wire.ItemMetadata
+		must(json.Unmarshal(r.Result, &ws))
+		for i, w := range ws {
+			_, err := w.ToItem(i)
+			must(err)
+		}
+		n = len(ws)
+	}
+	if n == 0 {
+		must(fmt.Errorf("no items decoded"))
+	}
+	return time.Since(start)
 }
 
 // device connects as a registered, subscribed device of the user (a server in trust

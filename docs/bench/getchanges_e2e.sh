@@ -10,8 +10,10 @@
 # FILL=sql writes the items straight into the read model instead (same shape, at
 # workspace version 0; the workspace itself, the user and the commits are real): the
 # server then holds no decided state of those items, so its RSS is that of getChanges.
+# DECODE=fast|json also decodes each unchanged reply as a device would (untimed in the
+# latencies, its p50 reported apart; see getchanges_e2e.go).
 set -euo pipefail
-BIN=$1; LABEL=$2; N=${N:-20}; VHOST=${VHOST:-gc_e2e}; FILL=${FILL:-protocol}
+BIN=$1; LABEL=$2; N=${N:-20}; VHOST=${VHOST:-gc_e2e}; FILL=${FILL:-protocol}; DECODE=${DECODE:-}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TMP=$(mktemp -d)
 (cd "$ROOT" && go build -o "$TMP/getchanges_e2e" docs/bench/getchanges_e2e.go && go build -o "$TMP/syncctl" ./cmd/syncctl)
@@ -50,6 +52,6 @@ FROM generate_series(0, $items - 1) g, proj_workspaces.members m WHERE m.user_id
 ANALYZE proj_workspaces.items;
 SQL
   fi
-  echo "$LABEL $items items, unchanged:      $("$TMP/getchanges_e2e" -amqp "$AMQP" -user "$USER_ID" -fill "$fill" -n "$N" -pid $PID)"
+  echo "$LABEL $items items, unchanged:      $("$TMP/getchanges_e2e" -amqp "$AMQP" -user "$USER_ID" -fill "$fill" -n "$N" -pid $PID ${DECODE:+-decode "$DECODE"})"
   echo "$LABEL $items items, after a commit: $("$TMP/getchanges_e2e" -amqp "$AMQP" -user "$USER_ID" -n "$N" -pid $PID -commit)"
 done

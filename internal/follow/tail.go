@@ -74,8 +74,17 @@ type Tail struct {
 	// it ended (EmptyGap).
 	emptyFrom eventstore.Position
 	emptyAt   time.Time
+	// at is where each follower handed out by Follower last read from (known once it
+	// has read): the run keeps nothing at or before the lowest of them.
+	at []followerAt
 
 	hits, joined, shared, own, empty atomic.Uint64
+}
+
+// followerAt is the position a follower of the tail last read after.
+type followerAt struct {
+	pos   eventstore.Position
+	known bool
 }
 
 // tailRead is one shared read of the store after from.
@@ -117,6 +126,74 @@ func (t *Tail) Stats() TailStats {
 	t.mu.Unlock()
 	return TailStats{Hits: t.hits.Load(), Joined: t.joined.Load(), Shared: t.shared.Load(), Empty: t.empty.Load(), Own: t.own.Load(),
 		Bytes: b, Events: n}
+}
+
+// Follower returns the Reader of one follower of the tail: its reads are the tail's,
+// and each tells the tail where that follower is. Once every follower handed out has
+// read, the run drops the events all of them are past (they were handed to each, and
+// a follower reads after its checkpoint, which only moves forward): after a burst of
+// commits the tail no longer keeps up to MaxBytes of event data nobody will read. A
+// follower that does read before them again (a new leader with an older checkpoint)
+// reads the store, as one behind the run always does. A follower that stops reading
+// (its role held elsewhere) keeps the run bounded by MaxBytes alone, as before.
+func (t *Tail) Follower() Reader {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.at = append(t.at, followerAt{})
+	return tailFollower{t: t, i: len(t.at) - 1}
+}
+
+// tailFollower is one follower's Reader of a Tail.
+type tailFollower struct {
+	t *Tail
+	i int
+}
+
+// ReadAfter records from as the follower's position, then reads the tail.
+func (f tailFollower) ReadAfter(ctx context.Context, from eventstore.Position, limit int, maxBytes int64) ([]eventstore.RecordedEvent, error) {
+	f.t.passed(f.i, from)
+	return f.t.ReadAfter(ctx, from, limit, maxBytes)
+}
+
+// passed records that follower i reads after from, and drops the events of the run
+// that every follower is past.
+func (t *Tail) passed(i int, from eventstore.Position) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.at[i] = followerAt{pos: from, known: true}
+	low := from
+	for _, a := range t.at {
+		if !a.known {
+			return
+		}
+		if a.pos.Less(low) {
+			low = a.pos
+		}
+	}
+	if !t.valid || len(t.evs) == 0 || low.Less(t.evs[0].Position) {
+		return
+	}
+	n, found := slices.BinarySearchFunc(t.evs, low, func(e eventstore.RecordedEvent, p eventstore.Position) int {
+		return cmpPos(e.Position, p)
+	})
+	if found {
+		n++
+	}
+	t.bytes -= eventstore.Bytes(t.evs[:n])
+	t.base = t.evs[n-1].Position
+	clear(t.evs[:n]) // the dropped events' data is freed with them
+	t.evs = t.evs[n:]
+}
+
+// cmpPos orders positions.
+func cmpPos(a, b eventstore.Position) int {
+	switch {
+	case a.Less(b):
+		return -1
+	case b.Less(a):
+		return 1
+	}
+	return 0
 }
 
 // ReadAfter returns at most limit events after from (bounded by maxBytes as

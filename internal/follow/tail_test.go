@@ -200,3 +200,53 @@ func TestTailSharesReadsAtTheEnd(t *testing.T) {
 		t.Fatalf("stats %+v: 40 reads of 4 readers should mostly be served from memory", st)
 	}
 }
+
+// The run keeps nothing every follower is past: once the followers handed out by
+// Follower have all read beyond events, those are dropped (their data freed), while
+// what a follower has yet to read is still served from memory; a follower that has
+// not read yet keeps everything.
+func TestTailDropsWhatEveryFollowerIsPast(t *testing.T) {
+	store := memstore.New()
+	defer store.Close()
+	tail, err := NewTail(TailConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, store, 100, 10)
+	ctx := context.Background()
+	a, b := tail.Follower(), tail.Follower()
+	read := func(r Reader, from eventstore.Position, limit int) eventstore.Position {
+		t.Helper()
+		evs, err := r.ReadAfter(ctx, from, limit, 0)
+		if err != nil || len(evs) == 0 {
+			t.Fatalf("read after %v: %d events, %v", from, len(evs), err)
+		}
+		return evs[len(evs)-1].Position
+	}
+	posA := eventstore.Start
+	for range 10 {
+		posA = read(a, posA, 10)
+	}
+	if st := tail.Stats(); st.Events != 100 {
+		t.Fatalf("b has not read yet: the tail holds %d events, want all 100", st.Events)
+	}
+	posB := read(b, eventstore.Start, 40)
+	hits := tail.Stats().Hits
+	posB = read(b, posB, 60) // b is past 40: the first 40 go
+	if st := tail.Stats(); st.Events != 60 || st.Bytes != 600 || st.Hits != hits+1 {
+		t.Fatalf("stats %+v: want the 60 events b has yet to read, served to it from memory", st)
+	}
+	if evs, err := a.ReadAfter(ctx, posA, 10, 0); err != nil || len(evs) != 0 {
+		t.Fatalf("a at the end: %d events, %v", len(evs), err)
+	}
+	if evs, err := b.ReadAfter(ctx, posB, 10, 0); err != nil || len(evs) != 0 {
+		t.Fatalf("b at the end: %d events, %v", len(evs), err)
+	}
+	if st := tail.Stats(); st.Events != 0 || st.Bytes != 0 {
+		t.Fatalf("stats %+v: both followers are past every event", st)
+	}
+	appendN(t, store, 5, 10)
+	if read(a, posA, 10) != read(b, posB, 10) {
+		t.Fatal("the followers read different ends")
+	}
+}

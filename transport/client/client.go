@@ -172,11 +172,7 @@ type session struct {
 	ch     *amqp.Channel // confirm mode
 }
 
-type response struct {
-	Result json.RawMessage `json:"result"`
-	Error  *wire.Error     `json:"error"`
-	ID     string          `json:"id"`
-}
+type response = wire.Reply
 
 // Dial connects and returns a client that keeps itself connected until Close.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
@@ -315,8 +311,8 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection) error {
 // route hands a reply to the call waiting for its correlation id; replies nobody waits
 // for (late copies of retried calls) are dropped.
 func (c *Client) route(d amqp.Delivery) {
-	var r response
-	if err := json.Unmarshal(d.Body, &r); err != nil {
+	r, err := wire.ParseReply(d.Body)
+	if err != nil {
 		c.log.Warn("undecodable reply", "correlation_id", d.CorrelationId, "err", err)
 		return
 	}
@@ -379,6 +375,16 @@ func (s *session) retire() { _ = s.ch.Close() }
 // requestId, same correlation id) after each timeout or Busy answer, and decodes the
 // result into out (unless nil).
 func (c *Client) call(ctx context.Context, method string, params any, out any) error {
+	return c.callDecode(ctx, method, params, func(result []byte) error {
+		if out == nil {
+			return nil
+		}
+		return json.Unmarshal(result, out)
+	})
+}
+
+// callDecode is call with the result decoded by decode.
+func (c *Client) callDecode(ctx context.Context, method string, params any, decode func(result []byte) error) error {
 	corr := uuid.NewString()
 	body, err := json.Marshal(map[string]any{"method": method, "params": []any{params}, "id": corr, "async": false})
 	if err != nil {
@@ -400,10 +406,8 @@ func (c *Client) call(ctx context.Context, method string, params any, out any) e
 		cancel()
 		switch {
 		case err == nil && r.Error == nil:
-			if out != nil {
-				if err := json.Unmarshal(r.Result, out); err != nil {
-					return fmt.Errorf("%s: decode result: %w", method, err)
-				}
+			if err := decode(r.Result); err != nil {
+				return fmt.Errorf("%s: decode result: %w", method, err)
 			}
 			return nil
 		case err == nil:

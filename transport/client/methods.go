@@ -93,11 +93,17 @@ func (c *Client) GetWorkspaces(ctx context.Context) ([]protocol.WorkspaceInfo, e
 
 // GetChanges returns the latest version of every item of ws.
 func (c *Client) GetChanges(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetadata, error) {
-	var r []wire.ItemMetadata
-	if err := c.call(ctx, wire.MethodGetChanges, c.workspace(ws), &r); err != nil {
-		return nil, err
-	}
-	return toItems(wire.MethodGetChanges, r)
+	return c.callItems(ctx, wire.MethodGetChanges, c.workspace(ws))
+}
+
+// callItems calls a method whose result is a list of item versions.
+func (c *Client) callItems(ctx context.Context, method string, params any) ([]domain.ItemMetadata, error) {
+	var items []domain.ItemMetadata
+	err := c.callDecode(ctx, method, params, func(result []byte) (err error) {
+		items, err = wire.ParseItems(result)
+		return err
+	})
+	return items, err
 }
 
 // GetChangesSince returns one page of the changes of ws after version since; limit 0
@@ -108,13 +114,19 @@ func (c *Client) GetChangesSince(ctx context.Context, ws uuid.UUID, since int64,
 	if limit > 0 {
 		p["limit"] = limit
 	}
-	var r wire.ChangesPage
+	var r struct {
+		wire.ChangesPage
+		Items json.RawMessage `json:"items"` // decoded by wire.ParseItems
+	}
 	if err := c.call(ctx, wire.MethodGetChangesSince, p, &r); err != nil {
 		return protocol.ChangesPage{}, err
 	}
-	items, err := toItems(wire.MethodGetChangesSince, r.Items)
-	if err != nil {
-		return protocol.ChangesPage{}, err
+	items := []domain.ItemMetadata{}
+	if len(r.Items) > 0 {
+		var err error
+		if items, err = wire.ParseItems(r.Items); err != nil {
+			return protocol.ChangesPage{}, fmt.Errorf("%s: %w", wire.MethodGetChangesSince, err)
+		}
 	}
 	moved, err := wire.ToMovedOut(r.MovedOut)
 	if err != nil {
@@ -128,11 +140,7 @@ func (c *Client) GetChangesSince(ctx context.Context, ws uuid.UUID, since int64,
 func (c *Client) GetItemVersions(ctx context.Context, ws uuid.UUID, item domain.ItemID) ([]domain.ItemMetadata, error) {
 	p := c.workspace(ws)
 	p["itemId"] = item
-	var r []wire.ItemMetadata
-	if err := c.call(ctx, wire.MethodGetItemVersions, p, &r); err != nil {
-		return nil, err
-	}
-	return toItems(wire.MethodGetItemVersions, r)
+	return c.callItems(ctx, wire.MethodGetItemVersions, p)
 }
 
 // UpdateWorkspace sets the user's own name and mount point (nil = root) of ws.
@@ -286,16 +294,4 @@ func (c *Client) workspace(ws uuid.UUID) map[string]any {
 	p := c.common()
 	p["workspaceId"] = ws.String()
 	return p
-}
-
-func toItems(method string, ws []wire.ItemMetadata) ([]domain.ItemMetadata, error) {
-	out := make([]domain.ItemMetadata, len(ws))
-	for i, w := range ws {
-		m, err := w.ToItem(i)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", method, err)
-		}
-		out[i] = m
-	}
-	return out, nil
 }

@@ -77,8 +77,12 @@ func (s *fastScan) rawString() ([]byte, bool) {
 		return nil, false
 	}
 	start := s.i + 1
+	j := start
+	for j < len(s.b) && plainByte[s.b[j]] {
+		j++
+	}
 	ascii := true
-	for j := start; j < len(s.b); j++ {
+	for ; j < len(s.b); j++ {
 		switch c := s.b[j]; {
 		case c == '"':
 			v := s.b[start:j]
@@ -95,6 +99,15 @@ func (s *fastScan) rawString() ([]byte, bool) {
 	}
 	return nil, false
 }
+
+// plainByte marks the bytes a string may hold with no further check: printable ASCII
+// other than '"' and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // str decodes the string that comes next.
 func (s *fastScan) str() (string, bool) {
@@ -195,12 +208,21 @@ func (s *fastScan) object(keys []string, field func(key []byte) bool) bool {
 		return true
 	}
 	var seen uint64 // bit i: keys[i] seen
+	next := 0       // the index of the key after the last one known: senders keep an order
 	for {
 		key, ok := s.rawString()
 		if !ok || !s.next(':') {
 			return false
 		}
-		k := knownKey(keys, key)
+		k := -1
+		if next < len(keys) && string(key) == keys[next] {
+			k = next
+		} else {
+			k = knownKey(keys, key)
+		}
+		if k >= 0 {
+			next = k + 1
+		}
 		switch {
 		case k >= 0 && seen&(1<<k) != 0:
 			return false

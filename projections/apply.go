@@ -298,12 +298,18 @@ func arrayLiteral(strs []string) string {
 const itemColumns = `workspace_id, item_id, version, ws_version, device_id, parent_id, parent_version, temp_id,
 	status, modified_at, checksum, chunks, size, is_folder, filename, mimetype`
 
+// itemsFromUnnest selects item versions from the unnest of itemRows.args, and whether
+// each is its item's latest in the batch ($17).
 const itemsFromUnnest = `SELECT u.ws, u.id, u.ver, u.wsv, u.dev, u.parent, u.pver, u.temp, u.status, u.modified,
-	u.checksum, u.chunks::text[], u.size, u.folder, u.filename, u.mimetype
+	u.checksum, u.chunks::text[] AS chunks, u.size, u.folder, u.filename, u.mimetype, u.latest
 	FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[], $6::bigint[], $7::bigint[],
 	$8::bigint[], $9::text[], $10::timestamptz[], $11::bigint[], $12::text[], $13::bigint[], $14::boolean[],
-	$15::text[], $16::text[])
-	AS u(ws, id, ver, wsv, dev, parent, pver, temp, status, modified, checksum, chunks, size, folder, filename, mimetype)`
+	$15::text[], $16::text[], $17::boolean[])
+	AS u(ws, id, ver, wsv, dev, parent, pver, temp, status, modified, checksum, chunks, size, folder, filename, mimetype, latest)`
+
+// uColumns are itemsFromUnnest's columns in itemColumns' order.
+const uColumns = `u.ws, u.id, u.ver, u.wsv, u.dev, u.parent, u.pver, u.temp, u.status, u.modified,
+	u.checksum, u.chunks, u.size, u.folder, u.filename, u.mimetype`
 
 type itemKey struct {
 	ws uuid.UUID
@@ -367,11 +373,8 @@ func (w *wsUpdates) add(id uuid.UUID, version, used int64, at time.Time) {
 	}
 }
 
-// queue queues one statement that moves every collected workspace forward (never back).
-func (w *wsUpdates) queue(b *pgx.Batch, q *workspacesSQL) {
-	if len(w.order) == 0 {
-		return
-	}
+// args are the four arrays of wsMoveForward's unnest.
+func (w *wsUpdates) args() []any {
 	ids := make([][16]byte, len(w.order))
 	vers := make([]int64, len(w.order))
 	used := make([]int64, len(w.order))
@@ -380,7 +383,15 @@ func (w *wsUpdates) queue(b *pgx.Batch, q *workspacesSQL) {
 		st := w.state[id]
 		ids[i], vers[i], used[i], ats[i] = [16]byte(id), st.version, st.used, st.at
 	}
-	b.Queue(q.wsUpdate, ids, vers, used, ats)
+	return []any{ids, vers, used, ats}
+}
+
+// queue queues one statement that moves every collected workspace forward (never back).
+func (w *wsUpdates) queue(b *pgx.Batch, q *workspacesSQL) {
+	if len(w.order) == 0 {
+		return
+	}
+	b.Queue(q.wsUpdate, w.args()...)
 }
 
 // queueWorkspaces applies workspace-stream events. Every write is guarded so that
@@ -420,51 +431,44 @@ func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, _ bool) {
 			queueWorkspaceEvent(b, t, d)
 		}
 	}
-	items.flush(b, workspacesStatements(schema))
-	ws.queue(b, workspacesStatements(schema))
+	queueCommitWrites(b, workspacesStatements(schema), &items, &ws)
 }
 
-// itemWrites collects item versions for item_history and each item's latest version
-// for items, to be written by two statements.
+// itemWrites collects item versions for item_history, marking each item's latest
+// version for items.
 type itemWrites struct {
-	history   itemRows
-	latestIdx map[itemKey]int
-	latestMD  []*domain.ItemMetadata
-	latestWSV []int64
-	latestWS  []uuid.UUID
+	rows      itemRows
+	latest    []bool
+	latestIdx map[itemKey]int // the row of each item's latest version
 }
 
 func (w *itemWrites) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
 	if w.latestIdx == nil {
 		w.latestIdx = map[itemKey]int{}
 	}
-	w.history.add(ws, wsVersion, md)
+	row := len(w.rows.id)
+	w.rows.add(ws, wsVersion, md)
+	w.latest = append(w.latest, true)
 	k := itemKey{ws, *md.ID}
-	if i, ok := w.latestIdx[k]; ok {
-		if md.Version > w.latestMD[i].Version {
-			w.latestMD[i], w.latestWSV[i] = md, wsVersion
-		}
-		return
+	i, ok := w.latestIdx[k]
+	switch {
+	case !ok:
+		w.latestIdx[k] = row
+	case md.Version > w.rows.ver[i]:
+		w.latest[i] = false
+		w.latestIdx[k] = row
+	default:
+		w.latest[row] = false
 	}
-	w.latestIdx[k] = len(w.latestMD)
-	w.latestMD = append(w.latestMD, md)
-	w.latestWSV = append(w.latestWSV, wsVersion)
-	w.latestWS = append(w.latestWS, ws)
 }
 
-// flush queues the collected writes and starts over.
-func (w *itemWrites) flush(b *pgx.Batch, q *workspacesSQL) {
-	if len(w.history.id) > 0 {
-		b.Queue(q.historyInsert, w.history.args()...)
+// queueCommitWrites queues the one statement (commitWrites) that writes the collected
+// item versions and moves the collected workspaces forward, if there is anything.
+func queueCommitWrites(b *pgx.Batch, q *workspacesSQL, items *itemWrites, ws *wsUpdates) {
+	if len(items.rows.id) == 0 && len(ws.order) == 0 {
+		return
 	}
-	var latest itemRows
-	for i, md := range w.latestMD {
-		latest.add(w.latestWS[i], w.latestWSV[i], md)
-	}
-	if len(latest.id) > 0 {
-		b.Queue(q.itemsUpsert, latest.args()...)
-	}
-	*w = itemWrites{}
+	b.Queue(q.commitWrites, append(append(items.rows.args(), items.latest), ws.args()...)...)
 }
 
 // --- the accounts model ---

@@ -2,47 +2,27 @@ package projections
 
 import (
 	"context"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stacksync-es/syncservice/internal/testenv"
 )
 
 // cpuTimes is the CPU time used so far by this process and by the PostgreSQL server
-// processes of the pool's database (Linux /proc; server processes that exited are not
-// counted). On a busy machine a run's CPU time varies far less than its wall time.
+// processes of the pool's database (testenv.ServerCPU). On a busy machine a run's CPU
+// time varies far less than its wall time.
 func cpuTimes(b *testing.B, pool *pgxpool.Pool) (self, server time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
 	}
 	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	rows, err := pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	server, err := testenv.ServerCPU(context.Background(), pool)
 	if err != nil {
 		b.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var pid int
-		if err := rows.Scan(&pid); err != nil {
-			b.Fatal(err)
-		}
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue // exited, or another machine's server
-		}
-		// Fields after the command's closing parenthesis: state is the 1st, utime the 12th, stime the 13th.
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		server += time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 	}
 	return self, server
 }

@@ -13,7 +13,7 @@ func TestWorkspacesStatementsPerSchema(t *testing.T) {
 	for i := range 2 * maxCachedSchemas {
 		schema := fmt.Sprintf("proj_test_%d", i)
 		q := workspacesStatements(schema)
-		for name, stmt := range map[string]string{"history": q.historyInsert, "items": q.itemsUpsert, "workspaces": q.wsUpdate} {
+		for name, stmt := range map[string]string{"commit": q.commitWrites, "workspaces": q.wsUpdate} {
 			if !strings.Contains(stmt, `"`+schema+`".`) || strings.Count(stmt, `"proj_`) != strings.Count(stmt, `"`+schema+`".`) {
 				t.Fatalf("%s statement for %s names other tables: %s", name, schema, stmt)
 			}

@@ -134,6 +134,32 @@ func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppe
 	return outs, -1, nil
 }
 
+// beginSQL opens the explicit transaction of an inline or multi append, and
+// genericPlansSQL makes the rest of it run every prepared statement on its generic
+// plan. The statements of such a transaction (the appends, the read models' writes)
+// take their rows from array parameters through unnest, whose length a generic plan
+// cannot see (it assumes 10 elements), so PostgreSQL's default plan_cache_mode judged
+// every generic plan dearer than the custom plan for a 1-element array and planned
+// each execution anew: about 0.15 ms of PostgreSQL's CPU per statement, as much as
+// executing it (docs/benchmarks.md, "PostgreSQL's work per commit"). Their plans do not
+// depend on the values (index lookups by key, one per element), so one plan per
+// connection serves every execution. The setting is local: it ends with the
+// transaction, and the pool's other statements keep the default.
+const (
+	beginSQL        = "BEGIN"
+	genericPlansSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+)
+
+// beginStatements names, for readAppends, what queueBegin queues before the appends.
+var beginStatements = []string{"begin", "generic plans", "lock streams"}
+
+// queueBegin queues BEGIN, the generic plans setting, and the appends (queueAppends).
+func queueBegin(b *pgx.Batch, appends []eventstore.StreamAppend, form appendForm) {
+	b.Queue(beginSQL)
+	b.Queue(genericPlansSQL)
+	queueAppends(b, appends, form)
+}
+
 // queueAppends queues the advisory locks of the appends' streams, then the appends in
 // the given form.
 func queueAppends(b *pgx.Batch, appends []eventstore.StreamAppend, form appendForm) {

@@ -22,11 +22,11 @@ func (s *Store) sendAppendsInline(ctx context.Context, appends []eventstore.Stre
 	return s.sendAppendsOneTrip(ctx, appends)
 }
 
-// sendAppendsOneTrip sends BEGIN, the stream locks, the appends in their guarded form,
-// the statements Inline queues for their records and COMMIT as one pipelined batch on
-// one connection: one round trip. (An explicit transaction: the read models' statements
-// lock tables, which PostgreSQL allows only in a transaction block.) The records are
-// given to Inline with the versions they will take if the expected versions hold; if
+// sendAppendsOneTrip sends BEGIN (queueBegin), the stream locks, the appends in their
+// guarded form, the statements Inline queues for their records and COMMIT as one
+// pipelined batch on one connection: one round trip. (An explicit transaction: the read
+// models' statements lock tables, which PostgreSQL allows only in a transaction
+// block.) The records are given to Inline with the versions they will take if the expected versions hold; if
 // one does not, its append raises (es_expected), the server skips everything after it
 // up to the batch's end, COMMIT included, and the transaction is rolled back: nothing
 // is written, and that append is reported as failed (refused). A failing Inline
@@ -41,8 +41,7 @@ func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.Str
 		}
 	}
 	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	queueAppends(b, appends, guardedAppend)
+	queueBegin(b, appends, guardedAppend)
 	first := b.Len()
 	if err := s.cfg.Inline(recs, b); err != nil {
 		return nil, -1, fmt.Errorf("%w: %w", errInline, err)
@@ -57,7 +56,7 @@ func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.Str
 	// the pool destroys a released connection that is not idle.
 	defer conn.Release()
 	br := conn.SendBatch(ctx, b)
-	outs, failed, err = readAppendsOpen(br, appends, []string{"begin", "lock streams"}, readAppend)
+	outs, failed, err = readAppendsOpen(br, appends, beginStatements, readAppend)
 	if err != nil {
 		return nil, -1, err
 	}
@@ -98,7 +97,7 @@ func readInline(br pgx.BatchResults, n int) error {
 
 // sendAppendsTwoTrips is sendAppendsInline for appends whose versions are known only
 // once they ran (expected version Any): the same statements in an explicit transaction
-// on one connection, in two round trips. The first sends BEGIN, the stream locks and
+// on one connection, in two round trips. The first sends BEGIN (queueBegin), the stream locks and
 // the appends; once their rows say what was written, the second sends the statements
 // Inline queued for the written records, then COMMIT. A failing statement aborts the
 // transaction, so COMMIT answers ROLLBACK and nothing is written.
@@ -111,9 +110,8 @@ func (s *Store) sendAppendsTwoTrips(ctx context.Context, appends []eventstore.St
 	// the pool destroys a released connection that is not idle.
 	defer conn.Release()
 	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	queueAppends(b, appends, inlineAppend)
-	outs, failed, err = readAppends(conn.SendBatch(ctx, b), appends, []string{"begin", "lock streams"}, readPlaced)
+	queueBegin(b, appends, inlineAppend)
+	outs, failed, err = readAppends(conn.SendBatch(ctx, b), appends, beginStatements, readPlaced)
 	if err != nil {
 		return nil, -1, err
 	}

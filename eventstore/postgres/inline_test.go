@@ -291,9 +291,11 @@ func TestInlineOneRoundTrip(t *testing.T) {
 // BenchmarkInlineAppend times single appends of one ~1 KiB record with an inline hook
 // (the tests' mirror: a table lock and one insert), alternating the two paths op by op
 // so that both see the same machine: expected version Exact (one round trip) and Any
-// (two round trips). Reported: each path's p50 and mean in µs.
+// (two round trips). Reported: each path's p50 and mean in µs, and the CPU time the
+// database's PostgreSQL processes used per append (pg-cpu-µs/op, testenv.ServerCPU).
 func BenchmarkInlineAppend(b *testing.B) {
-	s := openInline(b, testenv.PostgresDSN(b), mirror(""))
+	dsn := testenv.PostgresDSN(b)
+	s := openInline(b, dsn, mirror(""))
 	ctx := context.Background()
 	stream := "ws-" + uuid.NewString()
 	if _, err := s.Append(ctx, stream, eventstore.NoStream(), rec("E")); err != nil {
@@ -301,6 +303,15 @@ func BenchmarkInlineAppend(b *testing.B) {
 	}
 	var one, two []time.Duration
 	v := uint64(1)
+	cpu, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cpu.Close(ctx)
+	server0, err := testenv.ServerCPU(ctx, cpu)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for i := range b.N {
 		expected, into := eventstore.Exact(v), &one
@@ -315,6 +326,11 @@ func BenchmarkInlineAppend(b *testing.B) {
 		v++
 	}
 	b.StopTimer()
+	server, err := testenv.ServerCPU(ctx, cpu)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64((server-server0).Microseconds())/float64(b.N), "pg-cpu-µs/op")
 	for _, c := range []struct {
 		name string
 		d    []time.Duration

@@ -13,7 +13,7 @@ import (
 var _ eventstore.MultiAppender = (*Store)(nil)
 
 // AppendMulti implements eventstore.MultiAppender in one explicit transaction on one
-// connection, in two round trips. The first sends BEGIN, one statement that takes the
+// connection, in two round trips. The first sends BEGIN (queueBegin), one statement that takes the
 // advisory locks of every stream in ascending key order (as AppendBatch does, so multi
 // appends, batches and single appends cannot deadlock, and the transaction gets its id
 // only once it holds every stream it writes: the global order keeps each stream's order),
@@ -63,9 +63,8 @@ func (s *Store) sendMulti(ctx context.Context, appends []eventstore.StreamAppend
 		read, form = readPlaced, inlineAppend
 	}
 	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	queueAppends(b, appends, form)
-	outs, failed, err := readAppends(conn.SendBatch(ctx, b), appends, []string{"begin", "lock streams"}, read)
+	queueBegin(b, appends, form)
+	outs, failed, err := readAppends(conn.SendBatch(ctx, b), appends, beginStatements, read)
 	if err != nil {
 		return nil, -1, false, err
 	}

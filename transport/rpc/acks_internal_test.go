@@ -111,3 +111,35 @@ func TestAcksOneFrameForAGroup(t *testing.T) {
 		t.Fatalf("err %v, still held %v, %d ack frames; want nil, none, 1", f.err, f.held, f.frames)
 	}
 }
+
+// TestAcksSlowDeliveryHoldsFewPlaces: while the oldest delivery is still in progress, at
+// most maxAckBehind finished ones wait for it unacked (the rest are acked alone), so a
+// slow request does not fill the prefetch window; once it finishes, everything is acked.
+func TestAcksSlowDeliveryHoldsFewPlaces(t *testing.T) {
+	f := &fakeChannel{held: map[uint64]bool{}, done: map[uint64]bool{}}
+	a := newAcks(f, slog.New(slog.DiscardHandler))
+	const n = 64
+	for tag := uint64(1); tag <= n; tag++ {
+		f.held[tag] = true
+		a.taken(tag)
+	}
+	for tag := uint64(2); tag <= n; tag++ {
+		f.settled(tag)
+		a.settle(tag, true)
+		finished := 0 // finished, still held by the broker
+		for t := range f.held {
+			if f.done[t] {
+				finished++
+			}
+		}
+		if finished > maxAckBehind {
+			t.Fatalf("after %d of %d settled behind a slow delivery, the broker holds %d finished ones unacked; want at most %d",
+				tag-1, n-1, finished, maxAckBehind)
+		}
+	}
+	f.settled(1)
+	a.settle(1, true)
+	if f.err != nil || len(f.held) != 0 {
+		t.Fatalf("err %v, still held %v; want nil, none", f.err, f.held)
+	}
+}

@@ -2,8 +2,9 @@
 // consumes the request queue, decodes and checks each request, establishes the caller's
 // identity, calls the service, and publishes the reply. On updateDevice it declares and
 // binds the device's event queue; on a replayed commit it republishes the original
-// notifyCommit. Every delivery is acked exactly once after its work and reply are done:
-// bad input gets an error reply, never a requeue. It keeps the encoded getChanges replies
+// notifyCommit. Every delivery is acked exactly once after its work and reply are done
+// (acks.go: one multiple ack covers a run of finished deliveries): bad input gets an
+// error reply, never a requeue. It keeps the encoded getChanges replies
 // of recently read workspaces (changes.go), each served again only at the workspace's
 // current stamp.
 //

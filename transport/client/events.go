@@ -243,12 +243,12 @@ const maxUnackedProcessed = 64
 
 // loop processes the deliveries of one channel, one after another, until one fails;
 // acked reports whether it acked at least one event. An event is acked only once it is
-// processed; while more events wait in deliveries, its ack is left to the ack of a
-// later one (multiple=true covers every earlier delivery of the channel, all of them
-// processed): a device that receives a burst (several commits of its workspaces at
-// once) acks it with one frame instead of one per event. Before loop returns, the
-// processed events are acked; a failed one and those after it are not (the next
-// channel gets them again).
+// processed; when the next event is already waiting (the client library hands it over at
+// once), its ack is left to the ack of a later one (multiple=true covers every earlier
+// delivery of the channel, all of them processed): a device that receives a burst
+// (several commits of its workspaces at once) acks it with one frame instead of one per
+// event. Before loop waits for more, and before it returns, the processed events are
+// acked; a failed one and those after it are not (the next channel gets them again).
 func (e *events) loop(ctx context.Context, c *Client, deliveries <-chan amqp.Delivery) (acked bool, err error) {
 	var last *amqp.Delivery // processed, not acked yet
 	pending := 0
@@ -270,21 +270,31 @@ func (e *events) loop(ctx context.Context, c *Client, deliveries <-chan amqp.Del
 		}
 	}()
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return acked, ctx.Err()
-		case d, ok := <-deliveries:
-			if !ok {
-				return acked, errors.New("delivery stream ended")
+		}
+		var d amqp.Delivery
+		var ok bool
+		select {
+		case d, ok = <-deliveries: // waiting already: the pending events' ack can wait for its
+		default:
+			if err := flush(); err != nil {
+				return acked, err
 			}
-			if err := e.process(ctx, c, d); err != nil {
-				return acked, err // not acked: redelivered on the next channel
+			select {
+			case <-ctx.Done():
+				return acked, ctx.Err()
+			case d, ok = <-deliveries:
 			}
-			last = &d
-			pending++
-			if len(deliveries) > 0 && pending < maxUnackedProcessed {
-				continue // acked with a later event
-			}
+		}
+		if !ok {
+			return acked, errors.New("delivery stream ended")
+		}
+		if err := e.process(ctx, c, d); err != nil {
+			return acked, err // not acked: redelivered on the next channel
+		}
+		last = &d
+		if pending++; pending >= maxUnackedProcessed {
 			if err := flush(); err != nil {
 				return acked, err
 			}

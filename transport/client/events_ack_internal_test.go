@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -95,5 +96,44 @@ func TestEventsAckedOnlyOnceProcessed(t *testing.T) {
 	}
 	if !r.delivered[4] || !r.delivered[5] {
 		t.Fatalf("unacked tags %v; want 4 (the gap) and 5", r.delivered)
+	}
+}
+
+// TestEventsAckedBeforeWaiting: once no event waits, the processed ones are acked before
+// the consumer waits for more (not left for a later event that may never come), and from
+// an unbuffered delivery channel (as the client library hands them over) as well.
+func TestEventsAckedBeforeWaiting(t *testing.T) {
+	var got []int64
+	c := closedClient(&got)
+	r := &ackRecorder{delivered: map[uint64]bool{}, acked: map[uint64]bool{}}
+	buffered := notifications(r, uuid.New(), 1, 2, 3)
+	in := make(chan amqp.Delivery) // unbuffered, never closed: the consumer waits on it
+	go func() {
+		for d := range buffered {
+			in <- d
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ev.loop(ctx, c, in)
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.mu.Lock()
+		n := len(r.acked)
+		r.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acked %d of 3 processed events while the consumer waits for more; want 3", n)
+		}
+		time.Sleep(time.Millisecond) // polling, not waiting for an outcome
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("loop ended without an error after its context ended")
 	}
 }

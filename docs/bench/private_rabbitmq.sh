@@ -48,7 +48,7 @@ start() {
 		sleep 1
 	done
 	for p in $(pgrep -x amqbeam.smp); do
-		grep -q "amq@localhost" /proc/$p/cmdline && echo $p >$DIR/rmq/beam.pid
+		tr "\\0" "\\n" </proc/$p/cmdline | grep -q "^$DIR/rmq/" && echo $p >$DIR/rmq/beam.pid
 	done
 	echo "private node up: pid $(cat $DIR/rmq/beam.pid)"
 }

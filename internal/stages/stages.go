@@ -36,7 +36,7 @@ const (
 	Committed              // COMMIT answered: the append is durable
 	Published              // its notifyCommit was handed to the direct publisher (written or declined)
 	Answered               // the handler has the service's answer
-	Done                   // the reply, if any, was published and the delivery acked
+	Done                   // the reply, if any, was published and the delivery settled (acked, or covered by a later multiple ack)
 	NumStages
 )
 

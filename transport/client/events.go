@@ -231,21 +231,73 @@ func (e *events) consume(ctx context.Context, c *Client, conn *amqp.Connection) 
 	if err := e.catchUpAll(ctx, c); err != nil {
 		return acked, err
 	}
+	acked, err = e.loop(ctx, c, deliveries)
+	if err != nil {
+		err = fmt.Errorf("consume %s: %w", q, err)
+	}
+	return acked, err
+}
+
+// maxUnackedProcessed bounds the processed events one ack frame covers.
+const maxUnackedProcessed = 64
+
+// loop processes the deliveries of one channel, one after another, until one fails;
+// acked reports whether it acked at least one event. An event is acked only once it is
+// processed; when the next event is already waiting (the client library hands it over at
+// once), its ack is left to the ack of a later one (multiple=true covers every earlier
+// delivery of the channel, all of them processed): a device that receives a burst
+// (several commits of its workspaces at once) acks it with one frame instead of one per
+// event. Before loop waits for more, and before it returns, the processed events are
+// acked; a failed one and those after it are not (the next channel gets them again).
+func (e *events) loop(ctx context.Context, c *Client, deliveries <-chan amqp.Delivery) (acked bool, err error) {
+	var last *amqp.Delivery // processed, not acked yet
+	pending := 0
+	flush := func() error {
+		if last == nil {
+			return nil
+		}
+		d := last
+		last, pending = nil, 0
+		if err := d.Ack(true); err != nil {
+			return fmt.Errorf("ack event: %w", err)
+		}
+		acked = true
+		return nil
+	}
+	defer func() {
+		if ferr := flush(); err == nil {
+			err = ferr
+		}
+	}()
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return acked, ctx.Err()
-		case d, ok := <-deliveries:
-			if !ok {
-				return acked, fmt.Errorf("consume %s: delivery stream ended", q)
+		}
+		var d amqp.Delivery
+		var ok bool
+		select {
+		case d, ok = <-deliveries: // waiting already: the pending events' ack can wait for its
+		default:
+			if err := flush(); err != nil {
+				return acked, err
 			}
-			if err := e.process(ctx, c, d); err != nil {
-				return acked, err // not acked: redelivered on the next channel
+			select {
+			case <-ctx.Done():
+				return acked, ctx.Err()
+			case d, ok = <-deliveries:
 			}
-			if err := d.Ack(false); err != nil {
-				return acked, fmt.Errorf("ack event: %w", err)
+		}
+		if !ok {
+			return acked, errors.New("delivery stream ended")
+		}
+		if err := e.process(ctx, c, d); err != nil {
+			return acked, err // not acked: redelivered on the next channel
+		}
+		last = &d
+		if pending++; pending >= maxUnackedProcessed {
+			if err := flush(); err != nil {
+				return acked, err
 			}
-			acked = true
 		}
 	}
 }

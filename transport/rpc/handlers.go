@@ -112,11 +112,7 @@ func (s *Server) refuse(base context.Context, sess *session, d amqp.Delivery, me
 	code := wire.CodeOf(err)
 	s.log.Debug("request refused unread", "code", code, "correlation_id", d.CorrelationId, "user_id", d.UserId,
 		"bytes", len(d.Body), "err", err)
-	if s.reply(ctx, sess, &d, s.encodeReply(ctx, &out), out.done) {
-		if err := d.Ack(false); err != nil {
-			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
-		}
-	}
+	sess.acks.settle(d.DeliveryTag, s.reply(ctx, sess, &d, s.encodeReply(ctx, &out), out.done))
 	s.cfg.Metrics.Request(method, code, time.Since(start))
 }
 
@@ -163,11 +159,7 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery, do
 		ack = s.reply(ctx, sess, &d, body, out.done)
 	}
 	out.done()
-	if ack {
-		if err := d.Ack(false); err != nil {
-			s.log.Warn("ack request", "correlation_id", d.CorrelationId, "err", err)
-		}
-	}
+	sess.acks.settle(d.DeliveryTag, ack)
 	s.cfg.Metrics.Request(out.method, code, time.Since(start))
 	if tr != nil {
 		tr.Mark(stages.Done)

@@ -2,8 +2,9 @@
 // consumes the request queue, decodes and checks each request, establishes the caller's
 // identity, calls the service, and publishes the reply. On updateDevice it declares and
 // binds the device's event queue; on a replayed commit it republishes the original
-// notifyCommit. Every delivery is acked exactly once after its work and reply are done:
-// bad input gets an error reply, never a requeue. It keeps the encoded getChanges replies
+// notifyCommit. Every delivery is acked exactly once after its work and reply are done
+// (acks.go: one multiple ack covers a run of finished deliveries): bad input gets an
+// error reply, never a requeue. It keeps the encoded getChanges replies
 // of recently read workspaces (changes.go), each served again only at the workspace's
 // current stamp.
 //
@@ -159,7 +160,7 @@ func (s *Server) session(ctx context.Context, conn *amqp.Connection) error {
 	}
 	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
-	sess := &session{conn: conn, pub: pub}
+	sess := &session{conn: conn, pub: pub, acks: newAcks(ch, s.log)}
 
 	// Handlers outlive ctx so that a graceful stop lets them finish; hcancel cuts them
 	// off when the drain takes longer than ShutdownTimeout.
@@ -248,8 +249,12 @@ func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d am
 	if s.cfg.Stages != nil {
 		tr = stages.Start()
 	}
+	sess.acks.taken(d.DeliveryTag)
 	if err := wire.CheckBodySize(len(d.Body)); err != nil {
-		w.goRun(func() { s.refuse(hctx, sess, d, "invalid", err) })
+		w.goRun(func() {
+			defer sess.acks.leave(d.DeliveryTag)
+			s.refuse(hctx, sess, d, "invalid", err)
+		})
 		return
 	}
 	adm, refused := s.users.enter(s.userKey(&d), int64(len(d.Body)))
@@ -262,10 +267,14 @@ func (s *Server) take(ctx, hctx context.Context, sess *session, w *workers, d am
 		}
 	}
 	if refused != "" {
-		w.goRun(func() { s.refuseBusy(hctx, sess, d, refused) })
+		w.goRun(func() {
+			defer sess.acks.leave(d.DeliveryTag)
+			s.refuseBusy(hctx, sess, d, refused)
+		})
 		return
 	}
 	w.goRun(func() {
+		defer sess.acks.leave(d.DeliveryTag) // a delivery not acked by then is redelivered
 		defer res.Release()
 		s.serve(ctx, stages.With(hctx, tr), sess, d, res, w.sem, adm)
 	})
@@ -287,6 +296,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 // session is what handlers use of one connection.
 type session struct {
 	conn  *amqp.Connection
+	acks  *acks // settles the consumer channel's deliveries
 	pubMu sync.Mutex
 	pub   *amqp.Channel
 }

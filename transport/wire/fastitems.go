@@ -82,6 +82,12 @@ func ParseItems(data []byte) ([]domain.ItemMetadata, error) {
 	if items, ok := fastItems(data); ok {
 		return items, nil
 	}
+	return slowItems(data)
+}
+
+// slowItems is ParseItems' slow path alone (and the fuzz tests' reference):
+// encoding/json, then ToItem of each element.
+func slowItems(data []byte) ([]domain.ItemMetadata, error) {
 	var ws []ItemMetadata
 	if err := json.Unmarshal(data, &ws); err != nil {
 		return nil, fmt.Errorf("decode items: %w", err)

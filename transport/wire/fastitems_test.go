@@ -49,23 +49,6 @@ func renderReply(items []domain.ItemMetadata) []byte {
 	return append(b, `],"id":"corr-1","idOmq":"ISyncService"}`...)
 }
 
-// slowItems is ParseItems' slow path alone: encoding/json, then ToItem.
-func slowItems(data []byte) ([]domain.ItemMetadata, error) {
-	var ws []ItemMetadata
-	if err := json.Unmarshal(data, &ws); err != nil {
-		return nil, err
-	}
-	out := make([]domain.ItemMetadata, len(ws))
-	for i, w := range ws {
-		m, err := w.ToItem(i)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = m
-	}
-	return out, nil
-}
-
 func TestParseItemsEqualsEncodingJSON(t *testing.T) {
 	items := benchItems(250)
 	body := renderReply(items)

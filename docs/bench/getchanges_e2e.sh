@@ -28,7 +28,8 @@ curl -sf -u guest:guest -X PUT -H 'content-type: application/json' \
 AMQP="amqp://guest:guest@127.0.0.1:5672/$VHOST"
 "$BIN" -pg "$DSN" -amqp "$AMQP" -auth trust -http '' -log-level warn >"/tmp/gc_syncd_$LABEL.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; $PG -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; rm -rf "$TMP"' EXIT
+# The vhost goes too: vhosts left with many durable queues slow RabbitMQ's next boot.
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; $PG -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; curl -sf -u guest:guest -X DELETE "http://127.0.0.1:15672/api/vhosts/$VHOST"; rm -rf "$TMP"' EXIT
 for _ in $(seq 100); do
   n=$(curl -s -u guest:guest "http://127.0.0.1:15672/api/queues/$VHOST/ISyncService" |
     python3 -c 'import sys,json; print(json.load(sys.stdin).get("consumers",0))' 2>/dev/null || echo 0)

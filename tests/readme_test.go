@@ -26,8 +26,8 @@ func testCommands(text string) []string {
 	return out
 }
 
-// The README shows exactly the commands scripts/test runs (the test command .ci/run
-// calls): a newcomer reading it runs what CI runs.
+// The README shows exactly the commands scripts/test and .ci/run run: a newcomer reading
+// it runs what CI runs.
 func TestReadmeShowsTheTestCommands(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -45,7 +45,10 @@ func TestReadmeShowsTheTestCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(ci), "\nscripts/test\n") || !strings.Contains(string(readme), "\nscripts/test\n") {
-		t.Fatal(".ci/run and the README's quick start must both run scripts/test")
+	if ciCmds := testCommands(string(ci)); !slices.Equal(ciCmds, want) {
+		t.Fatalf(".ci/run runs %q, the README's test commands are %q", ciCmds, want)
+	}
+	if !strings.Contains(string(readme), "\nscripts/test\n") {
+		t.Fatal("the README's quick start must run scripts/test")
 	}
 }

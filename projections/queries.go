@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/domain/protocol"
+	"github.com/stacksync-es/syncservice/internal/changeset"
 )
 
 // ErrWorkspaceNotFound is returned by the workspace queries for a workspace the read
@@ -258,55 +260,21 @@ func movedOutOf(ctx context.Context, tx pgx.Tx, ws uuid.UUID, ids, versions []in
 }
 
 // treeOrder orders items parents before children: depth first from the roots (items
-// whose parent is null or not among items), siblings by id. Items on a parent cycle,
-// which the domain never stores, come last by id rather than being lost.
+// whose parent is null or not among items), siblings by id; items on a parent cycle,
+// which the domain never stores, come last by id rather than being lost. It is
+// changeset.Order, the order of the encoded answers, on rows (which it sorts by id).
 func treeOrder(rows []itemRow) []domain.ItemMetadata {
-	byID := make(map[domain.ItemID]bool, len(rows))
-	for _, r := range rows {
-		byID[*r.md.ID] = true
-	}
-	children := map[domain.ItemID][]int{}
-	var roots []int
+	slices.SortFunc(rows, func(a, b itemRow) int { return cmp.Compare(*a.md.ID, *b.md.ID) })
+	items := make([]changeset.Item, len(rows))
 	for i, r := range rows {
-		if r.md.ParentID == nil || !byID[*r.md.ParentID] {
-			roots = append(roots, i)
-			continue
+		items[i] = changeset.Item{ID: int64(*r.md.ID), Parent: -1}
+		if r.md.ParentID != nil {
+			items[i].Parent = int64(*r.md.ParentID)
 		}
-		children[*r.md.ParentID] = append(children[*r.md.ParentID], i)
-	}
-	byItemID := func(a, b int) int { return int(*rows[a].md.ID - *rows[b].md.ID) }
-	slices.SortFunc(roots, byItemID)
-	for _, c := range children {
-		slices.SortFunc(c, byItemID)
 	}
 	out := make([]domain.ItemMetadata, 0, len(rows))
-	done := make([]bool, len(rows))
-	stack := slices.Clone(roots)
-	slices.Reverse(stack)
-	for len(stack) > 0 {
-		i := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if done[i] {
-			continue
-		}
-		done[i] = true
+	for _, i := range changeset.Order(items) {
 		out = append(out, rows[i].md)
-		kids := children[*rows[i].md.ID]
-		for k := len(kids) - 1; k >= 0; k-- {
-			stack = append(stack, kids[k])
-		}
-	}
-	if len(out) < len(rows) {
-		var rest []int
-		for i := range rows {
-			if !done[i] {
-				rest = append(rest, i)
-			}
-		}
-		slices.SortFunc(rest, byItemID)
-		for _, i := range rest {
-			out = append(out, rows[i].md)
-		}
 	}
 	return out
 }

@@ -22,16 +22,9 @@ import (
 // audit verify. Afterwards docs stays alice's mount point in W: a new file under it is
 // refused (parentNotFolder), deleting it is refused (invalidItem), renaming it is not.
 func TestShareLargeFolder(t *testing.T) {
-	s := newServices(t)
-	startSyncd(t, s)
-	alice := addUser(t, s, "Alice")
-	bob := addUser(t, s, "Bob")
-	a1 := dialRaw(t, userURL(t, s, alice), alice.id)
-	a2 := dialRaw(t, userURL(t, s, alice), alice.id)
-	b1 := dialRaw(t, userURL(t, s, bob), bob.id)
-	dA1, dA2, dB1 := a1.register("a1"), a2.register("a2"), b1.register("b1")
-	inA2, inB1 := a2.listen(dA2), b1.listen(dB1)
-	w := alice.workspace
+	cast := newShareCast(t)
+	s, bob, a1, a2, b1 := cast.s, cast.bob, cast.a1, cast.a2, cast.b1
+	dA1, inA2, inB1, w := cast.dA1, cast.inA2, cast.inB1, cast.alice.workspace
 
 	a1.commit(w, dA1, "tree", itemJSON(-1, "docs", true, nil, 0), itemJSON(-2, "keep.txt", false, nil, 1))
 	tree := inA2.commitOf("tree")

@@ -131,16 +131,9 @@ func ids(items []wire.ItemMetadata) []int64 {
 // that missed them); sharing someone else's item is Unauthorized, an id of no item and
 // a folder of S are InvalidRequest, and none of them appends.
 func TestShareEndToEnd(t *testing.T) {
-	s := newServices(t)
-	startSyncd(t, s)
-	alice := addUser(t, s, "Alice")
-	bob := addUser(t, s, "Bob")
-	a1 := dialRaw(t, userURL(t, s, alice), alice.id)
-	a2 := dialRaw(t, userURL(t, s, alice), alice.id)
-	b1 := dialRaw(t, userURL(t, s, bob), bob.id)
-	dA1, dA2, dB1 := a1.register("a1"), a2.register("a2"), b1.register("b1")
-	inA2, inB1 := a2.listen(dA2), b1.listen(dB1)
-	w := alice.workspace
+	cast := newShareCast(t)
+	s, alice, bob, a1, a2, b1 := cast.s, cast.alice, cast.bob, cast.a1, cast.a2, cast.b1
+	dA1, dB1, inA2, inB1, w := cast.dA1, cast.dB1, cast.inA2, cast.inB1, cast.alice.workspace
 
 	docs, sub := int64(-1), int64(-3)
 	a1.commit(w, dA1, "tree", itemJSON(docs, "docs", true, nil, 0), itemJSON(-2, "a.txt", false, &docs, 5),
@@ -592,4 +585,27 @@ func TestShareSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	verifyHistory(t, s)
+}
+
+// shareCast is the cast of the end-to-end share tests: a syncd, alice with two devices
+// (a1 commits, a2 listens) and bob with one (b1, listening).
+type shareCast struct {
+	s             services
+	alice, bob    account
+	a1, a2, b1    *rawDevice
+	dA1, dA2, dB1 uuid.UUID
+	inA2, inB1    *inbox
+}
+
+func newShareCast(t *testing.T) shareCast {
+	t.Helper()
+	c := shareCast{s: newServices(t)}
+	startSyncd(t, c.s)
+	c.alice, c.bob = addUser(t, c.s, "Alice"), addUser(t, c.s, "Bob")
+	c.a1 = dialRaw(t, userURL(t, c.s, c.alice), c.alice.id)
+	c.a2 = dialRaw(t, userURL(t, c.s, c.alice), c.alice.id)
+	c.b1 = dialRaw(t, userURL(t, c.s, c.bob), c.bob.id)
+	c.dA1, c.dA2, c.dB1 = c.a1.register("a1"), c.a2.register("a2"), c.b1.register("b1")
+	c.inA2, c.inB1 = c.a2.listen(c.dA2), c.b1.listen(c.dB1)
+	return c
 }

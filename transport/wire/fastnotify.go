@@ -127,6 +127,8 @@ func (s *fastScan) movedOut(dst **MovedOut) bool {
 	})
 }
 
+var movedInKeys = []string{"fromWorkspaceId"}
+
 // movedIn decodes a notification's movedIn, or null.
 func (s *fastScan) movedIn(dst **MovedIn) bool {
 	if s.null() {
@@ -134,7 +136,7 @@ func (s *fastScan) movedIn(dst **MovedIn) bool {
 	}
 	m := &MovedIn{}
 	*dst = m
-	return s.object([]string{"fromWorkspaceId"}, func([]byte) bool { return s.plainStr(&m.FromWorkspaceID) })
+	return s.object(movedInKeys, func([]byte) bool { return s.plainStr(&m.FromWorkspaceID) })
 }
 
 // plainStr decodes a string into a string field; null leaves it as it was, as

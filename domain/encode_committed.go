@@ -94,6 +94,16 @@ func appendOutcome(dst []byte, o *ItemOutcome) ([]byte, bool) {
 }
 
 func appendMetadata(dst []byte, m *ItemMetadata) ([]byte, bool) {
+	return AppendItemJSON(dst, m, appendJSONTime, true)
+}
+
+// AppendItemJSON appends m as one JSON object with the protocol's item fields, in the
+// order of wire.ItemMetadata (and of the stored events): the one renderer of item
+// versions by hand, for the stored Committed events (here) and the wire (package wire's
+// AppendItem), which differ only in how modifiedAt is written (appendTime, quotes
+// included; false fails the rendering) and whether a nil chunk list is null (nilChunksNull)
+// or []. Each caller's tests hold its result byte for byte to json.Marshal of its shape.
+func AppendItemJSON(dst []byte, m *ItemMetadata, appendTime func([]byte, time.Time) ([]byte, bool), nilChunksNull bool) ([]byte, bool) {
 	dst = append(dst, `{"id":`...)
 	dst = jsontext.AppendOptInt(dst, m.ID)
 	dst = append(dst, `,"tempId":`...)
@@ -111,14 +121,14 @@ func appendMetadata(dst []byte, m *ItemMetadata) ([]byte, bool) {
 	dst = append(dst, `,"status":`...)
 	dst = jsontext.AppendString(dst, string(m.Status))
 	dst = append(dst, `,"modifiedAt":`...)
-	dst, ok := appendJSONTime(dst, m.ModifiedAt)
+	dst, ok := appendTime(dst, m.ModifiedAt)
 	if !ok {
 		return dst, false
 	}
 	dst = append(dst, `,"checksum":`...)
 	dst = strconv.AppendInt(dst, m.Checksum, 10)
 	dst = append(dst, `,"chunks":`...)
-	if m.Chunks == nil {
+	if m.Chunks == nil && nilChunksNull {
 		dst = append(dst, "null"...)
 	} else {
 		dst = append(dst, '[')

@@ -1,11 +1,9 @@
 package wire
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/stacksync-es/syncservice/domain"
-
 	"github.com/stacksync-es/syncservice/domain/jsontext"
 )
 
@@ -17,46 +15,15 @@ func AppendItem(dst []byte, m *domain.ItemMetadata) []byte { return appendItem(d
 // appendItem is AppendItem; with nullChunks a nil Chunks is rendered null rather than
 // [] (a failed CommitInfo's metadata, as FromCommitted renders it).
 func appendItem(dst []byte, m *domain.ItemMetadata, nullChunks bool) []byte {
-	dst = append(dst, `{"id":`...)
-	dst = jsontext.AppendOptInt(dst, m.ID)
-	dst = append(dst, `,"tempId":`...)
-	dst = jsontext.AppendOptInt(dst, m.TempID)
-	dst = append(dst, `,"version":`...)
-	dst = strconv.AppendInt(dst, m.Version, 10)
-	dst = append(dst, `,"deviceId":`...)
-	dst = jsontext.AppendUUID(dst, m.DeviceID)
-	dst = append(dst, `,"workspaceId":`...)
-	dst = jsontext.AppendUUID(dst, m.WorkspaceID)
-	dst = append(dst, `,"parentId":`...)
-	dst = jsontext.AppendOptInt(dst, m.ParentID)
-	dst = append(dst, `,"parentVersion":`...)
-	dst = jsontext.AppendOptInt(dst, m.ParentVersion)
-	dst = append(dst, `,"status":`...)
-	dst = jsontext.AppendString(dst, string(m.Status))
-	dst = append(dst, `,"modifiedAt":"`...)
-	dst = appendTime(dst, m.ModifiedAt)
-	dst = append(dst, `","checksum":`...)
-	dst = strconv.AppendInt(dst, m.Checksum, 10)
-	if nullChunks && m.Chunks == nil {
-		dst = append(dst, `,"chunks":null,"size":`...)
-	} else {
-		dst = append(dst, `,"chunks":[`...)
-		for i, c := range m.Chunks {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = jsontext.AppendString(dst, c)
-		}
-		dst = append(dst, `],"size":`...)
-	}
-	dst = strconv.AppendInt(dst, m.Size, 10)
-	dst = append(dst, `,"isFolder":`...)
-	dst = strconv.AppendBool(dst, m.IsFolder)
-	dst = append(dst, `,"filename":`...)
-	dst = jsontext.AppendString(dst, m.Filename)
-	dst = append(dst, `,"mimetype":`...)
-	dst = jsontext.AppendString(dst, m.Mimetype)
-	return append(dst, '}')
+	dst, _ = domain.AppendItemJSON(dst, m, appendQuotedTime, nullChunks)
+	return dst
+}
+
+// appendQuotedTime appends t as FormatTime renders it, in quotes; it never fails.
+func appendQuotedTime(dst []byte, t time.Time) ([]byte, bool) {
+	dst = append(dst, '"')
+	dst = appendTime(dst, t)
+	return append(dst, '"'), true
 }
 
 // AppendRawResponse appends to dst a success response whose result is already JSON:

@@ -169,6 +169,16 @@ func (d *rawDevice) call(method string, params any, o callOpts) *wire.Response {
 func (d *rawDevice) ok(method string, params any) json.RawMessage {
 	d.t.Helper()
 	r := d.call(method, params, callOpts{})
+	// Busy did nothing: a device retries after retryAfterMs (PROTOCOL.md §4), for 30 s at
+	// most (after a SIGKILL the user's redelivered requests may hold its places a while).
+	for deadline := time.Now().Add(30 * time.Second); r.Error != nil && r.Error.Type == wire.CodeBusy && time.Now().Before(deadline); {
+		wait := 100 * time.Millisecond
+		if ms := r.Error.RetryAfterMs; ms != nil {
+			wait = time.Duration(*ms) * time.Millisecond
+		}
+		<-time.After(wait)
+		r = d.call(method, params, callOpts{})
+	}
 	if r.Error != nil {
 		d.t.Fatalf("%s: %s: %s", method, r.Error.Type, r.Error.Message)
 	}

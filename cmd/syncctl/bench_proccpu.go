@@ -42,7 +42,7 @@ func groupOf(pid, self int, comm string) string {
 		return groupBench
 	case comm == "postgres" || strings.HasPrefix(comm, "postgres:"):
 		return groupPostgres
-	case comm == "beam.smp" || comm == "erl_child_setup" || comm == "epmd" || comm == "inet_gethost":
+	case comm == "beam.smp" || comm == "amqbeam.smp" || comm == "erl_child_setup" || comm == "epmd" || comm == "inet_gethost":
 		return groupRabbitMQ
 	case comm == "syncd":
 		return groupSyncd

@@ -29,7 +29,7 @@ func TestGroupOf(t *testing.T) {
 		comm string
 		want string
 	}{
-		{7, "postgres", groupPostgres}, {8, "beam.smp", groupRabbitMQ}, {9, "syncd", groupSyncd},
+		{7, "postgres", groupPostgres}, {8, "beam.smp", groupRabbitMQ}, {14, "amqbeam.smp", groupRabbitMQ}, {9, "syncd", groupSyncd},
 		{10, "syncctl", groupBench}, {11, "syncctl", ""}, {12, "bash", ""}, {13, "postgresql-x", ""},
 	}
 	for _, c := range cases {

@@ -45,3 +45,5 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20241007155032-5fefd90f89a9 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/rabbitmq/amqp091-go => ./third_party/amqp091-go

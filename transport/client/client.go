@@ -158,8 +158,8 @@ type Client struct {
 
 	mu      sync.Mutex
 	sess    *session
-	ready   chan struct{} // closed when sess is set; replaced when it is cleared
-	pending map[string]chan response
+	ready   chan struct{}          // closed when sess is set; replaced when it is cleared
+	pending map[string]chan []byte // reply bodies, by correlation id
 	device  uuid.UUID
 
 	ev events
@@ -172,8 +172,6 @@ type session struct {
 	ch     *amqp.Channel // confirm mode
 }
 
-type response = wire.Reply
-
 // Dial connects and returns a client that keeps itself connected until Close.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
@@ -185,7 +183,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: parse URL: %w", err)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "client", "user", cfg.UserID),
-		ready: make(chan struct{}), pending: map[string]chan response{}, done: make(chan struct{})}
+		ready: make(chan struct{}), pending: map[string]chan []byte{}, done: make(chan struct{})}
 	c.ev.init()
 	if !cfg.SharedLogin && uri.Username == cfg.UserID.String() {
 		c.userProp = uri.Username
@@ -308,26 +306,26 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection) error {
 	}
 }
 
-// route hands a reply to the call waiting for its correlation id; replies nobody waits
-// for (late copies of retried calls) are dropped.
+// route hands a reply's body to the call waiting for its correlation id, which decodes
+// it (in one pass with the result where it can: wire.ParseItemsReply); replies nobody
+// waits for (late copies of retried calls) are dropped, an error answer among them logged.
 func (c *Client) route(d amqp.Delivery) {
-	r, err := wire.ParseReply(d.Body)
-	if err != nil {
-		c.log.Warn("undecodable reply", "correlation_id", d.CorrelationId, "err", err)
-		return
-	}
 	c.mu.Lock()
 	w := c.pending[d.CorrelationId]
 	c.mu.Unlock()
 	if w == nil {
-		if r.Error != nil {
+		r, err := wire.ParseReply(d.Body)
+		switch {
+		case err != nil:
+			c.log.Warn("undecodable reply", "correlation_id", d.CorrelationId, "err", err)
+		case r.Error != nil:
 			c.log.Warn("error answer to a request no longer waited for (an async commit, or a retried call)",
 				"correlation_id", d.CorrelationId, "code", r.Error.Type, "message", r.Error.Message)
 		}
 		return
 	}
 	select {
-	case w <- r:
+	case w <- d.Body:
 	default:
 	}
 }
@@ -375,22 +373,27 @@ func (s *session) retire() { _ = s.ch.Close() }
 // requestId, same correlation id) after each timeout or Busy answer, and decodes the
 // result into out (unless nil).
 func (c *Client) call(ctx context.Context, method string, params any, out any) error {
-	return c.callDecode(ctx, method, params, func(result []byte) error {
-		if out == nil {
-			return nil
+	return c.callDecode(ctx, method, params, func(body []byte) (*wire.Error, error) {
+		r, err := wire.ParseReply(body)
+		if err != nil || r.Error != nil || out == nil {
+			return r.Error, err
 		}
-		return json.Unmarshal(result, out)
+		if err := json.Unmarshal(r.Result, out); err != nil {
+			return nil, fmt.Errorf("decode result: %w", err)
+		}
+		return nil, nil
 	})
 }
 
-// callDecode is call with the result decoded by decode.
-func (c *Client) callDecode(ctx context.Context, method string, params any, decode func(result []byte) error) error {
+// callDecode is call with the reply decoded by decode, which returns the reply's error
+// answer if it carries one, or an error if the reply cannot be decoded.
+func (c *Client) callDecode(ctx context.Context, method string, params any, decode func(body []byte) (*wire.Error, error)) error {
 	corr := uuid.NewString()
 	body, err := json.Marshal(map[string]any{"method": method, "params": []any{params}, "id": corr, "async": false})
 	if err != nil {
 		return fmt.Errorf("%s: encode: %w", method, err)
 	}
-	w := make(chan response, 1)
+	w := make(chan []byte, 1)
 	c.mu.Lock()
 	c.pending[corr] = w
 	c.mu.Unlock()
@@ -402,21 +405,24 @@ func (c *Client) callDecode(ctx context.Context, method string, params any, deco
 	var last error = ErrTimeout
 	for attempt := 0; attempt <= c.cfg.Retries; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-		r, err := c.attempt(actx, corr, body, w)
+		reply, err := c.attempt(actx, corr, body, w)
 		cancel()
-		switch {
-		case err == nil && r.Error == nil:
-			if err := decode(r.Result); err != nil {
-				return fmt.Errorf("%s: decode result: %w", method, err)
+		var answer *wire.Error
+		if err == nil {
+			if answer, err = decode(reply); err != nil {
+				return fmt.Errorf("%s: %w", method, err)
 			}
+		}
+		switch {
+		case err == nil && answer == nil:
 			return nil
 		case err == nil:
-			e := &Error{Method: method, Code: r.Error.Type, Message: r.Error.Message}
-			if r.Error.Type != wire.CodeBusy {
+			e := &Error{Method: method, Code: answer.Type, Message: answer.Message}
+			if answer.Type != wire.CodeBusy {
 				return e
 			}
-			if r.Error.RetryAfterMs != nil {
-				e.RetryAfter = time.Duration(*r.Error.RetryAfterMs) * time.Millisecond
+			if answer.RetryAfterMs != nil {
+				e.RetryAfter = time.Duration(*answer.RetryAfterMs) * time.Millisecond
 			}
 			last = e
 			if attempt < c.cfg.Retries {
@@ -439,19 +445,19 @@ func (c *Client) callDecode(ctx context.Context, method string, params any, deco
 }
 
 // attempt publishes once and waits for the reply until ctx ends.
-func (c *Client) attempt(ctx context.Context, corr string, body []byte, w chan response) (response, error) {
+func (c *Client) attempt(ctx context.Context, corr string, body []byte, w chan []byte) ([]byte, error) {
 	s, err := c.current(ctx)
 	if err != nil {
-		return response{}, err
+		return nil, err
 	}
 	if err := c.publish(ctx, s, corr, body, false); err != nil {
 		<-ctx.Done() // the session is failing; this attempt is spent
-		return response{}, fmt.Errorf("publish: %w", err)
+		return nil, fmt.Errorf("publish: %w", err)
 	}
 	select {
 	case r := <-w:
 		return r, nil
 	case <-ctx.Done():
-		return response{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 }

@@ -54,7 +54,7 @@ func notifications(r *ackRecorder, ws uuid.UUID, versions ...int64) chan amqp.De
 // closedClient is a client whose calls fail at once (ErrClosed), with an event consumer
 // that counts the versions it delivers.
 func closedClient(delivered *[]int64) *Client {
-	c := &Client{cfg: DefaultConfig(), log: slog.New(slog.DiscardHandler), ready: make(chan struct{}), pending: map[string]chan response{}}
+	c := &Client{cfg: DefaultConfig(), log: slog.New(slog.DiscardHandler), ready: make(chan struct{}), pending: map[string]chan []byte{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.cancel()
 	c.ev.init()

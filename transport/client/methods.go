@@ -100,9 +100,9 @@ func (c *Client) GetChanges(ctx context.Context, ws uuid.UUID) ([]domain.ItemMet
 // callItems calls a method whose result is a list of item versions.
 func (c *Client) callItems(ctx context.Context, method string, params any) ([]domain.ItemMetadata, error) {
 	var items []domain.ItemMetadata
-	err := c.callDecode(ctx, method, params, func(result []byte) (err error) {
-		items, err = wire.ParseItems(result)
-		return err
+	err := c.callDecode(ctx, method, params, func(body []byte) (answer *wire.Error, err error) {
+		items, answer, err = wire.ParseItemsReply(body)
+		return answer, err
 	})
 	return items, err
 }
@@ -227,7 +227,7 @@ func (c *Client) CommitAndWait(ctx context.Context, req *CommitRequest) (wire.Co
 func (c *Client) sendAndWait(ctx context.Context, method, requestID, corr string, body []byte) (wire.CommitNotification, error) {
 	note := c.ev.await(requestID)
 	defer c.ev.forget(requestID)
-	replies := make(chan response, 1)
+	replies := make(chan []byte, 1)
 	c.mu.Lock()
 	c.pending[corr] = replies
 	c.mu.Unlock()
@@ -250,7 +250,12 @@ func (c *Client) sendAndWait(ctx context.Context, method, requestID, corr string
 				case n := <-note:
 					cancel()
 					return n, nil
-				case r := <-replies:
+				case body := <-replies:
+					r, err := wire.ParseReply(body)
+					if err != nil {
+						c.log.Warn("undecodable reply", "method", method, "correlation_id", corr, "err", err)
+						continue
+					}
 					if r.Error == nil {
 						continue // a void reply (async=false style); the event decides
 					}

@@ -179,16 +179,72 @@ func (a *itemAlloc) str(b []byte) string {
 // errors come from the slow path).
 func fastItems(data []byte) ([]domain.ItemMetadata, bool) {
 	s := fastScan{b: data}
-	a := itemAlloc{intern: map[string]string{}}
-	out := make([]domain.ItemMetadata, 0, min(len(data)/400+1, 1<<20)) // a typical item renders in 400–450 bytes
-	ok := s.array(func() bool {
-		out = append(out, domain.ItemMetadata{})
-		return s.domainItem(&out[len(out)-1], &a)
-	})
+	out, ok := s.items()
 	if !ok || !s.end() {
 		return nil, false
 	}
 	return out, true
+}
+
+// items decodes the array of item versions that comes next, declining as fastItems does.
+func (s *fastScan) items() ([]domain.ItemMetadata, bool) {
+	a := itemAlloc{intern: map[string]string{}}
+	out := make([]domain.ItemMetadata, 0, min((len(s.b)-s.i)/400+1, 1<<20)) // a typical item renders in 400–450 bytes
+	ok := s.array(func() bool {
+		out = append(out, domain.ItemMetadata{})
+		return s.domainItem(&out[len(out)-1], &a)
+	})
+	return out, ok
+}
+
+// ParseItemsReply decodes a reply whose result is a list of item versions (getChanges,
+// getItemVersions) in one pass: what ParseReply and then ParseItems of its result give.
+// A reply that carries an error returns it, with no items.
+func ParseItemsReply(body []byte) ([]domain.ItemMetadata, *Error, error) {
+	if items, ok := fastItemsReply(body); ok {
+		return items, nil, nil
+	}
+	r, err := ParseReply(body)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case r.Error != nil:
+		return nil, r.Error, nil
+	}
+	items, err := ParseItems(r.Result)
+	return items, nil, err
+}
+
+// fastItemsReply is ParseItemsReply's fast path: fastReply with the result decoded by
+// items where it stands instead of passed over first. It declines what fastReply or
+// fastItems decline, and a reply with no result or with two.
+func fastItemsReply(body []byte) (items []domain.ItemMetadata, ok bool) {
+	s := fastScan{b: body}
+	seen := false
+	ok = s.object(replyKeys, func(key []byte) bool {
+		switch string(key) {
+		case "result":
+			if seen {
+				return false
+			}
+			seen = true
+			s.ws()
+			items, ok = s.items()
+			return ok
+		case "error":
+			return s.null()
+		default: // id
+			if s.null() {
+				return true
+			}
+			_, ok := s.rawString()
+			return ok
+		}
+	})
+	if !ok || !seen || !s.end() {
+		return nil, false
+	}
+	return items, true
 }
 
 // Bits of the fields ToItem requires non-null.

@@ -75,6 +75,23 @@ func TestParseItemsEqualsEncodingJSON(t *testing.T) {
 			t.Fatalf("item %d: decoded %+v, rendered %+v", i, got[i], items[i])
 		}
 	}
+	if one, ok := fastItemsReply(body); !ok || !reflect.DeepEqual(one, want) {
+		t.Fatalf("the one-pass path declined the server's own rendering (%v) or decoded it differently", ok)
+	}
+	// A reply the one-pass path declines gives what ParseReply and ParseItems give.
+	for _, in := range []string{`{"result":null,"id":"c"}`, `{"id":"c"}`, `{"result":[],"result":[]}`,
+		`{"error":{"type":"Busy","message":"m","retryAfterMs":5},"id":"c"}`, `{"result":[{}]}`, `[]`} {
+		items, e, err := ParseItemsReply([]byte(in))
+		r, rerr := ParseReply([]byte(in))
+		var want []domain.ItemMetadata
+		var werr error
+		if rerr == nil && r.Error == nil {
+			want, werr = ParseItems(r.Result)
+		}
+		if (err == nil) != (rerr == nil && werr == nil) || !reflect.DeepEqual(e, r.Error) || !reflect.DeepEqual(items, want) {
+			t.Errorf("%s: ParseItemsReply %+v, %v, %v; ParseReply then ParseItems %+v, %v, %v, %v", in, items, e, err, want, r.Error, rerr, werr)
+		}
+	}
 	// What the fast path declines still decodes, or fails, as encoding/json does.
 	for _, in := range []string{`null`, `[]`, `[null]`, `[{"version":1}]`, `[{}]`,
 		`[{"version":1,"status":"NEW","modifiedAt":"2026-01-02T03:04:05.006Z","isFolder":false,"filename":"a","Filename":"b"}]`,
@@ -98,6 +115,8 @@ var fastItemSeeds = []string{
 	`[{"version":1,"status":"NEW","modifiedAt":"2026-01-02T03:04:05Z","isFolder":false,"filename":"x","deviceId":"6BA7B810-9DAD-11D1-80B4-00C04FD430C8"}]`,
 	`{"result":[],"id":"c","idOmq":"ISyncService"}`,
 	`{"result":null,"error":null,"id":null}`,
+	`{"result":[{"version":1,"status":"NEW","modifiedAt":"2026-01-02T03:04:05Z","isFolder":false,"filename":"x"}],"result":[]}`,
+	`{"id":"c","result":[{"version":1,"status":"NEW","modifiedAt":"2026-01-02T03:04:05Z","isFolder":false,"filename":"x"}],"Error":null}`,
 	`{"error":{"type":"Busy","message":"m","retryAfterMs":5},"id":"c"}`,
 	`{"result":{"a":1} ,"id":"c","ID":"d"}`,
 }
@@ -118,6 +137,19 @@ func FuzzFastItemsMatch(f *testing.F) {
 			}
 			if !reflect.DeepEqual(fast, slow) {
 				t.Fatalf("%q: the fast path decoded %+v, the slow path %+v", data, fast, slow)
+			}
+		}
+		if fast, ok := fastItemsReply(data); ok {
+			var r Reply
+			if err := json.Unmarshal(data, &r); err != nil || r.Error != nil {
+				t.Fatalf("%q: the one-pass path accepted the reply, encoding/json gives error %v, answer error %v", data, err, r.Error)
+			}
+			slow, err := slowItems(r.Result)
+			if err != nil {
+				t.Fatalf("%q: the one-pass path accepted it, the slow path refuses its result: %v", data, err)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("%q: the one-pass path decoded %+v, the slow path %+v", data, fast, slow)
 			}
 		}
 		if fast, ok := fastReply(data); ok {
@@ -167,6 +199,16 @@ func BenchmarkClientDecode(b *testing.B) {
 				}
 				if items, err := ParseItems(r.Result); err != nil || len(items) != n {
 					b.Fatal(len(items), err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("one-pass/%d", n), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for b.Loop() {
+				if items, e, err := ParseItemsReply(body); err != nil || e != nil || len(items) != n {
+					b.Fatal(len(items), e, err)
 				}
 			}
 		})

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strings"
 	"unicode/utf8"
 )
@@ -78,6 +79,9 @@ func (s *fastScan) rawString() ([]byte, bool) {
 	}
 	start := s.i + 1
 	j := start
+	for j+8 <= len(s.b) && plainWord(binary.LittleEndian.Uint64(s.b[j:])) {
+		j += 8
+	}
 	for j < len(s.b) && plainByte[s.b[j]] {
 		j++
 	}
@@ -98,6 +102,16 @@ func (s *fastScan) rawString() ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// plainWord reports whether all eight bytes of x are plainByte ones, eight at a time
+// (the test for a zero byte of "Bit Twiddling Hacks", applied to x^'"', x^'\\' and to
+// x-0x20 for the control bytes; x's high bits for the non-ASCII ones). A string's bytes
+// are passed a word at a time up to the first word holding anything else.
+func plainWord(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q, b := x^(lo*'"'), x^(lo*'\\')
+	return ((q-lo)&^q|(b-lo)&^b|(x-lo*0x20)|x)&hi == 0
 }
 
 // plainByte marks the bytes a string may hold with no further check: printable ASCII

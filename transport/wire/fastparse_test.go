@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -131,5 +132,37 @@ func TestFastParseSeeds(t *testing.T) {
 	for _, s := range fastSeeds {
 		checkFastRequest(t, []byte(s))
 		checkFastCommit(t, []byte(s))
+	}
+}
+
+// plainWord says yes for a word exactly when plainByte says yes for each of its bytes:
+// every byte value in every position among plain neighbours, and random words.
+func TestPlainWordMatchesPlainByte(t *testing.T) {
+	each := func(x uint64) bool {
+		for k := 0; k < 8; k++ {
+			if !plainByte[byte(x>>(8*k))] {
+				return false
+			}
+		}
+		return true
+	}
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			x := uint64(0x6161616161616161)&^(0xff<<(8*pos)) | uint64(c)<<(8*pos)
+			if plainWord(x) != each(x) {
+				t.Fatalf("%#016x: plainWord %v, byte by byte %v", x, plainWord(x), each(x))
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1_000_000 {
+		x := r.Uint64()
+		if r.IntN(2) == 0 { // mostly printable ASCII, where the interesting borrows are
+			x &= 0x7f7f7f7f7f7f7f7f
+			x |= 0x2020202020202020 &^ (uint64(r.Uint32()) << 3)
+		}
+		if plainWord(x) != each(x) {
+			t.Fatalf("%#016x: plainWord %v, byte by byte %v", x, plainWord(x), each(x))
+		}
 	}
 }

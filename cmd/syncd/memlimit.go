@@ -9,14 +9,14 @@ import (
 	"strings"
 )
 
-// DefaultMemoryLimit is Go's soft memory limit for syncd when neither -memory-limit,
-// GOMEMLIMIT nor a cgroup memory limit says otherwise: room for the default
-// getChanges cache (64 MiB) and the decided state of a 100,000-item workspace (about
-// 29 MB) with the transient buffers of a full read (docs/operations.md, "Memory").
-const DefaultMemoryLimit = 128 << 20
+// DefaultMemory is the memory syncd plans for when neither -memory-limit, GOMEMLIMIT
+// nor a cgroup memory limit says otherwise: a 100,000-item workspace's cached
+// getChanges answer (44 MB, outside Go's heap) and decided state (about 23 MB) with
+// the transient buffers of a full read fit in it (docs/operations.md, "Memory").
+const DefaultMemory = 128 << 20
 
-// minMemoryLimit is the smallest -memory-limit taken: below it the collector would run
-// all the time.
+// minMemoryLimit is the smallest limit syncd sets, and the smallest -memory-limit
+// taken: below it the collector would run all the time.
 const minMemoryLimit = 32 << 20
 
 // cgroupMemoryFiles are where a cgroup's memory limit is read, v2 then v1.
@@ -24,11 +24,14 @@ var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/me
 
 // memoryLimit is the soft memory limit syncd sets (debug.SetMemoryLimit) and where it
 // comes from: flag is -memory-limit (0: derive it, negative: none), gomemlimit the
-// GOMEMLIMIT environment variable, cgroup the process's cgroup memory limit (0: none).
-// In order: the flag; GOMEMLIMIT, which the runtime has already applied (0, "keep");
-// 3/4 of the cgroup's limit, leaving the rest to what Go does not count (the binary's
-// pages, the kernel's buffers of the process's connections); DefaultMemoryLimit.
-func memoryLimit(flag int64, gomemlimit string, cgroup int64) (limit int64, source string) {
+// GOMEMLIMIT environment variable, cgroup the process's cgroup memory limit (0: none),
+// offHeap the bytes of getChanges answers the process keeps outside Go's heap
+// (-changes-cache-bytes), which Go's limit does not count. In order: the flag;
+// GOMEMLIMIT, which the runtime has already applied (0, "keep"); else the memory the
+// process has — 3/4 of the cgroup's limit (the rest for what neither counts: the
+// binary's pages, the spare answer buffer, the kernel's buffers of its connections), or
+// DefaultMemory — less offHeap, and at least minMemoryLimit.
+func memoryLimit(flag int64, gomemlimit string, cgroup, offHeap int64) (limit int64, source string) {
 	switch {
 	case flag > 0:
 		return flag, "-memory-limit"
@@ -36,10 +39,12 @@ func memoryLimit(flag int64, gomemlimit string, cgroup int64) (limit int64, sour
 		return math.MaxInt64, "none (-memory-limit negative)"
 	case gomemlimit != "":
 		return 0, "GOMEMLIMIT"
-	case cgroup > 0:
-		return cgroup / 4 * 3, "3/4 of the cgroup's memory limit"
 	}
-	return DefaultMemoryLimit, "default"
+	total, source := int64(DefaultMemory), "128 MiB"
+	if cgroup > 0 {
+		total, source = cgroup/4*3, "3/4 of the cgroup's memory limit"
+	}
+	return max(total-max(offHeap, 0), minMemoryLimit), source + " less -changes-cache-bytes"
 }
 
 // cgroupMemoryLimit reads the process's cgroup memory limit from the first of files
@@ -62,8 +67,8 @@ func cgroupMemoryLimit(files []string) int64 {
 
 // applyMemoryLimit sets Go's soft memory limit as memoryLimit says and returns what it
 // set (the limit in effect) and where it came from, for the start-up log.
-func applyMemoryLimit(flag int64, getenv func(string) string) (limit int64, source string) {
-	limit, source = memoryLimit(flag, getenv("GOMEMLIMIT"), cgroupMemoryLimit(cgroupMemoryFiles))
+func applyMemoryLimit(flag int64, getenv func(string) string, offHeap int64) (limit int64, source string) {
+	limit, source = memoryLimit(flag, getenv("GOMEMLIMIT"), cgroupMemoryLimit(cgroupMemoryFiles), offHeap)
 	if limit > 0 {
 		debug.SetMemoryLimit(limit)
 	}

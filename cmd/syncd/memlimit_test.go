@@ -10,23 +10,28 @@ import (
 )
 
 // The soft memory limit: the flag first, then GOMEMLIMIT (left as the runtime set it),
-// then 3/4 of a cgroup limit, then 128 MiB; a negative flag sets none.
+// then 3/4 of a cgroup limit, then 128 MiB, each less the answers kept outside the heap
+// and at least 32 MiB; a negative flag sets none.
 func TestMemoryLimitSources(t *testing.T) {
 	for _, c := range []struct {
 		flag       int64
 		gomemlimit string
 		cgroup     int64
+		offHeap    int64
 		want       int64
 	}{
-		{0, "", 0, 128 << 20},
-		{200 << 20, "", 0, 200 << 20},
-		{200 << 20, "1GiB", 1 << 30, 200 << 20},
-		{-1, "", 1 << 30, math.MaxInt64},
-		{0, "1GiB", 1 << 30, 0}, // keep the runtime's
-		{0, "", 1 << 30, 768 << 20},
+		{0, "", 0, 64 << 20, 64 << 20}, // the defaults
+		{0, "", 0, 0, 128 << 20},
+		{0, "", 0, -1, 128 << 20}, // no cache
+		{0, "", 0, 120 << 20, 32 << 20},
+		{200 << 20, "", 0, 64 << 20, 200 << 20},
+		{200 << 20, "1GiB", 1 << 30, 64 << 20, 200 << 20},
+		{-1, "", 1 << 30, 64 << 20, math.MaxInt64},
+		{0, "1GiB", 1 << 30, 64 << 20, 0}, // keep the runtime's
+		{0, "", 1 << 30, 64 << 20, 704 << 20},
 	} {
-		if got, src := memoryLimit(c.flag, c.gomemlimit, c.cgroup); got != c.want || src == "" {
-			t.Errorf("memoryLimit(%d, %q, %d) = %d (%s), want %d", c.flag, c.gomemlimit, c.cgroup, got, src, c.want)
+		if got, src := memoryLimit(c.flag, c.gomemlimit, c.cgroup, c.offHeap); got != c.want || src == "" {
+			t.Errorf("memoryLimit(%d, %q, %d, %d) = %d (%s), want %d", c.flag, c.gomemlimit, c.cgroup, c.offHeap, got, src, c.want)
 		}
 	}
 }
@@ -62,14 +67,14 @@ func TestApplyMemoryLimit(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	none := func(string) string { return "" }
-	if got, _ := applyMemoryLimit(300<<20, none); got != 300<<20 || debug.SetMemoryLimit(-1) != 300<<20 {
+	if got, _ := applyMemoryLimit(300<<20, none, 64<<20); got != 300<<20 || debug.SetMemoryLimit(-1) != 300<<20 {
 		t.Errorf("-memory-limit 300 MiB: applied %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	debug.SetMemoryLimit(77 << 20)
-	if got, src := applyMemoryLimit(0, func(k string) string { return map[string]string{"GOMEMLIMIT": "77MiB"}[k] }); got != 77<<20 || src != "GOMEMLIMIT" {
+	if got, src := applyMemoryLimit(0, func(k string) string { return map[string]string{"GOMEMLIMIT": "77MiB"}[k] }, 64<<20); got != 77<<20 || src != "GOMEMLIMIT" {
 		t.Errorf("under GOMEMLIMIT: %d from %s, want the runtime's 77 MiB", got, src)
 	}
-	if got, _ := applyMemoryLimit(-1, none); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+	if got, _ := applyMemoryLimit(-1, none, 64<<20); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Errorf("-memory-limit -1: %d", got)
 	}
 }

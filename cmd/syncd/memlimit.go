@@ -30,7 +30,8 @@ var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/me
 // GOMEMLIMIT, which the runtime has already applied (0, "keep"); else the memory the
 // process has — 3/4 of the cgroup's limit (the rest for what neither counts: the
 // binary's pages, the spare answer buffer, the kernel's buffers of its connections), or
-// DefaultMemory — less offHeap, and at least minMemoryLimit.
+// DefaultMemory — less offHeap, but never less than half of it (a large cache does not
+// starve the heap, which holds what the cache does not), and at least minMemoryLimit.
 func memoryLimit(flag int64, gomemlimit string, cgroup, offHeap int64) (limit int64, source string) {
 	switch {
 	case flag > 0:
@@ -44,7 +45,7 @@ func memoryLimit(flag int64, gomemlimit string, cgroup, offHeap int64) (limit in
 	if cgroup > 0 {
 		total, source = cgroup/4*3, "3/4 of the cgroup's memory limit"
 	}
-	return max(total-max(offHeap, 0), minMemoryLimit), source + " less -changes-cache-bytes"
+	return max(total-max(offHeap, 0), total/2, minMemoryLimit), source + " less -changes-cache-bytes (at most half)"
 }
 
 // cgroupMemoryLimit reads the process's cgroup memory limit from the first of files

@@ -261,7 +261,7 @@ func (t *commitTxn) resolveID(req *ItemMetadata) (ItemID, bool) {
 		if x, ok := t.local[*req.TempID]; ok {
 			return x, true
 		}
-		if x, ok := t.w.tempIDs[tempKey{t.c.DeviceID, *req.TempID}]; ok {
+		if x, ok := t.w.tempItem(t.c.DeviceID, *req.TempID); ok {
 			t.local[*req.TempID] = x
 			return x, true
 		}

@@ -375,7 +375,7 @@ func (w *Workspace) applyMovedIn(e *ItemsMovedIn) {
 			continue
 		}
 		for _, m := range it.Versions {
-			w.storeVersion(m.Clone(), m.DeviceID)
+			w.storeVersion(m, m.DeviceID) // compact copies what it keeps
 		}
 	}
 	if m, ok := w.members[w.owner]; ok && m.ParentItemID == nil {

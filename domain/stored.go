@@ -1,24 +1,27 @@
 package domain
 
 import (
+	"encoding/binary"
 	"maps"
 	"slices"
 	"time"
+	"unsafe"
 )
 
 // storedVersion is one version of an item as a Workspace keeps it: the fields of
 // ItemMetadata without what the workspace knows otherwise (the id is the key it is kept
 // under, the version its place in the item's list), the optional integers inline with a
-// flag instead of behind pointers, the device and workspace ids, the status and the
-// mimetype as indexes into the workspace's tables of those (a workspace repeats a few of
-// each). 128 bytes instead of ItemMetadata's 216 and its pointers' allocations: the
-// decided state of a 100,000-item workspace is most of what syncd keeps of it
-// (docs/benchmarks.md, issue 14 session 6). expand gives back exactly the ItemMetadata
-// compact took (TestStoredVersionRoundTrip).
+// flag instead of behind pointers, the device and workspace ids, the status, the
+// mimetype and modifiedAt's zone as indexes into the workspace's tables of those (a
+// workspace repeats a few of each), and the filename and the chunk names in one string
+// (text). 96 bytes and one allocation for the strings instead of ItemMetadata's 216
+// and its pointers', chunk list's and strings' allocations: the decided state of a
+// 100,000-item workspace is most of what syncd keeps of it (docs/benchmarks.md, issue
+// 14 sessions 6 and 7). expand gives back exactly the ItemMetadata compact took
+// (TestStoredVersionRoundTrip).
 type storedVersion struct {
-	modifiedAt    time.Time
-	filename      string
-	chunks        []string
+	modSec        int64  // modifiedAt's Unix seconds
+	text          string // storedText: the chunk names, then the filename
 	tempID        int64
 	parentVersion int64
 	parentID      ItemID
@@ -26,6 +29,8 @@ type storedVersion struct {
 	size          int64
 	device, ws    uint32 // in Workspace.uuids
 	status, mime  uint32 // in Workspace.labels
+	modNsec       uint32 // modifiedAt's nanoseconds
+	zone          uint32 // modifiedAt's Location, in Workspace.zones
 	flags         uint8
 }
 
@@ -35,7 +40,63 @@ const (
 	svParentID
 	svParentVersion
 	svFolder
+	svChunks // the chunk list is not nil
 )
+
+// storedText is a version's filename and chunk names in one string: the number of
+// chunks, each chunk name after its length (uvarints), then the filename. A chunk list
+// of one short name and the filename take one allocation of their bytes plus three.
+func storedText(filename string, chunks []string) string {
+	n := uvarintLen(uint64(len(chunks))) + len(filename)
+	for _, c := range chunks {
+		n += uvarintLen(uint64(len(c))) + len(c)
+	}
+	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(len(chunks)))
+	for _, c := range chunks {
+		b = binary.AppendUvarint(b, uint64(len(c)))
+		b = append(b, c...)
+	}
+	b = append(b, filename...)
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is never written to again
+}
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// splitText reads storedText's string back: the filename and the chunk names (a new
+// list, nil when empty, whose names share text's bytes).
+func splitText(text string) (filename string, chunks []string) {
+	n, text := uvarintOf(text)
+	if n > 0 {
+		chunks = make([]string, n)
+	}
+	for i := range chunks {
+		var l uint64
+		l, text = uvarintOf(text)
+		chunks[i], text = text[:l], text[l:]
+	}
+	return text, chunks
+}
+
+// uvarintOf reads the uvarint at the start of s (storedText wrote it) and returns it
+// and the rest of s.
+func uvarintOf(s string) (uint64, string) {
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		v |= uint64(s[i]&0x7f) << (7 * i)
+		if s[i] < 0x80 {
+			return v, s[i+1:]
+		}
+	}
+	return v, ""
+}
 
 // valueTable numbers the distinct values of one kind a workspace's versions hold.
 type valueTable[T comparable] struct {
@@ -63,11 +124,16 @@ func (t *valueTable[T]) clone() valueTable[T] {
 }
 
 // compact returns m as stored (m.ID and m.Version are where it is stored). It keeps
-// m's chunk list, which nobody changes in place.
+// nothing of m's but its status's and mimetype's strings when they are new to the
+// workspace's table: the filename and chunk names are copied into one string.
 func (w *Workspace) compact(m *ItemMetadata) storedVersion {
-	s := storedVersion{modifiedAt: m.ModifiedAt, filename: m.Filename, chunks: m.Chunks, checksum: m.Checksum, size: m.Size,
+	s := storedVersion{modSec: m.ModifiedAt.Unix(), modNsec: uint32(m.ModifiedAt.Nanosecond()), //nolint:gosec // below 1e9
+		zone: w.zones.id(m.ModifiedAt.Location()), text: storedText(m.Filename, m.Chunks), checksum: m.Checksum, size: m.Size,
 		device: w.uuids.id(m.DeviceID), ws: w.uuids.id(m.WorkspaceID),
 		status: w.labels.id(string(m.Status)), mime: w.labels.id(m.Mimetype)}
+	if m.Chunks != nil {
+		s.flags |= svChunks
+	}
 	if m.TempID != nil {
 		s.flags, s.tempID = s.flags|svTempID, *m.TempID
 	}
@@ -83,15 +149,19 @@ func (w *Workspace) compact(m *ItemMetadata) storedVersion {
 	return s
 }
 
-// expand returns version n of item id, stored as s. Its chunk list is the stored one
-// (capped, so an append copies it): callers that hand it out clone it. Its pointers are
+// expand returns version n of item id, stored as s. Its chunk list and pointers are
 // its own.
 func (w *Workspace) expand(id ItemID, n int, s *storedVersion) ItemMetadata {
 	m := ItemMetadata{ID: &id, Version: int64(n), DeviceID: w.uuids.vals[s.device], WorkspaceID: w.uuids.vals[s.ws],
-		Status: Status(w.labels.vals[s.status]), ModifiedAt: s.modifiedAt, Checksum: s.checksum, Size: s.size,
-		IsFolder: s.flags&svFolder != 0, Filename: s.filename, Mimetype: w.labels.vals[s.mime]}
-	if s.chunks != nil {
-		m.Chunks = s.chunks[:len(s.chunks):len(s.chunks)]
+		Status: Status(w.labels.vals[s.status]), ModifiedAt: time.Unix(s.modSec, int64(s.modNsec)).In(w.zones.vals[s.zone]),
+		Checksum: s.checksum, Size: s.size, IsFolder: s.flags&svFolder != 0, Mimetype: w.labels.vals[s.mime]}
+	var chunks []string
+	m.Filename, chunks = splitText(s.text)
+	if s.flags&svChunks != 0 {
+		m.Chunks = chunks
+		if chunks == nil {
+			m.Chunks = []string{}
+		}
 	}
 	if s.flags&svTempID != 0 {
 		m.TempID = clonePtr(&s.tempID)
@@ -144,4 +214,5 @@ func (w *Workspace) storedLive(s *storedVersion) int64 {
 func (w *Workspace) cloneTables(c *Workspace) {
 	c.uuids = w.uuids.clone()
 	c.labels = w.labels.clone()
+	c.zones = w.zones.clone()
 }

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"pgregory.net/rapid"
@@ -96,4 +97,16 @@ func TestStoredStateHoldsWhatTheEventsCarried(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The compact form's sizes, which the decided state's memory per item rests on
+// (BenchmarkDecidedState): a stored version in Go's 96-byte size class, a (device,
+// tempId) key of 16 bytes.
+func TestStoredSizes(t *testing.T) {
+	if n := unsafe.Sizeof(storedVersion{}); n != 96 {
+		t.Errorf("storedVersion is %d bytes, want 96", n)
+	}
+	if n := unsafe.Sizeof(tempKey{}); n != 16 {
+		t.Errorf("tempKey is %d bytes, want 16", n)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -17,10 +18,21 @@ type Member struct {
 	ParentItemID *ItemID
 }
 
-// tempKey identifies a device's temporary id for a new item.
+// tempKey identifies a device's temporary id for a new item: the device by its index
+// in Workspace.uuids (16 bytes a key instead of 24).
 type tempKey struct {
-	device uuid.UUID
+	device uint32
 	temp   int64
+}
+
+// tempItem returns the item that device's new item tempId created, if one did.
+func (w *Workspace) tempItem(device uuid.UUID, temp int64) (ItemID, bool) {
+	d, ok := w.uuids.index[device]
+	if !ok {
+		return 0, false
+	}
+	id, ok := w.tempIDs[tempKey{d, temp}]
+	return id, ok
 }
 
 // Workspace is the state of one workspace stream, folded from its events. Build it with
@@ -43,6 +55,7 @@ type Workspace struct {
 	items  map[ItemID][]storedVersion
 	uuids  valueTable[uuid.UUID]
 	labels valueTable[string]
+	zones  valueTable[*time.Location]
 	// tempIDs maps a (device, tempId) of a stored new item to the item it created.
 	tempIDs map[tempKey]ItemID
 	// commits and memberUpdates map a processed requestId to the stream version of the
@@ -334,7 +347,7 @@ func (w *Workspace) applyCommitted(e *Committed) {
 		if !o.Succeeded || !o.Stored || o.Metadata == nil || o.Metadata.ID == nil {
 			continue
 		}
-		w.storeVersion(o.Metadata.Clone(), e.DeviceID)
+		w.storeVersion(*o.Metadata, e.DeviceID) // compact copies what it keeps
 	}
 }
 
@@ -352,7 +365,7 @@ func (w *Workspace) storeVersion(m ItemMetadata, device uuid.UUID) {
 	}
 	w.used += liveSize(&m) - w.storedLive(prev)
 	if m.Version == 1 && m.TempID != nil {
-		k := tempKey{device, *m.TempID}
+		k := tempKey{w.uuids.id(device), *m.TempID}
 		if _, ok := w.tempIDs[k]; !ok {
 			w.tempIDs[k] = id
 		}

@@ -55,6 +55,8 @@ type config struct {
 	// commitStages times every request's stages (internal/stages) into
 	// syncd_request_stage_seconds.
 	commitStages bool
+	// memoryLimit is Go's soft memory limit (memlimit.go): 0 derives it, negative none.
+	memoryLimit int
 
 	maxInFlightBytes int
 	maxReplyBytes    int
@@ -221,6 +223,8 @@ func (c *config) operationFlags(f *flagSet) {
 	f.boolean(&c.commitStages, "commit-stages", "SYNCD_COMMIT_STAGES", false, "time each request's stages on the commit path (decoded, queued, decided, appended, committed, published, acked) into the histogram syncd_request_stage_seconds (off by default: a few clock reads per request)")
 	f.dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
 		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
+	f.num(&c.memoryLimit, "memory-limit", "SYNCD_MEMORY_LIMIT", 0,
+		"Go's soft memory limit in bytes: the collector works harder rather than let the heap grow past it (0: GOMEMLIMIT if set, else 3/4 of the cgroup's memory limit if any, else 128 MiB, less -changes-cache-bytes (whose answers are kept outside the heap) but at most half; negative: none; docs/operations.md \"Memory\")")
 	f.dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
 }
 
@@ -279,6 +283,9 @@ func (c config) validate() error {
 	}
 	if _, err := parseLevel(c.logLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.memoryLimit > 0 && c.memoryLimit < minMemoryLimit {
+		errs = append(errs, fmt.Errorf("-memory-limit %d: at least %d MiB (or 0 for the default, negative for none)", c.memoryLimit, minMemoryLimit>>20))
 	}
 	if c.pprof && c.httpAddr == "" {
 		errs = append(errs, errors.New("-pprof needs -http (the profiles are served on its listener)"))

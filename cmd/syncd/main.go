@@ -36,6 +36,8 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg, os.Stderr)
+	limit, source := applyMemoryLimit(int64(cfg.memoryLimit), os.Getenv, int64(cfg.changesCache))
+	log.Info("memory limit", "limit", formatLimit(limit), "from", source)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {

@@ -124,9 +124,15 @@ func (s *Store) sendAppends(ctx context.Context, appends []eventstore.StreamAppe
 	}
 	b := &pgx.Batch{}
 	queueAppends(b, appends, plainAppend)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, -1, fmt.Errorf("acquire: %w", err)
+	}
+	size := recordBytes(appends)
+	defer release(conn, &size) // closed after a large batch (largeconn.go)
 	// Reading up to the end of the implicit transaction: only a nil error means it
 	// committed.
-	outs, failed, err = readAppends(s.pool.SendBatch(ctx, b), appends, []string{"lock streams"}, readAppend)
+	outs, failed, err = readAppends(conn.SendBatch(ctx, b), appends, []string{"lock streams"}, readAppend)
 	if err != nil || failed >= 0 {
 		return outs, failed, err
 	}

@@ -53,8 +53,10 @@ func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.Str
 		return nil, -1, fmt.Errorf("acquire: %w", err)
 	}
 	// A connection left inside a transaction (an error, a cancelled ctx) is not reused:
-	// the pool destroys a released connection that is not idle.
-	defer conn.Release()
+	// the pool destroys a released connection that is not idle. One that carried a
+	// large batch is closed (largeconn.go).
+	size := recordBytes(appends)
+	defer release(conn, &size)
 	br := conn.SendBatch(ctx, b)
 	outs, failed, err = readAppendsOpen(br, appends, beginStatements, readAppend)
 	if err != nil {
@@ -107,8 +109,10 @@ func (s *Store) sendAppendsTwoTrips(ctx context.Context, appends []eventstore.St
 		return nil, -1, fmt.Errorf("acquire: %w", err)
 	}
 	// A connection left inside a transaction (an error, a cancelled ctx) is not reused:
-	// the pool destroys a released connection that is not idle.
-	defer conn.Release()
+	// the pool destroys a released connection that is not idle. One that carried a
+	// large batch is closed (largeconn.go).
+	size := recordBytes(appends)
+	defer release(conn, &size)
 	b := &pgx.Batch{}
 	queueBegin(b, appends, inlineAppend)
 	outs, failed, err = readAppends(conn.SendBatch(ctx, b), appends, beginStatements, readPlaced)

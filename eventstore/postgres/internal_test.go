@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -157,5 +158,58 @@ func TestStreamLockKeys(t *testing.T) {
 		if !seen[streamLockKey(n)] {
 			t.Fatalf("key of %q missing from %v %v", n, his, los)
 		}
+	}
+}
+
+// A connection that carried an append or a read of largeOpBytes of event data is
+// closed instead of kept idle in the pool with the buffers pgx grew for it; one that
+// carried a small one goes back to the pool. Plain and inline stores, each append path.
+func TestLargeOperationsCloseTheirConnection(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	noop := func([]eventstore.RecordedEvent, *pgx.Batch) error { return nil }
+	for _, c := range []struct {
+		name   string
+		inline func([]eventstore.RecordedEvent, *pgx.Batch) error
+		expect func(v uint64) eventstore.ExpectedVersion
+	}{
+		{"plain", nil, eventstore.Exact},
+		{"inline one trip", noop, eventstore.Exact},
+		{"inline two trips", noop, func(uint64) eventstore.ExpectedVersion { return eventstore.Any() }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Open(ctx, Config{DSN: dsn, MaxConns: 1, Inline: c.inline})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			stream := "large-" + uuid.NewString()
+			idle := func() int32 { return s.pool.Stat().IdleConns() }
+			event := func(n int) eventstore.Record {
+				return eventstore.Record{ID: uuid.New(), Type: "Blob", Data: []byte(`"` + strings.Repeat("x", n-2) + `"`)}
+			}
+			if _, err := s.Append(ctx, stream, c.expect(0), event(1000)); err != nil {
+				t.Fatal(err)
+			}
+			if idle() != 1 {
+				t.Fatalf("after a small append: %d idle connections, want 1", idle())
+			}
+			if _, err := s.Append(ctx, stream, c.expect(1), event(largeOpBytes)); err != nil {
+				t.Fatal(err)
+			}
+			if n := s.pool.Stat().TotalConns(); n != 0 {
+				t.Fatalf("after an append of %d bytes: %d connections kept, want none", largeOpBytes, n)
+			}
+			if evs, err := s.ReadStream(ctx, stream, 1, 1); err != nil || len(evs) != 1 || idle() != 1 {
+				t.Fatalf("read of the small event: %d events, %v; %d idle connections, want 1", len(evs), err, idle())
+			}
+			if evs, err := s.ReadStream(ctx, stream, 2, 1); err != nil || len(evs) != 1 || len(evs[0].Data) != largeOpBytes {
+				t.Fatalf("read of the large event: %d events, %v", len(evs), err)
+			}
+			if n := s.pool.Stat().TotalConns(); n != 0 {
+				t.Fatalf("after reading an event of %d bytes: %d connections kept, want none", largeOpBytes, n)
+			}
+		})
 	}
 }

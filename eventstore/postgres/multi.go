@@ -55,8 +55,10 @@ func (s *Store) sendMulti(ctx context.Context, appends []eventstore.StreamAppend
 		return nil, -1, false, fmt.Errorf("acquire: %w", err)
 	}
 	// A connection left inside a transaction (an error, a cancelled ctx) is not reused:
-	// the pool destroys a released connection that is not idle.
-	defer conn.Release()
+	// the pool destroys a released connection that is not idle. One that carried a
+	// large batch is closed (largeconn.go).
+	size := recordBytes(appends)
+	defer release(conn, &size)
 	inline := s.cfg.Inline != nil
 	read, form := readAppend, plainAppend
 	if inline {

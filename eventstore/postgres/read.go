@@ -117,12 +117,22 @@ func ReadInlineAfter(ctx context.Context, tx pgx.Tx, from eventstore.Position, l
 }
 
 // query runs a read returning event rows.
+// The connection is closed after reading an event of largeOpBytes or more
+// (largeconn.go).
 func (s *Store) query(ctx context.Context, sql string, args ...any) ([]eventstore.RecordedEvent, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire: %w", err)
+	}
+	var largest int
+	defer release(conn, &largest)
+	rows, err := conn.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	return scanEvents(rows)
+	evs, err := scanEvents(rows)
+	largest = largestEvent(evs)
+	return evs, err
 }
 
 // nonEmpty returns b (pgx scans bytea into a fresh slice), or nil when b is empty: the

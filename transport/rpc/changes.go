@@ -49,10 +49,17 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 	for _, p := range a.Pieces {
 		n += len(p)
 	}
+	buf, off := s.changes.buffer(n)
 	c := &changesReply{ws: r.WorkspaceID, st: service.ChangesStamp{Version: a.Version, Tag: a.Tag},
-		head: wire.AppendRawResult(s.changes.buffer(n), a.Pieces...), items: a.Items}
+		head: wire.AppendRawResult(buf, a.Pieces...), items: a.Items, off: off}
+	if off != nil && !off.holds(c.head) { // n was short: the reply grew onto the heap
+		off.free()
+		c.off = nil
+	}
 	if cacheable && len(c.head) <= s.cfg.MaxReplyBytes {
 		s.changes.put(c)
+	} else {
+		s.changes.adopt(c)
 	}
 	return c, nil
 }
@@ -74,13 +81,15 @@ const replyEndRoom = 256
 // left the cache and none holds it, its buffer is reused for a later reply (a patch
 // after every commit would otherwise leave a whole answer's buffer to the garbage
 // collector each time). A holder that never releases it only keeps the buffer from
-// being reused.
+// being reused, or, when it is outside the heap (offHeap), from being unmapped until
+// the reply itself is unreachable.
 type changesReply struct {
 	ws    uuid.UUID
 	st    service.ChangesStamp
 	items []changeset.Item // by id, where each lies after resultPrefix (nil: not patchable)
 	mu    sync.Mutex
-	head  []byte // never appended to but under mu
+	head  []byte   // never appended to but under mu
+	off   *offHeap // head's buffer when it is outside the heap, else nil
 
 	cache   *changesCache // the cache it was put in, nil if none
 	refs    int           // holders, under cache.mu
@@ -116,14 +125,15 @@ func (c *changesReply) body(id string) ([]byte, func()) {
 type changesCache struct {
 	maxBytes int64
 
-	mu      sync.Mutex
-	bytes   int64
-	lru     *list.List // of *changesReply, most recently used first
-	byWS    map[uuid.UUID]*list.Element
-	hits    int64
-	misses  int64
-	patched int64  // misses answered by a patch of an older reply
-	spare   []byte // the buffer of a reply no one holds any more, for the next one
+	mu       sync.Mutex
+	bytes    int64
+	lru      *list.List // of *changesReply, most recently used first
+	byWS     map[uuid.UUID]*list.Element
+	hits     int64
+	misses   int64
+	patched  int64    // misses answered by a patch of an older reply
+	spare    []byte   // the buffer of a reply no one holds any more, for the next one
+	spareOff *offHeap // spare's buffer when it is outside the heap
 }
 
 // newChangesCache returns a cache of at most maxBytes of replies; none (nil) when
@@ -179,33 +189,45 @@ func (c *changesCache) release(r *changesReply) {
 }
 
 // recycle keeps r's buffer as the spare once r left the cache and no one holds it (the
-// larger of it and the spare there is; at most one, of at most maxBytes).
+// larger of it and the spare there is; at most one, of at most maxBytes); a buffer
+// outside the heap that is not kept is unmapped at once.
 func (c *changesCache) recycle(r *changesReply) {
 	if !r.retired || r.refs > 0 || r.head == nil {
 		return
 	}
 	if cap(r.head) >= cap(c.spare) && int64(cap(r.head)) <= c.maxBytes {
-		c.spare = r.head[:0]
+		c.spareOff.free()
+		c.spare, c.spareOff = r.head[:0], r.off
+	} else {
+		r.off.free()
 	}
-	r.head = nil
+	r.head, r.off = nil, nil
 }
 
-// buffer returns an empty buffer of at least n bytes: the spare if it is large
-// enough (not zeroed: the reply overwrites what it uses), else a new one with room
-// for the answer to grow by 1/64 (its later versions, a commit's items larger each,
-// still fit in it when it comes back as the spare).
-func (c *changesCache) buffer(n int) []byte {
+// buffer returns an empty buffer of at least n bytes, and the mapping it lies in when
+// it is outside the heap (nil: on the heap): the spare if it is large enough (not
+// zeroed: the reply overwrites what it uses), else a new one with room for the answer
+// to grow by 1/64 (its later versions, a commit's items larger each, still fit in it
+// when it comes back as the spare), outside the heap from offHeapMin bytes.
+func (c *changesCache) buffer(n int) ([]byte, *offHeap) {
 	if c == nil {
-		return make([]byte, 0, n)
+		return make([]byte, 0, n), nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if cap(c.spare) >= n {
-		b := c.spare
-		c.spare = nil
-		return b
+		b, off := c.spare, c.spareOff
+		c.spare, c.spareOff = nil, nil
+		c.mu.Unlock()
+		return b, off
 	}
-	return make([]byte, 0, n+n/64)
+	c.mu.Unlock()
+	size := n + n/64
+	if size >= offHeapMin {
+		if off := newOffHeap(size); off != nil {
+			return off.bytes(), off
+		}
+	}
+	return make([]byte, 0, size), nil
 }
 
 // count notes how a miss was answered.
@@ -220,25 +242,39 @@ func (c *changesCache) count(patched bool) {
 
 // put keeps r in place of the reply of its workspace, unless that one is of a later
 // version (a request that read an older stamp finished last). A reply larger than
-// maxBytes is not kept.
+// maxBytes is not kept. Either way the request that made r holds it until it releases
+// it (a reply not kept is then recycled).
 func (c *changesCache) put(r *changesReply) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	r.cache, r.refs = c, 1 // the request that made it holds it
 	if e, ok := c.byWS[r.ws]; ok {
 		if e.Value.(*changesReply).st.Version > r.st.Version {
+			r.retired = true
 			return
 		}
 		c.remove(e)
 	}
 	if r.bytes() > c.maxBytes {
+		r.retired = true
 		return
 	}
-	r.cache, r.refs = c, 1 // the request that made it holds it
 	c.byWS[r.ws] = c.lru.PushFront(r)
 	c.bytes += r.bytes()
 	for c.bytes > c.maxBytes {
 		c.remove(c.lru.Back())
 	}
+}
+
+// adopt takes r, made with a buffer of c but not to be kept, as put takes a reply it
+// does not keep: its buffer is recycled once the request that made it releases it.
+func (c *changesCache) adopt(r *changesReply) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.cache, r.refs, r.retired = c, 1, true
 }
 
 func (c *changesCache) remove(e *list.Element) {

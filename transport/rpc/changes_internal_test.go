@@ -87,7 +87,16 @@ func TestChangesCacheReusesBuffers(t *testing.T) {
 	ws := uuid.New()
 	v := func(n int64) service.ChangesStamp { return service.ChangesStamp{Version: n, Tag: n} }
 	same := func(a, b []byte) bool { return cap(a) > 0 && cap(b) > 0 && &a[:1][0] == &b[:1][0] }
-	r1 := &changesReply{ws: ws, st: v(1), head: append(cache.buffer(100), "one"...)}
+	// reply makes a reply of n bytes in a buffer of the cache, as getChanges does.
+	reply := func(n int64, size int, text string) *changesReply {
+		b, off := cache.buffer(size)
+		return &changesReply{ws: ws, st: v(n), head: append(b, text...), off: off}
+	}
+	buffer := func(n int) []byte {
+		b, _ := cache.buffer(n)
+		return b
+	}
+	r1 := reply(1, 100, "one")
 	buf1 := r1.head
 	cache.put(r1) // held by the request that made it
 	cache.release(r1)
@@ -96,35 +105,36 @@ func TestChangesCacheReusesBuffers(t *testing.T) {
 	if hit != r1 || older != r1 {
 		t.Fatal("the reply should be served at its stamp and patched from at a later one")
 	}
-	r2 := &changesReply{ws: ws, st: v(2), head: append(cache.buffer(100), "two"...)}
+	r2 := reply(2, 100, "two")
 	if same(r2.head, buf1) {
 		t.Fatal("a buffer was reused while its reply was in the cache")
 	}
 	cache.put(r2) // r1 leaves the cache, still held twice
 	cache.release(older)
-	if b := cache.buffer(100); same(b, buf1) {
+	if b := buffer(100); same(b, buf1) {
 		t.Fatal("a buffer was reused while a request serving it held it")
 	}
 	_, publish := hit.body("id")
 	publish() // the last holder
 	publish() // at most once
-	b := cache.buffer(100)
+	b, bOff := cache.buffer(100)
 	if !same(b, buf1) || len(b) != 0 || r1.head != nil {
 		t.Fatalf("r1's buffer should be the spare once its last holder released it (reused %v, len %d), and r1 hold none", same(b, buf1), len(b))
 	}
-	if b2 := cache.buffer(100); same(b2, b) {
+	if b2 := buffer(100); same(b2, b) {
 		t.Fatal("the spare was handed out twice")
 	}
+	bOff.free()
 	// A new buffer has room for the answer to grow, so that the next version, a little
 	// larger, still fits in it when it comes back as the spare.
-	r3 := &changesReply{ws: ws, st: v(3), head: append(cache.buffer(640), make([]byte, 640)...)}
+	r3 := reply(3, 640, string(make([]byte, 640)))
 	buf3 := r3.head
 	cache.put(r3)
 	cache.release(r3)
-	r4 := &changesReply{ws: ws, st: v(4), head: cache.buffer(650)}
+	r4 := reply(4, 650, "")
 	cache.put(r4) // r3 leaves, its buffer becomes the spare
 	cache.release(r4)
-	if b := cache.buffer(645); !same(b, buf3) {
+	if b := buffer(645); !same(b, buf3) {
 		t.Fatal("the buffer of a slightly smaller answer was not reused")
 	}
 }

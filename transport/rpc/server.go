@@ -6,7 +6,9 @@
 // (acks.go: one multiple ack covers a run of finished deliveries): bad input gets an
 // error reply, never a requeue. It keeps the encoded getChanges replies
 // of recently read workspaces (changes.go), each served again only at the workspace's
-// current stamp.
+// current stamp, the large ones outside Go's heap (offheap.go: never read or written
+// once unmapped: the cache unmaps one when no request holds it, the collector one
+// nothing can reach any more).
 //
 // It must never decide anything itself (that is the service's job), never publish a
 // fresh commit's notification (the notifier does, after durability), and never let one

@@ -224,7 +224,7 @@ func (c *config) operationFlags(f *flagSet) {
 	f.dur(&c.startupTimeout, "startup-timeout", "SYNCD_STARTUP_TIMEOUT", 15*time.Minute,
 		"how long start-up retries an unavailable database before giving up (0: forever); /readyz is false meanwhile")
 	f.num(&c.memoryLimit, "memory-limit", "SYNCD_MEMORY_LIMIT", 0,
-		"Go's soft memory limit in bytes: the collector works harder rather than let the heap grow past it (0: GOMEMLIMIT if set, else 3/4 of the cgroup's memory limit if any, else 128 MiB, less -changes-cache-bytes (whose answers are kept outside the heap) but at most half; negative: none; docs/operations.md \"Memory\")")
+		"Go's soft memory limit in bytes: the collector works harder rather than let the heap grow past it (0: GOMEMLIMIT if set, else 3/4 of the cgroup's memory limit if any, less -changes-cache-bytes (whose answers are kept outside the heap) but at most half, else none; negative: none; docs/operations.md \"Memory\")")
 	f.dur(&c.shutdownGrace, "shutdown-grace", "SYNCD_SHUTDOWN_GRACE", 20*time.Second, "how long in-flight work may finish after SIGTERM")
 }
 

@@ -9,12 +9,6 @@ import (
 	"strings"
 )
 
-// DefaultMemory is the memory syncd plans for when neither -memory-limit, GOMEMLIMIT
-// nor a cgroup memory limit says otherwise: a 100,000-item workspace's cached
-// getChanges answer (44 MB, outside Go's heap) and decided state (about 23 MB) with
-// the transient buffers of a full read fit in it (docs/operations.md, "Memory").
-const DefaultMemory = 128 << 20
-
 // minMemoryLimit is the smallest limit syncd sets, and the smallest -memory-limit
 // taken: below it the collector would run all the time.
 const minMemoryLimit = 32 << 20
@@ -27,11 +21,13 @@ var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/me
 // GOMEMLIMIT environment variable, cgroup the process's cgroup memory limit (0: none),
 // offHeap the bytes of getChanges answers the process keeps outside Go's heap
 // (-changes-cache-bytes), which Go's limit does not count. In order: the flag;
-// GOMEMLIMIT, which the runtime has already applied (0, "keep"); else the memory the
-// process has — 3/4 of the cgroup's limit (the rest for what neither counts: the
-// binary's pages, the spare answer buffer, the kernel's buffers of its connections), or
-// DefaultMemory — less offHeap, but never less than half of it (a large cache does not
-// starve the heap, which holds what the cache does not), and at least minMemoryLimit.
+// GOMEMLIMIT, which the runtime has already applied (0, "keep"); 3/4 of the cgroup's
+// limit (the rest for what neither counts: the binary's pages, the spare answer buffer,
+// the kernel's buffers of its connections) less offHeap, but never less than half of it
+// (a large cache does not starve the heap, which holds what the cache does not), and at
+// least minMemoryLimit; else none. There is no fixed default: a limit below what the
+// heap must hold makes the collector run all the time (up to half of the CPU), so only
+// a budget the process is known to have, or one its operator gives, sets one.
 func memoryLimit(flag int64, gomemlimit string, cgroup, offHeap int64) (limit int64, source string) {
 	switch {
 	case flag > 0:
@@ -40,12 +36,11 @@ func memoryLimit(flag int64, gomemlimit string, cgroup, offHeap int64) (limit in
 		return math.MaxInt64, "none (-memory-limit negative)"
 	case gomemlimit != "":
 		return 0, "GOMEMLIMIT"
+	case cgroup <= 0:
+		return math.MaxInt64, "none (no -memory-limit, GOMEMLIMIT or cgroup memory limit)"
 	}
-	total, source := int64(DefaultMemory), "128 MiB"
-	if cgroup > 0 {
-		total, source = cgroup/4*3, "3/4 of the cgroup's memory limit"
-	}
-	return max(total-max(offHeap, 0), total/2, minMemoryLimit), source + " less -changes-cache-bytes (at most half)"
+	total := cgroup / 4 * 3
+	return max(total-max(offHeap, 0), total/2, minMemoryLimit), "3/4 of the cgroup's memory limit less -changes-cache-bytes (at most half)"
 }
 
 // cgroupMemoryLimit reads the process's cgroup memory limit from the first of files

@@ -10,8 +10,8 @@ import (
 )
 
 // The soft memory limit: the flag first, then GOMEMLIMIT (left as the runtime set it),
-// then 3/4 of a cgroup limit, then 128 MiB, each less the answers kept outside the heap
-// (at most half of it); a negative flag sets none.
+// then 3/4 of a cgroup limit less the answers kept outside the heap (at most half of
+// it), else none; a negative flag sets none.
 func TestMemoryLimitSources(t *testing.T) {
 	for _, c := range []struct {
 		flag       int64
@@ -20,11 +20,11 @@ func TestMemoryLimitSources(t *testing.T) {
 		offHeap    int64
 		want       int64
 	}{
-		{0, "", 0, 64 << 20, 64 << 20}, // the defaults
-		{0, "", 0, 0, 128 << 20},
-		{0, "", 0, -1, 128 << 20},       // no cache
-		{0, "", 0, 120 << 20, 64 << 20}, // at least half for the heap
-		{0, "", 1 << 30, 1 << 30, 384 << 20},
+		{0, "", 0, 64 << 20, math.MaxInt64}, // the defaults on a machine with no budget given
+		{0, "", 0, 0, math.MaxInt64},
+		{0, "", 1 << 30, 1 << 30, 384 << 20},  // at least half for the heap
+		{0, "", 1 << 30, -1, 768 << 20},       // no cache
+		{0, "", 40 << 20, 64 << 20, 32 << 20}, // at least minMemoryLimit
 		{200 << 20, "", 0, 64 << 20, 200 << 20},
 		{200 << 20, "1GiB", 1 << 30, 64 << 20, 200 << 20},
 		{-1, "", 1 << 30, 64 << 20, math.MaxInt64},

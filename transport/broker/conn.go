@@ -50,7 +50,7 @@ func dialAMQP(u string, cfg amqp.Config) (*amqp.Connection, error) {
 		return nil, err
 	}
 	rc := &readerConn{conn: tcp}
-	rc.timeout.Store(int64(3 * heartbeat / 2))
+	rc.timeout.Store(int64(dialTimeout)) // until the handshake is done: its bound
 	cfg.Heartbeat, cfg.Vhost, cfg.ChannelMax = heartbeat, uri.Vhost, uri.ChannelMax
 	cfg.SASL = []amqp.Authentication{uri.PlainAuth()}
 	cfg.FrameSize, cfg.Locale = 131072, "en_US" // amqp.DialConfig's defaults

@@ -148,3 +148,35 @@ func TestReaderConnHidesDeadlines(t *testing.T) {
 		t.Error("readerConn has SetReadDeadline: amqp091's reader would wake its heartbeater per frame")
 	}
 }
+
+// A server that accepts the TCP connection but never answers the AMQP handshake fails
+// the dial within dialTimeout (10 s), as amqp.DefaultDial bounds it.
+func TestSilentHandshakeTimesOut(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		var held []net.Conn // read nothing, answer nothing; closed with the listener
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	start := time.Now()
+	_, err = Dial(context.Background(), Config{URL: "amqp://guest:guest@" + l.Addr().String() + "/"})
+	if err == nil {
+		t.Fatal("dial of a silent server succeeded")
+	}
+	if d := time.Since(start); d > dialTimeout+2*time.Second {
+		t.Errorf("dial of a silent server failed after %v, want about %v", d, dialTimeout)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
+	"github.com/stacksync-es/syncservice/internal/pgarray"
 )
 
 // errCheckpointMoved means the stored checkpoint is not where the applier expected it:
@@ -215,46 +216,47 @@ var workspacesModel = &Model{
 	bulkFilled: []string{"items"},
 }
 
-// itemRows accumulates item versions column by column for one unnest statement.
+// itemRows accumulates item versions column by column for one unnest statement. Each
+// column is a pgarray.Array: pgx encodes it with no allocation per element (plain
+// slices cost one per element, most of the allocations of a commit's inline writes).
 type itemRows struct {
-	ws            [][16]byte
-	id, ver, wsv  []int64
-	device        [][16]byte
-	parent        pgtype.FlatArray[pgtype.Int8] // not []*int64: pgx encodes that by reflection
-	parentVersion pgtype.FlatArray[pgtype.Int8]
-	tempID        pgtype.FlatArray[pgtype.Int8]
-	status        []string
-	modified      []time.Time
-	checksum      []int64
-	chunks        []string // text[] literals: arrays cannot nest in unnest
-	size          []int64
-	folder        []bool
-	filename      []string
-	mimetype      []string
+	ws            pgarray.Array[pgtype.UUID]
+	id, ver, wsv  pgarray.Array[pgtype.Int8]
+	device        pgarray.Array[pgtype.UUID]
+	parent        pgarray.Array[pgtype.Int8]
+	parentVersion pgarray.Array[pgtype.Int8]
+	tempID        pgarray.Array[pgtype.Int8]
+	status        pgarray.Array[pgtype.Text]
+	modified      pgarray.Array[pgtype.Timestamptz]
+	checksum      pgarray.Array[pgtype.Int8]
+	chunks        pgarray.Array[pgtype.Text] // text[] literals: arrays cannot nest in unnest
+	size          pgarray.Array[pgtype.Int8]
+	folder        pgarray.Array[pgtype.Bool]
+	filename      pgarray.Array[pgtype.Text]
+	mimetype      pgarray.Array[pgtype.Text]
 }
 
 func (r *itemRows) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata) {
-	// uuid.UUID converts to [16]byte, which pgx encodes as uuid without a text round trip.
-	r.ws = append(r.ws, [16]byte(ws))
-	r.id = append(r.id, int64(*md.ID))
-	r.ver = append(r.ver, md.Version)
-	r.wsv = append(r.wsv, wsVersion)
-	r.device = append(r.device, [16]byte(md.DeviceID))
+	r.ws.Append(pgarray.UUID(ws))
+	r.id.Append(pgarray.Int8(int64(*md.ID)))
+	r.ver.Append(pgarray.Int8(md.Version))
+	r.wsv.Append(pgarray.Int8(wsVersion))
+	r.device.Append(pgarray.UUID(md.DeviceID))
 	var parent pgtype.Int8
 	if md.ParentID != nil {
-		parent = pgtype.Int8{Int64: int64(*md.ParentID), Valid: true}
+		parent = pgarray.Int8(int64(*md.ParentID))
 	}
-	r.parent = append(r.parent, parent)
-	r.parentVersion = append(r.parentVersion, nullableInt8(md.ParentVersion))
-	r.tempID = append(r.tempID, nullableInt8(md.TempID))
-	r.status = append(r.status, pgText(string(md.Status)))
-	r.modified = append(r.modified, md.ModifiedAt)
-	r.checksum = append(r.checksum, md.Checksum)
-	r.chunks = append(r.chunks, arrayLiteral(md.Chunks))
-	r.size = append(r.size, md.Size)
-	r.folder = append(r.folder, md.IsFolder)
-	r.filename = append(r.filename, pgText(md.Filename))
-	r.mimetype = append(r.mimetype, pgText(md.Mimetype))
+	r.parent.Append(parent)
+	r.parentVersion.Append(nullableInt8(md.ParentVersion))
+	r.tempID.Append(nullableInt8(md.TempID))
+	r.status.Append(pgarray.Text(pgText(string(md.Status))))
+	r.modified.Append(pgarray.Timestamptz(md.ModifiedAt))
+	r.checksum.Append(pgarray.Int8(md.Checksum))
+	r.chunks.Append(pgarray.Text(arrayLiteral(md.Chunks)))
+	r.size.Append(pgarray.Int8(md.Size))
+	r.folder.Append(pgarray.Bool(md.IsFolder))
+	r.filename.Append(pgarray.Text(pgText(md.Filename)))
+	r.mimetype.Append(pgarray.Text(pgText(md.Mimetype)))
 }
 
 // nullableInt8 is p as a nullable bigint.
@@ -266,8 +268,8 @@ func nullableInt8(p *int64) pgtype.Int8 {
 }
 
 func (r *itemRows) args() []any {
-	return []any{r.ws, r.id, r.ver, r.wsv, r.device, r.parent, r.parentVersion, r.tempID, r.status,
-		r.modified, r.checksum, r.chunks, r.size, r.folder, r.filename, r.mimetype}
+	return []any{&r.ws, &r.id, &r.ver, &r.wsv, &r.device, &r.parent, &r.parentVersion, &r.tempID, &r.status,
+		&r.modified, &r.checksum, &r.chunks, &r.size, &r.folder, &r.filename, &r.mimetype}
 }
 
 // arrayLiteral writes strs as a PostgreSQL text[] literal, every element quoted.
@@ -375,15 +377,22 @@ func (w *wsUpdates) add(id uuid.UUID, version, used int64, at time.Time) {
 
 // args are the four arrays of wsMoveForward's unnest.
 func (w *wsUpdates) args() []any {
-	ids := make([][16]byte, len(w.order))
-	vers := make([]int64, len(w.order))
-	used := make([]int64, len(w.order))
-	ats := make([]time.Time, len(w.order))
-	for i, id := range w.order {
+	var (
+		ids        pgarray.Array[pgtype.UUID]
+		vers, used pgarray.Array[pgtype.Int8]
+		ats        pgarray.Array[pgtype.Timestamptz]
+	)
+	n := len(w.order)
+	ids.Elems, vers.Elems = make([]pgtype.UUID, 0, n), make([]pgtype.Int8, 0, n)
+	used.Elems, ats.Elems = make([]pgtype.Int8, 0, n), make([]pgtype.Timestamptz, 0, n)
+	for _, id := range w.order {
 		st := w.state[id]
-		ids[i], vers[i], used[i], ats[i] = [16]byte(id), st.version, st.used, st.at
+		ids.Append(pgarray.UUID(id))
+		vers.Append(pgarray.Int8(st.version))
+		used.Append(pgarray.Int8(st.used))
+		ats.Append(pgarray.Timestamptz(st.at))
 	}
-	return []any{ids, vers, used, ats}
+	return []any{&ids, &vers, &used, &ats}
 }
 
 // queue queues one statement that moves every collected workspace forward (never back).
@@ -438,7 +447,7 @@ func queueWorkspaces(b *pgx.Batch, schema string, evs []decoded, _ bool) {
 // version for items.
 type itemWrites struct {
 	rows      itemRows
-	latest    []bool
+	latest    pgarray.Array[pgtype.Bool]
 	latestIdx map[itemKey]int // the row of each item's latest version
 }
 
@@ -446,29 +455,29 @@ func (w *itemWrites) add(ws uuid.UUID, wsVersion int64, md *domain.ItemMetadata)
 	if w.latestIdx == nil {
 		w.latestIdx = map[itemKey]int{}
 	}
-	row := len(w.rows.id)
+	row := w.rows.id.Len()
 	w.rows.add(ws, wsVersion, md)
-	w.latest = append(w.latest, true)
+	w.latest.Append(pgarray.Bool(true))
 	k := itemKey{ws, *md.ID}
 	i, ok := w.latestIdx[k]
 	switch {
 	case !ok:
 		w.latestIdx[k] = row
-	case md.Version > w.rows.ver[i]:
-		w.latest[i] = false
+	case md.Version > w.rows.ver.Elems[i].Int64:
+		w.latest.Elems[i] = pgarray.Bool(false)
 		w.latestIdx[k] = row
 	default:
-		w.latest[row] = false
+		w.latest.Elems[row] = pgarray.Bool(false)
 	}
 }
 
 // queueCommitWrites queues the one statement (commitWrites) that writes the collected
 // item versions and moves the collected workspaces forward, if there is anything.
 func queueCommitWrites(b *pgx.Batch, q *workspacesSQL, items *itemWrites, ws *wsUpdates) {
-	if len(items.rows.id) == 0 && len(ws.order) == 0 {
+	if items.rows.id.Len() == 0 && len(ws.order) == 0 {
 		return
 	}
-	b.Queue(q.commitWrites, append(append(items.rows.args(), items.latest), ws.args()...)...)
+	b.Queue(q.commitWrites, append(append(items.rows.args(), &items.latest), ws.args()...)...)
 }
 
 // --- the accounts model ---

@@ -120,11 +120,20 @@ func timestamptz(microsSinceY2K int64) (time.Time, error) {
 }
 
 // byteArena hands out copies of byte values carved from shared blocks; an empty value
-// is nil (the store keeps a missing Data or Metadata as an empty bytea).
+// is nil (the store keeps a missing Data or Metadata as an empty bytea). Its first
+// block is small and each next one twice the last, up to arenaBlock: a follower's read
+// of the live tail holds an event or two, and a 64 KiB block for each such read was
+// the largest share of the bytes syncd allocated in `syncctl bench --scenario
+// sequential` (docs/benchmarks.md), while a rebuild's pages still fill full blocks.
 type byteArena struct{ block []byte }
 
-// arenaBlock is the size of a shared block; larger values get their own allocation.
-const arenaBlock = 64 << 10
+const (
+	// arenaBlock is the size of the largest shared block; larger values get their own
+	// allocation.
+	arenaBlock = 64 << 10
+	// arenaFirst is the size of the first block of a page.
+	arenaFirst = 2 << 10
+)
 
 func (a *byteArena) copy(b []byte) []byte {
 	if len(b) == 0 {
@@ -134,7 +143,11 @@ func (a *byteArena) copy(b []byte) []byte {
 		return append([]byte(nil), b...)
 	}
 	if cap(a.block)-len(a.block) < len(b) {
-		a.block = make([]byte, 0, arenaBlock)
+		size := min(max(2*cap(a.block), arenaFirst), arenaBlock)
+		for size < len(b) {
+			size *= 2
+		}
+		a.block = make([]byte, 0, size)
 	}
 	start := len(a.block)
 	a.block = append(a.block, b...)

@@ -106,3 +106,41 @@ func TestTimestamptzInfinity(t *testing.T) {
 		t.Errorf("timestamptz(-1) = %v, %v", got, err)
 	}
 }
+
+// A page of one small event takes a small block, not a full one (a follower of the live
+// tail reads such pages all the time); larger pages grow the blocks to arenaBlock; every
+// value is a copy that appending to cannot extend into the next.
+func TestByteArenaBlocks(t *testing.T) {
+	var a byteArena
+	first := a.copy(bytes.Repeat([]byte{1}, 900))
+	if c := cap(a.block); c > 4<<10 {
+		t.Errorf("the block for one 900-byte value holds %d bytes, want at most 4 KiB", c)
+	}
+	if cap(first) != len(first) {
+		t.Errorf("value capacity %d, length %d: an append to it could overwrite the next", cap(first), len(first))
+	}
+	var got [][]byte
+	blocks := 0
+	for i := range 400 {
+		v := a.copy(bytes.Repeat([]byte{byte(i)}, 1000))
+		got = append(got, v)
+		if len(a.block) == len(v) { // v started a new block
+			blocks++
+		}
+	}
+	last := cap(a.block)
+	if last != arenaBlock {
+		t.Errorf("after 400 KB of values the blocks hold %d bytes, want %d", last, arenaBlock)
+	}
+	if blocks > 14 {
+		t.Errorf("400 KB of 1 KB values took %d blocks, want at most 14", blocks)
+	}
+	for i, v := range got {
+		if !bytes.Equal(v, bytes.Repeat([]byte{byte(i)}, 1000)) {
+			t.Fatalf("value %d changed", i)
+		}
+	}
+	if big := a.copy(make([]byte, arenaBlock/2)); cap(a.block) != last || len(big) != arenaBlock/2 {
+		t.Errorf("a value over a quarter block went into the shared block")
+	}
+}

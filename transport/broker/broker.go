@@ -150,7 +150,7 @@ func dialOne(ctx context.Context, cfg Config, u string) (*amqp.Connection, error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := amqp.DialConfig(u, amqp.Config{Properties: props, Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(10 * time.Second)})
+		c, err := dialAMQP(u, amqp.Config{Properties: props})
 		ch <- result{c, err}
 	}()
 	select {

@@ -2,7 +2,6 @@ package notify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -39,11 +38,9 @@ type Direct struct {
 	mu       sync.Mutex // serialises publishing and the channel's state
 	ch       *amqp.Channel
 	declared map[uuid.UUID]bool
-	last     map[uuid.UUID]int64 // per workspace: the version last sent on ch
-	tags     map[uint64]uuid.UUID
-	nextTag  uint64
-	state    map[uuid.UUID]*directState // event id → publish in flight or done
-	order    []uuid.UUID                // state's keys, oldest first, to bound it
+	last     map[uuid.UUID]lastSent                   // per workspace: the publish last sent on ch
+	state    map[uuid.UUID]*amqp.DeferredConfirmation // event id → its publish's confirm
+	order    []uuid.UUID                              // state's keys, oldest first, to bound it
 
 	bound     atomic.Pointer[eventstore.Position] // the binder's last known position
 	published atomic.Pointer[eventstore.Position] // the notifier's last known checkpoint
@@ -56,10 +53,20 @@ type Direct struct {
 	blocked atomic.Bool
 }
 
-// directState is one event's publish through Direct.
-type directState struct {
-	done chan struct{} // closed once the outcome is known
-	ok   bool          // the broker confirmed it
+// lastSent is a workspace's last publish on the channel: its version and its confirm.
+type lastSent struct {
+	version int64
+	confirm *amqp.DeferredConfirmation
+}
+
+// nacked reports whether the broker refused the publish (known so far).
+func (l lastSent) nacked() bool {
+	select {
+	case <-l.confirm.Done():
+		return !l.confirm.Acked()
+	default:
+		return false
+	}
 }
 
 // DirectConfig configures a Direct publisher.
@@ -100,7 +107,7 @@ func NewDirect(cfg DirectConfig) (*Direct, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Direct{cfg: cfg, log: cfg.Logger.With("component", "direct-publisher"), state: map[uuid.UUID]*directState{}}, nil
+	return &Direct{cfg: cfg, log: cfg.Logger.With("component", "direct-publisher"), state: map[uuid.UUID]*amqp.DeferredConfirmation{}}, nil
 }
 
 // Run keeps a confirming channel to the broker open until ctx ends, reconnecting with
@@ -122,8 +129,10 @@ func (d *Direct) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// session serves one connection: it installs a confirming channel and records the
-// broker's confirms until the channel or connection closes.
+// session serves one connection: it installs a confirming channel and keeps it until
+// the channel or connection closes. The broker's confirms reach each publish's
+// amqp.DeferredConfirmation on the connection's reader, without waking a goroutine
+// (a confirms listener here was one wake-up per commit).
 func (d *Direct) session(ctx context.Context) error {
 	// broker.Dial: AMQPURL may list a cluster's nodes; the one that answered last first.
 	conn, err := broker.Dial(ctx, broker.Config{URL: d.cfg.AMQPURL, Name: "syncd direct publisher"})
@@ -138,7 +147,6 @@ func (d *Direct) session(ctx context.Context) error {
 	if err := ch.Confirm(false); err != nil {
 		return fmt.Errorf("confirm mode: %w", err)
 	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	blocking := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
 	defer d.blocked.Store(false)
@@ -149,7 +157,7 @@ func (d *Direct) session(ctx context.Context) error {
 		return err
 	}
 	d.mu.Lock()
-	d.ch, d.declared, d.last, d.tags, d.nextTag = ch, map[uuid.UUID]bool{}, map[uuid.UUID]int64{}, map[uint64]uuid.UUID{}, 0
+	d.ch, d.declared, d.last = ch, map[uuid.UUID]bool{}, map[uuid.UUID]lastSent{}
 	d.mu.Unlock()
 	d.log.Info("direct publishing on")
 	defer d.drop(ch)
@@ -157,11 +165,6 @@ func (d *Direct) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case c, ok := <-confirms:
-			if !ok {
-				return errors.New("channel closed")
-			}
-			d.confirmed(c)
 		case err := <-closed:
 			return fmt.Errorf("channel closed: %w", err)
 		case b := <-blocking:
@@ -194,39 +197,16 @@ func (d *Direct) waitForTopology(ctx context.Context, conn *amqp.Connection) err
 	}
 }
 
-// confirmed records the broker's answer to one publish.
-func (d *Direct) confirmed(c amqp.Confirmation) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	id, ok := d.tags[c.DeliveryTag]
-	if !ok {
-		return
-	}
-	delete(d.tags, c.DeliveryTag)
-	if st := d.state[id]; st != nil {
-		st.ok = c.Ack
-		close(st.done)
-	}
-	if !c.Ack {
-		// The order of what follows on this channel is no longer certain.
-		clear(d.last)
-	}
-}
-
-// drop retires ch: every publish still waiting for its confirm has an unknown outcome,
-// which the notifier resolves by publishing it again.
+// drop retires ch. amqp091 resolves every publish on it still waiting for its confirm
+// as not confirmed when the channel closes: the notifier resolves those by publishing
+// them again.
 func (d *Direct) drop(ch *amqp.Channel) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ch != ch {
 		return
 	}
-	for _, id := range d.tags {
-		if st := d.state[id]; st != nil {
-			close(st.done)
-		}
-	}
-	d.ch, d.tags, d.last = nil, nil, nil
+	d.ch, d.last = nil, nil
 }
 
 // Publish sends c's notifyCommit if the notifier would publish it now, and reports
@@ -241,7 +221,10 @@ func (d *Direct) Publish(ctx context.Context, c Commit) bool {
 		return false
 	}
 	d.mu.Lock()
-	inOrder := d.ch != nil && (v == 1 || d.last[ws] == v-1)
+	prev, sent := d.last[ws]
+	// The broker refused the previous publish (a nack: it failed inside the broker):
+	// what follows it on this channel is no longer in order.
+	inOrder := d.ch != nil && (v == 1 || (sent && prev.version == v-1 && !prev.nacked()))
 	d.mu.Unlock()
 	if !inOrder && !d.passed(ctx, &d.published, d.cfg.Published, c.Prev) {
 		d.declined.Add(1)
@@ -271,24 +254,23 @@ func (d *Direct) Publish(ctx context.Context, c Commit) bool {
 	}
 	msg := amqp.Publishing{ContentType: ContentType, Type: MessageType, AppId: ws.String(), CorrelationId: uuid.NewString(),
 		MessageId: c.EventID.String(), DeliveryMode: amqp.Persistent, Body: body}
-	if err := d.ch.PublishWithContext(ctx, topology.EventExchange(ws), "", false, false, msg); err != nil {
+	dc, err := d.ch.PublishWithDeferredConfirmWithContext(ctx, topology.EventExchange(ws), "", false, false, msg)
+	if err != nil || dc == nil { // nil: not in confirm mode, which session set
 		d.declined.Add(1)
 		return false
 	}
-	d.nextTag++
-	d.tags[d.nextTag] = c.EventID
-	d.remember(c.EventID)
+	d.remember(c.EventID, dc)
 	if len(d.last) >= maxTracked {
 		clear(d.last)
 	}
-	d.last[ws] = v
+	d.last[ws] = lastSent{version: v, confirm: dc}
 	d.sent.Add(1)
 	return true
 }
 
 // remember starts tracking id's outcome, forgetting the oldest beyond Remember.
-func (d *Direct) remember(id uuid.UUID) {
-	d.state[id] = &directState{done: make(chan struct{})}
+func (d *Direct) remember(id uuid.UUID, dc *amqp.DeferredConfirmation) {
+	d.state[id] = dc
 	d.order = append(d.order, id)
 	for len(d.order) > d.cfg.Remember {
 		delete(d.state, d.order[0])
@@ -317,16 +299,16 @@ func (d *Direct) passed(ctx context.Context, cache *atomic.Pointer[eventstore.Po
 // ConfirmTimeout) while that publish is in flight. The notifier skips such events.
 func (d *Direct) Ahead(ctx context.Context, id uuid.UUID) bool {
 	d.mu.Lock()
-	st := d.state[id]
+	dc := d.state[id]
 	d.mu.Unlock()
-	if st == nil {
+	if dc == nil {
 		return false
 	}
 	t := time.NewTimer(d.cfg.ConfirmTimeout)
 	defer t.Stop()
 	select {
-	case <-st.done:
-		return st.ok
+	case <-dc.Done():
+		return dc.Acked()
 	case <-t.C:
 		return false
 	case <-ctx.Done():

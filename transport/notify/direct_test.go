@@ -145,3 +145,58 @@ func TestDirectPublishesOnlyWhatTheNotifierWould(t *testing.T) {
 		t.Fatalf("counts: sent %d, declined %d", sent, declined)
 	}
 }
+
+// A publish the broker refused (a nack) breaks the workspace's order on the channel:
+// the next version is declined until the notifier's checkpoint passes the refused one
+// (the notifier publishes it again first). Here the broker nacks because the
+// workspace's only queue refuses every message (max-length 0, reject-publish).
+func TestDirectAfterANack(t *testing.T) {
+	e := newEnv(t)
+	var bound, published fixedPos
+	bound.set(at(10))
+	d, err := NewDirect(DirectConfig{AMQPURL: e.amqp, Bound: bound.get, Published: published.get, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, d.Run)
+	declareMarker(t, e.amqp)
+	ws := uuid.New()
+	conn, err := amqp.Dial(e.amqp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.DeclareEventExchange(ch, ws); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "", topology.EventExchange(ws), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c1 := directCommit(ws, 1, eventstore.Position{}, at(1))
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if !d.Publish(ctx, c1) {
+			return fmt.Errorf("declined version 1")
+		}
+		return nil
+	})
+	if d.Ahead(ctx, c1.EventID) {
+		t.Fatal("Ahead: a refused publish reported as confirmed")
+	}
+	c2 := directCommit(ws, 2, c1.Position, at(1))
+	if d.Publish(ctx, c2) {
+		t.Fatal("published version 2 right after the broker refused version 1")
+	}
+	published.set(c1.Position) // the notifier published version 1 again
+	if !d.Publish(ctx, c2) {
+		t.Fatal("declined version 2 once the notifier passed version 1")
+	}
+}

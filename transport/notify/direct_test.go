@@ -37,6 +37,20 @@ func directCommit(ws uuid.UUID, v int64, prev, membersAt eventstore.Position) Co
 			UserID: uuid.New(), DeviceID: uuid.New(), CommittedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
 }
 
+// runDirect runs a Direct publisher on e's broker, its binder position at 10 and the
+// notifier's checkpoint at the start, both for the test to move.
+func runDirect(t *testing.T, e *env) (d *Direct, bound, published *fixedPos) {
+	t.Helper()
+	bound, published = &fixedPos{}, &fixedPos{}
+	bound.set(at(10))
+	d, err := NewDirect(DirectConfig{AMQPURL: e.amqp, Bound: bound.get, Published: published.get, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, d.Run)
+	return d, bound, published
+}
+
 // declareMarker does what a binder does once the bindings are in place.
 func declareMarker(t *testing.T, url string) {
 	t.Helper()
@@ -62,13 +76,7 @@ func declareMarker(t *testing.T, url string) {
 // confirmed, so the notifier skips exactly those.
 func TestDirectPublishesOnlyWhatTheNotifierWould(t *testing.T) {
 	e := newEnv(t)
-	var bound, published fixedPos
-	bound.set(at(10))
-	d, err := NewDirect(DirectConfig{AMQPURL: e.amqp, Bound: bound.get, Published: published.get, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, d.Run)
+	d, bound, published := runDirect(t, e)
 	ws := uuid.New()
 	l := listen(t, e.amqp, ws)
 	ctx := context.Background()
@@ -152,13 +160,7 @@ func TestDirectPublishesOnlyWhatTheNotifierWould(t *testing.T) {
 // workspace's only queue refuses every message (max-length 0, reject-publish).
 func TestDirectAfterANack(t *testing.T) {
 	e := newEnv(t)
-	var bound, published fixedPos
-	bound.set(at(10))
-	d, err := NewDirect(DirectConfig{AMQPURL: e.amqp, Bound: bound.get, Published: published.get, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, d.Run)
+	d, _, published := runDirect(t, e)
 	declareMarker(t, e.amqp)
 	ws := uuid.New()
 	conn, err := amqp.Dial(e.amqp)

@@ -39,6 +39,16 @@ type outcome struct {
 	published func()
 }
 
+// discard gives back the hold out's result has on a cached getChanges answer when no
+// reply is rendered from it (an async request, one abandoned at shutdown): otherwise the
+// answer, once out of the cache, would never be recycled, and its buffer outside the heap
+// would stay mapped until a collection ran its cleanup.
+func (out *outcome) discard() {
+	if c, ok := out.result.(*changesReply); ok && out.published == nil {
+		c.cache.release(c)
+	}
+}
+
 // done calls out.published, if set, once.
 func (out *outcome) done() {
 	if out.published != nil {
@@ -132,12 +142,15 @@ func (s *Server) handle(base context.Context, sess *session, d amqp.Delivery, do
 		// so the broker hands the request to another consumer (a write is idempotent
 		// by requestId).
 		s.log.Warn("request abandoned at shutdown; it will be redelivered", "method", out.method, "correlation_id", d.CorrelationId)
+		out.discard()
 		s.cfg.Metrics.Request(out.method, "Abandoned", time.Since(start))
 		return
 	}
 	var body []byte
 	if out.err != nil || !out.async {
 		body = s.encodeReply(ctx, &out) // may turn out into an error (too large, busy)
+	} else {
+		out.discard()
 	}
 	code := "OK"
 	if out.err != nil {

@@ -96,3 +96,22 @@ func TestOffHeapRepliesAreUnmapped(t *testing.T) {
 		return nil
 	})
 }
+
+// A getChanges answered to nobody (async: no reply is rendered) gives back its hold on the
+// cached answer, which is then recycled once it leaves the cache, as a replied one is.
+func TestAnAnswerNotRenderedIsReleased(t *testing.T) {
+	cache := newChangesCache(1 << 30)
+	ws := uuid.New()
+	b, off := cache.buffer(2000)
+	r := &changesReply{ws: ws, st: service.ChangesStamp{Version: 1, Tag: 1}, head: append(b, "answer"...), off: off}
+	cache.put(r) // the request that made it holds it
+	first := &r.head[:1][0]
+	out := outcome{method: "getChanges", async: true, result: r}
+	out.discard()
+	next := &changesReply{ws: ws, st: service.ChangesStamp{Version: 2, Tag: 2}}
+	next.head, next.off = cache.buffer(3000)
+	cache.put(next) // r leaves the cache
+	if cap(cache.spare) == 0 || &cache.spare[:1][0] != first {
+		t.Fatal("the answer no reply was rendered from stayed held: not recycled when it left the cache")
+	}
+}

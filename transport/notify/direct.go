@@ -53,20 +53,38 @@ type Direct struct {
 	blocked atomic.Bool
 }
 
-// lastSent is a workspace's last publish on the channel: its version and its confirm.
-type lastSent struct {
-	version int64
-	confirm *amqp.DeferredConfirmation
+// confirmation is what Direct reads of a publish's confirm (amqp.DeferredConfirmation).
+type confirmation interface {
+	Done() <-chan struct{}
+	Acked() bool
 }
 
-// nacked reports whether the broker refused the publish (known so far).
-func (l lastSent) nacked() bool {
-	select {
-	case <-l.confirm.Done():
-		return !l.confirm.Acked()
-	default:
-		return false
+// lastSent is a workspace's last publish on the channel: its version, and the confirms
+// of the workspace's publishes on the channel the broker has not acked yet (or whose ack
+// follows one not yet known), oldest first.
+type lastSent struct {
+	version   int64
+	unsettled []confirmation
+}
+
+// settle drops the leading confirms the broker acked and reports whether it refused
+// (nacked) any publish still listed: what followed a refused publish on the channel is
+// no longer in order, however many acked publishes came after it.
+func settle(pending []confirmation) (rest []confirmation, nacked bool) {
+	acked := 0 // leading confirms known acked
+	for i, c := range pending {
+		select {
+		case <-c.Done():
+			if !c.Acked() {
+				return pending, true
+			}
+			if i == acked {
+				acked++
+			}
+		default:
+		}
 	}
+	return pending[acked:], false
 }
 
 // DirectConfig configures a Direct publisher.
@@ -222,9 +240,19 @@ func (d *Direct) Publish(ctx context.Context, c Commit) bool {
 	}
 	d.mu.Lock()
 	prev, sent := d.last[ws]
-	// The broker refused the previous publish (a nack: it failed inside the broker):
-	// what follows it on this channel is no longer in order.
-	inOrder := d.ch != nil && (v == 1 || (sent && prev.version == v-1 && !prev.nacked()))
+	if sent {
+		var nacked bool
+		if prev.unsettled, nacked = settle(prev.unsettled); nacked {
+			// The broker refused a publish of ws (a nack: it failed inside the broker):
+			// what follows it on this channel is no longer in order until the notifier,
+			// which publishes the refused one again, has passed it.
+			delete(d.last, ws)
+			sent = false
+		} else {
+			d.last[ws] = prev
+		}
+	}
+	inOrder := d.ch != nil && (v == 1 || (sent && prev.version == v-1))
 	d.mu.Unlock()
 	if !inOrder && !d.passed(ctx, &d.published, d.cfg.Published, c.Prev) {
 		d.declined.Add(1)
@@ -263,7 +291,7 @@ func (d *Direct) Publish(ctx context.Context, c Commit) bool {
 	if len(d.last) >= maxTracked {
 		clear(d.last)
 	}
-	d.last[ws] = lastSent{version: v, confirm: dc}
+	d.last[ws] = lastSent{version: v, unsettled: append(d.last[ws].unsettled, dc)}
 	d.sent.Add(1)
 	return true
 }

@@ -202,3 +202,43 @@ func TestDirectAfterANack(t *testing.T) {
 		t.Fatal("declined version 2 once the notifier passed version 1")
 	}
 }
+
+// fakeConfirm is a publish's confirm as settle reads it: pending until resolved.
+type fakeConfirm struct {
+	done  chan struct{}
+	acked bool
+}
+
+func (f *fakeConfirm) Done() <-chan struct{} { return f.done }
+func (f *fakeConfirm) Acked() bool           { return f.acked }
+
+// settle drops the leading acked confirms and sees a refused publish anywhere in the
+// list, also behind publishes the broker acked after it (v5 nacked, v6 acked: v7 must
+// not go out as if in order).
+func TestSettle(t *testing.T) {
+	pending := func() *fakeConfirm { return &fakeConfirm{done: make(chan struct{})} }
+	resolved := func(acked bool) *fakeConfirm {
+		f := pending()
+		f.acked = acked
+		close(f.done)
+		return f
+	}
+	ack, nack, wait := resolved(true), resolved(false), pending()
+	for _, c := range []struct {
+		name   string
+		in     []confirmation
+		rest   int
+		nacked bool
+	}{
+		{"none", nil, 0, false},
+		{"all acked", []confirmation{ack, ack}, 0, false},
+		{"acked, then pending", []confirmation{ack, wait, ack}, 2, false},
+		{"nacked behind an acked one", []confirmation{nack, ack}, 2, true},
+		{"nacked behind a pending one", []confirmation{wait, nack}, 2, true},
+	} {
+		rest, nacked := settle(c.in)
+		if len(rest) != c.rest || nacked != c.nacked {
+			t.Errorf("%s: %d left, nacked %v; want %d, %v", c.name, len(rest), nacked, c.rest, c.nacked)
+		}
+	}
+}

@@ -72,9 +72,10 @@ func dialAMQP(u string, cfg amqp.Config) (*amqp.Connection, error) {
 // readerConn is the transport of a connection dialled by dialAMQP. It is an
 // io.ReadWriteCloser but not a net.Conn, so that amqp091 leaves the read deadline to it:
 // before a read, if deadlineRefresh has passed since it last did, it sets the read
-// deadline timeout ahead. A read then fails, and amqp091 closes the connection, once the
-// broker has sent nothing (not even a heartbeat) for timeout, as amqp091 would have it
-// (within deadlineRefresh). Only amqp091's reader goroutine reads.
+// deadline timeout + deadlineRefresh ahead, so that every read has at least timeout. A
+// read then fails, and amqp091 closes the connection, once the broker has sent nothing
+// (not even a heartbeat) for timeout, as amqp091 would have it, plus at most
+// 2 × deadlineRefresh. Only amqp091's reader goroutine reads.
 type readerConn struct {
 	conn      net.Conn
 	timeout   atomic.Int64 // time.Duration; 0: no deadline
@@ -85,7 +86,9 @@ func (c *readerConn) Read(p []byte) (int, error) {
 	if now := time.Now(); now.Sub(c.refreshed) >= deadlineRefresh {
 		var deadline time.Time
 		if d := time.Duration(c.timeout.Load()); d > 0 {
-			deadline = now.Add(d)
+			// deadlineRefresh more: a read that starts just before the next refresh
+			// still has the whole timeout.
+			deadline = now.Add(d + deadlineRefresh)
 		}
 		if err := c.conn.SetReadDeadline(deadline); err != nil {
 			return 0, err

@@ -133,7 +133,7 @@ func TestSilentBrokerClosesTheConnection(t *testing.T) {
 			t.Fatal("connection closed without an error")
 		}
 		if d := time.Since(start); d > 4*time.Second {
-			t.Errorf("closed %v after the broker went silent, want about 1.5 s", d)
+			t.Errorf("closed %v after the broker went silent, want 1.5 s to 3.5 s", d)
 		}
 	case <-ctx.Done():
 		t.Fatal("connection to a silent broker still open after 30 s")
@@ -178,5 +178,41 @@ func TestSilentHandshakeTimesOut(t *testing.T) {
 	}
 	if d := time.Since(start); d > dialTimeout+2*time.Second {
 		t.Errorf("dial of a silent server failed after %v, want about %v", d, dialTimeout)
+	}
+}
+
+// deadlineConn records the read deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	deadlines []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.deadlines = append(c.deadlines, t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// Every read has the whole timeout ahead of it, even one that starts just before the
+// next refresh of the deadline: the deadline set is timeout + deadlineRefresh ahead.
+func TestReaderConnLeavesEveryReadTheTimeout(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	dc := &deadlineConn{Conn: a}
+	rc := &readerConn{conn: dc}
+	const timeout = 1500 * time.Millisecond
+	rc.timeout.Store(int64(timeout))
+	go func() { _, _ = b.Write([]byte("x")) }()
+	before := time.Now()
+	if _, err := rc.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if len(dc.deadlines) != 1 {
+		t.Fatalf("%d deadlines set, want 1", len(dc.deadlines))
+	}
+	// The next refresh comes deadlineRefresh later at the latest: a read starting just
+	// before it must still have the whole timeout.
+	if got, want := dc.deadlines[0], before.Add(deadlineRefresh+timeout); got.Before(want) {
+		t.Fatalf("read deadline %v after the refresh, want at least %v", dc.deadlines[0].Sub(before), deadlineRefresh+timeout)
 	}
 }

@@ -163,18 +163,7 @@ func TestDirectAfterANack(t *testing.T) {
 	d, _, published := runDirect(t, e)
 	declareMarker(t, e.amqp)
 	ws := uuid.New()
-	conn, err := amqp.Dial(e.amqp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.DeclareEventExchange(ch, ws); err != nil {
-		t.Fatal(err)
-	}
+	ch := exchangeChannel(t, e.amqp, ws)
 	q, err := ch.QueueDeclare("", false, true, true, false, amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
 	if err != nil {
 		t.Fatal(err)

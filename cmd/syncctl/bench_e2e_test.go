@@ -63,8 +63,14 @@ func TestBenchAgainstSyncd(t *testing.T) {
 	if seq.Ratios.ThroughputVsFloor == nil || seq.Ratios.ThroughputVsInsert == nil || seq.ServerCPUMsPerOp == nil {
 		t.Errorf("sequential ratios %+v, CPU per commit %v", seq.Ratios, seq.ServerCPUMsPerOp)
 	}
-	if cpu := seq.LocalCPU; len(cpu) != len(procGroups) || cpu[0].Process != groupPostgres || cpu[0].MsPerOp <= 0 {
-		t.Errorf("sequential --local-cpu: %+v (want every group, PostgreSQL's CPU above 0)", cpu)
+	// Every group, in order; /proc counts CPU in 10 ms ticks, so over 15 commits one
+	// group may show none (PostgreSQL did once in CI), but not all four together.
+	var total float64
+	for _, g := range seq.LocalCPU {
+		total += g.MsPerOp
+	}
+	if cpu := seq.LocalCPU; len(cpu) != len(procGroups) || cpu[0].Process != groupPostgres || total <= 0 {
+		t.Errorf("sequential --local-cpu: %+v (want every group, and CPU above 0 in all)", cpu)
 	}
 	if gc.Name != "getchanges" || gc.Items != 30 || gc.FillBatch != 10 || gc.Error != "" || gc.Server.Ops != 3 || gc.Server.Failed != 0 || gc.Floor == nil || gc.Floor.Ops != 3 || gc.ServerRSSBytes == nil {
 		t.Errorf("getchanges: %+v", gc)

@@ -2,6 +2,9 @@
 
 package rpc
 
+// anonymousMappings says whether mapBytes maps: not here.
+const anonymousMappings = false
+
 // mapBytes maps nothing here: replies stay on the heap.
 func mapBytes(int) []byte { return nil }
 

@@ -182,7 +182,11 @@ scenario also measures, in the same run and with the same concurrency, one-row I
 into a scratch table of the --pg database (each its own transaction, synchronous_commit
 on) and the "floor": an in-process responder on a scratch vhost of the same broker that
 answers every commit at once with a notifyCommit-shaped event (no database, no decision),
-driven through the same client path. It prints server/floor and server/insert ratios.
+driven through the same client path. The plain floor takes requests with auto-ack and
+publishes without confirms; the guaranteed floor ("g-floor", commit scenarios) does the
+broker work the server's guarantees need: manual acks, each request acked once its
+persistent answer is confirmed. It prints server/floor, server/g-floor and server/insert
+ratios.
 With --metrics-url (syncd's /metrics) it reports the server's CPU per commit and, after
 getChanges, its resident memory. With --local-cpu (Linux; PostgreSQL, RabbitMQ and syncd
 on this machine) it reports the CPU per operation of each of them and of bench itself, read

@@ -25,7 +25,7 @@ import (
 
 // One short run of two scenarios against a real syncd (built here, on the test's own
 // database and vhost): the server's commits and reads all succeed, the workspace is
-// filled in commits the server takes, both baselines and
+// filled in commits the server takes, the baselines (both floors) and
 // the ratios are reported, the server's metrics and the machine's processes are read, the plot is written, and the
 // scratch table and the floor's vhost are gone afterwards.
 func TestBenchAgainstSyncd(t *testing.T) {
@@ -57,10 +57,11 @@ func TestBenchAgainstSyncd(t *testing.T) {
 	if seq.Name != "sequential" || seq.Server.Ops != 15 || seq.Server.Failed != 0 || seq.Server.P50Ms <= 0 {
 		t.Errorf("sequential server: %+v", seq.Server)
 	}
-	if seq.Floor == nil || seq.Floor.Ops != 15 || seq.Floor.Failed != 0 || seq.Insert == nil || seq.Insert.Ops != 15 || seq.Insert.Failed != 0 {
-		t.Errorf("sequential baselines: floor %+v, insert %+v", seq.Floor, seq.Insert)
+	if seq.Floor == nil || seq.Floor.Ops != 15 || seq.Floor.Failed != 0 || seq.Insert == nil || seq.Insert.Ops != 15 || seq.Insert.Failed != 0 ||
+		seq.GuaranteedFloor == nil || seq.GuaranteedFloor.Ops != 15 || seq.GuaranteedFloor.Failed != 0 {
+		t.Errorf("sequential baselines: floor %+v, guaranteed floor %+v, insert %+v", seq.Floor, seq.GuaranteedFloor, seq.Insert)
 	}
-	if seq.Ratios.ThroughputVsFloor == nil || seq.Ratios.ThroughputVsInsert == nil || seq.ServerCPUMsPerOp == nil {
+	if seq.Ratios.ThroughputVsFloor == nil || seq.Ratios.ThroughputVsGuaranteed == nil || seq.Ratios.ThroughputVsInsert == nil || seq.ServerCPUMsPerOp == nil {
 		t.Errorf("sequential ratios %+v, CPU per commit %v", seq.Ratios, seq.ServerCPUMsPerOp)
 	}
 	// Every group, in order; /proc counts CPU in 10 ms ticks, so over 15 commits one

@@ -26,6 +26,9 @@ type benchEnv struct {
 
 	accounts []uuid.UUID // broker accounts created, deleted at the end
 	floor    *floorEnv   // started by the first scenario with baselines
+	// guaranteedFloor is the floor with the broker work of the server's guarantees,
+	// started by the first commit scenario with baselines.
+	guaranteedFloor *floorEnv
 	// spreadPeak is the spread scenario's throughput in this run: notify's default pace.
 	spreadPeak float64
 }
@@ -58,8 +61,10 @@ func openBenchEnv(ctx context.Context, cfg benchConfig) (*benchEnv, error) {
 func (e *benchEnv) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if e.floor != nil {
-		e.floor.close(ctx)
+	for _, f := range []*floorEnv{e.floor, e.guaranteedFloor} {
+		if f != nil {
+			f.close(ctx)
+		}
 	}
 	for _, id := range e.accounts {
 		if err := e.api.DeleteUser(ctx, id); err != nil {

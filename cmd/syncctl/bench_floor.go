@@ -26,22 +26,33 @@ import (
 // vhost of the same broker, so that the devices' client library (which always sends to
 // the protocol's request queue) reaches it and not syncd. It answers every commit at
 // once with a notifyCommit-shaped event published, persistent, to the caller's event
-// queue: no database, no decision, no publisher confirm. Nothing that does more work per
-// commit through the same broker can be faster; the ratio server/floor says how close
-// the server comes.
+// queue: no database, no decision. Nothing that does more work per commit through the
+// same broker can be faster; the ratio server/floor says how close the server comes.
+//
+// The plain floor (issue 14's definition) takes requests with auto-ack and publishes
+// without publisher confirms: a broker path that guarantees nothing. The guaranteed
+// floor gives the broker the work the server's guarantees need (PROTOCOL.md §5): it
+// takes requests with manual acks under a prefetch window, publishes every answer with
+// a publisher confirm, and acks a request only once its answer is confirmed (a
+// persistent message to a durable queue is confirmed after the broker has written it
+// to disk). It is the floor for a server that loses nothing.
 type floorEnv struct {
-	apiURL string
-	vhost  string
-	url    string // --amqp's login on the scratch vhost
-	conn   *amqp.Connection
-	resp   *responder
-	done   chan struct{}
+	guaranteed bool
+	apiURL     string
+	vhost      string
+	url        string // --amqp's login on the scratch vhost
+	conn       *amqp.Connection
+	resp       *responder
+	done       chan struct{}
 }
 
 // startFloor creates the scratch vhost (granting --amqp's login on it) and starts the
 // responder there.
-func startFloor(ctx context.Context, cfg benchConfig, run string, base *url.URL) (*floorEnv, error) {
-	f := &floorEnv{apiURL: cfg.rabbitAPI, vhost: "bench-floor-" + run, done: make(chan struct{})}
+func startFloor(ctx context.Context, cfg benchConfig, run string, base *url.URL, guaranteed bool) (*floorEnv, error) {
+	f := &floorEnv{guaranteed: guaranteed, apiURL: cfg.rabbitAPI, vhost: "bench-floor-" + run, done: make(chan struct{})}
+	if guaranteed {
+		f.vhost += "-guaranteed"
+	}
 	user := "guest"
 	if base.User != nil {
 		user = base.User.Username()
@@ -62,7 +73,7 @@ func startFloor(ctx context.Context, cfg benchConfig, run string, base *url.URL)
 		f.close(ctx)
 		return nil, fmt.Errorf("floor: connect: %w", err)
 	}
-	if f.resp, err = newResponder(conn, logger()); err != nil {
+	if f.resp, err = newResponder(conn, logger(), guaranteed); err != nil {
 		_ = conn.Close()
 		f.close(ctx)
 		return nil, err
@@ -113,6 +124,9 @@ type responder struct {
 	decl     *amqp.Channel // declares device queues
 	requests <-chan amqp.Delivery
 	log      *slog.Logger
+	// answered carries each request of a guaranteed responder, in the order taken, to
+	// the goroutine that acks it once its answer is confirmed; nil for the plain floor.
+	answered chan answered
 
 	mu       sync.Mutex
 	changes  json.RawMessage  // the getChanges answer, set before a getchanges floor
@@ -120,7 +134,22 @@ type responder struct {
 	nextItem int64
 }
 
-func newResponder(conn *amqp.Connection, log *slog.Logger) (*responder, error) {
+// answered is a request taken by a guaranteed responder: its delivery tag and the
+// confirm of its answer (nil when it published none).
+type answered struct {
+	tag     uint64
+	confirm *amqp.DeferredConfirmation
+}
+
+// Prefetch window and ack batching of the guaranteed floor, as syncd's defaults
+// (transport/rpc: twice the handler concurrency; acks.go: at most 8 finished requests
+// wait for one multiple ack).
+const (
+	floorPrefetch = 64
+	floorAckBatch = 8
+)
+
+func newResponder(conn *amqp.Connection, log *slog.Logger, guaranteed bool) (*responder, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("floor: open channel: %w", err)
@@ -132,11 +161,20 @@ func newResponder(conn *amqp.Connection, log *slog.Logger) (*responder, error) {
 	if err := topology.DeclareRPC(ch, topology.RequestQueue); err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	reqs, err := ch.Consume(topology.RequestQueue, "bench-floor", true, true, false, false, nil)
-	if err != nil {
+	r := &responder{ch: ch, decl: decl, log: log, changes: json.RawMessage("[]"), versions: map[string]int64{}}
+	if guaranteed {
+		if err := ch.Qos(floorPrefetch, 0, false); err != nil {
+			return nil, fmt.Errorf("floor: prefetch: %w", err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			return nil, fmt.Errorf("floor: confirm mode: %w", err)
+		}
+		r.answered = make(chan answered, floorPrefetch)
+	}
+	if r.requests, err = ch.Consume(topology.RequestQueue, "bench-floor", !guaranteed, true, false, false, nil); err != nil {
 		return nil, fmt.Errorf("floor: consume: %w", err)
 	}
-	return &responder{ch: ch, decl: decl, requests: reqs, log: log, changes: json.RawMessage("[]"), versions: map[string]int64{}}, nil
+	return r, nil
 }
 
 // setChanges makes the responder answer getChanges with n items (encoded once here).
@@ -157,16 +195,61 @@ func (r *responder) setChanges(ws uuid.UUID, n int) error {
 	return nil
 }
 
-// run answers requests until the connection closes.
+// run answers requests until the connection closes (and, for a guaranteed responder,
+// until every request taken is acked or the channel is gone).
 func (r *responder) run() {
+	acked := make(chan struct{})
+	if r.answered != nil {
+		go func() { defer close(acked); r.ackConfirmed() }()
+	} else {
+		close(acked)
+	}
 	for d := range r.requests {
-		if err := r.handle(d); err != nil {
+		confirm, err := r.handle(d)
+		if err != nil {
 			r.log.Warn("bench floor: request not answered", "err", err)
+		}
+		if r.answered != nil {
+			r.answered <- answered{tag: d.DeliveryTag, confirm: confirm}
+		}
+	}
+	if r.answered != nil {
+		close(r.answered)
+	}
+	<-acked
+}
+
+// ackConfirmed acks the guaranteed responder's requests in the order taken, each once
+// its answer's confirm has arrived: one multiple ack for the requests confirmed so
+// far when no other waits, or after floorAckBatch of them. A request whose answer was
+// nacked (or lost with the channel) is acked too: the floor measures the broker's
+// work, it does not retry.
+func (r *responder) ackConfirmed() {
+	var last uint64
+	waiting := 0
+	for a := range r.answered {
+		if a.confirm != nil {
+			a.confirm.Wait()
+		}
+		last = a.tag
+		if waiting++; waiting >= floorAckBatch || len(r.answered) == 0 {
+			if err := r.ch.Ack(last, true); err != nil {
+				r.log.Debug("bench floor: ack", "err", err)
+			}
+			waiting = 0
 		}
 	}
 }
 
-func (r *responder) handle(d amqp.Delivery) error {
+// publish publishes msg, with a publisher confirm when the channel is in confirm mode
+// (the confirm is nil otherwise).
+func (r *responder) publish(key string, msg amqp.Publishing) (*amqp.DeferredConfirmation, error) {
+	return r.ch.PublishWithDeferredConfirmWithContext(context.Background(), "", key, false, false, msg)
+}
+
+// handle answers one request and returns its answer's publisher confirm (nil when it
+// published none, or the channel is not in confirm mode).
+func (r *responder) handle(d amqp.Delivery) (*amqp.DeferredConfirmation, error) {
 	req, err := wire.ParseRequest(d.Body)
 	if err != nil {
 		return r.reply(d, "", nil, &wire.Error{Type: wire.CodeInvalidRequest, Message: err.Error()})
@@ -197,7 +280,7 @@ func (r *responder) handle(d amqp.Delivery) error {
 
 // updateDevice declares the device's event queue (bound to nothing: events are
 // published to it directly) and answers a new device id.
-func (r *responder) updateDevice(d amqp.Delivery, req wire.Request) error {
+func (r *responder) updateDevice(d amqp.Delivery, req wire.Request) (*amqp.DeferredConfirmation, error) {
 	var p struct {
 		UserID   string  `json:"userId"`
 		DeviceID *string `json:"deviceId"`
@@ -223,7 +306,7 @@ func (r *responder) updateDevice(d amqp.Delivery, req wire.Request) error {
 
 // commit publishes the commit's notification to the caller's event queue: every item
 // succeeded at version 1, the workspace's next version for that queue.
-func (r *responder) commit(req wire.Request) error {
+func (r *responder) commit(req wire.Request) (*amqp.DeferredConfirmation, error) {
 	var p struct {
 		RequestID   string              `json:"requestId"`
 		UserID      string              `json:"userId"`
@@ -232,12 +315,12 @@ func (r *responder) commit(req wire.Request) error {
 		Items       []wire.ItemMetadata `json:"items"`
 	}
 	if err := json.Unmarshal(req.Params, &p); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	user, err1 := uuid.Parse(p.UserID)
 	dev, err2 := uuid.Parse(p.DeviceID)
 	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	queue := topology.DeviceQueue(user, dev)
 	r.mu.Lock()
@@ -256,35 +339,35 @@ func (r *responder) commit(req wire.Request) error {
 	}
 	body, err := json.Marshal(wire.Event{Method: wire.MethodNotifyCommit, Params: []wire.CommitNotification{n}, ID: uuid.NewString(), Async: true})
 	if err != nil {
-		return fmt.Errorf("commit: encode: %w", err)
+		return nil, fmt.Errorf("commit: encode: %w", err)
 	}
-	return r.ch.Publish("", queue, false, false, amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
+	return r.publish(queue, amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
 }
 
 // reply answers a call on its reply queue, as the server does.
-func (r *responder) reply(d amqp.Delivery, id string, result any, e *wire.Error) error {
+func (r *responder) reply(d amqp.Delivery, id string, result any, e *wire.Error) (*amqp.DeferredConfirmation, error) {
 	if d.ReplyTo == "" {
-		return nil
+		return nil, nil
 	}
 	body, err := wire.EncodeResponse(id, result, e)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return r.ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{ContentType: "application/json", AppId: wire.IDOmq,
+	return r.publish(d.ReplyTo, amqp.Publishing{ContentType: "application/json", AppId: wire.IDOmq,
 		CorrelationId: d.CorrelationId, Body: body})
 }
 
 // replyRaw answers a call with an already encoded result, spliced into the envelope
 // (json.Marshal would re-scan it on every call).
-func (r *responder) replyRaw(d amqp.Delivery, id string, result json.RawMessage) error {
+func (r *responder) replyRaw(d amqp.Delivery, id string, result json.RawMessage) (*amqp.DeferredConfirmation, error) {
 	qid, err := json.Marshal(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	body := make([]byte, 0, len(result)+len(qid)+48)
 	body = append(append(append(body, `{"result":`...), result...), `,"id":`...)
 	body = append(append(body, qid...), `,"idOmq":"`+wire.IDOmq+`"}`...)
-	return r.ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{ContentType: "application/json", AppId: wire.IDOmq,
+	return r.publish(d.ReplyTo, amqp.Publishing{ContentType: "application/json", AppId: wire.IDOmq,
 		CorrelationId: d.CorrelationId, Body: body})
 }
 

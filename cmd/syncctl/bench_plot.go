@@ -12,14 +12,15 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// Colours of the server and its two baselines in every panel.
+// Colours of the server and its baselines in every panel.
 var plotColors = map[string]color.Color{
-	"server": color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-	"floor":  color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
-	"insert": color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	"server":  color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+	"floor":   color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	"g-floor": color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
+	"insert":  color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
 }
 
-// plotSeries is one source of a scenario's figures (server, floor, insert), present
+// plotSeries is one source of a scenario's figures (server, floor, g-floor, insert), present
 // or not.
 type plotSeries struct {
 	name  string
@@ -27,7 +28,7 @@ type plotSeries struct {
 }
 
 func seriesOf(s scenarioResult) []plotSeries {
-	all := []plotSeries{{"server", &s.Server}, {"floor", s.Floor}, {"insert", s.Insert}}
+	all := []plotSeries{{"server", &s.Server}, {"floor", s.Floor}, {"g-floor", s.GuaranteedFloor}, {"insert", s.Insert}}
 	var out []plotSeries
 	for _, p := range all {
 		if p.phase != nil {

@@ -53,7 +53,10 @@ type scenarioResult struct {
 	Server phaseResult  `json:"server"`
 	Insert *phaseResult `json:"insert,omitempty"`
 	Floor  *phaseResult `json:"floor,omitempty"`
-	Ratios ratios       `json:"ratios"`
+	// GuaranteedFloor is the floor doing the broker work of the server's guarantees
+	// (manual acks, publisher confirms: bench_floor.go); commit scenarios only.
+	GuaranteedFloor *phaseResult `json:"guaranteed_floor,omitempty"`
+	Ratios          ratios       `json:"ratios"`
 	// From syncd's /metrics (--metrics-url): process CPU seconds over the server phase
 	// per operation, and the resident memory after it.
 	ServerCPUMsPerOp *float64 `json:"server_cpu_ms_per_op,omitempty"`
@@ -85,12 +88,16 @@ type phaseResult struct {
 // the server is slower), latency server/baseline (above 1: the server is slower).
 // A ratio is absent when its baseline is.
 type ratios struct {
-	ThroughputVsFloor  *float64 `json:"throughput_server_over_floor,omitempty"`
-	P50VsFloor         *float64 `json:"p50_server_over_floor,omitempty"`
-	P99VsFloor         *float64 `json:"p99_server_over_floor,omitempty"`
-	ThroughputVsInsert *float64 `json:"throughput_server_over_insert,omitempty"`
-	P50VsInsert        *float64 `json:"p50_server_over_insert,omitempty"`
-	P99VsInsert        *float64 `json:"p99_server_over_insert,omitempty"`
+	ThroughputVsFloor *float64 `json:"throughput_server_over_floor,omitempty"`
+	P50VsFloor        *float64 `json:"p50_server_over_floor,omitempty"`
+	P99VsFloor        *float64 `json:"p99_server_over_floor,omitempty"`
+	// Against the guaranteed floor.
+	ThroughputVsGuaranteed *float64 `json:"throughput_server_over_guaranteed_floor,omitempty"`
+	P50VsGuaranteed        *float64 `json:"p50_server_over_guaranteed_floor,omitempty"`
+	P99VsGuaranteed        *float64 `json:"p99_server_over_guaranteed_floor,omitempty"`
+	ThroughputVsInsert     *float64 `json:"throughput_server_over_insert,omitempty"`
+	P50VsInsert            *float64 `json:"p50_server_over_insert,omitempty"`
+	P99VsInsert            *float64 `json:"p99_server_over_insert,omitempty"`
 }
 
 // percentile returns the nearest-rank p-quantile (0 < p <= 1) of sorted, 0 for none.
@@ -137,6 +144,9 @@ func ratiosOf(s scenarioResult) ratios {
 	if f := s.Floor; f != nil {
 		r.ThroughputVsFloor, r.P50VsFloor, r.P99VsFloor = ratio(s.Server.PerSecond, f.PerSecond), ratio(s.Server.P50Ms, f.P50Ms), ratio(s.Server.P99Ms, f.P99Ms)
 	}
+	if g := s.GuaranteedFloor; g != nil {
+		r.ThroughputVsGuaranteed, r.P50VsGuaranteed, r.P99VsGuaranteed = ratio(s.Server.PerSecond, g.PerSecond), ratio(s.Server.P50Ms, g.P50Ms), ratio(s.Server.P99Ms, g.P99Ms)
+	}
 	if i := s.Insert; i != nil {
 		r.ThroughputVsInsert, r.P50VsInsert, r.P99VsInsert = ratio(s.Server.PerSecond, i.PerSecond), ratio(s.Server.P50Ms, i.P50Ms), ratio(s.Server.P99Ms, i.P99Ms)
 	}
@@ -166,11 +176,15 @@ func printScenario(w io.Writer, s scenarioResult) {
 	}
 	line("server", &s.Server)
 	line("floor", s.Floor)
+	line("g-floor", s.GuaranteedFloor)
 	line("insert", s.Insert)
 	if r := s.Ratios; r != (ratios{}) {
 		var parts []string
 		if r.ThroughputVsFloor != nil {
 			parts = append(parts, fmt.Sprintf("server/floor: throughput %s, p50 %s, p99 %s", fmtRatio(r.ThroughputVsFloor), fmtRatio(r.P50VsFloor), fmtRatio(r.P99VsFloor)))
+		}
+		if r.ThroughputVsGuaranteed != nil {
+			parts = append(parts, fmt.Sprintf("server/g-floor: throughput %s, p50 %s, p99 %s", fmtRatio(r.ThroughputVsGuaranteed), fmtRatio(r.P50VsGuaranteed), fmtRatio(r.P99VsGuaranteed)))
 		}
 		if r.ThroughputVsInsert != nil {
 			parts = append(parts, fmt.Sprintf("server/insert: throughput %s, p50 %s, p99 %s", fmtRatio(r.ThroughputVsInsert), fmtRatio(r.P50VsInsert), fmtRatio(r.P99VsInsert)))

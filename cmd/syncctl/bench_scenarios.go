@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/stacksync-es/syncservice/domain/protocol"
 )
@@ -79,34 +80,50 @@ func (e *benchEnv) runCommits(ctx context.Context, name string) (scenarioResult,
 		return res, err
 	}
 	res.Insert = &ins
-	f, err := e.startedFloor(ctx)
-	if err != nil {
+	if res.Floor, err = e.floorCommits(ctx, l, tag, false); err != nil {
 		return res, err
+	}
+	res.GuaranteedFloor, err = e.floorCommits(ctx, l, tag, true)
+	return res, err
+}
+
+// floorCommits drives the plain or the guaranteed floor with a scenario's layout.
+func (e *benchEnv) floorCommits(ctx context.Context, l layout, tag string, guaranteed bool) (*phaseResult, error) {
+	f, err := e.startedFloor(ctx, guaranteed)
+	if err != nil {
+		return nil, err
+	}
+	name := "floor"
+	if guaranteed {
+		name = "guaranteed floor"
 	}
 	fdevs, err := f.devices(ctx, l.users, l.devicesPerUser)
 	defer closeDevices(fdevs)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	ftag := tag + "-floor"
+	ftag := tag + "-" + strings.ReplaceAll(name, " ", "-")
 	if err := warmUp(ctx, fdevs, ftag); err != nil {
-		return res, fmt.Errorf("floor: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	fl := summarize(drive(ctx, l.workers, e.stopRule(), commitOp(fdevs, ftag, e.cfg.commitItems)))
-	res.Floor = &fl
-	return res, ctx.Err()
+	return &fl, ctx.Err()
 }
 
-// startedFloor starts the floor's responder once per run.
-func (e *benchEnv) startedFloor(ctx context.Context) (*floorEnv, error) {
-	if e.floor != nil {
-		return e.floor, nil
+// startedFloor starts the plain or the guaranteed floor's responder once per run.
+func (e *benchEnv) startedFloor(ctx context.Context, guaranteed bool) (*floorEnv, error) {
+	slot := &e.floor
+	if guaranteed {
+		slot = &e.guaranteedFloor
 	}
-	f, err := startFloor(ctx, e.cfg, e.run, e.base)
+	if *slot != nil {
+		return *slot, nil
+	}
+	f, err := startFloor(ctx, e.cfg, e.run, e.base, guaranteed)
 	if err != nil {
 		return nil, err
 	}
-	e.floor = f
+	*slot = f
 	return f, nil
 }
 
@@ -156,7 +173,7 @@ func (e *benchEnv) runGetChanges(ctx context.Context) (scenarioResult, error) {
 	if !e.cfg.baselines || ctx.Err() != nil {
 		return res, ctx.Err()
 	}
-	f, err := e.startedFloor(ctx)
+	f, err := e.startedFloor(ctx, false)
 	if err != nil {
 		return res, err
 	}

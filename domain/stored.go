@@ -123,12 +123,54 @@ func (t *valueTable[T]) clone() valueTable[T] {
 	return valueTable[T]{vals: slices.Clone(t.vals), index: maps.Clone(t.index)}
 }
 
+// zoneTable numbers the zones of a workspace's stored modifiedAt times. A fixed zone
+// without a name (what a time decoded from text with a numeric offset carries, a new
+// *time.Location for each decode unless the offset is a whole hour) is one zone per
+// offset; any other location is itself.
+type zoneTable struct {
+	vals  []*time.Location // the first location seen of each zone
+	index map[zoneKey]uint32
+}
+
+// zoneKey is a location, or an unnamed fixed zone's offset (loc nil).
+type zoneKey struct {
+	loc    *time.Location
+	offset int
+}
+
+// id returns the number of t's zone, adding it if it is new.
+func (z *zoneTable) id(t time.Time) uint32 {
+	loc := t.Location()
+	k := zoneKey{loc: loc}
+	if loc.String() == "" {
+		if start, end := t.ZoneBounds(); start.IsZero() && end.IsZero() { // fixed: one offset forever
+			_, k.offset = t.Zone()
+			k.loc = nil
+		}
+	}
+	if i, ok := z.index[k]; ok {
+		return i
+	}
+	if z.index == nil {
+		z.index = map[zoneKey]uint32{}
+	}
+	i := uint32(len(z.vals)) //nolint:gosec // one per distinct zone of a workspace's stored versions
+	z.vals = append(z.vals, loc)
+	z.index[k] = i
+	return i
+}
+
+// clone returns a copy that shares nothing mutable with z.
+func (z *zoneTable) clone() zoneTable {
+	return zoneTable{vals: slices.Clone(z.vals), index: maps.Clone(z.index)}
+}
+
 // compact returns m as stored (m.ID and m.Version are where it is stored). It keeps
 // nothing of m's but its status's and mimetype's strings when they are new to the
 // workspace's table: the filename and chunk names are copied into one string.
 func (w *Workspace) compact(m *ItemMetadata) storedVersion {
 	s := storedVersion{modSec: m.ModifiedAt.Unix(), modNsec: uint32(m.ModifiedAt.Nanosecond()), //nolint:gosec // below 1e9
-		zone: w.zones.id(m.ModifiedAt.Location()), text: storedText(m.Filename, m.Chunks), checksum: m.Checksum, size: m.Size,
+		zone: w.zones.id(m.ModifiedAt), text: storedText(m.Filename, m.Chunks), checksum: m.Checksum, size: m.Size,
 		device: w.uuids.id(m.DeviceID), ws: w.uuids.id(m.WorkspaceID),
 		status: w.labels.id(string(m.Status)), mime: w.labels.id(m.Mimetype)}
 	if m.Chunks != nil {

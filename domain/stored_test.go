@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	_ "time/tzdata" // Europe/Madrid in TestStoredZonesAreOnePerFixedOffset on any system
 	"unsafe"
 
 	"github.com/google/uuid"
@@ -108,5 +109,45 @@ func TestStoredSizes(t *testing.T) {
 	}
 	if n := unsafe.Sizeof(tempKey{}); n != 16 {
 		t.Errorf("tempKey is %d bytes, want 16", n)
+	}
+}
+
+// A fixed zone without a name, as a time decoded from text with a numeric offset
+// carries (a new *time.Location on every decode unless the offset is a whole hour), is
+// one entry of the workspace's zone table per offset, not one per version; each version
+// reads back at its own instant and offset. A named or a non-fixed zone stays itself.
+func TestStoredZonesAreOnePerFixedOffset(t *testing.T) {
+	w := NewWorkspace(wsID)
+	offsets := []int{5*3600 + 1800, -(3*3600 + 1800), 5*3600 + 2700} // +05:30, -03:30, +05:45
+	madrid, err := time.LoadLocation("Europe/Madrid") // from time/tzdata where the system has none
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []ItemMetadata
+	var stored []storedVersion
+	for i := range 300 {
+		var at time.Time
+		if i%100 == 99 {
+			at = time.Unix(int64(1e9+i*86400*7), 0).In(madrid) // both of its offsets over the year
+		} else {
+			at, err = time.Parse(time.RFC3339Nano, time.Unix(int64(1e9+i), 0).In(time.FixedZone("", offsets[i%3])).Format(time.RFC3339Nano))
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		id := ItemID(1 + i)
+		m := ItemMetadata{ID: &id, Version: 1, ModifiedAt: at, Filename: "f"}
+		want = append(want, m)
+		stored = append(stored, w.compact(&m))
+	}
+	if len(w.zones.vals) != len(offsets)+1 {
+		t.Errorf("%d zones stored for %d fixed offsets and one named zone", len(w.zones.vals), len(offsets))
+	}
+	for i := range want {
+		got := w.expand(*want[i].ID, 1, &stored[i]).ModifiedAt
+		wantName, wantOff := want[i].ModifiedAt.Zone()
+		if name, off := got.Zone(); !got.Equal(want[i].ModifiedAt) || name != wantName || off != wantOff || got.Location().String() != want[i].ModifiedAt.Location().String() {
+			t.Fatalf("version %d reads back at %v, stored %v", i, got, want[i].ModifiedAt)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"time"
 
 	"github.com/google/uuid"
 )
@@ -55,7 +54,7 @@ type Workspace struct {
 	items  map[ItemID][]storedVersion
 	uuids  valueTable[uuid.UUID]
 	labels valueTable[string]
-	zones  valueTable[*time.Location]
+	zones  zoneTable
 	// tempIDs maps a (device, tempId) of a stored new item to the item it created.
 	tempIDs map[tempKey]ItemID
 	// commits and memberUpdates map a processed requestId to the stream version of the

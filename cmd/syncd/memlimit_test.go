@@ -63,6 +63,49 @@ func TestCgroupMemoryLimit(t *testing.T) {
 	}
 }
 
+// The process's cgroup may lie below the hierarchy's root (no cgroup namespace: a
+// systemd service, this very machine's v1 memory cgroup), and a limit set at any level
+// above it holds for it too: the lowest limit from the process's cgroup up to the root
+// counts, for v2 and v1 alike; a path not mounted where the process looks, or no
+// /proc/self/cgroup, leaves the root's own files.
+func TestCgroupMemoryFiles(t *testing.T) {
+	root := t.TempDir()
+	put := func(path, s string) {
+		p := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("memory.max", "max\n")
+	put("system.slice/memory.max", "2147483648\n")
+	put("system.slice/syncd.service/memory.max", "max\n")
+	put("memory/memory.limit_in_bytes", "9223372036854771712\n")
+	put("memory/kubepods/memory.limit_in_bytes", "9223372036854771712\n")
+	put("memory/kubepods/pod1/memory.limit_in_bytes", "805306368\n")
+	for _, c := range []struct {
+		name, self string
+		want       int64
+	}{
+		{"v2, a limit on the parent slice", "0::/system.slice/syncd.service\n", 2 << 30},
+		{"v2, in a namespace: the root's", "0::/\n", 0},
+		{"v1, a limit on the process's own cgroup", "12:pids:/kubepods/pod1\n4:memory:/kubepods/pod1\n1:name=systemd:/kubepods/pod1\n", 768 << 20},
+		{"v1 and v2 (hybrid): the lowest", "4:cpu,memory:/kubepods/pod1\n0::/system.slice/syncd.service\n", 768 << 20},
+		{"a path not mounted here", "0::/elsewhere/x\n", 0},
+		{"no /proc/self/cgroup", "", 0},
+	} {
+		if got := cgroupMemoryLimit(cgroupMemoryFiles(root, []byte(c.self))); got != c.want {
+			t.Errorf("%s: limit %d, want %d (files %v)", c.name, got, c.want, cgroupMemoryFiles(root, []byte(c.self)))
+		}
+	}
+	put("memory/memory.limit_in_bytes", "1073741824\n") // the root's own, with no /proc
+	if got := cgroupMemoryLimit(cgroupMemoryFiles(root, nil)); got != 1<<30 {
+		t.Errorf("no /proc/self/cgroup, a limit on the v1 root: %d", got)
+	}
+}
+
 // applyMemoryLimit sets the runtime's limit (and leaves it alone under GOMEMLIMIT).
 func TestApplyMemoryLimit(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)

@@ -119,7 +119,8 @@ func TestStoredSizes(t *testing.T) {
 func TestStoredZonesAreOnePerFixedOffset(t *testing.T) {
 	w := NewWorkspace(wsID)
 	offsets := []int{5*3600 + 1800, -(3*3600 + 1800), 5*3600 + 2700} // +05:30, -03:30, +05:45
-	madrid, err := time.LoadLocation("Europe/Madrid") // from time/tzdata where the system has none
+	// Europe/Madrid from time/tzdata where the system has none.
+	madrid, err := time.LoadLocation("Europe/Madrid")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,12 @@ func Inline(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
 // unique indexes, which the caller then completes. It reports whether it wrote anything.
 func applyInline(ctx context.Context, tx pgx.Tx, cfg RebuildConfig, m *Model, schema string, pos eventstore.Position,
 	inlineFrom uint64, bulk bool) (applied bool, err error) {
+	// The store's tables are found by the session's own search_path: tx may have been
+	// left on a model's schema (SET LOCAL in a savepoint lasts until tx ends, as the
+	// swap's catch-up leaves it).
+	if _, err := tx.Exec(ctx, `SET LOCAL search_path TO DEFAULT`); err != nil {
+		return false, fmt.Errorf("apply the inline events after %s: reset search_path: %w", pos, err)
+	}
 	for {
 		evs, err := cfg.InlineAfter(ctx, tx, pos, cfg.BatchSize)
 		if err != nil {

@@ -194,3 +194,33 @@ func TestVerifyCountsInlineEventsBeyondTheCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// The inline events are read from the store whatever search_path the transaction was
+// left with: a rebuild's swap catches up in savepoints whose applyTx sets search_path
+// to the fresh schema (SET LOCAL outlives a released savepoint), and carrying the
+// inline events after that failed with `relation "es_events" does not exist` whenever
+// the catch-up had applied anything (a flake of
+// TestRebuildSwapCarriesInlineEventsBeyondItsReplay, and a rebuild's failure under
+// live appends).
+func TestApplyInlineWhateverTheSearchPath(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 25)
+	appendAll(t, is, g.history(2, 2, 120)) // more than one batch of inline events
+	ctx := context.Background()
+	for _, m := range Models() {
+		tx, err := e.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+m.Schema()); err != nil {
+			t.Fatal(err)
+		}
+		cfg := RebuildConfig{BatchSize: 50, InlineAfter: postgres.ReadInlineAfter}
+		applied, err := applyInline(ctx, tx, cfg, m, m.Schema(), eventstore.Position{}, 0, false)
+		_ = tx.Rollback(ctx)
+		if err != nil || !applied {
+			t.Fatalf("%s: applied %v, %v", m.Name(), applied, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/internal/changeset"
+	"github.com/stacksync-es/syncservice/internal/offheap"
 )
 
 // ItemEncoder appends the encoding of one item version to dst and returns it. md, its
@@ -70,10 +72,45 @@ const (
 
 // arena holds the encoded items as they are rendered, in blocks that are never copied
 // to grow (a growing single buffer would copy the answer several times over), in item
-// id order, separated by commas.
+// id order, separated by commas. Its largest blocks (arenaMaxBlock) are mapped outside
+// Go's heap where the system can (internal/offheap): a full read of a large workspace
+// renders its whole answer here before the answer is copied out in getChanges order,
+// and on the heap that transient would raise the collector's goal to twice the answer
+// plus what is live, pages the heap then keeps (44 MB at 100,000 items). Its owner
+// releases it once the pieces made of it are copied (release).
 type arena struct {
 	blocks [][]byte
 	items  int
+	mapped [][]byte // the mappings of blocks outside the heap, whole
+}
+
+// block returns an empty block of size bytes: outside the heap at arenaMaxBlock.
+func (a *arena) block(size int) []byte {
+	if size == arenaMaxBlock {
+		if b := offheap.Map(size); b != nil {
+			a.mapped = append(a.mapped, b)
+			return b[:0]
+		}
+	}
+	return make([]byte, 0, size)
+}
+
+// release unmaps the blocks outside the heap: nothing may read the arena or a piece
+// of it afterwards. An arena with none needs no release.
+func (a *arena) release() {
+	for _, b := range a.mapped {
+		offheap.Unmap(b)
+	}
+	a.blocks, a.mapped = nil, nil
+}
+
+// releaser returns the function that releases the arena, nil when it holds nothing
+// outside the heap.
+func (a *arena) releaser() func() {
+	if len(a.mapped) == 0 {
+		return nil
+	}
+	return sync.OnceFunc(a.release)
 }
 
 // add renders an item with enc into the arena (after a comma, but the first) and
@@ -85,7 +122,7 @@ func (a *arena) add(enc ItemEncoder, md *domain.ItemMetadata) (block, start, end
 		if n > 0 {
 			size = min(2*cap(a.blocks[n-1]), arenaMaxBlock)
 		}
-		a.blocks = append(a.blocks, make([]byte, 0, size))
+		a.blocks = append(a.blocks, a.block(size))
 		n++
 	}
 	b := a.blocks[n-1]
@@ -108,6 +145,7 @@ func (a *arena) add(enc ItemEncoder, md *domain.ItemMetadata) (block, start, end
 // grows the request's memory reservation as Changes does.
 func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error) {
 	a, err := q.EncodedAnswer(ctx, ws, nil, enc)
+	a.Detach()
 	return a.Pieces, a.Version, a.Tag, err
 }
 
@@ -115,7 +153,8 @@ func (q *Queries) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEnco
 // array, for a later Patch). Given a base (an answer of the workspace kept from an
 // earlier read), it reads only the items changed since the base's version and builds
 // the answer from the base (changes_delta.go) when it can; otherwise, or with no base,
-// it reads every item.
+// it reads every item. The pieces of a full read of a large workspace lie outside the
+// heap until the answer's Release.
 func (q *Queries) EncodedAnswer(ctx context.Context, ws uuid.UUID, base *changeset.Base, enc ItemEncoder) (changeset.Answer, error) {
 	if base != nil {
 		a, ok, err := q.patchedAnswer(ctx, ws, base, enc)
@@ -153,9 +192,10 @@ func (q *Queries) EncodedAnswer(ctx context.Context, ws uuid.UUID, base *changes
 		}
 	})
 	if err != nil {
+		ar.release()
 		return changeset.Answer{}, tooLarge(fmt.Errorf("changes of workspace %s: %w", ws, err))
 	}
-	return changeset.Answer{Pieces: ar.treeOrdered(index, where), Items: index, Version: version, Tag: tag}, nil
+	return changeset.Answer{Pieces: ar.treeOrdered(index, where), Items: index, Version: version, Tag: tag, Release: ar.releaser()}, nil
 }
 
 // encodeRows renders the rows of one changesSelect query into a and records each item

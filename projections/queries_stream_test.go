@@ -19,6 +19,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/internal/changeset"
+	"github.com/stacksync-es/syncservice/internal/offheap"
 	"github.com/stacksync-es/syncservice/transport/wire"
 )
 
@@ -232,5 +233,42 @@ func TestEncodedTreeOrder(t *testing.T) {
 				t.Fatalf("%d items in %d blocks: the test should span several", tc.n, len(a.blocks))
 			}
 		})
+	}
+}
+
+// The largest blocks of a full read's arena lie outside the heap until the answer is
+// released, on an error too: the pieces make the same text as the answer detached
+// onto the heap, and once released nothing of the read stays mapped.
+func TestFullReadRendersOutsideTheHeap(t *testing.T) {
+	e := newEnv(t)
+	w := backlogWorkspace(t, e.store, e.pool, 3000, 100)
+	ctx := context.Background()
+	pad := strings.Repeat("p", 1000) // 3,000 items of ~1 kB: blocks of 1 MiB after the first ramp
+	enc := func(dst []byte, md *domain.ItemMetadata) []byte {
+		return fmt.Appendf(dst, `{"id":%d,"pad":"%s"}`, *md.ID, pad)
+	}
+	before := offheap.Mapped()
+	a, err := e.q.EncodedAnswer(ctx, w.id, nil, enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offheap.Supported && (a.Release == nil || offheap.Mapped()-before < 1<<20) {
+		t.Fatalf("a 3 MB answer: release %v, %d bytes mapped outside the heap", a.Release != nil, offheap.Mapped()-before)
+	}
+	text, estimate := bytes.Join(a.Pieces, nil), changeset.Estimate(a.Items)
+	a.Detach()
+	if offheap.Mapped() != before || a.Release != nil || len(a.Pieces) != 1 || !bytes.Equal(a.Pieces[0], text) {
+		t.Fatalf("detached: %d bytes still mapped, %d pieces, same text %v", offheap.Mapped()-before, len(a.Pieces), bytes.Equal(bytes.Join(a.Pieces, nil), text))
+	}
+	if !bytes.HasPrefix(text, []byte(`[{"id":`)) || bytes.Count(text, []byte(pad)) != 3000 {
+		t.Fatalf("the answer is not the workspace's 3,000 items: %d bytes", len(text))
+	}
+	q := NewQueries(e.pool)
+	q.MaxResultBytes = estimate * 2 / 3 // refused at ~2,000 items, after ~2 MB is rendered
+	if _, err := q.EncodedAnswer(ctx, w.id, nil, enc); !errors.Is(err, protocol.ErrResultTooLarge) {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if offheap.Mapped() != before {
+		t.Fatalf("a refused read left %d bytes mapped", offheap.Mapped()-before)
 	}
 }

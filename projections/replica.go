@@ -272,6 +272,7 @@ func (r *Replica) Changes(ctx context.Context, ws uuid.UUID) ([]domain.ItemMetad
 // EncodedChanges is Queries.EncodedChanges, routed.
 func (r *Replica) EncodedChanges(ctx context.Context, ws uuid.UUID, enc ItemEncoder) (pieces [][]byte, version, tag int64, err error) {
 	a, err := r.EncodedAnswer(ctx, ws, nil, enc)
+	a.Detach()
 	return a.Pieces, a.Version, a.Tag, err
 }
 

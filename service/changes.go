@@ -63,6 +63,7 @@ func (s *Service) ChangesStamp(ctx context.Context, user, ws uuid.UUID) (st Chan
 // items are never held as structs.
 func (s *Service) EncodedChanges(ctx context.Context, user, ws uuid.UUID, enc ItemEncoder) ([][]byte, ChangesStamp, error) {
 	a, err := s.EncodedAnswer(ctx, user, ws, nil, enc)
+	a.Detach()
 	return a.Pieces, ChangesStamp{Version: a.Version, Tag: a.Tag}, err
 }
 

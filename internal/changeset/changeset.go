@@ -24,11 +24,35 @@ type Item struct {
 // written one after the other ("[" item "," item ... "]"), its items by id with their
 // offsets in that concatenation, and the workspace's stamp it was read at. Patched says
 // it was built from a kept answer (Patch) rather than read in full.
+//
+// Release, when not nil, frees memory outside Go's heap that pieces lie in (a full
+// read's render blocks): its receiver calls it exactly once, after it has copied the
+// pieces and before it drops the Answer, and never reads the pieces after it (they
+// fault). Detach does that for a receiver that keeps the text.
 type Answer struct {
 	Pieces       [][]byte
 	Items        []Item
 	Version, Tag int64
 	Patched      bool
+	Release      func()
+}
+
+// Detach makes the answer's text one piece on the heap and releases what the pieces
+// lay in (Release), if anything: for a receiver that keeps the pieces.
+func (a *Answer) Detach() {
+	if a.Release == nil {
+		return
+	}
+	var n int
+	for _, p := range a.Pieces {
+		n += len(p)
+	}
+	text := make([]byte, 0, n)
+	for _, p := range a.Pieces {
+		text = append(text, p...)
+	}
+	a.Release()
+	a.Pieces, a.Release = [][]byte{text}, nil
 }
 
 // Base is a kept answer to patch: its text (the whole array, "[" to "]"), its items by

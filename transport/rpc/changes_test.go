@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stacksync-es/syncservice/domain/protocol"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
 	"github.com/stacksync-es/syncservice/internal/itemids"
+	"github.com/stacksync-es/syncservice/internal/offheap"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/projections"
 	"github.com/stacksync-es/syncservice/service"
@@ -194,3 +196,59 @@ func TestGetChangesCacheNeverStale(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A full read of a large workspace renders its items into blocks outside the heap
+// (projections' arena) and the server releases them once the reply is copied out:
+// after each getChanges only the reply buffers stay mapped, and the reply is the
+// encoding of the read model's items.
+func TestFullReadReleasesItsRenderBlocks(t *testing.T) {
+	svc, q, _ := pgService(t)
+	ctx := context.Background()
+	url := testenv.AMQPURL(t)
+	rpctest.StartServer(t, rpc.Config{URL: url, Auth: rpc.AuthTrust, Concurrency: 4, PerUserInFlight: -1}, svc)
+	user, ws, err := svc.CreateUser(ctx, service.NewUser{Name: "erin", Email: "erin@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := svc.UpdateDevice(ctx, protocol.UpdateDeviceRequest{RequestID: "reg", UserID: user, Name: "laptop", OS: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	const perCommit, commits = 2000, 4 // ~2.5 MB of answer: its render blocks reach 1 MiB
+	for c := range commits {
+		items := make([]domain.ItemMetadata, perCommit)
+		for i := range items {
+			temp := int64(-1 - c*perCommit - i)
+			items[i] = domain.ItemMetadata{TempID: &temp, Version: 1, Status: domain.StatusNew, ModifiedAt: at,
+				Filename: fmt.Sprintf("file-%d-%d-%s.txt", c, i, strings.Repeat("n", 60)), Mimetype: "text/plain",
+				Size: 3, Checksum: 7, Chunks: []string{fmt.Sprintf("chunk-%d-%d", c, i)}}
+		}
+		testenv.Eventually(t, 30*time.Second, func() error { // the device is known once the user's events are read
+			res, err := svc.Commit(ctx, protocol.CommitRequest{RequestID: fmt.Sprint("c", c), UserID: user, WorkspaceID: ws, DeviceID: dev.ID, Items: items})
+			if err != nil {
+				return err
+			}
+			return q.WaitForWorkspaceVersion(ctx, ws, res.Event.WorkspaceVersion)
+		})
+	}
+	r := dialRaw(t, url, user, "")
+	params := map[string]any{"requestId": "g", "userId": user.String(), "workspaceId": ws.String()}
+	d, resp := r.call(wire.MethodGetChanges, params)
+	if resp.Error != nil {
+		t.Fatalf("getChanges: %+v", resp.Error)
+	}
+	items, err := svc.Changes(ctx, user, ws)
+	if err != nil || len(items) != perCommit*commits {
+		t.Fatalf("the read model holds %d items, %v", len(items), err)
+	}
+	if want, err := wire.EncodeResponse(resp.ID, wire.FromItems(items), nil); err != nil || string(d.Body) != string(want) {
+		t.Fatalf("a %d-byte reply unlike the read model's %d-byte encoding (%v)", len(d.Body), len(want), err)
+	}
+	if len(d.Body) < 2<<20 {
+		t.Fatalf("a reply of %d bytes: the test needs one of several MiB", len(d.Body))
+	}
+	if rest := offheap.Mapped() - rpc.OffHeapReplyBytes(); rest != 0 {
+		t.Fatalf("%d bytes of the read's render blocks still mapped after the reply", rest)
+	}
+}

@@ -4,7 +4,12 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/stacksync-es/syncservice/internal/offheap"
 )
+
+// anonymousMappings says whether newOffHeap maps (every unix system).
+const anonymousMappings = offheap.Supported
 
 // offHeapMin is the size from which a getChanges reply's buffer is kept outside Go's
 // heap (offHeap): a variable so that tests can put every reply there.
@@ -32,7 +37,7 @@ type offHeap struct {
 // then allocates on the heap): on a system without anonymous mappings, or when the
 // mapping fails.
 func newOffHeap(n int) *offHeap {
-	b := mapBytes(n)
+	b := offheap.Map(n)
 	if b == nil {
 		return nil
 	}
@@ -76,5 +81,5 @@ func (h *offHeap) free() {
 // unmapBytes gives a mapping back to the system.
 func unmapBytes(b []byte) {
 	offHeapBytes.Add(-int64(len(b)))
-	unmap(b)
+	offheap.Unmap(b)
 }

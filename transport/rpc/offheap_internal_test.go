@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/stacksync-es/syncservice/internal/offheap"
 	"github.com/stacksync-es/syncservice/internal/testenv"
 	"github.com/stacksync-es/syncservice/service"
 )
@@ -20,8 +21,10 @@ func TestOffHeapRepliesAreUnmapped(t *testing.T) {
 	if !anonymousMappings {
 		t.Skip("replies stay on the heap on this system (no anonymous mappings)")
 	}
-	if mapBytes(1) == nil {
+	if b := offheap.Map(1); b == nil {
 		t.Fatal("mapping one byte outside the heap failed")
+	} else {
+		offheap.Unmap(b)
 	}
 	cache := newChangesCache(1 << 30)
 	ws := uuid.New()

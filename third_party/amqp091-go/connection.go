@@ -193,10 +193,17 @@ type Connection struct {
 
 	conn io.ReadWriteCloser
 
-	rpc       chan message
-	writer    *writer
-	sends     chan time.Time     // timestamps of each frame sent
-	deadlines chan readDeadliner // heartbeater updates read deadlines
+	rpc    chan message
+	writer *writer
+
+	// syncservice patch (PATCHES.md): upstream signalled the heartbeater through a
+	// channel after every frame sent and every frame read (a goroutine wake-up per
+	// frame). The heartbeater reads lastSend on its ticker instead, and the reader
+	// moves its own read deadline, at most once per readDeadlineRefresh.
+	lastSend      atomic.Int64 // monotime() of the last frame sent (flushed)
+	readTimeout   atomic.Int64 // time.Duration a read may wait: 3 heartbeater intervals; 0: none
+	readDeadlineM sync.Mutex   // serialises the moves of the read deadline
+	readMoved     atomic.Int64 // monotime() of the last move of the read deadline
 
 	allocator *allocator // id generator valid after openTune
 	channels  map[uint16]*Channel
@@ -432,10 +439,8 @@ func Open(conn io.ReadWriteCloser, config Config) (*Connection, error) {
 		channels:              make(map[uint16]*Channel),
 		topologyConfiguration: make(map[uint16]*TopologyConfiguration),
 		rpc:                   make(chan message),
-		sends:                 make(chan time.Time),
 		errors:                make(chan *Error, 1),
 		close:                 make(chan struct{}),
-		deadlines:             make(chan readDeadliner, 1),
 		// TODO: Connection has Config and also an atomic int for MaxFrameSize. Duplication to simplify.
 		Config:    config,
 		lifeCycle: newLifeCycle(),
@@ -760,13 +765,9 @@ func (c *Connection) send(f frame) error {
 			Reason: err.Error(),
 		})
 	} else {
-		// Broadcast we sent a frame, reducing heartbeats, only
-		// if there is something that can receive - like a non-reentrant
-		// call or if the heartbeater isn't running
-		select {
-		case c.sends <- time.Now():
-		default:
-		}
+		// Note we sent a frame, reducing heartbeats (syncservice patch: an atomic
+		// store the heartbeater reads on its ticker, not a channel send waking it).
+		c.lastSend.Store(int64(monotime()))
 	}
 
 	return err
@@ -827,13 +828,8 @@ func (c *Connection) flush() (err error) {
 		// to sending per Frame vice per "group of related Frames" and for the case of
 		// small messages time.Now() is (relatively) expensive.
 		if err == nil {
-			// Broadcast we sent a frame, reducing heartbeats, only
-			// if there is something that can receive - like a non-reentrant
-			// call or if the heartbeater isn't running
-			select {
-			case c.sends <- time.Now():
-			default:
-			}
+			// Note we sent a frame, reducing heartbeats (syncservice patch).
+			c.lastSend.Store(int64(monotime()))
 		}
 	}
 
@@ -1032,13 +1028,51 @@ func (c *Connection) reader(r io.Reader) {
 
 		c.demux(frame)
 
-		if haveDeadliner {
-			select {
-			case c.deadlines <- conn:
-			default:
-				// On c.Close() c.heartbeater() might exit just before c.deadlines <- conn is called.
-				// Which results in this goroutine being stuck forever.
-			}
+		// syncservice patch: move the read deadline here, at most once per
+		// readDeadlineRefresh, instead of handing the connection to the heartbeater
+		// after every frame.
+		if haveDeadliner && int64(monotime())-c.readMoved.Load() >= int64(readDeadlineRefresh) {
+			c.moveReadDeadline(conn)
+		}
+	}
+}
+
+// readDeadlineRefresh is how often, at most, the reader moves the read deadline
+// (syncservice patch).
+const readDeadlineRefresh = time.Second
+
+// maxServerHeartbeatsInFlight is how many heartbeater intervals (half the negotiated
+// heartbeat each) a read may wait for the server: upstream's rule, moved here from
+// the heartbeater by the syncservice patch.
+const maxServerHeartbeatsInFlight = 3
+
+// monoEpoch and monotime give the monotonic clock as a number for the atomic
+// timestamps lastSend and readMoved (syncservice patch): time since monoEpoch,
+// immune to changes of the wall clock.
+var monoEpoch = time.Now()
+
+func monotime() time.Duration { return time.Since(monoEpoch) }
+
+// moveReadDeadline sets the read deadline readTimeout + readDeadlineRefresh ahead
+// (none if readTimeout is 0), so that every read has at least readTimeout: the next
+// move comes at the first frame readDeadlineRefresh later, and a read that starts
+// just before it still has the whole timeout. A broker silent for readTimeout (three
+// heartbeater intervals, upstream's rule) is so detected within readTimeout +
+// 2 × readDeadlineRefresh. Called by the reader and by openComplete (syncservice
+// patch).
+func (c *Connection) moveReadDeadline(conn readDeadliner) {
+	c.readDeadlineM.Lock()
+	defer c.readDeadlineM.Unlock()
+	now := time.Now()
+	c.readMoved.Store(int64(now.Sub(monoEpoch)))
+	d := time.Duration(c.readTimeout.Load())
+	if d <= 0 {
+		return
+	}
+	if err := conn.SetReadDeadline(now.Add(d + readDeadlineRefresh)); err != nil {
+		var opErr *net.OpError
+		if !errors.As(err, &opErr) {
+			Logger.Printf("error setting read deadline: %+v", err)
 		}
 	}
 }
@@ -1046,8 +1080,6 @@ func (c *Connection) reader(r io.Reader) {
 // Ensures that at least one frame is being sent at the tuned interval with a
 // jitter tolerance of 1s
 func (c *Connection) heartbeater(interval time.Duration, done chan struct{}) {
-	const maxServerHeartbeatsInFlight = 3
-
 	var sendTicks <-chan time.Time
 	if interval > 0 {
 		ticker := time.NewTicker(interval)
@@ -1055,38 +1087,23 @@ func (c *Connection) heartbeater(interval time.Duration, done chan struct{}) {
 		sendTicks = ticker.C
 	}
 
-	lastSent := time.Now()
+	started := monotime()
 
 	for {
 		select {
-		case at, stillSending := <-c.sends:
+		case <-sendTicks:
 			// When actively sending, depend on sent frames to reset server timer
-			if stillSending {
-				lastSent = at
-			} else {
-				return
+			// (syncservice patch: the time of the last one, read here, not sent here).
+			lastSent := time.Duration(c.lastSend.Load())
+			if lastSent < started {
+				lastSent = started
 			}
-
-		case at := <-sendTicks:
 			// When idle, fill the space with a heartbeat frame
-			if at.Sub(lastSent) > interval-time.Second {
+			if monotime()-lastSent > interval-time.Second {
 				if err := c.send(&heartbeatFrame{}); err != nil {
 					// send heartbeats even after close/closeOk so we
 					// tick until the connection starts erroring
 					return
-				}
-			}
-
-		case conn := <-c.deadlines:
-			// When reading, reset our side of the deadline, if we've negotiated one with
-			// a deadline that covers at least 2 server heartbeats
-			if interval > 0 {
-				if err := conn.SetReadDeadline(time.Now().Add(maxServerHeartbeatsInFlight * interval)); err != nil {
-					var opErr *net.OpError
-					if !errors.As(err, &opErr) {
-						Logger.Printf("error setting read deadline in heartbeater: %+v", err)
-						return
-					}
 				}
 			}
 
@@ -1447,6 +1464,14 @@ func (c *Connection) openComplete() error {
 		SetDeadline(time.Time) error
 	}); ok {
 		_ = deadliner.SetDeadline(time.Time{})
+	}
+	// syncservice patch: from here the reader moves the read deadline (if the
+	// transport takes one), covering maxServerHeartbeatsInFlight heartbeater
+	// intervals, none when heartbeats are off; set it now, so that a server silent
+	// from here on is detected too.
+	c.readTimeout.Store(int64(maxServerHeartbeatsInFlight * (c.Config.Heartbeat / 2)))
+	if conn, ok := c.conn.(readDeadliner); ok {
+		c.moveReadDeadline(conn)
 	}
 
 	// Zero out credentials after successful open-ok
@@ -1842,6 +1867,8 @@ func (c *Connection) resetState() {
 
 	c.errors = make(chan *Error, 1)
 	c.close = make(chan struct{})
+	// syncservice patch: no read deadline moves until the handshake is complete.
+	c.readTimeout.Store(0)
 
 	// Re-create the rpc channel so we don't read stale messages from the previous connection
 	c.rpc = make(chan message)

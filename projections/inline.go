@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
@@ -14,8 +15,11 @@ import (
 // statements that apply recs to every read model into the append's own transaction,
 // so the models reflect each commit the moment it is acknowledged. The live projector
 // then skips those events (RecordedEvent.Inline) and only moves its checkpoint over
-// them; it still applies every event appended without the hook. An event that does not
-// decode is left to the projector, which sets it aside as it always did.
+// them; it still applies every event appended without the hook. A record whose Value
+// is a domain.Event is applied as that value (the service sets it to the event it
+// encoded, sparing the decoding of the bytes it has just written); any other record is
+// decoded from its Data. An event that does not decode is left to the projector, which
+// sets it aside as it always did.
 //
 // Each model's statements run after a ROW
 // EXCLUSIVE lock on its data tables taken in the order a rebuild's swap locks them, so
@@ -28,7 +32,9 @@ func Inline(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
 			if !strings.HasPrefix(recs[i].Stream, m.streamPrefix) {
 				continue
 			}
-			if d, err := decode(&recs[i]); err == nil {
+			if ev, ok := recs[i].Value.(domain.Event); ok {
+				ds = append(ds, decoded{rec: &recs[i], event: ev})
+			} else if d, err := decode(&recs[i]); err == nil {
 				ds = append(ds, d)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
 )
@@ -192,5 +193,47 @@ func TestVerifyCountsInlineEventsBeyondTheCheckpoint(t *testing.T) {
 		if res, err = Verify(ctx, cfg, m.Name(), 5); err != nil || res.Count == 0 {
 			t.Fatalf("%s without InlineAfter: %d differences, %v; want the inline rows reported", m.Name(), res.Count, err)
 		}
+	}
+}
+
+// The inline hook applies a record's Value, the event the appender encoded, without
+// decoding Data again; a record without one is decoded. (Here the two disagree on
+// purpose, to see which one was applied; the service sets Value to what Data encodes.)
+func TestInlineAppliesTheRecordsValue(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 25)
+	appendAll(t, is, g.history(1, 1, 0))
+	w := g.ws[0]
+	ctx := context.Background()
+	version := func() int64 {
+		t.Helper()
+		var v int64
+		if err := e.pool.QueryRow(ctx, `SELECT version FROM proj_workspaces.workspaces WHERE workspace_id = $1`, w.id).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	rec := g.randomCommit(w)
+	rec.Value = nil
+	if _, err := is.Append(ctx, w.stream, eventstore.Any(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := version(); got != w.version {
+		t.Fatalf("workspace version %d after an append without Value whose Data says %d", got, w.version)
+	}
+	rec = g.randomCommit(w)
+	ev, ok := rec.Value.(domain.Committed)
+	if !ok {
+		t.Fatalf("a generated commit's Value is %T", rec.Value)
+	}
+	ev.WorkspaceVersion += 1000 // the workspaces table's version only moves forward
+	rec.Value = ev
+	if _, err := is.Append(ctx, w.stream, eventstore.Any(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := version(); got != w.version+1000 {
+		t.Fatalf("workspace version %d after an append whose Value says %d and whose Data says %d: Value not applied",
+			got, w.version+1000, w.version)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
@@ -235,5 +238,75 @@ func TestInlineAppliesTheRecordsValue(t *testing.T) {
 	if got := version(); got != w.version+1000 {
 		t.Fatalf("workspace version %d after an append whose Value says %d and whose Data says %d: Value not applied",
 			got, w.version+1000, w.version)
+	}
+}
+
+// A record of a model's streams that the inline hook cannot decode fails its append:
+// nothing of it is written (the projector skips inline events without decoding them, so
+// it could not set such an event aside).
+func TestInlineRefusesARecordItCannotDecode(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 26)
+	appendAll(t, is, g.history(1, 1, 0))
+	w := g.ws[0]
+	ctx := context.Background()
+	bad := eventstore.Record{ID: uuid.New(), Type: domain.TypeCommitted, Data: []byte(`{"items": 7}`)}
+	if _, err := is.Append(ctx, w.stream, eventstore.Any(), bad); err == nil {
+		t.Fatal("an inline append of a commit that does not decode succeeded")
+	}
+	evs, err := e.store.ReadStream(ctx, w.stream, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.ID == bad.ID {
+			t.Fatalf("the refused record was stored at %s@%d", ev.Stream, ev.StreamVersion)
+		}
+	}
+	// Other streams' records are the hook's concern only as far as a model keeps them.
+	if _, err := is.Append(ctx, "other-1", eventstore.Any(), eventstore.Record{ID: uuid.New(), Type: "Opaque", Data: []byte(`x`)}); err != nil {
+		t.Fatalf("an inline append to a stream no model reads: %v", err)
+	}
+}
+
+// The live projector does not decode the inline events it skips: one that would not
+// decode (stored by a hook that applied it in a way this projector does not know, here
+// one that writes nothing) is neither applied nor set aside, while the same event
+// appended without the hook is set aside.
+func TestProjectorSkipsInlineEventsUndecoded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	other, err := postgres.Open(ctx, postgres.Config{DSN: e.dsn, Logger: e.log,
+		Inline: func([]eventstore.RecordedEvent, *pgx.Batch) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	g := newGen(t, 27)
+	appendAll(t, e.store, g.history(1, 1, 3))
+	w := g.ws[0]
+	newer := eventstore.Record{ID: uuid.New(), Type: "CommittedV9", Data: []byte(`{"future": true}`)}
+	if _, err := other.Append(ctx, w.stream, eventstore.Any(), newer); err != nil {
+		t.Fatal(err)
+	}
+	p := e.projector(t, ModelWorkspaces, nil)
+	run(t, p.Run)
+	last := appendAll(t, e.store, []batch{{stream: w.stream, recs: []eventstore.Record{g.randomCommit(w)}}})
+	e.mu.Lock()
+	e.appended = last
+	e.mu.Unlock()
+	e.caughtUp(t, ModelWorkspaces)
+	if st := p.Status(); st.SetAside != 0 {
+		t.Fatalf("the projector set %d inline events aside", st.SetAside)
+	}
+	plain := eventstore.Record{ID: uuid.New(), Type: "CommittedV9", Data: []byte(`{"future": true}`)}
+	last = appendAll(t, e.store, []batch{{stream: w.stream, recs: []eventstore.Record{plain}}})
+	e.mu.Lock()
+	e.appended = last
+	e.mu.Unlock()
+	e.caughtUp(t, ModelWorkspaces)
+	if st := p.Status(); st.SetAside != 1 {
+		t.Fatalf("the projector set %d events aside, want the one appended without the hook", st.SetAside)
 	}
 }

@@ -242,7 +242,10 @@ func (p *Projector) Wake() { p.f.Wake() }
 func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position, evs []eventstore.RecordedEvent) (eventstore.Position, error) {
 	p.health.started()
 	defer p.health.finished()
-	cp, err := isolating(ctx, p.model, p.log, expected, evs, nil, p.applyOwnTx, func(res applyResult) {
+	p.mu.Lock()
+	b := prepareLive(p.model, evs, p.inlineFrom)
+	p.mu.Unlock()
+	cp, err := isolating(ctx, p.model, p.log, expected, evs, &b, p.applyOwnTx, func(res applyResult) {
 		p.applied.Add(int64(res.applied))
 		p.setAside.Add(int64(len(res.setAside)))
 		logAside(p.log, p.model.name, res.setAside)
@@ -266,6 +269,9 @@ func (p *Projector) applyOwnTx(ctx context.Context, expected eventstore.Position
 	p.mu.Lock()
 	inlineFrom := p.inlineFrom
 	p.mu.Unlock()
+	if b.undecoded {
+		inlineFrom = b.undecodedFrom // moveOnly's guard holds the stored one to it
+	}
 	if len(b.aside) == 0 && len(withoutInline(b.ds, inlineFrom)) == 0 && p.cfg.afterApply == nil && len(b.evs) > 0 {
 		return p.moveOnly(ctx, expected, inlineFrom, b.evs)
 	}

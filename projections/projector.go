@@ -348,12 +348,12 @@ func (p *Projector) storeDeferred(ctx context.Context) error {
 }
 
 // moveOnly moves the checkpoint from expected to to (at: the recording time of the
-// event there) over n events, which hold nothing to apply (other models' events, or
-// events their appends applied inline), in one round trip: an implicit transaction
+// event there) over count events, which hold nothing to apply (other models' events,
+// or events their appends applied inline), in one round trip: an implicit transaction
 // that moves it only if it is still at expected with the same inline_from, and does not
 // wait for its WAL flush (a lost move costs a skip again).
 func (p *Projector) moveOnly(ctx context.Context, expected eventstore.Position, inlineFrom uint64, to eventstore.Position,
-	at time.Time, n int64) (applyResult, error) {
+	at time.Time, count int64) (applyResult, error) {
 	vals := []uint64{to.Commit, to.Prepare, expected.Commit, expected.Prepare, inlineFrom}
 	args := make([]any, len(vals))
 	for i, v := range vals {
@@ -363,7 +363,7 @@ func (p *Projector) moveOnly(ctx context.Context, expected eventstore.Position, 
 		}
 		args[i] = n
 	}
-	args = append(args, n, at)
+	args = append(args, count, at)
 	schema := p.model.Schema()
 	b := &pgx.Batch{}
 	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)

@@ -3,8 +3,10 @@ package domain
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -94,6 +96,54 @@ func BenchmarkEncodeCommitted(b *testing.B) {
 			if _, _, err := Encode(c); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// FuzzCommittedRoundTrip holds Decode(Encode(c)) to c for every commit the service can
+// decide (strings valid UTF-8, as decoded requests and stored events give them), times
+// compared by instant (all that the read models store): the service hands c itself to
+// the inline hook (eventstore.Record.Value) as the event its bytes encode.
+func FuzzCommittedRoundTrip(f *testing.F) {
+	f.Add("r-1", "report.pdf", "chk-a", "", int64(3), true, false, int64(1700000000123456789), 3600)
+	f.Add("<&>\u2028é", "\x00", "\"", "wrongVersion", int64(-1), false, true, int64(-1), -7)
+	f.Fuzz(func(t *testing.T, req, name, chunk, reason string, v int64, ok, nilChunks bool, at int64, zone int) {
+		if !utf8.ValidString(req) || !utf8.ValidString(name) || !utf8.ValidString(chunk) || !utf8.ValidString(reason) {
+			t.Skip("not valid UTF-8: never in a decided commit")
+		}
+		// Offsets in whole minutes, as JSON gives them (RFC 3339 has no seconds of offset).
+		when := time.Unix(0, at).In(time.FixedZone("", zone/60*60))
+		m := ItemMetadata{ID: (*ItemID)(&v), TempID: &at, Version: v, DeviceID: uuid.New(), Status: Status(reason),
+			ModifiedAt: when, Chunks: []string{chunk, name}, Filename: name, Mimetype: chunk, IsFolder: ok}
+		if nilChunks {
+			m.Chunks = nil
+		}
+		if ok {
+			m.ParentID, m.ParentVersion = (*ItemID)(&at), &v
+		}
+		c := Committed{PrevHash: name, RequestID: req, CommittedAt: when.UTC(), WorkspaceVersion: v, WorkspaceID: uuid.New(),
+			UserID: uuid.New(), DeviceID: uuid.New(), LimitQuota: at, UsedQuota: v, WorkspaceUsed: -v,
+			Items: []ItemOutcome{{CommittedVersion: v, Succeeded: ok, Stored: !ok, Reason: Reason(reason), Metadata: &m},
+				{}, {Metadata: &ItemMetadata{Chunks: []string{}}}}}
+		typ, data, err := Encode(c)
+		if err != nil {
+			t.Skip("a commit Encode refuses is never appended")
+		}
+		got, err := Decode(typ, data)
+		if err != nil {
+			t.Fatalf("Decode(Encode(c)): %v", err)
+		}
+		d, isCommit := got.(Committed)
+		if !isCommit {
+			t.Fatalf("Decode(Encode(c)) is %T", got)
+		}
+		if !d.CommittedAt.Equal(c.CommittedAt) || !d.Items[0].Metadata.ModifiedAt.Equal(m.ModifiedAt) {
+			t.Fatalf("times %v, %v decoded as %v, %v", c.CommittedAt, m.ModifiedAt, d.CommittedAt, d.Items[0].Metadata.ModifiedAt)
+		}
+		// Compared by instant above; the rest exactly.
+		d.CommittedAt, d.Items[0].Metadata.ModifiedAt = c.CommittedAt, m.ModifiedAt
+		if !reflect.DeepEqual(d, c) {
+			t.Fatalf("Decode(Encode(c)) differs from c:\n got %+v\nwant %+v", d, c)
 		}
 	})
 }

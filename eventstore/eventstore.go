@@ -39,6 +39,12 @@ type Record struct {
 	Type     string
 	Data     []byte
 	Metadata []byte // optional
+	// Value, if set, is the value Data encodes, as the appender encoded it: a backend
+	// never reads, stores or compares it, and hands it only to an inline hook
+	// (RecordedEvent.Value; PostgreSQL: Config.Inline), which may use it instead of
+	// decoding Data again. An appender that sets it must set it to exactly what
+	// decoding Data gives.
+	Value any
 }
 
 // RecordedEvent is a stored record as read back.
@@ -55,6 +61,9 @@ type RecordedEvent struct {
 	// read models for this event in the append's own transaction; a follower that keeps
 	// the same read models need not apply it again. Always false for other backends.
 	Inline bool
+	// Value is the appender's Record.Value, in the records given to an inline hook
+	// only: nil in every event read back.
+	Value any
 }
 
 // Position is a place in the global order of all events. Its two numbers are the

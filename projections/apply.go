@@ -48,6 +48,11 @@ type prepared struct {
 	// skipInline: do not apply the events their append already applied (the live
 	// projector; a replay applies everything).
 	skipInline bool
+	// undecodedFrom: prepareLive left the inline events of transactions from
+	// undecodedFrom on out of ds without decoding them (a live checkpoint with that
+	// inline_from skips them); they must not be applied under any other inline_from.
+	undecodedFrom uint64
+	undecoded     bool
 }
 
 // prepare decodes the events of evs that the model applies. It needs no database, so a
@@ -56,11 +61,26 @@ type prepared struct {
 // set aside: stopping there would wedge every read behind it; rebuilds set it aside
 // the same way, so live and rebuilt models stay equal.
 func prepare(m *Model, evs []eventstore.RecordedEvent) prepared {
-	b := prepared{evs: evs, ds: make([]decoded, 0, len(evs))}
+	return prepareSkipping(m, evs, false, 0)
+}
+
+// prepareLive is prepare for the live projector whose checkpoint has inline_from
+// inlineFrom: it does not decode the inline events of transactions from inlineFrom on,
+// which their appends applied (the inline hook refuses a record it cannot decode, so
+// none of them is one to set aside) and the projector only moves its checkpoint over.
+func prepareLive(m *Model, evs []eventstore.RecordedEvent, inlineFrom uint64) prepared {
+	return prepareSkipping(m, evs, true, inlineFrom)
+}
+
+func prepareSkipping(m *Model, evs []eventstore.RecordedEvent, skip bool, inlineFrom uint64) prepared {
+	b := prepared{evs: evs, undecoded: skip, undecodedFrom: inlineFrom}
 	for i := range evs {
 		rec := &evs[i]
-		if !strings.HasPrefix(rec.Stream, m.streamPrefix) {
+		if !strings.HasPrefix(rec.Stream, m.streamPrefix) || skip && rec.Inline && rec.Position.Commit >= inlineFrom {
 			continue
+		}
+		if b.ds == nil {
+			b.ds = make([]decoded, 0, len(evs)-i)
 		}
 		d, err := decode(rec)
 		if err != nil {
@@ -103,6 +123,12 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 	}
 	if len(evs) == 0 {
 		return applyResult{checkpoint: cp}, nil
+	}
+	if b.undecoded && cp.InlineFrom != b.undecodedFrom {
+		// Events left undecoded for one inline_from may be due under this one (a
+		// rebuild swapped its tables in): resume from the stored checkpoint.
+		return applyResult{}, fmt.Errorf("apply to %s: inline_from %d, the batch was prepared for %d: %w",
+			schema, cp.InlineFrom, b.undecodedFrom, errCheckpointMoved)
 	}
 	res := applyResult{setAside: aside}
 	if b.skipInline {

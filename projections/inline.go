@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
 )
 
@@ -14,8 +15,13 @@ import (
 // statements that apply recs to every read model into the append's own transaction,
 // so the models reflect each commit the moment it is acknowledged. The live projector
 // then skips those events (RecordedEvent.Inline) and only moves its checkpoint over
-// them; it still applies every event appended without the hook. An event that does not
-// decode is left to the projector, which sets it aside as it always did.
+// them; it still applies every event appended without the hook. A record whose Value
+// is a domain.Event is applied as that value (the service sets it to the event it
+// encoded, sparing the decoding of the bytes it has just written); any other record is
+// decoded from its Data. A record of a model's streams that does not decode fails the
+// append (nothing of it is written): an inline event is one its append applied, which
+// the live projector skips without decoding it (prepareLive). Appended without the hook,
+// such an event is set aside by the projector as before.
 //
 // Each model's statements run after a ROW
 // EXCLUSIVE lock on its data tables taken in the order a rebuild's swap locks them, so
@@ -28,9 +34,15 @@ func Inline(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
 			if !strings.HasPrefix(recs[i].Stream, m.streamPrefix) {
 				continue
 			}
-			if d, err := decode(&recs[i]); err == nil {
-				ds = append(ds, d)
+			if ev, ok := recs[i].Value.(domain.Event); ok {
+				ds = append(ds, decoded{rec: &recs[i], event: ev})
+				continue
 			}
+			d, err := decode(&recs[i])
+			if err != nil {
+				return fmt.Errorf("%s: %s@%d (%s): %w", m.name, recs[i].Stream, recs[i].StreamVersion, recs[i].Type, err)
+			}
+			ds = append(ds, d)
 		}
 		if len(ds) == 0 {
 			continue

@@ -2,12 +2,18 @@ package projections
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stacksync-es/syncservice/domain"
 	"github.com/stacksync-es/syncservice/eventstore"
 	"github.com/stacksync-es/syncservice/eventstore/postgres"
+	"github.com/stacksync-es/syncservice/internal/testenv"
 )
 
 // inlineStore opens a second store on e's database whose appends apply the read models
@@ -223,4 +229,225 @@ func TestApplyInlineWhateverTheSearchPath(t *testing.T) {
 			t.Fatalf("%s: applied %v, %v", m.Name(), applied, err)
 		}
 	}
+}
+
+// The inline hook applies a record's Value, the event the appender encoded, without
+// decoding Data again; a record without one is decoded. (Here the two disagree on
+// purpose, to see which one was applied; the service sets Value to what Data encodes.)
+func TestInlineAppliesTheRecordsValue(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 25)
+	appendAll(t, is, g.history(1, 1, 0))
+	w := g.ws[0]
+	ctx := context.Background()
+	version := func() int64 {
+		t.Helper()
+		var v int64
+		if err := e.pool.QueryRow(ctx, `SELECT version FROM proj_workspaces.workspaces WHERE workspace_id = $1`, w.id).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	rec := g.randomCommit(w)
+	rec.Value = nil
+	if _, err := is.Append(ctx, w.stream, eventstore.Any(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := version(); got != w.version {
+		t.Fatalf("workspace version %d after an append without Value whose Data says %d", got, w.version)
+	}
+	rec = g.randomCommit(w)
+	ev, ok := rec.Value.(domain.Committed)
+	if !ok {
+		t.Fatalf("a generated commit's Value is %T", rec.Value)
+	}
+	ev.WorkspaceVersion += 1000 // the workspaces table's version only moves forward
+	rec.Value = ev
+	if _, err := is.Append(ctx, w.stream, eventstore.Any(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := version(); got != w.version+1000 {
+		t.Fatalf("workspace version %d after an append whose Value says %d and whose Data says %d: Value not applied",
+			got, w.version+1000, w.version)
+	}
+}
+
+// A record of a model's streams that the inline hook cannot decode fails its append:
+// nothing of it is written (the projector skips inline events without decoding them, so
+// it could not set such an event aside).
+func TestInlineRefusesARecordItCannotDecode(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 26)
+	appendAll(t, is, g.history(1, 1, 0))
+	w := g.ws[0]
+	ctx := context.Background()
+	bad := eventstore.Record{ID: uuid.New(), Type: domain.TypeCommitted, Data: []byte(`{"items": 7}`)}
+	if _, err := is.Append(ctx, w.stream, eventstore.Any(), bad); err == nil {
+		t.Fatal("an inline append of a commit that does not decode succeeded")
+	}
+	evs, err := e.store.ReadStream(ctx, w.stream, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.ID == bad.ID {
+			t.Fatalf("the refused record was stored at %s@%d", ev.Stream, ev.StreamVersion)
+		}
+	}
+	// Other streams' records are the hook's concern only as far as a model keeps them.
+	if _, err := is.Append(ctx, "other-1", eventstore.Any(), eventstore.Record{ID: uuid.New(), Type: "Opaque", Data: []byte(`x`)}); err != nil {
+		t.Fatalf("an inline append to a stream no model reads: %v", err)
+	}
+}
+
+// The live projector does not decode the inline events it skips: one that would not
+// decode (stored by a hook that applied it in a way this projector does not know, here
+// one that writes nothing) is neither applied nor set aside, while the same event
+// appended without the hook is set aside.
+func TestProjectorSkipsInlineEventsUndecoded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	other, err := postgres.Open(ctx, postgres.Config{DSN: e.dsn, Logger: e.log,
+		Inline: func([]eventstore.RecordedEvent, *pgx.Batch) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	g := newGen(t, 27)
+	appendAll(t, e.store, g.history(1, 1, 3))
+	w := g.ws[0]
+	newer := eventstore.Record{ID: uuid.New(), Type: "CommittedV9", Data: []byte(`{"future": true}`)}
+	if _, err := other.Append(ctx, w.stream, eventstore.Any(), newer); err != nil {
+		t.Fatal(err)
+	}
+	p := e.projector(t, ModelWorkspaces, nil)
+	run(t, p.Run)
+	last := appendAll(t, e.store, []batch{{stream: w.stream, recs: []eventstore.Record{g.randomCommit(w)}}})
+	e.mu.Lock()
+	e.appended = last
+	e.mu.Unlock()
+	e.caughtUp(t, ModelWorkspaces)
+	if st := p.Status(); st.SetAside != 0 {
+		t.Fatalf("the projector set %d inline events aside", st.SetAside)
+	}
+	plain := eventstore.Record{ID: uuid.New(), Type: "CommittedV9", Data: []byte(`{"future": true}`)}
+	last = appendAll(t, e.store, []batch{{stream: w.stream, recs: []eventstore.Record{plain}}})
+	e.mu.Lock()
+	e.appended = last
+	e.mu.Unlock()
+	e.caughtUp(t, ModelWorkspaces)
+	if st := p.Status(); st.SetAside != 1 {
+		t.Fatalf("the projector set %d events aside, want the one appended without the hook", st.SetAside)
+	}
+}
+
+// With CheckpointEvery, a batch of events the appends applied inline moves the
+// checkpoint in memory only; the stored one catches up, with the exact event count,
+// when a read finds nothing new (storeDeferred, the follower's Idle) or with the next
+// batch that has something to apply, and the models still equal a rebuild.
+func TestProjectorDefersCheckpointOnlyMoves(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 28)
+	ctx := context.Background()
+	// readAll reads the n events after from, once all are visible.
+	readAll := func(from eventstore.Position, n int) []eventstore.RecordedEvent {
+		t.Helper()
+		var evs []eventstore.RecordedEvent
+		testenv.Eventually(t, 10*time.Second, func() error {
+			var err error
+			if evs, err = e.store.ReadAll(ctx, from, 1000); err == nil && len(evs) != n {
+				err = fmt.Errorf("%d events visible after %s, want %d", len(evs), from, n)
+			}
+			return err
+		})
+		return evs
+	}
+	stored := func() checkpointRow {
+		t.Helper()
+		cp, err := readCheckpoint(ctx, e.pool, workspacesModel.Schema(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+	p := e.projector(t, ModelWorkspaces, func(c *Config) { c.CheckpointEvery = time.Hour })
+	if _, err := p.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(batch []eventstore.RecordedEvent) {
+		t.Helper()
+		if _, err := p.applyBatch(ctx, p.Status().Position, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist, nHist := g.history(1, 2, 0), 0
+	for _, b := range hist {
+		nHist += len(b.recs)
+	}
+	appendAll(t, e.store, hist) // appended without the hook: the projector applies them
+	plain := readAll(eventstore.Start, nHist)
+	apply(plain) // something to apply: stored at once
+	if cp := stored(); cp.Position != plain[len(plain)-1].Position || cp.Events != int64(len(plain)) {
+		t.Fatalf("stored checkpoint %s (%d events) after applying %d events up to %s", cp.Position, cp.Events, len(plain), plain[len(plain)-1].Position)
+	}
+	n := 0
+	for _, b := range g.history(0, 0, 30) {
+		n += len(b.recs)
+		appendAll(t, is, []batch{b})
+	}
+	inline := readAll(plain[len(plain)-1].Position, n)
+	apply(inline[:10])
+	apply(inline[10:15])
+	if cp := stored(); cp.Position != plain[len(plain)-1].Position {
+		t.Fatalf("stored checkpoint moved to %s over events the appends had applied", cp.Position)
+	}
+	if st := p.Status(); st.Position != inline[14].Position || st.Events != int64(len(plain)+15) {
+		t.Fatalf("projector at %s (%d events), want %s (%d)", st.Position, st.Events, inline[14].Position, len(plain)+15)
+	}
+	if err := p.storeDeferred(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cp := stored(); cp.Position != inline[14].Position || cp.Events != int64(len(plain)+15) {
+		t.Fatalf("stored checkpoint %s (%d events) after storing the deferred move, want %s (%d)", cp.Position, cp.Events,
+			inline[14].Position, len(plain)+15)
+	}
+	// Deferred again, then stored with a batch that has something to apply.
+	apply(inline[15:20])
+	w := g.ws[0]
+	last := appendAll(t, e.store, []batch{{stream: w.stream, recs: []eventstore.Record{g.randomCommit(w)}}})
+	more := readAll(inline[len(inline)-1].Position, 1)
+	if more[0].Position != last {
+		t.Fatalf("read %s after the inline commits, the plain one is at %s", more[0].Position, last)
+	}
+	apply(append(inline[20:], more...))
+	if cp := stored(); cp.Position != last || cp.Events != int64(len(plain)+len(inline)+1) {
+		t.Fatalf("stored checkpoint %s (%d events), want %s (%d)", cp.Position, cp.Events, last, len(plain)+len(inline)+1)
+	}
+	checkAgainstSimulation(t, e, g)
+	e.verifyClean(t, ModelWorkspaces)
+}
+
+// A running projector stores a deferred checkpoint move once it finds nothing new to
+// read, however long CheckpointEvery is: the stored checkpoint does not stay behind an
+// idle store.
+func TestProjectorStoresADeferredMoveWhenIdle(t *testing.T) {
+	e := newEnv(t)
+	is := e.inlineStore(t)
+	g := newGen(t, 29)
+	p := e.projector(t, ModelWorkspaces, func(c *Config) { c.CheckpointEvery = time.Hour; c.Linger = 20 * time.Millisecond })
+	run(t, p.Run)
+	for _, b := range g.history(1, 2, 40) {
+		last := appendAll(t, is, []batch{b})
+		e.mu.Lock()
+		e.appended = last
+		e.mu.Unlock()
+	}
+	e.caughtUp(t, ModelWorkspaces)
+	if st := p.Status(); st.Applied != 0 {
+		t.Errorf("projector applied %d events the appends had applied", st.Applied)
+	}
+	e.verifyClean(t, ModelWorkspaces)
 }

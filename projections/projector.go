@@ -64,6 +64,15 @@ type Config struct {
 	// read models inline, which leaves the projector off every read's and notification's
 	// path. Zero: read again at once.
 	Linger time.Duration
+	// CheckpointEvery, if positive, is how often at most the projector stores its
+	// checkpoint while it only moves it over events it need not apply (events their
+	// appends applied inline, other models' events): in between it moves it in memory
+	// only. It stores the move with the next batch that has something to apply, once
+	// CheckpointEvery has passed, or as soon as a read finds nothing new. What is lost
+	// with a crash is a skip over at most that many events again; a standby or a
+	// restart starts from the stored checkpoint. syncd sets it with inline projection,
+	// where nearly every batch only moves the checkpoint. Zero: every batch stores it.
+	CheckpointEvery time.Duration
 
 	// afterApply, set by tests, runs in the batch transaction after the rows are written
 	// and before the checkpoint is; an error rolls the transaction back.
@@ -123,10 +132,15 @@ type Projector struct {
 	events      int64     // events the model has processed, as stored with the checkpoint
 	lastEventAt time.Time // RecordedAt of the last processed event
 	inlineFrom  uint64    // the checkpoint's inline_from as last read or written
-	applied     atomic.Int64
-	setAside    atomic.Int64
-	active      atomic.Bool
-	health      health
+	// stored is the checkpoint's position as last read or written; position is ahead
+	// of it by deferred events when a move is deferred (Config.CheckpointEvery).
+	stored   eventstore.Position
+	storedAt time.Time
+	deferred int64
+	applied  atomic.Int64
+	setAside atomic.Int64
+	active   atomic.Bool
+	health   health
 }
 
 // New returns a projector for cfg.Model.
@@ -148,7 +162,7 @@ func New(cfg Config) (*Projector, error) {
 	// follower's stall threshold is only the default.
 	p.f, err = follow.New(follow.Config{Name: "projector:" + m.name, Reader: reader, Load: p.load,
 		BatchSize: cfg.BatchSize, BatchBytes: cfg.BatchBytes, StallAfter: cfg.StallAfter, Linger: cfg.Linger,
-		Logger: p.log})
+		Idle: p.storeDeferred, Logger: p.log})
 	if err != nil {
 		return nil, fmt.Errorf("projector %s: %w", m.name, err)
 	}
@@ -242,7 +256,21 @@ func (p *Projector) Wake() { p.f.Wake() }
 func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position, evs []eventstore.RecordedEvent) (eventstore.Position, error) {
 	p.health.started()
 	defer p.health.finished()
-	cp, err := isolating(ctx, p.model, p.log, expected, evs, nil, p.applyOwnTx, func(res applyResult) {
+	p.mu.Lock()
+	b := prepareLive(p.model, evs, p.inlineFrom)
+	deferred := p.cfg.CheckpointEvery > 0 && p.cfg.afterApply == nil && len(evs) > 0 && len(b.ds) == 0 &&
+		len(b.aside) == 0 && expected == p.position && time.Since(p.storedAt) < p.cfg.CheckpointEvery
+	if deferred {
+		last := evs[len(evs)-1]
+		p.position, p.events, p.lastEventAt = last.Position, p.events+int64(len(evs)), last.RecordedAt
+		p.deferred += int64(len(evs))
+	}
+	p.mu.Unlock()
+	if deferred {
+		p.health.progressed()
+		return evs[len(evs)-1].Position, nil
+	}
+	cp, err := isolating(ctx, p.model, p.log, expected, evs, &b, p.applyOwnTx, func(res applyResult) {
 		p.applied.Add(int64(res.applied))
 		p.setAside.Add(int64(len(res.setAside)))
 		logAside(p.log, p.model.name, res.setAside)
@@ -265,9 +293,26 @@ func (p *Projector) applyBatch(ctx context.Context, expected eventstore.Position
 func (p *Projector) applyOwnTx(ctx context.Context, expected eventstore.Position, b prepared) (applyResult, error) {
 	p.mu.Lock()
 	inlineFrom := p.inlineFrom
+	// A deferred move (Config.CheckpointEvery) goes with this batch's: from the stored
+	// checkpoint, over the deferred events too.
+	from, extra, lastAt := expected, int64(0), p.lastEventAt
+	if p.deferred > 0 && expected == p.position {
+		from, extra = p.stored, p.deferred
+	}
 	p.mu.Unlock()
+	if b.undecoded {
+		inlineFrom = b.undecodedFrom // moveOnly's guard holds the stored one to it
+	}
 	if len(b.aside) == 0 && len(withoutInline(b.ds, inlineFrom)) == 0 && p.cfg.afterApply == nil && len(b.evs) > 0 {
-		return p.moveOnly(ctx, expected, inlineFrom, b.evs)
+		last := b.evs[len(b.evs)-1]
+		return p.moveOnly(ctx, from, inlineFrom, last.Position, last.RecordedAt, extra+int64(len(b.evs)))
+	}
+	if extra > 0 {
+		res, err := p.moveOnly(ctx, from, inlineFrom, expected, lastAt, extra)
+		if err != nil {
+			return applyResult{}, err
+		}
+		p.setCheckpoint(res.checkpoint)
 	}
 	tx, err := p.cfg.Pool.Begin(ctx)
 	if err != nil {
@@ -285,13 +330,31 @@ func (p *Projector) applyOwnTx(ctx context.Context, expected eventstore.Position
 	return res, nil
 }
 
-// moveOnly moves the checkpoint from expected over evs, which hold nothing to apply
-// (other models' events, or events their appends applied inline), in one round trip:
-// an implicit transaction that moves it only if it is still at expected with the same
-// inline_from, and does not wait for its WAL flush (a lost move costs a skip again).
-func (p *Projector) moveOnly(ctx context.Context, expected eventstore.Position, inlineFrom uint64, evs []eventstore.RecordedEvent) (applyResult, error) {
-	last := evs[len(evs)-1]
-	vals := []uint64{last.Position.Commit, last.Position.Prepare, expected.Commit, expected.Prepare, inlineFrom}
+// storeDeferred stores a checkpoint move that applyBatch deferred (the follower's Idle:
+// a read found nothing new).
+func (p *Projector) storeDeferred(ctx context.Context) error {
+	p.mu.Lock()
+	n, from, to, at, inlineFrom := p.deferred, p.stored, p.position, p.lastEventAt, p.inlineFrom
+	p.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	res, err := p.moveOnly(ctx, from, inlineFrom, to, at, n)
+	if err != nil {
+		return err
+	}
+	p.setCheckpoint(res.checkpoint)
+	return nil
+}
+
+// moveOnly moves the checkpoint from expected to to (at: the recording time of the
+// event there) over count events, which hold nothing to apply (other models' events,
+// or events their appends applied inline), in one round trip: an implicit transaction
+// that moves it only if it is still at expected with the same inline_from, and does not
+// wait for its WAL flush (a lost move costs a skip again).
+func (p *Projector) moveOnly(ctx context.Context, expected eventstore.Position, inlineFrom uint64, to eventstore.Position,
+	at time.Time, count int64) (applyResult, error) {
+	vals := []uint64{to.Commit, to.Prepare, expected.Commit, expected.Prepare, inlineFrom}
 	args := make([]any, len(vals))
 	for i, v := range vals {
 		n, err := toInt64(v)
@@ -300,7 +363,7 @@ func (p *Projector) moveOnly(ctx context.Context, expected eventstore.Position, 
 		}
 		args[i] = n
 	}
-	args = append(args, int64(len(evs)), last.RecordedAt)
+	args = append(args, count, at)
 	schema := p.model.Schema()
 	b := &pgx.Batch{}
 	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
@@ -318,16 +381,16 @@ func (p *Projector) moveOnly(ctx context.Context, expected eventstore.Position, 
 		return applyResult{}, &checkpointMovedError{schema: schema, expected: expected, stored: stored.Position}
 	}
 	if err != nil {
-		return applyResult{}, fmt.Errorf("projector %s: move the checkpoint to %s: %w", p.model.name, last.Position, err)
+		return applyResult{}, fmt.Errorf("projector %s: move the checkpoint to %s: %w", p.model.name, to, err)
 	}
-	return applyResult{checkpoint: checkpointRow{Position: last.Position, Events: events, LastEventAt: last.RecordedAt,
-		InlineFrom: inlineFrom}}, nil
+	return applyResult{checkpoint: checkpointRow{Position: to, Events: events, LastEventAt: at, InlineFrom: inlineFrom}}, nil
 }
 
 func (p *Projector) setCheckpoint(cp checkpointRow) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.position, p.events, p.lastEventAt, p.inlineFrom = cp.Position, cp.Events, cp.LastEventAt, cp.InlineFrom
+	p.stored, p.storedAt, p.deferred = cp.Position, time.Now(), 0
 }
 
 // Status is a projector's progress as this process knows it.
@@ -361,13 +424,19 @@ type Lag struct {
 }
 
 // Lag measures the model's backlog: the store's events after the stored checkpoint
-// (which any process's active projector moves, so a standby reports it too).
+// (which any process's active projector moves, so a standby reports it too), or after
+// this process's position if it is the active projector and ahead of it (a deferred
+// move, Config.CheckpointEvery).
 func (p *Projector) Lag(ctx context.Context) (Lag, error) {
 	cp, err := readCheckpoint(ctx, p.cfg.Pool, p.model.Schema(), false)
 	if err != nil {
 		return Lag{}, err
 	}
-	return lagAfter(ctx, p.cfg.Source, cp.Position, p.cfg.LagScanLimit, time.Now())
+	pos := cp.Position
+	if st := p.Status(); st.Active && pos.Less(st.Position) {
+		pos = st.Position
+	}
+	return lagAfter(ctx, p.cfg.Source, pos, p.cfg.LagScanLimit, time.Now())
 }
 
 // lagAfter counts the events after pos (up to limit, then Capped) and the age of the

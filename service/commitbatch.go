@@ -195,7 +195,9 @@ func (s *Service) decideBatch(ctx context.Context, e *entry[*domain.Workspace], 
 		}
 		size += len(data)
 		prev = domain.ChainHash(typ, data)
-		p.records = append(p.records, eventstore.Record{ID: eventID(stream, commitKey(c.req.RequestID)), Type: typ, Data: data})
+		// Value: the inline hook applies ev itself instead of decoding data again;
+		// Encode's round trip (domain's FuzzCommittedRoundTrip) makes them the same.
+		p.records = append(p.records, eventstore.Record{ID: eventID(stream, commitKey(c.req.RequestID)), Type: typ, Data: data, Value: ev})
 		p.events, p.hashes, p.owners = append(p.events, ev), append(p.hashes, prev), append(p.owners, c)
 		if p.onSpare {
 			view.Evolve(ev)

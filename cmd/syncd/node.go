@@ -153,8 +153,15 @@ func (n *node) addProjectors() error {
 				}
 			}
 		}
+		// With inline projection nearly every batch only moves the checkpoint: store
+		// such a move at most once a second (and whenever the projector is idle).
+		var every time.Duration
+		if n.cfg.inline {
+			every = time.Second
+		}
 		p, err := projections.New(projections.Config{Model: model.Name(), DSN: n.cfg.pgDSN, Pool: n.pool, Source: n.store, Reader: n.reader(),
-			Logger: n.log.With("component", "projector"), OnApplied: onApplied, Linger: n.followerLinger(n.cfg.inline)})
+			Logger: n.log.With("component", "projector"), OnApplied: onApplied, Linger: n.followerLinger(n.cfg.inline),
+			CheckpointEvery: every})
 		if err != nil {
 			return err
 		}

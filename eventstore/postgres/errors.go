@@ -31,6 +31,9 @@ const (
 
 // isEventIDConflict reports a unique violation on es_events.event_id.
 func isEventIDConflict(err error) bool {
+	if err == nil {
+		return false // before pe, which escapes: no allocation on the append's path
+	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == codeUniqueViolation && pe.ConstraintName == eventIDConstraint
 }
@@ -38,6 +41,9 @@ func isEventIDConflict(err error) bool {
 // isUnexpectedVersion reports a guarded append that found its expected version not
 // holding (es_expected).
 func isUnexpectedVersion(err error) bool {
+	if err == nil {
+		return false
+	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == codeUnexpectedVersion
 }

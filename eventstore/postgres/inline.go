@@ -37,7 +37,7 @@ func (s *Store) sendAppendsOneTrip(ctx context.Context, appends []eventstore.Str
 		base, _ := a.Expected.Version()
 		for i, r := range a.Records {
 			recs = append(recs, eventstore.RecordedEvent{ID: r.ID, Stream: a.Stream, StreamVersion: base + uint64(i) + 1,
-				Type: r.Type, Data: r.Data, Metadata: r.Metadata, Inline: true})
+				Type: r.Type, Data: r.Data, Metadata: r.Metadata, Inline: true, Value: r.Value})
 		}
 	}
 	b := &pgx.Batch{}
@@ -148,7 +148,7 @@ func (s *Store) commitInline(ctx context.Context, conn *pgx.Conn, appends []even
 		for i, v := range outs[k].placed {
 			r := a.Records[i]
 			recs = append(recs, eventstore.RecordedEvent{ID: r.ID, Stream: a.Stream, StreamVersion: v,
-				Type: r.Type, Data: r.Data, Metadata: r.Metadata, Inline: true})
+				Type: r.Type, Data: r.Data, Metadata: r.Metadata, Inline: true, Value: r.Value})
 		}
 	}
 	b := &pgx.Batch{}

@@ -58,7 +58,7 @@ type Config struct {
 	// that run in the append's own transaction: read models kept in the same
 	// transaction as the events (an inline projection). recs are the append's records
 	// with the stream versions they take; their Position and RecordedAt are not known
-	// to the hook (zero). The statements run in order after the append and before its
+	// to the hook (zero); their Value is the appender's Record.Value. The statements run in order after the append and before its
 	// commit; if one fails, or Inline returns an error, nothing of the append is
 	// written and the append fails with that error. They never apply records that were
 	// not stored: an append that writes nothing (wrong expected version, a repeated

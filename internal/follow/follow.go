@@ -78,6 +78,10 @@ type Config struct {
 	// OnAdvance, if set, is called after every checkpoint move (a latency hint for
 	// whoever waits on this follower's checkpoint; it must not block).
 	OnAdvance func()
+	// Idle, if set, is called after a read that found nothing to handle, before the
+	// follower waits; an error ends Run with it. (The projector stores a checkpoint
+	// move it deferred.)
+	Idle func(ctx context.Context) error
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -283,6 +287,11 @@ func (f *Follower) Run(ctx context.Context, handle Handler) error {
 			return err
 		}
 		if len(evs) == 0 {
+			if f.cfg.Idle != nil {
+				if err := f.cfg.Idle(ctx); err != nil {
+					return err
+				}
+			}
 			if err := f.idle(ctx, &wait, readAt); err != nil {
 				return err
 			}

@@ -114,26 +114,59 @@ func (a *arena) releaser() func() {
 }
 
 // add renders an item with enc into the arena (after a comma, but the first) and
-// returns where it lies.
-func (a *arena) add(enc ItemEncoder, md *domain.ItemMetadata) (block, start, end int32) {
+// returns where it lies. hint is what the item's encoding may take (its size
+// estimate; 0: unknown): an item that would not fit in what is left of the last block
+// starts the next one, so that a block outside the heap is never outgrown.
+func (a *arena) add(enc ItemEncoder, md *domain.ItemMetadata, hint int) (block, start, end int32) {
 	n := len(a.blocks)
-	if n == 0 || cap(a.blocks[n-1])-len(a.blocks[n-1]) < arenaMinBlock/2 {
-		size := arenaMinBlock
-		if n > 0 {
-			size = min(2*cap(a.blocks[n-1]), arenaMaxBlock)
-		}
-		a.blocks = append(a.blocks, a.block(size))
+	if n == 0 || cap(a.blocks[n-1])-len(a.blocks[n-1]) < max(arenaMinBlock/2, hint+1) {
+		a.next(hint + 1)
 		n++
 	}
 	b := a.blocks[n-1]
+	from := len(b)
 	if a.items > 0 {
 		b = append(b, ',')
 	}
-	a.items++
 	s := len(b)
-	b = enc(b, md)
-	a.blocks[n-1] = b
-	return int32(n - 1), int32(s), int32(len(b))
+	out := enc(b, md)
+	if cap(out) != cap(b) && a.isMapped(n-1) {
+		// The hint was short and append moved the block onto the heap: the mapped
+		// block keeps what it had, and the item (its comma with it) starts a block
+		// of its own.
+		item, comma := out[from:], s-from
+		a.next(len(item))
+		n++
+		out, s = append(a.blocks[n-1], item...), comma
+	}
+	a.items++
+	a.blocks[n-1] = out
+	return int32(n - 1), int32(s), int32(len(out))
+}
+
+// next starts a block with room for at least need bytes: twice the last one's size,
+// from arenaMinBlock up to arenaMaxBlock, larger only for an item that needs it.
+func (a *arena) next(need int) {
+	size := arenaMinBlock
+	if n := len(a.blocks); n > 0 {
+		size = min(2*cap(a.blocks[n-1]), arenaMaxBlock)
+	}
+	a.blocks = append(a.blocks, a.block(max(size, need)))
+}
+
+// isMapped reports whether block i lies outside the heap.
+func (a *arena) isMapped(i int) bool {
+	b := a.blocks[i]
+	if cap(b) == 0 {
+		return false
+	}
+	p := &b[:1][0]
+	for _, m := range a.mapped {
+		if p == &m[0] {
+			return true
+		}
+	}
+	return false
 }
 
 // EncodedChanges answers what Changes answers, as the JSON array of the items rendered
@@ -163,6 +196,12 @@ func (q *Queries) EncodedAnswer(ctx context.Context, ws uuid.UUID, base *changes
 		}
 	}
 	var ar arena
+	answered := false
+	defer func() { // on an error, and on a panic the caller recovers from
+		if !answered {
+			ar.release()
+		}
+	}()
 	var index []changeset.Item
 	var where []arenaPos
 	var version, tag int64
@@ -192,10 +231,11 @@ func (q *Queries) EncodedAnswer(ctx context.Context, ws uuid.UUID, base *changes
 		}
 	})
 	if err != nil {
-		ar.release()
 		return changeset.Answer{}, tooLarge(fmt.Errorf("changes of workspace %s: %w", ws, err))
 	}
-	return changeset.Answer{Pieces: ar.treeOrdered(index, where), Items: index, Version: version, Tag: tag, Release: ar.releaser()}, nil
+	pieces := ar.treeOrdered(index, where)
+	answered = true
+	return changeset.Answer{Pieces: pieces, Items: index, Version: version, Tag: tag, Release: ar.releaser()}, nil
 }
 
 // encodeRows renders the rows of one changesSelect query into a and records each item
@@ -211,7 +251,7 @@ func (d *rowDecoder) encodeRows(rows pgx.Rows, enc ItemEncoder, sz *sizer, a *ar
 			return nil, nil, err
 		}
 		var p arenaPos
-		p.block, p.start, p.end = a.add(enc, &d.md)
+		p.block, p.start, p.end = a.add(enc, &d.md, int(size))
 		index = append(index, itemOf(&d.md, size, p.end-p.start))
 		where = append(where, p)
 	}

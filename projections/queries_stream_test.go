@@ -197,7 +197,7 @@ func TestEncodedTreeOrder(t *testing.T) {
 					md.ParentID = itemID(p)
 				}
 				var e arenaPos
-				e.block, e.start, e.end = a.add(enc, &md)
+				e.block, e.start, e.end = a.add(enc, &md, 0)
 				rows = append(rows, itemRow{md: md})
 				index = append(index, itemOf(&md, 0, e.end-e.start))
 				where = append(where, e)
@@ -270,5 +270,83 @@ func TestFullReadRendersOutsideTheHeap(t *testing.T) {
 	}
 	if offheap.Mapped() != before {
 		t.Fatalf("a refused read left %d bytes mapped", offheap.Mapped()-before)
+	}
+}
+
+// Items larger than what a block has left (a file of many chunks) never move a block
+// outside the heap onto it: with the size hint an item that would not fit starts the
+// next block, and without one (a hint too short) the item moves to a block of its own
+// while the mapped block keeps what it had. Either way every block of arenaMaxBlock is
+// a mapping, and the pieces make the items in order.
+func TestArenaLargeItemsStayOutsideTheHeap(t *testing.T) {
+	if !offheap.Supported {
+		t.Skip("the arena's blocks stay on the heap on this system (no anonymous mappings)")
+	}
+	for _, size := range []int{1000, 3000, 5000, 9000, 3 << 20} {
+		for _, hinted := range []bool{true, false} {
+			var a arena
+			pad := strings.Repeat("x", size)
+			enc := func(dst []byte, md *domain.ItemMetadata) []byte { return fmt.Appendf(dst, `{"id":%d,"p":"%s"}`, *md.ID, pad) }
+			var index []changeset.Item
+			var where []arenaPos
+			want := []byte{'['}
+			for id := range int64(max(4, (8<<20)/size)) {
+				md := domain.ItemMetadata{ID: itemID(id + 1)}
+				hint := 0
+				if hinted {
+					hint = len(enc(nil, &md))
+				}
+				var e arenaPos
+				e.block, e.start, e.end = a.add(enc, &md, hint)
+				index = append(index, itemOf(&md, 0, e.end-e.start))
+				where = append(where, e)
+				if id > 0 {
+					want = append(want, ',')
+				}
+				want = enc(want, &md)
+			}
+			want = append(want, ']')
+			held := map[*byte]bool{}
+			for i, b := range a.blocks {
+				if a.isMapped(i) {
+					held[&b[:1][0]] = true
+				} else if hinted && cap(b) >= arenaMaxBlock && size < arenaMaxBlock { // only an item larger than a block needs one that large on the heap
+					t.Errorf("items of %d bytes, hinted: block %d of %d (%d bytes) is on the heap", size, i, len(a.blocks), cap(b))
+				}
+			}
+			if (size < arenaMaxBlock && len(a.mapped) == 0) || len(held) != len(a.mapped) {
+				t.Errorf("items of %d bytes, hinted %v: %d of %d mappings still hold a block (an outgrown one was copied onto the heap)", size, hinted, len(held), len(a.mapped))
+			}
+			if got := bytes.Join(a.treeOrdered(index, where), nil); !bytes.Equal(got, want) {
+				t.Fatalf("items of %d bytes, hinted %v: the pieces make %d bytes, want %d", size, hinted, len(got), len(want))
+			}
+			a.release()
+		}
+	}
+}
+
+// A full read whose encoder panics (rpc's dispatch recovers a handler's panic) leaves
+// nothing mapped.
+func TestFullReadPanicReleasesItsBlocks(t *testing.T) {
+	e := newEnv(t)
+	w := backlogWorkspace(t, e.store, e.pool, 3000, 100)
+	pad := strings.Repeat("p", 1000)
+	n := 0
+	enc := func(dst []byte, md *domain.ItemMetadata) []byte {
+		if n++; n == 2500 {
+			panic("encoder bug")
+		}
+		return append(append(dst, `{"pad":"`...), pad+`"}`...)
+	}
+	before := offheap.Mapped()
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = e.q.EncodedAnswer(context.Background(), w.id, nil, enc)
+	}()
+	if n < 2500 {
+		t.Fatalf("the encoder ran %d times, the read never reached the panic", n)
+	}
+	if leaked := offheap.Mapped() - before; leaked != 0 {
+		t.Errorf("%d bytes stay mapped after a recovered panic in a full read", leaked)
 	}
 }

@@ -44,6 +44,9 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 	if err != nil {
 		return nil, err
 	}
+	if a.Release != nil { // a full read's render blocks, once copied (or on a panic)
+		defer a.Release()
+	}
 	s.changes.count(a.Patched)
 	n := len(resultPrefix) + replyEndRoom
 	for _, p := range a.Pieces {
@@ -52,9 +55,6 @@ func (s *Server) getChanges(ctx context.Context, _ *session, d *amqp.Delivery, r
 	buf, off := s.changes.buffer(n)
 	c := &changesReply{ws: r.WorkspaceID, st: service.ChangesStamp{Version: a.Version, Tag: a.Tag},
 		head: wire.AppendRawResult(buf, a.Pieces...), items: a.Items, off: off}
-	if a.Release != nil { // the pieces are copied: a full read's render blocks go
-		a.Release()
-	}
 	if off != nil && !off.holds(c.head) { // n was short: the reply grew onto the heap
 		off.free()
 		c.off = nil

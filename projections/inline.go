@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -34,7 +35,7 @@ func Inline(recs []eventstore.RecordedEvent, b *pgx.Batch) error {
 			if !strings.HasPrefix(recs[i].Stream, m.streamPrefix) {
 				continue
 			}
-			if ev, ok := recs[i].Value.(domain.Event); ok {
+			if ev, ok := recs[i].Value.(domain.Event); ok && ev.EventType() == recs[i].Type && reflect.TypeOf(ev).Kind() != reflect.Pointer {
 				ds = append(ds, decoded{rec: &recs[i], event: ev})
 				continue
 			}

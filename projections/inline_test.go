@@ -271,6 +271,25 @@ func TestInlineAppliesTheRecordsValue(t *testing.T) {
 		t.Fatalf("workspace version %d after an append whose Value says %d and whose Data says %d: Value not applied",
 			got, w.version+1000, w.version)
 	}
+	// A Value that is not the record's event as a value (another type, a pointer) is
+	// not trusted: Data is decoded.
+	high := version()
+	for _, wrong := range []func(domain.Committed) any{
+		func(c domain.Committed) any { return &c },
+		func(c domain.Committed) any { return domain.WorkspaceCreated{} },
+	} {
+		rec = g.randomCommit(w)
+		ev := rec.Value.(domain.Committed)
+		ev.WorkspaceVersion += 2000
+		rec.Value = wrong(ev)
+		if _, err := is.Append(ctx, w.stream, eventstore.Any(), rec); err != nil {
+			t.Fatal(err)
+		}
+		if got := version(); got != high { // Data's version is below the table's: no move
+			t.Fatalf("workspace version %d after an append whose Value is a %T (Data says %d, Value %d, the table was at %d): want Data applied",
+				got, rec.Value, w.version, ev.WorkspaceVersion, high)
+		}
+	}
 }
 
 // A record of a model's streams that the inline hook cannot decode fails its append:

@@ -344,6 +344,9 @@ func (p *Projector) storeDeferred(ctx context.Context) error {
 		return err
 	}
 	p.setCheckpoint(res.checkpoint)
+	if p.cfg.OnApplied != nil { // a notifier may wait for this checkpoint (events not applied inline)
+		p.cfg.OnApplied()
+	}
 	return nil
 }
 

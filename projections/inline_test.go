@@ -289,6 +289,17 @@ func TestInlineAppliesTheRecordsValue(t *testing.T) {
 			t.Fatalf("workspace version %d after an append whose Value is a %T (Data says %d, Value %d, the table was at %d): want Data applied",
 				got, rec.Value, w.version, ev.WorkspaceVersion, high)
 		}
+		for _, o := range ev.Items { // Data's item versions are in the read model
+			if !o.Stored {
+				continue
+			}
+			var n int
+			if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM proj_workspaces.item_history WHERE item_id = $1 AND version = $2`,
+				int64(*o.Metadata.ID), o.Metadata.Version).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("item %d version %d: %d rows (%v) after an append whose Value is a %T: want Data applied",
+					*o.Metadata.ID, o.Metadata.Version, n, err, rec.Value)
+			}
+		}
 	}
 }
 

@@ -286,7 +286,9 @@ func TestArenaLargeItemsStayOutsideTheHeap(t *testing.T) {
 		for _, hinted := range []bool{true, false} {
 			var a arena
 			pad := strings.Repeat("x", size)
-			enc := func(dst []byte, md *domain.ItemMetadata) []byte { return fmt.Appendf(dst, `{"id":%d,"p":"%s"}`, *md.ID, pad) }
+			enc := func(dst []byte, md *domain.ItemMetadata) []byte {
+				return fmt.Appendf(dst, `{"id":%d,"p":"%s"}`, *md.ID, pad)
+			}
 			var index []changeset.Item
 			var where []arenaPos
 			want := []byte{'['}

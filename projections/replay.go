@@ -19,8 +19,11 @@ import (
 // goroutines decode them (prepare needs no database), and one applies them, in the
 // order they were read, each in its own transaction. Reading, decoding and writing
 // overlap; the pages in flight are bounded (each by BatchSize and BatchBytes).
+//
+// In bulk mode, latest (if not nil) keeps what every committed batch copied (see
+// latestItems).
 func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upTo *eventstore.Position,
-	bulk bool, estimate int64, start time.Time) (checkpointRow, error) {
+	bulk bool, estimate int64, start time.Time, latest *latestItems) (checkpointRow, error) {
 	cp, err := readCheckpoint(ctx, cfg.Pool, schema, false)
 	if err != nil {
 		return checkpointRow{}, err
@@ -57,8 +60,18 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 		})
 	}
 	g.Go(func() error {
+		var kept bulkKept
 		apply := func(ctx context.Context, expected eventstore.Position, b prepared) (applyResult, error) {
-			return applyOwnTx(ctx, cfg.Pool, m, schema, expected, b, bulk)
+			if !bulk || !latest.keeping() {
+				return applyOwnTx(ctx, cfg.Pool, m, schema, expected, b, bulk)
+			}
+			kept = bulkKept{rows: kept.rows[:0], movedOut: kept.movedOut[:0]}
+			b.kept = &kept
+			res, err := applyOwnTx(ctx, cfg.Pool, m, schema, expected, b, bulk)
+			if err == nil {
+				latest.keep(&kept) // committed
+			}
+			return res, err
 		}
 		for p := range ordered {
 			select {

@@ -128,6 +128,11 @@ func BenchmarkRebuild(b *testing.B) {
 		b.Run("Rebuild/"+m.Name(), func(b *testing.B) {
 			debug.FreeOSMemory() // the generation's heap out of the peak
 			resetPeakRSS()
+			if path := os.Getenv("SYNC_BENCH_CPUPROFILE"); path != "" {
+				// The rebuild's own profile (-test.cpuprofile also holds the generation).
+				stop := startCPUProfile(b, path+"."+m.Name())
+				defer stop()
+			}
 			self0, server0 := cpuTimes(b, pool)
 			for b.Loop() {
 				cfg := RebuildConfig{Pool: pool, Source: store}

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,6 +56,23 @@ func reportPeakRSS(b *testing.B) {
 			if err == nil {
 				b.ReportMetric(float64(kb)/1024, "peak-rss-MiB")
 			}
+		}
+	}
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
 		}
 	}
 }

@@ -94,8 +94,10 @@ func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upT
 				Position: cp.Position, Elapsed: time.Since(start)})
 		}
 	}
-	if bulk && m.copyBulk != nil {
+	if bulk && m.copyBulk != nil && cfg.Pool.Config().MaxConns >= aheadBatches+2 {
 		// Pipelined: each batch's rows that commute are copied ahead (see copyAhead).
+		// Connections: the rebuild's lock, the batches' open transactions, and one for a
+		// batch applied in parts after a failure while the next stays open.
 		ahead := make(chan *replayPage, 1)
 		actx, stopAhead := context.WithCancel(gctx)
 		g.Go(func() error { return copyAhead(actx, cfg, m, schema, ordered, ahead) })

@@ -191,12 +191,12 @@ func copyAhead(ctx context.Context, cfg RebuildConfig, m *Model, schema string, 
 		select {
 		case <-p.decoded:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil // stopped by finishAhead's failure (which it reports) or the replay's
 		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		}
 		c := &copied{kept: &bulkKept{}, done: make(chan struct{}), slots: slots}
 		p.ahead = c

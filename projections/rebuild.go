@@ -67,7 +67,7 @@ func DefaultRebuildConfig() RebuildConfig {
 		LockTimeout:  2 * time.Second,
 		SwapAttempts: 10,
 		Decoders:     runtime.GOMAXPROCS(0),
-		// About 120 MiB for the 400,000 items of the benchmark's million events.
+		// About 135 MiB for the 400,000 items of the benchmark's million events.
 		LatestItemsBytes: 256 << 20,
 		Logger:           slog.New(slog.DiscardHandler),
 	}

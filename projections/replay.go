@@ -22,7 +22,9 @@ import (
 // order they were read, each in its own transaction. Reading, decoding and writing
 // overlap; the pages in flight are bounded (each by BatchSize and BatchBytes).
 //
-// In bulk mode, latest (if not nil) keeps what every committed batch copied (see
+// In bulk mode, a model with copyBulk has each batch's commuting rows copied ahead in
+// the batch's own transaction while the batch before it is finished (copyAhead,
+// finishAhead), and latest (if not nil) keeps what every committed batch copied (see
 // latestItems).
 func replay(ctx context.Context, cfg RebuildConfig, m *Model, schema string, upTo *eventstore.Position,
 	bulk bool, estimate int64, start time.Time, latest *latestItems) (checkpointRow, error) {

@@ -51,9 +51,6 @@ type prepared struct {
 	// kept, set by a bulk replay that keeps the latest item versions (latestItems) for
 	// one transaction, receives what the batch's bulk write copied.
 	kept *bulkKept
-	// copied: the model's copyBulk already ran for these events in the transaction;
-	// only applyBulkRest is left (a bulk replay's pipelined batches, see replay).
-	copied bool
 }
 
 // prepare decodes the events of evs that the model applies. It needs no database, so a
@@ -122,18 +119,8 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 			}
 		}
 	}
-	if b.copied && (len(ds) != len(b.ds) || !bulk) {
-		return applyResult{}, fmt.Errorf("apply to %s: the batch's rows were copied ahead, but the checkpoint %s covers some of its events",
-			schema, cp.Position)
-	}
 	if len(ds) > 0 {
-		var err error
-		if b.copied {
-			err = m.applyBulkRest(ctx, tx, schema, ds, b.kept)
-		} else {
-			err = m.write(ctx, tx, schema, ds, bulk, b.kept)
-		}
-		if err != nil {
+		if err := m.write(ctx, tx, schema, ds, bulk, b.kept); err != nil {
 			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
 		}
 	}
@@ -224,15 +211,13 @@ var workspacesModel = &Model{
 		{"item_history", []string{"workspace_id", "item_id", "version"}},
 		{"moved_out", []string{"workspace_id", "ws_version", "item_id"}},
 	},
-	queue:         queueWorkspaces,
-	applyBulk:     applyWorkspacesBulk,
-	copyBulk:      copyWorkspacesBulk,
-	applyBulkRest: applyWorkspacesBulkRest,
-	bulkLoaded:    []string{"items", "item_history"},
-	trimBulk:      func(schema string) []string { return []string{deleteMovedOutSQL(schema)} },
-	finishBulk:    fillItems,
-	bulkFilled:    []string{"items"},
-	keepsLatest:   true,
+	queue:       queueWorkspaces,
+	applyBulk:   applyWorkspacesBulk,
+	bulkLoaded:  []string{"items", "item_history"},
+	trimBulk:    func(schema string) []string { return []string{deleteMovedOutSQL(schema)} },
+	finishBulk:  fillItems,
+	bulkFilled:  []string{"items"},
+	keepsLatest: true,
 }
 
 // itemRows accumulates item versions column by column for one unnest statement. Each

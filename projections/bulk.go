@@ -206,18 +206,10 @@ func fillBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, 
 // the same rows as upserting the latest version batch by batch. Workspaces and members
 // are written as applyWorkspaces writes them.
 // With kept, it records there what latestItems keeps once the transaction commits.
-// It is applyWorkspacesBulkRest, then copyWorkspacesBulk.
 func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, kept *bulkKept) error {
-	if err := applyWorkspacesBulkRest(ctx, tx, schema, evs, kept); err != nil {
-		return err
-	}
-	return copyWorkspacesBulk(ctx, tx, schema, evs, kept)
-}
-
-// copyWorkspacesBulk copies the item versions of evs into item_history (the part of
-// applyWorkspacesBulk that only appends rows no other write of a replay reads or
-// locks, so a replay may run it ahead in the batch's transaction, see replay).
-func copyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, kept *bulkKept) error {
+	t := qualifier(schema)
+	b := &pgx.Batch{}
+	var ws wsUpdates
 	var rows []historyRow
 	for _, d := range evs {
 		switch e := d.event.(type) {
@@ -227,29 +219,6 @@ func copyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []dec
 					rows = append(rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, o.Metadata})
 				}
 			}
-		case domain.ItemsMovedIn:
-			for i := range e.Items {
-				for j := range e.Items[i].Versions {
-					rows = append(rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, &e.Items[i].Versions[j]})
-				}
-			}
-		}
-	}
-	if len(rows) > 0 {
-		return copyHistory(ctx, tx, schema, rows, kept)
-	}
-	return nil
-}
-
-// applyWorkspacesBulkRest is applyWorkspacesBulk but for the item versions
-// (copyWorkspacesBulk): workspaces, members, moved-out items.
-func applyWorkspacesBulkRest(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, kept *bulkKept) error {
-	t := qualifier(schema)
-	b := &pgx.Batch{}
-	var ws wsUpdates
-	for _, d := range evs {
-		switch e := d.event.(type) {
-		case domain.Committed:
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt)
 		case domain.ItemsMovedOut:
 			queueMovedOut(b, t, &e, true) // the history rows go in fillItems
@@ -260,6 +229,11 @@ func applyWorkspacesBulkRest(ctx context.Context, tx pgx.Tx, schema string, evs 
 			}
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
 		case domain.ItemsMovedIn:
+			for i := range e.Items {
+				for j := range e.Items[i].Versions {
+					rows = append(rows, historyRow{e.WorkspaceID, e.WorkspaceVersion, &e.Items[i].Versions[j]})
+				}
+			}
 			queueMovedInMount(b, t, d)
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
 		default:
@@ -267,7 +241,13 @@ func applyWorkspacesBulkRest(ctx context.Context, tx pgx.Tx, schema string, evs 
 		}
 	}
 	ws.queue(b, workspacesStatements(schema))
-	return sendBatch(ctx, tx, b)
+	if err := sendBatch(ctx, tx, b); err != nil {
+		return err
+	}
+	if len(rows) > 0 {
+		return copyHistory(ctx, tx, schema, rows, kept)
+	}
+	return nil
 }
 
 // historyRow is one stored item version.

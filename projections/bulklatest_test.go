@@ -3,7 +3,6 @@ package projections
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"reflect"
 	"slices"
@@ -165,43 +164,4 @@ func missing(b, a []string) []string {
 		}
 	}
 	return out
-}
-
-// TestBulkReplayReportsWhyItStopped: when a batch copied ahead cannot be finished for a
-// reason that is not its content (here the checkpoint moved by another writer after the
-// first batch), the replay stops with that error, not the cancellation of the copies
-// begun ahead.
-func TestBulkReplayReportsWhyItStopped(t *testing.T) {
-	e := newEnv(t)
-	g := newGen(t, 32)
-	e.append(t, g.history(2, 3, 60))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	m := workspacesModel
-	const scratch = "proj_workspaces_stop_test"
-	if err := dropSchema(ctx, e.pool, scratch); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dropSchema(context.Background(), e.pool, scratch) })
-	if err := migrateSchema(ctx, e.pool, m, scratch); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dropBulkIndexes(ctx, e.pool, m, scratch); err != nil {
-		t.Fatal(err)
-	}
-	cfg := RebuildConfig{Pool: e.pool, Source: e.store, Logger: e.log, BatchSize: 3}.withDefaults()
-	moved := false
-	cfg.Progress = func(Progress) {
-		if !moved {
-			moved = true
-			if _, err := e.pool.Exec(ctx, `UPDATE `+scratch+`.checkpoint SET prepare_pos = prepare_pos + 1000`); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	last := e.lastPosition(t)
-	_, err := replay(ctx, cfg, m, scratch, &last, true, 0, time.Now(), newLatestItems(cfg.LatestItemsBytes))
-	if !errors.Is(err, errCheckpointMoved) {
-		t.Fatalf("replay after the checkpoint moved: %v, want %v", err, errCheckpointMoved)
-	}
 }

@@ -45,11 +45,6 @@ type Model struct {
 	// into fresh tables (the workspaces model copies item versions and leaves items to
 	// finishBulk). With kept it records there what a latestItems keeps.
 	applyBulk func(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, kept *bulkKept) error
-	// copyBulk and applyBulkRest, if set, are applyBulk in two parts: copyBulk only
-	// appends rows that no other write of a replay reads or locks (the workspaces
-	// model's item versions), so a replay runs it ahead, in a batch's transaction begun
-	// before the previous batch commits, and applyBulkRest once that one has.
-	copyBulk, applyBulkRest func(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, kept *bulkKept) error
 	// bulkLoaded tables have their indexes dropped while a replay loads them and built
 	// once at the end, which is much faster than maintaining them row by row.
 	bulkLoaded []string

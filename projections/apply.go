@@ -53,6 +53,9 @@ type prepared struct {
 	// inline_from skips them); they must not be applied under any other inline_from.
 	undecodedFrom uint64
 	undecoded     bool
+	// kept, set by a bulk replay that keeps the latest item versions (latestItems) for
+	// one transaction, receives what the batch's bulk write copied.
+	kept *bulkKept
 }
 
 // prepare decodes the events of evs that the model applies. It needs no database, so a
@@ -143,7 +146,7 @@ func applyTx(ctx context.Context, tx pgx.Tx, m *Model, schema string, expected e
 		}
 	}
 	if len(ds) > 0 {
-		if err := m.write(ctx, tx, schema, ds, bulk); err != nil {
+		if err := m.write(ctx, tx, schema, ds, bulk, b.kept); err != nil {
 			return applyResult{}, fmt.Errorf("apply %d events to %s: %w", len(ds), schema, err)
 		}
 	}
@@ -234,12 +237,13 @@ var workspacesModel = &Model{
 		{"item_history", []string{"workspace_id", "item_id", "version"}},
 		{"moved_out", []string{"workspace_id", "ws_version", "item_id"}},
 	},
-	queue:      queueWorkspaces,
-	applyBulk:  applyWorkspacesBulk,
-	bulkLoaded: []string{"items", "item_history"},
-	trimBulk:   func(schema string) []string { return []string{deleteMovedOutSQL(schema)} },
-	finishBulk: fillItems,
-	bulkFilled: []string{"items"},
+	queue:       queueWorkspaces,
+	applyBulk:   applyWorkspacesBulk,
+	bulkLoaded:  []string{"items", "item_history"},
+	trimBulk:    func(schema string) []string { return []string{deleteMovedOutSQL(schema)} },
+	finishBulk:  fillItems,
+	bulkFilled:  []string{"items"},
+	keepsLatest: true,
 }
 
 // itemRows accumulates item versions column by column for one unnest statement. Each

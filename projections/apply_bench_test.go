@@ -58,7 +58,7 @@ func BenchmarkApplyCommits(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-		if err := workspacesModel.write(ctx, tx, workspacesModel.Schema(), ds, false); err != nil {
+		if err := workspacesModel.write(ctx, tx, workspacesModel.Schema(), ds, false, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := tx.Commit(ctx); err != nil {

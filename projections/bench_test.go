@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -125,6 +126,13 @@ func BenchmarkRebuild(b *testing.B) {
 	})
 	for _, m := range Models() {
 		b.Run("Rebuild/"+m.Name(), func(b *testing.B) {
+			debug.FreeOSMemory() // the generation's heap out of the peak
+			resetPeakRSS()
+			if path := os.Getenv("SYNC_BENCH_CPUPROFILE"); path != "" {
+				// The rebuild's own profile (-test.cpuprofile also holds the generation).
+				stop := startCPUProfile(b, path+"."+m.Name())
+				defer stop()
+			}
 			self0, server0 := cpuTimes(b, pool)
 			for b.Loop() {
 				cfg := RebuildConfig{Pool: pool, Source: store}
@@ -141,6 +149,7 @@ func BenchmarkRebuild(b *testing.B) {
 			}
 			b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "events/s")
 			reportCPU(b, pool, total*b.N, self0, server0)
+			reportPeakRSS(b)
 		})
 	}
 	var rows int64

@@ -82,9 +82,11 @@ func dropBulkIndexes(ctx context.Context, pool *pgxpool.Pool, m *Model, schema s
 // tables fillBulk fills and then their indexes on one, the other tables' indexes on
 // the other. The trim runs alone first: in the fill's transaction its deletes' locks
 // kept the other connection's index builds waiting until the fill committed, with a
-// core idle.
+// core idle. When the fill copies from latest (usable), it does not read the trimmed
+// tables, so it starts at once and the trim runs before the other indexes instead.
 // Constraints are attached to their indexes at the end.
-func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, restore []bulkIndex, log *slog.Logger) error {
+func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, restore []bulkIndex,
+	latest *latestItems, log *slog.Logger) error {
 	var filled, other []string
 	var attach []string
 	for _, ix := range restore {
@@ -97,18 +99,27 @@ func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema stri
 			attach = append(attach, ix.attach)
 		}
 	}
-	start := time.Now()
-	if err := trimBulk(ctx, pool, m, schema); err != nil {
-		return err
+	trim := func(ctx context.Context) error {
+		start := time.Now()
+		if err := trimBulk(ctx, pool, m, schema); err != nil {
+			return err
+		}
+		log.Info("trimmed the bulk-loaded tables", "took", time.Since(start).String())
+		return nil
 	}
-	log.Info("trimmed the bulk-loaded tables", "took", time.Since(start).String())
+	fromMemory := latest.usable()
+	if !fromMemory {
+		if err := trim(ctx); err != nil {
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		start := time.Now()
-		if err := fillBulk(gctx, pool, m, schema); err != nil {
+		if err := fillBulk(gctx, pool, m, schema, latest); err != nil {
 			return err
 		}
-		log.Info("filled the bulk-loaded tables", "took", time.Since(start).String())
+		log.Info("filled the bulk-loaded tables", "took", time.Since(start).String(), "from_memory", fromMemory)
 		start = time.Now()
 		if err := execTx(gctx, pool, filled); err != nil {
 			return err
@@ -117,6 +128,11 @@ func completeBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema stri
 		return nil
 	})
 	g.Go(func() error {
+		if fromMemory {
+			if err := trim(gctx); err != nil {
+				return err
+			}
+		}
 		start := time.Now()
 		if err := execTx(gctx, pool, other); err != nil {
 			return err
@@ -153,12 +169,12 @@ func execTx(ctx context.Context, pool *pgxpool.Pool, statements []string) error 
 }
 
 // finishBulk completes the model's tables in schema after a bulk replay: trimBulk, then
-// fillBulk.
-func finishBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) error {
+// fillBulk (from latest when it is usable).
+func finishBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, latest *latestItems) error {
 	if err := trimBulk(ctx, pool, m, schema); err != nil {
 		return err
 	}
-	return fillBulk(ctx, pool, m, schema)
+	return fillBulk(ctx, pool, m, schema, latest)
 }
 
 // trimBulk runs the model's trimBulk statements on schema in one transaction.
@@ -173,11 +189,11 @@ func trimBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) 
 }
 
 // fillBulk runs the model's finishBulk on schema (see Model.finishBulk).
-func fillBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) error {
+func fillBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string, latest *latestItems) error {
 	if m.finishBulk == nil {
 		return nil
 	}
-	if err := m.finishBulk(ctx, pool, schema); err != nil {
+	if err := m.finishBulk(ctx, pool, schema, latest); err != nil {
 		return fmt.Errorf("finish the bulk load of %s: %w", m.name, err)
 	}
 	return nil
@@ -189,7 +205,8 @@ func fillBulk(ctx context.Context, pool *pgxpool.Pool, m *Model, schema string) 
 // here but filled from item_history once the replay is done (fillItems), which gives
 // the same rows as upserting the latest version batch by batch. Workspaces and members
 // are written as applyWorkspaces writes them.
-func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []decoded) error {
+// With kept, it records there what latestItems keeps once the transaction commits.
+func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, kept *bulkKept) error {
 	t := qualifier(schema)
 	b := &pgx.Batch{}
 	var ws wsUpdates
@@ -205,6 +222,11 @@ func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []de
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.CommittedAt)
 		case domain.ItemsMovedOut:
 			queueMovedOut(b, t, &e, true) // the history rows go in fillItems
+			if kept != nil {
+				for _, id := range e.ItemIDs {
+					kept.movedOut = append(kept.movedOut, itemKey{e.WorkspaceID, id})
+				}
+			}
 			ws.add(e.WorkspaceID, e.WorkspaceVersion, e.WorkspaceUsed, e.At)
 		case domain.ItemsMovedIn:
 			for i := range e.Items {
@@ -223,7 +245,7 @@ func applyWorkspacesBulk(ctx context.Context, tx pgx.Tx, schema string, evs []de
 		return err
 	}
 	if len(rows) > 0 {
-		return copyHistory(ctx, tx, schema, rows)
+		return copyHistory(ctx, tx, schema, rows, kept)
 	}
 	return nil
 }
@@ -240,8 +262,13 @@ type historyRow struct {
 // stored version, which is what upserting each batch's latest version over an older one
 // leaves. An item's versions are unique (item_history's primary key, which a rebuild
 // builds; a verify would report a version stored twice as differing rows). A hash
-// anti-join: sorting the whole history took ~1.7 times as long.
-func fillItems(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+// anti-join: sorting the whole history took ~1.7 times as long. When latest is usable
+// (it kept every version the replay committed) the same rows are copied from it
+// instead (copyLatestItems).
+func fillItems(ctx context.Context, pool *pgxpool.Pool, schema string, latest *latestItems) error {
+	if latest.usable() {
+		return copyLatestItems(ctx, pool, schema, latest)
+	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("fill items of %s: begin: %w", schema, err)

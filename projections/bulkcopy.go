@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,14 +17,26 @@ import (
 // interface and looks up an encode plan for each (16 columns × 1.6M versions in a
 // million-event rebuild: about 2 Go CPU-s per million events and much of the garbage).
 // The bytes are those pgx's binary encoders write for the same values (a test holds the
-// two to the same rows).
-func copyHistory(ctx context.Context, tx pgx.Tx, schema string, rows []historyRow) error {
+// two to the same rows). With kept, it records there each version's tuple (see
+// latestItems).
+func copyHistory(ctx context.Context, tx pgx.Tx, schema string, rows []historyRow, kept *bulkKept) error {
 	b := make([]byte, 0, len(copyHeader)+256*len(rows)+2)
 	b = append(b, copyHeader...)
+	if kept != nil {
+		kept.rows = slices.Grow(kept.rows[:0], len(rows))
+	}
 	for i := range rows {
+		start := len(b)
 		b = appendHistoryTuple(b, &rows[i])
+		if kept != nil {
+			h := &rows[i]
+			kept.rows = append(kept.rows, keptRow{key: itemKey{h.ws, *h.md.ID}, version: h.md.Version, start: start, end: len(b)})
+		}
 	}
 	b = binary.BigEndian.AppendUint16(b, 0xffff) // the trailer: a tuple of -1 fields
+	if kept != nil {
+		kept.buf = b
+	}
 	sql := `COPY ` + pgx.Identifier{schema, "item_history"}.Sanitize() + ` (` + itemColumns + `) FROM STDIN WITH (FORMAT binary)`
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b), sql); err != nil {
 		return fmt.Errorf("copy %d item versions: %w", len(rows), err)

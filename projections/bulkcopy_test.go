@@ -50,7 +50,7 @@ func TestCopyHistoryBinary(t *testing.T) {
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"copy_pgx", "item_history"}, itemColumnNames, &historyRows{rows: rows}); err != nil {
 		t.Fatal(err)
 	}
-	if err := copyHistory(ctx, tx, "copy_own", rows); err != nil {
+	if err := copyHistory(ctx, tx, "copy_own", rows, nil); err != nil {
 		t.Fatal(err)
 	}
 	var n, differ int

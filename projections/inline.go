@@ -85,7 +85,7 @@ func applyInline(ctx context.Context, tx pgx.Tx, cfg RebuildConfig, m *Model, sc
 			}
 		}
 		if ds := prepare(m, kept).ds; len(ds) > 0 {
-			if err := m.write(ctx, tx, schema, ds, bulk); err != nil {
+			if err := m.write(ctx, tx, schema, ds, bulk, nil); err != nil {
 				return false, fmt.Errorf("apply the inline events after %s to %s: %w", from, schema, err)
 			}
 			applied = true

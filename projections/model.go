@@ -43,8 +43,8 @@ type Model struct {
 	queue func(b *pgx.Batch, schema string, evs []decoded, bulk bool)
 	// applyBulk, if set, writes decoded events in bulk mode instead of queue: a replay
 	// into fresh tables (the workspaces model copies item versions and leaves items to
-	// finishBulk).
-	applyBulk func(ctx context.Context, tx pgx.Tx, schema string, evs []decoded) error
+	// finishBulk). With kept it records there what a latestItems keeps.
+	applyBulk func(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, kept *bulkKept) error
 	// bulkLoaded tables have their indexes dropped while a replay loads them and built
 	// once at the end, which is much faster than maintaining them row by row.
 	bulkLoaded []string
@@ -57,8 +57,11 @@ type Model struct {
 	trimBulk func(schema string) []string
 	// finishBulk, if set, completes the tables in schema after a bulk replay and
 	// trimBulk, before their indexes are built (the workspaces model fills items from
-	// item_history).
-	finishBulk func(ctx context.Context, pool *pgxpool.Pool, schema string) error
+	// item_history, or copies them from latest when it is usable).
+	finishBulk func(ctx context.Context, pool *pgxpool.Pool, schema string, latest *latestItems) error
+	// keepsLatest: a bulk replay may keep each item's latest version in memory
+	// (latestItems), for finishBulk.
+	keepsLatest bool
 	// bulkFilled are the tables finishBulk writes; the others' indexes are built meanwhile.
 	bulkFilled []string
 }
@@ -69,10 +72,11 @@ type table struct {
 	key  []string // primary-key columns, for ordering and reporting differences
 }
 
-// write applies decoded events to the model's tables in schema within tx.
-func (m *Model) write(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, bulk bool) error {
+// write applies decoded events to the model's tables in schema within tx; in bulk mode
+// with kept, applyBulk records there what a latestItems keeps.
+func (m *Model) write(ctx context.Context, tx pgx.Tx, schema string, evs []decoded, bulk bool, kept *bulkKept) error {
 	if bulk && m.applyBulk != nil {
-		return m.applyBulk(ctx, tx, schema, evs)
+		return m.applyBulk(ctx, tx, schema, evs, kept)
 	}
 	b := &pgx.Batch{}
 	m.queue(b, schema, evs, bulk)

@@ -73,16 +73,20 @@ func Verify(ctx context.Context, cfg RebuildConfig, model string, maxDiffs int) 
 	if _, err := dropBulkIndexes(ctx, cfg.Pool, m, scratch); err != nil {
 		return VerifyResult{}, err
 	}
+	var latest *latestItems // kept over the attempts: each replay goes on from the last
+	if m.keepsLatest {
+		latest = newLatestItems(cfg.LatestItemsBytes)
+	}
 	for attempt := 1; ; attempt++ {
 		liveCP, err := readCheckpoint(ctx, cfg.Pool, live, false)
 		if err != nil {
 			return VerifyResult{}, err
 		}
-		cp, err := replay(ctx, cfg, m, scratch, &liveCP.Position, true, liveCP.Events, start)
+		cp, err := replay(ctx, cfg, m, scratch, &liveCP.Position, true, liveCP.Events, start, latest)
 		if err != nil {
 			return VerifyResult{}, err
 		}
-		if err := finishBulk(ctx, cfg.Pool, m, scratch); err != nil {
+		if err := finishBulk(ctx, cfg.Pool, m, scratch, latest); err != nil {
 			return VerifyResult{}, err
 		}
 		res, same, err := compareAt(ctx, cfg, m, live, scratch, cp.Position, attempt > 3, maxDiffs)

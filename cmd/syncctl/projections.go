@@ -22,6 +22,7 @@ import (
 
 var projectionsFlags struct {
 	batch      int
+	itemsBytes int64
 	maxDiffs   int
 	scan       int
 	asideShown int
@@ -58,6 +59,7 @@ var projectionsStatusCmd = &cobra.Command{
 func init() {
 	for _, c := range []*cobra.Command{projectionsRebuildCmd, projectionsVerifyCmd} {
 		c.Flags().IntVar(&projectionsFlags.batch, "batch", 5000, "events read and applied per transaction")
+		c.Flags().Int64Var(&projectionsFlags.itemsBytes, "items-memory", 0, "bytes the replay may use to keep each item's latest version, so that the items table is copied from memory rather than computed from the whole item history afterwards (0: 256 MiB; negative: none); past it, the finish computes them")
 	}
 	projectionsVerifyCmd.Flags().IntVar(&projectionsFlags.maxDiffs, "max-diffs", 50, "differences printed per model (all are counted)")
 	projectionsStatusCmd.Flags().IntVar(&projectionsFlags.scan, "scan", 100000, "most events read to count a model's lag")
@@ -180,6 +182,7 @@ func runProjectionsRebuild(cmd *cobra.Command, args []string) error {
 		res, err := projections.Rebuild(ctx, projections.RebuildConfig{
 			InlineAfter: inlineAfter(),
 			Pool:        pool, Source: store, BatchSize: projectionsFlags.batch, Progress: pr.update, Logger: logger(),
+			LatestItemsBytes: projectionsFlags.itemsBytes,
 		}, name)
 		pr.done()
 		if err != nil {
@@ -213,6 +216,7 @@ func runProjectionsVerify(cmd *cobra.Command, args []string) error {
 		res, err := projections.Verify(ctx, projections.RebuildConfig{
 			InlineAfter: inlineAfter(),
 			Pool:        pool, Source: store, BatchSize: projectionsFlags.batch, Progress: pr.update, Logger: logger(),
+			LatestItemsBytes: projectionsFlags.itemsBytes,
 		}, name, projectionsFlags.maxDiffs)
 		pr.done()
 		if err != nil {

@@ -136,7 +136,11 @@ func copyLatestItems(ctx context.Context, pool *pgxpool.Pool, schema string, l *
 		return fmt.Errorf("copy items of %s: %w", schema, err)
 	}
 	sql := `COPY ` + items + ` (` + itemColumns + `) FROM STDIN WITH (FORMAT binary)`
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &latestReader{l: l, cur: []byte(copyHeader)}, sql); err != nil {
+	// The reader holds the rows and the moved-out set themselves: pgconn may return from
+	// CopyFrom on a server error while its goroutine still reads, and the caller then
+	// drops l.
+	r := &latestReader{rows: l.rows, movedOut: l.movedOut, cur: []byte(copyHeader)}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, r, sql); err != nil {
 		return fmt.Errorf("copy %d items into %s: %w", len(l.rows), items, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -148,10 +152,11 @@ func copyLatestItems(ctx context.Context, pool *pgxpool.Pool, schema string, l *
 // latestReader reads the binary COPY data of l's items: the header, the tuple of every
 // item that did not move out, the trailer.
 type latestReader struct {
-	l    *latestItems
-	next int    // the next row of l
-	cur  []byte // what is left of the current piece
-	done bool   // the trailer is in cur or read
+	rows     []latestRow
+	movedOut map[itemKey]struct{} // only read
+	next     int                  // the next row
+	cur      []byte               // what is left of the current piece
+	done     bool                 // the trailer is in cur or read
 }
 
 func (r *latestReader) Read(p []byte) (int, error) {
@@ -171,10 +176,10 @@ func (r *latestReader) Read(p []byte) (int, error) {
 
 // advance sets cur to the next piece; false after the trailer.
 func (r *latestReader) advance() bool {
-	for r.next < len(r.l.rows) {
-		row := &r.l.rows[r.next]
+	for r.next < len(r.rows) {
+		row := &r.rows[r.next]
 		r.next++
-		if _, out := r.l.movedOut[row.key]; !out {
+		if _, out := r.movedOut[row.key]; !out {
 			r.cur = row.tuple
 			return true
 		}

@@ -44,7 +44,11 @@ func TestLatestItemsKeepsEachItemsHighestVersion(t *testing.T) {
 	if !l.usable() {
 		t.Fatal("within its bound, the tracker must be usable")
 	}
-	got, err := io.ReadAll(&latestReader{l: l, cur: []byte(copyHeader)})
+	// The reader holds what it reads: pgconn may still read after CopyFrom returned on a
+	// server error, while the caller drops the tracker.
+	reader := &latestReader{rows: l.rows, movedOut: l.movedOut, cur: []byte(copyHeader)}
+	l.drop()
+	got, err := io.ReadAll(reader)
 	if err != nil {
 		t.Fatal(err)
 	}

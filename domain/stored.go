@@ -128,8 +128,8 @@ func (t *valueTable[T]) clone() valueTable[T] {
 // *time.Location for each decode unless the offset is a whole hour) is one zone per
 // offset; any other location is itself.
 type zoneTable struct {
-	vals  []*time.Location // the first location seen of each zone
-	index map[zoneKey]uint32
+	keys valueTable[zoneKey]
+	locs []*time.Location // by number: the first location seen of each zone
 }
 
 // zoneKey is a location, or an unnamed fixed zone's offset (loc nil).
@@ -148,21 +148,16 @@ func (z *zoneTable) id(t time.Time) uint32 {
 			k.loc = nil
 		}
 	}
-	if i, ok := z.index[k]; ok {
-		return i
+	i := z.keys.id(k)
+	if int(i) == len(z.locs) {
+		z.locs = append(z.locs, loc)
 	}
-	if z.index == nil {
-		z.index = map[zoneKey]uint32{}
-	}
-	i := uint32(len(z.vals)) //nolint:gosec // one per distinct zone of a workspace's stored versions
-	z.vals = append(z.vals, loc)
-	z.index[k] = i
 	return i
 }
 
 // clone returns a copy that shares nothing mutable with z.
 func (z *zoneTable) clone() zoneTable {
-	return zoneTable{vals: slices.Clone(z.vals), index: maps.Clone(z.index)}
+	return zoneTable{keys: z.keys.clone(), locs: slices.Clone(z.locs)}
 }
 
 // compact returns m as stored (m.ID and m.Version are where it is stored). It keeps
@@ -195,7 +190,7 @@ func (w *Workspace) compact(m *ItemMetadata) storedVersion {
 // its own.
 func (w *Workspace) expand(id ItemID, n int, s *storedVersion) ItemMetadata {
 	m := ItemMetadata{ID: &id, Version: int64(n), DeviceID: w.uuids.vals[s.device], WorkspaceID: w.uuids.vals[s.ws],
-		Status: Status(w.labels.vals[s.status]), ModifiedAt: time.Unix(s.modSec, int64(s.modNsec)).In(w.zones.vals[s.zone]),
+		Status: Status(w.labels.vals[s.status]), ModifiedAt: time.Unix(s.modSec, int64(s.modNsec)).In(w.zones.locs[s.zone]),
 		Checksum: s.checksum, Size: s.size, IsFolder: s.flags&svFolder != 0, Mimetype: w.labels.vals[s.mime]}
 	var chunks []string
 	m.Filename, chunks = splitText(s.text)

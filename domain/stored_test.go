@@ -141,8 +141,8 @@ func TestStoredZonesAreOnePerFixedOffset(t *testing.T) {
 		want = append(want, m)
 		stored = append(stored, w.compact(&m))
 	}
-	if len(w.zones.vals) != len(offsets)+1 {
-		t.Errorf("%d zones stored for %d fixed offsets and one named zone", len(w.zones.vals), len(offsets))
+	if len(w.zones.locs) != len(offsets)+1 {
+		t.Errorf("%d zones stored for %d fixed offsets and one named zone", len(w.zones.locs), len(offsets))
 	}
 	for i := range want {
 		got := w.expand(*want[i].ID, 1, &stored[i]).ModifiedAt

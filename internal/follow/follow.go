@@ -79,8 +79,10 @@ type Config struct {
 	// whoever waits on this follower's checkpoint; it must not block).
 	OnAdvance func()
 	// Idle, if set, is called after a read that found nothing to handle, before the
-	// follower waits; an error ends Run with it. (The projector stores a checkpoint
-	// move it deferred.)
+	// follower waits; an error ends Run with it. It is called once more when Run ends
+	// because ctx ended (a stop, or the role lost), with a context of its own bounded by
+	// idleFlushTimeout; that call's error is only logged. (The projector stores a
+	// checkpoint move it deferred.)
 	Idle func(ctx context.Context) error
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -257,6 +259,23 @@ func (f *Follower) Retry(ctx context.Context, what string, op func(ctx context.C
 	}
 }
 
+// idleFlushTimeout bounds Idle's last call when Run ends with its context.
+const idleFlushTimeout = 2 * time.Second
+
+// flushIdle gives Idle its last call once ctx has ended: what it stores (the
+// projector's deferred checkpoint move) is stored at a clean stop rather than left
+// for the next leader or start to repeat. Nothing when Run ended for another reason.
+func (f *Follower) flushIdle(ctx context.Context) {
+	if f.cfg.Idle == nil || ctx.Err() == nil {
+		return
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idleFlushTimeout)
+	defer cancel()
+	if err := f.cfg.Idle(fctx); err != nil {
+		f.log.Warn("follower: last idle call at stop", "follower", f.cfg.Name, "err", err)
+	}
+}
+
 // Run follows the global order from the checkpoint Load returns, handing each batch to
 // handle, until ctx ends or handle fails (its error is returned after the events it
 // finished are recorded).
@@ -276,6 +295,7 @@ func (f *Follower) Run(ctx context.Context, handle Handler) error {
 	}
 	f.mu.Unlock()
 	f.log.Info("following the event store", "follower", f.cfg.Name, "from", pos)
+	defer f.flushIdle(ctx)
 	wait := f.cfg.PollMin
 	for {
 		if err := ctx.Err(); err != nil {

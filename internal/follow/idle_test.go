@@ -162,3 +162,51 @@ func TestTailPacesEmptyReads(t *testing.T) {
 		return nil
 	})
 }
+
+// A follower stopped by its context calls Idle once more, with a context still live,
+// so that a projector stores the checkpoint move it deferred; a run that ends with its
+// handler's error does not.
+func TestIdleCalledOnceMoreAtStop(t *testing.T) {
+	store := memstore.New()
+	defer store.Close()
+	if _, err := store.Append(context.Background(), "s-1", eventstore.Any(), eventstore.Record{ID: uuid.New(), Type: "t", Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, stop := range []bool{true, false} {
+		var mu sync.Mutex
+		var calls, live int
+		f, err := New(Config{Name: "f", Reader: StoreReader{Store: store}, PollMin: time.Hour, PollMax: time.Hour,
+			Load: func(context.Context) (eventstore.Position, error) { return eventstore.Start, nil },
+			Idle: func(ctx context.Context) error {
+				mu.Lock()
+				defer mu.Unlock()
+				calls++
+				if ctx.Err() == nil {
+					live++
+				}
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		failed := errors.New("handler failed")
+		err = f.Run(ctx, func(_ context.Context, batch []eventstore.RecordedEvent) (int, error) {
+			if stop {
+				cancel() // the stop comes while the batch is handled: no empty read follows
+				return len(batch), nil
+			}
+			return 0, failed
+		})
+		cancel()
+		mu.Lock()
+		c, l := calls, live
+		mu.Unlock()
+		switch {
+		case stop && (!errors.Is(err, context.Canceled) || c != 1 || l != 1):
+			t.Errorf("stopped: Run %v; Idle called %d times, %d with a live context; want once, live", err, c, l)
+		case !stop && (!errors.Is(err, failed) || c != 0):
+			t.Errorf("handler failed: Run %v; Idle called %d times, want none", err, c)
+		}
+	}
+}

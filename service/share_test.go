@@ -86,8 +86,12 @@ func newSharer(t *testing.T, e *shareEnv) *sharer {
 				return err
 			}
 		}
-		_, err := sh.s.Workspaces(ctx, sh.alice)
-		return err
+		for _, u := range []uuid.UUID{sh.alice, sh.bob, sh.carol} { // the workspaces model is projected a moment later
+			if _, err := sh.s.Workspaces(ctx, u); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	res := sh.commit(t, sh.home, "tree", folder(-1, "docs"), file(-2, "a.txt", ptr(domain.ItemID(-1)), 10),
 		folder(-3, "sub"), file(-4, "b.txt", ptr(domain.ItemID(-3)), 20), file(-5, "c.txt", nil, 30))
